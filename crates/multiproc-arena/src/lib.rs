@@ -1,0 +1,68 @@
+//! The shared-memory base of [multiproc]: segments, an arena allocator, futex wait/wake,
+//! process liveness and handle transfer.
+//!
+//! Every other multiproc crate sits on this one. A shared primitive (a lock, a queue header, a
+//! value) is a small [`ShmSafe`] struct placed in an [`Arena`] — a segment mapped by every
+//! process that uses it, possibly at different addresses, so links are [`Offset`]s. Waiting is
+//! a [`futex`] on a word in that memory; recovering from a process that died mid-operation uses
+//! [`ProcessId`] liveness; and passing a handle to another process goes through [`transfer`].
+//!
+//! - [`Segment`]: an anonymous (memfd) or named (`/dev/shm`) mapping with a validated header.
+//! - [`Arena`], [`Offset`]: a lock-free allocator in a segment; [`Arena::global`] is the default.
+//! - [`Shared`] / [`Value`], [`Array`]: reference-counted objects in an arena (Python's
+//!   `RawValue` / `RawArray`).
+//! - [`SharedMemory`]: named shared bytes (Python's `shared_memory.SharedMemory`).
+//! - [`ShmSafe`]: the marker for types allowed in shared memory.
+//! - [`futex`]: wait/wake with absolute deadlines; [`sync`]: the std/loom atomics shim.
+//! - [`ProcessId`]: a process identity immune to PID reuse.
+//! - [`transfer`]: serde-based handle transfer with an out-of-band descriptor table.
+//! - [`cleanup_orphans`]: removes named segments whose creator was killed.
+//!
+//! ```
+//! use multiproc_arena::{Arena, Shared};
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! let arena = Arena::new(1 << 20).unwrap();
+//! let counter = Shared::new_in(&arena, AtomicU64::new(0)).unwrap();
+//! counter.fetch_add(1, Ordering::Relaxed); // a forked child sees and updates the same word
+//! assert_eq!(counter.load(Ordering::Relaxed), 1);
+//! ```
+//!
+//! [multiproc]: https://docs.rs/multiproc
+
+mod alloc;
+mod arena;
+mod error;
+pub mod futex;
+mod liveness;
+mod loom;
+mod shared;
+mod shm_safe;
+
+#[cfg(not(multiproc_loom))]
+mod segment;
+#[cfg(not(multiproc_loom))]
+mod shared_memory;
+mod sys;
+pub mod transfer;
+
+pub use crate::arena::{Arena, Offset};
+pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::liveness::{pid_alive, ProcessId};
+pub use crate::loom::sync;
+pub use crate::shared::*;
+pub use crate::shm_safe::ShmSafe;
+
+#[cfg(not(multiproc_loom))]
+pub use crate::arena::DEFAULT_GLOBAL_CAPACITY;
+#[cfg(not(multiproc_loom))]
+pub use crate::segment::{
+    cleanup_orphans, random_name, random_u64, validate_name, Segment, LAYOUT_VERSION, MAX_NAME_LEN,
+};
+#[cfg(not(multiproc_loom))]
+pub use crate::shared_memory::SharedMemory;
+
+/// Python's `RawValue`: a `T` in shared memory without a lock (use atomics inside, or
+/// `multiproc_ipc_lock::Mutex` for the synchronised `Value`).
+#[cfg(not(multiproc_loom))]
+pub type Value<T> = Shared<T>;

@@ -1,0 +1,444 @@
+//! Shared-memory segments: anonymous (memfd) and named (POSIX shm under `/dev/shm`).
+//!
+//! Every segment starts with a [`SegmentHeader`] page; the caller's bytes follow at
+//! [`Segment::as_ptr`]. Opening validates the header, and each way it can be wrong is its own
+//! [`ErrorKind`].
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::liveness::ProcessId;
+use memmap2::{MmapOptions, MmapRaw};
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// `b"MPROCSEG"` as a little-endian u64.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MPROCSEG");
+/// Bumped whenever the layout of any shared header changes.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes reserved for the header; the caller's area starts here (page aligned).
+pub(crate) const HEADER_SPACE: usize = 4096;
+/// Where named segments live on Linux.
+const SHM_DIR: &str = "/dev/shm";
+/// Longest accepted name (without the leading `/`); NAME_MAX is 255.
+pub const MAX_NAME_LEN: usize = 250;
+
+const STATE_READY: u32 = 1;
+const FLAG_PERSIST: u32 = 1;
+pub(crate) const FLAG_ARENA: u32 = 2;
+
+/// The header at offset 0 of every segment. Two processes must agree on it byte for byte.
+#[repr(C)]
+pub(crate) struct SegmentHeader {
+    magic: u64,
+    version: u32,
+    /// 0 while the creator initialises, [`STATE_READY`] after.
+    state: AtomicU32,
+    /// Total size of the object in bytes (header page included).
+    size: u64,
+    /// Random identity, used to recognise a segment mapped twice.
+    id: u64,
+    creator_pid: u32,
+    /// [`FLAG_PERSIST`], [`FLAG_ARENA`].
+    flags: AtomicU32,
+    creator_start: u64,
+    /// The length the creator asked for (usable bytes before rounding to pages).
+    user_len: u64,
+    _reserved: [u64; 9],
+}
+
+#[cfg(not(multiproc_loom))]
+mod layout {
+    use super::SegmentHeader;
+    use static_assertions::{assert_eq_align, assert_eq_size, const_assert_eq};
+    use std::mem::offset_of;
+    assert_eq_size!(SegmentHeader, [u8; 128]);
+    assert_eq_align!(SegmentHeader, u64);
+    const_assert_eq!(offset_of!(SegmentHeader, magic), 0);
+    const_assert_eq!(offset_of!(SegmentHeader, version), 8);
+    const_assert_eq!(offset_of!(SegmentHeader, state), 12);
+    const_assert_eq!(offset_of!(SegmentHeader, size), 16);
+    const_assert_eq!(offset_of!(SegmentHeader, id), 24);
+    const_assert_eq!(offset_of!(SegmentHeader, creator_pid), 32);
+    const_assert_eq!(offset_of!(SegmentHeader, flags), 36);
+    const_assert_eq!(offset_of!(SegmentHeader, creator_start), 40);
+    const_assert_eq!(offset_of!(SegmentHeader, user_len), 48);
+}
+
+/// A mapped shared-memory segment.
+///
+/// Anonymous segments ([`Segment::anonymous`]) are inherited by fork and passed to other
+/// processes as a descriptor (see [`transfer`](crate::transfer)). Named segments
+/// ([`Segment::create`], [`Segment::open`]) can be opened by any process of the same user that
+/// knows the name; they are created with `O_EXCL` and mode 0600, and the creator unlinks the
+/// name on drop unless [`Segment::persist`] was called. If the creator is killed, the next
+/// [`cleanup_orphans`] call (made automatically before a process creates its first named
+/// segment) removes the name.
+pub struct Segment {
+    map: MmapRaw,
+    file: File,
+    name: Option<String>,
+    /// Unlink the name on drop (creator only; never in a forked child).
+    unlink_on_drop: bool,
+    creator: u32,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name)
+            .field("id", &format_args!("{:#x}", self.id()))
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// Validates a POSIX shm name (with or without its leading `/`) and returns it without.
+pub fn validate_name(name: &str) -> Result<&str> {
+    let bare = name.strip_prefix('/').unwrap_or(name);
+    if bare.is_empty() {
+        return Err(Error::new(ErrorKind::InvalidName, "empty name"));
+    }
+    if bare.len() > MAX_NAME_LEN {
+        return Err(Error::new(
+            ErrorKind::InvalidName,
+            format!("name is {} bytes, the limit is {MAX_NAME_LEN}", bare.len()),
+        ));
+    }
+    if bare.contains('/') || bare.contains('\0') || bare == "." || bare == ".." {
+        return Err(Error::new(ErrorKind::InvalidName, format!("{name:?} holds '/' or NUL")));
+    }
+    Ok(bare)
+}
+
+fn shm_path(bare: &str) -> PathBuf {
+    PathBuf::from(SHM_DIR).join(bare)
+}
+
+/// A fresh random u64 from the kernel.
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    crate::sys::getrandom(&mut b).expect("getrandom failed");
+    u64::from_le_bytes(b)
+}
+
+/// A random segment name with this crate's prefix (`multiproc-<pid>-<hex>`).
+pub fn random_name() -> String {
+    format!("multiproc-{}-{:016x}", std::process::id(), random_u64())
+}
+
+fn total_size(len: usize) -> Result<usize> {
+    len.checked_add(HEADER_SPACE)
+        .and_then(|t| t.checked_next_multiple_of(4096))
+        .filter(|&t| t <= isize::MAX as usize)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidLayout, format!("size {len} too large")))
+}
+
+impl Segment {
+    /// A new anonymous segment of `len` usable bytes (zeroed), backed by a memfd.
+    pub fn anonymous(len: usize) -> Result<Segment> {
+        let s = Self::anonymous_uninit(len, 0)?;
+        s.mark_ready();
+        Ok(s)
+    }
+
+    /// Creates a named segment of `len` usable bytes (zeroed). Fails with
+    /// [`ErrorKind::AlreadyExists`] if the name is taken.
+    pub fn create(name: &str, len: usize) -> Result<Segment> {
+        let s = Self::create_with_flags(name, len, 0)?;
+        s.mark_ready();
+        Ok(s)
+    }
+
+    /// An anonymous segment not yet marked ready (the caller initialises, then marks).
+    pub(crate) fn anonymous_uninit(len: usize, flags: u32) -> Result<Segment> {
+        let fd = crate::sys::memfd_create("multiproc").map_err(|e| Error::io(e, "memfd_create"))?;
+        Self::init(File::from(fd), len, None, flags)
+    }
+
+    pub(crate) fn create_with_flags(name: &str, len: usize, flags: u32) -> Result<Segment> {
+        let bare = validate_name(name)?;
+        cleanup_orphans_once();
+        let path = shm_path(bare);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| Error::io(e, format!("creating /{bare}")))?;
+        match Self::init(file, len, Some(bare.to_string()), flags) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    fn init(file: File, len: usize, name: Option<String>, flags: u32) -> Result<Segment> {
+        let total = total_size(len)?;
+        file.set_len(total as u64).map_err(|e| Error::io(e, "ftruncate"))?;
+        let map = MmapOptions::new().len(total).map_raw(&file).map_err(|e| Error::io(e, "mmap"))?;
+        let me = ProcessId::current();
+        let hdr = map.as_mut_ptr().cast::<SegmentHeader>();
+        // SAFETY:
+        // - the mapping is at least HEADER_SPACE (4096) bytes, page aligned, and writable;
+        // - nobody else can see this segment yet except openers of a named one, which read
+        //   `state` atomically and wait for READY before trusting other fields.
+        unsafe {
+            (*hdr).magic = MAGIC;
+            (*hdr).version = LAYOUT_VERSION;
+            (*hdr).size = total as u64;
+            (*hdr).id = random_u64();
+            (*hdr).creator_pid = me.pid();
+            (*hdr).creator_start = me.start_time();
+            (*hdr).user_len = len as u64;
+            (*hdr).flags.store(flags, Ordering::Relaxed);
+        }
+        let seg = Segment { map, file, unlink_on_drop: name.is_some(), name, creator: me.pid() };
+        Ok(seg)
+    }
+
+    /// Marks the segment initialised: openers stop getting [`ErrorKind::NotInitialized`].
+    pub(crate) fn mark_ready(&self) {
+        self.header().state.store(STATE_READY, Ordering::Release);
+    }
+
+    /// Opens an existing named segment and validates its header.
+    pub fn open(name: &str) -> Result<Segment> {
+        let bare = validate_name(name)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(shm_path(bare))
+            .map_err(|e| Error::io(e, format!("opening /{bare}")))?;
+        Self::map_existing(file, Some(bare.to_string()))
+    }
+
+    /// Maps a segment from a descriptor (received from another process) and validates it.
+    pub fn from_fd(fd: OwnedFd) -> Result<Segment> {
+        Self::map_existing(File::from(fd), None)
+    }
+
+    fn map_existing(file: File, name: Option<String>) -> Result<Segment> {
+        let len = file.metadata().map_err(|e| Error::io(e, "fstat"))?.len();
+        if len == 0 {
+            return Err(Error::new(ErrorKind::NotInitialized, "object has size 0"));
+        }
+        if len < HEADER_SPACE as u64 {
+            return Err(Error::new(
+                ErrorKind::Truncated,
+                format!("object is {len} bytes, smaller than a header"),
+            ));
+        }
+        let map = MmapOptions::new()
+            .len(len as usize)
+            .map_raw(&file)
+            .map_err(|e| Error::io(e, "mmap"))?;
+        let seg = Segment { map, file, name, unlink_on_drop: false, creator: 0 };
+        let h = seg.header();
+        let state = h.state.load(Ordering::Acquire);
+        // SAFETY (for the plain reads below): these fields are written once by the creator
+        // before it publishes STATE_READY with Release; we read them after an Acquire load.
+        let (magic, version, size) = (h.magic, h.version, h.size);
+        if magic != MAGIC {
+            if magic == 0 && state == 0 {
+                return Err(Error::new(ErrorKind::NotInitialized, "header not written yet"));
+            }
+            return Err(Error::new(ErrorKind::InvalidHeader, format!("magic {magic:#018x}")));
+        }
+        if version != LAYOUT_VERSION {
+            return Err(Error::new(
+                ErrorKind::VersionMismatch,
+                format!("segment has layout {version}, this build speaks {LAYOUT_VERSION}"),
+            ));
+        }
+        if size > len {
+            return Err(Error::new(
+                ErrorKind::Truncated,
+                format!("header says {size} bytes, object has {len}"),
+            ));
+        }
+        if state != STATE_READY {
+            return Err(Error::kind_only(ErrorKind::NotInitialized));
+        }
+        Ok(seg)
+    }
+
+    /// Records the name of a segment received as a descriptor (it does not unlink on drop).
+    pub(crate) fn with_name(mut self, name: String) -> Segment {
+        if !name.is_empty() {
+            self.name = Some(name);
+        }
+        self
+    }
+
+    pub(crate) fn header(&self) -> &SegmentHeader {
+        // SAFETY: the mapping is at least HEADER_SPACE bytes and page aligned; the header's
+        // mutable fields are atomics, the rest are only written before publication.
+        unsafe { &*self.map.as_ptr().cast::<SegmentHeader>() }
+    }
+
+    /// Start of the caller's bytes (page aligned).
+    pub fn as_ptr(&self) -> *mut u8 {
+        // SAFETY: HEADER_SPACE is within the mapping (checked at create/open).
+        unsafe { self.map.as_mut_ptr().add(HEADER_SPACE) }
+    }
+
+    /// Usable bytes (the mapping less the header page).
+    pub fn len(&self) -> usize {
+        self.map.len() - HEADER_SPACE
+    }
+
+    /// The length the creator asked for (≤ [`len`](Self::len), which is rounded to pages).
+    pub fn requested_len(&self) -> usize {
+        (self.header().user_len as usize).min(self.len())
+    }
+
+    /// Whether the usable area is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The segment's random identity (the same in every process that maps it).
+    pub fn id(&self) -> u64 {
+        self.header().id
+    }
+
+    /// The name without the leading `/`, for named segments.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The process that created the segment.
+    pub fn creator(&self) -> ProcessId {
+        let h = self.header();
+        ProcessId::from_parts(h.creator_pid, h.creator_start)
+    }
+
+    pub(crate) fn flags(&self) -> u32 {
+        self.header().flags.load(Ordering::Acquire)
+    }
+
+    /// Keeps the name after the creator drops the segment or dies (like a file); remove it
+    /// with [`Segment::unlink`] or [`Segment::unlink_name`].
+    pub fn persist(&mut self) {
+        self.header().flags.fetch_or(FLAG_PERSIST, Ordering::AcqRel);
+        self.unlink_on_drop = false;
+    }
+
+    /// Removes the name now. Processes that have it mapped keep their mapping.
+    pub fn unlink(&mut self) -> Result<()> {
+        self.unlink_on_drop = false;
+        let name = self
+            .name
+            .clone()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidName, "anonymous segment has no name"))?;
+        Self::unlink_name(&name)
+    }
+
+    /// Removes a named segment by name. [`ErrorKind::NotFound`] if there is none (so a double
+    /// unlink is an error, as in Python).
+    pub fn unlink_name(name: &str) -> Result<()> {
+        let bare = validate_name(name)?;
+        std::fs::remove_file(shm_path(bare)).map_err(|e| Error::io(e, format!("unlinking /{bare}")))
+    }
+
+    /// The descriptor backing the mapping (to pass the segment to another process).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        // Only the creating process unlinks (a forked child inherits the struct, not the duty).
+        if self.unlink_on_drop && self.creator == crate::sys::getpid() {
+            if let Some(n) = &self.name {
+                let _ = std::fs::remove_file(shm_path(n));
+            }
+        }
+    }
+}
+
+fn cleanup_orphans_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = cleanup_orphans();
+    });
+}
+
+/// Removes named multiproc segments whose creator is dead and that were not persisted.
+///
+/// This is the crash cleanup of named segments: a creator killed with SIGKILL cannot unlink
+/// its names, so the next process that calls this (every process does, once, before it creates
+/// its first named segment) removes them. Objects that are not multiproc segments, belong to
+/// another user, or were persisted are left alone. Returns how many names were removed.
+pub fn cleanup_orphans() -> Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let dir = match std::fs::read_dir(SHM_DIR) {
+        Ok(d) => d,
+        Err(e) => return Err(Error::io(e, "reading /dev/shm")),
+    };
+    let my_uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    let mut removed = 0;
+    for entry in dir.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() || meta.len() < HEADER_SPACE as u64 {
+            continue;
+        }
+        if let Ok(uid) = &my_uid {
+            if std::os::unix::fs::MetadataExt::uid(&meta) != *uid {
+                continue;
+            }
+        }
+        let Ok(f) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(entry.path())
+        else {
+            continue;
+        };
+        let mut raw = [0u8; 48];
+        if f.read_exact_at(&mut raw, 0).is_err() {
+            continue;
+        }
+        let word = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().unwrap());
+        let half = |o: usize| u32::from_le_bytes(raw[o..o + 4].try_into().unwrap());
+        if word(0) != MAGIC || half(8) != LAYOUT_VERSION || half(12) != STATE_READY {
+            continue;
+        }
+        if half(36) & FLAG_PERSIST != 0 {
+            continue;
+        }
+        let creator = ProcessId::from_parts(half(32), word(40));
+        if creator.pid() == 0 || creator.is_alive() {
+            continue;
+        }
+        if std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+impl serde::Serialize for Segment {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let idx = crate::transfer::push_fd(self.fd()).map_err(S::Error::custom)?;
+        (idx, self.name().unwrap_or("")).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Segment {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (idx, name): (u32, String) = serde::Deserialize::deserialize(d)?;
+        let fd = crate::transfer::take_fd(idx).map_err(D::Error::custom)?;
+        Ok(Segment::from_fd(fd).map_err(D::Error::custom)?.with_name(name))
+    }
+}

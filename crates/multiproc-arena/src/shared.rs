@@ -1,0 +1,428 @@
+//! [`Shared<T>`] and [`Array<T>`]: reference-counted objects in an arena, shared by processes.
+//!
+//! The reference count lives in the block, next to the value, so it counts handles in every
+//! process: clones and drops in any process adjust it, and the last drop frees the block.
+//! Passing a handle to another process (handle transfer) takes a reference for the receiver.
+//! A forked child inherits the parent's handles without taking references, so it must not drop
+//! what it did not clone: the fork start method of `multiproc-spawn` hands the target closure
+//! to the child and forgets it in the parent, which keeps the counts exact. A process killed
+//! while holding references leaks them (the block stays allocated), never frees early.
+
+#[cfg(not(multiproc_loom))]
+pub use real::*;
+
+#[cfg(not(multiproc_loom))]
+mod real {
+    use crate::arena::{Arena, Offset};
+    use crate::error::{Error, ErrorKind, Result};
+    use crate::shm_safe::ShmSafe;
+    use std::marker::PhantomData;
+    use std::ptr::NonNull;
+    use std::sync::atomic::{fence, AtomicU32, Ordering};
+
+    /// Precedes the values of every block handed out by `Shared`/`Array`.
+    #[repr(C)]
+    struct BlockHeader {
+        refs: AtomicU32,
+        _pad: u32,
+        /// Hash of the element type's name, size and alignment (checked on transfer).
+        tag: u64,
+        /// Number of elements.
+        len: u64,
+        _reserved: u64,
+    }
+    static_assertions::assert_eq_size!(BlockHeader, [u64; 4]);
+
+    /// FNV-1a of the type's name, size and alignment: the same in every process running the
+    /// same binary, different for a different element type.
+    fn type_tag<T>() -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |b: u8| {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        };
+        std::any::type_name::<T>().bytes().for_each(&mut eat);
+        (std::mem::size_of::<T>() as u64).to_le_bytes().into_iter().for_each(&mut eat);
+        (std::mem::align_of::<T>() as u64).to_le_bytes().into_iter().for_each(&mut eat);
+        h
+    }
+
+    /// A block of `len` values of `T` after a header, with the reference-count logic.
+    struct Block<T: ShmSafe> {
+        arena: Arena,
+        off: Offset<u8>,
+        header: NonNull<BlockHeader>,
+        data: NonNull<T>,
+        len: usize,
+        _owns: PhantomData<T>,
+    }
+
+    // SAFETY: the block is shared memory holding ShmSafe (Send + Sync) values; the handle
+    // only adds an arena reference (Send + Sync).
+    unsafe impl<T: ShmSafe> Send for Block<T> {}
+    // SAFETY: as above.
+    unsafe impl<T: ShmSafe> Sync for Block<T> {}
+
+    const fn data_offset<T>() -> usize {
+        let a = std::mem::align_of::<T>();
+        let h = std::mem::size_of::<BlockHeader>();
+        h.div_ceil(a) * a
+    }
+
+    fn layout<T>(len: usize) -> Result<(usize, usize)> {
+        let size = std::mem::size_of::<T>()
+            .checked_mul(len)
+            .and_then(|n| n.checked_add(data_offset::<T>()))
+            .ok_or_else(|| Error::new(ErrorKind::InvalidLayout, "array too large"))?;
+        Ok((size, std::mem::align_of::<T>().max(8)))
+    }
+
+    impl<T: ShmSafe> Block<T> {
+        fn new_with(arena: &Arena, len: usize, mut init: impl FnMut(usize) -> T) -> Result<Self> {
+            let (size, align) = layout::<T>(len)?;
+            let off = arena.alloc_raw(size, align)?;
+            let base = arena.ptr(off, size).expect("fresh block lies in the arena");
+            let header = base.cast::<BlockHeader>();
+            // SAFETY: `base` is a fresh block of `size` bytes aligned to `align` (≥ 8, ≥
+            // align_of::<T>) that no other process knows yet; we write the header and every
+            // element before anyone can see the offset.
+            let data = unsafe {
+                header.write(BlockHeader {
+                    refs: AtomicU32::new(1),
+                    _pad: 0,
+                    tag: type_tag::<T>(),
+                    len: len as u64,
+                    _reserved: 0,
+                });
+                let data = base.add(data_offset::<T>()).cast::<T>();
+                for i in 0..len {
+                    data.add(i).write(init(i));
+                }
+                data
+            };
+            Ok(Block {
+                arena: arena.clone(),
+                off,
+                // SAFETY: pointers into a live mapping are non-null.
+                header: unsafe { NonNull::new_unchecked(header) },
+                // SAFETY: as above.
+                data: unsafe { NonNull::new_unchecked(data) },
+                len,
+                _owns: PhantomData,
+            })
+        }
+
+        /// Rebuilds a handle from a received (arena, offset), checking every claim.
+        fn adopt(arena: Arena, off: Offset<u8>, len: usize, tag: u64) -> Result<Self> {
+            let bad = |why: &str| Error::new(ErrorKind::InvalidHandle, why.to_string());
+            if tag != type_tag::<T>() {
+                return Err(bad("element type differs from the sender's"));
+            }
+            let (size, align) = layout::<T>(len)?;
+            if off.raw() % align as u64 != 0 {
+                return Err(bad("misaligned offset"));
+            }
+            let base = arena.ptr(off, size).ok_or_else(|| bad("offset outside the arena"))?;
+            let header = base.cast::<BlockHeader>();
+            // SAFETY: the range is inside the mapping and aligned (checked above); header
+            // fields are read-only after creation except `refs`, which is atomic.
+            let (htag, hlen, refs) =
+                unsafe { ((*header).tag, (*header).len, (*header).refs.load(Ordering::Acquire)) };
+            if htag != tag || hlen != len as u64 || refs == 0 {
+                return Err(bad("no live block of this type at the offset"));
+            }
+            Ok(Block {
+                arena,
+                off,
+                // SAFETY: inside a live mapping.
+                header: unsafe { NonNull::new_unchecked(header) },
+                // SAFETY: inside a live mapping, within the checked range.
+                data: unsafe { NonNull::new_unchecked(base.add(data_offset::<T>()).cast()) },
+                len,
+                _owns: PhantomData,
+            })
+        }
+
+        fn header(&self) -> &BlockHeader {
+            // SAFETY: the block is alive while we hold a reference; see BlockHeader.
+            unsafe { self.header.as_ref() }
+        }
+
+        fn slice(&self) -> &[T] {
+            // SAFETY: `len` initialised values of T live at `data` while we hold a reference;
+            // T: ShmSafe is Sync, so shared access from several processes is allowed.
+            unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
+        }
+
+        fn add_ref(&self) {
+            let old = self.header().refs.fetch_add(1, Ordering::Relaxed);
+            assert!(old < u32::MAX / 2, "shared object reference count overflow");
+        }
+    }
+
+    impl<T: ShmSafe> Clone for Block<T> {
+        fn clone(&self) -> Self {
+            self.add_ref();
+            Block { arena: self.arena.clone(), ..*self }
+        }
+    }
+
+    impl<T: ShmSafe> Drop for Block<T> {
+        fn drop(&mut self) {
+            if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
+                return;
+            }
+            fence(Ordering::Acquire);
+            let (size, align) = layout::<T>(self.len).expect("layout was valid at creation");
+            // SAFETY: the count reached zero, so no handle in any process uses the block;
+            // it was allocated with this size and alignment. ShmSafe values need no drop.
+            unsafe { self.arena.free_raw(self.off, size, align) };
+        }
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Wire {
+        arena: Arena,
+        off: u64,
+        len: u64,
+        tag: u64,
+    }
+
+    impl<T: ShmSafe> Block<T> {
+        fn serialize_with<S: serde::Serializer>(
+            &self,
+            s: S,
+        ) -> std::result::Result<S::Ok, S::Error> {
+            use serde::Serialize;
+            if !crate::transfer::in_context() {
+                return Err(serde::ser::Error::custom(Error::kind_only(
+                    ErrorKind::NoTransferContext,
+                )));
+            }
+            // The receiver adopts this reference.
+            self.add_ref();
+            let w = Wire {
+                arena: self.arena.clone(),
+                off: self.off.raw(),
+                len: self.len as u64,
+                tag: type_tag::<T>(),
+            };
+            w.serialize(s)
+        }
+
+        fn deserialize_with<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> std::result::Result<Self, D::Error> {
+            use serde::Deserialize;
+            let w = Wire::deserialize(d)?;
+            let len = usize::try_from(w.len).map_err(serde::de::Error::custom)?;
+            Block::adopt(w.arena, Offset::from_raw(w.off), len, w.tag)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+
+    /// A `T` in shared memory with a cross-process reference count (an `Arc` whose count is
+    /// shared by every process). Dereferences to `&T`; mutate through atomics or a lock.
+    ///
+    /// This is the building block of every multiproc primitive: a `Lock` is a `Shared` futex
+    /// word, a `Queue` a `Shared` header. It implements serde's traits inside a transfer
+    /// context, so it can be a spawned child's argument or cross a `Connection`.
+    pub struct Shared<T: ShmSafe>(Block<T>);
+
+    impl<T: ShmSafe> Shared<T> {
+        /// Places `value` in the [global arena](Arena::global).
+        pub fn new(value: T) -> Result<Self> {
+            Self::new_in(Arena::global(), value)
+        }
+
+        /// Places `value` in `arena`.
+        pub fn new_in(arena: &Arena, value: T) -> Result<Self> {
+            let mut v = Some(value);
+            Block::new_with(arena, 1, |_| v.take().expect("one element")).map(Shared)
+        }
+
+        /// The arena holding the value.
+        pub fn arena(&self) -> &Arena {
+            &self.0.arena
+        }
+
+        /// Where the block lies in its arena (the same in every process).
+        pub fn offset(&self) -> Offset<u8> {
+            self.0.off
+        }
+
+        /// How many handles exist across all processes (a snapshot).
+        pub fn ref_count(&self) -> u32 {
+            self.0.header().refs.load(Ordering::Relaxed)
+        }
+
+        /// Whether two handles share one value.
+        pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+            a.0.data == b.0.data
+        }
+    }
+
+    impl<T: ShmSafe> std::ops::Deref for Shared<T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.0.slice()[0]
+        }
+    }
+
+    impl<T: ShmSafe> Clone for Shared<T> {
+        fn clone(&self) -> Self {
+            Shared(self.0.clone())
+        }
+    }
+
+    impl<T: ShmSafe + std::fmt::Debug> std::fmt::Debug for Shared<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_tuple("Shared").field(&**self).finish()
+        }
+    }
+
+    impl<T: ShmSafe> serde::Serialize for Shared<T> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            self.0.serialize_with(s)
+        }
+    }
+
+    impl<'de, T: ShmSafe> serde::Deserialize<'de> for Shared<T> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            let b = Block::deserialize_with(d)?;
+            if b.len != 1 {
+                return Err(serde::de::Error::custom("expected one value, got an array"));
+            }
+            Ok(Shared(b))
+        }
+    }
+
+    /// A fixed-length array of `T` in shared memory (Python's `RawArray`): cross-process
+    /// reference counted like [`Shared`], dereferences to `&[T]`.
+    ///
+    /// ```
+    /// use multiproc_arena::Array;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// let a = Array::from_fn(4, |i| AtomicU64::new(i as u64)).unwrap();
+    /// a[2].fetch_add(10, Ordering::Relaxed);
+    /// assert_eq!(a[2].load(Ordering::Relaxed), 12);
+    /// ```
+    pub struct Array<T: ShmSafe>(Block<T>);
+
+    impl<T: ShmSafe> Array<T> {
+        /// `len` elements made by `f(index)`, in the global arena.
+        pub fn from_fn(len: usize, f: impl FnMut(usize) -> T) -> Result<Self> {
+            Self::from_fn_in(Arena::global(), len, f)
+        }
+
+        /// `len` elements made by `f(index)`, in `arena`.
+        pub fn from_fn_in(arena: &Arena, len: usize, f: impl FnMut(usize) -> T) -> Result<Self> {
+            Block::new_with(arena, len, f).map(Array)
+        }
+
+        /// A raw pointer to the first element, for crates that synchronise access themselves
+        /// (byte rings copying with `ptr::copy_nonoverlapping`).
+        pub fn as_mut_ptr(&self) -> *mut T {
+            self.0.data.as_ptr()
+        }
+
+        /// The arena holding the array.
+        pub fn arena(&self) -> &Arena {
+            &self.0.arena
+        }
+
+        /// How many handles exist across all processes (a snapshot).
+        pub fn ref_count(&self) -> u32 {
+            self.0.header().refs.load(Ordering::Relaxed)
+        }
+    }
+
+    impl<T: ShmSafe + Copy> Array<T> {
+        /// `len` copies of `value`, in the global arena.
+        pub fn new(len: usize, value: T) -> Result<Self> {
+            Self::from_fn(len, |_| value)
+        }
+    }
+
+    impl<T: ShmSafe> std::ops::Deref for Array<T> {
+        type Target = [T];
+        fn deref(&self) -> &[T] {
+            self.0.slice()
+        }
+    }
+
+    impl<T: ShmSafe> Clone for Array<T> {
+        fn clone(&self) -> Self {
+            Array(self.0.clone())
+        }
+    }
+
+    impl<T: ShmSafe + std::fmt::Debug> std::fmt::Debug for Array<T> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_tuple("Array").field(&&**self).finish()
+        }
+    }
+
+    impl<T: ShmSafe> serde::Serialize for Array<T> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            self.0.serialize_with(s)
+        }
+    }
+
+    impl<'de, T: ShmSafe> serde::Deserialize<'de> for Array<T> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            Block::deserialize_with(d).map(Array)
+        }
+    }
+}
+
+#[cfg(multiproc_loom)]
+pub use heap::*;
+
+#[cfg(multiproc_loom)]
+mod heap {
+    use crate::arena::Arena;
+    use crate::error::{Error, ErrorKind, Result};
+    use crate::shm_safe::ShmSafe;
+
+    /// Under `--cfg multiproc_loom`: a loom `Arc`, so primitives built on `Shared` run in loom
+    /// models unchanged (loom threads stand in for processes).
+    #[derive(Debug)]
+    pub struct Shared<T: ShmSafe>(loom::sync::Arc<T>);
+
+    impl<T: ShmSafe> Shared<T> {
+        /// Boxes `value`.
+        pub fn new(value: T) -> Result<Self> {
+            Ok(Shared(loom::sync::Arc::new(value)))
+        }
+        /// Boxes `value` (the arena is not used under loom).
+        pub fn new_in(_arena: &Arena, value: T) -> Result<Self> {
+            Self::new(value)
+        }
+    }
+
+    impl<T: ShmSafe> Clone for Shared<T> {
+        fn clone(&self) -> Self {
+            Shared(self.0.clone())
+        }
+    }
+
+    impl<T: ShmSafe> std::ops::Deref for Shared<T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.0
+        }
+    }
+
+    impl<T: ShmSafe> serde::Serialize for Shared<T> {
+        fn serialize<S: serde::Serializer>(&self, _s: S) -> std::result::Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom(Error::kind_only(ErrorKind::NoTransferContext)))
+        }
+    }
+
+    impl<'de, T: ShmSafe> serde::Deserialize<'de> for Shared<T> {
+        fn deserialize<D: serde::Deserializer<'de>>(_d: D) -> std::result::Result<Self, D::Error> {
+            Err(serde::de::Error::custom(Error::kind_only(ErrorKind::NoTransferContext)))
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! [`SharedMemory`]: Python's `multiprocessing.shared_memory.SharedMemory`.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::segment::{random_name, Segment};
+
+/// A named block of shared bytes that processes sharing no parent can attach to by name
+/// (Python's `SharedMemory`). The creator unlinks the name when it drops its handle unless
+/// [`persist`](SharedMemory::persist) was called; a killed creator's names are removed by
+/// [`cleanup_orphans`](crate::cleanup_orphans).
+///
+/// ```
+/// use multiproc_arena::SharedMemory;
+/// let shm = SharedMemory::create(16).unwrap();
+/// shm.write(0, b"hello").unwrap();
+/// let other = SharedMemory::open(shm.name()).unwrap();
+/// let mut buf = [0u8; 5];
+/// other.read(0, &mut buf).unwrap();
+/// assert_eq!(&buf, b"hello");
+/// ```
+#[derive(Debug)]
+pub struct SharedMemory {
+    seg: Segment,
+}
+
+impl SharedMemory {
+    /// Creates a block of `size` bytes (zeroed) with a fresh random name.
+    pub fn create(size: usize) -> Result<SharedMemory> {
+        Self::create_named(&random_name(), size)
+    }
+
+    /// Creates a block of `size` bytes named `name`. A size of 0 is an error, as in Python.
+    pub fn create_named(name: &str, size: usize) -> Result<SharedMemory> {
+        if size == 0 {
+            return Err(Error::new(ErrorKind::InvalidLayout, "size must be positive"));
+        }
+        Ok(SharedMemory { seg: Segment::create(name, size)? })
+    }
+
+    /// Attaches to an existing block by name.
+    pub fn open(name: &str) -> Result<SharedMemory> {
+        Ok(SharedMemory { seg: Segment::open(name)? })
+    }
+
+    /// The name (without a leading `/`), to tell other processes.
+    pub fn name(&self) -> &str {
+        self.seg.name().unwrap_or("")
+    }
+
+    /// The size the creator asked for.
+    pub fn size(&self) -> usize {
+        self.seg.requested_len()
+    }
+
+    /// The first byte (valid for [`size`](Self::size) bytes while `self` lives).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.seg.as_ptr()
+    }
+
+    fn check(&self, offset: usize, len: usize) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size() => Ok(()),
+            _ => Err(Error::new(
+                ErrorKind::InvalidLayout,
+                format!("range {offset}+{len} outside {} bytes", self.size()),
+            )),
+        }
+    }
+
+    /// Copies `data` into the block at `offset`.
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<()> {
+        self.check(offset, data.len())?;
+        // SAFETY: the range is inside the mapping (checked); the source is a distinct local
+        // buffer. Concurrent writers in other processes race on bytes only, as in Python.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.as_ptr().add(offset), data.len())
+        };
+        Ok(())
+    }
+
+    /// Copies bytes from the block at `offset` into `buf`.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        self.check(offset, buf.len())?;
+        // SAFETY: as in `write`, in the other direction.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len())
+        };
+        Ok(())
+    }
+
+    /// The bytes as a slice.
+    ///
+    /// # Safety
+    /// No process may write the block while the slice is alive.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping holds `size` bytes; the caller excludes writers.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.size()) }
+    }
+
+    /// The bytes as a mutable slice.
+    ///
+    /// # Safety
+    /// No other process or handle may access the block while the slice is alive.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
+        // SAFETY: the mapping holds `size` bytes; the caller guarantees exclusivity.
+        unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.size()) }
+    }
+
+    /// Keeps the name after this handle is dropped or its process dies.
+    pub fn persist(&mut self) {
+        self.seg.persist();
+    }
+
+    /// Removes the name (Python's `unlink`). Attached processes keep their mapping. A second
+    /// unlink is [`ErrorKind::NotFound`].
+    pub fn unlink(&mut self) -> Result<()> {
+        self.seg.unlink()
+    }
+
+    /// Detaches (Python's `close`); the creator's drop also unlinks unless persisted.
+    pub fn close(self) {}
+
+    /// The segment underneath.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl serde::Serialize for SharedMemory {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let idx = crate::transfer::push_fd(self.seg.fd()).map_err(S::Error::custom)?;
+        (idx, self.name()).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SharedMemory {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let (idx, _name): (u32, String) = serde::Deserialize::deserialize(d)?;
+        let fd = crate::transfer::take_fd(idx).map_err(D::Error::custom)?;
+        let seg = Segment::from_fd(fd).map_err(D::Error::custom)?;
+        Ok(SharedMemory { seg: seg.with_name(_name) })
+    }
+}

@@ -1,0 +1,86 @@
+//! [`ShmSafe`]: the marker for types that may live in shared memory.
+
+/// Types that may be placed in shared memory and used from several processes at once.
+///
+/// Each process maps a segment at its own address, and any process may be killed at any
+/// instant, so a type placed there must:
+/// - hold no pointers or references (they would point into one process's address space) —
+///   use [`Offset`](crate::Offset) instead;
+/// - need no `Drop` that touches process-local state (no `Box`, `Vec`, `String`, `Arc`, fds);
+/// - have a fixed layout: `#[repr(C)]` or `#[repr(transparent)]` for your own structs;
+/// - be valid for the all-zero bit pattern is *not* required, but every bit pattern another
+///   process can store must be a valid value (plain integers, atomics, arrays of them).
+///
+/// It is implemented for the integer and float primitives, `bool`, atomics, arrays and
+/// `Offset`. Mark your own `#[repr(C)]` struct whose fields are all `ShmSafe`:
+///
+/// ```
+/// use multiproc_arena::ShmSafe;
+/// use std::sync::atomic::AtomicU64;
+///
+/// #[repr(C)]
+/// struct Counters {
+///     hits: AtomicU64,
+///     misses: AtomicU64,
+/// }
+/// // SAFETY: repr(C), every field is ShmSafe, no pointers, no Drop.
+/// unsafe impl ShmSafe for Counters {}
+/// ```
+///
+/// Pointers, boxes and references are not `ShmSafe`:
+///
+/// ```compile_fail
+/// fn needs<T: multiproc_arena::ShmSafe>() {}
+/// needs::<*const u8>();
+/// ```
+///
+/// ```compile_fail
+/// fn needs<T: multiproc_arena::ShmSafe>() {}
+/// needs::<Box<u64>>();
+/// ```
+///
+/// ```compile_fail
+/// fn needs<T: multiproc_arena::ShmSafe>() {}
+/// needs::<&'static u64>();
+/// ```
+///
+/// # Safety
+///
+/// Implement it only for types meeting every point above; the crates of multiproc copy and
+/// reinterpret such values across process boundaries.
+pub unsafe trait ShmSafe: Send + Sync + 'static {}
+
+macro_rules! shm_safe {
+    ($($t:ty),* $(,)?) => {
+        $(
+            // SAFETY: a plain value type with no pointers and no Drop.
+            unsafe impl ShmSafe for $t {}
+        )*
+    };
+}
+
+shm_safe!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, ());
+shm_safe!(
+    std::sync::atomic::AtomicBool,
+    std::sync::atomic::AtomicU8,
+    std::sync::atomic::AtomicU16,
+    std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicI8,
+    std::sync::atomic::AtomicI16,
+    std::sync::atomic::AtomicI32,
+    std::sync::atomic::AtomicI64,
+    std::sync::atomic::AtomicIsize,
+);
+
+#[cfg(multiproc_loom)]
+shm_safe!(
+    loom::sync::atomic::AtomicBool,
+    loom::sync::atomic::AtomicU32,
+    loom::sync::atomic::AtomicU64,
+    loom::sync::atomic::AtomicUsize,
+);
+
+// SAFETY: an array of ShmSafe values is ShmSafe (same layout rules, no pointers).
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}

@@ -1,0 +1,247 @@
+//! Every raw system call of this crate, each behind a safe wrapper.
+//!
+//! Nothing outside this module calls `libc` functions that touch memory or file descriptors;
+//! `clippy.toml` enforces that for the listed calls and `cargo xtask tidy` for the rest.
+#![allow(clippy::disallowed_methods)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::AtomicU32;
+use std::time::{Duration, Instant};
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Creates an anonymous memory file (`memfd_create`) with close-on-exec set.
+pub(crate) fn memfd_create(name: &str) -> io::Result<OwnedFd> {
+    let cname = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY:
+    // - `cname` is a valid NUL-terminated string that outlives the call.
+    // - the flags are valid for memfd_create.
+    let fd = cvt(unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Fills `buf` with random bytes from the kernel (`getrandom`).
+pub(crate) fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a valid writable buffer of `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+/// The current CLOCK_MONOTONIC time (the clock `Instant` uses on Linux).
+pub(crate) fn monotonic_now() -> libc::timespec {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts
+}
+
+fn instant_to_timespec(deadline: Instant) -> libc::timespec {
+    let now_instant = Instant::now();
+    let now = monotonic_now();
+    let left = deadline.saturating_duration_since(now_instant);
+    add_duration(now, left)
+}
+
+fn add_duration(ts: libc::timespec, d: Duration) -> libc::timespec {
+    let mut sec = ts.tv_sec.saturating_add(d.as_secs().min(i64::MAX as u64 / 2) as libc::time_t);
+    let mut nsec = ts.tv_nsec + d.subsec_nanos() as libc::c_long;
+    if nsec >= 1_000_000_000 {
+        nsec -= 1_000_000_000;
+        sec = sec.saturating_add(1);
+    }
+    libc::timespec { tv_sec: sec, tv_nsec: nsec }
+}
+
+/// `FUTEX_WAIT_BITSET` on a shared (not private) word with an absolute CLOCK_MONOTONIC
+/// deadline. Returns `Ok(true)` when woken (or spuriously), `Ok(false)` on timeout; the
+/// word differing from `expected` is `Ok(true)` too (EAGAIN).
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+    let ts = deadline.map(instant_to_timespec);
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY:
+    // - `word` is a valid, aligned u32 for the duration of the call (borrowed);
+    // - `ts_ptr` is null or points at a timespec that outlives the call;
+    // - FUTEX_WAIT_BITSET with FUTEX_BITSET_MATCH_ANY and no PRIVATE flag works on shared maps.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT_BITSET,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            libc::FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    if r < 0 {
+        return io::Error::last_os_error().raw_os_error() != Some(libc::ETIMEDOUT);
+    }
+    true
+}
+
+/// `FUTEX_WAKE` on a shared word; returns how many waiters were woken.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+    let n = n.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE only reads the address.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    r.max(0) as usize
+}
+
+/// `kill(pid, 0)`: whether a process with this pid exists (zombies included).
+pub(crate) fn pid_exists(pid: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: signal 0 performs only the existence and permission checks.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// This process's pid.
+pub(crate) fn getpid() -> u32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() as u32 }
+}
+
+/// Sets or clears close-on-exec on `fd`.
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on a borrowed, open descriptor.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) })?;
+    let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+    if new != flags {
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, new) })?;
+    }
+    Ok(())
+}
+
+/// Most descriptors one message may carry (the kernel's SCM_MAX_FD is 253).
+pub(crate) const MAX_FDS_PER_MSG: usize = 250;
+
+/// `sendmsg` of `data` with `fds` attached as SCM_RIGHTS, with MSG_NOSIGNAL (a closed peer is
+/// `EPIPE`, never SIGPIPE). Returns the number of data bytes sent.
+pub(crate) fn send_with_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS_PER_MSG {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
+    }
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let payload = std::mem::size_of_val(raw.as_slice()) as u32;
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = if raw.is_empty() { 0 } else { (unsafe { libc::CMSG_SPACE(payload) }) as usize };
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    // SAFETY: an all-zero msghdr is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !raw.is_empty() {
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY:
+        // - msg_control points at `space` zeroed bytes, enough for one header with `payload`;
+        // - CMSG_FIRSTHDR is therefore non-null and CMSG_DATA has room for `raw`.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
+            std::ptr::copy_nonoverlapping(
+                raw.as_ptr().cast::<u8>(),
+                libc::CMSG_DATA(cmsg),
+                payload as usize,
+            );
+        }
+    }
+    loop {
+        // SAFETY: `msg` and everything it points at (iov, data, cbuf) are alive for the call.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(n as usize);
+    }
+}
+
+/// `recvmsg` into `buf`, appending received descriptors (close-on-exec) to `fds`. Returns the
+/// number of data bytes (0 is end of stream). Descriptors beyond `MAX_FDS_PER_MSG` are closed
+/// by the kernel (MSG_CTRUNC), never leaked.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    dontwait: bool,
+) -> io::Result<usize> {
+    let payload = (MAX_FDS_PER_MSG * std::mem::size_of::<RawFd>()) as u32;
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = (unsafe { libc::CMSG_SPACE(payload) }) as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: an all-zero msghdr is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    let flags = libc::MSG_CMSG_CLOEXEC | if dontwait { libc::MSG_DONTWAIT } else { 0 };
+    let n = loop {
+        // SAFETY: `msg` points at live, writable buffers of the declared sizes.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        break n as usize;
+    };
+    // SAFETY:
+    // - the kernel filled msg_control with `msg_controllen` bytes of well-formed headers;
+    // - CMSG_FIRSTHDR/CMSG_NXTHDR walk only within that length;
+    // - each SCM_RIGHTS payload holds `(cmsg_len - CMSG_LEN(0)) / 4` fresh descriptors we own.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                let count = len / std::mem::size_of::<RawFd>();
+                for i in 0..count {
+                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(n)
+}

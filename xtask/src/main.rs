@@ -1,0 +1,114 @@
+//! Project automation, run as `cargo xtask <command>` (std only).
+//!
+//! - `ci`: fmt --check, clippy -D warnings, tests, docs -D warnings, loom — what `.ci/run` does.
+//! - `loom [-p CRATE]`: the loom models (`--cfg multiproc_loom`, release + debug assertions).
+//! - `tidy`: hygiene checks (also run by `cargo test -p xtask`).
+//! - `bench [--quick] [CASE…]`: the benchmark harness (see `benches/`).
+
+mod tidy;
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let res = match cmd {
+        "ci" => ci(),
+        "loom" => loom(rest),
+        "tidy" => tidy::run(&root()).map_err(|v| v.join("\n")),
+        "bench" => bench(rest),
+        "soak" => soak(rest),
+        _ => {
+            eprintln!("usage: cargo xtask <ci | loom [-p CRATE] | tidy | bench [--quick] [CASE...] | soak --minutes N>");
+            return ExitCode::from(2);
+        }
+    };
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask {cmd}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("$ {cmd:?}");
+    let st = cmd.current_dir(root()).status().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {st}"))
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn ci() -> Result<(), String> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["test", "--workspace"]))?;
+    run(cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
+    tidy::run(&root()).map_err(|v| v.join("\n"))?;
+    loom(&[])
+}
+
+/// Crates that have loom models (`crates/<name>/tests/loom.rs`).
+fn loom_crates() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root().join("crates"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("tests/loom.rs").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn loom(args: &[String]) -> Result<(), String> {
+    let crates = match args {
+        [] => loom_crates(),
+        [p, name] if p == "-p" => vec![name.clone()],
+        _ => return Err("usage: cargo xtask loom [-p CRATE]".into()),
+    };
+    for krate in crates {
+        let preemptions = env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "2".into());
+        run(cargo()
+            .args(["test", "--release", "-p", &krate, "--test", "loom"])
+            .env("RUSTFLAGS", "--cfg multiproc_loom -C debug-assertions")
+            .env("LOOM_MAX_PREEMPTIONS", preemptions)
+            .env("CARGO_TARGET_DIR", root().join("target/loom")))?;
+    }
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<(), String> {
+    if !root().join("benches/Cargo.toml").exists() {
+        return Err("the benchmark package (benches/) is not built yet".into());
+    }
+    run(cargo()
+        .args(["run", "--release", "-p", "multiproc-benches", "--bin", "bench-runner", "--"])
+        .args(args))
+}
+
+fn soak(args: &[String]) -> Result<(), String> {
+    if !root().join("tests/Cargo.toml").exists() {
+        return Err("the end-to-end test package (tests/) is not built yet".into());
+    }
+    run(cargo()
+        .args(["run", "--release", "-p", "multiproc-tests", "--bin", "soak", "--"])
+        .args(args))
+}
