@@ -44,6 +44,8 @@ mod segment;
 #[cfg(not(multiproc_loom))]
 mod shared_memory;
 mod sys;
+#[doc(hidden)]
+pub mod testing;
 pub mod transfer;
 
 pub use crate::arena::{Arena, Offset};

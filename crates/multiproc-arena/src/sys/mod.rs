@@ -245,3 +245,52 @@ pub(crate) fn recv_with_fds(
     }
     Ok(n)
 }
+
+/// `fork()`. Returns 0 in the child, the child's pid in the parent.
+///
+/// # Safety
+/// In a multi-threaded parent the child may only use async-signal-safe operations until it
+/// execs or exits, unless the caller knows no other thread holds a lock the child needs.
+pub(crate) unsafe fn fork() -> io::Result<u32> {
+    // SAFETY: the caller upholds the post-fork restrictions.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(pid as u32)
+}
+
+/// `_exit(code)`: ends the process without running destructors or atexit handlers.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// `waitpid(pid, WNOHANG)`: `Some(raw status)` once the child has ended (and is reaped).
+pub(crate) fn try_wait(pid: u32) -> io::Result<Option<i32>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer; WNOHANG never blocks.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(if r == 0 { None } else { Some(status) });
+    }
+}
+
+/// `kill(pid, sig)`.
+pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: kill has no memory preconditions.
+    cvt(unsafe { libc::kill(pid as libc::pid_t, sig) }).map(|_| ())
+}
+
+/// A `waitpid` status as `Ok(exit code)` or `Err(signal)`.
+pub(crate) fn decode_wait_status(status: i32) -> Result<i32, i32> {
+    if libc::WIFSIGNALED(status) {
+        Err(libc::WTERMSIG(status))
+    } else {
+        Ok(libc::WEXITSTATUS(status))
+    }
+}
