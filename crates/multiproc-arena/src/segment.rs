@@ -184,10 +184,9 @@ impl Segment {
         let map = MmapOptions::new().len(total).map_raw(&file).map_err(|e| Error::io(e, "mmap"))?;
         let me = ProcessId::current();
         let hdr = map.as_mut_ptr().cast::<SegmentHeader>();
-        // SAFETY:
-        // - the mapping is at least HEADER_SPACE (4096) bytes, page aligned, and writable;
-        // - nobody else can see this segment yet except openers of a named one, which read
-        //   `state` atomically and wait for READY before trusting other fields.
+        // Openers of a named segment read `state` atomically and trust nothing else before READY.
+        // SAFETY: the mapping is at least HEADER_SPACE bytes, page aligned and writable, and
+        // not yet published, so these plain writes race with no reader.
         unsafe {
             (*hdr).magic = MAGIC;
             (*hdr).version = LAYOUT_VERSION;

@@ -79,10 +79,9 @@ fn add_duration(ts: libc::timespec, d: Duration) -> libc::timespec {
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
     let ts = deadline.map(instant_to_timespec);
     let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY:
-    // - `word` is a valid, aligned u32 for the duration of the call (borrowed);
-    // - `ts_ptr` is null or points at a timespec that outlives the call;
-    // - FUTEX_WAIT_BITSET with FUTEX_BITSET_MATCH_ANY and no PRIVATE flag works on shared maps.
+    // FUTEX_WAIT_BITSET with MATCH_ANY and no PRIVATE flag: shared mappings, absolute deadline.
+    // SAFETY: `word` is a valid, aligned u32 for the call (borrowed); `ts_ptr` is null or
+    // points at a timespec that outlives the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_futex,
@@ -224,10 +223,9 @@ pub(crate) fn recv_with_fds(
         }
         break n as usize;
     };
-    // SAFETY:
-    // - the kernel filled msg_control with `msg_controllen` bytes of well-formed headers;
-    // - CMSG_FIRSTHDR/CMSG_NXTHDR walk only within that length;
-    // - each SCM_RIGHTS payload holds `(cmsg_len - CMSG_LEN(0)) / 4` fresh descriptors we own.
+    // SAFETY: the kernel filled msg_control with `msg_controllen` bytes of well-formed
+    // headers that CMSG_FIRSTHDR/NXTHDR walk within; each SCM_RIGHTS payload holds
+    // `(cmsg_len - CMSG_LEN(0)) / 4` fresh descriptors that we now own.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
         while !cmsg.is_null() {
