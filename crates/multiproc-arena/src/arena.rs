@@ -266,20 +266,21 @@ mod real {
 
     impl serde::Serialize for Arena {
         fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-            use serde::ser::Error as _;
-            let idx = crate::transfer::push_fd(self.fd()).map_err(S::Error::custom)?;
+            let idx = crate::transfer::push_fd(self.fd()).map_err(crate::transfer::ser_error)?;
             (idx, self.id()).serialize(s)
         }
     }
 
     impl<'de> serde::Deserialize<'de> for Arena {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-            use serde::de::Error as _;
             let (idx, id): (u32, u64) = serde::Deserialize::deserialize(d)?;
-            let fd = crate::transfer::take_fd(idx).map_err(D::Error::custom)?;
-            let a = Arena::from_fd(fd).map_err(D::Error::custom)?;
+            let fd = crate::transfer::take_fd(idx).map_err(crate::transfer::de_error)?;
+            let a = Arena::from_fd(fd).map_err(crate::transfer::de_error)?;
             if a.id() != id {
-                return Err(D::Error::custom("arena descriptor does not match its id"));
+                return Err(crate::transfer::de_error(Error::new(
+                    ErrorKind::InvalidHandle,
+                    "arena descriptor does not match its id",
+                )));
             }
             Ok(a)
         }

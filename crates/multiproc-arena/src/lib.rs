@@ -30,6 +30,8 @@
 //!
 //! [multiproc]: https://docs.rs/multiproc
 
+#![cfg_attr(multiproc_loom, allow(dead_code, unused_imports))]
+
 mod alloc;
 mod arena;
 mod error;

@@ -427,17 +427,15 @@ pub fn cleanup_orphans() -> Result<usize> {
 
 impl serde::Serialize for Segment {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let idx = crate::transfer::push_fd(self.fd()).map_err(S::Error::custom)?;
+        let idx = crate::transfer::push_fd(self.fd()).map_err(crate::transfer::ser_error)?;
         (idx, self.name().unwrap_or("")).serialize(s)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Segment {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
         let (idx, name): (u32, String) = serde::Deserialize::deserialize(d)?;
-        let fd = crate::transfer::take_fd(idx).map_err(D::Error::custom)?;
-        Ok(Segment::from_fd(fd).map_err(D::Error::custom)?.with_name(name))
+        let fd = crate::transfer::take_fd(idx).map_err(crate::transfer::de_error)?;
+        Ok(Segment::from_fd(fd).map_err(crate::transfer::de_error)?.with_name(name))
     }
 }

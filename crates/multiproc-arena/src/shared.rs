@@ -195,7 +195,7 @@ mod real {
         ) -> std::result::Result<S::Ok, S::Error> {
             use serde::Serialize;
             if !crate::transfer::in_context() {
-                return Err(serde::ser::Error::custom(Error::kind_only(
+                return Err(crate::transfer::ser_error(Error::kind_only(
                     ErrorKind::NoTransferContext,
                 )));
             }
@@ -217,7 +217,7 @@ mod real {
             let w = Wire::deserialize(d)?;
             let len = usize::try_from(w.len).map_err(serde::de::Error::custom)?;
             Block::adopt(w.arena, Offset::from_raw(w.off), len, w.tag)
-                .map_err(serde::de::Error::custom)
+                .map_err(crate::transfer::de_error)
         }
     }
 

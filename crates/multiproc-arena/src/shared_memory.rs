@@ -128,18 +128,16 @@ impl SharedMemory {
 
 impl serde::Serialize for SharedMemory {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::Error as _;
-        let idx = crate::transfer::push_fd(self.seg.fd()).map_err(S::Error::custom)?;
+        let idx = crate::transfer::push_fd(self.seg.fd()).map_err(crate::transfer::ser_error)?;
         (idx, self.name()).serialize(s)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for SharedMemory {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
         let (idx, _name): (u32, String) = serde::Deserialize::deserialize(d)?;
-        let fd = crate::transfer::take_fd(idx).map_err(D::Error::custom)?;
-        let seg = Segment::from_fd(fd).map_err(D::Error::custom)?;
+        let fd = crate::transfer::take_fd(idx).map_err(crate::transfer::de_error)?;
+        let seg = Segment::from_fd(fd).map_err(crate::transfer::de_error)?;
         Ok(SharedMemory { seg: seg.with_name(_name) })
     }
 }

@@ -21,7 +21,7 @@ pub struct Child {
 }
 
 /// Forks; the child runs `f` and exits with its return value (101 if it panics), without
-/// running destructors of the parent's objects.
+/// running destructors of the parent's objects. In the parent `f` is forgotten, not dropped.
 pub fn fork(f: impl FnOnce() -> i32) -> Child {
     // SAFETY: test support; callers fork from tests whose other threads hold no locks the
     // child needs (the child only runs `f`, which the test controls, then `_exit`s).
@@ -30,7 +30,12 @@ pub fn fork(f: impl FnOnce() -> i32) -> Child {
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
             crate::sys::exit_now(code)
         }
-        pid => Child { pid, exit: None },
+        pid => {
+            // The child owns the closure's captures now (it drops them); dropping them here
+            // too would release cross-process references twice.
+            std::mem::forget(f);
+            Child { pid, exit: None }
+        }
     }
 }
 

@@ -65,6 +65,18 @@ fn fail<T>(kind: ErrorKind, detail: impl Into<String>) -> Result<T> {
     Err(Error::new(kind, detail))
 }
 
+/// Records `err`'s kind for [`encode`] and returns it as a serialisation error.
+pub fn ser_error<E: serde::ser::Error>(err: Error) -> E {
+    LAST_ERROR.with(|l| l.set(Some(err.kind())));
+    E::custom(err)
+}
+
+/// Records `err`'s kind for [`decode`] and returns it as a deserialisation error.
+pub fn de_error<E: serde::de::Error>(err: Error) -> E {
+    LAST_ERROR.with(|l| l.set(Some(err.kind())));
+    E::custom(err)
+}
+
 /// Whether a sending transfer context is active on this thread.
 pub fn in_context() -> bool {
     SENDERS.with(|s| !s.borrow().is_empty())
