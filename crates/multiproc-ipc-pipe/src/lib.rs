@@ -1,0 +1,47 @@
+//! Python's `multiprocessing.connection` for Rust on Linux: [`Pipe`]s and [`Connection`]s
+//! between processes, [`wait`] over many of them, and a [`Listener`] / [`Client`] pair with
+//! an authkey handshake for processes that share no parent.
+//!
+//! - [`Pipe::new`] / [`Pipe::simplex`]: a connected pair of [`Connection`]s (a Unix
+//!   socketpair), duplex or one-way.
+//! - [`Connection`]: [`send`](Connection::send)/[`recv`](Connection::recv) of any serde value
+//!   (postcard), with arena handles, segments and other connections carried as SCM_RIGHTS;
+//!   [`send_bytes`](Connection::send_bytes)/[`recv_bytes`](Connection::recv_bytes)/
+//!   [`recv_bytes_into`](Connection::recv_bytes_into); [`poll`](Connection::poll); timeouts on
+//!   every receive; a disconnected error (never a SIGPIPE) once the peer is gone.
+//! - [`wait`] / [`Waitable`]: readiness of connections, listeners and any descriptor (process
+//!   sentinels).
+//! - [`Listener`] / [`Client`] on an [`Address`] (a Unix socket in a private directory, an
+//!   abstract Unix name, or TCP), with a mutual HMAC-SHA256 challenge when an authkey is set.
+//! - [`frame`]: the wire format, and a decoder that runs without sockets.
+//! - [`Error`] / [`ErrorKind`].
+//!
+//! ```
+//! use multiproc_ipc_pipe::{Pipe, ErrorKind};
+//! use std::time::Duration;
+//!
+//! let (parent, child) = Pipe::new()?;
+//! // (fork or spawn a process here and give it `child`)
+//! child.send(&vec![1, 2, 3])?;
+//! assert_eq!(parent.recv::<Vec<i32>>()?, [1, 2, 3]);
+//! assert!(!parent.poll(Duration::ZERO)?);
+//! drop(child); // every handle of the other end closed:
+//! assert_eq!(parent.recv::<i32>().unwrap_err().kind(), ErrorKind::Disconnected);
+//! # Ok::<(), multiproc_ipc_pipe::Error>(())
+//! ```
+
+mod connection;
+mod error;
+pub mod frame;
+mod sys;
+mod wait;
+
+pub use crate::connection::{Connection, Pipe};
+pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::wait::{wait, Waitable};
+
+impl Waitable for Connection {
+    fn ready_now(&self) -> bool {
+        self.pending()
+    }
+}

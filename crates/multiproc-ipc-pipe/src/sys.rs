@@ -1,0 +1,227 @@
+//! Every raw system call of this crate, each behind a safe wrapper.
+//!
+//! Nothing outside this module calls `libc` functions that touch memory or descriptors.
+#![allow(clippy::disallowed_methods)]
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+/// Most descriptors one frame may carry (the kernel's SCM_MAX_FD is 253).
+pub(crate) const MAX_FDS: usize = 250;
+
+/// Control-buffer space for `MAX_FDS` descriptors: CMSG_SPACE(250 * 4) = 1016 bytes on
+/// 64-bit Linux; 1024 bytes (u64-aligned) is enough and checked at run time.
+const CBUF_WORDS: usize = 128;
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A connected pair of Unix stream sockets, close-on-exec.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as RawFd; 2];
+    // SAFETY: `fds` is a valid out-array of two ints.
+    cvt(unsafe {
+        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
+    })?;
+    // SAFETY: both descriptors were just returned by the kernel and belong to nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `shutdown(fd, how)`; `how` is `libc::SHUT_RD`, `SHUT_WR` or `SHUT_RDWR`.
+pub(crate) fn shutdown(fd: BorrowedFd<'_>, how: libc::c_int) -> io::Result<()> {
+    // SAFETY: shutdown on a borrowed, open descriptor has no memory preconditions.
+    cvt(unsafe { libc::shutdown(fd.as_raw_fd(), how) }).map(|_| ())
+}
+
+/// The address family of a socket (`AF_UNIX`, `AF_INET`, ...), or an error if `fd` is not a
+/// socket.
+pub(crate) fn socket_domain(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    sockopt_int(fd, libc::SO_DOMAIN)
+}
+
+/// The socket type (`SOCK_STREAM`, ...).
+pub(crate) fn socket_type(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    sockopt_int(fd, libc::SO_TYPE)
+}
+
+fn sockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid out-pointers of the sizes declared.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v)
+}
+
+/// `sendmsg` of the concatenation of `bufs` with `fds` attached (SCM_RIGHTS), with
+/// `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never SIGPIPE) and optionally `MSG_DONTWAIT`.
+/// Returns the number of bytes sent; retries on `EINTR` only before anything was sent.
+pub(crate) fn sendmsg(
+    sock: BorrowedFd<'_>,
+    bufs: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+    dontwait: bool,
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
+    }
+    const MAX_IOV: usize = 4;
+    if bufs.len() > MAX_IOV {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"));
+    }
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+    for (slot, b) in iov.iter_mut().zip(bufs) {
+        *slot = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
+    }
+    let mut cbuf = [0u64; CBUF_WORDS];
+    // SAFETY: an all-zero msghdr is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = bufs.len() as _;
+    if !fds.is_empty() {
+        let payload = (fds.len() * std::mem::size_of::<RawFd>()) as u32;
+        // SAFETY: CMSG_SPACE is a pure computation.
+        let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+        assert!(space <= std::mem::size_of_val(&cbuf), "control buffer too small");
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: msg_control points at `space` zeroed, aligned bytes (one header plus
+        // `payload` bytes), so CMSG_FIRSTHDR is non-null and CMSG_DATA fits every descriptor.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
+            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+            for (i, fd) in fds.iter().enumerate() {
+                data.add(i).write_unaligned(fd.as_raw_fd());
+            }
+        }
+    }
+    let flags = libc::MSG_NOSIGNAL | if dontwait { libc::MSG_DONTWAIT } else { 0 };
+    loop {
+        // SAFETY: `msg` and everything it points at (iov, the caller's buffers, cbuf) are
+        // alive for the call; sendmsg only reads them.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(n as usize);
+    }
+}
+
+/// `recvmsg` into `buf`, appending received descriptors (close-on-exec) to `fds`. Returns the
+/// number of bytes (0 is end of stream). With `dontwait`, an empty socket is `WouldBlock`.
+/// Retries on `EINTR`. Descriptors beyond the control buffer are closed by the kernel
+/// (MSG_CTRUNC), never leaked.
+pub(crate) fn recvmsg(
+    sock: BorrowedFd<'_>,
+    buf: &mut [MaybeUninit<u8>],
+    fds: &mut Vec<OwnedFd>,
+    dontwait: bool,
+) -> io::Result<usize> {
+    let mut cbuf = [0u64; CBUF_WORDS];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: an all-zero msghdr is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+    let flags = libc::MSG_CMSG_CLOEXEC | if dontwait { libc::MSG_DONTWAIT } else { 0 };
+    let n = loop {
+        // SAFETY: `msg` points at live, writable buffers of the declared sizes (`buf` may be
+        // uninitialised: the kernel only writes it).
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        break n as usize;
+    };
+    if msg.msg_controllen > 0 {
+        // SAFETY: the kernel filled msg_control with `msg_controllen` bytes of well-formed
+        // headers that CMSG_FIRSTHDR/NXTHDR walk within; each SCM_RIGHTS payload holds
+        // `(cmsg_len - CMSG_LEN(0)) / 4` fresh descriptors that we now own.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(cmsg);
+                    let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                    let count = len / std::mem::size_of::<RawFd>();
+                    for i in 0..count {
+                        let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                        fds.push(OwnedFd::from_raw_fd(fd));
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Readiness bits reported by [`poll`].
+pub(crate) const POLL_IN: i16 = libc::POLLIN;
+
+/// One entry of a [`poll`] set.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub(crate) struct PollFd(libc::pollfd);
+
+impl PollFd {
+    /// Watches `fd` for `events`.
+    pub(crate) fn new(fd: BorrowedFd<'_>, events: i16) -> PollFd {
+        PollFd(libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 })
+    }
+
+    /// Whether the descriptor is ready (for the events asked, or hung up / in error /
+    /// invalid, which callers treat as ready so the next call reports the condition).
+    pub(crate) fn ready(&self) -> bool {
+        self.0.revents != 0
+    }
+
+    /// Whether the descriptor number is not open (`POLLNVAL`).
+    pub(crate) fn invalid(&self) -> bool {
+        self.0.revents & libc::POLLNVAL != 0
+    }
+}
+
+/// `ppoll` with a relative timeout (`None`: no limit). Returns the number of ready entries;
+/// `EINTR` is returned as `Interrupted` so the caller can recompute its timeout.
+pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `PollFd` is a transparent wrapper of `pollfd`, so `fds` is a valid array of
+    // `fds.len()` pollfds; `ts_ptr` is null or points at a timespec alive for the call; a
+    // null sigmask leaves the signal mask alone.
+    let n = unsafe {
+        libc::ppoll(fds.as_mut_ptr().cast(), fds.len() as libc::nfds_t, ts_ptr, std::ptr::null())
+    };
+    cvt(n).map(|n| n as usize)
+}

@@ -1,0 +1,174 @@
+//! Pipe and Connection behaviours (checklist section C), with real processes.
+
+mod common;
+
+use common::{fds, fork_keep, T};
+use multiproc_ipc_pipe::{Connection, ErrorKind, Pipe};
+use std::time::{Duration, Instant};
+
+/// C01: an echo child; objects, bytes and a 16 MiB message round-trip.
+#[test]
+fn echo_child_objects_and_bytes() {
+    let (parent, child_end) = Pipe::new().unwrap();
+    let child = fork_keep(&fds(&[&child_end]), || loop {
+        {
+            match child_end.recv_bytes() {
+                Ok(b) => child_end.send_bytes(&b).unwrap(),
+                Err(e) if e.kind() == ErrorKind::Disconnected => return 0,
+                Err(_) => return 1,
+            }
+        }
+    });
+    drop(child_end);
+    parent.send(&(vec![1i64, 2], 2.25f64, None::<u8>)).unwrap();
+    let v: (Vec<i64>, f64, Option<u8>) = parent.recv_timeout(T).unwrap();
+    assert_eq!(v, (vec![1, 2], 2.25, None));
+    parent.send_bytes(b"hello world").unwrap();
+    assert_eq!(parent.recv_bytes_timeout(T).unwrap(), b"hello world");
+    let big: Vec<u8> = (0..16 << 20).map(|i: u32| (i % 251) as u8).collect();
+    parent.send_bytes(&big).unwrap();
+    assert_eq!(parent.recv_bytes_timeout(T).unwrap(), big);
+    drop(parent);
+    child.expect_success(T);
+}
+
+/// C02: recv_bytes_into fills the prefix, honours an offset, and a short buffer is an error
+/// that carries the size and keeps the message.
+#[test]
+fn recv_bytes_into_and_too_small() {
+    let (a, b) = Pipe::new().unwrap();
+    let msg: Vec<u8> = (1..=16).collect();
+    a.send_bytes(&msg).unwrap();
+    let mut buf = [0u8; 40];
+    assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 16);
+    assert_eq!(&buf[..16], &msg[..]);
+    assert!(buf[16..].iter().all(|&x| x == 0));
+    a.send_bytes(&msg).unwrap();
+    let mut buf = [0u8; 40];
+    assert_eq!(b.recv_bytes_into(&mut buf[12..]).unwrap(), 16);
+    assert_eq!(&buf[12..28], &msg[..]);
+    let long = vec![7u8; 110];
+    a.send_bytes(&long).unwrap();
+    let mut small = [0u8; 40];
+    let e = b.recv_bytes_into(&mut small).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BufferTooSmall);
+    assert_eq!(e.needed(), Some(110));
+    assert!(b.poll(Duration::ZERO).unwrap(), "the message is still there");
+    let mut big = [0u8; 200];
+    assert_eq!(b.recv_bytes_into(&mut big).unwrap(), 110);
+    assert_eq!(&big[..110], &long[..]);
+}
+
+/// C03, C12, C15: poll does not consume, empty messages count, boundaries are kept.
+#[test]
+fn poll_and_boundaries() {
+    let (a, b) = Pipe::new().unwrap();
+    let t = Instant::now();
+    assert!(!b.poll(Duration::ZERO).unwrap());
+    assert!(t.elapsed() < Duration::from_millis(50));
+    let t = Instant::now();
+    assert!(!b.poll(Duration::from_millis(100)).unwrap());
+    assert!(t.elapsed() >= Duration::from_millis(95));
+    a.send_bytes(b"").unwrap();
+    assert!(b.poll(Duration::ZERO).unwrap());
+    assert!(b.poll(Duration::ZERO).unwrap());
+    assert_eq!(b.recv_bytes().unwrap(), b"");
+    for m in [&b"a"[..], b"b", b"cd"] {
+        a.send_bytes(m).unwrap();
+    }
+    for m in [&b"a"[..], b"b", b"cd"] {
+        assert!(b.poll(Duration::from_secs(1)).unwrap());
+        assert_eq!(b.recv_bytes().unwrap(), m);
+    }
+    assert!(!b.poll(Duration::ZERO).unwrap());
+}
+
+/// C04, C21: EOF once every handle of the other end is closed; poll reports it.
+#[test]
+fn eof_after_peer_closes() {
+    let (a, b) = Pipe::new().unwrap();
+    let child = fork_keep(&fds(&[&b]), || {
+        b.send(&1u8).unwrap();
+        0
+    });
+    drop(b);
+    child.expect_success(T);
+    assert_eq!(a.recv_timeout::<u8>(T).unwrap(), 1);
+    assert!(a.poll(Duration::from_secs(5)).unwrap(), "EOF is readable");
+    let e = a.recv_timeout::<u8>(T).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected);
+    assert_eq!(a.recv_bytes().unwrap_err().kind(), ErrorKind::Disconnected);
+    let e = a.send(&1u8).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+}
+
+/// C05: one-way pipes refuse the wrong direction.
+#[test]
+fn simplex_directions() {
+    let (r, w) = Pipe::simplex().unwrap();
+    assert!(r.readable() && !r.writable());
+    assert!(w.writable() && !w.readable());
+    assert_eq!(r.send(&1u8).unwrap_err().kind(), ErrorKind::WrongDirection);
+    assert_eq!(w.recv::<u8>().unwrap_err().kind(), ErrorKind::WrongDirection);
+    assert_eq!(w.poll(Duration::ZERO).unwrap_err().kind(), ErrorKind::WrongDirection);
+    w.send(&"x").unwrap();
+    assert_eq!(r.recv::<String>().unwrap(), "x");
+    drop(w);
+    assert_eq!(r.recv::<String>().unwrap_err().kind(), ErrorKind::Disconnected);
+}
+
+/// C07: send_bytes with offset and size, Python's checks.
+#[test]
+fn send_bytes_range() {
+    let (a, b) = Pipe::new().unwrap();
+    let msg: Vec<u8> = (b'a'..=b'z').collect();
+    let ok: [(usize, Option<usize>, &[u8]); 5] = [
+        (0, None, &msg[..]),
+        (5, None, &msg[5..]),
+        (7, Some(8), &msg[7..15]),
+        (26, None, b""),
+        (26, Some(0), b""),
+    ];
+    for (off, size, want) in ok {
+        a.send_bytes_range(&msg, off, size).unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), want);
+    }
+    for (off, size) in [(27, None), (22, Some(5)), (26, Some(1))] {
+        let e = a.send_bytes_range(&msg, off, size).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+    assert!(!b.poll(Duration::ZERO).unwrap());
+}
+
+/// A type mismatch is a decode error; the connection stays usable.
+#[test]
+fn type_mismatch_is_codec_error() {
+    let (a, b) = Pipe::new().unwrap();
+    a.send(&300u32).unwrap();
+    let e = b.recv::<bool>().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Codec, "{e}");
+    a.send(&()).unwrap();
+    let e = b.recv::<u64>().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Codec, "{e}");
+    a.send(&5u32).unwrap();
+    assert_eq!(b.recv::<u32>().unwrap(), 5);
+}
+
+/// Timeouts: nothing lost, and a timeout is bounded.
+#[test]
+fn recv_timeout_is_bounded() {
+    let (_a, b) = Pipe::new().unwrap();
+    let t = Instant::now();
+    let e = b.recv_timeout::<u8>(Duration::from_millis(50)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert!(t.elapsed() >= Duration::from_millis(45) && t.elapsed() < Duration::from_secs(2));
+    let e = b.recv_timeout::<u8>(Duration::ZERO).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+}
+
+/// The connection is Send + Sync.
+#[test]
+fn connection_is_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Connection>();
+}
