@@ -68,6 +68,12 @@ impl Header {
     /// against `limit`. A pure function: nothing is allocated.
     pub fn decode(bytes: [u8; HEADER_LEN], limit: usize) -> Result<Header> {
         let word = u64::from_le_bytes(bytes);
+        if bytes[..4] == crate::listener::HS_MAGIC {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "the peer sent an authkey challenge: connect with the listener's authkey",
+            ));
+        }
         if (word >> 56) as u8 != MAGIC {
             return Err(Error::new(
                 ErrorKind::Protocol,

@@ -33,11 +33,13 @@
 mod connection;
 mod error;
 pub mod frame;
+mod listener;
 mod sys;
 mod wait;
 
 pub use crate::connection::{Connection, Pipe};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::listener::{Address, Client, Listener, ListenerBuilder, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use crate::wait::{wait, Waitable};
 
 impl Waitable for Connection {

@@ -225,3 +225,67 @@ pub(crate) fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<
     };
     cvt(n).map(|n| n as usize)
 }
+
+/// A new epoll instance, close-on-exec.
+pub(crate) fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 has no memory preconditions.
+    let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by the kernel and belongs to nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds `fd` to `ep` for readability (level-triggered), tagged with `token`.
+pub(crate) fn epoll_add(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: token };
+    // SAFETY: `ev` is a valid event for the call; both descriptors are borrowed and open.
+    cvt(unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev) })
+        .map(|_| ())
+}
+
+/// Removes `fd` from `ep`.
+pub(crate) fn epoll_del(ep: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: as in `epoll_add` (the event is ignored for DEL but must be non-null on old
+    // kernels).
+    cvt(unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_DEL, fd.as_raw_fd(), &mut ev) })
+        .map(|_| ())
+}
+
+/// Waits up to `timeout` (`None`: no limit, rounded up to whole milliseconds) for events on
+/// `ep`; appends the tokens of ready descriptors to `out`. `EINTR` is `Interrupted`.
+pub(crate) fn epoll_wait(
+    ep: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+    out: &mut Vec<u64>,
+) -> io::Result<()> {
+    const N: usize = 32;
+    let mut evs = [libc::epoll_event { events: 0, u64: 0 }; N];
+    let ms = match timeout {
+        None => -1,
+        Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
+    };
+    // SAFETY: `evs` is a writable array of N events.
+    let n =
+        cvt(unsafe { libc::epoll_wait(ep.as_raw_fd(), evs.as_mut_ptr(), N as libc::c_int, ms) })?;
+    out.extend(evs[..n as usize].iter().map(|e| e.u64));
+    Ok(())
+}
+
+/// Fills `buf` with random bytes from the kernel (`getrandom`).
+pub(crate) fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a valid writable buffer of `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}

@@ -1,0 +1,745 @@
+//! [`Listener`] and [`Client`]: connections between processes that share no parent, over a
+//! Unix socket or TCP, with an optional authkey handshake.
+//!
+//! # The handshake
+//!
+//! With an authkey, before any message is exchanged:
+//!
+//! 1. the listener sends a challenge: 32 random bytes `ns`;
+//! 2. the client answers `HMAC-SHA256(key, "multiproc-auth-v1 client" ‖ ns ‖ nc)` and its own
+//!    32 random bytes `nc`;
+//! 3. the listener checks the answer in constant time and replies either a welcome carrying
+//!    `HMAC-SHA256(key, "multiproc-auth-v1 server" ‖ ns ‖ nc)` — which the client checks in
+//!    turn — or a refusal.
+//!
+//! Each side thus proves it holds the key without revealing it, a recorded exchange cannot be
+//! replayed (fresh nonces on both sides), and the two directions use different labels so one
+//! side's answer cannot be reflected back. Handshake messages are at most 261 bytes; the
+//! listener reads nothing else before authentication, and each client has
+//! [`handshake_timeout`](ListenerBuilder::handshake_timeout) to complete it. Handshakes of
+//! several clients run side by side inside [`Listener::accept`], so a client that connects and
+//! stays silent costs one slot until its deadline, never the others' turn.
+//!
+//! Without an authkey (on both sides), nothing is exchanged, as in Python.
+
+use crate::connection::Connection;
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::fmt;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// First bytes of every handshake message.
+pub(crate) const HS_MAGIC: [u8; 4] = *b"MPH\x01";
+const HS_HEADER: usize = 6;
+const T_CHALLENGE: u8 = 1;
+const T_RESPONSE: u8 = 2;
+const T_WELCOME: u8 = 3;
+const T_FAILURE: u8 = 4;
+const NONCE: usize = 32;
+const MAC: usize = 32;
+const LABEL_CLIENT: &[u8] = b"multiproc-auth-v1 client";
+const LABEL_SERVER: &[u8] = b"multiproc-auth-v1 server";
+
+/// Default [`handshake_timeout`](ListenerBuilder::handshake_timeout) and client connect
+/// timeout.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most handshakes a listener runs at once; further clients wait in the kernel's backlog.
+const MAX_PENDING: usize = 64;
+const LISTEN_TOKEN: u64 = u64::MAX;
+
+/// Where a [`Listener`] listens and a [`Client`] connects.
+///
+/// Parsed from text by [`FromStr`]: `unix:PATH` or an absolute path, `@NAME` for an abstract
+/// Unix name, `HOST:PORT` (an IP address) for TCP.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Address {
+    /// A Unix socket file.
+    Unix(PathBuf),
+    /// A Linux abstract Unix socket name (no file; Python's `"\0name"`).
+    Abstract(Vec<u8>),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Unix(p) => write!(f, "unix:{}", p.display()),
+            Address::Abstract(n) => write!(f, "@{}", String::from_utf8_lossy(n)),
+            Address::Tcp(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+impl FromStr for Address {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Address> {
+        if let Some(p) = s.strip_prefix("unix:") {
+            return Ok(Address::Unix(PathBuf::from(p)));
+        }
+        if s.starts_with('/') {
+            return Ok(Address::Unix(PathBuf::from(s)));
+        }
+        if let Some(n) = s.strip_prefix('@').or_else(|| s.strip_prefix('\0')) {
+            return Ok(Address::Abstract(n.as_bytes().to_vec()));
+        }
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(Address::Tcp(a));
+        }
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{s:?} is not an address: use unix:PATH, /abs/path, @abstract or IP:PORT"),
+        ))
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(a: SocketAddr) -> Address {
+        Address::Tcp(a)
+    }
+}
+
+impl From<PathBuf> for Address {
+    fn from(p: PathBuf) -> Address {
+        Address::Unix(p)
+    }
+}
+
+impl From<&Path> for Address {
+    fn from(p: &Path) -> Address {
+        Address::Unix(p.to_path_buf())
+    }
+}
+
+enum Sock {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+impl Sock {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Sock::Unix(l) => l.as_fd(),
+            Sock::Tcp(l) => l.as_fd(),
+        }
+    }
+
+    /// Accepts one waiting client (the listener is non-blocking): `(socket, is_tcp)`.
+    fn accept(&self) -> std::io::Result<(OwnedFd, bool)> {
+        match self {
+            Sock::Unix(l) => l.accept().map(|(s, _)| (OwnedFd::from(s), false)),
+            Sock::Tcp(l) => l.accept().map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                (OwnedFd::from(s), true)
+            }),
+        }
+    }
+}
+
+/// A handshake in progress on the listener's side.
+struct Handshake {
+    sock: OwnedFd,
+    tcp: bool,
+    deadline: Instant,
+    nonce: [u8; NONCE],
+    buf: [u8; HS_HEADER + 255],
+    filled: usize,
+}
+
+enum Step {
+    Wait,
+    Done,
+    /// The client failed: `Some` is reported by `accept`, `None` (it left, or stayed
+    /// silent) is dropped quietly.
+    Fail(Option<Error>),
+}
+
+fn mac(key: &[u8], label: &[u8], ns: &[u8], nc: &[u8]) -> HmacSha256 {
+    let mut m = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+    m.update(label);
+    m.update(ns);
+    m.update(nc);
+    m
+}
+
+fn hs_message(ty: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HS_HEADER + body.len());
+    v.extend_from_slice(&HS_MAGIC);
+    v.push(ty);
+    v.push(body.len() as u8);
+    v.extend_from_slice(body);
+    v
+}
+
+fn nonce() -> Result<[u8; NONCE]> {
+    let mut n = [0u8; NONCE];
+    sys::getrandom(&mut n).map_err(|e| Error::io(e, "getrandom"))?;
+    Ok(n)
+}
+
+/// Sends a tiny handshake message without blocking (a fresh socket's buffer always has room).
+fn hs_send(sock: BorrowedFd<'_>, msg: &[u8], dontwait: bool) -> Result<()> {
+    match sys::sendmsg(sock, &[msg], &[], dontwait) {
+        Ok(n) if n == msg.len() => Ok(()),
+        Ok(_) => Err(Error::new(ErrorKind::Io, "handshake message cut short")),
+        Err(e) => Err(Error::io(e, "sending the handshake")),
+    }
+}
+
+fn bad_handshake(why: &str) -> Error {
+    Error::new(ErrorKind::Authentication, why.to_string())
+}
+
+/// Reads one handshake message into `buf[..]` (non-blocking): `Ok(true)` once
+/// `HS_HEADER + len` bytes are in. Checks the magic as soon as it is in, and the (type,
+/// length) against `expect` as soon as the header is.
+fn hs_read(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8; HS_HEADER + 255],
+    filled: &mut usize,
+    expect: &[(u8, usize)],
+) -> std::result::Result<bool, Option<Error>> {
+    loop {
+        let need = if *filled < HS_HEADER { HS_HEADER } else { HS_HEADER + buf[5] as usize };
+        if *filled == need {
+            return Ok(true);
+        }
+        let mut fds = Vec::new();
+        let dst = &mut buf[*filled..need];
+        // SAFETY: reinterpreting initialised bytes as MaybeUninit is always sound, and recvmsg
+        // only writes initialised bytes into it.
+        let dst = unsafe { &mut *(dst as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+        match sys::recvmsg(sock, dst, &mut fds, true) {
+            Ok(0) => return Err(None),
+            Ok(n) => {
+                if !fds.is_empty() {
+                    return Err(Some(bad_handshake("descriptors sent during the handshake")));
+                }
+                *filled += n;
+                let magic = (*filled).min(HS_MAGIC.len());
+                if buf[..magic] != HS_MAGIC[..magic] {
+                    return Err(Some(bad_handshake(
+                        "the peer did not follow the authkey handshake (no authkey, or not \
+                         a multiproc peer)",
+                    )));
+                }
+                if *filled >= HS_HEADER && !expect.contains(&(buf[4], buf[5] as usize)) {
+                    return Err(Some(bad_handshake("unexpected handshake message")));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(_) => return Err(None),
+        }
+    }
+}
+
+impl Handshake {
+    fn step(&mut self, key: &[u8]) -> Step {
+        match hs_read(
+            self.sock.as_fd(),
+            &mut self.buf,
+            &mut self.filled,
+            &[(T_RESPONSE, MAC + NONCE)],
+        ) {
+            Ok(false) => return Step::Wait,
+            Ok(true) => {}
+            Err(e) => return Step::Fail(e),
+        }
+        if self.buf[4] != T_RESPONSE || self.buf[5] as usize != MAC + NONCE {
+            return Step::Fail(Some(bad_handshake("unexpected handshake message from the client")));
+        }
+        let body = &self.buf[HS_HEADER..HS_HEADER + MAC + NONCE];
+        let (their_mac, nc) = body.split_at(MAC);
+        if mac(key, LABEL_CLIENT, &self.nonce, nc).verify_slice(their_mac).is_err() {
+            let _ = hs_send(self.sock.as_fd(), &hs_message(T_FAILURE, &[]), true);
+            return Step::Fail(Some(bad_handshake(
+                "digest received was wrong (the client's authkey differs)",
+            )));
+        }
+        let proof = mac(key, LABEL_SERVER, &self.nonce, nc).finalize().into_bytes();
+        match hs_send(self.sock.as_fd(), &hs_message(T_WELCOME, &proof), true) {
+            Ok(()) => Step::Done,
+            Err(e) => Step::Fail(Some(e)),
+        }
+    }
+}
+
+/// Configures a [`Listener`]: authkey, handshake timeout, message limit.
+///
+/// ```
+/// use multiproc_ipc_pipe::Listener;
+/// use std::time::Duration;
+/// let l = Listener::builder()
+///     .authkey(b"secret")
+///     .handshake_timeout(Duration::from_secs(2))
+///     .bind_private()
+///     .unwrap();
+/// println!("listening on {}", l.address());
+/// ```
+#[derive(Clone)]
+pub struct ListenerBuilder {
+    authkey: Option<Vec<u8>>,
+    handshake_timeout: Duration,
+    max_message_size: usize,
+}
+
+impl fmt::Debug for ListenerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerBuilder")
+            .field("authkey", &self.authkey.as_ref().map(|_| "<redacted>"))
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_message_size", &self.max_message_size)
+            .finish()
+    }
+}
+
+impl Default for ListenerBuilder {
+    fn default() -> Self {
+        ListenerBuilder {
+            authkey: None,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_message_size: crate::frame::DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl ListenerBuilder {
+    /// Requires clients to prove they hold `key` (any length, empty included).
+    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.authkey = Some(key.as_ref().to_vec());
+        self
+    }
+
+    /// How long a client has to complete the handshake (default 10 s); a client still
+    /// silent then is dropped.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The [`max_message_size`](Connection::set_max_message_size) of accepted connections.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Listens on `address`. A Unix socket file is created with mode 0600 and removed when
+    /// the listener is dropped; an address in use is an error.
+    pub fn bind(self, address: impl Into<Address>) -> Result<Listener> {
+        let address = address.into();
+        let (sock, address, path) = match &address {
+            Address::Unix(p) => {
+                let l = UnixListener::bind(p)
+                    .map_err(|e| Error::io(e, format!("binding {}", p.display())))?;
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| Error::io(e, "chmod 0600 of the socket"))?;
+                (Sock::Unix(l), address.clone(), Some(p.clone()))
+            }
+            Address::Abstract(n) => {
+                let a = std::os::unix::net::SocketAddr::from_abstract_name(n)
+                    .map_err(|e| Error::io(e, "abstract name"))?;
+                let l = UnixListener::bind_addr(&a)
+                    .map_err(|e| Error::io(e, format!("binding {address}")))?;
+                (Sock::Unix(l), address.clone(), None)
+            }
+            Address::Tcp(a) => {
+                let l = TcpListener::bind(a).map_err(|e| Error::io(e, format!("binding {a}")))?;
+                let real = l.local_addr().map_err(|e| Error::io(e, "local_addr"))?;
+                (Sock::Tcp(l), Address::Tcp(real), None)
+            }
+        };
+        self.finish(sock, address, path, None)
+    }
+
+    /// Listens on a Unix socket in a new private directory (mode 0700, under
+    /// `$XDG_RUNTIME_DIR` or the temporary directory); both are removed on drop. Python's
+    /// `Listener()` default address.
+    pub fn bind_private(self) -> Result<Listener> {
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let mut tries = 0;
+        let dir = loop {
+            let mut r = [0u8; 8];
+            sys::getrandom(&mut r).map_err(|e| Error::io(e, "getrandom"))?;
+            let name = format!("multiproc-{}-{:016x}", std::process::id(), u64::from_le_bytes(r));
+            let dir = base.join(name);
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+                Err(e) => return Err(Error::io(e, format!("creating {}", dir.display()))),
+            }
+        };
+        let path = dir.join("listener.sock");
+        let l = match UnixListener::bind(&path) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                return Err(Error::io(e, format!("binding {}", path.display())));
+            }
+        };
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        self.finish(Sock::Unix(l), Address::Unix(path.clone()), Some(path), Some(dir))
+    }
+
+    fn finish(
+        self,
+        sock: Sock,
+        address: Address,
+        path: Option<PathBuf>,
+        dir: Option<PathBuf>,
+    ) -> Result<Listener> {
+        let cleanup = Cleanup { path, dir, pid: std::process::id() };
+        match &sock {
+            Sock::Unix(l) => l.set_nonblocking(true),
+            Sock::Tcp(l) => l.set_nonblocking(true),
+        }
+        .map_err(|e| Error::io(e, "set_nonblocking"))?;
+        let epoll = sys::epoll_create().map_err(|e| Error::io(e, "epoll_create"))?;
+        sys::epoll_add(epoll.as_fd(), sock.fd(), LISTEN_TOKEN)
+            .map_err(|e| Error::io(e, "epoll_ctl"))?;
+        Ok(Listener {
+            sock,
+            address,
+            authkey: self.authkey,
+            handshake_timeout: self.handshake_timeout,
+            max_message_size: self.max_message_size,
+            epoll,
+            pending: Mutex::new(Vec::new()),
+            _cleanup: cleanup,
+        })
+    }
+}
+
+/// Removes the socket file (and private directory) of a listener, in the process that made
+/// them only (a forked child dropping its copy leaves them).
+struct Cleanup {
+    path: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    pid: u32,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            return;
+        }
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// Accepts [`Connection`]s from [`Client`]s (Python's `multiprocessing.connection.Listener`).
+///
+/// Its descriptor ([`AsFd`]) is readable whenever [`accept`](Self::accept) has progress to
+/// make — a new client, or a handshake step — so a listener can sit in [`wait`](crate::wait)
+/// or an event loop beside connections.
+///
+/// ```
+/// use multiproc_ipc_pipe::{Client, Listener};
+/// let l = Listener::builder().authkey(b"k").bind("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()).unwrap();
+/// let addr = l.address().clone();
+/// let t = std::thread::spawn(move || {
+///     let c = Client::connect(&addr, Some(b"k")).unwrap();
+///     c.send(&1729u32).unwrap();
+/// });
+/// let d = l.accept().unwrap();
+/// assert_eq!(d.recv::<u32>().unwrap(), 1729);
+/// t.join().unwrap();
+/// ```
+pub struct Listener {
+    sock: Sock,
+    address: Address,
+    authkey: Option<Vec<u8>>,
+    handshake_timeout: Duration,
+    max_message_size: usize,
+    epoll: OwnedFd,
+    pending: Mutex<Vec<Handshake>>,
+    _cleanup: Cleanup,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("address", &self.address)
+            .field("authkey", &self.authkey.as_ref().map(|_| "<redacted>"))
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Listener {
+    /// A builder for the options (authkey, handshake timeout, message limit).
+    pub fn builder() -> ListenerBuilder {
+        ListenerBuilder::default()
+    }
+
+    /// Listens on `address`, requiring `authkey` from clients if given.
+    pub fn bind(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
+        let mut b = Listener::builder();
+        b.authkey = authkey.map(<[u8]>::to_vec);
+        b.bind(address)
+    }
+
+    /// The address clients connect to (for TCP port 0, the port chosen).
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Waits for a client and completes its handshake. A client with the wrong key is an
+    /// [`ErrorKind::Authentication`] error (it gets one too) and the listener keeps serving;
+    /// clients that leave or stay silent past the handshake timeout are dropped quietly.
+    pub fn accept(&self) -> Result<Connection> {
+        self.accept_deadline(None)
+    }
+
+    /// [`accept`](Self::accept) that gives up after `timeout` with [`ErrorKind::Timeout`];
+    /// handshakes in progress carry on at the next call.
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Connection> {
+        self.accept_deadline(Some(Instant::now() + timeout))
+    }
+
+    fn accept_deadline(&self, deadline: Option<Instant>) -> Result<Connection> {
+        let mut pending = lock(&self.pending);
+        let mut ready: Vec<u64> = Vec::new();
+        let mut check_all = true;
+        loop {
+            // New clients.
+            while pending.len() < MAX_PENDING {
+                let (sock, tcp) = match self.sock.accept() {
+                    Ok(s) => s,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(Error::io(e, "accept")),
+                };
+                if self.authkey.is_none() {
+                    let c = Connection::from_parts(sock, true, true, tcp);
+                    c.set_max_message_size(self.max_message_size);
+                    return Ok(c);
+                }
+                let n = nonce()?;
+                if hs_send(sock.as_fd(), &hs_message(T_CHALLENGE, &n), true).is_err() {
+                    continue;
+                }
+                sys::epoll_add(self.epoll.as_fd(), sock.as_fd(), sock.as_raw_fd() as u64)
+                    .map_err(|e| Error::io(e, "epoll_ctl"))?;
+                pending.push(Handshake {
+                    sock,
+                    tcp,
+                    deadline: Instant::now() + self.handshake_timeout,
+                    nonce: n,
+                    buf: [0; HS_HEADER + 255],
+                    filled: 0,
+                });
+            }
+            // Handshake steps.
+            if let Some(key) = &self.authkey {
+                let mut i = 0;
+                while i < pending.len() {
+                    let fd = pending[i].sock.as_raw_fd() as u64;
+                    let step = if check_all || ready.contains(&fd) {
+                        pending[i].step(key)
+                    } else {
+                        Step::Wait
+                    };
+                    let step = match step {
+                        Step::Wait if pending[i].deadline <= Instant::now() => Step::Fail(None),
+                        s => s,
+                    };
+                    match step {
+                        Step::Wait => i += 1,
+                        Step::Done => {
+                            let h = pending.swap_remove(i);
+                            let _ = sys::epoll_del(self.epoll.as_fd(), h.sock.as_fd());
+                            let c = Connection::from_parts(h.sock, true, true, h.tcp);
+                            c.set_max_message_size(self.max_message_size);
+                            return Ok(c);
+                        }
+                        Step::Fail(e) => {
+                            let h = pending.swap_remove(i);
+                            let _ = sys::epoll_del(self.epoll.as_fd(), h.sock.as_fd());
+                            if let Some(e) = e {
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+            }
+            check_all = false;
+            // Sleep until something happens, a handshake expires, or the deadline.
+            let now = Instant::now();
+            let mut until = deadline;
+            if let Some(first) = pending.iter().map(|h| h.deadline).min() {
+                until = Some(until.map_or(first, |d| d.min(first)));
+            }
+            if let Some(d) = deadline {
+                if now >= d {
+                    return Err(Error::new(ErrorKind::Timeout, "no client connected in time"));
+                }
+            }
+            ready.clear();
+            match sys::epoll_wait(
+                self.epoll.as_fd(),
+                until.map(|u| u.saturating_duration_since(now)),
+                &mut ready,
+            ) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(e, "epoll_wait")),
+            }
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.epoll.as_fd()
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+}
+
+impl crate::Waitable for Listener {}
+
+/// Connects to a [`Listener`] (Python's `multiprocessing.connection.Client`).
+#[derive(Debug)]
+pub struct Client {
+    _private: (),
+}
+
+impl Client {
+    /// Connects to `address`, proving `authkey` if given (it must match the listener's), and
+    /// waiting at most [`DEFAULT_HANDSHAKE_TIMEOUT`] for the listener's side of the handshake.
+    pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Connection> {
+        Client::connect_timeout(address, authkey, DEFAULT_HANDSHAKE_TIMEOUT)
+    }
+
+    /// [`connect`](Self::connect) with a limit on the TCP connect and the handshake.
+    pub fn connect_timeout(
+        address: &Address,
+        authkey: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Connection> {
+        let deadline = Instant::now() + timeout;
+        let what = || format!("connecting to {address}");
+        let (sock, tcp) = match address {
+            Address::Unix(p) => {
+                (OwnedFd::from(UnixStream::connect(p).map_err(|e| Error::io(e, what()))?), false)
+            }
+            Address::Abstract(n) => {
+                let a = std::os::unix::net::SocketAddr::from_abstract_name(n)
+                    .map_err(|e| Error::io(e, "abstract name"))?;
+                (
+                    OwnedFd::from(UnixStream::connect_addr(&a).map_err(|e| Error::io(e, what()))?),
+                    false,
+                )
+            }
+            Address::Tcp(a) => {
+                let s = TcpStream::connect_timeout(a, timeout).map_err(|e| Error::io(e, what()))?;
+                let _ = s.set_nodelay(true);
+                (OwnedFd::from(s), true)
+            }
+        };
+        if let Some(key) = authkey {
+            client_handshake(sock.as_fd(), key, deadline)?;
+        }
+        Ok(Connection::from_parts(sock, true, true, tcp))
+    }
+}
+
+/// Reads one handshake message before `deadline`.
+fn client_read(
+    sock: BorrowedFd<'_>,
+    deadline: Instant,
+    expect: &[(u8, usize)],
+) -> Result<([u8; HS_HEADER + 255], usize)> {
+    let mut buf = [0u8; HS_HEADER + 255];
+    let mut filled = 0;
+    loop {
+        match hs_read(sock, &mut buf, &mut filled, expect) {
+            Ok(true) => return Ok((buf, filled)),
+            Ok(false) => {}
+            Err(Some(e)) => return Err(e),
+            Err(None) => {
+                return Err(bad_handshake(
+                    "the listener closed the connection during the handshake",
+                ))
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(bad_handshake(
+                "no handshake from the listener in time (does it use an authkey?)",
+            ));
+        }
+        let mut set = [sys::PollFd::new(sock, sys::POLL_IN)];
+        match sys::poll(&mut set, Some(deadline - now)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(e, "poll")),
+        }
+    }
+}
+
+fn client_handshake(sock: BorrowedFd<'_>, key: &[u8], deadline: Instant) -> Result<()> {
+    let (buf, _) = client_read(sock, deadline, &[(T_CHALLENGE, NONCE)])?;
+    if buf[4] != T_CHALLENGE || buf[5] as usize != NONCE {
+        return Err(bad_handshake("unexpected handshake message from the listener"));
+    }
+    let ns = &buf[HS_HEADER..HS_HEADER + NONCE];
+    let nc = nonce()?;
+    let answer = mac(key, LABEL_CLIENT, ns, &nc).finalize().into_bytes();
+    let mut body = [0u8; MAC + NONCE];
+    body[..MAC].copy_from_slice(&answer);
+    body[MAC..].copy_from_slice(&nc);
+    hs_send(sock, &hs_message(T_RESPONSE, &body), false)?;
+    let (reply, _) = client_read(sock, deadline, &[(T_WELCOME, MAC), (T_FAILURE, 0)])?;
+    match (reply[4], reply[5] as usize) {
+        (T_WELCOME, MAC) => {
+            let proof = &reply[HS_HEADER..HS_HEADER + MAC];
+            if mac(key, LABEL_SERVER, ns, &nc).verify_slice(proof).is_err() {
+                return Err(bad_handshake(
+                    "the listener's proof was wrong (it does not hold the authkey)",
+                ));
+            }
+            Ok(())
+        }
+        (T_FAILURE, 0) => Err(bad_handshake("digest sent was rejected (the authkey differs)")),
+        _ => Err(bad_handshake("unexpected handshake message from the listener")),
+    }
+}
