@@ -1,0 +1,144 @@
+//! Who "I" am in a shared lock word, and whether a recorded holder is still alive.
+//!
+//! A lock word names its holder by pid (30 bits; Linux pids stay below 2^22). A side word next
+//! to it holds `pid << 32 | low 32 bits of the start time`, so a waiter can tell the holder
+//! from a later process that reused its pid. Reading our own pid must cost nothing on the
+//! uncontended path (a `getpid` system call is several times the whole acquire), so it is
+//! cached in a static and invalidated in the child by a `pthread_atfork` handler.
+//!
+//! Under `--cfg multiproc_loom` every loom thread is a "process" with its own small id, and
+//! [`loom_support::die`](crate::loom_support::die) marks the calling thread dead.
+
+/// Bits of a lock word that hold the holder's id.
+pub(crate) const ID_MASK: u32 = (1 << 30) - 1;
+
+/// The caller's identity as stored in shared words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Me {
+    /// The pid (under loom: the model thread's id), never 0, within [`ID_MASK`].
+    pub(crate) id: u32,
+    /// `pid << 32 | start_time as u32`; 0 when unknown.
+    pub(crate) side: u64,
+}
+
+pub(crate) use imp::{alive, me, thread_tag};
+
+#[cfg(not(multiproc_loom))]
+mod imp {
+    use super::{Me, ID_MASK};
+    use multiproc_arena::{pid_alive, ProcessId};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    static ME_ID: AtomicU32 = AtomicU32::new(0);
+    static ME_SIDE: AtomicU64 = AtomicU64::new(0);
+
+    /// The calling process: two relaxed loads once initialised.
+    #[inline]
+    pub(crate) fn me() -> Me {
+        let id = ME_ID.load(Ordering::Relaxed);
+        if id != 0 {
+            return Me { id, side: ME_SIDE.load(Ordering::Relaxed) };
+        }
+        me_slow()
+    }
+
+    unsafe extern "C" fn forget_after_fork() {
+        ME_ID.store(0, Ordering::Relaxed);
+        ME_SIDE.store(0, Ordering::Relaxed);
+    }
+
+    #[cold]
+    fn me_slow() -> Me {
+        static AT_FORK: std::sync::Once = std::sync::Once::new();
+        AT_FORK.call_once(|| crate::sys::at_fork_child(forget_after_fork));
+        let p = ProcessId::current();
+        let id = p.pid();
+        assert!(id != 0 && id <= ID_MASK, "pid {id} does not fit a lock word");
+        let side = ((id as u64) << 32) | (p.start_time() & 0xffff_ffff);
+        ME_SIDE.store(side, Ordering::Relaxed);
+        ME_ID.store(id, Ordering::Relaxed);
+        Me { id, side }
+    }
+
+    /// Whether the process `id`, whose side word read `side`, is still running.
+    ///
+    /// When `side` belongs to `id` it also checks the start time (a recycled pid is dead);
+    /// otherwise (the holder is between its acquiring CAS and its side store) the pid alone.
+    pub(crate) fn alive(id: u32, side: u64) -> bool {
+        if id == me().id {
+            return true;
+        }
+        let start = side as u32;
+        if (side >> 32) as u32 == id && start != 0 {
+            ProcessId::of_pid(id).is_some_and(|p| p.start_time() as u32 == start)
+        } else {
+            pid_alive(id)
+        }
+    }
+
+    static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static TAG: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// A number naming the calling thread, unique within the process (and kept by the one
+    /// thread of a forked child, whose pid differs).
+    #[inline]
+    pub(crate) fn thread_tag() -> u64 {
+        TAG.with(|t| {
+            let v = t.get();
+            if v != 0 {
+                return v;
+            }
+            let v = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+            t.set(v);
+            v
+        })
+    }
+}
+
+#[cfg(multiproc_loom)]
+mod imp {
+    use super::{Me, ID_MASK};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    pub(crate) struct Registry {
+        next: AtomicU32,
+        dead: std::sync::Mutex<Vec<u32>>,
+    }
+
+    loom::lazy_static! {
+        pub(crate) static ref REGISTRY: Registry =
+            Registry { next: AtomicU32::new(1), dead: std::sync::Mutex::new(Vec::new()) };
+    }
+    loom::thread_local! {
+        static ID: Cell<u32> = Cell::new(0);
+    }
+
+    pub(crate) fn me() -> Me {
+        let id = ID.with(|c| {
+            if c.get() == 0 {
+                c.set(REGISTRY.next.fetch_add(1, Ordering::Relaxed) & ID_MASK);
+            }
+            c.get()
+        });
+        Me { id, side: 0 }
+    }
+
+    pub(crate) fn alive(id: u32, _side: u64) -> bool {
+        !REGISTRY.dead.lock().unwrap().contains(&id)
+    }
+
+    pub(crate) fn mark_dead(id: u32) {
+        REGISTRY.dead.lock().unwrap().push(id);
+    }
+
+    pub(crate) fn thread_tag() -> u64 {
+        me().id as u64
+    }
+}
+
+#[cfg(multiproc_loom)]
+pub(crate) use imp::mark_dead;

@@ -1,0 +1,10 @@
+//! The raw libc calls of this crate (one: `pthread_atfork`).
+#![allow(clippy::disallowed_methods)]
+
+/// Registers `child` to run in the child after every `fork()` made through libc.
+pub(crate) fn at_fork_child(child: unsafe extern "C" fn()) {
+    // SAFETY: registers a handler with no prepare/parent parts; `child` only stores to
+    // atomics, which is async-signal-safe as the child of a multi-threaded fork requires.
+    let r = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    assert_eq!(r, 0, "pthread_atfork failed");
+}

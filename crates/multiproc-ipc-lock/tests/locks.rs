@@ -1,0 +1,248 @@
+//! Lock, RLock and Mutex with real processes: the checklist's L and RL behaviours, a stress
+//! count, and kill -9 of the holder.
+
+mod common;
+
+use common::*;
+use multiproc_arena::sync::atomic::Ordering;
+use multiproc_ipc_lock::{ErrorKind, Lock, Mutex, RLock};
+use std::sync::TryLockError;
+use std::time::{Duration, Instant};
+
+#[test]
+fn lock_basics_l01_l02() {
+    let lock = Lock::new().unwrap();
+    assert!(lock.acquire(true, None).unwrap());
+    assert!(lock.locked());
+    assert!(!lock.acquire(false, None).unwrap());
+    lock.release().unwrap();
+    assert!(!lock.locked());
+    assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::NotHeld);
+    {
+        let _g = lock.lock().unwrap();
+        assert!(lock.locked());
+        assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
+    }
+    assert!(!lock.locked());
+    let t = Instant::now();
+    let _g = lock.lock().unwrap();
+    assert!(matches!(lock.try_lock_for(Duration::from_millis(100)), Err(TryLockError::WouldBlock)));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert!(!lock.acquire(true, Some(Duration::from_millis(50))).unwrap());
+}
+
+#[test]
+fn lock_state_is_shared_l03_and_released_by_another_process_l05() {
+    let lock = Lock::new().unwrap();
+    let seen = flag();
+    let child = fork(|| {
+        assert!(lock.acquire(true, None).unwrap());
+        seen.store(lock.locked() as u32 + 1, Ordering::SeqCst);
+        0
+    });
+    child.expect_success(T);
+    assert_eq!(seen.load(Ordering::SeqCst), 2);
+    assert!(lock.locked());
+    assert!(lock.owner().is_some());
+    // The child exited holding it: it is poisoned for an acquirer, but Python lets any
+    // process release a Lock, and release does so.
+    lock.release().unwrap();
+    assert!(!lock.locked());
+    assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::NotHeld);
+}
+
+#[test]
+fn rlock_basics_rl01_rl02_rl06() {
+    let r = RLock::new().unwrap();
+    for _ in 0..3 {
+        assert!(r.acquire(true, None).unwrap());
+        assert!(r.locked());
+    }
+    assert_eq!(r.count(), 3);
+    r.release().unwrap();
+    r.release().unwrap();
+    assert!(r.locked());
+    r.release().unwrap();
+    assert!(!r.locked());
+    assert_eq!(r.release().unwrap_err().kind(), ErrorKind::NotOwner);
+    {
+        let _a = r.lock().unwrap();
+        let _b = r.lock().unwrap();
+        assert_eq!(r.count(), 2);
+        // Another thread neither owns nor may release it.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(!r.is_owned());
+                assert_eq!(r.release().unwrap_err().kind(), ErrorKind::NotOwner);
+                assert!(!r.acquire(false, None).unwrap());
+            });
+        });
+    }
+    assert!(!r.locked());
+}
+
+#[test]
+fn rlock_held_by_child_rl03_and_not_releasable_by_parent() {
+    let r = RLock::new().unwrap();
+    let go = flag();
+    let mut child = fork(|| {
+        let _g = r.lock().unwrap();
+        let _h = r.lock().unwrap();
+        go.store(1, Ordering::SeqCst);
+        while go.load(Ordering::SeqCst) != 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        0
+    });
+    until_at_least(&go, 1, "child holds the rlock");
+    assert!(r.locked());
+    assert_eq!(r.owner(), Some(child.pid()));
+    assert_eq!(r.release().unwrap_err().kind(), ErrorKind::NotOwner);
+    assert!(!r.acquire(false, None).unwrap());
+    go.store(2, Ordering::SeqCst);
+    assert_eq!(child.wait_timeout(T), Some(Exit::Code(0)));
+    assert!(!r.locked());
+    assert!(r.acquire(false, None).unwrap());
+    r.release().unwrap();
+}
+
+#[test]
+fn mutex_stress_4_processes_100k_increments() {
+    let m = Mutex::new(0u64).unwrap();
+    let kids: Vec<Child> = (0..4)
+        .map(|_| {
+            fork(|| {
+                for _ in 0..100_000 {
+                    *m.lock().unwrap() += 1;
+                }
+                0
+            })
+        })
+        .collect();
+    for k in kids {
+        k.expect_success(Duration::from_secs(30));
+    }
+    assert_eq!(*m.lock().unwrap(), 400_000);
+}
+
+#[test]
+fn mutex_panic_poisons_like_std() {
+    let m = Mutex::new(1u32).unwrap();
+    let r = std::thread::scope(|s| {
+        s.spawn(|| {
+            let _g = m.lock().unwrap();
+            panic!("boom");
+        })
+        .join()
+    });
+    assert!(r.is_err());
+    assert!(m.is_poisoned());
+    let g = m.lock().unwrap_err().into_inner();
+    assert_eq!(*g, 1);
+    drop(g);
+    m.clear_poison();
+    assert_eq!(*m.lock().unwrap(), 1);
+}
+
+/// Forks a child that takes the lock with `hold` and parks; returns it once it holds.
+fn killed_holder(hold: impl FnOnce()) -> Child {
+    let ready = flag();
+    let child = fork(|| {
+        hold();
+        ready.store(1, Ordering::SeqCst);
+        park_forever()
+    });
+    until_at_least(&ready, 1, "child holds the lock");
+    child
+}
+
+/// Kills `child`, runs `acquire` (which must see the poison) and checks it took < 100 ms.
+fn assert_poison_within_100ms(mut child: Child, acquire: impl FnOnce() -> bool) {
+    let t0 = Instant::now();
+    child.kill();
+    let poisoned = acquire();
+    let dt = t0.elapsed();
+    assert!(poisoned, "the next acquirer must see the poison");
+    assert!(dt < Duration::from_millis(100), "took {dt:?} after the kill");
+    assert!(matches!(child.wait_timeout(T), Some(Exit::Signal(libc::SIGKILL))));
+}
+
+#[test]
+fn lock_holder_killed() {
+    let lock = Lock::new().unwrap();
+    let child = killed_holder(|| std::mem::forget(lock.lock().unwrap()));
+    assert!(matches!(lock.try_lock(), Err(TryLockError::WouldBlock)));
+    assert_poison_within_100ms(child, || {
+        let e = lock.try_lock_for(T).unwrap_err();
+        matches!(e, TryLockError::Poisoned(_))
+    });
+    assert!(lock.is_poisoned() && !lock.locked());
+    lock.clear_poison();
+    assert!(!lock.is_poisoned());
+    drop(lock.lock().unwrap());
+    assert!(lock.acquire(false, None).unwrap());
+    lock.release().unwrap();
+}
+
+#[test]
+fn lock_holder_killed_while_another_process_waits() {
+    let lock = Lock::new().unwrap();
+    let child = killed_holder(|| std::mem::forget(lock.lock().unwrap()));
+    let waiting = flag();
+    let result = flag();
+    let mut waiter = fork(|| {
+        waiting.store(1, Ordering::SeqCst);
+        let r = lock.lock();
+        result.store(if r.is_err() { 1 } else { 2 }, Ordering::SeqCst);
+        0
+    });
+    until_at_least(&waiting, 1, "waiter started");
+    std::thread::sleep(Duration::from_millis(30)); // let it sleep on the futex
+    let t0 = Instant::now();
+    let mut child = child;
+    child.kill();
+    until(5, "waiter acquires", || result.load(Ordering::SeqCst) != 0);
+    let dt = t0.elapsed();
+    assert_eq!(result.load(Ordering::SeqCst), 1, "waiter saw the poison");
+    assert!(dt < Duration::from_millis(100), "took {dt:?}");
+    assert_eq!(waiter.wait_timeout(T), Some(Exit::Code(0)));
+    let _ = child.wait_timeout(T);
+    lock.clear_poison();
+    drop(lock.lock().unwrap());
+}
+
+#[test]
+fn rlock_holder_killed() {
+    let r = RLock::new().unwrap();
+    let child = killed_holder(|| {
+        std::mem::forget(r.lock().unwrap());
+        std::mem::forget(r.lock().unwrap());
+    });
+    assert_poison_within_100ms(child, || r.acquire(true, Some(T)).is_err_and(|e| *e.get_ref()));
+    // We own it now, once (the dead holder's depth is gone).
+    assert!(r.is_owned());
+    assert_eq!(r.count(), 1);
+    r.release().unwrap();
+    assert!(!r.locked());
+    r.clear_poison();
+    assert!(r.acquire(true, None).unwrap());
+    r.release().unwrap();
+}
+
+#[test]
+fn mutex_holder_killed() {
+    let m = Mutex::new(5u64).unwrap();
+    let child = killed_holder(|| {
+        let mut g = m.lock().unwrap();
+        *g = 6;
+        std::mem::forget(g);
+    });
+    assert_poison_within_100ms(child, || {
+        let g = m.lock().unwrap_err().into_inner();
+        *g == 6
+    });
+    assert!(m.is_poisoned());
+    m.clear_poison();
+    *m.lock().unwrap() += 1;
+    assert_eq!(*m.lock().unwrap(), 7);
+}
