@@ -167,18 +167,18 @@ def pipe_throughput_1mib():
 # ---------------------------------------------------------------- queue
 
 
-def _producer(q, go, pid, first, count):
-    go.wait()
+def _producer(q, start, pid, count):
     base = pid << 48
-    for i in range(first, first + count):
+    start.wait()
+    for i in range(count):
         q.put(base | i)
 
 
 def _queue_u64(producers, n):
     q = FORK.Queue()
-    go = FORK.Event()
+    start = FORK.Barrier(producers + 1)  # the start line: every producer is up
     per = n // producers
-    procs = [FORK.Process(target=_producer, args=(q, go, k, 0, per)) for k in range(producers)]
+    procs = [FORK.Process(target=_producer, args=(q, start, k, per)) for k in range(producers)]
     for p in procs:
         p.start()
     # warm-up on the parent's own side: the feeder thread and the pipe
@@ -186,8 +186,8 @@ def _queue_u64(producers, n):
         q.put(i)
     for i in range(1000):
         assert q.get() == i
+    start.wait()
     t = time.perf_counter()
-    go.set()
     nxt = [0] * producers
     for _ in range(per * producers):
         v = q.get()
@@ -208,8 +208,8 @@ def queue_4to1_u64():
     return _queue_u64(4, iters(300_000, 100_000))
 
 
-def _producer_bytes(q, go, payload, count):
-    go.wait()
+def _producer_bytes(q, start, payload, count):
+    start.wait()
     for _ in range(count):
         q.put(payload)
 
@@ -219,13 +219,13 @@ def queue_1to1_64kib():
     size = 64 << 10
     payload = _payload(size)
     q = FORK.Queue()
-    go = FORK.Event()
-    p = FORK.Process(target=_producer_bytes, args=(q, go, payload, n))
+    start = FORK.Barrier(2)
+    p = FORK.Process(target=_producer_bytes, args=(q, start, payload, n))
     p.start()
     q.put(payload)
     assert q.get() == payload
+    start.wait()
     t = time.perf_counter()
-    go.set()
     for _ in range(n):
         assert q.get() == payload
     d = time.perf_counter() - t
@@ -297,8 +297,9 @@ def manager_dict_get_rtt():
         return (time.perf_counter() - t) / n * 1e6
 
 
-def _appender(lst, go, k, count):
-    go.wait()
+def _appender(lst, start, k, count):
+    len(lst)  # connect to the manager (a proxy reconnects in a new process) before the clock
+    start.wait()
     for i in range(count):
         lst.append((k, i))
 
@@ -323,13 +324,12 @@ def manager_list_append_4clients():
     per = n // 4
     with FORK.Manager() as m:
         lst = m.list()
-        go = FORK.Event()
-        procs = [FORK.Process(target=_appender, args=(lst, go, k, per)) for k in range(4)]
+        start = FORK.Barrier(5)
+        procs = [FORK.Process(target=_appender, args=(lst, start, k, per)) for k in range(4)]
         for p in procs:
             p.start()
-        time.sleep(0.05)  # let every client connect before the clock starts
+        start.wait()
         t = time.perf_counter()
-        go.set()
         for p in procs:
             p.join()
         d = time.perf_counter() - t
@@ -466,7 +466,7 @@ def _alloc_free(n):
 
 
 def arena_alloc_free():
-    n = iters(300_000, 100_000)
+    n = iters(100_000, 40_000)
     _alloc_free(warm(n))
     t = time.perf_counter()
     _alloc_free(n)
@@ -481,7 +481,7 @@ def _alloc_free_child(start, done, n):
 
 def arena_alloc_free_2proc():
     # multiprocessing.heap is per process: after fork each side allocates from its own heap.
-    n = iters(150_000, 50_000)
+    n = iters(60_000, 20_000)
     _alloc_free(warm(n))
     start = FORK.Barrier(2)
     done = FORK.Event()

@@ -43,7 +43,7 @@ fn alloc_free(o: &Opts) -> f64 {
 
 fn alloc_free_2proc(o: &Opts) -> f64 {
     let arena = Arena::new(16 << 20).expect("arena");
-    let n = o.iters(3_000_000, 1_000_000);
+    let n = o.iters(4_000_000, 1_500_000);
     let work = || (0..n).for_each(|i| pair(&arena, i));
     (0..o.warm(n)).for_each(|i| pair(&arena, i));
     let start = Start::new();

@@ -30,7 +30,7 @@ pub(crate) const CASES: &[Case] = &[
         name: "pipe.throughput_1mib",
         unit: "MB/s",
         better: Better::Higher,
-        floor: Floor::Case("floor.memcpy_64mib"),
+        floor: Floor::Case("floor.shm_ring_1mib"),
         rust: None,
         python: true,
         about: "one-way 1 MiB byte messages; the receiver compares every message with the payload",

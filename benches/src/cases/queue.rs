@@ -30,7 +30,7 @@ pub(crate) const CASES: &[Case] = &[
         name: "queue.1to1_64kib",
         unit: "MB/s",
         better: Better::Higher,
-        floor: Floor::Case("floor.memcpy_64mib"),
+        floor: Floor::Case("floor.shm_ring_64kib"),
         rust: None,
         python: true,
         about: "1 producer → 1 consumer, 64 KiB byte messages, every message compared",
