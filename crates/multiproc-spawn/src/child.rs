@@ -1,0 +1,356 @@
+//! The child's side: the life-before-main entry of re-executed children, the trampolines that
+//! decode arguments and encode results generically, panic capture, and the exit path.
+//!
+//! # Finding the target in a re-executed child
+//!
+//! A function pointer differs from run to run (ASLR), but the distance between two functions
+//! of one executable does not. The parent sends `target - anchor` and `entry - anchor`, where
+//! `anchor` is this crate's constructor, and the child adds its own anchor back. Both must lie
+//! in the object holding the anchor (checked with `dladdr` on both sides), and `entry` is a
+//! monomorphised [`entry::<A, R>`] that checks a hash of `A` and `R`'s names and layouts
+//! before it treats the target as a `fn(A) -> R`.
+
+use crate::error::PanicLocation;
+use crate::method::StartMethod;
+use crate::state::{self, Info};
+use crate::sys;
+use crate::wire::{self, FrameReader};
+use multiproc_arena::transfer;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_int};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
+/// The environment variable that marks a re-executed child (`spawn`) or forkserver.
+pub(crate) const MARKER: &str = "MULTIPROC_CHILD_V1";
+/// In a re-executed child: the socket to the parent.
+pub(crate) const CHILD_SOCK_FD: RawFd = 3;
+/// In a re-executed child or the forkserver: the parent's lifeline read end, if any.
+pub(crate) const CHILD_LIFELINE_FD: RawFd = 4;
+
+/// What a child sends back.
+pub(crate) enum Outcome {
+    Ok(Vec<u8>, Vec<OwnedFd>),
+    Panic(String, Option<PanicLocation>),
+    Error(String),
+}
+
+/// A monomorphised entry: (target address, type hash, argument bytes, descriptors).
+pub(crate) type EntryFn = fn(usize, u64, &[u8], Vec<OwnedFd>) -> Outcome;
+
+/// The header of a boot frame.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct Boot {
+    pub(crate) info: Info,
+    pub(crate) entry: i64,
+    pub(crate) target: i64,
+    pub(crate) type_hash: u64,
+}
+
+static CTOR_RAN: AtomicBool = AtomicBool::new(false);
+
+/// Whether this crate's constructor ran in this process (if not, a re-executed child would
+/// run `main` instead of the target, so spawn and forkserver refuse to start).
+pub(crate) fn constructor_ran() -> bool {
+    CTOR_RAN.load(Ordering::Relaxed)
+}
+
+/// Runs before `main` in every binary that links this crate (an ELF `.init_array` entry;
+/// glibc passes argc, argv and envp). In an ordinary process it only sets a flag. In a
+/// re-executed child it never returns: it runs the target and exits, so the parent's `main`
+/// never runs twice.
+extern "C" fn constructor(_argc: c_int, _argv: *const *const c_char, envp: *const *const c_char) {
+    CTOR_RAN.store(true, Ordering::Relaxed);
+    // SAFETY: glibc passes the process environment block, valid and not yet modified by
+    // anyone (no other code runs concurrently before main).
+    let role = unsafe { sys::env_lookup(envp, MARKER.as_bytes()) };
+    let Some(role) = role else { return };
+    let role = role.to_vec();
+    // SAFETY: before main, single-threaded: nobody else touches the environment. Removing
+    // the marker keeps it from reaching programs this child runs.
+    unsafe { sys::unsetenv(c"MULTIPROC_CHILD_V1") };
+    match role.as_slice() {
+        b"spawn" => reexec_child_main(StartMethod::Spawn),
+        b"forkserver" => crate::forkserver::serve(),
+        _ => {}
+    }
+}
+
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = constructor;
+
+fn anchor() -> usize {
+    constructor as *const () as usize
+}
+
+/// `addr - anchor`, if `addr` lies in the object (executable) that holds this crate.
+pub(crate) fn offset_of(addr: usize) -> Option<i64> {
+    let base = sys::object_base(anchor())?;
+    (sys::object_base(addr)? == base).then(|| (addr as i64).wrapping_sub(anchor() as i64))
+}
+
+fn address_of(off: i64) -> Option<usize> {
+    let addr = (anchor() as i64).wrapping_add(off) as usize;
+    let base = sys::object_base(anchor())?;
+    (sys::object_base(addr)? == base).then_some(addr)
+}
+
+/// FNV-1a of the names and layouts of `A` and `R`.
+pub(crate) fn type_hash<A, R>() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |b: u8| {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    std::any::type_name::<A>().bytes().for_each(&mut eat);
+    b" -> ".iter().copied().for_each(&mut eat);
+    std::any::type_name::<R>().bytes().for_each(&mut eat);
+    for n in [
+        std::mem::size_of::<A>(),
+        std::mem::align_of::<A>(),
+        std::mem::size_of::<R>(),
+        std::mem::align_of::<R>(),
+    ] {
+        (n as u64).to_le_bytes().into_iter().for_each(&mut eat);
+    }
+    h
+}
+
+/// The trampoline a re-executed child calls: decodes `A`, runs the target, encodes `R`.
+pub(crate) fn entry<A: DeserializeOwned, R: Serialize>(
+    target: usize,
+    hash: u64,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Outcome {
+    if hash != type_hash::<A, R>() {
+        return Outcome::Error(format!(
+            "type mismatch: the child's entry is for fn({}) -> {}",
+            std::any::type_name::<A>(),
+            std::any::type_name::<R>()
+        ));
+    }
+    // The parent computed `target` from a `fn(A) -> R` of this very binary and paired it with
+    // this monomorphised entry (the hash above confirms A and R); it was relocated by the
+    // same anchor distance and checked to lie in this executable by `address_of`.
+    // SAFETY: see above; a fn pointer and a usize have the same size.
+    let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
+    let args: A = match transfer::decode(args, fds) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Error(format!("decoding the arguments failed: {e}")),
+    };
+    run_caught(move || f(args))
+}
+
+thread_local! {
+    static IN_TARGET: Cell<bool> = const { Cell::new(false) };
+    static LAST_PANIC: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
+}
+
+/// Installs (once per process, before forking, so a forked child never touches the hook's
+/// lock) a panic hook that records where the target panicked, then calls the previous hook.
+pub(crate) fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_TARGET.with(|c| c.get()) {
+                let loc = info.location().map(|l| PanicLocation {
+                    file: l.file().to_string(),
+                    line: l.line(),
+                    column: l.column(),
+                });
+                LAST_PANIC.with(|p| *p.borrow_mut() = loc);
+            }
+            prev(info)
+        }));
+    });
+}
+
+fn payload_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_string()
+    }
+}
+
+/// Runs the target, catching a panic, and encodes its value (header space first).
+pub(crate) fn run_caught<R: Serialize>(f: impl FnOnce() -> R) -> Outcome {
+    IN_TARGET.with(|c| c.set(true));
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_TARGET.with(|c| c.set(false));
+    match res {
+        Ok(value) => {
+            let mut buf = vec![0u8; wire::HEADER];
+            let enc = transfer::encode_into(&value, &mut buf);
+            // Encoding took references for the receiver; the child's own copy goes now.
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value)));
+            match (enc, dropped) {
+                (Ok(fds), _) => Outcome::Ok(buf, fds),
+                (Err(e), _) => Outcome::Error(format!("encoding the result failed: {e}")),
+            }
+        }
+        Err(payload) => {
+            let message = payload_message(&*payload);
+            let location = LAST_PANIC.with(|p| p.borrow_mut().take());
+            // Dropping a payload can itself panic; never let that escape.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)));
+            Outcome::Panic(message, location)
+        }
+    }
+}
+
+/// Sends `out` on `sock` and returns the exit code to use.
+pub(crate) fn send_outcome(sock: BorrowedFd<'_>, out: Outcome) -> i32 {
+    let (kind, mut buf, fds, code) = match out {
+        Outcome::Ok(buf, fds) => (wire::OK, buf, fds, 0),
+        Outcome::Panic(msg, loc) => {
+            let mut buf = vec![0u8; wire::HEADER];
+            buf = postcard::to_extend(&(msg, loc), buf).unwrap_or_else(|_| vec![0u8; wire::HEADER]);
+            (wire::PANIC, buf, Vec::new(), 1)
+        }
+        Outcome::Error(msg) => {
+            let mut buf = vec![0u8; wire::HEADER];
+            buf.extend_from_slice(msg.as_bytes());
+            (wire::ERROR, buf, Vec::new(), 1)
+        }
+    };
+    let len = (buf.len() - wire::HEADER) as u64;
+    wire::put_header(&mut buf, wire::RESULT_MAGIC, kind, len);
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    // A parent that went away (EPIPE) does not want the result; exit all the same.
+    let _ = wire::send_all(sock, &buf, &borrowed);
+    code
+}
+
+/// Flushes Rust's stdout and exits without running the parent's destructors or exit hooks.
+fn finish(code: i32, flush_stdout: bool) -> ! {
+    if flush_stdout {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    sys::exit_now(code)
+}
+
+/// Re-opens the lifeline read end `raw` as this process's own open file description, arms
+/// it to SIGKILL this process when the parent's write end closes, and closes the race of a
+/// parent that died before the arming. The descriptor stays open for the child's life.
+pub(crate) fn arm_lifeline(raw: RawFd) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{raw}"));
+    let file = match opened {
+        Ok(f) => f,
+        Err(_) => finish(1, false),
+    };
+    if sys::kill_me_on_hangup(file.as_fd()).is_err() {
+        finish(1, false);
+    }
+    if sys::readable_now(file.as_fd()) {
+        // The parent is gone already (a pipe without writers reads as hung up).
+        let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+        finish(1, false);
+    }
+    std::mem::forget(file);
+}
+
+/// The forked child (fork start method): never returns.
+pub(crate) fn fork_child_main<R: Serialize>(
+    f: Box<dyn FnOnce() -> R>,
+    info: Info,
+    sock: OwnedFd,
+    lifeline: Option<RawFd>,
+) -> ! {
+    if info.daemon {
+        match lifeline {
+            Some(raw) => arm_lifeline(raw),
+            None => finish(1, false),
+        }
+    }
+    state::install_child(info, sock.as_raw_fd());
+    sys::unblock_all_signals();
+    let out = run_caught(f);
+    let code = send_outcome(sock.as_fd(), out);
+    // Not flushing stdout: another thread of the parent may have held its lock at the fork.
+    finish(code, false)
+}
+
+/// A re-executed child (spawn, or forked by the forkserver): the socket is descriptor 3, the
+/// lifeline (if passed) descriptor 4. Reads the boot frame, runs the target, exits.
+pub(crate) fn reexec_child_main(method: StartMethod) -> ! {
+    // SAFETY: descriptor 3 was placed by the parent (posix_spawn file actions or the
+    // forkserver's dup2) for this child alone; nothing else in the process owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(CHILD_SOCK_FD) };
+    let _ = sys::set_nonblocking(sock.as_fd(), false);
+    let mut reader = FrameReader::default();
+    if reader.pump(sock.as_fd(), wire::BOOT_MAGIC, true).is_err() || !reader.complete() {
+        // The parent went away before sending the target.
+        finish(1, false);
+    }
+    let fds = reader.take_fds();
+    let (_, payload) = reader.frame().expect("complete");
+    let parsed = parse_boot(payload);
+    let (boot, args) = match parsed {
+        Some(v) => v,
+        None => {
+            let code = send_outcome(sock.as_fd(), Outcome::Error("malformed boot frame".into()));
+            finish(code, false)
+        }
+    };
+    let lifeline_open = sys::fd_is_open(CHILD_LIFELINE_FD);
+    if boot.info.daemon {
+        if !lifeline_open {
+            finish(1, false);
+        }
+        arm_lifeline(CHILD_LIFELINE_FD);
+    }
+    if lifeline_open {
+        // SAFETY: descriptor 4 was placed for this child; the armed copy is a new one.
+        unsafe { sys::close_raw(CHILD_LIFELINE_FD) };
+    }
+    let mut info = boot.info;
+    info.method = Some(method.to_u8());
+    state::install_child(info, sock.as_raw_fd());
+    install_panic_hook();
+    let out = match (address_of(boot.entry), address_of(boot.target)) {
+        (Some(e), Some(t)) => {
+            // SAFETY: `e` is the parent's `entry::<A, R>` relocated into this process (same
+            // binary, same anchor distance, checked to lie in this executable); every
+            // `entry` instance has the `EntryFn` signature.
+            let entry: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(e) };
+            entry(t, boot.type_hash, args, fds)
+        }
+        _ => Outcome::Error("the target does not lie in this executable".into()),
+    };
+    let code = send_outcome(sock.as_fd(), out);
+    finish(code, true)
+}
+
+fn parse_boot(payload: &[u8]) -> Option<(Boot, &[u8])> {
+    let hlen = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?) as usize;
+    let header = payload.get(4..4 + hlen)?;
+    let boot: Boot = postcard::from_bytes(header).ok()?;
+    Some((boot, payload.get(4 + hlen..)?))
+}
+
+/// Builds a boot frame: header, boot header and the encoded arguments.
+pub(crate) fn boot_frame(boot: &Boot, args: &[u8]) -> Vec<u8> {
+    let header = postcard::to_allocvec(boot).expect("boot header serialises");
+    let len = 4 + header.len() + args.len();
+    let mut buf = Vec::with_capacity(wire::HEADER + len);
+    buf.resize(wire::HEADER, 0);
+    wire::put_header(&mut buf, wire::BOOT_MAGIC, 0, len as u64);
+    buf.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&header);
+    buf.extend_from_slice(args);
+    buf
+}

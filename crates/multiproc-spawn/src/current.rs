@@ -1,0 +1,167 @@
+//! [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`].
+
+use crate::method::StartMethod;
+use crate::state;
+use crate::sys;
+use multiproc_arena::ProcessId;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// The calling process, as this crate knows it (Python's `current_process()`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentProcess {
+    name: String,
+    pid: u32,
+    daemon: bool,
+    identity: Vec<u32>,
+    method: Option<StartMethod>,
+}
+
+impl CurrentProcess {
+    /// `"MainProcess"` in the main process; in a child, the name it was started with.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether this process is daemonic (then it may not start children).
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The child numbers from the main process down (empty in the main process): the
+    /// `N:M` of the default name `Process-N:M`.
+    pub fn identity(&self) -> &[u32] {
+        &self.identity
+    }
+
+    /// The method that started this process; `None` in the main process.
+    pub fn start_method(&self) -> Option<StartMethod> {
+        self.method
+    }
+
+    /// Always true: the calling process is running.
+    pub fn is_alive(&self) -> bool {
+        true
+    }
+}
+
+/// The calling process (Python's `current_process()`).
+pub fn current_process() -> CurrentProcess {
+    let info = state::state().info();
+    CurrentProcess {
+        name: info.name,
+        pid: sys::getpid(),
+        daemon: info.daemon,
+        identity: info.identity,
+        method: info.method.and_then(StartMethod::from_u8),
+    }
+}
+
+/// The process that started this one (Python's `parent_process()`): it may have died since,
+/// which [`is_alive`](ParentProcess::is_alive) and [`join_timeout`](ParentProcess::join_timeout)
+/// tell without being fooled by a recycled pid. For a forkserver child it is the process that
+/// asked for it, not the server.
+pub struct ParentProcess {
+    name: String,
+    id: ProcessId,
+    pidfd: Option<OwnedFd>,
+}
+
+impl fmt::Debug for ParentProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParentProcess")
+            .field("name", &self.name)
+            .field("pid", &self.id.pid())
+            .finish()
+    }
+}
+
+impl ParentProcess {
+    /// The parent's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The parent's pid.
+    pub fn pid(&self) -> u32 {
+        self.id.pid()
+    }
+
+    /// Whether the parent is still running (a zombie counts as dead).
+    pub fn is_alive(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => !sys::readable_now(fd.as_fd()) && self.id.is_alive(),
+            None => false,
+        }
+    }
+
+    /// Waits up to `timeout` for the parent to end; true if it has.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        let Some(fd) = &self.pidfd else { return true };
+        let deadline = Instant::now().checked_add(timeout);
+        let mut p = [sys::poll_in(fd.as_raw_fd())];
+        matches!(sys::poll(&mut p, deadline), Ok(n) if n > 0) || !self.is_alive()
+    }
+
+    /// Waits for the parent to end.
+    pub fn join(&self) {
+        let Some(fd) = &self.pidfd else { return };
+        let mut p = [sys::poll_in(fd.as_raw_fd())];
+        while !matches!(sys::poll(&mut p, None), Ok(n) if n > 0) {}
+    }
+
+    /// A descriptor readable once the parent has ended (`None`: it had ended already when
+    /// this handle was made).
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|f| f.as_fd())
+    }
+}
+
+/// The process that started this one; `None` in the main process.
+pub fn parent_process() -> Option<ParentProcess> {
+    let parent = state::state().info().parent?;
+    let id = ProcessId::from_parts(parent.pid, parent.start_time);
+    // Open first, then check the start time: if it matches, the pidfd names the parent.
+    let pidfd = sys::pidfd_open(parent.pid)
+        .ok()
+        .filter(|_| ProcessId::of_pid(parent.pid).is_some_and(|now| now == id));
+    Some(ParentProcess { name: parent.name, id, pidfd })
+}
+
+/// A child of this process that is still running (an entry of [`active_children`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveChild {
+    /// Its pid.
+    pub pid: u32,
+    /// Its name.
+    pub name: String,
+    /// Whether it is daemonic.
+    pub daemon: bool,
+}
+
+/// The children started by this process that are still running (Python's
+/// `active_children()`), ordered by pid. Children whose handles were dropped count until they
+/// end.
+pub fn active_children() -> Vec<ActiveChild> {
+    let st = state::state();
+    st.reap_orphans();
+    st.live_children()
+        .into_iter()
+        .map(|(pid, name, daemon)| ActiveChild { pid, name, daemon })
+        .collect()
+}
+
+/// The number of CPUs this process may run on: its affinity mask (`sched_getaffinity`),
+/// which `taskset` and container CPU sets narrow; at least 1.
+pub fn cpu_count() -> usize {
+    sys::affinity_cpu_count()
+        .filter(|&n| n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+}

@@ -1,0 +1,251 @@
+//! The error types of this crate: [`Error`] for starting a process and for the process-wide
+//! settings, [`JoinError`] for how a child's run went wrong.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong when starting a process; see [`Error::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The calling process is daemonic, and daemonic processes may not have children
+    /// (Python's rule: a daemon is killed with its parent and could not clean them up).
+    DaemonicParent,
+    /// A closure target needs [`StartMethod::Fork`](crate::StartMethod::Fork): only a forked
+    /// child shares the memory the closure captured. Use `target(fn, args)` for the other
+    /// start methods.
+    ClosureNeedsFork,
+    /// The arguments could not be serialised (no process was created).
+    Encode,
+    /// The target function does not live in the main executable (it is in a shared library),
+    /// so a re-executed child cannot find it.
+    Unsupported,
+    /// The start method was set already ([`set_start_method`](crate::set_start_method) may
+    /// be called once; use [`force_start_method`](crate::force_start_method) to change it).
+    AlreadySet,
+    /// The forkserver could not be started or did not answer.
+    Forkserver,
+    /// An operating-system call failed; see [`Error::source`](std::error::Error::source).
+    Io,
+}
+
+/// The error of starting a process or changing a process-wide setting.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    detail: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
+        Error { kind, detail: detail.into(), source: None }
+    }
+
+    pub(crate) fn io(err: io::Error, what: impl Into<String>) -> Self {
+        Error { kind: ErrorKind::Io, detail: what.into(), source: Some(Box::new(err)) }
+    }
+
+    pub(crate) fn with_source(
+        kind: ErrorKind,
+        detail: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error { kind, detail: detail.into(), source: Some(Box::new(source)) }
+    }
+
+    /// What kind of error this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::DaemonicParent => "daemonic processes are not allowed to have children",
+            ErrorKind::ClosureNeedsFork => {
+                "a closure target can only be started with StartMethod::Fork \
+                 (use target(fn, args) for spawn and forkserver)"
+            }
+            ErrorKind::Encode => "the process arguments could not be serialised",
+            ErrorKind::Unsupported => "the target cannot be started with this start method",
+            ErrorKind::AlreadySet => "the start method has already been set",
+            ErrorKind::Forkserver => "the forkserver failed",
+            ErrorKind::Io => "I/O error",
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        if let Some(s) = &self.source {
+            write!(f, " ({s})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match e.kind {
+            ErrorKind::Encode | ErrorKind::ClosureNeedsFork => io::ErrorKind::InvalidInput,
+            ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// A signal number, displayed by name (`SIGTERM`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(pub i32);
+
+impl Signal {
+    /// `SIGTERM`, sent by [`JoinHandle::terminate`](crate::JoinHandle::terminate).
+    pub const TERM: Signal = Signal(libc::SIGTERM);
+    /// `SIGKILL`, sent by [`JoinHandle::kill`](crate::JoinHandle::kill).
+    pub const KILL: Signal = Signal(libc::SIGKILL);
+
+    /// The signal's number.
+    pub fn number(self) -> i32 {
+        self.0
+    }
+
+    /// The signal's name (`"SIGSEGV"`), or `"SIG?"` for a number without one.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            libc::SIGHUP => "SIGHUP",
+            libc::SIGINT => "SIGINT",
+            libc::SIGQUIT => "SIGQUIT",
+            libc::SIGILL => "SIGILL",
+            libc::SIGTRAP => "SIGTRAP",
+            libc::SIGABRT => "SIGABRT",
+            libc::SIGBUS => "SIGBUS",
+            libc::SIGFPE => "SIGFPE",
+            libc::SIGKILL => "SIGKILL",
+            libc::SIGUSR1 => "SIGUSR1",
+            libc::SIGSEGV => "SIGSEGV",
+            libc::SIGUSR2 => "SIGUSR2",
+            libc::SIGPIPE => "SIGPIPE",
+            libc::SIGALRM => "SIGALRM",
+            libc::SIGTERM => "SIGTERM",
+            libc::SIGSTKFLT => "SIGSTKFLT",
+            libc::SIGCHLD => "SIGCHLD",
+            libc::SIGCONT => "SIGCONT",
+            libc::SIGSTOP => "SIGSTOP",
+            libc::SIGTSTP => "SIGTSTP",
+            libc::SIGTTIN => "SIGTTIN",
+            libc::SIGTTOU => "SIGTTOU",
+            libc::SIGURG => "SIGURG",
+            libc::SIGXCPU => "SIGXCPU",
+            libc::SIGXFSZ => "SIGXFSZ",
+            libc::SIGVTALRM => "SIGVTALRM",
+            libc::SIGPROF => "SIGPROF",
+            libc::SIGWINCH => "SIGWINCH",
+            libc::SIGIO => "SIGIO",
+            libc::SIGPWR => "SIGPWR",
+            libc::SIGSYS => "SIGSYS",
+            n if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n) => "SIGRT",
+            _ => "SIG?",
+        }
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}({})", self.name(), self.0)
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.0)
+    }
+}
+
+/// Where a panic happened (from the child's panic hook).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PanicLocation {
+    /// Source file.
+    pub file: String,
+    /// Line, from 1.
+    pub line: u32,
+    /// Column, from 1.
+    pub column: u32,
+}
+
+impl fmt::Display for PanicLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// Why [`JoinHandle::join`](crate::JoinHandle::join) has no value to return.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// The target panicked (exit code 1).
+    Panicked {
+        /// The panic message (`"<non-string panic payload>"` when it was not a string).
+        message: String,
+        /// Where it panicked, when the child's panic hook could see it.
+        location: Option<PanicLocation>,
+    },
+    /// The child was killed by a signal (its [`exitcode`](crate::JoinHandle::exitcode) is
+    /// the negated number, as in Python).
+    Signaled(Signal),
+    /// The child exited with this code without delivering a result (`std::process::exit(n)`
+    /// inside the target). 255 when the exit status could not be learned (a forkserver
+    /// child whose server died, as in Python).
+    Exited(i32),
+    /// Reading the result failed.
+    Io(io::Error),
+    /// The result (or, in the child, the arguments) could not be decoded, or the child
+    /// reported a protocol error (for instance a type mismatch).
+    Decode(String),
+    /// The result was taken already by an earlier `join_timeout`/`try_join`.
+    AlreadyJoined,
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panicked { message, location: Some(l) } => {
+                write!(f, "the child process panicked at {l}: {message}")
+            }
+            JoinError::Panicked { message, location: None } => {
+                write!(f, "the child process panicked: {message}")
+            }
+            JoinError::Signaled(s) => write!(f, "the child process was killed by {s}"),
+            JoinError::Exited(c) => {
+                write!(f, "the child process exited with code {c} without a result")
+            }
+            JoinError::Io(e) => write!(f, "reading the child's result failed: {e}"),
+            JoinError::Decode(m) => write!(f, "the child's result could not be decoded: {m}"),
+            JoinError::AlreadyJoined => f.write_str("the result was already taken"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JoinError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}

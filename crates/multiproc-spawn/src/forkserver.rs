@@ -1,0 +1,284 @@
+//! The forkserver: a clean, single-threaded re-execution of this binary that forks children
+//! on request, and its client in the parent.
+//!
+//! Protocol on the control socket (a socketpair, so no other process can connect and no
+//! authentication is needed):
+//! - request `"MPFQ" 0u32` with one descriptor attached: the child's end of a fresh
+//!   socketpair whose other end the parent keeps;
+//! - reply `"MPFA" pid:u32 errno:i32` with, on success, the child's pidfd and the read end of
+//!   a pipe on which the server writes the exit status (`tag:u8 (1 code, 2 signal), 3 pad,
+//!   value:i32`) once it has reaped the child.
+//!
+//! The forked child puts its socket on descriptor 3, keeps the parent's lifeline on 4, closes
+//! everything else the server had, and continues exactly as a spawned child: it reads the
+//! boot frame from the parent, runs the target, writes the result and exits. The server exits
+//! when the parent's end of the control socket closes (the parent died or exited); the client
+//! restarts a server that died and retries the request once.
+
+use crate::child;
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle::Launched;
+use crate::method::StartMethod;
+use crate::process::{child_argv, child_env};
+use crate::state::{self, ProcState};
+use crate::sys::{self, RawExit};
+use multiproc_arena::transfer;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const REQUEST: [u8; 4] = *b"MPFQ";
+const REPLY: [u8; 4] = *b"MPFA";
+/// How long a request may wait for the server (its first start execs the binary).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The parent's connection to its forkserver.
+#[derive(Debug)]
+pub(crate) struct Server {
+    pid: u32,
+    pidfd: OwnedFd,
+    control: UnixStream,
+}
+
+enum RequestError {
+    /// The server answered with an error (its fork failed): report it.
+    Refused(io::Error),
+    /// The server is gone or misbehaved: restart it and retry.
+    Broken(io::Error),
+}
+
+impl Server {
+    fn alive(&self) -> bool {
+        !sys::readable_now(self.pidfd.as_fd())
+    }
+
+    /// Kills and reaps the server (it is this process's child).
+    fn shutdown(self, st: &ProcState) {
+        st.forkserver_fd.store(-1, Ordering::Release);
+        let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        let _ = sys::waitid_pidfd(self.pidfd.as_fd(), false);
+        let _ = self.pid;
+    }
+
+    fn request(&self) -> std::result::Result<Launched, RequestError> {
+        let broken = RequestError::Broken;
+        let (parent_end, child_end) = UnixStream::pair().map_err(RequestError::Refused)?;
+        let mut msg = [0u8; 8];
+        msg[..4].copy_from_slice(&REQUEST);
+        let n = transfer::send_with_fds(self.control.as_fd(), &msg, &[child_end.as_fd()])
+            .map_err(broken)?;
+        if n != msg.len() {
+            return Err(broken(io::ErrorKind::WriteZero.into()));
+        }
+        drop(child_end);
+        let mut reply = [0u8; 12];
+        let mut got = 0;
+        let mut fds = Vec::new();
+        while got < reply.len() {
+            match transfer::recv_with_fds(self.control.as_fd(), &mut reply[got..], &mut fds, false)
+            {
+                Ok(0) => return Err(broken(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => got += n,
+                Err(e) => return Err(broken(e)),
+            }
+        }
+        if reply[..4] != REPLY {
+            return Err(broken(io::Error::new(io::ErrorKind::InvalidData, "bad forkserver reply")));
+        }
+        let pid = u32::from_le_bytes(reply[4..8].try_into().expect("4 bytes"));
+        let errno = i32::from_le_bytes(reply[8..12].try_into().expect("4 bytes"));
+        if errno != 0 {
+            return Err(RequestError::Refused(io::Error::from_raw_os_error(errno)));
+        }
+        if fds.len() != 2 {
+            return Err(broken(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "forkserver reply lacks descriptors",
+            )));
+        }
+        let status = fds.pop().expect("two");
+        let pidfd = fds.pop().expect("two");
+        Ok(Launched { pid, pidfd, sock: parent_end, status: Some(status) })
+    }
+}
+
+fn start_server(st: &ProcState) -> Result<Server> {
+    let io = |what: &'static str| move |e| Error::io(e, what);
+    let (user, srv) = UnixStream::pair().map_err(io("socketpair"))?;
+    let srv_fd = sys::dup_at_least(srv.as_fd(), 10).map_err(io("dup"))?;
+    drop(srv);
+    let lifeline = st.lifeline().map_err(io("creating the lifeline pipe"))?;
+    let life_fd = sys::dup_at_least(lifeline.read.as_fd(), 10).map_err(io("dup"))?;
+    let dups = [
+        (srv_fd.as_raw_fd(), child::CHILD_SOCK_FD),
+        (life_fd.as_raw_fd(), child::CHILD_LIFELINE_FD),
+    ];
+    let pid = sys::spawn_self(
+        &child_argv("forkserver"),
+        &child_env("forkserver"),
+        &dups,
+        child::CHILD_LIFELINE_FD + 1,
+    )
+    .map_err(|e| Error::with_source(ErrorKind::Forkserver, "starting the server", e))?;
+    drop((srv_fd, life_fd));
+    let pidfd = sys::pidfd_open(pid).map_err(io("pidfd_open"))?;
+    user.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io("SO_RCVTIMEO"))?;
+    st.forkserver_fd.store(user.as_raw_fd(), Ordering::Release);
+    Ok(Server { pid, pidfd, control: user })
+}
+
+/// Asks this process's forkserver (starting or restarting it as needed) for a child.
+pub(crate) fn launch() -> Result<Launched> {
+    let st = state::state();
+    let mut guard = st.forkserver.lock().unwrap_or_else(|p| p.into_inner());
+    let mut last = None;
+    for _ in 0..2 {
+        if !guard.as_ref().is_some_and(Server::alive) {
+            if let Some(old) = guard.take() {
+                old.shutdown(st);
+            }
+            *guard = Some(start_server(st)?);
+        }
+        let server = guard.as_ref().expect("started above");
+        match server.request() {
+            Ok(l) => return Ok(l),
+            Err(RequestError::Refused(e)) => {
+                return Err(Error::with_source(
+                    ErrorKind::Forkserver,
+                    "the server could not fork",
+                    e,
+                ))
+            }
+            Err(RequestError::Broken(e)) => {
+                last = Some(e);
+                if let Some(old) = guard.take() {
+                    old.shutdown(st);
+                }
+            }
+        }
+    }
+    let e = last.unwrap_or_else(|| io::ErrorKind::Other.into());
+    Err(Error::with_source(ErrorKind::Forkserver, "the server did not answer, twice", e))
+}
+
+/// The server's main loop (entered from the constructor of a re-executed process that was
+/// started as a forkserver). Never returns.
+pub(crate) fn serve() -> ! {
+    sys::ensure_stdio_open();
+    sys::default_sigchld();
+    child::install_panic_hook();
+    // SAFETY: descriptor 3 was placed by the parent's posix_spawn for this process alone.
+    let control = unsafe { UnixStream::from_raw_fd(child::CHILD_SOCK_FD) };
+    let mut children: Vec<(OwnedFd, OwnedFd)> = Vec::new();
+    loop {
+        let mut fds: Vec<sys::PollFd> = Vec::with_capacity(children.len() + 1);
+        fds.push(sys::poll_in(control.as_raw_fd()));
+        fds.extend(children.iter().map(|(pidfd, _)| sys::poll_in(pidfd.as_raw_fd())));
+        if sys::poll(&mut fds, None).is_err() {
+            sys::exit_now(1);
+        }
+        // Reap first: the indices of `fds` match `children` only before it changes.
+        let mut i = 0;
+        let mut k = 1;
+        while i < children.len() {
+            if sys::ready(&fds[k]) {
+                if let Ok(Some(exit)) = sys::waitid_pidfd(children[i].0.as_fd(), true) {
+                    let (tag, value) = match exit {
+                        RawExit::Code(c) => (1u8, c),
+                        RawExit::Signal(s) => (2u8, s),
+                    };
+                    let mut msg = [0u8; 8];
+                    msg[0] = tag;
+                    msg[4..8].copy_from_slice(&value.to_le_bytes());
+                    let (_, status) = children.remove(i);
+                    let _ = std::fs::File::from(status).write_all(&msg);
+                    k += 1;
+                    continue;
+                }
+            }
+            i += 1;
+            k += 1;
+        }
+        if sys::ready(&fds[0]) {
+            match read_request(&control) {
+                Some(sock) => {
+                    if let Some(c) = fork_child(&control, sock) {
+                        children.push(c);
+                    }
+                }
+                None => sys::exit_now(0),
+            }
+        }
+    }
+}
+
+/// Reads one request; `None` when the parent is gone.
+fn read_request(control: &UnixStream) -> Option<OwnedFd> {
+    let mut msg = [0u8; 8];
+    let mut got = 0;
+    let mut fds = Vec::new();
+    while got < msg.len() {
+        match transfer::recv_with_fds(control.as_fd(), &mut msg[got..], &mut fds, false) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got += n,
+        }
+    }
+    if msg[..4] != REQUEST || fds.len() != 1 {
+        return None;
+    }
+    fds.pop()
+}
+
+fn reply(control: &UnixStream, pid: u32, errno: i32, fds: &[std::os::fd::BorrowedFd<'_>]) {
+    let mut msg = [0u8; 12];
+    msg[..4].copy_from_slice(&REPLY);
+    msg[4..8].copy_from_slice(&pid.to_le_bytes());
+    msg[8..12].copy_from_slice(&errno.to_le_bytes());
+    if transfer::send_with_fds(control.as_fd(), &msg, fds).is_err() {
+        sys::exit_now(0);
+    }
+}
+
+/// Forks one child; returns its (pidfd, status write end) to watch.
+fn fork_child(control: &UnixStream, sock: OwnedFd) -> Option<(OwnedFd, OwnedFd)> {
+    let (status_r, status_w) = match sys::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            reply(control, 0, e.raw_os_error().unwrap_or(libc::EIO), &[]);
+            return None;
+        }
+    };
+    // SAFETY: the server is single-threaded, so the child may do anything.
+    match unsafe { sys::fork() } {
+        Err(e) => {
+            reply(control, 0, e.raw_os_error().unwrap_or(libc::EIO), &[]);
+            None
+        }
+        Ok(0) => {
+            // Descriptor 3 becomes the child's socket (replacing the control socket), 4 stays
+            // the lifeline, and everything else of the server goes.
+            if sys::dup2_raw(sock.as_raw_fd(), child::CHILD_SOCK_FD).is_err() {
+                sys::exit_now(1);
+            }
+            sys::close_from(child::CHILD_LIFELINE_FD as u32 + 1);
+            std::mem::forget((sock, status_r, status_w));
+            child::reexec_child_main(StartMethod::Forkserver)
+        }
+        Ok(pid) => {
+            drop(sock);
+            match sys::pidfd_open(pid) {
+                Ok(pidfd) => {
+                    reply(control, pid, 0, &[pidfd.as_fd(), status_r.as_fd()]);
+                    Some((pidfd, status_w))
+                }
+                Err(e) => {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                    reply(control, 0, e.raw_os_error().unwrap_or(libc::EIO), &[]);
+                    None
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! [`Process`], its [`Builder`], the [`Run`] trait, and starting under each method.
+
+use crate::child::{self, Boot};
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle::{JoinHandle, Launched};
+use crate::method::{get_start_method, Context, StartMethod};
+use crate::state::{self, Info, ParentInfo, Record};
+use crate::{forkserver, sys, wire};
+use multiproc_arena::transfer::{self, Encoded};
+use multiproc_arena::ProcessId;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+
+/// The "class" style of target (Python's `Process` subclass with a `run` method): an object
+/// that is sent to the child and run there. Works with every start method.
+///
+/// ```
+/// use multiproc_spawn::{Process, Run};
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Upper(String);
+/// impl Run for Upper {
+///     type Output = String;
+///     fn run(self) -> String { self.0.to_uppercase() }
+/// }
+/// let h = Process::builder().target_run(Upper("hello".into())).start().unwrap();
+/// assert_eq!(h.join().unwrap(), "HELLO");
+/// ```
+pub trait Run: Serialize + DeserializeOwned + 'static {
+    /// What `run` returns (comes back through [`JoinHandle::join`]).
+    type Output: Serialize + DeserializeOwned + 'static;
+    /// The child's work.
+    fn run(self) -> Self::Output;
+}
+
+fn run_object<T: Run>(obj: T) -> T::Output {
+    obj.run()
+}
+
+/// Settings of a process before its target is chosen: `Process::builder().name(..)
+/// .daemon(..).start_method(..).target(f, args).start()`.
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<String>,
+    daemon: Option<bool>,
+    method: Option<StartMethod>,
+}
+
+impl Builder {
+    /// A builder with every setting at its default.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// The process name (default: Python's `Process-N`, with the parent's numbers before
+    /// `N` in a child: `Process-2:1`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether the child is daemonic: it dies with this process (even if this process is
+    /// SIGKILLed), is terminated at this process's normal exit, and may not start children
+    /// of its own. Default: the current process's flag (false in the main process).
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// The start method (default: the context's, else the process-wide one).
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// Uses the start method of `ctx`.
+    pub fn context(self, ctx: &Context) -> Self {
+        self.start_method(ctx.start_method())
+    }
+
+    /// Runs `f(args)` in the child (every start method). With spawn and forkserver `args`
+    /// are serialised (handles in them travel with their descriptors) and `f` is found in the
+    /// re-executed binary; with fork `args` simply move into the child.
+    pub fn target<A, R>(self, f: fn(A) -> R, args: A) -> Process<R>
+    where
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        Process { cfg: self, target: Target::Fn(Box::new(FnCall { f, args })) }
+    }
+
+    /// Runs a closure in the child: [`StartMethod::Fork`] only (the closure and what it
+    /// captured live in the parent's memory, which only a forked child shares). Under other
+    /// start methods, `start` fails with [`ErrorKind::ClosureNeedsFork`].
+    pub fn target_closure<F, R>(self, f: F) -> Process<R>
+    where
+        F: FnOnce() -> R + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        Process { cfg: self, target: Target::Closure(Box::new(f)) }
+    }
+
+    /// Runs `obj.run()` in the child (every start method); see [`Run`].
+    pub fn target_run<T: Run>(self, obj: T) -> Process<T::Output> {
+        self.target(run_object::<T>, obj)
+    }
+}
+
+/// A call of `f(args)` that can run in place (fork) or be described to another process.
+trait FnTarget<R> {
+    fn encode(&self) -> multiproc_arena::Result<Encoded>;
+    /// Drops the references an encoding took, when no child will adopt them.
+    fn release(&self, enc: Encoded);
+    /// (entry trampoline, target function, type hash).
+    fn addresses(&self) -> (usize, usize, u64);
+    fn into_closure(self: Box<Self>) -> Box<dyn FnOnce() -> R>;
+}
+
+struct FnCall<A, R> {
+    f: fn(A) -> R,
+    args: A,
+}
+
+impl<A, R> FnTarget<R> for FnCall<A, R>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    fn encode(&self) -> multiproc_arena::Result<Encoded> {
+        transfer::encode(&self.args)
+    }
+
+    fn release(&self, enc: Encoded) {
+        let _ = transfer::decode::<A>(&enc.bytes, enc.fds);
+    }
+
+    fn addresses(&self) -> (usize, usize, u64) {
+        let entry: child::EntryFn = child::entry::<A, R>;
+        (entry as usize, self.f as usize, child::type_hash::<A, R>())
+    }
+
+    fn into_closure(self: Box<Self>) -> Box<dyn FnOnce() -> R> {
+        let FnCall { f, args } = *self;
+        Box::new(move || f(args))
+    }
+}
+
+enum Target<R> {
+    Fn(Box<dyn FnTarget<R>>),
+    Closure(Box<dyn FnOnce() -> R>),
+}
+
+/// A process ready to start (Python's `Process` before `start()`): settings and a target.
+/// [`start`](Process::start) consumes it, so a process cannot be started twice.
+///
+/// ```
+/// use multiproc_spawn::{Process, StartMethod};
+/// fn add((a, b): (u32, u32)) -> u32 { a + b }
+/// for m in StartMethod::all() {
+///     let h = Process::builder().start_method(m).target(add, (2, 3)).start().unwrap();
+///     assert_eq!(h.join().unwrap(), 5);
+/// }
+/// ```
+pub struct Process<R> {
+    cfg: Builder,
+    target: Target<R>,
+}
+
+impl<R> fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.cfg.name)
+            .field("daemon", &self.cfg.daemon)
+            .field("start_method", &self.cfg.method)
+            .field("closure", &matches!(self.target, Target::Closure(_)))
+            .finish()
+    }
+}
+
+impl Process<()> {
+    /// A [`Builder`] with default settings.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+}
+
+impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
+    /// Sets the name; see [`Builder::name`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.cfg = self.cfg.name(name);
+        self
+    }
+
+    /// Sets the daemon flag; see [`Builder::daemon`].
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.cfg = self.cfg.daemon(daemon);
+        self
+    }
+
+    /// Sets the start method; see [`Builder::start_method`].
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.cfg = self.cfg.start_method(method);
+        self
+    }
+
+    /// The start method `start` will use.
+    pub fn effective_start_method(&self) -> StartMethod {
+        self.cfg.method.unwrap_or_else(get_start_method)
+    }
+
+    /// Starts the child. Errors leave no process behind: arguments that cannot be serialised,
+    /// a closure under a method other than fork, a daemonic caller, a failing system call.
+    pub fn start(self) -> Result<JoinHandle<R>> {
+        let st = state::state();
+        let me = st.info();
+        if me.daemon {
+            return Err(Error::new(
+                ErrorKind::DaemonicParent,
+                format!("{:?} is daemonic", me.name),
+            ));
+        }
+        let method = self.effective_start_method();
+        let daemon = self.cfg.daemon.unwrap_or(me.daemon);
+
+        // Everything that can fail for the caller's input fails before any process exists.
+        enum Plan<R> {
+            Fork(Box<dyn FnOnce() -> R>),
+            Exec(Box<dyn FnTarget<R>>, Encoded, i64, i64, u64),
+        }
+        let plan = match (method, self.target) {
+            (StartMethod::Fork, Target::Closure(c)) => Plan::Fork(c),
+            (StartMethod::Fork, Target::Fn(t)) => Plan::Fork(t.into_closure()),
+            (_, Target::Closure(_)) => {
+                return Err(Error::new(
+                    ErrorKind::ClosureNeedsFork,
+                    format!("start method is {method}"),
+                ))
+            }
+            (_, Target::Fn(t)) => {
+                if !child::constructor_ran() {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "this binary's multiproc-spawn child entry (an .init_array constructor) \
+                         did not run, so a re-executed child could not be caught before main",
+                    ));
+                }
+                let (entry, target, hash) = t.addresses();
+                let (Some(entry_off), Some(target_off)) =
+                    (child::offset_of(entry), child::offset_of(target))
+                else {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "the target function is not in the main executable (use fork)",
+                    ));
+                };
+                let enc = t.encode().map_err(|e| Error::with_source(ErrorKind::Encode, "", e))?;
+                Plan::Exec(t, enc, entry_off, target_off, hash)
+            }
+        };
+
+        let identity = st.next_identity();
+        let name = self.cfg.name.clone().unwrap_or_else(|| {
+            let parts: Vec<String> = identity.iter().map(u32::to_string).collect();
+            format!("Process-{}", parts.join(":"))
+        });
+        let info = Info {
+            name: name.clone(),
+            identity,
+            daemon,
+            method: Some(method.to_u8()),
+            parent: Some(ParentInfo {
+                pid: sys::getpid(),
+                start_time: ProcessId::current().start_time(),
+                name: me.name.clone(),
+            }),
+        };
+
+        let launched = match plan {
+            Plan::Fork(closure) => launch_fork(closure, info, daemon)?,
+            Plan::Exec(t, enc, entry, target, type_hash) => {
+                let boot = Boot { info, entry, target, type_hash };
+                let frame = child::boot_frame(&boot, &enc.bytes);
+                let res = match method {
+                    StartMethod::Spawn => launch_spawn(daemon),
+                    _ => forkserver::launch(),
+                };
+                match res {
+                    Ok(l) => {
+                        let fds: Vec<BorrowedFd<'_>> = enc.fds.iter().map(|f| f.as_fd()).collect();
+                        // A child that died before reading leaks the references the encoding
+                        // took (its join reports the death); anything else is an error here.
+                        let _ = l.sock.set_nonblocking(false);
+                        let _ = wire::send_all(l.sock.as_fd(), &frame, &fds);
+                        l
+                    }
+                    Err(e) => {
+                        t.release(enc);
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let handle = JoinHandle::new(launched, name.clone(), daemon, method);
+        st.register(handle.pid(), Record { name, daemon, pidfd: handle.pidfd_arc() });
+        Ok(handle)
+    }
+}
+
+fn launch_fork<R: Serialize>(
+    closure: Box<dyn FnOnce() -> R>,
+    info: Info,
+    daemon: bool,
+) -> Result<Launched> {
+    let st = state::state();
+    child::install_panic_hook();
+    let lifeline = if daemon {
+        Some(
+            st.lifeline().map_err(|e| Error::io(e, "creating the lifeline pipe"))?.read.as_raw_fd(),
+        )
+    } else {
+        None
+    };
+    let (parent_end, child_end) = UnixStream::pair().map_err(|e| Error::io(e, "socketpair"))?;
+    // SAFETY: the child runs only `fork_child_main`: it builds fresh per-process state without
+    // touching locks inherited from other threads, runs the target, and `_exit`s.
+    match unsafe { sys::fork() } {
+        Err(e) => Err(Error::io(e, "fork")),
+        Ok(0) => {
+            drop(parent_end);
+            child::fork_child_main(closure, info, child_end.into(), lifeline)
+        }
+        Ok(pid) => {
+            drop(child_end);
+            // The closure (and what it captured) now belongs to the child; dropping it here
+            // as well would release cross-process references twice.
+            std::mem::forget(closure);
+            let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io(e, "pidfd_open"))?;
+            Ok(Launched { pid, pidfd, sock: parent_end, status: None })
+        }
+    }
+}
+
+/// argv[0] for re-executed children: this program's own.
+pub(crate) fn child_argv(role: &str) -> Vec<CString> {
+    let argv0 = std::env::args_os()
+        .next()
+        .and_then(|a| CString::new(a.as_bytes()).ok())
+        .unwrap_or_else(|| c"multiproc-child".to_owned());
+    vec![argv0, CString::new(format!("--multiproc-{role}")).expect("no NUL")]
+}
+
+/// This process's environment plus the child marker.
+pub(crate) fn child_env(role: &str) -> Vec<CString> {
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k.as_bytes() != child::MARKER.as_bytes())
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    env.push(CString::new(format!("{}={role}", child::MARKER)).expect("no NUL"));
+    env
+}
+
+fn launch_spawn(daemon: bool) -> Result<Launched> {
+    let st = state::state();
+    let (parent_end, child_end) = UnixStream::pair().map_err(|e| Error::io(e, "socketpair"))?;
+    // Above the target numbers, so that the moves cannot clobber each other.
+    let sock = sys::dup_at_least(child_end.as_fd(), 10).map_err(|e| Error::io(e, "dup"))?;
+    drop(child_end);
+    let mut dups = vec![(sock.as_raw_fd(), child::CHILD_SOCK_FD)];
+    let lifeline = if daemon {
+        let l = st.lifeline().map_err(|e| Error::io(e, "creating the lifeline pipe"))?;
+        let fd = sys::dup_at_least(l.read.as_fd(), 10).map_err(|e| Error::io(e, "dup"))?;
+        dups.push((fd.as_raw_fd(), child::CHILD_LIFELINE_FD));
+        Some(fd)
+    } else {
+        None
+    };
+    let pid = sys::spawn_self(
+        &child_argv("spawn"),
+        &child_env("spawn"),
+        &dups,
+        child::CHILD_SOCK_FD + dups.len() as i32,
+    )
+    .map_err(|e| Error::io(e, "posix_spawn of /proc/self/exe"))?;
+    drop(sock);
+    drop(lifeline);
+    let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io(e, "pidfd_open"))?;
+    Ok(Launched { pid, pidfd, sock: parent_end, status: None })
+}

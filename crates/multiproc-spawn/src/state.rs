@@ -1,0 +1,336 @@
+//! Per-process state: who this process is, its live children, its lifeline pipe, the
+//! forkserver connection and the reaper of abandoned children.
+//!
+//! A forked child inherits a copy of the parent's state, including locks that another of the
+//! parent's threads may have held at the instant of the fork. So the state is reached through
+//! a pointer tagged with the owner's pid: the first use in a new process (or
+//! [`install_child`] right after a fork) builds a fresh state and leaks the inherited copy,
+//! never touching its locks, and closes the parent's private descriptors it inherited.
+
+use crate::forkserver;
+use crate::method::StartMethod;
+use crate::sys;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The parent of a child process, as the child knows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ParentInfo {
+    pub(crate) pid: u32,
+    pub(crate) start_time: u64,
+    pub(crate) name: String,
+}
+
+/// Who this process is (Python's `current_process()` attributes).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Info {
+    pub(crate) name: String,
+    /// Python's `_identity`: the child counter values from the main process down.
+    pub(crate) identity: Vec<u32>,
+    pub(crate) daemon: bool,
+    /// The method that started this process (None in the main process).
+    pub(crate) method: Option<u8>,
+    pub(crate) parent: Option<ParentInfo>,
+}
+
+impl Info {
+    fn main() -> Info {
+        Info {
+            name: "MainProcess".into(),
+            identity: Vec::new(),
+            daemon: false,
+            method: None,
+            parent: None,
+        }
+    }
+}
+
+/// A live child in the registry (for `active_children` and the exit handler).
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    pub(crate) pidfd: Arc<OwnedFd>,
+}
+
+/// The pipe whose write end only this process holds: a daemonic child's copy of the read
+/// end is armed to SIGKILL the child when the last writer closes, i.e. when this process
+/// dies, however it dies.
+#[derive(Debug)]
+pub(crate) struct Lifeline {
+    pub(crate) read: OwnedFd,
+    #[allow(dead_code)] // held open for the life of the process; its closing is the signal
+    write: OwnedFd,
+}
+
+/// A child whose handle was dropped before it was reaped.
+#[derive(Debug)]
+pub(crate) struct Orphan {
+    pub(crate) pid: u32,
+    pub(crate) pidfd: Arc<OwnedFd>,
+    /// Whether this process is its parent (fork, spawn) and must reap it.
+    pub(crate) direct: bool,
+    /// Descriptors to keep until it ends (a forkserver child's status pipe).
+    pub(crate) _keep: Vec<OwnedFd>,
+}
+
+#[derive(Debug, Default)]
+struct Reaper {
+    pending: Mutex<Vec<Orphan>>,
+    wake: OnceLock<(UnixStream, UnixStream)>,
+    started: AtomicBool,
+}
+
+/// Everything this crate keeps per process.
+#[derive(Debug)]
+pub(crate) struct ProcState {
+    pid: u32,
+    info: Mutex<Info>,
+    counter: AtomicU32,
+    children: Mutex<HashMap<u32, Record>>,
+    lifeline: OnceLock<Lifeline>,
+    pub(crate) forkserver: Mutex<Option<forkserver::Server>>,
+    /// Raw number of the forkserver control socket (-1: none), to close in forked children.
+    pub(crate) forkserver_fd: AtomicI32,
+    /// This process's own result socket when it is a child (-1: none).
+    pub(crate) result_fd: AtomicI32,
+    reaper: Reaper,
+}
+
+static STATE: AtomicPtr<ProcState> = AtomicPtr::new(std::ptr::null_mut());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ProcState {
+    fn new(pid: u32, info: Info) -> ProcState {
+        ProcState {
+            pid,
+            info: Mutex::new(info),
+            counter: AtomicU32::new(0),
+            children: Mutex::new(HashMap::new()),
+            lifeline: OnceLock::new(),
+            forkserver: Mutex::new(None),
+            forkserver_fd: AtomicI32::new(-1),
+            result_fd: AtomicI32::new(-1),
+            reaper: Reaper::default(),
+        }
+    }
+
+    /// Descriptors of this state a forked child must not keep.
+    fn private_fds(&self) -> Vec<RawFd> {
+        let mut v = vec![
+            self.forkserver_fd.load(Ordering::Acquire),
+            self.result_fd.load(Ordering::Acquire),
+        ];
+        if let Some(l) = self.lifeline.get() {
+            v.push(l.read.as_raw_fd());
+            v.push(l.write.as_raw_fd());
+        }
+        if let Some((r, w)) = self.reaper.wake.get() {
+            v.push(r.as_raw_fd());
+            v.push(w.as_raw_fd());
+        }
+        v.retain(|&fd| fd >= 0);
+        v
+    }
+
+    pub(crate) fn info(&self) -> Info {
+        lock(&self.info).clone()
+    }
+
+    /// The next child's identity (Python's `_identity + (next(counter),)`).
+    pub(crate) fn next_identity(&self) -> Vec<u32> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut id = lock(&self.info).identity.clone();
+        id.push(n);
+        id
+    }
+
+    pub(crate) fn lifeline(&self) -> std::io::Result<&Lifeline> {
+        if let Some(l) = self.lifeline.get() {
+            return Ok(l);
+        }
+        let (read, write) = sys::pipe()?;
+        let _ = self.lifeline.set(Lifeline { read, write });
+        Ok(self.lifeline.get().expect("set above"))
+    }
+
+    pub(crate) fn register(&self, pid: u32, rec: Record) {
+        register_at_exit();
+        lock(&self.children).insert(pid, rec);
+    }
+
+    pub(crate) fn unregister(&self, pid: u32) {
+        lock(&self.children).remove(&pid);
+    }
+
+    /// (pid, name, daemon) of the registered children still running.
+    pub(crate) fn live_children(&self) -> Vec<(u32, String, bool)> {
+        let c = lock(&self.children);
+        let mut v: Vec<_> = c
+            .iter()
+            .filter(|(_, r)| !sys::readable_now(r.pidfd.as_fd()))
+            .map(|(&pid, r)| (pid, r.name.clone(), r.daemon))
+            .collect();
+        v.sort_by_key(|e| e.0);
+        v
+    }
+
+    /// Hands a child whose handle was dropped to the reaper thread.
+    pub(crate) fn adopt_orphan(&'static self, orphan: Orphan) {
+        lock(&self.reaper.pending).push(orphan);
+        let wake = match self.reaper.wake.get() {
+            Some(w) => Some(w),
+            None => UnixStream::pair().ok().and_then(|(r, w)| {
+                r.set_nonblocking(true).ok()?;
+                w.set_nonblocking(true).ok()?;
+                let _ = self.reaper.wake.set((r, w));
+                self.reaper.wake.get()
+            }),
+        };
+        if !self.reaper.started.swap(true, Ordering::AcqRel) {
+            let spawned = std::thread::Builder::new()
+                .name("multiproc-reaper".into())
+                .stack_size(64 * 1024)
+                .spawn(move || self.reap_loop());
+            if spawned.is_err() {
+                self.reaper.started.store(false, Ordering::Release);
+            }
+        }
+        if let Some((_, w)) = wake {
+            let _ = (&*w).write(&[1]);
+        }
+    }
+
+    /// Reaps every orphan that has ended; returns how many are left.
+    pub(crate) fn reap_orphans(&self) -> usize {
+        let mut pending = lock(&self.reaper.pending);
+        pending.retain(|o| {
+            if !sys::readable_now(o.pidfd.as_fd()) {
+                return true;
+            }
+            if o.direct {
+                let _ = sys::waitid_pidfd(o.pidfd.as_fd(), true);
+            }
+            self.unregister(o.pid);
+            false
+        });
+        pending.len()
+    }
+
+    fn reap_loop(&self) {
+        let wake_r = self.reaper.wake.get().map(|(r, _)| r.as_raw_fd());
+        loop {
+            let mut fds: Vec<sys::PollFd> = Vec::new();
+            if let Some(r) = wake_r {
+                fds.push(sys::poll_in(r));
+            }
+            {
+                let pending = lock(&self.reaper.pending);
+                fds.extend(pending.iter().map(|o| sys::poll_in(o.pidfd.as_raw_fd())));
+            }
+            // Wake at least every second so an orphan added before the wake pipe existed
+            // is still seen.
+            let _ = sys::poll(&mut fds, Some(Instant::now() + Duration::from_secs(1)));
+            if let (Some(_), Some(first)) = (wake_r, fds.first()) {
+                if sys::ready(first) {
+                    if let Some((r, _)) = self.reaper.wake.get() {
+                        let mut buf = [0u8; 64];
+                        while matches!((&*r).read(&mut buf), Ok(n) if n > 0) {}
+                    }
+                }
+            }
+            self.reap_orphans();
+        }
+    }
+}
+
+/// This process's state, created on first use in each process.
+pub(crate) fn state() -> &'static ProcState {
+    let pid = sys::getpid();
+    loop {
+        let p = STATE.load(Ordering::Acquire);
+        // SAFETY: a non-null STATE points at a leaked, never-freed ProcState.
+        if !p.is_null() && unsafe { (*p).pid } == pid {
+            // SAFETY: as above; it lives for the rest of the process.
+            return unsafe { &*p };
+        }
+        let fresh = Box::into_raw(Box::new(ProcState::new(pid, Info::main())));
+        if STATE.compare_exchange(p, fresh, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            // SAFETY: just published, never freed.
+            return unsafe { &*fresh };
+        }
+        // SAFETY: `fresh` was never published; we own it.
+        drop(unsafe { Box::from_raw(fresh) });
+    }
+}
+
+/// In a new child (forked, or started by re-execution): replaces the state with a fresh one
+/// describing the child, closing the parent's private descriptors a fork carried over. Must
+/// run before anything else of this crate in the child, while it has a single thread.
+pub(crate) fn install_child(info: Info, result_fd: RawFd) {
+    let pid = sys::getpid();
+    let old = STATE.load(Ordering::Acquire);
+    if !old.is_null() {
+        // SAFETY: a non-null STATE points at a leaked ProcState; we only read atomics and
+        // OnceLocks (lock-free), never its Mutexes, which another thread of the parent may
+        // have held at the fork.
+        let old = unsafe { &*old };
+        if old.pid != pid {
+            for fd in old.private_fds() {
+                // SAFETY: the inherited state is abandoned (leaked) here, so nothing will use
+                // these descriptors through it again.
+                unsafe { sys::close_raw(fd) };
+            }
+        }
+    }
+    if let Some(m) = info.method.and_then(StartMethod::from_u8) {
+        crate::method::force_start_method(m);
+    }
+    let st = Box::into_raw(Box::new(ProcState::new(pid, info)));
+    // SAFETY: `st` is a fresh allocation that is published once and never freed.
+    unsafe { (*st).result_fd.store(result_fd, Ordering::Release) };
+    STATE.store(st, Ordering::Release);
+}
+
+static AT_EXIT: AtomicBool = AtomicBool::new(false);
+
+fn register_at_exit() {
+    if !AT_EXIT.swap(true, Ordering::AcqRel) {
+        sys::at_exit(at_exit);
+    }
+}
+
+/// Python's exit handler: terminate the daemonic children still running, wait for the
+/// others ("a non-daemonic child is joined at exit").
+extern "C" fn at_exit() {
+    let p = STATE.load(Ordering::Acquire);
+    // SAFETY: a non-null STATE points at a leaked ProcState.
+    if p.is_null() || unsafe { (*p).pid } != sys::getpid() {
+        return;
+    }
+    // SAFETY: as above.
+    let st = unsafe { &*p };
+    let live: Vec<(bool, Arc<OwnedFd>)> = lock(&st.children)
+        .values()
+        .filter(|r| !sys::readable_now(r.pidfd.as_fd()))
+        .map(|r| (r.daemon, r.pidfd.clone()))
+        .collect();
+    for (daemon, fd) in &live {
+        if *daemon {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGTERM);
+        }
+    }
+    let daemon_deadline = Instant::now() + Duration::from_secs(1);
+    for (daemon, fd) in &live {
+        let mut p = [sys::poll_in(fd.as_raw_fd())];
+        let _ = sys::poll(&mut p, daemon.then_some(daemon_deadline));
+    }
+}
