@@ -96,9 +96,9 @@ impl Machine {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let how = match scale {
-            Scale::Full => format!("`cargo xtask bench`, {reps} repetitions, medians"),
-            Scale::Quick => format!("`cargo xtask bench --quick`, {reps} repetitions, medians"),
-            Scale::Smoke => format!("smoke run ({reps} repetitions): not a measurement"),
+            Scale::Full => format!("`cargo xtask bench`, medians of {reps}"),
+            Scale::Quick => format!("`cargo xtask bench --quick`, medians of {reps}"),
+            Scale::Smoke => format!("smoke run, {reps} × a few iterations: not a measurement"),
         };
         Machine {
             date: utc_date(secs),
