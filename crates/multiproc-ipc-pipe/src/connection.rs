@@ -1,7 +1,10 @@
 //! [`Connection`]: one end of a message channel between processes, and [`Pipe`].
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{Header, Progress, RecvState, Source, HEADER_LEN, KEEP_CAPACITY, MAX_LEN};
+use crate::frame::{
+    Header, Mode, Progress, RecvState, Source, FIRST_RECORD, HEADER_LEN, KEEP_CAPACITY, MAX_LEN,
+    MAX_RECORD,
+};
 use crate::sys;
 use multiproc_arena::transfer;
 use serde::de::DeserializeOwned;
@@ -34,7 +37,7 @@ impl Pipe {
     /// A duplex pipe: both ends send and receive (Python's `Pipe()`).
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> Result<(Connection, Connection)> {
-        let (a, b) = sys::socketpair().map_err(|e| Error::io(e, "socketpair"))?;
+        let (a, b) = pair()?;
         Ok((
             Connection::from_parts(a, true, true, false),
             Connection::from_parts(b, true, true, false),
@@ -45,7 +48,7 @@ impl Pipe {
     /// receives, the writer only sends; the other operations fail with
     /// [`ErrorKind::WrongDirection`].
     pub fn simplex() -> Result<(Connection, Connection)> {
-        let (r, w) = sys::socketpair().map_err(|e| Error::io(e, "socketpair"))?;
+        let (r, w) = pair()?;
         sys::shutdown(r.as_fd(), libc::SHUT_WR).map_err(|e| Error::io(e, "shutdown"))?;
         sys::shutdown(w.as_fd(), libc::SHUT_RD).map_err(|e| Error::io(e, "shutdown"))?;
         Ok((
@@ -53,6 +56,17 @@ impl Pipe {
             Connection::from_parts(w, false, true, false),
         ))
     }
+}
+
+/// Asked-for send buffer of a pipe socket: large records, several in flight.
+const PIPE_SNDBUF: usize = 1 << 20;
+
+fn pair() -> Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = sys::socketpair(libc::SOCK_SEQPACKET).map_err(|e| Error::io(e, "socketpair"))?;
+    for s in [&a, &b] {
+        let _ = sys::set_sndbuf(s.as_fd(), PIPE_SNDBUF);
+    }
+    Ok((a, b))
 }
 
 #[derive(Default)]
@@ -83,6 +97,9 @@ pub struct Connection {
     readable: bool,
     writable: bool,
     tcp: bool,
+    /// For a record socket (`SOCK_SEQPACKET`), the size of the records after the first one;
+    /// `None` for a stream.
+    record: Option<usize>,
     limit: AtomicUsize,
     spin_ns: AtomicU64,
     send: Mutex<SendState>,
@@ -96,6 +113,7 @@ impl fmt::Debug for Connection {
             .field("readable", &self.readable)
             .field("writable", &self.writable)
             .field("tcp", &self.tcp)
+            .field("record", &self.record)
             .finish()
     }
 }
@@ -107,11 +125,12 @@ struct SockSource<'a> {
 impl Source for SockSource<'_> {
     fn read(
         &mut self,
-        buf: &mut [MaybeUninit<u8>],
+        a: &mut [MaybeUninit<u8>],
+        b: &mut [MaybeUninit<u8>],
         fds: &mut Vec<OwnedFd>,
         block: bool,
-    ) -> io::Result<usize> {
-        sys::recvmsg(self.fd, buf, fds, !block)
+    ) -> io::Result<(usize, bool)> {
+        sys::recvmsg(self.fd, a, b, fds, !block)
     }
 }
 
@@ -129,16 +148,24 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 }
 
 impl Connection {
+    /// Wraps a connected socket; a `SOCK_SEQPACKET` one carries frames as records.
     pub(crate) fn from_parts(fd: OwnedFd, readable: bool, writable: bool, tcp: bool) -> Connection {
+        let seq = !tcp && sys::socket_type(fd.as_fd()).ok() == Some(libc::SOCK_SEQPACKET);
+        let record = seq.then(|| {
+            let buf = sys::sndbuf(fd.as_fd()).unwrap_or(0);
+            ((buf / 4) & !4095).clamp(FIRST_RECORD, MAX_RECORD)
+        });
+        let mode = if seq { Mode::Records } else { Mode::Stream };
         Connection {
             fd,
             readable,
             writable,
             tcp,
+            record,
             limit: AtomicUsize::new(crate::frame::DEFAULT_MAX_MESSAGE_SIZE),
             spin_ns: AtomicU64::new(0),
             send: Mutex::new(SendState::default()),
-            recv: Mutex::new(RecvState::default()),
+            recv: Mutex::new(RecvState::new(mode)),
         }
     }
 
@@ -147,8 +174,8 @@ impl Connection {
     pub fn from_fd(fd: OwnedFd) -> Result<Connection> {
         let domain = sys::socket_domain(fd.as_fd()).map_err(|e| Error::io(e, "not a socket"))?;
         let ty = sys::socket_type(fd.as_fd()).map_err(|e| Error::io(e, "not a socket"))?;
-        if ty != libc::SOCK_STREAM {
-            return Err(Error::new(ErrorKind::InvalidInput, "not a stream socket"));
+        if ty != libc::SOCK_STREAM && ty != libc::SOCK_SEQPACKET {
+            return Err(Error::new(ErrorKind::InvalidInput, "not a stream or seqpacket socket"));
         }
         let tcp = match domain {
             libc::AF_UNIX => false,
@@ -283,19 +310,23 @@ impl Connection {
         let mut sent = 0;
         let mut fds = fds;
         while sent < total {
-            // Rebuild the iovec list past what is sent (a partial send happens only when a
-            // signal interrupts a large blocking send).
-            let mut skip = sent;
+            // A record socket takes the frame in records; a stream takes what it can (all of
+            // it unless a signal interrupts a large blocking send).
+            let end = match self.record {
+                Some(_) if sent == 0 => total.min(FIRST_RECORD),
+                Some(r) => total.min(sent + r),
+                None => total,
+            };
             let mut rest: [&[u8]; 2] = [&[], &[]];
             let mut k = 0;
+            let mut pos = 0;
             for b in bufs {
-                if skip >= b.len() {
-                    skip -= b.len();
-                    continue;
+                let (lo, hi) = (sent.max(pos), end.min(pos + b.len()));
+                if lo < hi {
+                    rest[k] = &b[lo - pos..hi - pos];
+                    k += 1;
                 }
-                rest[k] = &b[skip..];
-                skip = 0;
-                k += 1;
+                pos += b.len();
             }
             match sys::sendmsg(self.fd.as_fd(), &rest[..k], fds, false) {
                 Ok(n) => {
@@ -427,15 +458,7 @@ impl Connection {
         }
         let mut src = SockSource { fd: self.fd.as_fd() };
         let block = deadline.is_none();
-        loop {
-            if st.payload.is_empty() {
-                if st.read_payload_direct(&mut src, buf, block)? == Progress::Ready {
-                    break;
-                }
-            } else if st.read_payload(&mut src, block)? == Progress::Ready {
-                buf[..len].copy_from_slice(&st.payload);
-                break;
-            }
+        while st.read_payload_direct(&mut src, buf, block)? == Progress::Pending {
             self.wait_readable(deadline)?;
         }
         st.finish_frame();

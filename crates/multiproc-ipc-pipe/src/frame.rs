@@ -105,19 +105,45 @@ pub fn encode_frame(payload: &[u8]) -> Vec<u8> {
 
 /// Where the receive state machine gets bytes: a socket, or memory in tests.
 pub(crate) trait Source {
-    /// Reads up to `buf.len()` bytes, appending received descriptors to `fds`. `Ok(0)` is end
-    /// of stream; with `block == false`, nothing available is `WouldBlock`.
+    /// Reads into `a` then `b` (`b` may be empty), appending received descriptors to `fds`.
+    /// Returns the byte count (`0` is end of stream) and whether a record was cut short
+    /// because it did not fit (record sockets only). With `block == false`, nothing available
+    /// is `WouldBlock`.
     fn read(
         &mut self,
-        buf: &mut [MaybeUninit<u8>],
+        a: &mut [MaybeUninit<u8>],
+        b: &mut [MaybeUninit<u8>],
         fds: &mut Vec<OwnedFd>,
         block: bool,
-    ) -> io::Result<usize>;
+    ) -> io::Result<(usize, bool)>;
+}
+
+/// How a connection's socket delivers frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A byte stream (TCP, Unix stream): the header is read on its own, then exactly the
+    /// payload, so a read never takes bytes of the next frame.
+    Stream,
+    /// Records (Unix `SOCK_SEQPACKET`): a frame is a first record (header and up to
+    /// [`FIRST_RECORD`]` - 8` payload bytes) followed by records of at most [`MAX_RECORD`]
+    /// bytes. One read takes one record, so a small message costs one system call.
+    Records,
+}
+
+/// Largest first record of a frame (header included).
+pub(crate) const FIRST_RECORD: usize = 64 << 10;
+/// Largest later record of a frame.
+pub(crate) const MAX_RECORD: usize = 512 << 10;
+
+fn as_uninit(b: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and every writer of the result (the
+    // sources above) writes only initialised bytes, so `b` stays initialised.
+    unsafe { &mut *(b as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }
 
 /// Receive progress of one connection: at most one frame partly read.
-#[derive(Default)]
 pub(crate) struct RecvState {
+    mode: Mode,
     hdr: [u8; HEADER_LEN],
     hdr_filled: usize,
     header: Option<Header>,
@@ -134,6 +160,7 @@ pub(crate) struct RecvState {
 impl std::fmt::Debug for RecvState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvState")
+            .field("mode", &self.mode)
             .field("header", &self.header)
             .field("received", &(self.hdr_filled + self.payload.len()))
             .field("broken", &self.broken)
@@ -148,7 +175,28 @@ pub(crate) enum Progress {
     Pending,
 }
 
+fn disconnected_mid() -> Error {
+    Error::new(ErrorKind::Disconnected, "the peer closed the connection in the middle of a message")
+}
+
+fn fds_inside() -> Error {
+    Error::new(ErrorKind::Protocol, "descriptors inside a frame")
+}
+
 impl RecvState {
+    pub(crate) fn new(mode: Mode) -> RecvState {
+        RecvState {
+            mode,
+            hdr: [0; HEADER_LEN],
+            hdr_filled: 0,
+            header: None,
+            payload: Vec::new(),
+            fds: Vec::new(),
+            broken: None,
+            peak: 0,
+        }
+    }
+
     /// Whether part of a frame has been read (so the connection has data pending even if the
     /// socket has none).
     pub(crate) fn in_progress(&self) -> bool {
@@ -175,8 +223,46 @@ impl RecvState {
         }
     }
 
-    /// Reads until the header is complete and checked. `Ok(Pending)` when the source has
-    /// nothing more now (only without `block`).
+    /// Makes sure the payload buffer has room for `want` more bytes (`want` ≤ what the frame
+    /// still owes, so never beyond its checked length).
+    fn reserve(&mut self, want: usize) -> Result<()> {
+        let have = self.payload.len();
+        if self.payload.capacity() - have < want {
+            let step = want.max(GROW_STEP.max(have).min(self.owed()));
+            if self.payload.try_reserve_exact(step).is_err() {
+                let e = Error::new(ErrorKind::Io, format!("cannot allocate {step} bytes"));
+                return Err(self.fail(e));
+            }
+            self.peak = self.peak.max(self.payload.capacity());
+        }
+        Ok(())
+    }
+
+    /// Payload bytes the current frame still owes.
+    fn owed(&self) -> usize {
+        self.header.map_or(0, |h| h.len as usize - self.payload.len())
+    }
+
+    /// Checks a complete header and the descriptors that came with it.
+    fn accept_header(&mut self, limit: usize) -> Result<()> {
+        let h = match Header::decode(self.hdr, limit) {
+            Ok(h) => h,
+            Err(e) => return Err(self.fail(e)),
+        };
+        if self.fds.len() != h.fds as usize {
+            let e = Error::new(
+                ErrorKind::Protocol,
+                format!("frame declares {} descriptors, {} came", h.fds, self.fds.len()),
+            );
+            return Err(self.fail(e));
+        }
+        self.header = Some(h);
+        Ok(())
+    }
+
+    /// Reads until the header is complete and checked (in record mode, with the first
+    /// record's payload). `Ok(Pending)` when the source has nothing more now (only without
+    /// `block`).
     pub(crate) fn read_header(
         &mut self,
         src: &mut impl Source,
@@ -184,82 +270,119 @@ impl RecvState {
         block: bool,
     ) -> Result<Progress> {
         self.check_broken()?;
+        if self.header.is_some() {
+            return Ok(Progress::Ready);
+        }
+        match self.mode {
+            Mode::Stream => self.read_header_stream(src, limit, block),
+            Mode::Records => self.read_first_record(src, limit, block),
+        }
+    }
+
+    fn read_header_stream(
+        &mut self,
+        src: &mut impl Source,
+        limit: usize,
+        block: bool,
+    ) -> Result<Progress> {
         while self.header.is_none() {
             let mut extra = Vec::new();
-            let buf = &mut self.hdr[self.hdr_filled..];
-            // SAFETY: reinterpreting initialised bytes as MaybeUninit is always sound, and
-            // `read` only writes initialised bytes into it.
-            let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
-            let n = match src.read(buf, &mut extra, block) {
-                Ok(n) => n,
+            let filled = self.hdr_filled;
+            let n = match src.read(as_uninit(&mut self.hdr[filled..]), &mut [], &mut extra, block) {
+                Ok((n, _)) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Pending),
                 Err(e) => return Err(self.fail(Error::io(e, "receiving"))),
             };
             if n == 0 {
-                let why = if self.hdr_filled == 0 {
-                    "the peer closed the connection"
-                } else {
-                    "the peer closed the connection in the middle of a message"
-                };
-                return Err(self.fail(Error::new(ErrorKind::Disconnected, why)));
+                if self.hdr_filled == 0 {
+                    let e = Error::new(ErrorKind::Disconnected, "the peer closed the connection");
+                    return Err(self.fail(e));
+                }
+                return Err(self.fail(disconnected_mid()));
             }
             if !extra.is_empty() {
                 if self.hdr_filled != 0 || !self.fds.is_empty() {
-                    let e = Error::new(ErrorKind::Protocol, "descriptors inside a frame");
-                    return Err(self.fail(e));
+                    return Err(self.fail(fds_inside()));
                 }
                 self.fds = extra;
             }
             self.hdr_filled += n;
             if self.hdr_filled == HEADER_LEN {
-                let h = match Header::decode(self.hdr, limit) {
-                    Ok(h) => h,
-                    Err(e) => return Err(self.fail(e)),
-                };
-                if self.fds.len() != h.fds as usize {
-                    let e = Error::new(
-                        ErrorKind::Protocol,
-                        format!("frame declares {} descriptors, {} came", h.fds, self.fds.len()),
-                    );
-                    return Err(self.fail(e));
-                }
-                self.header = Some(h);
                 self.payload.clear();
+                self.accept_header(limit)?;
             }
         }
         Ok(Progress::Ready)
     }
 
+    fn read_first_record(
+        &mut self,
+        src: &mut impl Source,
+        limit: usize,
+        block: bool,
+    ) -> Result<Progress> {
+        self.payload.clear();
+        let room = FIRST_RECORD - HEADER_LEN;
+        if self.payload.capacity() < room {
+            if self.payload.try_reserve_exact(room).is_err() {
+                return Err(self.fail(Error::new(ErrorKind::Io, "cannot allocate 64 KiB")));
+            }
+            self.peak = self.peak.max(self.payload.capacity());
+        }
+        let mut extra = Vec::new();
+        let spare = &mut self.payload.spare_capacity_mut()[..room];
+        let (n, cut) = match src.read(as_uninit(&mut self.hdr), spare, &mut extra, block) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Pending),
+            Err(e) => return Err(self.fail(Error::io(e, "receiving"))),
+        };
+        if n == 0 {
+            let e = Error::new(ErrorKind::Disconnected, "the peer closed the connection");
+            return Err(self.fail(e));
+        }
+        if cut || n < HEADER_LEN {
+            let e = Error::new(ErrorKind::Protocol, format!("malformed first record ({n} bytes)"));
+            return Err(self.fail(e));
+        }
+        self.fds = extra;
+        self.hdr_filled = HEADER_LEN;
+        self.accept_header(limit)?;
+        let got = n - HEADER_LEN;
+        if got as u64 > self.header.map_or(0, |h| h.len) {
+            let e = Error::new(ErrorKind::Protocol, "record longer than its frame");
+            return Err(self.fail(e));
+        }
+        // SAFETY: `read` initialised the first `got` bytes of the spare capacity.
+        unsafe { self.payload.set_len(got) };
+        Ok(Progress::Ready)
+    }
+
     /// Reads the payload of the current frame (header already complete) into `self.payload`.
     pub(crate) fn read_payload(&mut self, src: &mut impl Source, block: bool) -> Result<Progress> {
-        let len = self.header.expect("header read first").len as usize;
-        while self.payload.len() < len {
+        while self.owed() > 0 {
+            let owed = self.owed();
+            let want = match self.mode {
+                Mode::Stream => owed.min(GROW_STEP),
+                Mode::Records => owed.min(MAX_RECORD),
+            };
+            self.reserve(want)?;
             let have = self.payload.len();
-            if self.payload.capacity() == have {
-                let step = (len - have).min(GROW_STEP.max(have));
-                if self.payload.try_reserve_exact(step).is_err() {
-                    let e = Error::new(ErrorKind::Io, format!("cannot allocate {len} bytes"));
-                    return Err(self.fail(e));
-                }
-                self.peak = self.peak.max(self.payload.capacity());
-            }
-            let want = (len - have).min(self.payload.capacity() - have);
+            let room = owed.min(self.payload.capacity() - have);
             let mut extra = Vec::new();
-            let spare = &mut self.payload.spare_capacity_mut()[..want];
-            let n = match src.read(spare, &mut extra, block) {
-                Ok(n) => n,
+            let spare = &mut self.payload.spare_capacity_mut()[..room];
+            let (n, cut) = match src.read(spare, &mut [], &mut extra, block) {
+                Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Pending),
                 Err(e) => return Err(self.fail(Error::io(e, "receiving"))),
             };
             if !extra.is_empty() {
-                let e = Error::new(ErrorKind::Protocol, "descriptors inside a frame");
-                return Err(self.fail(e));
+                return Err(self.fail(fds_inside()));
             }
             if n == 0 {
-                let e = Error::new(
-                    ErrorKind::Disconnected,
-                    "the peer closed the connection in the middle of a message",
-                );
+                return Err(self.fail(disconnected_mid()));
+            }
+            if cut {
+                let e = Error::new(ErrorKind::Protocol, "record longer than its frame");
                 return Err(self.fail(e));
             }
             // SAFETY: `read` initialised the first `n` bytes of the spare capacity.
@@ -268,9 +391,10 @@ impl RecvState {
         Ok(Progress::Ready)
     }
 
-    /// Reads the payload of the current frame straight into `dst` (at least `len` bytes long),
-    /// when nothing of it has been read yet. On `Pending` or an error the bytes read so far
-    /// move into `self.payload`, so nothing is lost.
+    /// Reads the payload of the current frame straight into `dst` (at least `len` bytes
+    /// long): what is already received is copied first, the rest is read in place. On
+    /// `Pending` or an error the bytes read in place move into `self.payload`, so nothing is
+    /// lost.
     pub(crate) fn read_payload_direct(
         &mut self,
         src: &mut impl Source,
@@ -278,24 +402,19 @@ impl RecvState {
         block: bool,
     ) -> Result<Progress> {
         let len = self.header.expect("header read first").len as usize;
-        debug_assert!(self.payload.is_empty() && dst.len() >= len);
-        let mut got = 0;
+        let have = self.payload.len();
+        dst[..have].copy_from_slice(&self.payload);
+        let mut got = have;
         while got < len {
             let mut extra = Vec::new();
-            let buf = &mut dst[got..len];
-            // SAFETY: reinterpreting initialised bytes as MaybeUninit is always sound, and
-            // `read` only writes initialised bytes into it.
-            let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
-            let res = src.read(buf, &mut extra, block);
+            let res = src.read(as_uninit(&mut dst[got..len]), &mut [], &mut extra, block);
             let stop = match res {
-                Ok(0) => Some(Err(Error::new(
-                    ErrorKind::Disconnected,
-                    "the peer closed the connection in the middle of a message",
-                ))),
-                Ok(_) if !extra.is_empty() => {
-                    Some(Err(Error::new(ErrorKind::Protocol, "descriptors inside a frame")))
+                Ok((0, _)) => Some(Err(disconnected_mid())),
+                Ok(_) if !extra.is_empty() => Some(Err(fds_inside())),
+                Ok((_, true)) => {
+                    Some(Err(Error::new(ErrorKind::Protocol, "record longer than its frame")))
                 }
-                Ok(n) => {
+                Ok((n, false)) => {
                     got += n;
                     None
                 }
@@ -303,8 +422,10 @@ impl RecvState {
                 Err(e) => Some(Err(Error::io(e, "receiving"))),
             };
             if let Some(out) = stop {
-                self.payload.extend_from_slice(&dst[..got]);
-                self.peak = self.peak.max(self.payload.capacity());
+                if self.payload.try_reserve_exact(got - have).is_ok() {
+                    self.payload.extend_from_slice(&dst[have..got]);
+                    self.peak = self.peak.max(self.payload.capacity());
+                }
                 return out.map_err(|e| self.fail(e));
             }
         }
@@ -330,48 +451,65 @@ impl RecvState {
 pub struct FrameDecoder {
     state: RecvState,
     limit: usize,
-    input: Vec<u8>,
 }
 
+/// A byte stream (each push continues it) or one record per push.
 struct MemSource<'a> {
     data: &'a [u8],
     pos: usize,
+    records: bool,
 }
 
 impl Source for MemSource<'_> {
     fn read(
         &mut self,
-        buf: &mut [MaybeUninit<u8>],
+        a: &mut [MaybeUninit<u8>],
+        b: &mut [MaybeUninit<u8>],
         _fds: &mut Vec<OwnedFd>,
         _block: bool,
-    ) -> io::Result<usize> {
+    ) -> io::Result<(usize, bool)> {
         let rest = &self.data[self.pos..];
         if rest.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = rest.len().min(buf.len());
-        for (d, s) in buf[..n].iter_mut().zip(rest) {
+        let mut n = 0;
+        for (d, s) in a.iter_mut().chain(b.iter_mut()).zip(rest) {
             d.write(*s);
+            n += 1;
         }
-        self.pos += n;
-        Ok(n)
+        let cut = self.records && n < rest.len();
+        self.pos = if self.records { self.data.len() } else { self.pos + n };
+        Ok((n, cut))
     }
 }
 
 impl FrameDecoder {
-    /// A decoder that accepts payloads up to `max_message_size` bytes.
+    /// A decoder of a byte stream (a TCP or Unix stream connection) that accepts payloads up
+    /// to `max_message_size` bytes.
     pub fn new(max_message_size: usize) -> FrameDecoder {
-        FrameDecoder { state: RecvState::default(), limit: max_message_size, input: Vec::new() }
+        FrameDecoder { state: RecvState::new(Mode::Stream), limit: max_message_size }
     }
 
-    /// Feeds the next bytes of the stream; returns the payloads of the frames they complete.
-    /// An error (bad header, a length over the limit, a frame that declares descriptors —
-    /// none can arrive in memory) is final: every later call repeats it.
+    /// A decoder of records (a [`Pipe`](crate::Pipe)'s `SOCK_SEQPACKET` socket): each
+    /// [`push`](Self::push) is one record.
+    pub fn records(max_message_size: usize) -> FrameDecoder {
+        FrameDecoder { state: RecvState::new(Mode::Records), limit: max_message_size }
+    }
+
+    /// Feeds the next bytes of the stream (or the next record); returns the payloads of the
+    /// frames they complete. An error (bad header, a length over the limit, a frame that
+    /// declares descriptors — none can arrive in memory — a malformed record) is final: every
+    /// later call repeats it.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
-        self.input.clear();
-        self.input.extend_from_slice(bytes);
-        let mut src = MemSource { data: &self.input, pos: 0 };
+        let records = self.state.mode == Mode::Records;
+        let mut src = MemSource { data: bytes, pos: 0, records };
         let mut out = Vec::new();
+        if records && bytes.is_empty() {
+            // An empty record reads as end of stream on a socket.
+            self.state.check_broken()?;
+            let e = Error::new(ErrorKind::Disconnected, "the peer closed the connection");
+            return Err(self.state.fail(e));
+        }
         loop {
             if self.state.read_header(&mut src, self.limit, false)? == Progress::Pending {
                 return Ok(out);
@@ -393,8 +531,9 @@ impl FrameDecoder {
         Ok(())
     }
 
-    /// The largest payload buffer this decoder has reserved, in bytes: never more than the
-    /// limit, and never more than 16 MiB beyond the bytes actually received.
+    /// The largest payload buffer this decoder has reserved, in bytes: never more than
+    /// 16 MiB beyond the bytes actually received, never more than the limit — except the
+    /// 64 KiB buffer a record decoder keeps for first records.
     pub fn peak_allocation(&self) -> usize {
         self.state.peak
     }

@@ -224,9 +224,9 @@ fn hs_read(
         // SAFETY: reinterpreting initialised bytes as MaybeUninit is always sound, and recvmsg
         // only writes initialised bytes into it.
         let dst = unsafe { &mut *(dst as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
-        match sys::recvmsg(sock, dst, &mut fds, true) {
-            Ok(0) => return Err(None),
-            Ok(n) => {
+        match sys::recvmsg(sock, dst, &mut [], &mut fds, true) {
+            Ok((0, _)) => return Err(None),
+            Ok((n, _)) => {
                 if !fds.is_empty() {
                     return Err(Some(bad_handshake("descriptors sent during the handshake")));
                 }

@@ -23,13 +23,12 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// A connected pair of Unix stream sockets, close-on-exec.
-pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+/// A connected pair of Unix sockets of type `ty` (`SOCK_STREAM`, `SOCK_SEQPACKET`),
+/// close-on-exec.
+pub(crate) fn socketpair(ty: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [-1 as RawFd; 2];
     // SAFETY: `fds` is a valid out-array of two ints.
-    cvt(unsafe {
-        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
-    })?;
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
     // SAFETY: both descriptors were just returned by the kernel and belong to nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
@@ -49,6 +48,27 @@ pub(crate) fn socket_domain(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
 /// The socket type (`SOCK_STREAM`, ...).
 pub(crate) fn socket_type(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     sockopt_int(fd, libc::SO_TYPE)
+}
+
+/// The send buffer size of a socket (as the kernel reports it: twice what was set).
+pub(crate) fn sndbuf(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    sockopt_int(fd, libc::SO_SNDBUF).map(|v| v.max(0) as usize)
+}
+
+/// Asks for a send buffer of `bytes` (the kernel caps it at `net.core.wmem_max`).
+pub(crate) fn set_sndbuf(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    let v = bytes.min(i32::MAX as usize) as libc::c_int;
+    // SAFETY: `v` is a valid int option value of the size declared.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
 }
 
 fn sockopt_int(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<libc::c_int> {
@@ -87,7 +107,7 @@ pub(crate) fn sendmsg(
     for (slot, b) in iov.iter_mut().zip(bufs) {
         *slot = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
     }
-    let mut cbuf = [0u64; CBUF_WORDS];
+    let mut cbuf = [MaybeUninit::<u64>::uninit(); CBUF_WORDS];
     // SAFETY: an all-zero msghdr is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_mut_ptr();
@@ -99,9 +119,10 @@ pub(crate) fn sendmsg(
         assert!(space <= std::mem::size_of_val(&cbuf), "control buffer too small");
         msg.msg_control = cbuf.as_mut_ptr().cast();
         msg.msg_controllen = space as _;
-        // SAFETY: msg_control points at `space` zeroed, aligned bytes (one header plus
-        // `payload` bytes), so CMSG_FIRSTHDR is non-null and CMSG_DATA fits every descriptor.
+        // SAFETY: msg_control points at `space` aligned bytes (one header plus `payload`
+        // bytes), zeroed here, so CMSG_FIRSTHDR is non-null and CMSG_DATA fits every fd.
         unsafe {
+            std::ptr::write_bytes(cbuf.as_mut_ptr().cast::<u8>(), 0, space);
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
@@ -128,28 +149,33 @@ pub(crate) fn sendmsg(
     }
 }
 
-/// `recvmsg` into `buf`, appending received descriptors (close-on-exec) to `fds`. Returns the
-/// number of bytes (0 is end of stream). With `dontwait`, an empty socket is `WouldBlock`.
-/// Retries on `EINTR`. Descriptors beyond the control buffer are closed by the kernel
-/// (MSG_CTRUNC), never leaked.
+/// `recvmsg` into `a` then `b`, appending received descriptors (close-on-exec) to `fds`.
+/// Returns the number of bytes (0 is end of stream) and whether a record was truncated
+/// (`MSG_TRUNC`: it did not fit). With `dontwait`, an empty socket is `WouldBlock`. Retries
+/// on `EINTR`. Descriptors beyond the control buffer are closed by the kernel (MSG_CTRUNC),
+/// never leaked.
 pub(crate) fn recvmsg(
     sock: BorrowedFd<'_>,
-    buf: &mut [MaybeUninit<u8>],
+    a: &mut [MaybeUninit<u8>],
+    b: &mut [MaybeUninit<u8>],
     fds: &mut Vec<OwnedFd>,
     dontwait: bool,
-) -> io::Result<usize> {
-    let mut cbuf = [0u64; CBUF_WORDS];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+) -> io::Result<(usize, bool)> {
+    let mut cbuf = [MaybeUninit::<u64>::uninit(); CBUF_WORDS];
+    let mut iov = [
+        libc::iovec { iov_base: a.as_mut_ptr().cast(), iov_len: a.len() },
+        libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() },
+    ];
     // SAFETY: an all-zero msghdr is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = if b.is_empty() { 1 } else { 2 };
     msg.msg_control = cbuf.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
     let flags = libc::MSG_CMSG_CLOEXEC | if dontwait { libc::MSG_DONTWAIT } else { 0 };
     let n = loop {
-        // SAFETY: `msg` points at live, writable buffers of the declared sizes (`buf` may be
-        // uninitialised: the kernel only writes it).
+        // SAFETY: `msg` points at live, writable buffers of the declared sizes (they may be
+        // uninitialised: the kernel only writes them).
         let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
         if n < 0 {
             let err = io::Error::last_os_error();
@@ -180,7 +206,7 @@ pub(crate) fn recvmsg(
             }
         }
     }
-    Ok(n)
+    Ok((n, msg.msg_flags & libc::MSG_TRUNC != 0))
 }
 
 /// Readiness bits reported by [`poll`].

@@ -1,0 +1,182 @@
+//! Quick measurements of the pipe crate against the raw floors, in one run.
+//!
+//! `cargo run --release -p multiproc-ipc-pipe --example pipe_bench`
+//!
+//! Prints medians of several repetitions: small-message round trips between two processes
+//! (raw socketpair, Connection blocking, Connection with spinning receivers, a shared-memory
+//! busy-spin floor), one-way 1 MiB throughput, and Listener/Client connect + authenticate.
+
+use multiproc_arena::testing::fork;
+use multiproc_arena::Shared;
+use multiproc_ipc_pipe::{Address, Client, Connection, Listener, Pipe};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const REPS: usize = 5;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Round trip of 8 bytes over a raw socketpair (read/write), in µs.
+fn raw_socketpair_rt(n: usize) -> f64 {
+    let (mut a, mut b) = UnixStream::pair().unwrap();
+    let child = fork(|| {
+        let mut buf = [0u8; 8];
+        for _ in 0..n {
+            b.read_exact(&mut buf).unwrap();
+            b.write_all(&buf).unwrap();
+        }
+        0
+    });
+    let mut buf = [0u8; 8];
+    let t = Instant::now();
+    for i in 0..n as u64 {
+        a.write_all(&i.to_le_bytes()).unwrap();
+        a.read_exact(&mut buf).unwrap();
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    child.expect_success(Duration::from_secs(30));
+    us
+}
+
+/// Round trip of a u64 through Connection::send/recv, in µs; `spin` on both receivers.
+fn conn_rt(n: usize, spin: Duration) -> f64 {
+    let (a, b) = Pipe::new().unwrap();
+    a.set_spin(spin);
+    b.set_spin(spin);
+    let child = fork(|| {
+        for _ in 0..n {
+            let v: u64 = b.recv().unwrap();
+            b.send(&v).unwrap();
+        }
+        0
+    });
+    let t = Instant::now();
+    for i in 0..n as u64 {
+        a.send(&i).unwrap();
+        let v: u64 = a.recv().unwrap();
+        assert_eq!(v, i);
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    child.expect_success(Duration::from_secs(30));
+    us
+}
+
+/// Busy-spin ping-pong on a shared atomic: the shared-memory floor, in µs.
+fn shm_spin_rt(n: usize) -> f64 {
+    let w = Shared::new(AtomicU64::new(0)).unwrap();
+    let child = fork(|| {
+        for i in 0..n as u64 {
+            while w.load(Ordering::Acquire) != 2 * i + 1 {
+                std::hint::spin_loop();
+            }
+            w.store(2 * i + 2, Ordering::Release);
+        }
+        0
+    });
+    let t = Instant::now();
+    for i in 0..n as u64 {
+        w.store(2 * i + 1, Ordering::Release);
+        while w.load(Ordering::Acquire) != 2 * i + 2 {
+            std::hint::spin_loop();
+        }
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    child.expect_success(Duration::from_secs(30));
+    us
+}
+
+/// One-way throughput of `size`-byte messages, in GB/s. `mode`: 0 = recv_bytes_into a reused
+/// buffer, 1 = recv_bytes (a Vec per message), 2 = raw socketpair write/read_exact.
+fn one_way(size: usize, count: usize, mode: u8) -> f64 {
+    let msg = vec![0x5Au8; size];
+    let (a, b) = Pipe::new().unwrap();
+    let (mut ra, mut rb) = UnixStream::pair().unwrap();
+    let child = fork(|| {
+        for _ in 0..count {
+            if mode == 2 {
+                rb.write_all(&msg).unwrap();
+            } else {
+                b.send_bytes(&msg).unwrap();
+            }
+        }
+        0
+    });
+    let mut buf = vec![0u8; size];
+    let t = Instant::now();
+    for _ in 0..count {
+        match mode {
+            0 => assert_eq!(a.recv_bytes_into(&mut buf).unwrap(), size),
+            1 => assert_eq!(a.recv_bytes().unwrap().len(), size),
+            _ => ra.read_exact(&mut buf).unwrap(),
+        }
+    }
+    let gbs = (size * count) as f64 / t.elapsed().as_secs_f64() / 1e9;
+    child.expect_success(Duration::from_secs(60));
+    gbs
+}
+
+/// Connect + authenticate (or just connect) to a listener in this process's other thread,
+/// in µs per connection, measured on the client side.
+fn connect_auth(addr_kind: &str, key: Option<&'static [u8]>, n: usize) -> f64 {
+    let b = Listener::builder();
+    let b = if let Some(k) = key { b.authkey(k) } else { b };
+    let l = match addr_kind {
+        "unix" => b.bind_private().unwrap(),
+        _ => b.bind("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()).unwrap(),
+    };
+    let addr: Address = l.address().clone();
+    let server = std::thread::spawn(move || {
+        let mut conns: Vec<Connection> = Vec::new();
+        for _ in 0..n {
+            conns.push(l.accept().unwrap());
+            if conns.len() > 64 {
+                conns.clear();
+            }
+        }
+    });
+    let t = Instant::now();
+    for _ in 0..n {
+        let c = Client::connect(&addr, key).unwrap();
+        drop(c);
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    server.join().unwrap();
+    us
+}
+
+fn main() {
+    let n = 20_000;
+    println!("multiproc-ipc-pipe measurements (medians of {REPS} runs)");
+    let raw = median((0..REPS).map(|_| raw_socketpair_rt(n)).collect());
+    let conn = median((0..REPS).map(|_| conn_rt(n, Duration::ZERO)).collect());
+    println!("round trip, blocking:     raw socketpair {raw:6.2} µs   Connection {conn:6.2} µs   ratio {:.2}", conn / raw);
+    let spin = median((0..REPS).map(|_| conn_rt(n, Duration::from_micros(50))).collect());
+    let shm = median((0..REPS).map(|_| shm_spin_rt(n * 5)).collect());
+    println!("round trip, spinning:     Connection (spin 50 µs) {spin:6.2} µs   shm busy-spin floor {shm:6.2} µs");
+    for (size, count) in [(1usize << 20, 2000usize), (64 << 10, 20_000)] {
+        let into = median((0..REPS).map(|_| one_way(size, count, 0)).collect());
+        let vec = median((0..REPS).map(|_| one_way(size, count, 1)).collect());
+        let raw = median((0..REPS).map(|_| one_way(size, count, 2)).collect());
+        println!(
+            "one-way {:>5} KiB:        recv_bytes_into {into:5.2} GB/s   recv_bytes {vec:5.2} GB/s   raw socketpair {raw:5.2} GB/s",
+            size >> 10
+        );
+    }
+    for (kind, key) in [
+        ("unix", Some(&b"secret key"[..])),
+        ("tcp", Some(&b"secret key"[..])),
+        ("unix", None),
+        ("tcp", None),
+    ] {
+        let us = median((0..REPS).map(|_| connect_auth(kind, key, 500)).collect());
+        println!(
+            "connect{}  {kind:4}: {us:7.1} µs",
+            if key.is_some() { " + auth" } else { " (no key)" }
+        );
+    }
+}
