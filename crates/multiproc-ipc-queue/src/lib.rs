@@ -1,0 +1,56 @@
+//! Python's `multiprocessing` queues for Rust processes on Linux: [`Queue`], [`SimpleQueue`]
+//! and [`JoinableQueue`], in shared memory, fast, for messages of any size, and never
+//! corrupted by a process killed while using them.
+//!
+//! A queue is a ring of 64-byte slots in an [`Arena`](multiproc_arena::Arena) (the global
+//! one by default) with a state word per slot; producers and consumers in any number of
+//! processes claim records with one compare-and-swap, copy serialised (postcard) bytes in and
+//! out, and sleep on futexes only when they must. Messages larger than half the ring stream
+//! through it while other messages keep flowing. The protocol is documented in the `ring`
+//! module source and checked with loom.
+//!
+//! - [`Queue`]: `put`/`get` (blocking, `try_`, `_timeout`), `qsize`, `empty`, `full`,
+//!   `close`, iterators; built with [`QueueBuilder`] (`maxsize`, `capacity`).
+//! - [`JoinableQueue`]: a `Queue` with `task_done` and `join`.
+//! - [`SimpleQueue`]: `put`, `get`, `empty`, `close`.
+//! - [`PutError`] (hands the item back), [`GetError`], [`Error`] / [`ErrorKind`].
+//!
+//! ```
+//! use multiproc_ipc_queue::Queue;
+//! use std::time::Duration;
+//!
+//! let q: Queue<(u32, String)> = Queue::builder().maxsize(10).build().unwrap();
+//! q.put((1, "one".into())).unwrap();
+//! q.put((2, "two".into())).unwrap();
+//! // A forked or spawned child would do the gets; the same calls work in any process.
+//! assert_eq!(q.get().unwrap(), (1, "one".into()));
+//! assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap().0, 2);
+//! q.close();
+//! assert!(q.get().unwrap_err().is_closed());
+//! ```
+
+#[cfg(not(multiproc_loom))]
+mod error;
+#[cfg(not(multiproc_loom))]
+mod joinable;
+#[cfg(not(multiproc_loom))]
+mod queue;
+#[doc(hidden)]
+pub mod ring;
+#[cfg(not(multiproc_loom))]
+mod shm;
+#[cfg(not(multiproc_loom))]
+mod simple;
+#[doc(hidden)]
+pub mod stream;
+#[cfg(not(multiproc_loom))]
+mod sys;
+
+#[cfg(not(multiproc_loom))]
+pub use crate::error::{Error, ErrorKind, GetError, PutError, Result};
+#[cfg(not(multiproc_loom))]
+pub use crate::joinable::JoinableQueue;
+#[cfg(not(multiproc_loom))]
+pub use crate::queue::{Iter, Queue, QueueBuilder, TryIter, DEFAULT_CAPACITY};
+#[cfg(not(multiproc_loom))]
+pub use crate::simple::SimpleQueue;

@@ -1,0 +1,630 @@
+//! [`Queue`]: the multi-producer multi-consumer queue across processes, and its builder.
+
+use crate::error::{Error, ErrorKind, GetError, PutError, Result};
+use crate::ring::{
+    cnt_of, notify, Block, Refused, Ring, Waiter, CNT_MASK, FLAG_STREAM, MAX_LOG_SLOTS,
+    MAX_PARTIES, MIN_LOG_SLOTS, REC_HDR, SLOT_BYTES,
+};
+use crate::shm::{self, ShmMem, MAX_STREAMS};
+use crate::stream;
+use multiproc_arena::sync::atomic::{fence, AtomicU64, Ordering};
+use multiproc_arena::Arena;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default ring capacity: 1 MiB of payload.
+pub const DEFAULT_CAPACITY: usize = 1 << 20;
+/// Default size of the party table (processes using one queue at once).
+pub(crate) const DEFAULT_MAX_PROCESSES: usize = 1024;
+const DEFAULT_STREAMS: usize = 8;
+
+/// A queue shared by processes: any number of producers and consumers, FIFO per producer.
+///
+/// Python's `multiprocessing.Queue`. Items are serialised with postcard into a ring of slots
+/// in shared memory (an [`Arena`]); the ring's byte capacity and an optional item limit
+/// (`maxsize`) bound it. A message larger than half the ring is streamed through it in
+/// chunks while the consumer that took it reads along (so a `put` of such a message returns
+/// once a consumer has taken most of it; smaller messages never wait for a consumer).
+///
+/// Handles are cheap to clone, are inherited by forked children, and implement serde's
+/// traits inside a handle-transfer context, so a queue can be a spawned child's argument or
+/// travel over a `Connection`.
+///
+/// Beyond Python: a producer or consumer killed at any instant never corrupts the queue.
+/// Every message is delivered whole and at most once, FIFO per producer; a message whose
+/// producer died while writing it is dropped, never delivered in part; the only other
+/// message that can be lost is the one a consumer had taken when it died. Space held by a
+/// dead process is reclaimed by whoever waits for it (within a few milliseconds).
+///
+/// ```
+/// use multiproc_ipc_queue::Queue;
+/// let q: Queue<String> = Queue::new().unwrap();
+/// q.put("hello".to_string()).unwrap();
+/// assert_eq!(q.qsize(), 1);
+/// assert_eq!(q.get().unwrap(), "hello");
+/// assert!(q.try_get().unwrap_err().is_empty());
+/// ```
+pub struct Queue<T> {
+    pub(crate) inner: Arc<Inner>,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+/// The per-process part of a queue handle (shared by clones).
+pub(crate) struct Inner {
+    pub(crate) ring: Ring<ShmMem>,
+    /// `(fork epoch + 1) << 16 | party index`, 0 before registration.
+    me: AtomicU64,
+    /// Fork epoch in which this handle took its reference.
+    epoch: u64,
+}
+
+impl Inner {
+    fn new(mem: ShmMem) -> Inner {
+        Inner { ring: Ring::new(mem), me: AtomicU64::new(0), epoch: crate::sys::fork_epoch() }
+    }
+
+    /// This process's party index, registering on first use (and again after a fork).
+    #[inline]
+    pub(crate) fn party(&self) -> Result<u32> {
+        let epoch = crate::sys::fork_epoch() + 1;
+        let v = self.me.load(Ordering::Relaxed);
+        if v >> 16 == epoch {
+            return Ok((v & 0xffff) as u32);
+        }
+        let idx = shm::register(&self.ring)?;
+        self.me.store(epoch << 16 | idx as u64, Ordering::Relaxed);
+        Ok(idx)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A forked child inherits handles without taking references: it must not give
+        // back what it did not take.
+        if crate::sys::fork_epoch() != self.epoch {
+            return;
+        }
+        let h = self.ring.header();
+        if h.refs.fetch_sub(1, Ordering::Release) == 1 {
+            fence(Ordering::Acquire);
+            // SAFETY: the count reached zero: no handle in any process uses the queue.
+            unsafe { self.ring.mem.free() };
+        }
+    }
+}
+
+/// Builds a [`Queue`] (or [`JoinableQueue`](crate::JoinableQueue),
+/// [`SimpleQueue`](crate::SimpleQueue)) with non-default settings.
+///
+/// ```
+/// use multiproc_ipc_queue::Queue;
+/// let q: Queue<u64> = Queue::builder().maxsize(2).capacity(64 << 10).build().unwrap();
+/// q.put(1).unwrap();
+/// q.put(2).unwrap();
+/// assert!(q.full());
+/// assert!(q.try_put(3).unwrap_err().is_full());
+/// ```
+pub struct QueueBuilder<T> {
+    maxsize: usize,
+    capacity: usize,
+    max_processes: usize,
+    streams: usize,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+impl<T> std::fmt::Debug for QueueBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueBuilder")
+            .field("maxsize", &self.maxsize)
+            .field("capacity", &self.capacity)
+            .field("max_processes", &self.max_processes)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
+    fn new() -> Self {
+        QueueBuilder {
+            maxsize: 0,
+            capacity: DEFAULT_CAPACITY,
+            max_processes: DEFAULT_MAX_PROCESSES,
+            streams: DEFAULT_STREAMS,
+            _item: PhantomData,
+        }
+    }
+
+    /// Most items in the queue at once (Python's `maxsize`); 0, the default, means no limit
+    /// but the ring's capacity.
+    pub fn maxsize(mut self, maxsize: usize) -> Self {
+        self.maxsize = maxsize;
+        self
+    }
+
+    /// Bytes of payload the ring holds (rounded up to a power of two, 16 KiB ..= 32 MiB;
+    /// default 1 MiB). Messages larger than half of it are streamed.
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Most processes that use the queue at the same time (default 1024, at most 1024).
+    /// Entries of dead processes are reused.
+    pub fn max_processes(mut self, n: usize) -> Self {
+        self.max_processes = n.clamp(1, MAX_PARTIES);
+        self
+    }
+
+    /// Creates the queue in the [global arena](Arena::global).
+    pub fn build(self) -> Result<Queue<T>> {
+        self.build_in(Arena::global())
+    }
+
+    /// Creates the queue in `arena`.
+    pub fn build_in(self, arena: &Arena) -> Result<Queue<T>> {
+        let slots = (self.capacity / SLOT_BYTES).max(1).next_power_of_two();
+        let log = slots.trailing_zeros().clamp(MIN_LOG_SLOTS, MAX_LOG_SLOTS);
+        let mem = ShmMem::create(
+            arena,
+            log,
+            self.max_processes,
+            self.streams.min(MAX_STREAMS),
+            self.maxsize as u64,
+            type_tag::<T>(),
+        )?;
+        Ok(Queue { inner: Arc::new(Inner::new(mem)), _item: PhantomData })
+    }
+
+    /// Creates a [`JoinableQueue`](crate::JoinableQueue) in the global arena.
+    pub fn build_joinable(self) -> Result<crate::JoinableQueue<T>> {
+        self.build().map(crate::JoinableQueue::from)
+    }
+
+    /// Creates a [`JoinableQueue`](crate::JoinableQueue) in `arena`.
+    pub fn build_joinable_in(self, arena: &Arena) -> Result<crate::JoinableQueue<T>> {
+        self.build_in(arena).map(crate::JoinableQueue::from)
+    }
+}
+
+/// FNV-1a of the item type's name: a queue received from another process must carry the
+/// same item type.
+fn type_tag<T>() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::any::type_name::<T>().bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A postcard output that appends to a `Vec` (whose allocation is reused between puts).
+struct VecFlavor<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
+    type Output = ();
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's reusable buffer (a fresh one if it is in use).
+fn with_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    BUF.with(|b| match b.try_borrow_mut() {
+        Ok(mut b) => {
+            let r = f(&mut b);
+            if b.capacity() > 4 << 20 {
+                *b = Vec::new(); // do not pin the memory of one huge message
+            }
+            r
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// A queue in the [global arena](Arena::global) with the default capacity (1 MiB) and no
+    /// item limit.
+    pub fn new() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    /// A queue in `arena`.
+    pub fn new_in(arena: &Arena) -> Result<Self> {
+        Self::builder().build_in(arena)
+    }
+
+    /// A builder for a queue with a `maxsize`, a capacity, ...
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder::new()
+    }
+
+    /// Puts `value`, waiting while the queue is full.
+    ///
+    /// Errors: `Closed`, `Failed` (the item does not serialise; the queue is unchanged).
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with(value, Block::Forever)
+    }
+
+    /// Puts `value` if there is room now (Python's `put_nowait`). A message larger than
+    /// half the ring cannot be put without waiting for a consumer: it is refused as `Full`.
+    pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with(value, Block::No)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room.
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_with(value, Block::after(timeout))
+    }
+
+    fn put_with(&self, value: T, block: Block) -> Result<(), PutError<T>> {
+        let ring = &self.inner.ring;
+        if ring.header().closed.load(Ordering::Relaxed) != 0 {
+            return Err(PutError::Closed(value));
+        }
+        let me = match self.inner.party() {
+            Ok(m) => m,
+            Err(e) => return Err(PutError::Failed(value, e)),
+        };
+        let res = with_buf(|buf| {
+            buf.clear();
+            buf.extend_from_slice(&[0u8; REC_HDR]);
+            if let Err(e) = postcard::serialize_with_flavor(&value, VecFlavor(buf)) {
+                return Err(Fail::Encode(Error::encode(e)));
+            }
+            let span = buf.len().div_ceil(SLOT_BYTES);
+            if span <= ring.max_inline_span() as usize {
+                let len = (buf.len() - REC_HDR) as u32;
+                buf[..4].copy_from_slice(&len.to_le_bytes());
+                let mut res = ring.reserve(me, span as u32, block)?;
+                res.prepare(me, block)?;
+                res.write(0, buf);
+                res.commit();
+                Ok(())
+            } else {
+                Ok(stream::send(ring, me, &buf[REC_HDR..], block)?)
+            }
+        });
+        match res {
+            Ok(()) => Ok(()),
+            Err(Fail::Encode(e)) => Err(PutError::Failed(value, e)),
+            Err(Fail::Ring(Refused::WouldBlock)) => Err(PutError::Full(value)),
+            Err(Fail::Ring(Refused::Timeout)) => Err(PutError::Timeout(value)),
+            Err(Fail::Ring(Refused::Closed)) => Err(PutError::Closed(value)),
+        }
+    }
+
+    /// Takes the next item, waiting while the queue is empty.
+    ///
+    /// Errors: `Closed` (closed and drained), `Failed` (the message did not deserialise; it
+    /// is consumed).
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_with(Block::Forever)
+    }
+
+    /// Takes the next item if there is one now (Python's `get_nowait`).
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.get_with(Block::No)
+    }
+
+    /// Takes the next item, waiting at most `timeout`. (A message streamed through the
+    /// ring, once taken, is received whole even if that takes longer.)
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_with(Block::after(timeout))
+    }
+
+    fn get_with(&self, block: Block) -> Result<T, GetError> {
+        let ring = &self.inner.ring;
+        let me = self.inner.party().map_err(GetError::Failed)?;
+        loop {
+            let claim = ring.take(me, block).map_err(|r| match r {
+                Refused::WouldBlock => GetError::Empty,
+                Refused::Timeout => GetError::Timeout,
+                Refused::Closed => GetError::Closed,
+            })?;
+            if claim.discard {
+                continue; // dropping the claim releases the record
+            }
+            let mut hdr = [0u8; stream::DESC_BYTES];
+            claim.read(0, &mut hdr);
+            let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
+            let flags = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+            let h = ring.header();
+            if flags & FLAG_STREAM != 0 {
+                let Some(desc) = stream::parse(&hdr) else { continue };
+                let mut buf = BUF
+                    .with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+                    .unwrap_or_default();
+                let got = stream::recv(ring, me, &claim, desc, &mut buf);
+                drop(claim);
+                let out = match got {
+                    Ok(()) => postcard::from_bytes::<T>(&buf).map_err(Error::decode),
+                    Err(stream::Lost::NoMemory) => Err(Error::kind_only(ErrorKind::OutOfMemory)),
+                    Err(stream::Lost::Producer) => {
+                        h.skipped.fetch_add(1, Ordering::Relaxed);
+                        h.discarded.fetch_add(1, Ordering::Relaxed);
+                        notify(&h.ev_join);
+                        continue;
+                    }
+                };
+                if buf.capacity() <= 4 << 20 {
+                    buf.clear();
+                    BUF.with(|b| {
+                        if let Ok(mut b) = b.try_borrow_mut() {
+                            *b = buf;
+                        }
+                    });
+                }
+                return out.map_err(|e| self.undelivered(e));
+            }
+            let span_bytes = claim.span as usize * SLOT_BYTES;
+            let out = if len > span_bytes - REC_HDR {
+                Err(Error::new(ErrorKind::Decode, "corrupt record length"))
+            } else if let Some(view) = claim.view(REC_HDR, len) {
+                postcard::from_bytes::<T>(view).map_err(Error::decode)
+            } else {
+                with_buf(|buf| {
+                    buf.clear();
+                    buf.resize(len, 0);
+                    claim.read(REC_HDR, buf);
+                    postcard::from_bytes::<T>(buf).map_err(Error::decode)
+                })
+            };
+            drop(claim);
+            return out.map_err(|e| self.undelivered(e));
+        }
+    }
+
+    /// A taken message that is not delivered counts out of `join`.
+    fn undelivered(&self, e: Error) -> GetError {
+        let h = self.inner.ring.header();
+        h.skipped.fetch_add(1, Ordering::Relaxed);
+        notify(&h.ev_join);
+        GetError::Failed(e)
+    }
+
+    /// Items in the queue (Python's `qsize`; a snapshot that other processes may change at
+    /// once). Counts puts in progress.
+    pub fn qsize(&self) -> usize {
+        self.inner.ring.len() as usize
+    }
+
+    /// Whether the queue holds no items (a snapshot).
+    pub fn empty(&self) -> bool {
+        self.inner.ring.is_empty()
+    }
+
+    /// Whether a one-slot item would not fit now (`maxsize` reached, or the ring full).
+    pub fn full(&self) -> bool {
+        self.inner.ring.is_full()
+    }
+
+    /// The item limit, if any.
+    pub fn maxsize(&self) -> Option<usize> {
+        match self.inner.ring.maxsize() {
+            0 => None,
+            n => Some(n as usize),
+        }
+    }
+
+    /// Payload bytes the ring holds.
+    pub fn capacity(&self) -> usize {
+        self.inner.ring.data_bytes()
+    }
+
+    /// Closes the queue for every process: puts fail with `Closed`, gets return what is left
+    /// and then `Closed`; every blocked call wakes. Closing twice is fine.
+    pub fn close(&self) {
+        self.inner.ring.close();
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.ring.is_closed()
+    }
+
+    /// The arena holding the queue.
+    pub fn arena(&self) -> &Arena {
+        self.inner.ring.mem.arena()
+    }
+
+    /// Messages dropped because their producer died while writing them (or gave up
+    /// streaming them) — never delivered in part.
+    pub fn discarded(&self) -> u64 {
+        self.inner.ring.header().discarded.load(Ordering::Relaxed)
+    }
+
+    /// A blocking iterator: yields items until the queue is closed and drained. Messages
+    /// that do not deserialise are skipped (use [`get`](Self::get) to see them).
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { queue: self }
+    }
+
+    /// A non-blocking iterator: yields the items available now.
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { queue: self }
+    }
+
+    /// Items put and not yet marked done (see [`JoinableQueue`](crate::JoinableQueue)).
+    pub(crate) fn unfinished(&self) -> u64 {
+        let h = self.inner.ring.header();
+        let skipped = h.skipped.load(Ordering::Acquire);
+        let done = h.done.load(Ordering::Acquire);
+        let put = cnt_of(h.tail.load(Ordering::Acquire));
+        put.wrapping_sub(skipped.wrapping_add(done)) & CNT_MASK
+    }
+
+    pub(crate) fn task_done(&self) -> Result<()> {
+        let h = self.inner.ring.header();
+        loop {
+            let done = h.done.load(Ordering::Acquire);
+            let skipped = h.skipped.load(Ordering::Acquire);
+            let put = cnt_of(h.tail.load(Ordering::Acquire));
+            let unfinished = put.wrapping_sub(skipped.wrapping_add(done)) & CNT_MASK;
+            if unfinished == 0 || unfinished > CNT_MASK / 2 {
+                return Err(Error::new(
+                    ErrorKind::TaskDoneTooManyTimes,
+                    "more task_done() calls than items put",
+                ));
+            }
+            if h.done.compare_exchange(done, done + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            {
+                notify(&h.ev_join);
+                return Ok(());
+            }
+        }
+    }
+
+    pub(crate) fn join_with(&self, block: Block) -> bool {
+        let h = self.inner.ring.header();
+        let mut w = Waiter::new(block);
+        loop {
+            let u = self.unfinished();
+            if u == 0 {
+                return true;
+            }
+            if w.pause(&h.ev_join, true, || self.unfinished() != u).is_err() {
+                return self.unfinished() == 0;
+            }
+        }
+    }
+}
+
+/// Why an internal put step failed.
+enum Fail {
+    Encode(Error),
+    Ring(Refused),
+}
+
+impl From<Refused> for Fail {
+    fn from(r: Refused) -> Self {
+        Fail::Ring(r)
+    }
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue { inner: self.inner.clone(), _item: PhantomData }
+    }
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.inner.ring;
+        f.debug_struct("Queue")
+            .field("qsize", &r.len())
+            .field("capacity", &r.data_bytes())
+            .field("maxsize", &r.maxsize())
+            .field("closed", &r.is_closed())
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    arena: Arena,
+    ctrl: u64,
+    tag: u64,
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if !multiproc_arena::transfer::in_context() {
+            return Err(serde::ser::Error::custom(
+                "a queue can only be serialised inside a transfer context \
+                 (pass it as a process argument or over a Connection)",
+            ));
+        }
+        let r = &self.inner.ring;
+        let tag = r.header().type_tag.load(Ordering::Relaxed);
+        // The receiver adopts this reference.
+        r.header().refs.fetch_add(1, Ordering::Relaxed);
+        Wire { arena: r.mem.arena().clone(), ctrl: r.mem.ctrl_offset(), tag }.serialize(s)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = Wire::deserialize(d)?;
+        if w.tag != type_tag::<T>() {
+            return Err(serde::de::Error::custom(Error::new(
+                ErrorKind::InvalidHandle,
+                "the queue's item type differs from the sender's",
+            )));
+        }
+        let mem = ShmMem::open(w.arena, w.ctrl, w.tag).map_err(serde::de::Error::custom)?;
+        Ok(Queue { inner: Arc::new(Inner::new(mem)), _item: PhantomData })
+    }
+}
+
+/// Blocking iterator over a queue; see [`Queue::iter`].
+pub struct Iter<'a, T> {
+    queue: &'a Queue<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        loop {
+            match self.queue.get() {
+                Ok(v) => return Some(v),
+                Err(GetError::Failed(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// Non-blocking iterator over a queue; see [`Queue::try_iter`].
+pub struct TryIter<'a, T> {
+    queue: &'a Queue<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Iterator for TryIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        loop {
+            match self.queue.try_get() {
+                Ok(v) => return Some(v),
+                Err(GetError::Failed(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Iter<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter").finish_non_exhaustive()
+    }
+}
+
+impl<T> std::fmt::Debug for TryIter<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TryIter").finish_non_exhaustive()
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a Queue<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}

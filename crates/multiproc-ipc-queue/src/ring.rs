@@ -1,0 +1,1213 @@
+//! The ring protocol: a bounded MPMC ring of fixed-size slots in shared memory whose every
+//! slot carries a state word, robust against any party being killed at any instant.
+//!
+//! Not part of the stable API (it is public, hidden, for the loom models in `tests/loom.rs`).
+//!
+//! # Layout
+//!
+//! `2^log_n` slots of [`SLOT_BYTES`] payload bytes each. The payload bytes of all slots form
+//! one contiguous data area, so a *record* of `span` consecutive slots is one contiguous byte
+//! range (two at the ring's end). A message is one record: an 8-byte record header
+//! (`len: u32`, `flags: u32`) then the serialised bytes. Messages that need more than half
+//! the ring are *streamed* (see [`stream`](crate::stream)) through a window record.
+//!
+//! Positions are 40-bit counters (`tail` for producers, `head` for consumers); position `p`
+//! lives in slot `p mod n`, on lap `p / n`. The `tail`/`head` words also carry a 24-bit count
+//! of the records they passed, so `qsize` and `maxsize` are exact without another shared
+//! counter.
+//!
+//! # The slot word
+//!
+//! ```text
+//!  63            32 31        13 12      3 2   0
+//! +----------------+------------+---------+-----+
+//! |      lap       | span / off |  party  |state|
+//! +----------------+------------+---------+-----+
+//! ```
+//!
+//! `lap` is the lap of the position the state refers to; `party` the index of the owning
+//! process in the queue's party table (whose entry holds its pid and start time, so liveness
+//! checks are immune to PID reuse); `span` the record length in slots (first slots) or the
+//! offset back to the record's first slot (continuation slots).
+//!
+//! State machine of the slot for lap `L` (position `p`):
+//!
+//! ```text
+//!                     producer claims (CAS, at tail)         producer commits (store)
+//!   EMPTY(L) ──────────────────────────────► WRITING(L,P,k) ─────────────────────► READY(L,k)
+//!      │                                         │  P dead (anyone, CAS)                 │
+//!      │ p is a continuation of a record         │  or P aborts (timeout, close)         │ consumer
+//!      │ that starts at p-j: its producer        ▼                                       │ claims
+//!      │ marks it once free (store)           SKIP(L,k) ─────────────────────────────┐   │ (CAS, at
+//!      ▼                                                 consumer claims (CAS)       ▼   ▼  head)
+//!   CONT(L,j)                                                                  READING(L,C,k)
+//!      │                                                                             │
+//!      │ released by the record's consumer, continuation slots first (CAS)           │ C dead: anyone
+//!      ▼                                                                             │ steals it (CAS
+//!   EMPTY(L+1)  ◄────────────────────────────────────────────────────────────────────┘ C -> self), then
+//!                                  first slot last (CAS)                               releases
+//! ```
+//!
+//! - Claiming is one CAS on the slot word that also records the owner, so a party killed at
+//!   any instant leaves either an unclaimed slot or one whose owner can be checked. The
+//!   `tail`/`head` word is advanced after the claim by the claimer or by anyone who sees the
+//!   claimed slot at that position (helping), so a death between the two steps stalls nobody.
+//! - A producer writes a record's continuation slots only once each is `EMPTY(L)` (released
+//!   by the previous lap's consumer), marks them `CONT`, writes the payload, then publishes
+//!   the first slot `READY` (release). A consumer that claimed `READY` owns all `k` slots.
+//! - `SKIP` records (a dead producer's, or an aborted put) are claimed like messages and
+//!   released without being delivered; their continuation slots may still be busy with the
+//!   previous lap, so the releaser waits for each (with the same recovery).
+//! - Anyone waiting on a slot that does not move checks the owner recorded in the word (or,
+//!   for a continuation slot, in its record's first slot) every [`CHECK_EVERY`]; a dead
+//!   producer's record becomes `SKIP`, a dead consumer's record is stolen and released. So
+//!   every message is delivered whole and at most once; a message is lost only if the
+//!   consumer that claimed it dies; a dead party's slots are reclaimed.
+//!
+//! Waiting uses two event words (futex): consumers sleep on `ev_commit`, producers (and
+//! releasers) on `ev_release`. Bit 0 of an event word says "someone sleeps"; a notifier only
+//! makes a system call when it is set, and clears it as it wakes everyone, so a sleeper killed
+//! in its sleep costs one spurious wake-up, never a lasting slowdown.
+
+use multiproc_arena::futex;
+use multiproc_arena::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Payload bytes per slot.
+pub const SLOT_BYTES: usize = 64;
+/// Bytes of the record header (`len: u32`, `flags: u32`) at the start of each record.
+pub const REC_HDR: usize = 8;
+/// Record flag: the record is a stream window.
+pub const FLAG_STREAM: u32 = 1;
+/// Smallest ring: 2^8 slots (so a lap number always fits in 32 bits).
+pub const MIN_LOG_SLOTS: u32 = 8;
+/// Largest ring: 2^19 slots (32 MiB of payload).
+pub const MAX_LOG_SLOTS: u32 = 19;
+/// Largest party table (the party field has 10 bits).
+pub const MAX_PARTIES: usize = 1024;
+/// How often a waiter checks the liveness of the party it waits on.
+pub const CHECK_EVERY: Duration = Duration::from_millis(2);
+
+/// Slot states.
+pub const EMPTY: u64 = 0;
+/// Claimed by a producer who is writing the record.
+pub const WRITING: u64 = 1;
+/// Committed: a whole record, waiting for a consumer.
+pub const READY: u64 = 2;
+/// Claimed by a consumer (or a releaser) who is reading the record.
+pub const READING: u64 = 3;
+/// A record to drop: its producer died or gave up.
+pub const SKIP: u64 = 4;
+/// A continuation slot of a record (span field: offset back to the first slot).
+pub const CONT: u64 = 5;
+
+const PARTY_SHIFT: u32 = 3;
+const PARTY_MASK: u64 = 0x3ff;
+const SPAN_SHIFT: u32 = 13;
+const SPAN_MASK: u64 = 0x7_ffff;
+
+/// Position bits of the `head`/`tail` words; the bits above count records.
+pub const POS_BITS: u32 = 40;
+/// Mask of a position.
+pub const POS_MASK: u64 = (1 << POS_BITS) - 1;
+/// Mask of a record count (24 bits).
+pub const CNT_MASK: u64 = (1 << (64 - POS_BITS)) - 1;
+
+/// Packs a slot word.
+#[inline]
+pub const fn pack(lap: u32, state: u64, party: u32, span: u32) -> u64 {
+    ((lap as u64) << 32)
+        | ((span as u64 & SPAN_MASK) << SPAN_SHIFT)
+        | ((party as u64 & PARTY_MASK) << PARTY_SHIFT)
+        | state
+}
+/// The state of a slot word.
+#[inline]
+pub const fn state_of(w: u64) -> u64 {
+    w & 7
+}
+/// The party of a slot word.
+#[inline]
+pub const fn party_of(w: u64) -> u32 {
+    ((w >> PARTY_SHIFT) & PARTY_MASK) as u32
+}
+/// The span (or continuation offset) of a slot word.
+#[inline]
+pub const fn span_of(w: u64) -> u32 {
+    ((w >> SPAN_SHIFT) & SPAN_MASK) as u32
+}
+/// The lap of a slot word.
+#[inline]
+pub const fn lap_of(w: u64) -> u32 {
+    (w >> 32) as u32
+}
+/// Position part of a `head`/`tail` word.
+#[inline]
+pub const fn pos_of(w: u64) -> u64 {
+    w & POS_MASK
+}
+/// Count part of a `head`/`tail` word.
+#[inline]
+pub const fn cnt_of(w: u64) -> u64 {
+    w >> POS_BITS
+}
+/// The `head`/`tail` word after a record of `span` slots.
+#[inline]
+pub const fn advanced(w: u64, span: u32) -> u64 {
+    (pos_of(w).wrapping_add(span as u64) & POS_MASK) | (((cnt_of(w) + 1) & CNT_MASK) << POS_BITS)
+}
+
+/// Records counted by `a` minus those counted by `b` (24-bit wrapping).
+#[inline]
+pub const fn cnt_diff(a: u64, b: u64) -> u64 {
+    a.wrapping_sub(b) & CNT_MASK
+}
+
+/// The shared header of a queue. All fields are atomics so the same struct serves shared
+/// memory and the loom models; the first line is written once at creation.
+#[repr(C)]
+pub struct Header {
+    /// [`MAGIC`] once initialised.
+    pub magic: AtomicU64,
+    /// Hash of the element type, checked when a handle is received.
+    pub type_tag: AtomicU64,
+    /// log2 of the slot count.
+    pub log_slots: AtomicU32,
+    /// Entries in the party table.
+    pub n_parties: AtomicU32,
+    /// Entries in the stream table.
+    pub n_streams: AtomicU32,
+    /// Closed flag (0/1).
+    pub closed: AtomicU32,
+    /// Most items in the queue (0: bounded only by the ring).
+    pub maxsize: AtomicU64,
+    /// Handle families alive across processes (for freeing the memory).
+    pub refs: AtomicU64,
+    /// Arena offset of the data area.
+    pub data_off: AtomicU64,
+    _pad0: [u64; 1],
+    /// Producers' position and record count.
+    pub tail: AtomicU64,
+    _pad1: [u64; 7],
+    /// Consumers' position and record count.
+    pub head: AtomicU64,
+    _pad2: [u64; 7],
+    /// Event word consumers sleep on (something committed).
+    pub ev_commit: AtomicU32,
+    _pad3: [u32; 15],
+    /// Event word producers sleep on (something released).
+    pub ev_release: AtomicU32,
+    _pad4: [u32; 15],
+    /// `task_done` calls.
+    pub done: AtomicU64,
+    /// Records that were put but will never be delivered (dead producer, aborted, undecodable).
+    pub skipped: AtomicU64,
+    /// Messages dropped because their producer died mid-write (statistics).
+    pub discarded: AtomicU64,
+    /// Event word `join` sleeps on.
+    pub ev_join: AtomicU32,
+    _pad5: u32,
+    _pad6: [u64; 4],
+}
+
+/// `magic` of an initialised queue header.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE1");
+
+#[cfg(not(multiproc_loom))]
+mod layout {
+    use super::{Header, Party, StreamEntry};
+    use static_assertions::{assert_eq_align, const_assert_eq};
+    use std::mem::{offset_of, size_of};
+    assert_eq_align!(Header, u64);
+    const_assert_eq!(size_of::<Header>(), 384);
+    const_assert_eq!(offset_of!(Header, tail), 64);
+    const_assert_eq!(offset_of!(Header, head), 128);
+    const_assert_eq!(offset_of!(Header, ev_commit), 192);
+    const_assert_eq!(offset_of!(Header, ev_release), 256);
+    const_assert_eq!(offset_of!(Header, done), 320);
+    const_assert_eq!(size_of::<Party>(), 16);
+    const_assert_eq!(size_of::<StreamEntry>(), 64);
+}
+
+impl std::fmt::Debug for Header {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Header").finish_non_exhaustive()
+    }
+}
+
+impl Header {
+    /// A fresh header.
+    pub fn new(log_slots: u32, n_parties: u32, n_streams: u32, maxsize: u64, tag: u64) -> Self {
+        Header {
+            magic: AtomicU64::new(MAGIC),
+            type_tag: AtomicU64::new(tag),
+            log_slots: AtomicU32::new(log_slots),
+            n_parties: AtomicU32::new(n_parties),
+            n_streams: AtomicU32::new(n_streams),
+            closed: AtomicU32::new(0),
+            maxsize: AtomicU64::new(maxsize),
+            refs: AtomicU64::new(1),
+            data_off: AtomicU64::new(0),
+            _pad0: [0; 1],
+            tail: AtomicU64::new(0),
+            _pad1: [0; 7],
+            head: AtomicU64::new(0),
+            _pad2: [0; 7],
+            ev_commit: AtomicU32::new(0),
+            _pad3: [0; 15],
+            ev_release: AtomicU32::new(0),
+            _pad4: [0; 15],
+            done: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            discarded: AtomicU64::new(0),
+            ev_join: AtomicU32::new(0),
+            _pad5: 0,
+            _pad6: [0; 4],
+        }
+    }
+}
+
+/// An entry of the party table: a process that uses the queue.
+///
+/// `id`: 0 = free; otherwise `pid | state << 32` with state [`PARTY_CLAIMING`] (being
+/// registered: referenced by no slot yet) or [`PARTY_READY`]. `start`: the process's start
+/// time, written before `id` becomes READY.
+#[repr(C)]
+pub struct Party {
+    /// `pid | state << 32`, 0 when free.
+    pub id: AtomicU64,
+    /// Start time of the process (clock ticks since boot).
+    pub start: AtomicU64,
+}
+
+/// Party state: registration in progress.
+pub const PARTY_CLAIMING: u64 = 1 << 32;
+/// Party state: registered.
+pub const PARTY_READY: u64 = 2 << 32;
+
+impl std::fmt::Debug for Party {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Party").finish_non_exhaustive()
+    }
+}
+
+impl Party {
+    /// A free entry.
+    pub fn new() -> Self {
+        Party { id: AtomicU64::new(0), start: AtomicU64::new(0) }
+    }
+}
+
+impl Default for Party {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An entry of the stream table: the control words of one message being streamed.
+#[repr(C)]
+pub struct StreamEntry {
+    /// `gen << 32 | phase | producer << 4 | consumer << 14`; see [`crate::stream`].
+    pub state: AtomicU64,
+    /// Total message bytes.
+    pub total: AtomicU64,
+    /// Bytes the producer has written.
+    pub written: AtomicU64,
+    /// Bytes the consumer has read.
+    pub read: AtomicU64,
+    /// Event word both sides sleep on.
+    pub ev: AtomicU32,
+    _pad: u32,
+    _pad2: [u64; 3],
+}
+
+impl std::fmt::Debug for StreamEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamEntry").finish_non_exhaustive()
+    }
+}
+
+impl StreamEntry {
+    /// A free entry.
+    pub fn new() -> Self {
+        StreamEntry {
+            state: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+            ev: AtomicU32::new(0),
+            _pad: 0,
+            _pad2: [0; 3],
+        }
+    }
+}
+
+impl Default for StreamEntry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where a ring's memory lives: shared memory (the real queue) or the heap (loom models).
+pub trait Mem {
+    /// The header.
+    fn header(&self) -> &Header;
+    /// The slot words.
+    fn slots(&self) -> &[AtomicU64];
+    /// The party table.
+    fn parties(&self) -> &[Party];
+    /// The stream table.
+    fn streams(&self) -> &[StreamEntry];
+    /// Copies `src` into the data area at byte `off`.
+    ///
+    /// # Safety
+    /// `off + src.len()` is within the data area, and the caller owns those bytes under the
+    /// protocol (a reservation it has not committed, or a stream window it may write).
+    unsafe fn write(&self, off: usize, src: &[u8]);
+    /// Copies bytes at `off` of the data area into `dst`.
+    ///
+    /// # Safety
+    /// `off + dst.len()` is within the data area and the caller owns those bytes (a claimed
+    /// record, or the part of a stream window the producer has published).
+    unsafe fn read(&self, off: usize, dst: &mut [u8]);
+    /// A view of `len` bytes at `off`, where the memory allows it (not under loom).
+    ///
+    /// # Safety
+    /// As for [`read`](Mem::read), for as long as the view lives.
+    unsafe fn view(&self, off: usize, len: usize) -> Option<&[u8]>;
+    /// Whether the process registered as `party` still runs.
+    fn alive(&self, party: u32) -> bool;
+}
+
+/// How long an operation may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block {
+    /// Not at all.
+    No,
+    /// Until the instant.
+    Until(Instant),
+    /// For ever.
+    Forever,
+}
+
+impl Block {
+    /// `Until(now + d)`, or `Forever` if that overflows.
+    pub fn after(d: Duration) -> Block {
+        match futex::deadline_after(d) {
+            Some(t) => Block::Until(t),
+            None => Block::Forever,
+        }
+    }
+}
+
+/// Why a ring operation did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No room (non-blocking put) or nothing to take (non-blocking get).
+    WouldBlock,
+    /// The deadline passed.
+    Timeout,
+    /// The queue is closed (put), or closed and drained (get).
+    Closed,
+}
+
+/// Spin iterations before sleeping.
+#[cfg(not(multiproc_loom))]
+const SPIN: u32 = 200;
+#[cfg(multiproc_loom)]
+const SPIN: u32 = 0;
+
+/// Tracks one blocking wait: its deadline and when the holder was last checked.
+pub(crate) struct Waiter {
+    block: Block,
+    spun: bool,
+    #[cfg_attr(multiproc_loom, allow(dead_code))]
+    last_check: Option<Instant>,
+}
+
+impl Waiter {
+    pub(crate) fn new(block: Block) -> Self {
+        Waiter { block, spun: false, last_check: None }
+    }
+
+    /// Whether it is time to check a holder's liveness again.
+    pub(crate) fn check_due(&mut self) -> bool {
+        #[cfg(multiproc_loom)]
+        {
+            true
+        }
+        #[cfg(not(multiproc_loom))]
+        {
+            let now = Instant::now();
+            match self.last_check {
+                None => {
+                    self.last_check = Some(now);
+                    false
+                }
+                Some(t) if now.duration_since(t) >= CHECK_EVERY => {
+                    self.last_check = Some(now);
+                    true
+                }
+                Some(_) => false,
+            }
+        }
+    }
+
+    /// Waits for `cond` on the event word `ev`: spins first (once per wait), then sleeps
+    /// until notified, `slice` passes (when some holder must be checked), or the deadline.
+    /// Returns `Err(Timeout)` once the deadline has passed (or `WouldBlock` when not
+    /// blocking); `Ok` means "look again".
+    pub(crate) fn pause(
+        &mut self,
+        ev: &AtomicU32,
+        slice: bool,
+        mut cond: impl FnMut() -> bool,
+    ) -> Result<(), Refused> {
+        let deadline = match self.block {
+            Block::No => return Err(Refused::WouldBlock),
+            Block::Until(t) => Some(t),
+            Block::Forever => None,
+        };
+        if !self.spun {
+            self.spun = true;
+            if futex::spin_until(SPIN, &mut cond) {
+                return Ok(());
+            }
+        }
+        let seen = ev.fetch_or(1, Ordering::SeqCst) | 1;
+        fence(Ordering::SeqCst);
+        if cond() {
+            return Ok(());
+        }
+        let until = if slice {
+            let s = futex::deadline_after(CHECK_EVERY);
+            match (s, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        } else {
+            deadline
+        };
+        let woke = futex::wait(ev, seen, until);
+        if !woke {
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    return Err(Refused::Timeout);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn blocking(&self) -> bool {
+        self.block != Block::No
+    }
+}
+
+/// Wakes everyone sleeping on `ev`, if anyone is (the caller changed what they wait for).
+#[inline]
+pub(crate) fn notify(ev: &AtomicU32) {
+    fence(Ordering::SeqCst);
+    let v = ev.load(Ordering::Relaxed);
+    if v & 1 != 0 {
+        notify_slow(ev, v);
+    }
+}
+
+#[cold]
+fn notify_slow(ev: &AtomicU32, mut v: u32) {
+    loop {
+        match ev.compare_exchange(v, (v | 1).wrapping_add(1), Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(seen) if seen & 1 != 0 => v = seen,
+            Err(_) => return, // someone else woke them
+        }
+    }
+    futex::wake_all(ev);
+}
+
+/// A claimed record a producer is filling; commit or abort it (dropping it aborts).
+pub struct Reservation<'a, M: Mem> {
+    ring: &'a Ring<M>,
+    /// First position.
+    pub pos: u64,
+    /// Slots.
+    pub span: u32,
+    done: bool,
+}
+
+/// A record a consumer claimed; dropping it releases the slots.
+pub struct Claim<'a, M: Mem> {
+    ring: &'a Ring<M>,
+    me: u32,
+    /// First position.
+    pub pos: u64,
+    /// Slots.
+    pub span: u32,
+    /// The record is a `SKIP` (to drop, not deliver).
+    pub discard: bool,
+    word: u64,
+}
+
+/// The ring: the protocol over a [`Mem`].
+pub struct Ring<M: Mem> {
+    /// The memory.
+    pub mem: M,
+    log_n: u32,
+    n: u64,
+    lap_mask: u64,
+    maxsize: u64,
+}
+
+impl<M: Mem> std::fmt::Debug for Ring<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring").field("slots", &self.n).field("maxsize", &self.maxsize).finish()
+    }
+}
+
+impl<M: Mem> Ring<M> {
+    /// Wraps initialised memory.
+    pub fn new(mem: M) -> Self {
+        let h = mem.header();
+        let log_n = h.log_slots.load(Ordering::Relaxed);
+        let maxsize = h.maxsize.load(Ordering::Relaxed);
+        debug_assert!((MIN_LOG_SLOTS..=MAX_LOG_SLOTS).contains(&log_n));
+        Ring { log_n, n: 1 << log_n, lap_mask: (1u64 << (POS_BITS - log_n)) - 1, maxsize, mem }
+    }
+
+    /// The header.
+    #[inline]
+    pub fn header(&self) -> &Header {
+        self.mem.header()
+    }
+
+    /// Number of slots.
+    #[inline]
+    pub fn slots(&self) -> u64 {
+        self.n
+    }
+
+    /// Bytes of the data area.
+    #[inline]
+    pub fn data_bytes(&self) -> usize {
+        self.n as usize * SLOT_BYTES
+    }
+
+    /// The largest record span put inline (larger messages are streamed).
+    #[inline]
+    pub fn max_inline_span(&self) -> u32 {
+        (self.n / 2) as u32
+    }
+
+    /// Item limit (0: none).
+    pub fn maxsize(&self) -> u64 {
+        self.maxsize
+    }
+
+    #[inline]
+    fn slot(&self, i: usize) -> &AtomicU64 {
+        &self.mem.slots()[i]
+    }
+
+    /// Slot index of a position.
+    #[inline]
+    pub fn idx(&self, p: u64) -> usize {
+        (p & (self.n - 1)) as usize
+    }
+
+    /// Lap of a position.
+    #[inline]
+    pub fn lap(&self, p: u64) -> u32 {
+        ((p & POS_MASK) >> self.log_n) as u32
+    }
+
+    #[inline]
+    fn pos_at(&self, lap: u32, idx: usize) -> u64 {
+        (((lap as u64) << self.log_n) | idx as u64) & POS_MASK
+    }
+
+    #[inline]
+    fn add(&self, p: u64, k: u64) -> u64 {
+        p.wrapping_add(k) & POS_MASK
+    }
+
+    /// `a - b` of two laps, signed.
+    #[inline]
+    fn lap_diff(&self, a: u32, b: u32) -> i64 {
+        let m = self.lap_mask;
+        let d = (a as u64).wrapping_sub(b as u64) & m;
+        if d > m / 2 {
+            d as i64 - (m as i64 + 1)
+        } else {
+            d as i64
+        }
+    }
+
+    /// Byte offset in the data area of position `p`.
+    #[inline]
+    fn byte_of(&self, p: u64) -> usize {
+        self.idx(p) * SLOT_BYTES
+    }
+
+    /// Copies `src` into the data area starting at byte `at` (wrapping at the end).
+    ///
+    /// # Safety
+    /// The caller owns the bytes under the protocol.
+    pub(crate) unsafe fn copy_in(&self, at: usize, src: &[u8]) {
+        let size = self.data_bytes();
+        let at = at % size;
+        let first = src.len().min(size - at);
+        // SAFETY: both pieces lie inside the data area; ownership is the caller's promise.
+        unsafe {
+            self.mem.write(at, &src[..first]);
+            if first < src.len() {
+                self.mem.write(0, &src[first..]);
+            }
+        }
+    }
+
+    /// Copies bytes starting at byte `at` of the data area (wrapping) into `dst`.
+    ///
+    /// # Safety
+    /// The caller owns the bytes under the protocol.
+    pub(crate) unsafe fn copy_out(&self, at: usize, dst: &mut [u8]) {
+        let size = self.data_bytes();
+        let at = at % size;
+        let first = dst.len().min(size - at);
+        let (a, b) = dst.split_at_mut(first);
+        // SAFETY: both pieces lie inside the data area; ownership is the caller's promise.
+        unsafe {
+            self.mem.read(at, a);
+            if !b.is_empty() {
+                self.mem.read(0, b);
+            }
+        }
+    }
+
+    fn help_advance(a: &AtomicU64, seen: u64, span: u32) {
+        let _ = a.compare_exchange(seen, advanced(seen, span), Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// Advances `tail` past the record at `pos` if it still points there.
+    fn help_tail(&self, pos: u64, span: u32) {
+        let t = &self.header().tail;
+        let w = t.load(Ordering::Acquire);
+        if pos_of(w) == pos {
+            Self::help_advance(t, w, span);
+        }
+    }
+
+    /// Advances `head` past the record at `pos` if it still points there.
+    fn help_head(&self, pos: u64, span: u32) {
+        let h = &self.header().head;
+        let w = h.load(Ordering::Acquire);
+        if pos_of(w) == pos {
+            Self::help_advance(h, w, span);
+        }
+    }
+
+    /// Records in the queue (counted at claim time).
+    pub fn len(&self) -> u64 {
+        let h = self.header();
+        let head = h.head.load(Ordering::Acquire);
+        let tail = h.tail.load(Ordering::Acquire);
+        cnt_diff(cnt_of(tail), cnt_of(head))
+    }
+
+    /// Whether no record is in the queue.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a put of one slot would not fit now.
+    pub fn is_full(&self) -> bool {
+        let h = self.header();
+        let tw = h.tail.load(Ordering::Acquire);
+        if self.maxsize != 0 {
+            let hw = h.head.load(Ordering::Acquire);
+            if cnt_diff(cnt_of(tw), cnt_of(hw)) >= self.maxsize {
+                return true;
+            }
+        }
+        let t = pos_of(tw);
+        let s = self.slot(self.idx(t)).load(Ordering::Acquire);
+        self.lap_diff(lap_of(s), self.lap(t)) < 0
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.header().closed.load(Ordering::SeqCst) != 0
+    }
+
+    /// Closes the queue and wakes every waiter.
+    pub fn close(&self) {
+        let h = self.header();
+        h.closed.store(1, Ordering::SeqCst);
+        for ev in [&h.ev_commit, &h.ev_release, &h.ev_join] {
+            ev.fetch_add(2, Ordering::SeqCst);
+            futex::wake_all(ev);
+        }
+        for s in self.mem.streams() {
+            s.ev.fetch_add(2, Ordering::SeqCst);
+            futex::wake_all(&s.ev);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Producer side
+    // ----------------------------------------------------------------------------------
+
+    /// One attempt to claim `span` slots at the tail. `Err(None)`: closed;
+    /// `Err(Some(i, w))`: slot `i` (word `w`) is not free yet (`i == usize::MAX`: maxsize).
+    fn try_claim(&self, me: u32, span: u32) -> Result<u64, Option<(usize, u64)>> {
+        let h = self.header();
+        loop {
+            let tw = h.tail.load(Ordering::Acquire);
+            if h.closed.load(Ordering::Relaxed) != 0 {
+                return Err(None);
+            }
+            if self.maxsize != 0 {
+                let hw = h.head.load(Ordering::Acquire);
+                if cnt_diff(cnt_of(tw), cnt_of(hw)) >= self.maxsize {
+                    return Err(Some((usize::MAX, hw)));
+                }
+            }
+            let t = pos_of(tw);
+            let (i, l) = (self.idx(t), self.lap(t));
+            let s = self.slot(i).load(Ordering::Acquire);
+            if s == pack(l, EMPTY, 0, 0) {
+                let w = pack(l, WRITING, me, span);
+                if self.slot(i).compare_exchange(s, w, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+                {
+                    Self::help_advance(&h.tail, tw, span);
+                    return Ok(t);
+                }
+                continue;
+            }
+            let d = self.lap_diff(lap_of(s), l);
+            if d == 0 {
+                if state_of(s) != CONT && state_of(s) != EMPTY {
+                    Self::help_advance(&h.tail, tw, span_of(s));
+                }
+                continue;
+            }
+            if d > 0 {
+                continue; // stale tail
+            }
+            return Err(Some((i, s)));
+        }
+    }
+
+    /// Claims a record of `span` slots (1 ..= [`max_inline_span`](Self::max_inline_span))
+    /// at the tail, waiting for room as `block` allows. Its continuation slots are not
+    /// prepared yet: call [`Reservation::prepare`].
+    pub fn reserve(&self, me: u32, span: u32, block: Block) -> Result<Reservation<'_, M>, Refused> {
+        debug_assert!(span >= 1 && span <= self.max_inline_span());
+        let mut w = Waiter::new(block);
+        loop {
+            match self.try_claim(me, span) {
+                Ok(pos) => {
+                    // A claim racing with `close` gives up, so that a consumer that saw the
+                    // queue closed and empty never sees a message after.
+                    if self.header().closed.load(Ordering::SeqCst) != 0 {
+                        let mut r = Reservation { ring: self, pos, span, done: false };
+                        r.abort_inner(false);
+                        return Err(Refused::Closed);
+                    }
+                    return Ok(Reservation { ring: self, pos, span, done: false });
+                }
+                Err(None) => return Err(Refused::Closed),
+                Err(Some((i, s))) => {
+                    if !w.blocking() {
+                        return Err(Refused::WouldBlock);
+                    }
+                    if i != usize::MAX && w.check_due() {
+                        self.check_stuck(me, i, s);
+                    }
+                    let h = self.header();
+                    let slice = i != usize::MAX;
+                    w.pause(&h.ev_release, slice, || {
+                        h.closed.load(Ordering::Relaxed) != 0
+                            || if i == usize::MAX {
+                                h.head.load(Ordering::Acquire) != s
+                            } else {
+                                self.slot(i).load(Ordering::Acquire) != s
+                            }
+                    })?;
+                }
+            }
+        }
+    }
+
+    /// Waits until position `p` (not claimed by anyone else at its lap) is free for its
+    /// lap; returns the free word.
+    fn wait_free(&self, me: u32, p: u64, w: &mut Waiter) -> Result<u64, Refused> {
+        let (i, l) = (self.idx(p), self.lap(p));
+        let free = pack(l, EMPTY, 0, 0);
+        loop {
+            let s = self.slot(i).load(Ordering::Acquire);
+            if s == free {
+                return Ok(s);
+            }
+            debug_assert!(self.lap_diff(lap_of(s), l) < 0, "continuation slot moved ahead");
+            if w.check_due() {
+                self.check_stuck(me, i, s);
+            }
+            let h = self.header();
+            w.pause(&h.ev_release, true, || self.slot(i).load(Ordering::Acquire) != s)?;
+        }
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Consumer side
+    // ----------------------------------------------------------------------------------
+
+    /// One attempt to claim the record at the head. `Err(None)`: nothing there;
+    /// `Err(Some(i, w))`: a producer is still writing it.
+    fn try_take(&self, me: u32) -> Result<Claim<'_, M>, Option<(usize, u64)>> {
+        let h = self.header();
+        loop {
+            let hw = h.head.load(Ordering::Acquire);
+            let p = pos_of(hw);
+            let (i, l) = (self.idx(p), self.lap(p));
+            let s = self.slot(i).load(Ordering::Acquire);
+            let d = self.lap_diff(lap_of(s), l);
+            if d < 0 {
+                return Err(None);
+            }
+            if d > 0 {
+                continue;
+            }
+            match state_of(s) {
+                READY | SKIP => {
+                    let span = span_of(s);
+                    let w = pack(l, READING, me, span);
+                    if self
+                        .slot(i)
+                        .compare_exchange(s, w, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        Self::help_advance(&h.head, hw, span);
+                        return Ok(Claim {
+                            ring: self,
+                            me,
+                            pos: p,
+                            span,
+                            discard: state_of(s) == SKIP,
+                            word: w,
+                        });
+                    }
+                }
+                READING => Self::help_advance(&h.head, hw, span_of(s)),
+                WRITING => return Err(Some((i, s))),
+                EMPTY => return Err(None),
+                _ => {} // CONT: head moved meanwhile
+            }
+        }
+    }
+
+    /// Claims the record at the head, waiting as `block` allows. `Closed` once the queue is
+    /// closed and nothing is left.
+    pub fn take(&self, me: u32, block: Block) -> Result<Claim<'_, M>, Refused> {
+        let h = self.header();
+        let mut w = Waiter::new(block);
+        loop {
+            match self.try_take(me) {
+                Ok(c) => return Ok(c),
+                Err(None) => {
+                    if h.closed.load(Ordering::SeqCst) != 0 {
+                        fence(Ordering::SeqCst);
+                        match self.try_take(me) {
+                            Ok(c) => return Ok(c),
+                            Err(None) => return Err(Refused::Closed),
+                            Err(Some(_)) => {}
+                        }
+                    }
+                    let hw = h.head.load(Ordering::Acquire);
+                    let p = pos_of(hw);
+                    let i = self.idx(p);
+                    let s = self.slot(i).load(Ordering::Acquire);
+                    w.pause(&h.ev_commit, false, || {
+                        h.closed.load(Ordering::Relaxed) != 0
+                            || h.head.load(Ordering::Acquire) != hw
+                            || self.slot(i).load(Ordering::Acquire) != s
+                    })?;
+                }
+                Err(Some((i, s))) => {
+                    if !w.blocking() {
+                        return Err(Refused::WouldBlock);
+                    }
+                    if w.check_due() {
+                        self.check_stuck(me, i, s);
+                    }
+                    w.pause(&h.ev_commit, true, || self.slot(i).load(Ordering::Acquire) != s)?;
+                }
+            }
+        }
+    }
+
+    /// Releases the record at `pos` (claimed with `word`): continuation slots first, then
+    /// the first slot; waits (with recovery) for continuation slots still busy with the
+    /// previous lap (only a `SKIP` record can have those).
+    fn release(&self, me: u32, pos: u64, span: u32, word: u64) {
+        let mut w = Waiter::new(Block::Forever);
+        for j in 1..span as u64 {
+            let p = self.add(pos, j);
+            let (i, l) = (self.idx(p), self.lap(p));
+            let next = pack(self.lap(self.add(p, self.n)), EMPTY, 0, 0);
+            loop {
+                let s = self.slot(i).load(Ordering::Acquire);
+                let d = self.lap_diff(lap_of(s), l);
+                if d > 0 {
+                    break; // released already (by an earlier releaser of this record)
+                }
+                if d == 0 {
+                    debug_assert!(matches!(state_of(s), CONT | EMPTY));
+                    if self
+                        .slot(i)
+                        .compare_exchange(s, next, Ordering::Release, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                if w.check_due() {
+                    self.check_stuck(me, i, s);
+                }
+                let h = self.header();
+                let _ = w.pause(&h.ev_release, true, || self.slot(i).load(Ordering::Acquire) != s);
+            }
+        }
+        let i = self.idx(pos);
+        let next = pack(self.lap(self.add(pos, self.n)), EMPTY, 0, 0);
+        let _ = self.slot(i).compare_exchange(word, next, Ordering::Release, Ordering::Relaxed);
+        notify(&self.header().ev_release);
+    }
+
+    // ----------------------------------------------------------------------------------
+    // Recovery
+    // ----------------------------------------------------------------------------------
+
+    /// Someone waits on slot `i`, which holds `s` and does not move: if the record holding
+    /// it belongs to a dead party, do what that party would have done.
+    pub fn check_stuck(&self, me: u32, i: usize, s: u64) {
+        match state_of(s) {
+            WRITING | READING => self.recover_first(me, i, s),
+            CONT => {
+                let p = self.pos_at(lap_of(s), i);
+                let first = p.wrapping_sub(span_of(s) as u64) & POS_MASK;
+                let fi = self.idx(first);
+                let f = self.slot(fi).load(Ordering::Acquire);
+                if lap_of(f) == self.lap(first) {
+                    self.recover_first(me, fi, f);
+                }
+            }
+            EMPTY => {
+                // A continuation slot not prepared yet for its lap: find its record's first
+                // slot (before it: unprepared slots, then a CONT or the first slot).
+                let p = self.pos_at(lap_of(s), i);
+                for back in 1..=self.max_inline_span() as u64 {
+                    let q = p.wrapping_sub(back) & POS_MASK;
+                    let (qi, ql) = (self.idx(q), self.lap(q));
+                    let w = self.slot(qi).load(Ordering::Acquire);
+                    if lap_of(w) != ql {
+                        return;
+                    }
+                    match state_of(w) {
+                        EMPTY => continue,
+                        CONT => return self.check_stuck(me, qi, w),
+                        _ => {
+                            if span_of(w) as u64 > back {
+                                self.recover_first(me, qi, w);
+                            }
+                            return;
+                        }
+                    }
+                }
+            }
+            _ => {} // READY / SKIP: waiting for a consumer, nobody to recover
+        }
+    }
+
+    fn recover_first(&self, me: u32, i: usize, s: u64) {
+        let owner = party_of(s);
+        match state_of(s) {
+            WRITING => {
+                if self.mem.alive(owner) {
+                    return;
+                }
+                let skip = pack(lap_of(s), SKIP, 0, span_of(s));
+                let h = self.header();
+                if self
+                    .slot(i)
+                    .compare_exchange(s, skip, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    h.skipped.fetch_add(1, Ordering::Relaxed);
+                    h.discarded.fetch_add(1, Ordering::Relaxed);
+                    self.help_tail(self.pos_at(lap_of(s), i), span_of(s));
+                    notify(&h.ev_commit);
+                    notify(&h.ev_join);
+                }
+            }
+            READING => {
+                if owner == me || self.mem.alive(owner) {
+                    return;
+                }
+                let mine = pack(lap_of(s), READING, me, span_of(s));
+                if self
+                    .slot(i)
+                    .compare_exchange(s, mine, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    let pos = self.pos_at(lap_of(s), i);
+                    self.help_head(pos, span_of(s));
+                    self.recovered_reading(me, pos, span_of(s));
+                    self.release(me, pos, span_of(s), mine);
+                    let h = self.header();
+                    // The dead consumer's message (if it was one) is lost and will never
+                    // see `task_done`: count it out of `join`.
+                    h.skipped.fetch_add(1, Ordering::Relaxed);
+                    notify(&h.ev_join);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hook for a stolen record before its slots are released: a stream window frees its
+    /// stream entry.
+    fn recovered_reading(&self, me: u32, pos: u64, span: u32) {
+        let mut hdr = [0u8; 24];
+        if span as usize * SLOT_BYTES >= hdr.len() {
+            // SAFETY: we own the record (stolen with a CAS); its header was written before
+            // the producer committed it, or it is a SKIP whose bytes we only parse.
+            unsafe { self.copy_out(self.byte_of(pos), &mut hdr) };
+            crate::stream::recovered(self, me, &hdr);
+        }
+    }
+}
+
+impl<'a, M: Mem> Reservation<'a, M> {
+    /// Waits for the continuation slots to be free and marks them; `Err` (the record was
+    /// aborted) when the deadline passes.
+    pub fn prepare(&mut self, me: u32, block: Block) -> Result<(), Refused> {
+        let ring = self.ring;
+        let mut w = Waiter::new(block);
+        for j in 1..self.span as u64 {
+            let p = ring.add(self.pos, j);
+            let res = ring.wait_free(me, p, &mut w);
+            match res {
+                Ok(_) => {
+                    ring.slot(ring.idx(p))
+                        .store(pack(ring.lap(p), CONT, 0, j as u32), Ordering::Release);
+                }
+                Err(e) => {
+                    self.abort_inner(true);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `src` at byte `off` of the record.
+    pub fn write(&mut self, off: usize, src: &[u8]) {
+        assert!(off + src.len() <= self.span as usize * SLOT_BYTES, "write past the record");
+        // SAFETY: the reservation owns these bytes: its first slot is WRITING (ours) and
+        // `prepare` made the continuation slots ours.
+        unsafe { self.ring.copy_in(self.ring.byte_of(self.pos) + off, src) };
+    }
+
+    /// Byte offset of the record in the data area.
+    pub fn byte_offset(&self) -> usize {
+        self.ring.byte_of(self.pos)
+    }
+
+    /// Publishes the record.
+    pub fn commit(mut self) {
+        let r = self.ring;
+        self.done = true;
+        let i = r.idx(self.pos);
+        r.slot(i).store(pack(r.lap(self.pos), READY, 0, self.span), Ordering::Release);
+        notify(&r.header().ev_commit);
+    }
+
+    /// Publishes the record as `SKIP` (nothing is delivered).
+    pub fn abort(mut self) {
+        self.abort_inner(true);
+    }
+
+    fn abort_inner(&mut self, count: bool) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let r = self.ring;
+        let h = r.header();
+        // Counted as put (by `tail`) and never delivered.
+        h.skipped.fetch_add(1, Ordering::Relaxed);
+        let _ = count;
+        r.slot(r.idx(self.pos)).store(pack(r.lap(self.pos), SKIP, 0, self.span), Ordering::Release);
+        notify(&h.ev_commit);
+        notify(&h.ev_join);
+    }
+}
+
+impl<M: Mem> Drop for Reservation<'_, M> {
+    fn drop(&mut self) {
+        self.abort_inner(true);
+    }
+}
+
+impl<M: Mem> std::fmt::Debug for Reservation<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation").field("pos", &self.pos).field("span", &self.span).finish()
+    }
+}
+
+impl<'a, M: Mem> Claim<'a, M> {
+    /// Copies bytes at `off` of the record into `dst`.
+    pub fn read(&self, off: usize, dst: &mut [u8]) {
+        assert!(off + dst.len() <= self.span as usize * SLOT_BYTES, "read past the record");
+        // SAFETY: the claim owns the record (its first slot is READING(us)); it was
+        // published whole by its producer (READY, acquired in `take`).
+        unsafe { self.ring.copy_out(self.ring.byte_of(self.pos) + off, dst) };
+    }
+
+    /// A view of `len` bytes at `off` if they do not wrap (and the memory allows views).
+    pub fn view(&self, off: usize, len: usize) -> Option<&[u8]> {
+        assert!(off + len <= self.span as usize * SLOT_BYTES, "view past the record");
+        let at = self.ring.byte_of(self.pos) + off;
+        if at + len > self.ring.data_bytes() {
+            return None;
+        }
+        // SAFETY: as for `read`; the view borrows the claim, which holds the record.
+        unsafe { self.ring.mem.view(at, len) }
+    }
+
+    /// Byte offset of the record in the data area.
+    pub fn byte_offset(&self) -> usize {
+        self.ring.byte_of(self.pos)
+    }
+
+    /// Releases the record (also done on drop).
+    pub fn release(self) {}
+}
+
+impl<M: Mem> Drop for Claim<'_, M> {
+    fn drop(&mut self) {
+        self.ring.release(self.me, self.pos, self.span, self.word);
+    }
+}
+
+impl<M: Mem> std::fmt::Debug for Claim<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claim")
+            .field("pos", &self.pos)
+            .field("span", &self.span)
+            .field("discard", &self.discard)
+            .finish()
+    }
+}

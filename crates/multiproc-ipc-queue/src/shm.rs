@@ -1,0 +1,319 @@
+//! The real memory of a queue: a control block (header, party table, stream table, slot
+//! words) and a data block in an [`Arena`], and the party table's registration.
+
+use crate::error::{Error, ErrorKind};
+use crate::ring::{
+    party_of, state_of, Header, Mem, Party, Ring, StreamEntry, MAGIC, MAX_LOG_SLOTS, MAX_PARTIES,
+    MIN_LOG_SLOTS, PARTY_CLAIMING, PARTY_READY, READING, SLOT_BYTES, WRITING,
+};
+use multiproc_arena::sync::atomic::{AtomicU64, Ordering};
+use multiproc_arena::{Arena, Offset, ProcessId};
+use std::ptr::NonNull;
+
+/// Most stream entries.
+pub(crate) const MAX_STREAMS: usize = 64;
+
+const HEADER: usize = std::mem::size_of::<Header>();
+
+/// Byte layout of a control block: (parties, streams, slots, total).
+fn ctrl_layout(n_slots: usize, n_parties: usize, n_streams: usize) -> (usize, usize, usize, usize) {
+    let parties = HEADER;
+    let streams = (parties + n_parties * std::mem::size_of::<Party>()).next_multiple_of(64);
+    let slots = (streams + n_streams * std::mem::size_of::<StreamEntry>()).next_multiple_of(64);
+    (parties, streams, slots, slots + n_slots * 8)
+}
+
+/// A queue's memory in an arena.
+pub(crate) struct ShmMem {
+    arena: Arena,
+    ctrl: NonNull<u8>,
+    data: NonNull<u8>,
+    ctrl_off: Offset<u8>,
+    data_off: Offset<u8>,
+    n_slots: usize,
+    n_parties: usize,
+    n_streams: usize,
+    parties_at: usize,
+    streams_at: usize,
+    slots_at: usize,
+    ctrl_size: usize,
+}
+
+// SAFETY: the pointers are into a shared mapping kept alive by `arena`; all shared state
+// behind them is atomics or bytes owned under the ring protocol.
+unsafe impl Send for ShmMem {}
+// SAFETY: as above.
+unsafe impl Sync for ShmMem {}
+
+impl ShmMem {
+    /// Allocates and initialises a queue in `arena`.
+    pub(crate) fn create(
+        arena: &Arena,
+        log_slots: u32,
+        n_parties: usize,
+        n_streams: usize,
+        maxsize: u64,
+        tag: u64,
+    ) -> Result<ShmMem, Error> {
+        assert!((MIN_LOG_SLOTS..=MAX_LOG_SLOTS).contains(&log_slots));
+        assert!((1..=MAX_PARTIES).contains(&n_parties) && (1..=MAX_STREAMS).contains(&n_streams));
+        let n_slots = 1usize << log_slots;
+        let (parties_at, streams_at, slots_at, ctrl_size) =
+            ctrl_layout(n_slots, n_parties, n_streams);
+        let data_size = n_slots * SLOT_BYTES;
+        let ctrl_off = arena.alloc_raw(ctrl_size, 64).map_err(Error::arena)?;
+        let data_off = match arena.alloc_raw(data_size, 4096) {
+            Ok(o) => o,
+            Err(e) => {
+                // SAFETY: allocated just above with this layout; nobody else knows it.
+                unsafe { arena.free_raw(ctrl_off, ctrl_size, 64) };
+                return Err(Error::arena(e));
+            }
+        };
+        let ctrl = arena.ptr(ctrl_off, ctrl_size).expect("fresh block lies in the arena");
+        let data = arena.ptr(data_off, data_size).expect("fresh block lies in the arena");
+        // SAFETY: `ctrl` is a fresh block of `ctrl_size` bytes, 64-aligned, that no other
+        // process knows yet: we write every structure of the layout before publishing it.
+        unsafe {
+            let mut h = Header::new(log_slots, n_parties as u32, n_streams as u32, maxsize, tag);
+            h.data_off = AtomicU64::new(data_off.raw());
+            ctrl.cast::<Header>().write(h);
+            for i in 0..n_parties {
+                ctrl.add(parties_at).cast::<Party>().add(i).write(Party::new());
+            }
+            for i in 0..n_streams {
+                ctrl.add(streams_at).cast::<StreamEntry>().add(i).write(StreamEntry::new());
+            }
+            for i in 0..n_slots {
+                // EMPTY on lap 0.
+                ctrl.add(slots_at).cast::<AtomicU64>().add(i).write(AtomicU64::new(0));
+            }
+        }
+        Ok(ShmMem {
+            arena: arena.clone(),
+            // SAFETY: pointers into a live mapping are non-null.
+            ctrl: unsafe { NonNull::new_unchecked(ctrl) },
+            // SAFETY: as above.
+            data: unsafe { NonNull::new_unchecked(data) },
+            ctrl_off,
+            data_off,
+            n_slots,
+            n_parties,
+            n_streams,
+            parties_at,
+            streams_at,
+            slots_at,
+            ctrl_size,
+        })
+    }
+
+    /// Maps a queue received from another process, checking every claim.
+    pub(crate) fn open(arena: Arena, ctrl_off: u64, tag: u64) -> Result<ShmMem, Error> {
+        let bad = |why: &str| Error::new(ErrorKind::InvalidHandle, why);
+        let ctrl_off = Offset::from_raw(ctrl_off);
+        if ctrl_off.raw() % 64 != 0 {
+            return Err(bad("misaligned queue offset"));
+        }
+        let ctrl =
+            arena.ptr(ctrl_off, HEADER).ok_or_else(|| bad("queue offset outside the arena"))?;
+        // SAFETY: HEADER bytes at `ctrl` are mapped and 64-aligned (checked above); every
+        // field of Header is an atomic, valid for any bit pattern.
+        let h = unsafe { &*ctrl.cast::<Header>() };
+        if h.magic.load(Ordering::Acquire) != MAGIC || h.refs.load(Ordering::Acquire) == 0 {
+            return Err(bad("no live queue at this offset"));
+        }
+        if h.type_tag.load(Ordering::Relaxed) != tag {
+            return Err(bad("the queue's element type differs from the sender's"));
+        }
+        let log_slots = h.log_slots.load(Ordering::Relaxed);
+        let n_parties = h.n_parties.load(Ordering::Relaxed) as usize;
+        let n_streams = h.n_streams.load(Ordering::Relaxed) as usize;
+        if !(MIN_LOG_SLOTS..=MAX_LOG_SLOTS).contains(&log_slots)
+            || !(1..=MAX_PARTIES).contains(&n_parties)
+            || !(1..=MAX_STREAMS).contains(&n_streams)
+        {
+            return Err(bad("corrupt queue header"));
+        }
+        let n_slots = 1usize << log_slots;
+        let (parties_at, streams_at, slots_at, ctrl_size) =
+            ctrl_layout(n_slots, n_parties, n_streams);
+        arena.ptr(ctrl_off, ctrl_size).ok_or_else(|| bad("queue control block out of bounds"))?;
+        let data_off = Offset::from_raw(h.data_off.load(Ordering::Relaxed));
+        let data = arena
+            .ptr(data_off, n_slots * SLOT_BYTES)
+            .filter(|_| data_off.raw() % 4096 == 0)
+            .ok_or_else(|| bad("queue data block out of bounds"))?;
+        Ok(ShmMem {
+            arena,
+            // SAFETY: pointers into a live mapping are non-null.
+            ctrl: unsafe { NonNull::new_unchecked(ctrl) },
+            // SAFETY: as above.
+            data: unsafe { NonNull::new_unchecked(data) },
+            ctrl_off,
+            data_off,
+            n_slots,
+            n_parties,
+            n_streams,
+            parties_at,
+            streams_at,
+            slots_at,
+            ctrl_size,
+        })
+    }
+
+    pub(crate) fn arena(&self) -> &Arena {
+        &self.arena
+    }
+
+    pub(crate) fn ctrl_offset(&self) -> u64 {
+        self.ctrl_off.raw()
+    }
+
+    /// Frees both blocks.
+    ///
+    /// # Safety
+    /// No handle in any process uses the queue any more (the reference count hit zero).
+    pub(crate) unsafe fn free(&self) {
+        // SAFETY: allocated in `create` with these layouts; the caller promises no users.
+        unsafe {
+            self.arena.free_raw(self.data_off, self.n_slots * SLOT_BYTES, 4096);
+            self.arena.free_raw(self.ctrl_off, self.ctrl_size, 64);
+        }
+    }
+}
+
+impl Mem for ShmMem {
+    #[inline]
+    fn header(&self) -> &Header {
+        // SAFETY: the control block starts with an initialised Header (all atomics).
+        unsafe { &*self.ctrl.as_ptr().cast::<Header>() }
+    }
+
+    #[inline]
+    fn slots(&self) -> &[AtomicU64] {
+        // SAFETY: `n_slots` initialised atomics at `slots_at`, 8-aligned, inside the block.
+        unsafe {
+            std::slice::from_raw_parts(self.ctrl.as_ptr().add(self.slots_at).cast(), self.n_slots)
+        }
+    }
+
+    fn parties(&self) -> &[Party] {
+        // SAFETY: `n_parties` initialised entries (atomics) at `parties_at`.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.ctrl.as_ptr().add(self.parties_at).cast(),
+                self.n_parties,
+            )
+        }
+    }
+
+    fn streams(&self) -> &[StreamEntry] {
+        // SAFETY: `n_streams` initialised entries (atomics) at `streams_at`, 64-aligned.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.ctrl.as_ptr().add(self.streams_at).cast(),
+                self.n_streams,
+            )
+        }
+    }
+
+    #[inline]
+    unsafe fn write(&self, off: usize, src: &[u8]) {
+        debug_assert!(off + src.len() <= self.n_slots * SLOT_BYTES);
+        // SAFETY: in bounds (caller); the caller owns the bytes, so nobody reads them now.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.data.as_ptr().add(off), src.len())
+        }
+    }
+
+    #[inline]
+    unsafe fn read(&self, off: usize, dst: &mut [u8]) {
+        debug_assert!(off + dst.len() <= self.n_slots * SLOT_BYTES);
+        // SAFETY: in bounds (caller); the caller owns the bytes, so nobody writes them now.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.data.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+        }
+    }
+
+    #[inline]
+    unsafe fn view(&self, off: usize, len: usize) -> Option<&[u8]> {
+        debug_assert!(off + len <= self.n_slots * SLOT_BYTES);
+        // SAFETY: in bounds (caller); nobody writes the bytes while the caller owns them.
+        Some(unsafe { std::slice::from_raw_parts(self.data.as_ptr().add(off), len) })
+    }
+
+    fn alive(&self, party: u32) -> bool {
+        let Some(p) = self.parties().get(party as usize) else { return false };
+        let id = p.id.load(Ordering::Acquire);
+        if id & PARTY_READY == 0 {
+            // Free, or being registered by someone new: the party a slot names is gone.
+            return false;
+        }
+        let start = p.start.load(Ordering::Acquire);
+        ProcessId::from_parts(id as u32, start).is_alive()
+    }
+}
+
+/// Registers the calling process in the party table (or finds its entry); returns its index.
+pub(crate) fn register(ring: &Ring<ShmMem>) -> Result<u32, Error> {
+    let me = ProcessId::current();
+    let mine = me.pid() as u64 | PARTY_READY;
+    let parties = ring.mem.parties();
+    for (i, p) in parties.iter().enumerate() {
+        if p.id.load(Ordering::Acquire) == mine
+            && p.start.load(Ordering::Relaxed) == me.start_time()
+        {
+            return Ok(i as u32);
+        }
+    }
+    let take = |i: usize, seen: u64| -> bool {
+        let p = &parties[i];
+        if p.id
+            .compare_exchange(
+                seen,
+                me.pid() as u64 | PARTY_CLAIMING,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        p.start.store(me.start_time(), Ordering::Release);
+        p.id.store(mine, Ordering::Release);
+        true
+    };
+    for (i, p) in parties.iter().enumerate() {
+        if p.id.load(Ordering::Relaxed) == 0 && take(i, 0) {
+            return Ok(i as u32);
+        }
+    }
+    // Full: reuse entries of dead processes that no slot or stream still names.
+    for (i, p) in parties.iter().enumerate() {
+        let id = p.id.load(Ordering::Acquire);
+        let dead = if id & PARTY_READY != 0 {
+            !ring.mem.alive(i as u32)
+        } else if id & PARTY_CLAIMING != 0 {
+            !multiproc_arena::pid_alive(id as u32)
+        } else {
+            false
+        };
+        if dead && !referenced(ring, i as u32) && take(i, id) {
+            return Ok(i as u32);
+        }
+    }
+    Err(Error::new(
+        ErrorKind::TooManyProcesses,
+        format!(
+            "{} live processes use this queue (see QueueBuilder::max_processes)",
+            parties.len()
+        ),
+    ))
+}
+
+fn referenced(ring: &Ring<ShmMem>, party: u32) -> bool {
+    ring.mem.slots().iter().any(|s| {
+        let w = s.load(Ordering::Acquire);
+        matches!(state_of(w), WRITING | READING) && party_of(w) == party
+    }) || crate::stream::references(ring, party)
+}
