@@ -23,6 +23,12 @@ pub(crate) struct Me {
 
 pub(crate) use imp::{alive, me, thread_tag};
 
+/// Whether process `pid`, whose start time's low `bits` bits were `start`, is alive.
+/// A `pid` of 0 (not recorded yet) counts as alive, a `start` of 0 (unknown) is not checked.
+pub(crate) fn alive_start_bits(pid: u32, start: u64, bits: u32) -> bool {
+    pid == 0 || imp::alive_with(pid, |t| start == 0 || t & ((1u64 << bits) - 1) == start)
+}
+
 #[cfg(not(multiproc_loom))]
 mod imp {
     use super::{Me, ID_MASK};
@@ -77,6 +83,14 @@ mod imp {
         }
     }
 
+    /// Whether `pid` is alive and its start time passes `check` (`start == 0`: unknown).
+    pub(crate) fn alive_with(pid: u32, check: impl Fn(u64) -> bool) -> bool {
+        if pid == me().id {
+            return true;
+        }
+        ProcessId::of_pid(pid).is_some_and(|p| check(p.start_time()))
+    }
+
     static NEXT_TAG: AtomicU64 = AtomicU64::new(1);
     thread_local! {
         static TAG: Cell<u64> = const { Cell::new(0) };
@@ -124,11 +138,15 @@ mod imp {
             }
             c.get()
         });
-        Me { id, side: 0 }
+        Me { id, side: (id as u64) << 32 }
     }
 
     pub(crate) fn alive(id: u32, _side: u64) -> bool {
         !REGISTRY.dead.lock().unwrap().contains(&id)
+    }
+
+    pub(crate) fn alive_with(pid: u32, _check: impl Fn(u64) -> bool) -> bool {
+        alive(pid, 0)
     }
 
     pub(crate) fn mark_dead(id: u32) {

@@ -29,23 +29,33 @@
 //!
 //! [multiproc]: https://docs.rs/multiproc
 
-#![allow(dead_code)] // TEMP: items used by Condition/RwLock, which land next
-
+mod barrier;
 mod cell;
+mod condition;
 mod error;
+mod event;
 mod ident;
 mod lock;
 mod mutex;
 mod raw;
 mod rlock;
+mod rwlock;
+mod semaphore;
 #[cfg(not(multiproc_loom))]
 mod sys;
 mod wait;
 
+pub use crate::barrier::{Barrier, BarrierBuilder, BARRIER_MAX_PARTIES};
+pub use crate::condition::{Condition, ConditionLock, PythonLock, CONDITION_SLOTS};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::event::Event;
 pub use crate::lock::{Lock, LockGuard};
 pub use crate::mutex::{Mutex, MutexGuard};
 pub use crate::rlock::{RLock, RLockGuard};
+pub use crate::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard, RWLOCK_READER_SLOTS};
+pub use crate::semaphore::{
+    BoundedSemaphore, BoundedSemaphoreGuard, Semaphore, SemaphoreGuard, SEMAPHORE_VALUE_MAX,
+};
 
 /// Model-checking support (only under `--cfg multiproc_loom`).
 #[cfg(multiproc_loom)]

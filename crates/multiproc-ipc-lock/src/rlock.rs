@@ -63,7 +63,7 @@ pub struct RLockGuard<'a> {
 
 /// What a `Condition` saves when it releases an `RLock` fully to wait.
 #[derive(Debug)]
-pub(crate) struct Saved {
+pub struct Saved {
     count: u32,
 }
 
@@ -195,10 +195,6 @@ impl RLock {
     /// Whether two handles name the same lock.
     pub fn same(&self, other: &RLock) -> bool {
         std::ptr::eq(&*self.state, &*other.state)
-    }
-
-    pub(crate) fn raw(&self) -> &RawLock {
-        &self.state.raw
     }
 
     /// For `Condition::wait`: releases every level the calling thread holds.

@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 /// The longest a waiter sleeps before re-checking the liveness of a holder.
+#[cfg_attr(multiproc_loom, allow(dead_code))]
 pub(crate) const POLL: Duration = Duration::from_millis(20);
 
 /// Spin iterations before sleeping (none under loom, where a spin is a yield).

@@ -1,0 +1,439 @@
+//! [`RwLock`]: std's `RwLock<T>` for a `T` in shared memory, robust against a dead writer
+//! or reader.
+
+use crate::cell::ShmCell;
+use crate::error::Result;
+use crate::ident::{self, Me, ID_MASK};
+use crate::lock::{to_lock_result, to_try_lock_result};
+use crate::raw::{Acquire, RawLock, POISON, WAITERS};
+use crate::wait::{self, Deadline, Wake};
+use multiproc_arena::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use multiproc_arena::{Arena, Shared, ShmSafe};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::{LockResult, TryLockResult};
+use std::time::Duration;
+
+/// Processes that can hold read locks at once (more wait for a free entry).
+#[cfg(not(multiproc_loom))]
+pub const RWLOCK_READER_SLOTS: usize = 32;
+/// Processes that can hold read locks at once (small under loom).
+#[cfg(multiproc_loom)]
+pub const RWLOCK_READER_SLOTS: usize = 2;
+
+const COUNT: u64 = (1 << 22) - 1;
+
+/// `pid << 42 | start time (20 bits) << 22`: a reader entry's key.
+fn reader_key(me: Me) -> u64 {
+    let pid = (me.side >> 32) & 0x3f_ffff;
+    (pid << 42) | ((me.side & 0xf_ffff) << 22)
+}
+
+#[repr(C)]
+pub(crate) struct RwState<T> {
+    /// The writer's lock (see `RawLock`): held from the moment a writer wants in, so new
+    /// readers wait (writers are preferred); readers sleep on its word too, and a writer's
+    /// release wakes everyone.
+    w: RawLock,
+    /// Bumped (and woken) by a reader leaving while a writer holds `w`: the writer sleeps
+    /// here until the reader entries drain.
+    drain: AtomicU32,
+    _pad: u32,
+    /// One entry per reading process: `pid << 42 | start time (20 bits) << 22 | count`.
+    /// A writer that waits `POLL` for readers clears the entries of dead processes, so a
+    /// reader killed inside its read section does not block writers for ever.
+    ///
+    /// Readers: increment their entry, `fence(SeqCst)`, then check `w` is free (else back
+    /// off); writers: take `w`, `fence(SeqCst)`, then wait until every entry is zero. The
+    /// two fences make at least one side see the other.
+    readers: [AtomicU64; RWLOCK_READER_SLOTS],
+    data: ShmCell<T>,
+}
+
+// SAFETY: repr(C) of atomics, a ShmSafe lock and a ShmSafe value.
+unsafe impl<T: ShmSafe> ShmSafe for RwState<T> {}
+
+impl<T> RwState<T> {
+    fn new(value: T) -> Self {
+        RwState {
+            w: RawLock::new(),
+            drain: AtomicU32::new(0),
+            _pad: 0,
+            readers: std::array::from_fn(|_| AtomicU64::new(0)),
+            data: ShmCell::new(value),
+        }
+    }
+
+    /// Counts one more read lock of `me`; the entry's index, or `None` if the table is full.
+    fn enter(&self, me: Me) -> Option<usize> {
+        let key = reader_key(me);
+        let n = self.readers.len();
+        let first = (me.id as usize) % n;
+        for pass in 0..2 {
+            for k in 0..n {
+                let i = (first + k) % n;
+                let e = &self.readers[i];
+                let mut v = e.load(Ordering::Relaxed);
+                loop {
+                    let new = if v != 0 && v & !COUNT == key && v & COUNT < COUNT {
+                        v + 1
+                    } else if v == 0 && pass == 1 {
+                        key | 1
+                    } else {
+                        break;
+                    };
+                    match e.compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed) {
+                        Ok(_) => return Some(i),
+                        Err(x) => v = x,
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Counts one read lock of entry `i` less.
+    fn leave(&self, i: usize) {
+        let e = &self.readers[i];
+        let mut v = e.load(Ordering::Relaxed);
+        loop {
+            let new = if v & COUNT <= 1 { 0 } else { v - 1 };
+            match e.compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(x) => v = x,
+            }
+        }
+        fence(Ordering::SeqCst);
+        if self.w.word().load(Ordering::Relaxed) & ID_MASK != 0 {
+            self.drain.fetch_add(1, Ordering::Release);
+            wait::wake_all(&self.drain);
+        }
+    }
+
+    fn no_readers(&self) -> bool {
+        self.readers.iter().all(|e| e.load(Ordering::Relaxed) & COUNT == 0)
+    }
+
+    /// Clears the entries of dead reading processes.
+    fn reclaim_dead_readers(&self) {
+        for e in &self.readers {
+            let v = e.load(Ordering::Relaxed);
+            if v != 0 {
+                let pid = (v >> 42) as u32;
+                let start = (v >> 22) & 0xf_ffff;
+                if !ident::alive_start_bits(pid, start, 20) {
+                    let _ = e.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn read(&self, block: bool, dl: &mut Deadline) -> (Acquire, usize) {
+        let me = ident::me();
+        loop {
+            let v = self.w.word().load(Ordering::Relaxed);
+            if v & ID_MASK == 0 {
+                match self.enter(me) {
+                    Some(i) => {
+                        fence(Ordering::SeqCst);
+                        let v2 = self.w.word().load(Ordering::Relaxed);
+                        if v2 & ID_MASK == 0 {
+                            fence(Ordering::Acquire);
+                            let a =
+                                if v2 & POISON != 0 { Acquire::Poisoned } else { Acquire::Clean };
+                            return (a, i);
+                        }
+                        // A writer came in: make way for it.
+                        self.leave(i);
+                        continue;
+                    }
+                    None => {
+                        // Every entry is taken by another process.
+                        if !block || dl.passed() {
+                            return (Acquire::Busy, 0);
+                        }
+                        self.reclaim_dead_readers();
+                        let g = self.drain.load(Ordering::Acquire);
+                        if wait::wait(&self.drain, g, dl, true) == Wake::TimedOut {
+                            return (Acquire::Busy, 0);
+                        }
+                        continue;
+                    }
+                }
+            }
+            // A writer holds or wants the lock.
+            if !block || dl.passed() {
+                if !self.writer_dead_released(v) {
+                    return (Acquire::Busy, 0);
+                }
+                continue;
+            }
+            if v & WAITERS == 0
+                && self
+                    .w
+                    .word()
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            match wait::wait(self.w.word(), v | WAITERS, dl, true) {
+                Wake::Woken => {}
+                Wake::Poll => {
+                    self.writer_dead_released(v | WAITERS);
+                }
+                Wake::TimedOut => return (Acquire::Busy, 0),
+            }
+        }
+    }
+
+    /// If the writer named in `v` is dead, releases its lock (poisoned) for everyone.
+    fn writer_dead_released(&self, v: u32) -> bool {
+        let holder = v & ID_MASK;
+        if holder == 0 || ident::alive(holder, self.w.side().load(Ordering::Relaxed)) {
+            return false;
+        }
+        let ok =
+            self.w.word().compare_exchange(v, POISON, Ordering::Relaxed, Ordering::Relaxed).is_ok();
+        if ok {
+            wait::wake_all(self.w.word());
+        }
+        ok
+    }
+
+    fn write(&self, block: bool, dl: &mut Deadline) -> Acquire {
+        let me = ident::me();
+        let a = if block { self.w.lock(me, dl) } else { self.w.try_lock(me) };
+        if !a.acquired() {
+            return a;
+        }
+        fence(Ordering::SeqCst);
+        loop {
+            let g = self.drain.load(Ordering::Acquire);
+            if self.no_readers() {
+                fence(Ordering::Acquire);
+                return a;
+            }
+            let outcome = if block {
+                wait::wait(&self.drain, g, dl, true)
+            } else {
+                self.reclaim_dead_readers();
+                if self.no_readers() {
+                    continue;
+                }
+                Wake::TimedOut
+            };
+            match outcome {
+                Wake::Woken => {}
+                Wake::Poll => self.reclaim_dead_readers(),
+                Wake::TimedOut => {
+                    self.reclaim_dead_readers();
+                    if self.no_readers() {
+                        continue;
+                    }
+                    self.w.unlock(false, true);
+                    return Acquire::Busy;
+                }
+            }
+        }
+    }
+}
+
+/// A readers–writer lock over a `T` in shared memory (std's `RwLock` for processes; not in
+/// Python).
+///
+/// Any number of readers, or one writer. Writers are preferred: once a writer waits, new
+/// readers wait too (so a thread that takes a second read lock while a writer waits can
+/// deadlock, as std warns). When a process dies holding the write lock, the next reader or
+/// writer gets it within 100 ms, poisoned; a thread panicking with the write guard poisons it
+/// too. A process that dies holding read locks stops blocking writers within 100 ms (its
+/// reader entry is cleared). Read locks are counted per process in [`RWLOCK_READER_SLOTS`]
+/// entries; readers from more processes at once wait for an entry.
+///
+/// ```
+/// use multiproc_ipc_lock::RwLock;
+/// let cfg = RwLock::new([0u32; 4]).unwrap();
+/// cfg.write().unwrap()[0] = 7;
+/// let (a, b) = (cfg.read().unwrap(), cfg.read().unwrap());
+/// assert_eq!(a[0] + b[0], 14);
+/// ```
+pub struct RwLock<T: ShmSafe> {
+    state: Shared<RwState<T>>,
+}
+
+/// Shared access to an [`RwLock`]'s value; released on drop.
+#[must_use = "the read lock is released as soon as the guard is dropped"]
+pub struct RwLockReadGuard<'a, T: ShmSafe> {
+    lock: &'a RwLock<T>,
+    entry: usize,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Exclusive access to an [`RwLock`]'s value; released on drop.
+#[must_use = "the write lock is released as soon as the guard is dropped"]
+pub struct RwLockWriteGuard<'a, T: ShmSafe> {
+    lock: &'a RwLock<T>,
+    panicking: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: shared guards only give `&T`, and T: ShmSafe is Sync.
+unsafe impl<T: ShmSafe> Sync for RwLockReadGuard<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: ShmSafe> Sync for RwLockWriteGuard<'_, T> {}
+
+impl<T: ShmSafe> RwLock<T> {
+    /// Places `value` behind a new lock in the [global arena](Arena::global).
+    pub fn new(value: T) -> Result<Self> {
+        Ok(RwLock { state: Shared::new(RwState::new(value))? })
+    }
+
+    /// Places `value` behind a new lock in `arena`.
+    pub fn new_in(arena: &Arena, value: T) -> Result<Self> {
+        Ok(RwLock { state: Shared::new_in(arena, RwState::new(value))? })
+    }
+
+    fn read_guard(&self, entry: usize) -> RwLockReadGuard<'_, T> {
+        RwLockReadGuard { lock: self, entry, _not_send: PhantomData }
+    }
+
+    fn write_guard(&self) -> RwLockWriteGuard<'_, T> {
+        RwLockWriteGuard { lock: self, panicking: std::thread::panicking(), _not_send: PhantomData }
+    }
+
+    /// Locks for reading, blocking while a writer holds or waits for the lock.
+    pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
+        let (a, i) = self.state.read(true, &mut Deadline::never());
+        to_lock_result(a, self.read_guard(i))
+    }
+
+    /// Locks for reading if possible now.
+    pub fn try_read(&self) -> TryLockResult<RwLockReadGuard<'_, T>> {
+        let (a, i) = self.state.read(false, &mut Deadline::never());
+        to_try_lock_result(a, || self.read_guard(i))
+    }
+
+    /// Locks for reading, waiting at most `timeout`.
+    pub fn try_read_for(&self, timeout: Duration) -> TryLockResult<RwLockReadGuard<'_, T>> {
+        let (a, i) = self.state.read(true, &mut Deadline::after(timeout));
+        to_try_lock_result(a, || self.read_guard(i))
+    }
+
+    /// Locks for writing, blocking until no reader or writer holds the lock.
+    pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
+        let a = self.state.write(true, &mut Deadline::never());
+        to_lock_result(a, self.write_guard())
+    }
+
+    /// Locks for writing if possible now.
+    pub fn try_write(&self) -> TryLockResult<RwLockWriteGuard<'_, T>> {
+        let a = self.state.write(false, &mut Deadline::never());
+        to_try_lock_result(a, || self.write_guard())
+    }
+
+    /// Locks for writing, waiting at most `timeout`.
+    pub fn try_write_for(&self, timeout: Duration) -> TryLockResult<RwLockWriteGuard<'_, T>> {
+        let a = self.state.write(true, &mut Deadline::after(timeout));
+        to_try_lock_result(a, || self.write_guard())
+    }
+
+    /// Whether a writer died or panicked since the last [`clear_poison`](Self::clear_poison).
+    pub fn is_poisoned(&self) -> bool {
+        self.state.w.is_poisoned()
+    }
+
+    /// Clears the poison.
+    pub fn clear_poison(&self) {
+        self.state.w.clear_poison()
+    }
+
+    /// The pid of the process holding (or waiting for readers to leave) the write lock.
+    pub fn writer(&self) -> Option<u32> {
+        self.state.w.holder()
+    }
+
+    /// Whether two handles name the same lock.
+    pub fn same(&self, other: &RwLock<T>) -> bool {
+        std::ptr::eq(&*self.state, &*other.state)
+    }
+}
+
+impl<T: ShmSafe> Clone for RwLock<T> {
+    fn clone(&self) -> Self {
+        RwLock { state: self.state.clone() }
+    }
+}
+
+impl<T: ShmSafe> Deref for RwLockReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: a read guard means no writer holds the lock (writers wait for every reader
+        // entry to drain), so only shared references to the value exist.
+        unsafe { &*self.lock.state.data.get() }
+    }
+}
+
+impl<T: ShmSafe> Drop for RwLockReadGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.state.leave(self.entry);
+    }
+}
+
+impl<T: ShmSafe> Deref for RwLockWriteGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the write guard is the only access to the value in any process.
+        unsafe { &*self.lock.state.data.get() }
+    }
+}
+
+impl<T: ShmSafe> DerefMut for RwLockWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the write guard is the only access to the value in any process.
+        unsafe { &mut *self.lock.state.data.get() }
+    }
+}
+
+impl<T: ShmSafe> Drop for RwLockWriteGuard<'_, T> {
+    fn drop(&mut self) {
+        let poison = !self.panicking && std::thread::panicking();
+        self.lock.state.w.unlock(poison, true);
+    }
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for RwLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RwLock");
+        match self.try_read() {
+            Ok(g) => d.field("data", &&*g),
+            Err(std::sync::TryLockError::Poisoned(e)) => d.field("data", &&**e.get_ref()),
+            Err(std::sync::TryLockError::WouldBlock) => d.field("data", &format_args!("<locked>")),
+        };
+        d.field("poisoned", &self.is_poisoned()).finish()
+    }
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ShmSafe + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ShmSafe> serde::Serialize for RwLock<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.state.serialize(s)
+    }
+}
+
+impl<'de, T: ShmSafe> serde::Deserialize<'de> for RwLock<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(RwLock { state: Shared::deserialize(d)? })
+    }
+}

@@ -1,0 +1,343 @@
+//! [`Semaphore`] and [`BoundedSemaphore`]: Python's counting semaphores.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::wait::{self, Deadline, Wake};
+use multiproc_arena::sync::atomic::{AtomicU32, Ordering};
+use multiproc_arena::{Arena, Shared, ShmSafe};
+use std::fmt;
+use std::time::Duration;
+
+/// The largest value a semaphore holds (POSIX's `SEM_VALUE_MAX` on Linux).
+pub const SEMAPHORE_VALUE_MAX: u32 = i32::MAX as u32;
+
+const VALUE: u32 = SEMAPHORE_VALUE_MAX;
+/// Set while a waiter may sleep on the word; a release wakes one.
+const WAITERS: u32 = 1 << 31;
+
+#[repr(C)]
+pub(crate) struct SemState {
+    /// The futex word.
+    ///
+    /// | bits   | meaning                                             |
+    /// |--------|-----------------------------------------------------|
+    /// | 0..=30 | the value                                           |
+    /// | 31     | `WAITERS`: someone may sleep; a release wakes one   |
+    ///
+    /// - acquire: CAS `v` → `v - 1` when the value is positive; a waiter that slept sets
+    ///   `WAITERS` as it takes a unit (others may still sleep) and, if units remain, wakes one
+    ///   more (passing the baton, since releases that found `WAITERS` clear woke no one);
+    /// - a waiter that finds 0 sets `WAITERS` and sleeps on exactly `WAITERS`;
+    /// - release: CAS `v` → `value + 1` with `WAITERS` cleared, waking one if it was set;
+    /// - a waiter whose deadline passes takes a unit if there is one, else leaves `WAITERS`
+    ///   set (a wake-up it consumed is then not lost for the others).
+    ///
+    /// Sleepers also wake every `POLL` to look again, so a woken waiter killed before taking
+    /// its unit delays the others by at most that.
+    word: AtomicU32,
+    /// Highest value a release may reach.
+    max: u32,
+}
+
+// SAFETY: repr(C) of an atomic and an integer.
+unsafe impl ShmSafe for SemState {}
+
+#[cfg(not(multiproc_loom))]
+static_assertions::assert_eq_size!(SemState, u64);
+
+impl SemState {
+    fn new(value: u32, max: u32) -> Result<SemState> {
+        if value > max {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("semaphore value {value} above its maximum {max}"),
+            ));
+        }
+        Ok(SemState { word: AtomicU32::new(value), max })
+    }
+
+    #[inline]
+    fn try_acquire(&self) -> bool {
+        let mut v = self.word.load(Ordering::Relaxed);
+        while v & VALUE > 0 {
+            match self.word.compare_exchange_weak(v, v - 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(x) => v = x,
+            }
+        }
+        false
+    }
+
+    #[inline]
+    fn acquire(&self, dl: &mut Deadline) -> bool {
+        self.try_acquire() || self.acquire_slow(dl)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, dl: &mut Deadline) -> bool {
+        if dl.passed() {
+            return false;
+        }
+        let mut slept = false;
+        wait::spin(|| self.word.load(Ordering::Relaxed) & VALUE > 0);
+        loop {
+            let v = self.word.load(Ordering::Relaxed);
+            if v & VALUE > 0 {
+                if self.take(v, slept) {
+                    return true;
+                }
+                continue;
+            }
+            if v & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            match wait::wait(&self.word, WAITERS, dl, true) {
+                Wake::Woken | Wake::Poll => slept = true,
+                Wake::TimedOut => return self.give_up(),
+            }
+        }
+    }
+
+    /// Takes a unit from `v` (value > 0); `slept`: see the word's table.
+    fn take(&self, v: u32, slept: bool) -> bool {
+        let new = (v - 1) | if slept { WAITERS } else { 0 };
+        if self.word.compare_exchange(v, new, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        if slept && new & VALUE > 0 {
+            wait::wake(&self.word, 1);
+        }
+        true
+    }
+
+    fn give_up(&self) -> bool {
+        loop {
+            let v = self.word.load(Ordering::Relaxed);
+            if v & VALUE > 0 {
+                if self.take(v, true) {
+                    return true;
+                }
+                continue;
+            }
+            if v & WAITERS != 0
+                || self
+                    .word
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return false;
+            }
+        }
+    }
+
+    fn release(&self, n: u32) -> Result<u32> {
+        let mut v = self.word.load(Ordering::Relaxed);
+        loop {
+            let val = v & VALUE;
+            if n > self.max - val {
+                return Err(Error::new(
+                    ErrorKind::TooManyReleases,
+                    format!("value {val} + {n} would exceed {}", self.max),
+                ));
+            }
+            match self.word.compare_exchange_weak(v, val + n, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    if v & WAITERS != 0 {
+                        wait::wake(&self.word, n);
+                    }
+                    return Ok(val + n);
+                }
+                Err(x) => v = x,
+            }
+        }
+    }
+
+    fn value(&self) -> u32 {
+        self.word.load(Ordering::Relaxed) & VALUE
+    }
+}
+
+macro_rules! semaphore_api {
+    ($name:ident, $guard:ident) => {
+        impl $name {
+            /// Python's `acquire(block=True, timeout=None)`: takes one unit; `false` when
+            /// none came (non-blocking, or the timeout passed). `timeout` is ignored when
+            /// `block` is false, as in Python.
+            pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> bool {
+                if !block {
+                    return self.state.try_acquire();
+                }
+                self.state.acquire(&mut Deadline::from_option(timeout))
+            }
+
+            /// Takes one unit without waiting; whether it did.
+            pub fn try_acquire(&self) -> bool {
+                self.state.try_acquire()
+            }
+
+            /// Takes one unit, waiting at most `timeout`; whether it did.
+            pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+                self.state.acquire(&mut Deadline::after(timeout))
+            }
+
+            /// Takes one unit, blocking; the guard gives it back on drop.
+            pub fn permit(&self) -> $guard<'_> {
+                self.state.acquire(&mut Deadline::never());
+                $guard { sem: self }
+            }
+
+            /// Takes one unit if one is there now.
+            pub fn try_permit(&self) -> Option<$guard<'_>> {
+                self.state.try_acquire().then(|| $guard { sem: self })
+            }
+
+            /// Takes one unit, waiting at most `timeout`.
+            pub fn permit_for(&self, timeout: Duration) -> Option<$guard<'_>> {
+                self.state.acquire(&mut Deadline::after(timeout)).then(|| $guard { sem: self })
+            }
+
+            /// The current value (Python's `get_value()`; a snapshot).
+            pub fn value(&self) -> u32 {
+                self.state.value()
+            }
+
+            /// Whether two handles name the same semaphore.
+            pub fn same(&self, other: &$name) -> bool {
+                std::ptr::eq(&*self.state, &*other.state)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name)).field("value", &self.value()).finish()
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                self.state.serialize(s)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                Ok($name { state: Shared::deserialize(d)? })
+            }
+        }
+
+        /// One unit of a semaphore, given back on drop.
+        #[must_use = "the unit is given back as soon as the guard is dropped"]
+        pub struct $guard<'a> {
+            sem: &'a $name,
+        }
+
+        impl Drop for $guard<'_> {
+            fn drop(&mut self) {
+                // The unit we took is ours to give back: it cannot overflow the maximum.
+                let _ = self.sem.state.release(1);
+            }
+        }
+
+        impl fmt::Debug for $guard<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($guard)).field("sem", self.sem).finish()
+            }
+        }
+    };
+}
+
+/// A counting semaphore shared by processes (Python's `multiprocessing.Semaphore`).
+///
+/// Releases are unbounded up to [`SEMAPHORE_VALUE_MAX`]. A process that dies holding units
+/// does not give them back (as in Python: a semaphore has no owner); a waiter that dies
+/// never blocks the others.
+///
+/// ```
+/// use multiproc_ipc_lock::Semaphore;
+/// let s = Semaphore::new(2).unwrap();
+/// assert!(s.acquire(true, None));
+/// assert!(s.acquire(true, None));
+/// assert!(!s.acquire(false, None));
+/// assert_eq!(s.release().unwrap(), 1);
+/// assert_eq!(s.release().unwrap(), 2);
+/// assert_eq!(s.release().unwrap(), 3); // unbounded
+/// ```
+#[derive(Clone)]
+pub struct Semaphore {
+    state: Shared<SemState>,
+}
+
+/// A semaphore that refuses to be released above its initial value (Python's
+/// `multiprocessing.BoundedSemaphore`).
+///
+/// ```
+/// use multiproc_ipc_lock::{BoundedSemaphore, ErrorKind};
+/// let s = BoundedSemaphore::new(1).unwrap();
+/// assert_eq!(s.release().unwrap_err().kind(), ErrorKind::TooManyReleases);
+/// let _p = s.permit();
+/// assert_eq!(s.value(), 0);
+/// ```
+#[derive(Clone)]
+pub struct BoundedSemaphore {
+    state: Shared<SemState>,
+}
+
+semaphore_api!(Semaphore, SemaphoreGuard);
+semaphore_api!(BoundedSemaphore, BoundedSemaphoreGuard);
+
+impl Semaphore {
+    /// A semaphore holding `value` units, in the [global arena](Arena::global).
+    pub fn new(value: u32) -> Result<Semaphore> {
+        Ok(Semaphore { state: Shared::new(SemState::new(value, SEMAPHORE_VALUE_MAX)?)? })
+    }
+
+    /// A semaphore holding `value` units, in `arena`.
+    pub fn new_in(arena: &Arena, value: u32) -> Result<Semaphore> {
+        Ok(Semaphore { state: Shared::new_in(arena, SemState::new(value, SEMAPHORE_VALUE_MAX)?)? })
+    }
+
+    /// Gives back one unit, waking a waiter; returns the new value. An error of kind
+    /// [`TooManyReleases`](ErrorKind::TooManyReleases) above [`SEMAPHORE_VALUE_MAX`].
+    pub fn release(&self) -> Result<u32> {
+        self.state.release(1)
+    }
+
+    /// Gives back `n` units at once (Python's `release(n)`); returns the new value.
+    pub fn release_n(&self, n: u32) -> Result<u32> {
+        self.state.release(n)
+    }
+}
+
+impl BoundedSemaphore {
+    /// A bounded semaphore holding `value` units (also its maximum), in the
+    /// [global arena](Arena::global).
+    pub fn new(value: u32) -> Result<BoundedSemaphore> {
+        Ok(BoundedSemaphore { state: Shared::new(SemState::new(value, value)?)? })
+    }
+
+    /// A bounded semaphore holding `value` units (also its maximum), in `arena`.
+    pub fn new_in(arena: &Arena, value: u32) -> Result<BoundedSemaphore> {
+        Ok(BoundedSemaphore { state: Shared::new_in(arena, SemState::new(value, value)?)? })
+    }
+
+    /// Gives back one unit; an error of kind [`TooManyReleases`](ErrorKind::TooManyReleases)
+    /// if that would exceed the initial value. Returns the new value.
+    pub fn release(&self) -> Result<u32> {
+        self.state.release(1)
+    }
+
+    /// The initial (and highest) value.
+    pub fn max_value(&self) -> u32 {
+        self.state.max
+    }
+}
