@@ -232,6 +232,7 @@ pub(crate) fn send_outcome(sock: BorrowedFd<'_>, out: Outcome) -> i32 {
 
 /// Flushes Rust's stdout and exits without running the parent's destructors or exit hooks.
 fn finish(code: i32, flush_stdout: bool) -> ! {
+    state::exit_handler();
     if flush_stdout {
         use std::io::Write;
         let _ = std::io::stdout().flush();
@@ -290,6 +291,12 @@ pub(crate) fn reexec_child_main(method: StartMethod) -> ! {
     // SAFETY: descriptor 3 was placed by the parent (posix_spawn file actions or the
     // forkserver's dup2) for this child alone; nothing else in the process owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(CHILD_SOCK_FD) };
+    // Take descriptor 4 before anything else can land on that number.
+    let lifeline = sys::fd_is_open(CHILD_LIFELINE_FD).then(|| {
+        // SAFETY: descriptor 4, when open, was placed by the parent (or the forkserver) for
+        // this child; nothing else in the process owns it.
+        unsafe { OwnedFd::from_raw_fd(CHILD_LIFELINE_FD) }
+    });
     let _ = sys::set_nonblocking(sock.as_fd(), false);
     let mut reader = FrameReader::default();
     if reader.pump(sock.as_fd(), wire::BOOT_MAGIC, true).is_err() || !reader.complete() {
@@ -306,17 +313,14 @@ pub(crate) fn reexec_child_main(method: StartMethod) -> ! {
             finish(code, false)
         }
     };
-    let lifeline_open = sys::fd_is_open(CHILD_LIFELINE_FD);
     if boot.info.daemon {
-        if !lifeline_open {
-            finish(1, false);
+        match &lifeline {
+            Some(l) => arm_lifeline(l.as_raw_fd()),
+            None => finish(1, false),
         }
-        arm_lifeline(CHILD_LIFELINE_FD);
     }
-    if lifeline_open {
-        // SAFETY: descriptor 4 was placed for this child; the armed copy is a new one.
-        unsafe { sys::close_raw(CHILD_LIFELINE_FD) };
-    }
+    // The armed copy is a new open file description; the inherited one goes.
+    drop(lifeline);
     let mut info = boot.info;
     info.method = Some(method.to_u8());
     state::install_child(info, sock.as_raw_fd());

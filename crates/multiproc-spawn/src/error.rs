@@ -111,7 +111,7 @@ impl From<Error> for io::Error {
 }
 
 /// A signal number, displayed by name (`SIGTERM`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Signal(pub i32);
 
 impl Signal {

@@ -59,7 +59,6 @@ impl Server {
         st.forkserver_fd.store(-1, Ordering::Release);
         let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
         let _ = sys::waitid_pidfd(self.pidfd.as_fd(), false);
-        let _ = self.pid;
     }
 
     fn request(&self) -> std::result::Result<Launched, RequestError> {
@@ -281,4 +280,12 @@ fn fork_child(control: &UnixStream, sock: OwnedFd) -> Option<(OwnedFd, OwnedFd)>
             }
         }
     }
+}
+
+/// The pid of this process's forkserver, if one is running (test support: PL17 kills it).
+#[doc(hidden)]
+pub fn forkserver_pid() -> Option<u32> {
+    let st = state::state();
+    let guard = st.forkserver.lock().unwrap_or_else(|p| p.into_inner());
+    guard.as_ref().filter(|s| s.alive()).map(|s| s.pid)
 }

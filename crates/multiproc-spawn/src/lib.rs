@@ -60,6 +60,8 @@ pub use crate::current::{
     ParentProcess,
 };
 pub use crate::error::{Error, ErrorKind, JoinError, PanicLocation, Result, Signal};
+#[doc(hidden)]
+pub use crate::forkserver::forkserver_pid;
 pub use crate::handle::JoinHandle;
 pub use crate::method::{
     force_start_method, get_start_method, set_start_method, start_method_if_set, Context,

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// (a fresh execution of the binary per child) and the slowest; [`Fork`](StartMethod::Fork) is
 /// the fastest and the only one that can run a closure, and is safe when the parent is
 /// single-threaded or the child only runs code that takes no lock another thread may hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum StartMethod {
     /// `fork()`: the child is a copy of the parent (copy-on-write) and runs the target on a
     /// copy of the calling thread. Handles are inherited. Closures allowed.

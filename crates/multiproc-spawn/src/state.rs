@@ -308,9 +308,14 @@ fn register_at_exit() {
     }
 }
 
-/// Python's exit handler: terminate the daemonic children still running, wait for the
-/// others ("a non-daemonic child is joined at exit").
 extern "C" fn at_exit() {
+    exit_handler();
+}
+
+/// Python's exit handler, run at a normal exit of any process (the main one through `atexit`,
+/// a child after its target): terminate the daemonic children still running, and wait for
+/// the others ("a non-daemonic child is joined at exit").
+pub(crate) fn exit_handler() {
     let p = STATE.load(Ordering::Acquire);
     // SAFETY: a non-null STATE points at a leaked ProcState.
     if p.is_null() || unsafe { (*p).pid } != sys::getpid() {

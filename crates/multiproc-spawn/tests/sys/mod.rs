@@ -1,0 +1,71 @@
+//! Raw calls the tests need (signals, poll), each behind a safe wrapper.
+#![allow(clippy::disallowed_methods, dead_code, unreachable_pub)]
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Whether `fd` becomes readable within `ms` milliseconds.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, ms: i32) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid, writable pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, ms) };
+    r > 0 && p.revents != 0
+}
+
+/// `kill(pid, sig)`.
+pub(crate) fn kill(pid: u32, sig: i32) -> bool {
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
+}
+
+/// How many SIGUSR1 the handler of [`install_usr1_handler`] has seen.
+pub(crate) static USR1_SEEN: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    USR1_SEEN.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Installs a SIGUSR1 handler without SA_RESTART, so blocking calls see EINTR.
+pub(crate) fn install_usr1_handler() {
+    // SAFETY: a zeroed sigaction with a valid handler and an empty mask is valid input.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_usr1 as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = 0;
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+    }
+}
+
+/// The calling thread's pthread id.
+pub(crate) fn this_thread() -> libc::pthread_t {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() }
+}
+
+/// Sends `sig` to thread `t` of this process.
+pub(crate) fn signal_thread(t: libc::pthread_t, sig: i32) {
+    // SAFETY: `t` is a live thread of this process (the caller keeps it alive).
+    unsafe { libc::pthread_kill(t, sig) };
+}
+
+/// The raw value of `errno` after probing `fd` with `fcntl(F_GETFD)` (0 if open).
+pub(crate) fn fd_errno(fd: i32) -> i32 {
+    // SAFETY: F_GETFD only queries the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    }
+}
+
+/// An inheritable (no close-on-exec) duplicate of `fd` numbered at least `min`.
+pub(crate) fn dup_inheritable_at_least(fd: BorrowedFd<'_>, min: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD on a borrowed open descriptor returns a fresh one we then own.
+    unsafe {
+        let n = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, min);
+        assert!(n >= 0, "F_DUPFD failed");
+        std::os::fd::OwnedFd::from_raw_fd(n)
+    }
+}
