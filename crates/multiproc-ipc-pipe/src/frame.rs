@@ -531,9 +531,10 @@ impl FrameDecoder {
         Ok(())
     }
 
-    /// The largest payload buffer this decoder has reserved, in bytes: never more than
-    /// 16 MiB beyond the bytes actually received, never more than the limit — except the
-    /// 64 KiB buffer a record decoder keeps for first records.
+    /// The largest payload buffer this decoder has reserved, in bytes: never more than the
+    /// limit (except the 64 KiB buffer a record decoder keeps for first records), and never
+    /// more than twice the payload bytes actually received plus 16 MiB, whatever a header
+    /// claims.
     pub fn peak_allocation(&self) -> usize {
         self.state.peak
     }

@@ -13,6 +13,7 @@
 //!   sentinels).
 //! - [`Listener`] / [`Client`] on an [`Address`] (a Unix socket in a private directory, an
 //!   abstract Unix name, or TCP), with a mutual HMAC-SHA256 challenge when an authkey is set.
+//! - [`Fd`]: a bare descriptor in a message (Python's `send_handle`).
 //! - [`frame`]: the wire format, and a decoder that runs without sockets.
 //! - [`Error`] / [`ErrorKind`].
 //!
@@ -32,6 +33,7 @@
 
 mod connection;
 mod error;
+mod fd;
 pub mod frame;
 mod listener;
 mod sys;
@@ -39,6 +41,7 @@ mod wait;
 
 pub use crate::connection::{Connection, Pipe};
 pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::fd::Fd;
 pub use crate::listener::{Address, Client, Listener, ListenerBuilder, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use crate::wait::{wait, Waitable};
 

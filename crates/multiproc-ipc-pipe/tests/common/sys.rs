@@ -29,3 +29,53 @@ pub(crate) fn sigkill(pid: u32) {
     // SAFETY: kill has no memory preconditions.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
 }
+
+/// `pidfd_open(pid)`: a descriptor that polls readable once the process has ended.
+pub(crate) fn pidfd_open(pid: u32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open has no memory preconditions.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    // SAFETY: the descriptor was just returned by the kernel and belongs to nobody else.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) }
+}
+
+/// One `send` of `bytes` (a record on a seqpacket socket), never raising SIGPIPE.
+pub(crate) fn send_raw(fd: std::os::fd::BorrowedFd<'_>, bytes: &[u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `bytes` is a valid buffer for the call.
+    let n = unsafe {
+        libc::send(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL)
+    };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// A duplicate of `fd` numbered at least `min`.
+pub(crate) fn dup_above(fd: std::os::fd::BorrowedFd<'_>, min: RawFd) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: F_DUPFD_CLOEXEC on a borrowed open descriptor has no memory preconditions.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    assert!(n >= 0);
+    // SAFETY: the descriptor was just returned by the kernel and belongs to nobody else.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(n) }
+}
+
+/// Installs `handler` for `sig` (with SA_RESTART off, so blocking calls see EINTR).
+pub(crate) fn handle_signal(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: an all-zero sigaction is valid; the handler is an async-signal-safe no-op.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as usize;
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
+/// `kill(pid, sig)`.
+pub(crate) fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill has no memory preconditions.
+    unsafe { libc::kill(pid as libc::pid_t, sig) };
+}

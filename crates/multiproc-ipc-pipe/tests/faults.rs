@@ -1,0 +1,160 @@
+//! Faults for real: the peer is killed (SIGKILL) in the middle of a send or a receive; the
+//! survivor gets end of stream or an error within 100 ms, never a hang. Also the 100 MiB
+//! message.
+
+mod common;
+
+use common::{fds, fork_keep, T};
+use multiproc_ipc_pipe::{ErrorKind, Pipe};
+use std::time::{Duration, Instant};
+
+const BOUND: Duration = Duration::from_millis(100);
+
+/// The survivor is blocked sending a large message the peer does not read; the peer dies.
+#[test]
+fn peer_killed_mid_send() {
+    let (a, b) = Pipe::new().unwrap();
+    let mut child = fork_keep(&fds(&[&b]), || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = &b;
+    });
+    drop(b);
+    let big = vec![9u8; 64 << 20];
+    let pid = child.pid();
+    let sender = std::thread::spawn(move || {
+        let r = a.send_bytes(&big);
+        (r, Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!sender.is_finished(), "send should be blocked on a full buffer");
+    let killed = Instant::now();
+    common::sys::sigkill(pid);
+    let (r, when) = sender.join().unwrap();
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::Disconnected);
+    assert!(when - killed < BOUND, "took {:?}", when - killed);
+    child.wait_timeout(T).unwrap();
+}
+
+/// The survivor is blocked receiving, part of a message already in; the peer dies.
+#[test]
+fn peer_killed_mid_recv() {
+    let (a, b) = Pipe::new().unwrap();
+    let mut child = fork_keep(&fds(&[&b]), || {
+        let big = vec![3u8; 64 << 20];
+        b.send_bytes(&big).unwrap();
+        0
+    });
+    drop(b);
+    // Take part of the message, then freeze the sender so the rest never comes.
+    assert_eq!(
+        a.recv_bytes_timeout(Duration::from_millis(20)).unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
+    child.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(20));
+    let pid = child.pid();
+    let receiver = std::thread::spawn(move || {
+        let r = a.recv_bytes();
+        let t = Instant::now();
+        (r.map(|v| v.len()), t, a)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!receiver.is_finished(), "receive should wait for the rest");
+    let killed = Instant::now();
+    common::sys::sigkill(pid);
+    let (r, when, a) = receiver.join().unwrap();
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::Disconnected);
+    assert!(when - killed < BOUND, "took {:?}", when - killed);
+    // The connection stays in the disconnected state.
+    assert_eq!(a.recv_bytes().unwrap_err().kind(), ErrorKind::Disconnected);
+    child.wait_timeout(T).unwrap();
+}
+
+/// The survivor waits for a message that never comes; the peer dies.
+#[test]
+fn peer_killed_while_waiting() {
+    let (a, b) = Pipe::new().unwrap();
+    let mut child = fork_keep(&fds(&[&b]), || loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = &b;
+    });
+    drop(b);
+    let pid = child.pid();
+    let receiver = std::thread::spawn(move || {
+        let r = a.recv::<u64>();
+        (r, Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let killed = Instant::now();
+    common::sys::sigkill(pid);
+    let (r, when) = receiver.join().unwrap();
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::Disconnected);
+    assert!(when - killed < BOUND, "took {:?}", when - killed);
+    child.wait_timeout(T).unwrap();
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    let block: Vec<u8> = (0..253u8).collect();
+    let mut v = block.repeat(len / 253 + 1);
+    v.truncate(len);
+    v
+}
+
+fn is_pattern(v: &[u8]) -> bool {
+    let block: Vec<u8> = (0..253u8).collect();
+    v.chunks(253).all(|c| c == &block[..c.len()])
+}
+
+/// A 100 MiB message each way, intact (and 16 MiB through serde).
+#[test]
+fn hundred_mib_messages() {
+    let (a, b) = Pipe::new().unwrap();
+    let child = fork_keep(&fds(&[&b]), || {
+        let v = b.recv_bytes_timeout(T).unwrap();
+        b.send(&(v.len() == 100 << 20 && is_pattern(&v))).unwrap();
+        b.send_bytes(&v).unwrap();
+        let s: (u32, Vec<u64>) = b.recv_timeout(T).unwrap();
+        b.send(&s).unwrap();
+        0
+    });
+    drop(b);
+    let v = pattern(100 << 20);
+    a.send_bytes(&v).unwrap();
+    assert!(a.recv_timeout::<bool>(T).unwrap());
+    let back = a.recv_bytes_timeout(T).unwrap();
+    assert!(back.len() == v.len() && is_pattern(&back));
+    let s = (7u32, vec![u64::MAX - 1; 2 << 20]);
+    a.send(&s).unwrap();
+    assert!(a.recv_timeout::<(u32, Vec<u64>)>(T).unwrap() == s);
+    child.expect_success(T);
+}
+
+/// A handled signal in the receiver and the sender does not break a large transfer (C18).
+#[test]
+fn signals_do_not_break_transfers() {
+    extern "C" fn nothing(_: libc::c_int) {}
+    let (a, b) = Pipe::new().unwrap();
+    let child = fork_keep(&fds(&[&b]), || {
+        common::sys::handle_signal(libc::SIGUSR1, nothing);
+        let v = b.recv_bytes_timeout(T).unwrap();
+        b.send_bytes(&v).unwrap();
+        0
+    });
+    drop(b);
+    let v = pattern(32 << 20);
+    let pid = child.pid();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let pest = std::thread::spawn(move || {
+        while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+            common::sys::signal(pid, libc::SIGUSR1);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    a.send_bytes(&v).unwrap();
+    let back = a.recv_bytes_timeout(T).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    pest.join().unwrap();
+    assert!(back == v);
+    child.expect_success(T);
+}
