@@ -172,3 +172,69 @@ fn connection_is_send_sync() {
     fn check<T: Send + Sync>() {}
     check::<Connection>();
 }
+
+/// C14: a child that only polls a shared reader consumes nothing; the parent then receives
+/// exactly one whole message.
+#[test]
+fn poll_in_another_process_consumes_nothing() {
+    let (r, w) = Pipe::simplex().unwrap();
+    w.send_bytes(b"first").unwrap();
+    let child = fork_keep(&fds(&[&r]), || (!r.poll(Duration::from_secs(5)).unwrap()) as i32);
+    child.expect_success(T);
+    w.send_bytes(b"second").unwrap();
+    assert_eq!(r.recv_bytes_timeout(T).unwrap(), b"first");
+    assert_eq!(r.recv_bytes_timeout(T).unwrap(), b"second");
+}
+
+/// Processes may take turns receiving from one shared reader (under their own lock, as in
+/// Python): a receiver never reads past the message it takes.
+#[test]
+fn shared_reader_takes_turns() {
+    let (r, w) = Pipe::simplex().unwrap();
+    let (res_r, res_w) = Pipe::simplex().unwrap();
+    for i in 0..6u32 {
+        w.send(&(i, vec![i as u8; (i as usize) << 14])).unwrap();
+    }
+    // The child takes the first three, the parent the other three.
+    let child = fork_keep(&fds(&[&r, &res_w]), || {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let (i, v): (u32, Vec<u8>) = r.recv_timeout(T).unwrap();
+            assert_eq!(v.len(), (i as usize) << 14);
+            ids.push(i);
+        }
+        res_w.send(&ids).unwrap();
+        0
+    });
+    drop(res_w);
+    assert_eq!(res_r.recv_timeout::<Vec<u32>>(T).unwrap(), vec![0, 1, 2]);
+    child.expect_success(T);
+    for want in 3..6u32 {
+        let (i, v): (u32, Vec<u8>) = r.recv_timeout(T).unwrap();
+        assert_eq!((i, v.len()), (want, (want as usize) << 14));
+    }
+}
+
+/// Sends from several threads arrive whole (a Connection is Sync).
+#[test]
+fn concurrent_senders_keep_messages_whole() {
+    let (a, b) = Pipe::new().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let a = &a;
+            s.spawn(move || {
+                for k in 0..100u32 {
+                    let len = (k as usize * 997) % 20_000;
+                    a.send(&(t, k, vec![t; len])).unwrap();
+                }
+            });
+        }
+        let mut next = [0u32; 4];
+        for _ in 0..400 {
+            let (t, k, v): (u8, u32, Vec<u8>) = b.recv_timeout(T).unwrap();
+            assert_eq!(k, next[t as usize]);
+            assert!(v.len() == (k as usize * 997) % 20_000 && v.iter().all(|&x| x == t));
+            next[t as usize] += 1;
+        }
+    });
+}
