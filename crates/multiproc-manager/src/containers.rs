@@ -1,0 +1,617 @@
+//! Typed proxies of the managed containers: list, dict, namespace, value, queue.
+
+use crate::codec;
+use crate::error::{Error, ErrorKind, PutError, Result};
+use crate::handle::{proxy_common, unexpected, Handle};
+use crate::protocol::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bounds a value type of a proxy must meet: serialisable both ways.
+pub trait Data: Serialize + DeserializeOwned {}
+impl<T: Serialize + DeserializeOwned> Data for T {}
+
+fn count(r: Reply) -> Result<usize> {
+    match r {
+        Reply::Count(n) => Ok(n as usize),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unit(r: Reply) -> Result<()> {
+    match r {
+        Reply::Unit => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn boolean(r: Reply) -> Result<bool> {
+    match r {
+        Reply::Bool(b) => Ok(b),
+        other => Err(unexpected(&other)),
+    }
+}
+
+impl Handle {
+    fn value<T: DeserializeOwned>(&self, r: Reply) -> Result<T> {
+        match r {
+            Reply::Value(s) => codec::decode(&self.client()?, s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn maybe<T: DeserializeOwned>(&self, r: Reply) -> Result<Option<T>> {
+        match r {
+            Reply::MaybeValue(Some(s)) => codec::decode(&self.client()?, s).map(Some),
+            Reply::MaybeValue(None) => Ok(None),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn values<T: DeserializeOwned>(&self, r: Reply) -> Result<Vec<T>> {
+        match r {
+            Reply::Values(vs) => {
+                let c = self.client()?;
+                vs.into_iter().map(|s| codec::decode(&c, s)).collect()
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn enc<T: Serialize + ?Sized>(&self, v: &T) -> Result<Stored> {
+        codec::encode(&*self.client()?, v)
+    }
+
+    fn probe<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>> {
+        codec::encode_probe(&*self.client()?, v)
+    }
+
+    fn key<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>> {
+        codec::encode_key(&*self.client()?, v)
+    }
+}
+
+// ---- list ---------------------------------------------------------------------------------
+
+/// A proxy of a list held by the manager (Python's `ListProxy`).
+///
+/// Values are stored serialised; `remove`, `index`, `contains` and `count` compare the
+/// serialised bytes (so `0.0` and `-0.0` differ, and a NaN equals itself). Indices are
+/// `usize`, as in Rust; out-of-range ones are an [`IndexOutOfRange`](ErrorKind::IndexOutOfRange)
+/// error.
+pub struct ListProxy<T> {
+    h: Arc<Handle>,
+    _t: PhantomData<fn() -> T>,
+}
+
+proxy_common!(ListProxy<T>, Kind::List);
+
+impl<T: Data> ListProxy<T> {
+    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
+        ListProxy { h, _t: PhantomData }
+    }
+
+    fn op(&self, op: ListOp) -> Result<Reply> {
+        self.h.call(&Request::List(self.h.id, op))
+    }
+
+    /// Appends a value.
+    pub fn append(&self, value: T) -> Result<()> {
+        self.op(ListOp::Append(self.h.enc(&value)?)).and_then(unit)
+    }
+
+    /// Appends every value (in one request).
+    pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<()> {
+        let vs = values.into_iter().map(|v| self.h.enc(&v)).collect::<Result<Vec<_>>>()?;
+        self.op(ListOp::Extend(vs)).and_then(unit)
+    }
+
+    /// The value at `index`.
+    pub fn get(&self, index: usize) -> Result<T> {
+        let r = self.op(ListOp::Get(index as u64))?;
+        self.h.value(r)
+    }
+
+    /// Replaces the value at `index`.
+    pub fn set(&self, index: usize, value: T) -> Result<()> {
+        self.op(ListOp::Set(index as u64, self.h.enc(&value)?)).and_then(unit)
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> Result<usize> {
+        self.op(ListOp::Len).and_then(count)
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Removes and returns the last value ([`IndexOutOfRange`](ErrorKind::IndexOutOfRange) if
+    /// the list is empty).
+    pub fn pop(&self) -> Result<T> {
+        let r = self.op(ListOp::Pop(None))?;
+        self.h.value(r)
+    }
+
+    /// Removes and returns the value at `index`.
+    pub fn pop_at(&self, index: usize) -> Result<T> {
+        let r = self.op(ListOp::Pop(Some(index as u64)))?;
+        self.h.value(r)
+    }
+
+    /// Inserts `value` before `index` (`index == len` appends).
+    pub fn insert(&self, index: usize, value: T) -> Result<()> {
+        self.op(ListOp::Insert(index as u64, self.h.enc(&value)?)).and_then(unit)
+    }
+
+    /// Removes the first value equal to `value` ([`ValueNotFound`](ErrorKind::ValueNotFound)
+    /// if there is none).
+    pub fn remove(&self, value: &T) -> Result<()> {
+        self.op(ListOp::Remove(self.h.probe(value)?)).and_then(unit)
+    }
+
+    /// The index of the first value equal to `value`.
+    pub fn index(&self, value: &T) -> Result<usize> {
+        self.op(ListOp::Index(self.h.probe(value)?)).and_then(count)
+    }
+
+    /// Whether some value equals `value`.
+    pub fn contains(&self, value: &T) -> Result<bool> {
+        match self.index(value) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::ValueNotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// How many values equal `value`.
+    pub fn count(&self, value: &T) -> Result<usize> {
+        self.op(ListOp::Count(self.h.probe(value)?)).and_then(count)
+    }
+
+    /// Removes every value.
+    pub fn clear(&self) -> Result<()> {
+        self.op(ListOp::Clear).and_then(unit)
+    }
+
+    /// Keeps the first `len` values.
+    pub fn truncate(&self, len: usize) -> Result<()> {
+        self.op(ListOp::Truncate(len as u64)).and_then(unit)
+    }
+
+    /// Reverses the list in place.
+    pub fn reverse(&self) -> Result<()> {
+        self.op(ListOp::Reverse).and_then(unit)
+    }
+
+    /// A copy of the whole list.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        let r = self.op(ListOp::Snapshot)?;
+        self.h.values(r)
+    }
+
+    /// A copy of the values in `range` (one request).
+    pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<Vec<T>> {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s as u64,
+            Bound::Excluded(&s) => s as u64 + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e as u64 + 1,
+            Bound::Excluded(&e) => e as u64,
+            Bound::Unbounded => self.len()? as u64,
+        };
+        let r = self.op(ListOp::Slice(start, end))?;
+        self.h.values(r)
+    }
+
+    /// Iterates by index, one request per value, as Python's iteration over a `ListProxy`
+    /// does: changes made meanwhile are seen, and the iteration ends at the first index past
+    /// the end.
+    pub fn iter(&self) -> ListIter<'_, T> {
+        ListIter { list: self, next: 0 }
+    }
+}
+
+/// The iterator of [`ListProxy::iter`].
+pub struct ListIter<'a, T> {
+    list: &'a ListProxy<T>,
+    next: usize,
+}
+
+impl<T> std::fmt::Debug for ListIter<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListIter").field("next", &self.next).finish()
+    }
+}
+
+impl<T: Data> Iterator for ListIter<'_, T> {
+    type Item = Result<T>;
+    fn next(&mut self) -> Option<Result<T>> {
+        match self.list.get(self.next) {
+            Ok(v) => {
+                self.next += 1;
+                Some(Ok(v))
+            }
+            Err(e) if e.kind() == ErrorKind::IndexOutOfRange => None,
+            Err(e) => {
+                self.next = usize::MAX;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+// ---- dict ---------------------------------------------------------------------------------
+
+/// A proxy of a dict held by the manager (Python's `DictProxy`), in insertion order.
+///
+/// Keys are compared by their serialised bytes and may not hold proxies.
+pub struct DictProxy<K, V> {
+    h: Arc<Handle>,
+    _t: PhantomData<fn() -> (K, V)>,
+}
+
+proxy_common!(DictProxy<K, V>, Kind::Dict);
+
+impl<K: Data, V: Data> DictProxy<K, V> {
+    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
+        DictProxy { h, _t: PhantomData }
+    }
+
+    fn op(&self, op: DictOp) -> Result<Reply> {
+        self.h.call(&Request::Dict(self.h.id, op))
+    }
+
+    /// The value for `key`, if any.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let r = self.op(DictOp::Get(self.h.key(key)?))?;
+        self.h.maybe(r)
+    }
+
+    /// Inserts; returns the value that was there.
+    pub fn insert(&self, key: K, value: V) -> Result<Option<V>> {
+        let r = self.op(DictOp::Insert(self.h.key(&key)?, self.h.enc(&value)?))?;
+        self.h.maybe(r)
+    }
+
+    /// Removes `key`; returns its value, if it was there.
+    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+        let r = self.op(DictOp::Remove(self.h.key(key)?))?;
+        self.h.maybe(r)
+    }
+
+    /// Removes `key` and returns its value; [`KeyNotFound`](ErrorKind::KeyNotFound) if absent
+    /// (Python's `pop`).
+    pub fn pop(&self, key: &K) -> Result<V> {
+        self.remove(key)?.ok_or_else(|| Error::new(ErrorKind::KeyNotFound, "key not in the dict"))
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        self.op(DictOp::ContainsKey(self.h.key(key)?)).and_then(boolean)
+    }
+
+    /// The keys, in insertion order.
+    pub fn keys(&self) -> Result<Vec<K>> {
+        match self.op(DictOp::Keys)? {
+            Reply::Keys(ks) => ks.iter().map(|k| codec::decode_key(k)).collect(),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The values, in insertion order.
+    pub fn values(&self) -> Result<Vec<V>> {
+        let r = self.op(DictOp::Values)?;
+        self.h.values(r)
+    }
+
+    /// The (key, value) pairs, in insertion order (a copy of the dict).
+    pub fn items(&self) -> Result<Vec<(K, V)>> {
+        match self.op(DictOp::Items)? {
+            Reply::Items(kvs) => self.decode_items(kvs),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn decode_items(&self, kvs: Vec<(Vec<u8>, Stored)>) -> Result<Vec<(K, V)>> {
+        let c = self.h.client()?;
+        kvs.into_iter().map(|(k, v)| Ok((codec::decode_key(&k)?, codec::decode(&c, v)?))).collect()
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> Result<usize> {
+        self.op(DictOp::Len).and_then(count)
+    }
+
+    /// Whether the dict is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// Inserts every pair (in one request).
+    pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        let kvs = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((self.h.key(&k)?, self.h.enc(&v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.op(DictOp::Update(kvs)).and_then(unit)
+    }
+
+    /// The value for `key`, inserting `default` first if it is absent (Python's
+    /// `setdefault`); atomic on the server.
+    pub fn setdefault(&self, key: K, default: V) -> Result<V> {
+        let r = self.op(DictOp::SetDefault(self.h.key(&key)?, self.h.enc(&default)?))?;
+        self.h.value(r)
+    }
+
+    /// Removes and returns the most recently inserted pair
+    /// ([`KeyNotFound`](ErrorKind::KeyNotFound) if empty).
+    pub fn popitem(&self) -> Result<(K, V)> {
+        match self.op(DictOp::PopItem)? {
+            Reply::Items(kvs) => self
+                .decode_items(kvs)?
+                .pop()
+                .ok_or_else(|| Error::new(ErrorKind::Protocol, "empty popitem reply")),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<()> {
+        self.op(DictOp::Clear).and_then(unit)
+    }
+}
+
+// ---- namespace ----------------------------------------------------------------------------
+
+/// A proxy of a namespace held by the manager (Python's `Namespace`): named fields, each of
+/// its own serde type.
+pub struct Namespace {
+    h: Arc<Handle>,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(Namespace, Kind::Namespace);
+
+impl Namespace {
+    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
+        Namespace { h, _t: PhantomData }
+    }
+
+    fn op(&self, op: NsOp) -> Result<Reply> {
+        self.h.call(&Request::Namespace(self.h.id, op))
+    }
+
+    /// Sets field `name`.
+    pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<()> {
+        self.op(NsOp::Set(name.to_string(), self.h.enc(&value)?)).and_then(unit)
+    }
+
+    /// Field `name`, if set.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let r = self.op(NsOp::Get(name.to_string()))?;
+        self.h.maybe(r)
+    }
+
+    /// Field `name`; [`ValueNotFound`](ErrorKind::ValueNotFound) if it is not set (Python's
+    /// `AttributeError`).
+    pub fn field<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        self.get(name)?.ok_or_else(|| {
+            Error::new(ErrorKind::ValueNotFound, format!("namespace has no field {name:?}"))
+        })
+    }
+
+    /// Removes field `name`; whether it was set.
+    pub fn remove(&self, name: &str) -> Result<bool> {
+        self.op(NsOp::Remove(name.to_string())).and_then(boolean)
+    }
+
+    /// Whether field `name` is set.
+    pub fn contains(&self, name: &str) -> Result<bool> {
+        match self.op(NsOp::Get(name.to_string()))? {
+            Reply::MaybeValue(v) => {
+                let had = v.is_some();
+                if let Some(s) = v {
+                    self.h.client()?.decref(s.refs);
+                }
+                Ok(had)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The names of the set fields, sorted.
+    pub fn names(&self) -> Result<Vec<String>> {
+        match self.op(NsOp::Items)? {
+            Reply::Fields(fs) => {
+                let c = self.h.client()?;
+                let mut refs = Vec::new();
+                let names = fs
+                    .into_iter()
+                    .map(|(n, v)| {
+                        refs.extend(v.refs);
+                        n
+                    })
+                    .collect();
+                c.decref(refs);
+                Ok(names)
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+// ---- value --------------------------------------------------------------------------------
+
+/// A proxy of a single value held by the manager (Python's manager `Value`).
+pub struct ValueProxy<T> {
+    h: Arc<Handle>,
+    _t: PhantomData<fn() -> T>,
+}
+
+proxy_common!(ValueProxy<T>, Kind::Value);
+
+impl<T: Data> ValueProxy<T> {
+    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
+        ValueProxy { h, _t: PhantomData }
+    }
+
+    fn op(&self, op: ValueOp) -> Result<Reply> {
+        self.h.call(&Request::Value(self.h.id, op))
+    }
+
+    /// The value.
+    pub fn get(&self) -> Result<T> {
+        let r = self.op(ValueOp::Get)?;
+        self.h.value(r)
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, value: T) -> Result<()> {
+        self.op(ValueOp::Set(self.h.enc(&value)?)).and_then(unit)
+    }
+
+    /// Replaces the value, returning the old one.
+    pub fn swap(&self, value: T) -> Result<T> {
+        let r = self.op(ValueOp::Swap(self.h.enc(&value)?))?;
+        self.h.value(r)
+    }
+
+    /// Sets `new` if the value (compared serialised) is `current`; otherwise hands back the
+    /// value found.
+    pub fn compare_and_swap(&self, current: &T, new: T) -> Result<std::result::Result<(), T>> {
+        let cur = self.h.probe(current)?;
+        match self.op(ValueOp::CompareAndSwap { current: cur, new: self.h.enc(&new)? })? {
+            Reply::Cas(Ok(())) => Ok(Ok(())),
+            Reply::Cas(Err(s)) => Ok(Err(codec::decode(&self.h.client()?, s)?)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Applies `f` atomically (a compare-and-swap loop); returns the new value.
+    pub fn update(&self, mut f: impl FnMut(&T) -> T) -> Result<T>
+    where
+        T: Clone,
+    {
+        let mut cur = self.get()?;
+        loop {
+            let new = f(&cur);
+            match self.compare_and_swap(&cur, new.clone())? {
+                Ok(()) => return Ok(new),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+// ---- queue --------------------------------------------------------------------------------
+
+/// A proxy of a FIFO queue held by the manager (Python's manager `Queue`, with
+/// `task_done`/`join` as its `JoinableQueue`).
+pub struct QueueProxy<T> {
+    h: Arc<Handle>,
+    _t: PhantomData<fn() -> T>,
+}
+
+proxy_common!(QueueProxy<T>, Kind::Queue);
+
+impl<T: Data> QueueProxy<T> {
+    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
+        QueueProxy { h, _t: PhantomData }
+    }
+
+    fn op(&self, op: QueueOp) -> Result<Reply> {
+        self.h.call(&Request::Queue(self.h.id, op))
+    }
+
+    fn put_wait(&self, value: T, wait: Wait) -> std::result::Result<(), PutError<T>> {
+        let stored = match self.h.enc(&value) {
+            Ok(s) => s,
+            Err(e) => return Err(PutError::new(value, e)),
+        };
+        match self.op(QueueOp::Put(stored, wait)).and_then(unit) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(PutError::new(value, e)),
+        }
+    }
+
+    /// Puts, waiting while the queue is full.
+    pub fn put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.put_wait(value, None)
+    }
+
+    /// Puts if there is room now ([`Full`](ErrorKind::Full) otherwise).
+    pub fn try_put(&self, value: T) -> std::result::Result<(), PutError<T>> {
+        self.put_wait(value, Some(0))
+    }
+
+    /// Puts, waiting at most `timeout` for room.
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
+        self.put_wait(value, wait_from(Some(timeout)))
+    }
+
+    fn get_wait(&self, wait: Wait) -> Result<T> {
+        let r = self.op(QueueOp::Get(wait))?;
+        self.h.value(r)
+    }
+
+    /// Takes the oldest value, waiting for one.
+    pub fn get(&self) -> Result<T> {
+        self.get_wait(None)
+    }
+
+    /// Takes the oldest value if there is one now ([`Empty`](ErrorKind::Empty) otherwise).
+    pub fn try_get(&self) -> Result<T> {
+        self.get_wait(Some(0))
+    }
+
+    /// Takes the oldest value, waiting at most `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+        self.get_wait(wait_from(Some(timeout)))
+    }
+
+    fn len_max(&self) -> Result<(usize, usize)> {
+        match self.op(QueueOp::Len)? {
+            Reply::QueueLen { len, maxsize } => Ok((len as usize, maxsize as usize)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The number of values queued.
+    pub fn qsize(&self) -> Result<usize> {
+        self.len_max().map(|(l, _)| l)
+    }
+
+    /// Whether the queue is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        self.len_max().map(|(l, _)| l == 0)
+    }
+
+    /// Whether the queue is at its maxsize (never for an unbounded queue).
+    pub fn is_full(&self) -> Result<bool> {
+        self.len_max().map(|(l, m)| m > 0 && l >= m)
+    }
+
+    /// Marks one value taken earlier as processed
+    /// ([`TooManyReleases`](ErrorKind::TooManyReleases) if called more often than `put`).
+    pub fn task_done(&self) -> Result<()> {
+        self.op(QueueOp::TaskDone).and_then(unit)
+    }
+
+    /// Waits until every value put has been marked done.
+    pub fn join(&self) -> Result<()> {
+        self.op(QueueOp::Join(None)).and_then(unit)
+    }
+
+    /// As [`join`](Self::join), at most `timeout` ([`Timeout`](ErrorKind::Timeout)).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.op(QueueOp::Join(wait_from(Some(timeout)))).and_then(unit)
+    }
+}

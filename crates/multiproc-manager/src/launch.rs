@@ -1,0 +1,271 @@
+//! Starting the server in a process of its own (`Manager::start`), with `multiproc-spawn`'s
+//! default start method, and stopping it.
+//!
+//! The owner creates a private directory (mode 0700, named `multiproc-manager-<pid>-<hex>`)
+//! for the socket, starts the server as a daemonic child (it dies with the owner, even if the
+//! owner is SIGKILLed) and waits for its "ready" message on a pipe, which carries the bound
+//! address (the real port for TCP `:0`) or why binding failed. The server also watches its
+//! owner and shuts down cleanly when it is gone. Directories left by owners that were killed
+//! are swept at the next start.
+
+use crate::authkey::AuthKey;
+use crate::client::Client;
+use crate::error::{Error, ErrorKind, Result};
+use crate::manager::{Manager, ManagerBuilder, Owned};
+use crate::protocol::Request;
+use crate::server::wait::lock;
+use crate::server::Shared;
+use crate::service::ServiceSet;
+use crate::Address;
+use multiproc_arena::ProcessId;
+use multiproc_ipc_pipe::{Connection, Pipe};
+use multiproc_spawn::{JoinHandle, Process};
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const DIR_PREFIX: &str = "multiproc-manager-";
+/// How long a starting server may take to report ready.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an owner waits for the server to exit after asking it to.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the server checks that its owner is alive.
+const OWNER_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Serialize, Deserialize)]
+struct ServerArgs {
+    authkey: AuthKey,
+    address: Option<Address>,
+    max_frame: u64,
+    handshake_timeout_us: u64,
+    names: Vec<String>,
+    owner: (u32, u64),
+    ready: Connection,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Ready {
+    Listening(Address),
+    Failed(String),
+}
+
+/// The server process's entry: bind, report, serve until shutdown or the owner's death.
+fn server_main<S: ServiceSet>(args: ServerArgs) {
+    let b = ManagerBuilder::<S> {
+        authkey: Some(args.authkey.clone()),
+        address: args.address.clone(),
+        max_frame: args.max_frame as usize,
+        handshake_timeout: Duration::from_micros(args.handshake_timeout_us),
+        spin: None,
+        names: args.names,
+        _s: std::marker::PhantomData,
+    };
+    let shared = Shared::new(b.server_config(args.authkey));
+    let listener = match shared.bind(b.address.as_ref()) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = args.ready.send(&Ready::Failed(e.to_string()));
+            return;
+        }
+    };
+    if args.ready.send(&Ready::Listening(listener.address().clone())).is_err() {
+        return;
+    }
+    drop(args.ready);
+    let owner = ProcessId::from_parts(args.owner.0, args.owner.1);
+    let watch = shared.clone();
+    let _ = std::thread::Builder::new().name("mpmgr-owner".into()).spawn(move || {
+        while !watch.is_shut_down() {
+            if !owner.is_alive() {
+                watch.stop();
+                break;
+            }
+            std::thread::sleep(OWNER_POLL);
+        }
+    });
+    shared.accept_loop(&listener);
+    shared.stop();
+    shared.wait_idle(Duration::from_secs(1));
+    drop(listener);
+    if let Some(Address::Unix(p)) = &b.address {
+        if let Some(dir) = p.parent().filter(|d| is_our_dir(d)) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn is_our_dir(d: &Path) -> bool {
+    d.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(DIR_PREFIX))
+}
+
+fn base_dir() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// Removes socket directories left behind by owners that no longer run.
+fn sweep_stale(base: &Path) {
+    let Ok(rd) = std::fs::read_dir(base) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !multiproc_arena::pid_alive(pid) {
+            let dir = e.path();
+            let _ = std::fs::remove_file(dir.join("manager.sock"));
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+fn private_dir() -> Result<PathBuf> {
+    let base = base_dir();
+    sweep_stale(&base);
+    for _ in 0..8 {
+        let name =
+            format!("{DIR_PREFIX}{}-{:016x}", std::process::id(), multiproc_arena::random_u64());
+        let dir = base.join(name);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(e, format!("creating {}", dir.display()))),
+        }
+    }
+    Err(Error::new(ErrorKind::Start, "could not create a private socket directory"))
+}
+
+/// The owner's hold on the server process.
+struct ProcOwner {
+    pid: u32,
+    client: Arc<Client>,
+    child: Mutex<Option<JoinHandle<()>>>,
+    dir: Option<PathBuf>,
+}
+
+impl ProcOwner {
+    fn stop(&self) -> Result<()> {
+        let Some(mut child) = lock(&self.child).take() else { return Ok(()) };
+        let _ = self.client.call(&Request::Shutdown);
+        let mut res = Ok(());
+        if child.join_timeout(STOP_TIMEOUT).is_none() {
+            let _ = child.kill();
+            if child.join_timeout(STOP_TIMEOUT).is_none() {
+                res = Err(Error::new(ErrorKind::Io, "the manager server did not exit"));
+            }
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_file(d.join("manager.sock"));
+            let _ = std::fs::remove_dir(d);
+        }
+        res
+    }
+}
+
+impl Owned for ProcOwner {
+    fn shutdown(&self, _client: &Client) -> Result<()> {
+        if self.pid != std::process::id() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "only the process that started the manager can stop it this way",
+            ));
+        }
+        self.stop()
+    }
+}
+
+impl Drop for ProcOwner {
+    fn drop(&mut self) {
+        // A forked child holding a copy of the owner must not stop the server.
+        if self.pid == std::process::id() {
+            let _ = self.stop();
+        }
+    }
+}
+
+impl<S: ServiceSet> ManagerBuilder<S> {
+    /// Starts the server in a new process (with `multiproc-spawn`'s default start method)
+    /// and connects to it. The server stops when the last clone of the returned handle is
+    /// dropped, at [`Manager::shutdown`], or when this process dies.
+    pub fn start(self) -> Result<Manager> {
+        let authkey = self.authkey.clone().unwrap_or_else(AuthKey::random);
+        let dir = match &self.address {
+            None => Some(private_dir()?),
+            Some(_) => None,
+        };
+        let address = match &dir {
+            Some(d) => Some(Address::Unix(d.join("manager.sock"))),
+            None => self.address.clone(),
+        };
+        let fail = |e: Error| {
+            if let Some(d) = &dir {
+                let _ = std::fs::remove_dir(d);
+            }
+            e
+        };
+        let (rx, tx) = Pipe::new()
+            .map_err(|e| fail(Error::new(ErrorKind::Start, format!("ready pipe: {e}"))))?;
+        let me = ProcessId::current();
+        let args = ServerArgs {
+            authkey: authkey.clone(),
+            address,
+            max_frame: self.max_frame as u64,
+            handshake_timeout_us: self.handshake_timeout.as_micros() as u64,
+            names: self.names.clone(),
+            owner: (me.pid(), me.start_time()),
+            ready: tx,
+        };
+        let mut child = Process::builder()
+            .name("multiproc-manager")
+            .daemon(true)
+            .target(server_main::<S>, args)
+            .start()
+            .map_err(|e| fail(Error::new(ErrorKind::Start, format!("starting the server: {e}"))))?;
+        let ready = rx.recv_timeout::<Ready>(START_TIMEOUT);
+        let kill = |child: &mut JoinHandle<()>| {
+            let _ = child.kill();
+            let _ = child.join_timeout(STOP_TIMEOUT);
+        };
+        let address = match ready {
+            Ok(Ready::Listening(a)) => a,
+            Ok(Ready::Failed(why)) => {
+                kill(&mut child);
+                return Err(fail(Error::new(ErrorKind::Start, why)));
+            }
+            Err(e) => {
+                kill(&mut child);
+                return Err(fail(Error::new(
+                    ErrorKind::Start,
+                    format!("the server did not report ready: {e}"),
+                )));
+            }
+        };
+        let client = match Client::open(&address, &authkey, self.client_config()) {
+            Ok(c) => c,
+            Err(e) => {
+                kill(&mut child);
+                return Err(fail(e));
+            }
+        };
+        let owner = ProcOwner {
+            pid: std::process::id(),
+            client: client.clone(),
+            child: Mutex::new(Some(child)),
+            dir,
+        };
+        Ok(Manager { client, owner: Some(Arc::new(owner)) })
+    }
+}
+
+impl Manager {
+    /// Starts a manager server process with the default options (a private Unix socket, a
+    /// random authkey) and connects to it; see [`ManagerBuilder::start`].
+    pub fn start() -> Result<Manager> {
+        Manager::builder().start()
+    }
+}

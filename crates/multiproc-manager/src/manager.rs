@@ -1,0 +1,465 @@
+//! [`Manager`] (a handle on a server: create objects, get proxies), [`ManagerBuilder`] (its
+//! options and registered services) and [`Server`] (a server run in the current process).
+
+use crate::authkey::AuthKey;
+use crate::client::{Client, ClientConfig};
+use crate::containers::{Data, DictProxy, ListProxy, Namespace, QueueProxy, ValueProxy};
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle::{unexpected, Handle};
+use crate::protocol::*;
+use crate::server::{ServerConfig, Shared};
+use crate::service::{Registry, Service, ServiceSet};
+use crate::sync::{
+    BarrierProxy, ConditionProxy, EventProxy, LockProxy, RLockProxy, SemaphoreProxy, ServiceProxy,
+};
+use crate::transport::Listener;
+use crate::Address;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default time a client has to complete the authkey handshake (both sides).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of a manager, and its registered services; ends with [`start`](Self::start) (a
+/// server process), [`bind`](Self::bind) (a server in this process) or
+/// [`connect`](Self::connect) (a client of a running server).
+///
+/// ```no_run
+/// use multiproc_manager::{Manager, Service};
+///
+/// struct Counter(u64);
+/// impl Service for Counter {
+///     type Init = u64;
+///     type Request = u64;
+///     type Response = u64;
+///     fn new(start: u64) -> Result<Self, String> { Ok(Counter(start)) }
+///     fn call(&mut self, add: u64) -> u64 { self.0 += add; self.0 }
+/// }
+///
+/// let m = Manager::builder().register::<Counter>("counter").start()?;
+/// let c = m.service::<Counter>("counter", 10)?;
+/// assert_eq!(c.call(5)?, 15);
+/// # Ok::<(), multiproc_manager::Error>(())
+/// ```
+pub struct ManagerBuilder<S = ()> {
+    pub(crate) authkey: Option<AuthKey>,
+    pub(crate) address: Option<Address>,
+    pub(crate) max_frame: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) spin: Option<Option<Duration>>,
+    pub(crate) names: Vec<String>,
+    pub(crate) _s: PhantomData<fn() -> S>,
+}
+
+impl<S> fmt::Debug for ManagerBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("address", &self.address)
+            .field("authkey", &self.authkey)
+            .field("max_frame", &self.max_frame)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("services", &self.names)
+            .finish()
+    }
+}
+
+impl Default for ManagerBuilder<()> {
+    fn default() -> Self {
+        ManagerBuilder {
+            authkey: None,
+            address: None,
+            max_frame: DEFAULT_MAX_FRAME,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            spin: None,
+            names: Vec::new(),
+            _s: PhantomData,
+        }
+    }
+}
+
+impl<S: ServiceSet> ManagerBuilder<S> {
+    /// The authkey clients must hold (default: 32 random bytes).
+    pub fn authkey(mut self, key: impl Into<AuthKey>) -> Self {
+        self.authkey = Some(key.into());
+        self
+    }
+
+    /// Where the server listens: a Unix socket path, or a TCP address (`127.0.0.1:0` picks a
+    /// port; see [`Manager::address`]). Default: a Unix socket in a new private directory
+    /// (mode 0700).
+    pub fn address(mut self, address: impl Into<Address>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// The largest request or response, in bytes (default 64 MiB); larger ones are refused
+    /// with [`TooLarge`](ErrorKind::TooLarge) before anything is sent or allocated.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// How long a connecting client has for the authkey handshake (default 10 s); a client
+    /// that stays silent is dropped after it.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a caller busy-polls for an answer before sleeping in the kernel (default
+    /// 30 µs on a machine with more than one CPU, else zero).
+    pub fn spin(mut self, spin: Duration) -> Self {
+        self.spin = Some((!spin.is_zero()).then_some(spin));
+        self
+    }
+
+    /// Registers the service type `T` under `name` (Python's `register(typeid, callable)`).
+    pub fn register<T: Service>(self, name: &str) -> ManagerBuilder<(S, T)> {
+        let mut names = self.names;
+        names.push(name.to_string());
+        ManagerBuilder {
+            authkey: self.authkey,
+            address: self.address,
+            max_frame: self.max_frame,
+            handshake_timeout: self.handshake_timeout,
+            spin: self.spin,
+            names,
+            _s: PhantomData,
+        }
+    }
+
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig {
+            max_frame: self.max_frame,
+            handshake_timeout: self.handshake_timeout,
+            ..ClientConfig::default()
+        };
+        if let Some(s) = self.spin {
+            c.spin = s;
+        }
+        c
+    }
+
+    pub(crate) fn server_config(&self, authkey: AuthKey) -> ServerConfig {
+        ServerConfig {
+            authkey,
+            max_frame: self.max_frame,
+            handshake_timeout: self.handshake_timeout,
+            registry: Registry::build::<S>(&self.names),
+        }
+    }
+
+    /// Binds a server in this process (for a dedicated server program); run it with
+    /// [`Server::serve`].
+    pub fn bind(self) -> Result<Server> {
+        let authkey = self.authkey.clone().unwrap_or_else(AuthKey::random);
+        let shared = Shared::new(self.server_config(authkey.clone()));
+        let listener = shared.bind(self.address.as_ref())?;
+        Ok(Server { address: listener.address().clone(), shared, listener, authkey })
+    }
+
+    /// Connects to a running manager (with this builder's frame limit and timeouts).
+    pub fn connect(self, address: &Address, authkey: &AuthKey) -> Result<Manager> {
+        let client = Client::open(address, authkey, self.client_config())?;
+        Ok(Manager { client, owner: None })
+    }
+}
+
+/// A server running in this process: bind it with [`ManagerBuilder::bind`], print its
+/// [`address`](Self::address) and [`authkey`](Self::authkey) for the clients, then
+/// [`serve`](Self::serve).
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: Listener,
+    address: Address,
+    authkey: AuthKey,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Where clients connect.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// The key clients must hold.
+    pub fn authkey(&self) -> &AuthKey {
+        &self.authkey
+    }
+
+    /// A handle that stops [`serve`](Self::serve) from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shared.clone())
+    }
+
+    /// Serves until a client calls [`Manager::shutdown`] or a [`ShutdownHandle`] is used;
+    /// then closes every connection and removes the socket file.
+    pub fn serve(self) -> Result<()> {
+        self.shared.accept_loop(&self.listener);
+        self.shared.stop();
+        self.shared.wait_idle(Duration::from_secs(2));
+        drop(self.listener);
+        Ok(())
+    }
+}
+
+/// Stops a [`Server`] from another thread.
+#[derive(Clone)]
+pub struct ShutdownHandle(Arc<Shared>);
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ShutdownHandle")
+    }
+}
+
+impl ShutdownHandle {
+    /// Stops the server: `serve` returns soon after, every client sees a disconnected error.
+    pub fn shutdown(&self) {
+        self.0.stop();
+    }
+}
+
+/// What a manager owner must do at the end (stop the server process it started).
+pub(crate) trait Owned: Send + Sync {
+    fn shutdown(&self, client: &Client) -> Result<()>;
+}
+
+/// A handle on a manager server: creates managed objects and returns their proxies.
+///
+/// [`Manager::start`] runs a server process owned by this handle (it stops when the last
+/// clone of the handle is dropped, or at [`shutdown`](Self::shutdown)); [`Manager::connect`]
+/// joins a server started elsewhere. Proxies do not keep the server running: once it stops,
+/// their calls fail with [`Disconnected`](ErrorKind::Disconnected).
+///
+/// A `Manager` can be passed to another process (it serialises as its address and authkey;
+/// the receiver connects, without owning the server).
+#[derive(Clone)]
+pub struct Manager {
+    pub(crate) client: Arc<Client>,
+    pub(crate) owner: Option<Arc<dyn Owned>>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("address", &self.client.address.to_string())
+            .field("server_pid", &self.client.server_pid)
+            .field("owner", &self.owner.is_some())
+            .finish()
+    }
+}
+
+impl Manager {
+    /// The options of a manager (authkey, address, services, limits).
+    pub fn builder() -> ManagerBuilder {
+        ManagerBuilder::default()
+    }
+
+    /// Connects to the manager at `address` holding `authkey` (from any process: it needs to
+    /// share nothing else with the server). A wrong key is an
+    /// [`Authentication`](ErrorKind::Authentication) error.
+    pub fn connect(address: &Address, authkey: &AuthKey) -> Result<Manager> {
+        Manager::builder().connect(address, authkey)
+    }
+
+    /// Where the server listens.
+    pub fn address(&self) -> &Address {
+        &self.client.address
+    }
+
+    /// The key that admits a client.
+    pub fn authkey(&self) -> &AuthKey {
+        &self.client.authkey
+    }
+
+    /// The server's process id.
+    pub fn server_pid(&self) -> u32 {
+        self.client.server_pid
+    }
+
+    /// Whether this handle started (and will stop) the server.
+    pub fn is_owner(&self) -> bool {
+        self.owner.is_some()
+    }
+
+    /// This process's session (a forked child opens its own).
+    fn client(&self) -> Result<Arc<Client>> {
+        if self.client.pid == std::process::id() {
+            Ok(self.client.clone())
+        } else {
+            Client::for_process(&self.client.address, &self.client.authkey)
+        }
+    }
+
+    fn create(&self, what: Create, kind: Kind) -> Result<Arc<Handle>> {
+        let c = self.client()?;
+        match c.call(&Request::Create(what))? {
+            Reply::Created(id) => Ok(Handle::new(c, id, kind)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn enc<T: serde::Serialize + ?Sized>(&self, v: &T) -> Result<Stored> {
+        crate::codec::encode(&*self.client()?, v)
+    }
+
+    /// A new empty list.
+    pub fn list<T: Data>(&self) -> Result<ListProxy<T>> {
+        self.create(Create::List(Vec::new()), Kind::List).map(ListProxy::from_handle)
+    }
+
+    /// A new list holding `items`.
+    pub fn list_from<T: Data>(&self, items: impl IntoIterator<Item = T>) -> Result<ListProxy<T>> {
+        let vs = items.into_iter().map(|v| self.enc(&v)).collect::<Result<Vec<_>>>()?;
+        self.create(Create::List(vs), Kind::List).map(ListProxy::from_handle)
+    }
+
+    /// A new empty dict.
+    pub fn dict<K: Data, V: Data>(&self) -> Result<DictProxy<K, V>> {
+        self.create(Create::Dict(Vec::new()), Kind::Dict).map(DictProxy::from_handle)
+    }
+
+    /// A new dict holding `pairs`.
+    pub fn dict_from<K: Data, V: Data>(
+        &self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<DictProxy<K, V>> {
+        let c = self.client()?;
+        let kvs = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((crate::codec::encode_key(&c, &k)?, crate::codec::encode(&c, &v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.create(Create::Dict(kvs), Kind::Dict).map(DictProxy::from_handle)
+    }
+
+    /// A new namespace (named fields).
+    pub fn namespace(&self) -> Result<Namespace> {
+        self.create(Create::Namespace, Kind::Namespace).map(Namespace::from_handle)
+    }
+
+    /// A new single value.
+    pub fn value<T: Data>(&self, value: T) -> Result<ValueProxy<T>> {
+        let v = self.enc(&value)?;
+        self.create(Create::Value(v), Kind::Value).map(ValueProxy::from_handle)
+    }
+
+    /// A new unbounded queue.
+    pub fn queue<T: Data>(&self) -> Result<QueueProxy<T>> {
+        self.bounded_queue(0)
+    }
+
+    /// A new queue holding at most `maxsize` values (0: unbounded).
+    pub fn bounded_queue<T: Data>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        let c = Create::Queue { maxsize: maxsize as u64 };
+        self.create(c, Kind::Queue).map(QueueProxy::from_handle)
+    }
+
+    /// A new lock.
+    pub fn lock(&self) -> Result<LockProxy> {
+        self.create(Create::Lock, Kind::Lock).map(LockProxy::from_handle)
+    }
+
+    /// A new recursive lock.
+    pub fn rlock(&self) -> Result<RLockProxy> {
+        self.create(Create::RLock, Kind::RLock).map(RLockProxy::from_handle)
+    }
+
+    /// A new semaphore with `value` permits (releases beyond it are allowed).
+    pub fn semaphore(&self, value: usize) -> Result<SemaphoreProxy> {
+        let c = Create::Semaphore { value: value as u64, bounded: false };
+        self.create(c, Kind::Semaphore).map(SemaphoreProxy::from_handle)
+    }
+
+    /// A new bounded semaphore: releasing above `value` is an error.
+    pub fn bounded_semaphore(&self, value: usize) -> Result<SemaphoreProxy> {
+        let c = Create::Semaphore { value: value as u64, bounded: true };
+        self.create(c, Kind::Semaphore).map(SemaphoreProxy::from_handle)
+    }
+
+    /// A new condition variable (with its own recursive lock).
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        self.create(Create::Condition, Kind::Condition).map(ConditionProxy::from_handle)
+    }
+
+    /// A new event (unset).
+    pub fn event(&self) -> Result<EventProxy> {
+        self.create(Create::Event, Kind::Event).map(EventProxy::from_handle)
+    }
+
+    /// A new barrier for `parties` parties.
+    pub fn barrier(&self, parties: usize) -> Result<BarrierProxy> {
+        self.barrier_inner(parties, None)
+    }
+
+    /// A new barrier whose waits time out (breaking it) after `timeout` by default.
+    pub fn barrier_with_timeout(&self, parties: usize, timeout: Duration) -> Result<BarrierProxy> {
+        self.barrier_inner(parties, Some(timeout))
+    }
+
+    fn barrier_inner(&self, parties: usize, timeout: Option<Duration>) -> Result<BarrierProxy> {
+        let c = Create::Barrier { parties: parties as u64, timeout: wait_from(timeout) };
+        self.create(c, Kind::Barrier).map(BarrierProxy::from_handle)
+    }
+
+    /// A new instance of the service registered as `name`, created in the server from
+    /// `init`. The server must have been built with `T` registered under `name`
+    /// ([`NoSuchService`](ErrorKind::NoSuchService) otherwise).
+    pub fn service<T: Service>(&self, name: &str, init: T::Init) -> Result<ServiceProxy<T>> {
+        let init = postcard::to_allocvec(&init).map_err(Error::codec)?;
+        let c = Create::Service { name: name.to_string(), init };
+        self.create(c, Kind::Service).map(ServiceProxy::from_handle)
+    }
+
+    /// How many objects the server holds (Python's `_number_of_objects`).
+    pub fn num_objects(&self) -> Result<usize> {
+        match self.client()?.call(&Request::Info)? {
+            Reply::Info(i) => Ok(i.objects as usize),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Stops the server. The owner waits for the server process to end (killing it if it
+    /// does not within a few seconds); any other handle just asks the server to stop.
+    /// Every proxy then fails with [`Disconnected`](ErrorKind::Disconnected).
+    pub fn shutdown(&self) -> Result<()> {
+        match &self.owner {
+            Some(o) => o.shutdown(&self.client),
+            None => match self.client()?.call(&Request::Shutdown) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::Disconnected => Ok(()),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ManagerWire {
+    address: Address,
+    authkey: AuthKey,
+}
+
+impl Serialize for Manager {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        ManagerWire { address: self.client.address.clone(), authkey: self.client.authkey.clone() }
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Manager {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = ManagerWire::deserialize(d)?;
+        let client =
+            Client::for_process(&w.address, &w.authkey).map_err(serde::de::Error::custom)?;
+        Ok(Manager { client, owner: None })
+    }
+}

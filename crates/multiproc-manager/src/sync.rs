@@ -1,0 +1,444 @@
+//! Typed proxies of the managed synchronisation objects, and of custom services.
+//!
+//! They let processes that share nothing but the manager's address synchronise. Every
+//! blocking call waits in the server, on a connection of its own, so it never stalls other
+//! threads or processes; each has a timeout variant.
+
+use crate::client::thread_token;
+use crate::error::{Error, ErrorKind, LockError, LockResult, Result};
+use crate::handle::{proxy_common, unexpected, Handle};
+use crate::protocol::*;
+use crate::service::Service;
+use std::marker::PhantomData;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+fn unit(r: Reply) -> Result<()> {
+    match r {
+        Reply::Unit => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn boolean(r: Reply) -> Result<bool> {
+    match r {
+        Reply::Bool(b) => Ok(b),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn count(r: Reply) -> Result<usize> {
+    match r {
+        Reply::Count(n) => Ok(n as usize),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Turns an acquisition reply into std's poisoning shape around `guard`.
+fn acquired<G>(r: Result<Reply>, guard: impl FnOnce() -> G) -> LockResult<G> {
+    match r {
+        Ok(Reply::Acquired { acquired: true, poisoned: false }) => Ok(guard()),
+        Ok(Reply::Acquired { acquired: true, poisoned: true }) => {
+            Err(LockError::Poisoned(PoisonError::new(guard())))
+        }
+        Ok(Reply::Acquired { acquired: false, .. }) => Err(LockError::WouldBlock),
+        Ok(other) => Err(LockError::Failed(unexpected(&other))),
+        Err(e) => Err(LockError::Failed(e)),
+    }
+}
+
+macro_rules! lock_api {
+    ($name:ident, $guard:ident, $req:ident, $op:ident) => {
+        impl $name {
+            pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
+                $name { h, _t: PhantomData }
+            }
+
+            fn acquire_wait(&self, wait: Wait) -> Result<Reply> {
+                self.h.call(&Request::$req(self.h.id, $op::Acquire { owner: thread_token(), wait }))
+            }
+
+            /// Acquires, waiting as long as it takes. A lock whose previous holder died while
+            /// holding it is acquired but reported as [`LockError::Poisoned`].
+            pub fn lock(&self) -> LockResult<$guard<'_>> {
+                acquired(self.acquire_wait(None), || $guard { lock: self })
+            }
+
+            /// Acquires if free now ([`LockError::WouldBlock`] otherwise).
+            pub fn try_lock(&self) -> LockResult<$guard<'_>> {
+                acquired(self.acquire_wait(Some(0)), || $guard { lock: self })
+            }
+
+            /// Acquires, waiting at most `timeout` ([`LockError::WouldBlock`] after it).
+            pub fn try_lock_for(&self, timeout: Duration) -> LockResult<$guard<'_>> {
+                acquired(self.acquire_wait(wait_from(Some(timeout))), || $guard { lock: self })
+            }
+
+            /// Acquires without a guard (Python's `acquire()`); pair with
+            /// [`release`](Self::release).
+            pub fn acquire(&self) -> LockResult<()> {
+                acquired(self.acquire_wait(None), || ())
+            }
+
+            /// Acquires without a guard if free now.
+            pub fn try_acquire(&self) -> LockResult<()> {
+                acquired(self.acquire_wait(Some(0)), || ())
+            }
+
+            /// Acquires without a guard, waiting at most `timeout`.
+            pub fn acquire_timeout(&self, timeout: Duration) -> LockResult<()> {
+                acquired(self.acquire_wait(wait_from(Some(timeout))), || ())
+            }
+
+            /// Whether the lock is held by anyone.
+            pub fn is_locked(&self) -> Result<bool> {
+                self.h.call(&Request::$req(self.h.id, $op::Locked)).and_then(boolean)
+            }
+        }
+
+        /// Releases the lock when dropped.
+        #[must_use = "the lock is released as soon as the guard is dropped"]
+        pub struct $guard<'a> {
+            lock: &'a $name,
+        }
+
+        impl std::fmt::Debug for $guard<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($guard)).field("lock", self.lock).finish()
+            }
+        }
+
+        impl Drop for $guard<'_> {
+            fn drop(&mut self) {
+                let _ = self.lock.release();
+            }
+        }
+    };
+}
+
+// ---- Lock / RLock -------------------------------------------------------------------------
+
+/// A proxy of a manager `Lock`.
+///
+/// As in Python, it is not owner-bound: any process may [`release`](Self::release) it. Beyond
+/// Python, a lock whose holder process dies (or drops its last connection) is released by the
+/// server and *poisoned*: the next acquirer gets it wrapped in [`LockError::Poisoned`], as with
+/// [`std::sync::Mutex`], until [`clear_poison`](Self::clear_poison).
+pub struct LockProxy {
+    h: Arc<Handle>,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(LockProxy, Kind::Lock);
+lock_api!(LockProxy, LockGuard, Lock, LockOp);
+
+impl LockProxy {
+    /// Releases the lock (held by anyone: [`NotOwner`](ErrorKind::NotOwner) only if unlocked).
+    pub fn release(&self) -> Result<()> {
+        self.h
+            .call(&Request::Lock(self.h.id, LockOp::Release { owner: thread_token() }))
+            .and_then(unit)
+    }
+
+    /// Whether a holder died holding the lock since the poison was last cleared.
+    pub fn is_poisoned(&self) -> Result<bool> {
+        self.h.call(&Request::Lock(self.h.id, LockOp::IsPoisoned)).and_then(boolean)
+    }
+
+    /// Clears the poison flag.
+    pub fn clear_poison(&self) -> Result<()> {
+        self.h.call(&Request::Lock(self.h.id, LockOp::ClearPoison)).and_then(unit)
+    }
+}
+
+/// A proxy of a manager `RLock`: recursive, owned by the thread (of the process) that acquired
+/// it. Poisoned like [`LockProxy`] when its owner dies holding it.
+pub struct RLockProxy {
+    h: Arc<Handle>,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(RLockProxy, Kind::RLock);
+lock_api!(RLockProxy, RLockGuard, Lock, LockOp);
+
+impl RLockProxy {
+    /// Releases one level ([`NotOwner`](ErrorKind::NotOwner) if the calling thread does not
+    /// own it).
+    pub fn release(&self) -> Result<()> {
+        self.h
+            .call(&Request::Lock(self.h.id, LockOp::Release { owner: thread_token() }))
+            .and_then(unit)
+    }
+
+    /// Whether an owner died holding the lock since the poison was last cleared.
+    pub fn is_poisoned(&self) -> Result<bool> {
+        self.h.call(&Request::Lock(self.h.id, LockOp::IsPoisoned)).and_then(boolean)
+    }
+
+    /// Clears the poison flag.
+    pub fn clear_poison(&self) -> Result<()> {
+        self.h.call(&Request::Lock(self.h.id, LockOp::ClearPoison)).and_then(unit)
+    }
+}
+
+// ---- Condition ----------------------------------------------------------------------------
+
+/// A proxy of a manager `Condition` (over its own recursive lock, as Python's default).
+pub struct ConditionProxy {
+    h: Arc<Handle>,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(ConditionProxy, Kind::Condition);
+lock_api!(ConditionProxy, ConditionGuard, Condition, CondOp);
+
+impl ConditionProxy {
+    /// Releases one level of the lock.
+    pub fn release(&self) -> Result<()> {
+        let op = CondOp::Release { owner: thread_token() };
+        self.h.call(&Request::Condition(self.h.id, op)).and_then(unit)
+    }
+
+    fn wait_for_notify(&self, wait: Wait) -> Result<bool> {
+        let op = CondOp::Wait { owner: thread_token(), wait };
+        self.h.call(&Request::Condition(self.h.id, op)).and_then(boolean)
+    }
+
+    /// Releases the lock (which the caller must hold: [`NotOwner`](ErrorKind::NotOwner)
+    /// otherwise), waits for a notify, and re-acquires it.
+    pub fn wait(&self) -> Result<()> {
+        self.wait_for_notify(None).map(|_| ())
+    }
+
+    /// As [`wait`](Self::wait), at most `timeout`; whether it was notified. The lock is
+    /// re-acquired either way.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.wait_for_notify(wait_from(Some(timeout)))
+    }
+
+    /// Waits until `predicate()` holds (checked with the lock held, first before waiting), or
+    /// `timeout` passes; returns the predicate's last value.
+    pub fn wait_for(
+        &self,
+        mut predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            match deadline {
+                None => self.wait()?,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    self.wait_timeout(left)?;
+                }
+            }
+        }
+    }
+
+    /// Wakes one waiter (the caller must hold the lock).
+    pub fn notify(&self) -> Result<()> {
+        self.notify_n(1)
+    }
+
+    /// Wakes up to `n` waiters (the caller must hold the lock).
+    pub fn notify_n(&self, n: usize) -> Result<()> {
+        let op = CondOp::Notify { owner: thread_token(), n: n as u64 };
+        self.h.call(&Request::Condition(self.h.id, op)).and_then(unit)
+    }
+
+    /// Wakes every waiter (the caller must hold the lock).
+    pub fn notify_all(&self) -> Result<()> {
+        self.notify_n(usize::MAX)
+    }
+}
+
+// ---- Semaphore ----------------------------------------------------------------------------
+
+/// A proxy of a manager `Semaphore` or `BoundedSemaphore`. Not owned: a permit taken by a
+/// process that dies is not given back.
+pub struct SemaphoreProxy {
+    h: Arc<Handle>,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(SemaphoreProxy, Kind::Semaphore);
+
+impl SemaphoreProxy {
+    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
+        SemaphoreProxy { h, _t: PhantomData }
+    }
+
+    fn acquire_wait(&self, wait: Wait) -> Result<bool> {
+        self.h.call(&Request::Semaphore(self.h.id, SemOp::Acquire(wait))).and_then(boolean)
+    }
+
+    /// Takes a permit, waiting for one.
+    pub fn acquire(&self) -> Result<()> {
+        self.acquire_wait(None).map(|_| ())
+    }
+
+    /// Takes a permit if one is free now.
+    pub fn try_acquire(&self) -> Result<bool> {
+        self.acquire_wait(Some(0))
+    }
+
+    /// Takes a permit, waiting at most `timeout`.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.acquire_wait(wait_from(Some(timeout)))
+    }
+
+    /// Gives a permit back (a bounded semaphore refuses to go above its initial value:
+    /// [`TooManyReleases`](ErrorKind::TooManyReleases)).
+    pub fn release(&self) -> Result<()> {
+        self.release_n(1)
+    }
+
+    /// Gives `n` permits back.
+    pub fn release_n(&self, n: usize) -> Result<()> {
+        self.h.call(&Request::Semaphore(self.h.id, SemOp::Release(n as u64))).and_then(unit)
+    }
+
+    /// The number of free permits.
+    pub fn get_value(&self) -> Result<usize> {
+        self.h.call(&Request::Semaphore(self.h.id, SemOp::Value)).and_then(count)
+    }
+}
+
+// ---- Event --------------------------------------------------------------------------------
+
+/// A proxy of a manager `Event`.
+pub struct EventProxy {
+    h: Arc<Handle>,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(EventProxy, Kind::Event);
+
+impl EventProxy {
+    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
+        EventProxy { h, _t: PhantomData }
+    }
+
+    fn op(&self, op: EventOp) -> Result<Reply> {
+        self.h.call(&Request::Event(self.h.id, op))
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) -> Result<()> {
+        self.op(EventOp::Set).and_then(unit)
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) -> Result<()> {
+        self.op(EventOp::Clear).and_then(unit)
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> Result<bool> {
+        self.op(EventOp::IsSet).and_then(boolean)
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) -> Result<()> {
+        self.op(EventOp::Wait(None)).and_then(boolean).map(|_| ())
+    }
+
+    /// Waits at most `timeout`; whether the flag is set.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.op(EventOp::Wait(wait_from(Some(timeout)))).and_then(boolean)
+    }
+}
+
+// ---- Barrier ------------------------------------------------------------------------------
+
+/// A proxy of a manager `Barrier`.
+///
+/// Beyond Python: a party whose process dies while waiting breaks the barrier, so the others
+/// get [`BrokenBarrier`](ErrorKind::BrokenBarrier) rather than waiting forever. (Python's
+/// `action` callable is not supported: run it in the party that gets index 0.)
+pub struct BarrierProxy {
+    h: Arc<Handle>,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(BarrierProxy, Kind::Barrier);
+
+impl BarrierProxy {
+    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
+        BarrierProxy { h, _t: PhantomData }
+    }
+
+    fn op(&self, op: BarrierOp) -> Result<Reply> {
+        self.h.call(&Request::Barrier(self.h.id, op))
+    }
+
+    /// Waits for all parties (or the barrier's default timeout); returns this party's arrival
+    /// index, `0..parties` (exactly one party gets 0).
+    pub fn wait(&self) -> Result<usize> {
+        self.op(BarrierOp::Wait(None)).and_then(count)
+    }
+
+    /// As [`wait`](Self::wait), at most `timeout`; a timeout breaks the barrier for everyone.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize> {
+        self.op(BarrierOp::Wait(wait_from(Some(timeout)))).and_then(count)
+    }
+
+    /// Breaks the barrier: current and future waiters fail until [`reset`](Self::reset).
+    pub fn abort(&self) -> Result<()> {
+        self.op(BarrierOp::Abort).and_then(unit)
+    }
+
+    /// Returns the barrier to its initial state; current waiters fail.
+    pub fn reset(&self) -> Result<()> {
+        self.op(BarrierOp::Reset).and_then(unit)
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> Result<usize> {
+        self.op(BarrierOp::Parties).and_then(count)
+    }
+
+    /// How many parties wait now.
+    pub fn n_waiting(&self) -> Result<usize> {
+        self.op(BarrierOp::NWaiting).and_then(count)
+    }
+
+    /// Whether the barrier is broken.
+    pub fn is_broken(&self) -> Result<bool> {
+        self.op(BarrierOp::Broken).and_then(boolean)
+    }
+}
+
+// ---- services -----------------------------------------------------------------------------
+
+/// A typed proxy of an instance of a custom [`Service`] living in the server.
+pub struct ServiceProxy<S> {
+    h: Arc<Handle>,
+    _t: PhantomData<fn() -> S>,
+}
+
+proxy_common!(ServiceProxy<S>, Kind::Service);
+
+impl<S: Service> ServiceProxy<S> {
+    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
+        ServiceProxy { h, _t: PhantomData }
+    }
+
+    /// Calls the instance. A panic inside it comes back as
+    /// [`ServiceFailed`](ErrorKind::ServiceFailed) with the message.
+    pub fn call(&self, request: S::Request) -> Result<S::Response> {
+        let req = postcard::to_allocvec(&request).map_err(Error::codec)?;
+        match self.h.call(&Request::Service(self.h.id, req))? {
+            Reply::Bytes(b) => postcard::from_bytes(&b).map_err(|e| {
+                Error::new(ErrorKind::Codec, format!("service response does not decode: {e}"))
+            }),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
