@@ -1,0 +1,357 @@
+//! Python's `concurrent.futures`: the [`Executor`] trait, [`ProcessPoolExecutor`] and
+//! [`ThreadPoolExecutor`].
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::future::{Future, Slot};
+use crate::pool::{Pool, PoolBuilder};
+use crate::task::{Plain, TaskFn};
+use multiproc_spawn::StartMethod;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// What both executors do: submit a call and get a [`Future`], map, shut down.
+pub trait Executor {
+    /// Schedules `f(arg)`; [`ErrorKind::NotRunning`] after [`shutdown`](Self::shutdown).
+    fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Future<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static;
+
+    /// Schedules `f` on every item at once; the iterator yields the outcomes in input order.
+    fn map<T, R, F, I>(&self, f: F, items: I) -> Result<ExecutorMap<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let mut futs = VecDeque::new();
+        for item in items {
+            futs.push_back(self.submit(f.clone(), item)?);
+        }
+        Ok(ExecutorMap { futs, deadline: None, finished: false })
+    }
+
+    /// [`map`](Self::map) whose iterator gives up `timeout` after this call: it then yields
+    /// one [`ErrorKind::Timeout`] error, cancels what has not started, and ends.
+    fn map_timeout<T, R, F, I>(&self, f: F, items: I, timeout: Duration) -> Result<ExecutorMap<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let deadline = Instant::now() + timeout;
+        let mut m = self.map(f, items)?;
+        m.deadline = Some(deadline);
+        Ok(m)
+    }
+
+    /// Stops accepting work. `cancel_futures` cancels what has not started; `wait` blocks
+    /// until everything started has finished and the workers are gone.
+    fn shutdown(&self, wait: bool, cancel_futures: bool);
+}
+
+/// The iterator of [`Executor::map`].
+pub struct ExecutorMap<R> {
+    futs: VecDeque<Future<R>>,
+    deadline: Option<Instant>,
+    finished: bool,
+}
+
+impl<R> fmt::Debug for ExecutorMap<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutorMap").field("left", &self.futs.len()).finish()
+    }
+}
+
+impl<R> Iterator for ExecutorMap<R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        if self.finished {
+            return None;
+        }
+        let mut fut = self.futs.pop_front()?;
+        let r = match self.deadline {
+            None => fut.result(),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                match fut.result_timeout(left) {
+                    Err(e) if e.kind() == ErrorKind::Timeout => {
+                        fut.cancel();
+                        for f in self.futs.drain(..) {
+                            f.cancel();
+                        }
+                        self.finished = true;
+                        Err(e)
+                    }
+                    other => other,
+                }
+            }
+        };
+        Some(r)
+    }
+}
+
+impl<R> Drop for ExecutorMap<R> {
+    fn drop(&mut self) {
+        // Closing the iterator cancels what has not started (Python's map close).
+        for f in self.futs.drain(..) {
+            f.cancel();
+        }
+    }
+}
+
+/// Python's `ProcessPoolExecutor`, on a [`Pool`]: submit calls, get [`Future`]s. A worker
+/// that dies fails only the future it was running (CPython breaks the whole executor).
+pub struct ProcessPoolExecutor<S = ()> {
+    pool: Pool<S>,
+}
+
+impl<S> fmt::Debug for ProcessPoolExecutor<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPoolExecutor").field("pool", &self.pool).finish()
+    }
+}
+
+impl ProcessPoolExecutor {
+    /// An executor of `max_workers` processes with the default start method; 0 is an
+    /// error.
+    pub fn new(max_workers: usize) -> Result<Self> {
+        Self::from_builder(Pool::builder().processes(max_workers))
+    }
+
+    /// An executor with `max_workers` processes started with `method`.
+    pub fn with_start_method(max_workers: usize, method: StartMethod) -> Result<Self> {
+        Self::from_builder(Pool::builder().processes(max_workers).start_method(method))
+    }
+}
+
+impl<S: 'static> ProcessPoolExecutor<S> {
+    /// An executor from pool settings (initializer, worker state, `max_tasks_per_child`,
+    /// per-task timeout, start method).
+    pub fn from_builder(b: PoolBuilder<S>) -> Result<Self> {
+        Ok(ProcessPoolExecutor { pool: b.build()? })
+    }
+
+    /// The pool underneath (insights, worker pids).
+    pub fn pool(&self) -> &Pool<S> {
+        &self.pool
+    }
+
+    /// Schedules `f(state, arg)` or `f(arg)` (any [`TaskFn`]).
+    pub fn submit_with<T, R, M, F>(&self, f: F, arg: T) -> Result<Future<R>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: TaskFn<S, T, R, M>,
+    {
+        self.pool.submit_one(f, arg)
+    }
+}
+
+impl<S: 'static> Executor for ProcessPoolExecutor<S> {
+    fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Future<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.pool.submit_one::<T, R, Plain, F>(f, arg)
+    }
+
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let inner = self.pool.inner();
+        if cancel_futures {
+            inner.cancel_pending();
+        }
+        inner.close();
+        if wait {
+            let _ = inner.join(None);
+        }
+    }
+}
+
+impl<S> Drop for ProcessPoolExecutor<S> {
+    fn drop(&mut self) {
+        // Python's `with` block: shutdown(wait=True); the pool's own drop then terminates.
+        let inner = self.pool.inner();
+        inner.close();
+        let _ = inner.join(None);
+    }
+}
+
+type Job = Box<dyn FnOnce(bool) + Send>;
+
+struct TpState {
+    jobs: VecDeque<Job>,
+    shutdown: bool,
+    idle: usize,
+    threads: usize,
+    running: usize,
+}
+
+struct TpShared {
+    st: Mutex<TpState>,
+    cv: Condvar,
+    done_cv: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Python's `ThreadPoolExecutor`: the same [`Executor`] on threads of this process.
+/// Threads start on demand up to `max_workers`.
+pub struct ThreadPoolExecutor {
+    shared: Arc<TpShared>,
+    max_workers: usize,
+    handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolExecutor").field("max_workers", &self.max_workers).finish()
+    }
+}
+
+impl ThreadPoolExecutor {
+    /// An executor of up to `max_workers` threads; 0 is an error.
+    pub fn new(max_workers: usize) -> Result<Self> {
+        if max_workers == 0 {
+            return Err(Error::invalid("max_workers must be greater than 0"));
+        }
+        Ok(ThreadPoolExecutor {
+            shared: Arc::new(TpShared {
+                st: Mutex::new(TpState {
+                    jobs: VecDeque::new(),
+                    shutdown: false,
+                    idle: 0,
+                    threads: 0,
+                    running: 0,
+                }),
+                cv: Condvar::new(),
+                done_cv: Condvar::new(),
+            }),
+            max_workers,
+            handles: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Schedules any closure (threads need no serialisation).
+    pub fn spawn<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<Future<R>> {
+        let slot = Slot::<R>::new(None);
+        let fut = Future::from_slot(slot.clone());
+        let job: Job = Box::new(move |run: bool| {
+            if !run {
+                slot.cancel();
+                return;
+            }
+            if !slot.set_running() {
+                return;
+            }
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+                .map_err(|p| Error::new(ErrorKind::Panicked, crate::func::panic_message(p)));
+            slot.complete(r);
+        });
+        let mut st = lock(&self.shared.st);
+        if st.shutdown {
+            return Err(Error::new(
+                ErrorKind::NotRunning,
+                "cannot schedule new futures after shutdown",
+            ));
+        }
+        st.jobs.push_back(job);
+        if st.idle == 0 && st.threads < self.max_workers {
+            st.threads += 1;
+            let shared = self.shared.clone();
+            let h = std::thread::Builder::new()
+                .name("ThreadPoolExecutor".into())
+                .spawn(move || thread_main(shared))
+                .map_err(|e| Error::io(ErrorKind::Spawn, e, "cannot start a thread"));
+            match h {
+                Ok(h) => lock(&self.handles).push(h),
+                Err(e) => {
+                    st.threads -= 1;
+                    if st.threads == 0 {
+                        st.jobs.pop_back();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        drop(st);
+        self.shared.cv.notify_one();
+        Ok(fut)
+    }
+}
+
+fn thread_main(shared: Arc<TpShared>) {
+    let mut st = lock(&shared.st);
+    loop {
+        if let Some(job) = st.jobs.pop_front() {
+            st.running += 1;
+            drop(st);
+            job(true);
+            st = lock(&shared.st);
+            st.running -= 1;
+            shared.done_cv.notify_all();
+            continue;
+        }
+        if st.shutdown {
+            st.threads -= 1;
+            shared.done_cv.notify_all();
+            return;
+        }
+        st.idle += 1;
+        st = shared.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        st.idle -= 1;
+    }
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Future<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + 'static,
+    {
+        self.spawn(move || f(arg))
+    }
+
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let mut st = lock(&self.shared.st);
+        st.shutdown = true;
+        let cancelled: Vec<Job> =
+            if cancel_futures { st.jobs.drain(..).collect() } else { Vec::new() };
+        drop(st);
+        for j in cancelled {
+            j(false);
+        }
+        self.shared.cv.notify_all();
+        if wait {
+            let handles: Vec<_> = lock(&self.handles).drain(..).collect();
+            let me = std::thread::current().id();
+            for h in handles {
+                if h.thread().id() != me {
+                    let _ = h.join();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ThreadPoolExecutor {
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}

@@ -1,0 +1,261 @@
+//! Task functions as a worker runs them, and the wire format of tasks and results.
+//!
+//! A task message carries a chunk of `count` items, each encoded with postcard back to
+//! back. The worker answers with one outcome per item: a tag byte, then the postcard bytes
+//! of the value (`TAG_OK`) or of a message (`TAG_PANIC`, `TAG_CODEC`). Items are caught one by
+//! one (`catch_unwind`), so a panic fails only its own item.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+pub(crate) const TAG_OK: u8 = 0;
+pub(crate) const TAG_PANIC: u8 = 1;
+pub(crate) const TAG_CODEC: u8 = 2;
+
+// Parent → worker.
+pub(crate) const MSG_TASK: u8 = 1;
+pub(crate) const MSG_STOP: u8 = 2;
+// Worker → parent.
+pub(crate) const MSG_READY: u8 = 0x10;
+pub(crate) const MSG_INIT_FAILED: u8 = 0x11;
+pub(crate) const MSG_RESULT: u8 = 0x12;
+
+/// Bytes before the payload of a task message: kind, seq, count, table index, shim offset.
+pub(crate) const TASK_HEADER: usize = 1 + 8 + 4 + 4 + 8;
+/// Bytes before the items of a result message: kind, id, busy ns, count.
+pub(crate) const RESULT_HEADER: usize = 1 + 8 + 8 + 4;
+
+/// Runs `count` items: decodes the arguments from `input`, appends one outcome per item to
+/// `out`. The state is the worker's (`()` for a stateless pool).
+pub(crate) type Runner = Arc<dyn Fn(&mut dyn Any, &[u8], u32, &mut Vec<u8>) + Send + Sync>;
+
+/// Builds a worker's state (runs once per worker process).
+pub(crate) type InitFn = Arc<dyn Fn() -> Box<dyn Any> + Send + Sync>;
+
+/// A task function as a plain function pointer (a monomorphised shim over a zero-sized
+/// function), which crosses `exec` by name.
+pub(crate) type ShimFn = fn(&mut dyn Any, &[u8], u32, &mut Vec<u8>);
+
+/// A state constructor as a plain function pointer.
+pub(crate) type InitShim = fn() -> Box<dyn Any>;
+
+/// How a task names its function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FuncRef {
+    /// Entry of the pool's closure table (fork: workers started after it was added).
+    Table(u32),
+    /// A shim by offset (every start method).
+    Portable(i64),
+}
+
+impl FuncRef {
+    /// The closure-table length a worker needs to run this.
+    pub(crate) fn needs_gen(self) -> usize {
+        match self {
+            FuncRef::Table(i) => i as usize + 1,
+            FuncRef::Portable(_) => 0,
+        }
+    }
+
+    pub(crate) fn encode(self) -> (u32, i64) {
+        match self {
+            FuncRef::Table(i) => (i, 0),
+            FuncRef::Portable(o) => (u32::MAX, o),
+        }
+    }
+}
+
+/// An `Extend<u8>` over a borrowed `Vec`, so postcard can append to a buffer we keep (and
+/// truncate) when serialisation fails halfway.
+pub(crate) struct Append<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter)
+    }
+}
+
+impl<'a> Extend<&'a u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = &'a u8>>(&mut self, iter: I) {
+        self.0.extend(iter)
+    }
+}
+
+/// Appends `v`'s postcard bytes to `out`; on failure `out` is unchanged.
+pub(crate) fn encode_append<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    let mark = out.len();
+    match postcard::to_extend(v, Append(out)) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            out.truncate(mark);
+            Err(e.to_string())
+        }
+    }
+}
+
+fn push_failure(out: &mut Vec<u8>, tag: u8, msg: &str) {
+    out.push(tag);
+    encode_append(msg, out).expect("a string always serialises");
+}
+
+thread_local! {
+    /// The message and location of the last panic on this thread (set by the worker's hook).
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs the worker's panic hook: it records "message (at file:line:col)" for the
+/// task's error instead of printing.
+pub(crate) fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = payload_text(info.payload());
+        let text = match info.location() {
+            Some(l) => format!("{msg} (at {}:{}:{})", l.file(), l.line(), l.column()),
+            None => msg,
+        };
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
+    }));
+}
+
+fn payload_text(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(p: Box<dyn Any + Send>) -> String {
+    LAST_PANIC.with(|l| l.borrow_mut().take()).unwrap_or_else(|| payload_text(&*p))
+}
+
+/// A [`Runner`] for `f` over a worker state `S`.
+pub(crate) fn runner<S, T, R, F>(f: F) -> Runner
+where
+    S: 'static,
+    T: DeserializeOwned,
+    R: Serialize,
+    F: Fn(&mut S, T) -> R + Send + Sync + 'static,
+{
+    Arc::new(move |state: &mut dyn Any, input: &[u8], count: u32, out: &mut Vec<u8>| {
+        let Some(state) = state.downcast_mut::<S>() else {
+            for _ in 0..count {
+                push_failure(out, TAG_CODEC, "worker state has an unexpected type");
+            }
+            return;
+        };
+        run_items(input, count, out, |t| f(state, t));
+    })
+}
+
+/// Decodes `count` arguments from `input` one by one and runs `call` on each.
+pub(crate) fn run_items<T, R>(
+    mut input: &[u8],
+    count: u32,
+    out: &mut Vec<u8>,
+    mut call: impl FnMut(T) -> R,
+) where
+    T: DeserializeOwned,
+    R: Serialize,
+{
+    for i in 0..count {
+        let arg = match postcard::take_from_bytes::<T>(input) {
+            Ok((t, rest)) => {
+                input = rest;
+                t
+            }
+            Err(e) => {
+                let msg = format!("cannot decode the task's argument: {e}");
+                for _ in i..count {
+                    push_failure(out, TAG_CODEC, &msg);
+                }
+                return;
+            }
+        };
+        match catch_unwind(AssertUnwindSafe(|| call(arg))) {
+            Ok(r) => {
+                out.push(TAG_OK);
+                if let Err(e) = encode_append(&r, out) {
+                    out.pop();
+                    push_failure(out, TAG_CODEC, &format!("cannot serialise the result: {e}"));
+                }
+            }
+            Err(p) => push_failure(out, TAG_PANIC, &panic_message(p)),
+        }
+    }
+}
+
+/// Reads one item outcome from `data`: `Ok(Ok(value))`, `Ok(Err((tag, message)))`, or `Err`
+/// if the bytes are malformed. Advances `data`.
+pub(crate) fn take_outcome<R: DeserializeOwned>(
+    data: &mut &[u8],
+) -> Result<Result<R, (u8, String)>, String> {
+    let (&tag, rest) = data.split_first().ok_or("truncated result")?;
+    match tag {
+        TAG_OK => {
+            let (v, rest) = postcard::take_from_bytes::<R>(rest)
+                .map_err(|e| format!("cannot decode the result: {e}"))?;
+            *data = rest;
+            Ok(Ok(v))
+        }
+        TAG_PANIC | TAG_CODEC => {
+            let (m, rest) =
+                postcard::take_from_bytes::<String>(rest).map_err(|e| format!("bad error: {e}"))?;
+            *data = rest;
+            Ok(Err((tag, m)))
+        }
+        t => Err(format!("unknown result tag {t}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_with_panics_isolated() {
+        install_panic_hook();
+        let r = runner::<(), u32, u64, _>(|_, x| {
+            if x == 2 {
+                panic!("two is bad");
+            }
+            x as u64 * 10
+        });
+        let mut input = Vec::new();
+        for x in 0..4u32 {
+            encode_append(&x, &mut input).unwrap();
+        }
+        let mut out = Vec::new();
+        r(&mut (), &input, 4, &mut out);
+        let _ = std::panic::take_hook();
+        let mut d = &out[..];
+        assert_eq!(take_outcome::<u64>(&mut d).unwrap(), Ok(0));
+        assert_eq!(take_outcome::<u64>(&mut d).unwrap(), Ok(10));
+        let (tag, msg) = take_outcome::<u64>(&mut d).unwrap().unwrap_err();
+        assert_eq!(tag, TAG_PANIC);
+        assert!(msg.starts_with("two is bad (at ") && msg.contains("func.rs"), "{msg}");
+        assert_eq!(take_outcome::<u64>(&mut d).unwrap(), Ok(30));
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn bad_state_type_and_bad_input_are_codec_errors() {
+        let r = runner::<String, u32, u32, _>(|_, x| x);
+        let mut out = Vec::new();
+        r(&mut 5u8, &[1], 1, &mut out);
+        let mut d = &out[..];
+        assert_eq!(take_outcome::<u32>(&mut d).unwrap().unwrap_err().0, TAG_CODEC);
+        let r = runner::<(), String, u32, _>(|_, s| s.len() as u32);
+        let mut out = Vec::new();
+        r(&mut (), &[200], 2, &mut out);
+        let mut d = &out[..];
+        assert_eq!(take_outcome::<u32>(&mut d).unwrap().unwrap_err().0, TAG_CODEC);
+        assert_eq!(take_outcome::<u32>(&mut d).unwrap().unwrap_err().0, TAG_CODEC);
+    }
+}

@@ -1,0 +1,75 @@
+//! Process pools for [multiproc]: Python's `multiprocessing.Pool` and
+//! `concurrent.futures.ProcessPoolExecutor`, where a worker that dies (SIGKILL, segfault,
+//! abort, OOM) fails only the task it was running, a late task is killed, and a task costs
+//! microseconds.
+//!
+//! - [`Pool`] / [`PoolBuilder`]: `map`, `imap`, `imap_unordered`, `starmap`, `apply`,
+//!   `apply_async`, `map_async`, `starmap_async`, `close`, `terminate`, `join`; processes,
+//!   start method, initializer, [worker state](PoolBuilder::worker_state),
+//!   `max_tasks_per_child`, per-task timeout. [`Job`] sets a job's chunk size and progress
+//!   reporting; [`Imap`] is the lazy result iterator; [`AsyncResult`] the deferred result.
+//! - [`ProcessPoolExecutor`] and [`ThreadPoolExecutor`], both [`Executor`]s: `submit` →
+//!   [`Future`] (`result`, `result_timeout`, `cancel`, `running`, `done`, done-callbacks, and
+//!   `std::future::Future` for `.await`), `map` ([`ExecutorMap`]), `shutdown`.
+//! - [`wait`] with [`ReturnWhen`], [`as_completed`], [`as_completed_timeout`].
+//! - [`WorkerInsights`]: per-worker tasks, items, busy and waiting time.
+//! - [`Error`] / [`ErrorKind`]: [`WorkerDied`](ErrorKind::WorkerDied) names the signal or
+//!   exit code ([`WorkerExit`]); [`Panicked`](ErrorKind::Panicked) carries the panic message.
+//!
+//! Task functions are function items or closures without captures (sent to workers by
+//! name: every start method), or — with [`StartMethod::Fork`] — any `Fn` closure. Arguments
+//! and results are serde types (postcard on the wire).
+//!
+//! ```
+//! use multiproc_pool::{Pool, StartMethod};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build()?;
+//! assert_eq!(pool.map(square, 0..10u64)?, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+//! let total: u64 = pool.imap(square, 0..1000u64)?.map(|r| r.unwrap()).sum();
+//! assert_eq!(total, 332_833_500);
+//! # Ok::<(), multiproc_pool::Error>(())
+//! ```
+//!
+//! # How a death is contained
+//! The parent gives each worker its own task ring and result ring in shared memory and
+//! numbers the tasks it hands to each worker; a worker records the number of the task it
+//! starts. When a worker dies, the tasks it had published results for are kept, the one it
+//! had started fails with [`ErrorKind::WorkerDied`] (or [`ErrorKind::TaskTimedOut`]), and
+//! the ones queued behind it are handed to other workers — so no task is lost, and none
+//! runs to completion twice. A new worker takes the slot.
+//!
+//! [multiproc]: https://docs.rs/multiproc
+
+#![deny(unsafe_code)]
+
+mod chunk;
+mod core;
+mod error;
+mod executor;
+mod func;
+mod future;
+mod insights;
+mod launch;
+mod pool;
+mod portable;
+mod progress;
+mod ring;
+mod shm;
+mod sink;
+mod task;
+mod worker;
+
+pub use crate::error::{Error, ErrorKind, Result, WorkerExit};
+pub use crate::executor::{Executor, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor};
+pub use crate::future::{
+    as_completed, as_completed_timeout, wait, AsCompleted, AsyncResult, Future, ReturnWhen, Waited,
+};
+pub use crate::insights::WorkerInsights;
+pub use crate::pool::{cpu_count, Imap, Job, Pool, PoolBuilder};
+pub use crate::progress::ProgressFn;
+pub use crate::task::{Plain, StarFn, Stateful, TaskFn};
+pub use multiproc_spawn::StartMethod;

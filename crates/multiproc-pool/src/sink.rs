@@ -1,0 +1,302 @@
+//! Where results land: one future, a collected `Vec`, or a stream for `imap`.
+
+use crate::core::Sink;
+use crate::error::{Error, ErrorKind, Result};
+use crate::func::{take_outcome, TAG_PANIC};
+use crate::future::Slot;
+use crate::progress::Progress;
+use serde::de::DeserializeOwned;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Decodes `count` outcomes; a malformed buffer fails the rest.
+fn decode_items<R: DeserializeOwned>(count: u32, mut data: &[u8], mut each: impl FnMut(Result<R>)) {
+    for i in 0..count {
+        match take_outcome::<R>(&mut data) {
+            Ok(Ok(v)) => each(Ok(v)),
+            Ok(Err((tag, msg))) => {
+                let kind = if tag == TAG_PANIC { ErrorKind::Panicked } else { ErrorKind::Codec };
+                each(Err(Error::new(kind, msg)))
+            }
+            Err(msg) => {
+                let e = Error::new(ErrorKind::Codec, msg);
+                for _ in i..count {
+                    each(Err(e.clone()));
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// One task, one future (`apply_async`, `submit`).
+pub(crate) struct SingleSink<R> {
+    pub(crate) slot: Arc<Slot<R>>,
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for SingleSink<R> {
+    fn deliver(&self, _first: u64, count: u32, data: &[u8]) {
+        let mut out = None;
+        decode_items::<R>(count, data, |r| {
+            if out.is_none() {
+                out = Some(r)
+            }
+        });
+        self.slot.complete(out.unwrap_or_else(|| Err(Error::new(ErrorKind::Codec, "no result"))));
+    }
+
+    fn fail(&self, _first: u64, _count: u32, err: &Error) {
+        self.slot.complete(Err(err.clone()));
+    }
+
+    fn start(&self) -> bool {
+        self.slot.set_running()
+    }
+
+    fn eager(&self) -> bool {
+        true
+    }
+
+    fn cancel(&self, _first: u64, _count: u32) {
+        self.slot.cancel();
+    }
+}
+
+struct CollectState<R> {
+    items: Vec<Option<Result<R>>>,
+    filled: usize,
+    /// Known once the input is exhausted.
+    total: Option<usize>,
+}
+
+/// Every item into a `Vec` by index (`map`, `starmap`, `map_async`).
+pub(crate) struct CollectSink<R> {
+    st: Mutex<CollectState<R>>,
+    progress: Option<Progress>,
+    /// `map_async`: finished with the whole `Vec` (or the first error by index).
+    done: Option<Arc<Slot<Vec<R>>>>,
+    abandoned: AtomicBool,
+}
+
+impl<R> CollectSink<R> {
+    pub(crate) fn new(progress: Option<Progress>, done: Option<Arc<Slot<Vec<R>>>>) -> Self {
+        CollectSink {
+            st: Mutex::new(CollectState { items: Vec::new(), filled: 0, total: None }),
+            progress,
+            done,
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    /// The input is exhausted after `total` items.
+    pub(crate) fn set_total(&self, total: usize) {
+        let mut st = lock(&self.st);
+        st.total = Some(total);
+        if let Some(p) = &self.progress {
+            p.set_total(total);
+        }
+        self.maybe_finish(st);
+    }
+
+    pub(crate) fn filled(&self) -> usize {
+        lock(&self.st).filled
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        let st = lock(&self.st);
+        st.total == Some(st.filled)
+    }
+
+    /// The caller stopped waiting (its input panicked): skip what has not started.
+    pub(crate) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes the results: the values in order, or the first error by index.
+    pub(crate) fn take(&self) -> Result<Vec<R>> {
+        let mut st = lock(&self.st);
+        let items = std::mem::take(&mut st.items);
+        collect(items)
+    }
+
+    fn put(&self, first: u64, results: Vec<Result<R>>) {
+        let n = results.len();
+        let mut st = lock(&self.st);
+        let end = first as usize + n;
+        if st.items.len() < end {
+            st.items.resize_with(end, || None);
+        }
+        let mut added = 0;
+        for (i, r) in results.into_iter().enumerate() {
+            let slot = &mut st.items[first as usize + i];
+            if slot.is_none() {
+                added += 1;
+            }
+            *slot = Some(r);
+        }
+        st.filled += added;
+        let filled = st.filled;
+        let total = st.total;
+        drop(st);
+        if let Some(p) = &self.progress {
+            p.advance(n, filled, total);
+        }
+        let st = lock(&self.st);
+        self.maybe_finish(st);
+    }
+
+    fn maybe_finish(&self, mut st: MutexGuard<'_, CollectState<R>>) {
+        if st.total != Some(st.filled) {
+            return;
+        }
+        if let Some(p) = &self.progress {
+            p.finish();
+        }
+        if let Some(slot) = &self.done {
+            let items = std::mem::take(&mut st.items);
+            drop(st);
+            slot.complete(collect(items));
+        }
+    }
+}
+
+fn collect<R>(items: Vec<Option<Result<R>>>) -> Result<Vec<R>> {
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        match it {
+            Some(Ok(v)) => out.push(v),
+            Some(Err(e)) => return Err(e),
+            None => return Err(Error::new(ErrorKind::Codec, "missing result")),
+        }
+    }
+    Ok(out)
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for CollectSink<R> {
+    fn deliver(&self, first: u64, count: u32, data: &[u8]) {
+        let mut v = Vec::with_capacity(count as usize);
+        decode_items::<R>(count, data, |r| v.push(r));
+        self.put(first, v);
+    }
+
+    fn fail(&self, first: u64, count: u32, err: &Error) {
+        self.put(first, (0..count).map(|_| Err(err.clone())).collect());
+    }
+
+    fn start(&self) -> bool {
+        !self.abandoned.load(Ordering::Relaxed)
+    }
+}
+
+struct StreamState<R> {
+    /// Ordered: results by index from `next`; unordered: in arrival order.
+    ready: VecDeque<Option<(u64, Result<R>)>>,
+    next: u64,
+    delivered: usize,
+}
+
+/// Results for an iterator (`imap`, `imap_unordered`).
+pub(crate) struct StreamSink<R> {
+    st: Mutex<StreamState<R>>,
+    ordered: bool,
+    progress: Option<Progress>,
+    abandoned: AtomicBool,
+}
+
+impl<R> StreamSink<R> {
+    pub(crate) fn new(ordered: bool, progress: Option<Progress>) -> Self {
+        StreamSink {
+            st: Mutex::new(StreamState { ready: VecDeque::new(), next: 0, delivered: 0 }),
+            ordered,
+            progress,
+            abandoned: AtomicBool::new(false),
+        }
+    }
+
+    /// The next result if it is there (in order, or any for unordered), with its index.
+    pub(crate) fn pop(&self) -> Option<(u64, Result<R>)> {
+        let mut st = lock(&self.st);
+        if self.ordered {
+            match st.ready.front() {
+                Some(Some(_)) => {
+                    let r = st.ready.pop_front().flatten();
+                    st.next += 1;
+                    r
+                }
+                _ => None,
+            }
+        } else {
+            st.ready.pop_front().flatten()
+        }
+    }
+
+    pub(crate) fn has_next(&self) -> bool {
+        let st = lock(&self.st);
+        match st.ready.front() {
+            Some(Some(_)) => true,
+            Some(None) => !self.ordered,
+            None => false,
+        }
+    }
+
+    pub(crate) fn delivered(&self) -> usize {
+        lock(&self.st).delivered
+    }
+
+    pub(crate) fn set_total(&self, total: usize) {
+        if let Some(p) = &self.progress {
+            p.set_total(total);
+            if self.delivered() == total {
+                p.finish();
+            }
+        }
+    }
+
+    pub(crate) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+    }
+
+    fn put(&self, first: u64, results: Vec<Result<R>>) {
+        let n = results.len();
+        let mut st = lock(&self.st);
+        for (i, r) in results.into_iter().enumerate() {
+            let idx = first + i as u64;
+            if self.ordered {
+                let pos = (idx - st.next) as usize;
+                if st.ready.len() <= pos {
+                    st.ready.resize_with(pos + 1, || None);
+                }
+                st.ready[pos] = Some((idx, r));
+            } else {
+                st.ready.push_back(Some((idx, r)));
+            }
+        }
+        st.delivered += n;
+        let d = st.delivered;
+        drop(st);
+        if let Some(p) = &self.progress {
+            p.advance(n, d, None);
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for StreamSink<R> {
+    fn deliver(&self, first: u64, count: u32, data: &[u8]) {
+        let mut v = Vec::with_capacity(count as usize);
+        decode_items::<R>(count, data, |r| v.push(r));
+        self.put(first, v);
+    }
+
+    fn fail(&self, first: u64, count: u32, err: &Error) {
+        self.put(first, (0..count).map(|_| Err(err.clone())).collect());
+    }
+
+    fn start(&self) -> bool {
+        !self.abandoned.load(Ordering::Relaxed)
+    }
+}
