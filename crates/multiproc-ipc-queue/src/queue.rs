@@ -293,8 +293,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 let len = (buf.len() - REC_HDR) as u32;
                 buf[..4].copy_from_slice(&len.to_le_bytes());
                 let mut res = ring.reserve(me, span as u32, block)?;
-                res.prepare(me, block)?;
-                res.write(0, buf);
+                if span == 1 {
+                    buf.resize(SLOT_BYTES, 0);
+                    res.write_slot(buf[..SLOT_BYTES].try_into().expect("one slot"));
+                } else {
+                    res.prepare(me, block)?;
+                    res.write(0, buf);
+                }
                 res.commit();
                 Ok(())
             } else {
@@ -342,7 +347,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 continue; // dropping the claim releases the record
             }
             let mut hdr = [0u8; stream::DESC_BYTES];
-            claim.read(0, &mut hdr);
+            match claim.view(0, REC_HDR) {
+                Some(v) => hdr[..REC_HDR].copy_from_slice(v),
+                None => claim.read(0, &mut hdr[..REC_HDR]),
+            }
+            if hdr[4] & FLAG_STREAM as u8 != 0 {
+                claim.read(0, &mut hdr);
+            }
             let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
             let flags = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
             let h = ring.header();

@@ -375,6 +375,15 @@ pub trait Mem {
     /// # Safety
     /// As for [`read`](Mem::read), for as long as the view lives.
     unsafe fn view(&self, off: usize, len: usize) -> Option<&[u8]>;
+    /// Copies one whole slot at `off` (a multiple of [`SLOT_BYTES`]).
+    ///
+    /// # Safety
+    /// As for [`write`](Mem::write).
+    #[inline]
+    unsafe fn write_slot(&self, off: usize, src: &[u8; SLOT_BYTES]) {
+        // SAFETY: forwarded.
+        unsafe { self.write(off, src) }
+    }
     /// Whether the process registered as `party` still runs.
     fn alive(&self, party: u32) -> bool;
 }
@@ -509,6 +518,17 @@ impl Waiter {
 pub(crate) fn notify(ev: &AtomicU32) {
     fence(Ordering::SeqCst);
     let v = ev.load(Ordering::Relaxed);
+    if v & 1 != 0 {
+        notify_slow(ev, v);
+    }
+}
+
+/// [`notify`] for a caller whose change was a `SeqCst` read-modify-write: the SC order of
+/// that write and this SC load stands in for the fence (a waiter sets the bit with a SC RMW
+/// and fences before looking at the state).
+#[inline]
+pub(crate) fn notify_after_sc(ev: &AtomicU32) {
+    let v = ev.load(Ordering::SeqCst);
     if v & 1 != 0 {
         notify_slow(ev, v);
     }
@@ -655,7 +675,7 @@ impl<M: Mem> Ring<M> {
     /// The caller owns the bytes under the protocol.
     pub(crate) unsafe fn copy_in(&self, at: usize, src: &[u8]) {
         let size = self.data_bytes();
-        let at = at % size;
+        let at = at & (size - 1);
         let first = src.len().min(size - at);
         // SAFETY: both pieces lie inside the data area; ownership is the caller's promise.
         unsafe {
@@ -672,7 +692,7 @@ impl<M: Mem> Ring<M> {
     /// The caller owns the bytes under the protocol.
     pub(crate) unsafe fn copy_out(&self, at: usize, dst: &mut [u8]) {
         let size = self.data_bytes();
-        let at = at % size;
+        let at = at & (size - 1);
         let first = dst.len().min(size - at);
         let (a, b) = dst.split_at_mut(first);
         // SAFETY: both pieces lie inside the data area; ownership is the caller's promise.
@@ -949,12 +969,19 @@ impl<M: Mem> Ring<M> {
     /// Releases the record at `pos` (claimed with `word`): continuation slots first, then
     /// the first slot; waits (with recovery) for continuation slots still busy with the
     /// previous lap (only a `SKIP` record can have those).
-    fn release(&self, me: u32, pos: u64, span: u32, word: u64) {
+    fn release(&self, me: u32, pos: u64, span: u32, word: u64, exclusive: bool) {
         let mut w = Waiter::new(Block::Forever);
         for j in 1..span as u64 {
             let p = self.add(pos, j);
             let (i, l) = (self.idx(p), self.lap(p));
             let next = pack(self.lap(self.add(p, self.n)), EMPTY, 0, 0);
+            if exclusive {
+                // Our own live claim of a committed record: every continuation slot is
+                // CONT(l) and nobody else writes it.
+                debug_assert_eq!(self.slot(i).load(Ordering::Relaxed), pack(l, CONT, 0, j as u32));
+                self.slot(i).store(next, Ordering::Release);
+                continue;
+            }
             loop {
                 let s = self.slot(i).load(Ordering::Acquire);
                 let d = self.lap_diff(lap_of(s), l);
@@ -981,8 +1008,14 @@ impl<M: Mem> Ring<M> {
         }
         let i = self.idx(pos);
         let next = pack(self.lap(self.add(pos, self.n)), EMPTY, 0, 0);
-        let _ = self.slot(i).compare_exchange(word, next, Ordering::Release, Ordering::Relaxed);
-        notify(&self.header().ev_release);
+        if exclusive {
+            let _old = self.slot(i).swap(next, Ordering::SeqCst);
+            debug_assert_eq!(_old, word);
+            notify_after_sc(&self.header().ev_release);
+        } else {
+            let _ = self.slot(i).compare_exchange(word, next, Ordering::SeqCst, Ordering::Relaxed);
+            notify_after_sc(&self.header().ev_release);
+        }
     }
 
     // ----------------------------------------------------------------------------------
@@ -1064,7 +1097,7 @@ impl<M: Mem> Ring<M> {
                     let pos = self.pos_at(lap_of(s), i);
                     self.help_head(pos, span_of(s));
                     self.recovered_reading(me, pos, span_of(s));
-                    self.release(me, pos, span_of(s), mine);
+                    self.release(me, pos, span_of(s), mine, false);
                     let h = self.header();
                     // The dead consumer's message (if it was one) is lost and will never
                     // see `task_done`: count it out of `join`.
@@ -1112,6 +1145,14 @@ impl<'a, M: Mem> Reservation<'a, M> {
         Ok(())
     }
 
+    /// Writes one whole slot (the record must be one slot long): a fixed-size copy.
+    #[inline]
+    pub fn write_slot(&mut self, src: &[u8; SLOT_BYTES]) {
+        assert_eq!(self.span, 1);
+        // SAFETY: the reservation owns its one slot (WRITING, ours).
+        unsafe { self.ring.mem.write_slot(self.ring.byte_of(self.pos), src) };
+    }
+
     /// Writes `src` at byte `off` of the record.
     pub fn write(&mut self, off: usize, src: &[u8]) {
         assert!(off + src.len() <= self.span as usize * SLOT_BYTES, "write past the record");
@@ -1130,8 +1171,8 @@ impl<'a, M: Mem> Reservation<'a, M> {
         let r = self.ring;
         self.done = true;
         let i = r.idx(self.pos);
-        r.slot(i).store(pack(r.lap(self.pos), READY, 0, self.span), Ordering::Release);
-        notify(&r.header().ev_commit);
+        r.slot(i).swap(pack(r.lap(self.pos), READY, 0, self.span), Ordering::SeqCst);
+        notify_after_sc(&r.header().ev_commit);
     }
 
     /// Publishes the record as `SKIP` (nothing is delivered).
@@ -1198,7 +1239,8 @@ impl<'a, M: Mem> Claim<'a, M> {
 
 impl<M: Mem> Drop for Claim<'_, M> {
     fn drop(&mut self) {
-        self.ring.release(self.me, self.pos, self.span, self.word);
+        // A SKIP record may have continuation slots its dead producer never prepared.
+        self.ring.release(self.me, self.pos, self.span, self.word, !self.discard);
     }
 }
 

@@ -227,6 +227,13 @@ impl Mem for ShmMem {
     }
 
     #[inline]
+    unsafe fn write_slot(&self, off: usize, src: &[u8; SLOT_BYTES]) {
+        debug_assert!(off + SLOT_BYTES <= self.n_slots * SLOT_BYTES);
+        // SAFETY: in bounds (caller); the caller owns the slot's bytes.
+        unsafe { self.data.as_ptr().add(off).cast::<[u8; SLOT_BYTES]>().write_unaligned(*src) }
+    }
+
+    #[inline]
     unsafe fn read(&self, off: usize, dst: &mut [u8]) {
         debug_assert!(off + dst.len() <= self.n_slots * SLOT_BYTES);
         // SAFETY: in bounds (caller); the caller owns the bytes, so nobody writes them now.
