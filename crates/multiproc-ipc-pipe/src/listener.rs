@@ -31,9 +31,7 @@ use sha2::Sha256;
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Mutex, MutexGuard};
@@ -127,7 +125,8 @@ impl From<&Path> for Address {
 }
 
 enum Sock {
-    Unix(UnixListener),
+    /// A `SOCK_SEQPACKET` Unix socket (path or abstract name), non-blocking.
+    Unix(OwnedFd),
     Tcp(TcpListener),
 }
 
@@ -142,13 +141,19 @@ impl Sock {
     /// Accepts one waiting client (the listener is non-blocking): `(socket, is_tcp)`.
     fn accept(&self) -> std::io::Result<(OwnedFd, bool)> {
         match self {
-            Sock::Unix(l) => l.accept().map(|(s, _)| (OwnedFd::from(s), false)),
+            Sock::Unix(l) => sys::accept(l.as_fd()).map(|s| (s, false)),
             Sock::Tcp(l) => l.accept().map(|(s, _)| {
                 let _ = s.set_nodelay(true);
                 (OwnedFd::from(s), true)
             }),
         }
     }
+}
+
+fn unix_listen(addr: sys::UnixAddr<'_>, what: &Address) -> Result<OwnedFd> {
+    let fd = sys::seqpacket_socket(true).map_err(|e| Error::io(e, "socket"))?;
+    sys::bind_listen(fd.as_fd(), addr).map_err(|e| Error::io(e, format!("binding {what}")))?;
+    Ok(fd)
 }
 
 /// A handshake in progress on the listener's side.
@@ -205,11 +210,13 @@ fn bad_handshake(why: &str) -> Error {
     Error::new(ErrorKind::Authentication, why.to_string())
 }
 
-/// Reads one handshake message into `buf[..]` (non-blocking): `Ok(true)` once
-/// `HS_HEADER + len` bytes are in. Checks the magic as soon as it is in, and the (type,
-/// length) against `expect` as soon as the header is.
+/// Reads one handshake message into `buf` (non-blocking): `Ok(true)` once
+/// `HS_HEADER + len` bytes are in. On a stream, reads exactly that (nothing of what follows);
+/// on a record socket, one whole record. Checks the magic as soon as it is in, and the (type,
+/// length) against `expect` as soon as the header is. `Err(None)`: the peer left.
 fn hs_read(
     sock: BorrowedFd<'_>,
+    records: bool,
     buf: &mut [u8; HS_HEADER + 255],
     filled: &mut usize,
     expect: &[(u8, usize)],
@@ -220,15 +227,15 @@ fn hs_read(
             return Ok(true);
         }
         let mut fds = Vec::new();
-        let dst = &mut buf[*filled..need];
+        let dst = if records { &mut buf[..] } else { &mut buf[*filled..need] };
         // SAFETY: reinterpreting initialised bytes as MaybeUninit is always sound, and recvmsg
         // only writes initialised bytes into it.
         let dst = unsafe { &mut *(dst as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
         match sys::recvmsg(sock, dst, &mut [], &mut fds, true) {
             Ok((0, _)) => return Err(None),
-            Ok((n, _)) => {
-                if !fds.is_empty() {
-                    return Err(Some(bad_handshake("descriptors sent during the handshake")));
+            Ok((n, cut)) => {
+                if !fds.is_empty() || cut {
+                    return Err(Some(bad_handshake("malformed handshake message")));
                 }
                 *filled += n;
                 let magic = (*filled).min(HS_MAGIC.len());
@@ -241,6 +248,9 @@ fn hs_read(
                 if *filled >= HS_HEADER && !expect.contains(&(buf[4], buf[5] as usize)) {
                     return Err(Some(bad_handshake("unexpected handshake message")));
                 }
+                if records && *filled != HS_HEADER + buf[5] as usize {
+                    return Err(Some(bad_handshake("handshake record of the wrong size")));
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
             Err(_) => return Err(None),
@@ -252,6 +262,7 @@ impl Handshake {
     fn step(&mut self, key: &[u8]) -> Step {
         match hs_read(
             self.sock.as_fd(),
+            !self.tcp,
             &mut self.buf,
             &mut self.filled,
             &[(T_RESPONSE, MAC + NONCE)],
@@ -344,17 +355,16 @@ impl ListenerBuilder {
         let address = address.into();
         let (sock, address, path) = match &address {
             Address::Unix(p) => {
-                let l = UnixListener::bind(p)
-                    .map_err(|e| Error::io(e, format!("binding {}", p.display())))?;
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| Error::io(e, "chmod 0600 of the socket"))?;
+                let l = unix_listen(sys::UnixAddr::Path(p), &address)?;
+                if let Err(e) = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+                {
+                    let _ = std::fs::remove_file(p);
+                    return Err(Error::io(e, "chmod 0600 of the socket"));
+                }
                 (Sock::Unix(l), address.clone(), Some(p.clone()))
             }
             Address::Abstract(n) => {
-                let a = std::os::unix::net::SocketAddr::from_abstract_name(n)
-                    .map_err(|e| Error::io(e, "abstract name"))?;
-                let l = UnixListener::bind_addr(&a)
-                    .map_err(|e| Error::io(e, format!("binding {address}")))?;
+                let l = unix_listen(sys::UnixAddr::Abstract(n), &address)?;
                 (Sock::Unix(l), address.clone(), None)
             }
             Address::Tcp(a) => {
@@ -387,15 +397,16 @@ impl ListenerBuilder {
             }
         };
         let path = dir.join("listener.sock");
-        let l = match UnixListener::bind(&path) {
+        let address = Address::Unix(path.clone());
+        let l = match unix_listen(sys::UnixAddr::Path(&path), &address) {
             Ok(l) => l,
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
-                return Err(Error::io(e, format!("binding {}", path.display())));
+                return Err(e);
             }
         };
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        self.finish(Sock::Unix(l), Address::Unix(path.clone()), Some(path), Some(dir))
+        self.finish(Sock::Unix(l), address, Some(path), Some(dir))
     }
 
     fn finish(
@@ -406,11 +417,9 @@ impl ListenerBuilder {
         dir: Option<PathBuf>,
     ) -> Result<Listener> {
         let cleanup = Cleanup { path, dir, pid: std::process::id() };
-        match &sock {
-            Sock::Unix(l) => l.set_nonblocking(true),
-            Sock::Tcp(l) => l.set_nonblocking(true),
+        if let Sock::Tcp(l) = &sock {
+            l.set_nonblocking(true).map_err(|e| Error::io(e, "set_nonblocking"))?;
         }
-        .map_err(|e| Error::io(e, "set_nonblocking"))?;
         let epoll = sys::epoll_create().map_err(|e| Error::io(e, "epoll_create"))?;
         sys::epoll_add(epoll.as_fd(), sock.fd(), LISTEN_TOKEN)
             .map_err(|e| Error::io(e, "epoll_ctl"))?;
@@ -659,15 +668,10 @@ impl Client {
         let what = || format!("connecting to {address}");
         let (sock, tcp) = match address {
             Address::Unix(p) => {
-                (OwnedFd::from(UnixStream::connect(p).map_err(|e| Error::io(e, what()))?), false)
+                (unix_connect(sys::UnixAddr::Path(p)).map_err(|e| Error::io(e, what()))?, false)
             }
             Address::Abstract(n) => {
-                let a = std::os::unix::net::SocketAddr::from_abstract_name(n)
-                    .map_err(|e| Error::io(e, "abstract name"))?;
-                (
-                    OwnedFd::from(UnixStream::connect_addr(&a).map_err(|e| Error::io(e, what()))?),
-                    false,
-                )
+                (unix_connect(sys::UnixAddr::Abstract(n)).map_err(|e| Error::io(e, what()))?, false)
             }
             Address::Tcp(a) => {
                 let s = TcpStream::connect_timeout(a, timeout).map_err(|e| Error::io(e, what()))?;
@@ -676,22 +680,29 @@ impl Client {
             }
         };
         if let Some(key) = authkey {
-            client_handshake(sock.as_fd(), key, deadline)?;
+            client_handshake(sock.as_fd(), !tcp, key, deadline)?;
         }
         Ok(Connection::from_parts(sock, true, true, tcp))
     }
 }
 
+fn unix_connect(addr: sys::UnixAddr<'_>) -> std::io::Result<OwnedFd> {
+    let fd = sys::seqpacket_socket(false)?;
+    sys::connect(fd.as_fd(), addr)?;
+    Ok(fd)
+}
+
 /// Reads one handshake message before `deadline`.
 fn client_read(
     sock: BorrowedFd<'_>,
+    records: bool,
     deadline: Instant,
     expect: &[(u8, usize)],
 ) -> Result<([u8; HS_HEADER + 255], usize)> {
     let mut buf = [0u8; HS_HEADER + 255];
     let mut filled = 0;
     loop {
-        match hs_read(sock, &mut buf, &mut filled, expect) {
+        match hs_read(sock, records, &mut buf, &mut filled, expect) {
             Ok(true) => return Ok((buf, filled)),
             Ok(false) => {}
             Err(Some(e)) => return Err(e),
@@ -716,8 +727,13 @@ fn client_read(
     }
 }
 
-fn client_handshake(sock: BorrowedFd<'_>, key: &[u8], deadline: Instant) -> Result<()> {
-    let (buf, _) = client_read(sock, deadline, &[(T_CHALLENGE, NONCE)])?;
+fn client_handshake(
+    sock: BorrowedFd<'_>,
+    records: bool,
+    key: &[u8],
+    deadline: Instant,
+) -> Result<()> {
+    let (buf, _) = client_read(sock, records, deadline, &[(T_CHALLENGE, NONCE)])?;
     if buf[4] != T_CHALLENGE || buf[5] as usize != NONCE {
         return Err(bad_handshake("unexpected handshake message from the listener"));
     }
@@ -728,7 +744,7 @@ fn client_handshake(sock: BorrowedFd<'_>, key: &[u8], deadline: Instant) -> Resu
     body[..MAC].copy_from_slice(&answer);
     body[MAC..].copy_from_slice(&nc);
     hs_send(sock, &hs_message(T_RESPONSE, &body), false)?;
-    let (reply, _) = client_read(sock, deadline, &[(T_WELCOME, MAC), (T_FAILURE, 0)])?;
+    let (reply, _) = client_read(sock, records, deadline, &[(T_WELCOME, MAC), (T_FAILURE, 0)])?;
     match (reply[4], reply[5] as usize) {
         (T_WELCOME, MAC) => {
             let proof = &reply[HS_HEADER..HS_HEADER + MAC];

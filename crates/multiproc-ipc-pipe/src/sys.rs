@@ -315,3 +315,81 @@ pub(crate) fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A Unix socket address: a path, or a Linux abstract name.
+#[derive(Clone, Copy)]
+pub(crate) enum UnixAddr<'a> {
+    Path(&'a std::path::Path),
+    Abstract(&'a [u8]),
+}
+
+fn sockaddr_un(addr: UnixAddr<'_>) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: an all-zero sockaddr_un is a valid value.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let (bytes, skip) = match addr {
+        UnixAddr::Path(p) => (p.as_os_str().as_bytes(), 0),
+        UnixAddr::Abstract(n) => (n, 1),
+    };
+    // A path needs room for its NUL; an abstract name starts after a NUL byte.
+    if bytes.len() + 1 > sa.sun_path.len() || (skip == 0 && bytes.contains(&0)) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "Unix socket address too long"));
+    }
+    for (d, s) in sa.sun_path[skip..].iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let base = std::mem::size_of::<libc::sa_family_t>();
+    let len = base + skip + bytes.len() + (1 - skip);
+    Ok((sa, len as libc::socklen_t))
+}
+
+/// A `SOCK_SEQPACKET` Unix socket, close-on-exec (and non-blocking if asked).
+pub(crate) fn seqpacket_socket(nonblocking: bool) -> io::Result<OwnedFd> {
+    let ty = libc::SOCK_SEQPACKET
+        | libc::SOCK_CLOEXEC
+        | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    // SAFETY: socket has no memory preconditions.
+    let fd = cvt(unsafe { libc::socket(libc::AF_UNIX, ty, 0) })?;
+    // SAFETY: `fd` was just returned by the kernel and belongs to nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `bind` then `listen`.
+pub(crate) fn bind_listen(fd: BorrowedFd<'_>, addr: UnixAddr<'_>) -> io::Result<()> {
+    let (sa, len) = sockaddr_un(addr)?;
+    // SAFETY: `sa` is a valid sockaddr_un of `len` meaningful bytes, alive for the call.
+    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len) })?;
+    // SAFETY: listen has no memory preconditions.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) }).map(|_| ())
+}
+
+/// `connect`, retried on `EINTR`.
+pub(crate) fn connect(fd: BorrowedFd<'_>, addr: UnixAddr<'_>) -> io::Result<()> {
+    let (sa, len) = sockaddr_un(addr)?;
+    loop {
+        // SAFETY: `sa` is a valid sockaddr_un of `len` meaningful bytes, alive for the call.
+        let r =
+            unsafe { libc::connect(fd.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len) };
+        match cvt(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
+/// `accept4` of a waiting connection, close-on-exec and blocking; `WouldBlock` when none
+/// waits (the listening socket is non-blocking).
+pub(crate) fn accept(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers are allowed (the peer address is not wanted).
+    let n = cvt(unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `n` was just returned by the kernel and belongs to nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}

@@ -109,7 +109,7 @@ fn silent_client_does_not_block_others() {
         .bind_private()
         .unwrap();
     let Address::Unix(path) = l.address().clone() else { unreachable!() };
-    let mut silent = UnixStream::connect(&path).unwrap();
+    let mut silent = common::sys::seqpacket_connect(&path);
     let silent2 = std::net::TcpStream::connect("127.0.0.1:9").ok(); // nothing: just noise
     drop(silent2);
     let addr = l.address().clone();
@@ -142,13 +142,13 @@ fn garbage_before_handshake() {
     let l = keyed(b"k").bind_private().unwrap();
     let Address::Unix(path) = l.address().clone() else { unreachable!() };
     for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], b"MPH\x01\x02\xff", &[0u8; 300][..]] {
-        let mut s = UnixStream::connect(&path).unwrap();
+        let mut s = common::sys::seqpacket_connect(&path);
         s.write_all(garbage).unwrap();
         let e = l.accept_timeout(T).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Authentication, "{e}");
     }
     // Right size, wrong digest.
-    let mut s = UnixStream::connect(&path).unwrap();
+    let mut s = common::sys::seqpacket_connect(&path);
     let mut m = b"MPH\x01\x02\x40".to_vec();
     m.extend([0xAAu8; 64]);
     s.write_all(&m).unwrap();

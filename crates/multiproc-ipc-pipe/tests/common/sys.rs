@@ -79,3 +79,26 @@ pub(crate) fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill has no memory preconditions.
     unsafe { libc::kill(pid as libc::pid_t, sig) };
 }
+
+/// A raw `SOCK_SEQPACKET` connection to a Unix socket path (what a listener's clients use),
+/// wrapped as a `UnixStream` for read/write (each write is one record).
+pub(crate) fn seqpacket_connect(path: &std::path::Path) -> std::os::unix::net::UnixStream {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: socket has no memory preconditions.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0);
+    // SAFETY: the descriptor was just returned by the kernel and belongs to nobody else.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in sa.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `sa` is a valid sockaddr_un for the call.
+    let r = unsafe { libc::connect(fd, (&sa as *const libc::sockaddr_un).cast(), len) };
+    assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
+    std::os::unix::net::UnixStream::from(owned)
+}
