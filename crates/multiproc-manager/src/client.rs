@@ -219,11 +219,36 @@ impl Client {
         resp.map_err(Error::from)
     }
 
+    /// Tells the server this session ends cleanly (not a crash); sent by the last connection
+    /// left, just before it closes.
+    fn goodbye(&self) {
+        if self.pid != std::process::id() {
+            return;
+        }
+        let conn = lock(&self.idle).pop();
+        if let Some(conn) = conn {
+            let mut buf = Vec::new();
+            if transport::encode(&Request::Goodbye, &mut buf, self.cfg.max_frame).is_ok()
+                && conn.send_bytes(&buf).is_ok()
+            {
+                // Wait for the answer, so the goodbye is processed before the close is seen
+                // on this session's other connections; bounded, the server may be gone.
+                let _ = conn.recv_bytes_timeout(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+
     /// Drops references without waiting for anything but the answer; errors are ignored (a
     /// server that is gone has freed everything anyway).
     pub(crate) fn decref(&self, ids: Vec<Id>) {
         if !ids.is_empty() && self.pid == std::process::id() {
             let _ = self.call(&Request::Decref(ids));
         }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.goodbye();
     }
 }

@@ -105,6 +105,9 @@ pub(crate) enum Request {
     },
     /// Server facts.
     Info,
+    /// The client is closing cleanly (not crashing): plain locks it holds stay held, as in
+    /// Python (anyone may release them); only a crash releases and poisons them.
+    Goodbye,
     /// Stops the server.
     Shutdown,
     List(Id, ListOp),

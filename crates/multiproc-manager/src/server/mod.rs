@@ -61,6 +61,8 @@ struct Session {
     refs: HashMap<Id, usize>,
     holds: HashSet<u64>,
     locks: HashSet<Id>,
+    /// The client said goodbye before closing (see `Request::Goodbye`).
+    clean: bool,
 }
 
 #[derive(Default)]
@@ -165,7 +167,7 @@ impl Shared {
         // Locks first (so waiters learn of the poison), then references.
         for id in &sess.locks {
             if let Ok(e) = self.lookup(*id) {
-                e.release_dead(session);
+                e.release_dead(session, sess.clean);
             }
         }
         let mut drop_ids = Vec::new();
@@ -356,6 +358,12 @@ impl Shared {
                 }))
             }
             Request::Shutdown => Ok(Reply::Unit),
+            Request::Goodbye => {
+                if let Some(s) = lock(&self.state).sessions.get_mut(&cx.session) {
+                    s.clean = true;
+                }
+                Ok(Reply::Unit)
+            }
             Request::List(id, op) => self.list(cx, id, op),
             Request::Dict(id, op) => self.dict(cx, id, op),
             Request::Namespace(id, op) => self.namespace(cx, id, op),

@@ -249,9 +249,12 @@ impl Entry {
         refs
     }
 
-    /// Releases (and poisons) a lock held by a session that ended.
-    pub(crate) fn release_dead(&self, session: u64) {
+    /// Releases (and poisons) a lock held by a session that ended. After a clean goodbye a
+    /// plain lock stays held (anyone may release it, as in Python); an owned one (RLock,
+    /// Condition) cannot be released by anyone else, so it is released either way.
+    pub(crate) fn release_dead(&self, session: u64, clean: bool) {
         match &self.obj {
+            Object::Lock(_) if clean && self.kind == Kind::Lock => {}
             Object::Lock(l) => l.release_dead(session),
             Object::Condition(c) => c.release_dead(session),
             _ => {}
