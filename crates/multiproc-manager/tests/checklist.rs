@@ -626,7 +626,11 @@ fn greeter_child(greeter: ServiceProxy<Greeter>) -> String {
 
 #[test]
 fn mg11_mg25_services_and_their_errors() {
-    let m = Manager::builder().register::<Greeter>("Greeter").register::<Fails>("Fails").start().unwrap();
+    let m = Manager::builder()
+        .register::<Greeter>("Greeter")
+        .register::<Fails>("Fails")
+        .start()
+        .unwrap();
     let greeter = m.service::<Greeter>("Greeter", ()).unwrap();
     assert_eq!(greeter.call("f".into()).unwrap(), Ok("f()".to_string()));
     assert_eq!(greeter.call("g".into()).unwrap(), Err("ValueError".to_string()));
@@ -641,7 +645,10 @@ fn mg11_mg25_services_and_their_errors() {
     assert_eq!(m.service::<Greeter>("Bar", ()).unwrap_err().kind(), ErrorKind::NoSuchService);
     // A manager without the registration knows no such service.
     let plain = manager();
-    assert_eq!(plain.service::<Greeter>("Greeter", ()).unwrap_err().kind(), ErrorKind::NoSuchService);
+    assert_eq!(
+        plain.service::<Greeter>("Greeter", ()).unwrap_err().kind(),
+        ErrorKind::NoSuchService
+    );
 }
 
 #[test]
