@@ -43,7 +43,7 @@ use crate::worker::{WorkerBoot, WorkerLocal};
 use multiproc_arena::sync::atomic::Ordering;
 use multiproc_arena::{futex, Arena};
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -194,6 +194,11 @@ pub(crate) struct Inner {
     epoch: Instant,
     epoch_sys: SystemTime,
     fg_active: AtomicUsize,
+    /// Whether work is queued or running (or workers must still be stopped): kept by
+    /// whoever holds the core lock, read without it.
+    work: AtomicBool,
+    /// The background thread sleeps on `bg_cv` (so a notification is worth a syscall).
+    bg_idle: AtomicBool,
     weak: Weak<Inner>,
     _arena: Arena,
 }
@@ -254,6 +259,8 @@ impl Inner {
             epoch: Instant::now(),
             epoch_sys: SystemTime::now(),
             fg_active: AtomicUsize::new(0),
+            work: AtomicBool::new(false),
+            bg_idle: AtomicBool::new(false),
             weak: weak.clone(),
             _arena: arena,
         });
@@ -353,12 +360,25 @@ impl Inner {
         let mut d = Deliveries::default();
         self.dispatch(&mut core, &mut d);
         self.set_wake_hints(&core);
+        self.note_work(&core);
         drop(core);
         d.run();
-        if self.fg_active.load(Ordering::SeqCst) == 0 {
+        self.kick_bg();
+        Ok(())
+    }
+
+    fn note_work(&self, core: &Core) {
+        self.work.store(Self::busy(core), Ordering::SeqCst);
+    }
+
+    /// Wakes the background thread if it sleeps while work waits and no caller drives.
+    fn kick_bg(&self) {
+        if self.bg_idle.load(Ordering::SeqCst)
+            && self.work.load(Ordering::SeqCst)
+            && self.fg_active.load(Ordering::SeqCst) == 0
+        {
             self.bg_cv.notify_all();
         }
-        Ok(())
     }
 
     /// Why the pool takes no new work, if it does not.
@@ -385,6 +405,7 @@ impl Inner {
         }
         self.dispatch(&mut core, &mut d);
         self.set_wake_hints(&core);
+        self.note_work(&core);
         drop(core);
         if !d.is_empty() {
             d.run();
@@ -730,7 +751,7 @@ impl Inner {
         impl Drop for Fg<'_> {
             fn drop(&mut self) {
                 if self.1 && self.0.fg_active.fetch_sub(1, Ordering::SeqCst) == 1 {
-                    self.0.bg_cv.notify_all();
+                    self.0.kick_bg();
                 }
             }
         }
@@ -947,25 +968,40 @@ impl Drop for Inner {
     }
 }
 
+/// How long the background thread leaves new work to a caller that may be about to wait
+/// for it (so `submit` + `result` costs no thread hand-off).
+const BG_GRACE: Duration = Duration::from_millis(2);
+
 /// The background thread: drives the pool while work is in flight and nobody waits.
 fn background(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
         {
             let mut core = lock(&inner.core);
+            let mut grace_until: Option<Instant> = None;
             loop {
                 if core.bg_stop {
                     return;
                 }
-                if Inner::busy(&core) && inner.fg_active.load(Ordering::SeqCst) == 0 {
-                    break;
-                }
-                let (c, t) = inner
-                    .bg_cv
-                    .wait_timeout(core, Duration::from_millis(100))
-                    .unwrap_or_else(|p| p.into_inner());
+                let busy = Inner::busy(&core);
+                inner.work.store(busy, Ordering::SeqCst);
+                let timeout = if busy && inner.fg_active.load(Ordering::SeqCst) == 0 {
+                    let until = *grace_until.get_or_insert_with(|| Instant::now() + BG_GRACE);
+                    let now = Instant::now();
+                    if now >= until {
+                        break;
+                    }
+                    until - now
+                } else {
+                    grace_until = None;
+                    Duration::from_millis(100)
+                };
+                inner.bg_idle.store(true, Ordering::SeqCst);
+                let (c, t) =
+                    inner.bg_cv.wait_timeout(core, timeout).unwrap_or_else(|p| p.into_inner());
+                inner.bg_idle.store(false, Ordering::SeqCst);
                 core = c;
-                if t.timed_out() {
+                if t.timed_out() && grace_until.is_none() {
                     // Idle: look at the workers now and then (deaths, replacements).
                     let mut d = Deliveries::default();
                     inner.check_workers(&mut core, &mut d);
