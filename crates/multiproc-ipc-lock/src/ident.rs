@@ -131,6 +131,11 @@ mod imp {
         static ID: Cell<u32> = Cell::new(0);
     }
 
+    /// Whether any model thread died.
+    pub(crate) fn any_dead() -> bool {
+        !REGISTRY.dead.lock().unwrap().is_empty()
+    }
+
     pub(crate) fn me() -> Me {
         let id = ID.with(|c| {
             if c.get() == 0 {
@@ -159,4 +164,4 @@ mod imp {
 }
 
 #[cfg(multiproc_loom)]
-pub(crate) use imp::mark_dead;
+pub(crate) use imp::{any_dead, mark_dead};

@@ -157,6 +157,14 @@ mod imp {
         }
         let addr = word as *const AtomicU32 as usize;
         let mut q = PARK.q.lock().unwrap();
+        if poll && crate::ident::any_dead() {
+            // Once a model thread died, every poll wait behaves like the real one whose
+            // timer fires: yield (let the others run), then report the poll. Checked under
+            // the queue's lock, which `die` takes after marking the death.
+            drop(q);
+            loom::thread::yield_now();
+            return Wake::Poll;
+        }
         if word.load(Ordering::SeqCst) != expected {
             return Wake::Woken;
         }

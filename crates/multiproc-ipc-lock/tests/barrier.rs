@@ -1,5 +1,6 @@
 //! Barrier with real processes: the checklist's B behaviours (N = 5: four children and the
 //! parent run the same function), and a party that dies.
+#![cfg(not(multiproc_loom))]
 
 mod common;
 

@@ -1,11 +1,12 @@
 //! Lock, RLock and Mutex with real processes: the checklist's L and RL behaviours, a stress
 //! count, and kill -9 of the holder.
+#![cfg(not(multiproc_loom))]
 
 mod common;
 
 use common::*;
 use multiproc_arena::sync::atomic::Ordering;
-use multiproc_ipc_lock::{ErrorKind, Lock, Mutex, RLock};
+use multiproc_ipc_lock::{ErrorKind, Lock, Mutex, RLock, RwLock};
 use std::sync::TryLockError;
 use std::time::{Duration, Instant};
 
@@ -245,4 +246,120 @@ fn mutex_holder_killed() {
     m.clear_poison();
     *m.lock().unwrap() += 1;
     assert_eq!(*m.lock().unwrap(), 7);
+}
+
+#[test]
+fn rwlock_readers_share_writers_exclude() {
+    let rw = RwLock::new([0u64; 2]).unwrap();
+    let readers_in = flag();
+    let release = flag();
+    let kids: Vec<Child> = (0..2)
+        .map(|_| {
+            fork(|| {
+                let g = rw.read().unwrap();
+                readers_in.fetch_add(1, Ordering::SeqCst);
+                while release.load(Ordering::SeqCst) == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                (g[0] != 0) as i32
+            })
+        })
+        .collect();
+    until_at_least(&readers_in, 2, "two processes read at once");
+    assert!(rw.try_read().is_ok(), "a third reader joins");
+    assert!(matches!(rw.try_write(), Err(TryLockError::WouldBlock)));
+    assert!(matches!(rw.try_write_for(Duration::from_millis(30)), Err(TryLockError::WouldBlock)));
+    release.store(1, Ordering::SeqCst);
+    for k in kids {
+        k.expect_success(T);
+    }
+    let mut w = rw.try_write_for(T).unwrap();
+    w[0] = 1;
+    assert!(matches!(rw.try_read(), Err(TryLockError::WouldBlock)));
+    drop(w);
+    assert_eq!(rw.read().unwrap()[0], 1);
+}
+
+#[test]
+fn rwlock_stress_readers_never_see_a_torn_write() {
+    let rw = RwLock::new([0u64; 2]).unwrap();
+    let writers: Vec<Child> = (0..2)
+        .map(|_| {
+            fork(|| {
+                for _ in 0..20_000 {
+                    let mut g = rw.write().unwrap();
+                    g[0] += 1;
+                    g[1] += 1;
+                }
+                0
+            })
+        })
+        .collect();
+    let readers: Vec<Child> = (0..2)
+        .map(|_| {
+            fork(|| {
+                for _ in 0..20_000 {
+                    let g = rw.read().unwrap();
+                    if g[0] != g[1] {
+                        return 1;
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    for k in writers.into_iter().chain(readers) {
+        k.expect_success(Duration::from_secs(30));
+    }
+    assert_eq!(*rw.read().unwrap(), [40_000, 40_000]);
+}
+
+#[test]
+fn rwlock_writer_killed() {
+    let rw = RwLock::new(1u32).unwrap();
+    let child = killed_holder(|| {
+        let mut g = rw.write().unwrap();
+        *g = 2;
+        std::mem::forget(g);
+    });
+    assert_eq!(rw.writer(), Some(child.pid()));
+    assert_poison_within_100ms(child, || {
+        let g = rw.try_read_for(T).unwrap_err();
+        matches!(g, TryLockError::Poisoned(ref e) if **e.get_ref() == 2)
+    });
+    assert!(rw.is_poisoned());
+    assert!(rw.write().is_err());
+    rw.clear_poison();
+    *rw.write().unwrap() += 1;
+    assert_eq!(*rw.read().unwrap(), 3);
+}
+
+#[test]
+fn rwlock_writer_killed_next_writer_sees_poison() {
+    let rw = RwLock::new(1u32).unwrap();
+    let child = killed_holder(|| std::mem::forget(rw.write().unwrap()));
+    assert_poison_within_100ms(child, || {
+        matches!(rw.try_write_for(T), Err(TryLockError::Poisoned(_)))
+    });
+    rw.clear_poison();
+    assert!(rw.try_write().is_ok());
+}
+
+#[test]
+fn rwlock_reader_killed_does_not_block_writers() {
+    let rw = RwLock::new(1u32).unwrap();
+    let child = killed_holder(|| {
+        std::mem::forget(rw.read().unwrap());
+        std::mem::forget(rw.read().unwrap());
+    });
+    assert!(matches!(rw.try_write(), Err(TryLockError::WouldBlock)));
+    let mut child = child;
+    let t0 = Instant::now();
+    child.kill();
+    let g = rw.try_write_for(T);
+    let dt = t0.elapsed();
+    assert!(g.is_ok(), "a dead reader does not poison");
+    assert!(dt < Duration::from_millis(100), "took {dt:?}");
+    drop(g);
+    let _ = child.wait_timeout(T);
 }

@@ -1,5 +1,6 @@
 //! Semaphore, BoundedSemaphore, Condition and Event with real processes: the checklist's
 //! S, CV and E behaviours, and waiters that die.
+#![cfg(not(multiproc_loom))]
 
 mod common;
 

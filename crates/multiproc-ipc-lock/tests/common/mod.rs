@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use multiproc_arena::sync::atomic::{AtomicU32, Ordering};
 use multiproc_arena::Shared;
