@@ -18,10 +18,10 @@ use crate::wire::{self, FrameReader};
 use multiproc_arena::transfer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ffi::{c_char, c_int};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Once;
 
 /// The environment variable that marks a re-executed child (`spawn`) or forkserver.
@@ -73,7 +73,7 @@ extern "C" fn constructor(_argc: c_int, _argv: *const *const c_char, envp: *cons
     // the marker keeps it from reaching programs this child runs.
     unsafe { sys::unsetenv(c"MULTIPROC_CHILD_V1") };
     match role.as_slice() {
-        b"spawn" => reexec_child_main(StartMethod::Spawn),
+        b"spawn" => reexec_child_main(StartMethod::Spawn, None),
         b"forkserver" => crate::forkserver::serve(),
         _ => {}
     }
@@ -146,8 +146,11 @@ pub(crate) fn entry<A: DeserializeOwned, R: Serialize>(
     run_caught(move || f(args))
 }
 
+/// The thread running the target (its kernel thread id), so the panic hook records only the
+/// target's own panic. A static, not a thread-local: one less page for a forked child to copy.
+static TARGET_TID: AtomicI32 = AtomicI32::new(0);
+
 thread_local! {
-    static IN_TARGET: Cell<bool> = const { Cell::new(false) };
     static LAST_PANIC: RefCell<Option<PanicLocation>> = const { RefCell::new(None) };
 }
 
@@ -158,7 +161,7 @@ pub(crate) fn install_panic_hook() {
     ONCE.call_once(|| {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if IN_TARGET.with(|c| c.get()) {
+            if TARGET_TID.load(Ordering::Relaxed) == sys::gettid() {
                 let loc = info.location().map(|l| PanicLocation {
                     file: l.file().to_string(),
                     line: l.line(),
@@ -183,9 +186,9 @@ fn payload_message(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs the target, catching a panic, and encodes its value (header space first).
 pub(crate) fn run_caught<R: Serialize>(f: impl FnOnce() -> R) -> Outcome {
-    IN_TARGET.with(|c| c.set(true));
+    TARGET_TID.store(sys::gettid(), Ordering::Relaxed);
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    IN_TARGET.with(|c| c.set(false));
+    TARGET_TID.store(0, Ordering::Relaxed);
     match res {
         Ok(value) => {
             let mut buf = vec![0u8; wire::HEADER];
@@ -209,11 +212,11 @@ pub(crate) fn run_caught<R: Serialize>(f: impl FnOnce() -> R) -> Outcome {
 
 /// Sends `out` on `sock` and returns the exit code to use.
 pub(crate) fn send_outcome(sock: BorrowedFd<'_>, out: Outcome) -> i32 {
-    let (kind, mut buf, fds, code) = match out {
+    let (kind, buf, fds, code) = match out {
         Outcome::Ok(buf, fds) => (wire::OK, buf, fds, 0),
         Outcome::Panic(msg, loc) => {
-            let mut buf = vec![0u8; wire::HEADER];
-            buf = postcard::to_extend(&(msg, loc), buf).unwrap_or_else(|_| vec![0u8; wire::HEADER]);
+            let buf = postcard::to_extend(&(msg, loc), vec![0u8; wire::HEADER])
+                .unwrap_or_else(|_| vec![0u8; wire::HEADER]);
             (wire::PANIC, buf, Vec::new(), 1)
         }
         Outcome::Error(msg) => {
@@ -222,11 +225,10 @@ pub(crate) fn send_outcome(sock: BorrowedFd<'_>, out: Outcome) -> i32 {
             (wire::ERROR, buf, Vec::new(), 1)
         }
     };
-    let len = (buf.len() - wire::HEADER) as u64;
-    wire::put_header(&mut buf, wire::RESULT_MAGIC, kind, len);
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     // A parent that went away (EPIPE) does not want the result; exit all the same.
-    let _ = wire::send_all(sock, &buf, &borrowed);
+    if let Ok(f) = wire::frame(wire::RESULT_MAGIC, kind, buf, fds, wire::inline_max(sock)) {
+        let _ = wire::send_frame(sock, &f);
+    }
     code
 }
 
@@ -267,7 +269,7 @@ pub(crate) fn arm_lifeline(raw: RawFd) {
 /// The forked child (fork start method): never returns.
 pub(crate) fn fork_child_main<R: Serialize>(
     f: Box<dyn FnOnce() -> R>,
-    info: Info,
+    info: Box<Info>,
     sock: OwnedFd,
     lifeline: Option<RawFd>,
 ) -> ! {
@@ -286,8 +288,9 @@ pub(crate) fn fork_child_main<R: Serialize>(
 }
 
 /// A re-executed child (spawn, or forked by the forkserver): the socket is descriptor 3, the
-/// lifeline (if passed) descriptor 4. Reads the boot frame, runs the target, exits.
-pub(crate) fn reexec_child_main(method: StartMethod) -> ! {
+/// lifeline (if passed) descriptor 4. Reads the boot frame (a forkserver child has it in
+/// memory already), runs the target, exits.
+pub(crate) fn reexec_child_main(method: StartMethod, preloaded: Option<FrameReader>) -> ! {
     // SAFETY: descriptor 3 was placed by the parent (posix_spawn file actions or the
     // forkserver's dup2) for this child alone; nothing else in the process owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(CHILD_SOCK_FD) };
@@ -297,15 +300,27 @@ pub(crate) fn reexec_child_main(method: StartMethod) -> ! {
         // this child; nothing else in the process owns it.
         unsafe { OwnedFd::from_raw_fd(CHILD_LIFELINE_FD) }
     });
-    let _ = sys::set_nonblocking(sock.as_fd(), false);
-    let mut reader = FrameReader::default();
-    if reader.pump(sock.as_fd(), wire::BOOT_MAGIC, true).is_err() || !reader.complete() {
-        // The parent went away before sending the target.
-        finish(1, false);
-    }
-    let fds = reader.take_fds();
-    let (_, payload) = reader.frame().expect("complete");
-    let parsed = parse_boot(payload);
+    let mut reader = match preloaded {
+        Some(r) => r,
+        None => {
+            let mut r = FrameReader::default();
+            if r.pump(sock.as_fd(), wire::BOOT_MAGIC, true).is_err() {
+                // The parent went away before sending the target.
+                finish(1, false);
+            }
+            r
+        }
+    };
+    let received = match reader.take() {
+        Some(Ok(r)) => r,
+        Some(Err(why)) => {
+            let code = send_outcome(sock.as_fd(), Outcome::Error(format!("boot frame: {why}")));
+            finish(code, false)
+        }
+        None => finish(1, false),
+    };
+    let fds = received.fds;
+    let parsed = parse_boot(&received.payload);
     let (boot, args) = match parsed {
         Some(v) => v,
         None => {
@@ -321,7 +336,7 @@ pub(crate) fn reexec_child_main(method: StartMethod) -> ! {
     }
     // The armed copy is a new open file description; the inherited one goes.
     drop(lifeline);
-    let mut info = boot.info;
+    let mut info = Box::new(boot.info);
     info.method = Some(method.to_u8());
     state::install_child(info, sock.as_raw_fd());
     install_panic_hook();
@@ -346,13 +361,13 @@ fn parse_boot(payload: &[u8]) -> Option<(Boot, &[u8])> {
     Some((boot, payload.get(4 + hlen..)?))
 }
 
-/// Builds a boot frame: header, boot header and the encoded arguments.
-pub(crate) fn boot_frame(boot: &Boot, args: &[u8]) -> Vec<u8> {
+/// Builds a boot payload (after [`wire::HEADER`] reserved bytes): the boot header and the
+/// encoded arguments.
+pub(crate) fn boot_payload(boot: &Boot, args: &[u8]) -> Vec<u8> {
     let header = postcard::to_allocvec(boot).expect("boot header serialises");
     let len = 4 + header.len() + args.len();
     let mut buf = Vec::with_capacity(wire::HEADER + len);
     buf.resize(wire::HEADER, 0);
-    wire::put_header(&mut buf, wire::BOOT_MAGIC, 0, len as u64);
     buf.extend_from_slice(&(header.len() as u32).to_le_bytes());
     buf.extend_from_slice(&header);
     buf.extend_from_slice(args);

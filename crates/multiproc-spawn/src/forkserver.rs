@@ -3,15 +3,18 @@
 //!
 //! Protocol on the control socket (a socketpair, so no other process can connect and no
 //! authentication is needed):
-//! - request `"MPFQ" 0u32` with one descriptor attached: the child's end of a fresh
-//!   socketpair whose other end the parent keeps;
+//! - request `"MPFQ" len:u32` and the child's boot frame (`len` bytes, see [`wire`]), with
+//!   descriptors attached: the child's end of a fresh socketpair whose other end the parent
+//!   keeps, then the boot frame's own (argument handles, a memfd for a large payload);
 //! - reply `"MPFA" pid:u32 errno:i32` with, on success, the child's pidfd and the read end of
 //!   a pipe on which the server writes the exit status (`tag:u8 (1 code, 2 signal), 3 pad,
 //!   value:i32`) once it has reaped the child.
 //!
-//! The forked child puts its socket on descriptor 3, keeps the parent's lifeline on 4, closes
-//! everything else the server had, and continues exactly as a spawned child: it reads the
-//! boot frame from the parent, runs the target, writes the result and exits. The server exits
+//! The forked child puts its socket on descriptor 3, keeps the parent's lifeline on 4 and the
+//! boot frame's descriptors, closes everything else the server had, and continues exactly as
+//! a spawned child with the boot frame already in memory: it runs the target, writes the
+//! result and exits. So the parent's start costs one round trip to the server, and the child
+//! starts running before the parent has the reply. The server exits
 //! when the parent's end of the control socket closes (the parent died or exited); the client
 //! restarts a server that died and retries the request once.
 
@@ -22,6 +25,7 @@ use crate::method::StartMethod;
 use crate::process::{child_argv, child_env};
 use crate::state::{self, ProcState};
 use crate::sys::{self, RawExit};
+use crate::wire::{self, Frame, FrameReader};
 use multiproc_arena::transfer;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -31,6 +35,10 @@ use std::time::Duration;
 
 const REQUEST: [u8; 4] = *b"MPFQ";
 const REPLY: [u8; 4] = *b"MPFA";
+/// Largest boot payload sent inside a request (larger ones travel in a memfd).
+pub(crate) const INLINE_BOOT: usize = 64 * 1024;
+/// Largest request the server accepts.
+const MAX_REQUEST: usize = wire::HEADER + INLINE_BOOT;
 /// How long a request may wait for the server (its first start execs the binary).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -61,16 +69,16 @@ impl Server {
         let _ = sys::waitid_pidfd(self.pidfd.as_fd(), false);
     }
 
-    fn request(&self) -> std::result::Result<Launched, RequestError> {
+    fn request(&self, boot: &Frame) -> std::result::Result<Launched, RequestError> {
         let broken = RequestError::Broken;
         let (parent_end, child_end) = UnixStream::pair().map_err(RequestError::Refused)?;
-        let mut msg = [0u8; 8];
-        msg[..4].copy_from_slice(&REQUEST);
-        let n = transfer::send_with_fds(self.control.as_fd(), &msg, &[child_end.as_fd()])
-            .map_err(broken)?;
-        if n != msg.len() {
-            return Err(broken(io::ErrorKind::WriteZero.into()));
-        }
+        let mut msg = Vec::with_capacity(8 + boot.bytes.len());
+        msg.extend_from_slice(&REQUEST);
+        msg.extend_from_slice(&(boot.bytes.len() as u32).to_le_bytes());
+        msg.extend_from_slice(&boot.bytes);
+        let mut fds = vec![child_end.as_fd()];
+        fds.extend(boot.fds.iter().map(|f| f.as_fd()));
+        wire::send_all(self.control.as_fd(), &msg, &fds).map_err(broken)?;
         drop(child_end);
         let mut reply = [0u8; 12];
         let mut got = 0;
@@ -128,8 +136,9 @@ fn start_server(st: &ProcState) -> Result<Server> {
     Ok(Server { pid, pidfd, control: user })
 }
 
-/// Asks this process's forkserver (starting or restarting it as needed) for a child.
-pub(crate) fn launch() -> Result<Launched> {
+/// Asks this process's forkserver (starting or restarting it as needed) for a child that
+/// runs `boot`.
+pub(crate) fn launch(boot: &Frame) -> Result<Launched> {
     let st = state::state();
     let mut guard = st.forkserver.lock().unwrap_or_else(|p| p.into_inner());
     let mut last = None;
@@ -141,7 +150,7 @@ pub(crate) fn launch() -> Result<Launched> {
             *guard = Some(start_server(st)?);
         }
         let server = guard.as_ref().expect("started above");
-        match server.request() {
+        match server.request(boot) {
             Ok(l) => return Ok(l),
             Err(RequestError::Refused(e)) => {
                 return Err(Error::with_source(
@@ -202,8 +211,8 @@ pub(crate) fn serve() -> ! {
         }
         if sys::ready(&fds[0]) {
             match read_request(&control) {
-                Some(sock) => {
-                    if let Some(c) = fork_child(&control, sock) {
+                Some((sock, boot)) => {
+                    if let Some(c) = fork_child(&control, sock, boot) {
                         children.push(c);
                     }
                 }
@@ -213,21 +222,34 @@ pub(crate) fn serve() -> ! {
     }
 }
 
-/// Reads one request; `None` when the parent is gone.
-fn read_request(control: &UnixStream) -> Option<OwnedFd> {
-    let mut msg = [0u8; 8];
-    let mut got = 0;
+/// Reads one request: the child's socket and its boot frame. `None` when the parent is gone
+/// (or spoke nonsense, which only a parent that is not this crate's could).
+fn read_request(control: &UnixStream) -> Option<(OwnedFd, FrameReader)> {
+    let mut head = [0u8; 8];
     let mut fds = Vec::new();
-    while got < msg.len() {
-        match transfer::recv_with_fds(control.as_fd(), &mut msg[got..], &mut fds, false) {
+    recv_exact(control, &mut head, &mut fds)?;
+    let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+    if head[..4] != REQUEST || len > MAX_REQUEST {
+        return None;
+    }
+    let mut bytes = vec![0u8; len];
+    recv_exact(control, &mut bytes, &mut fds)?;
+    if fds.is_empty() {
+        return None;
+    }
+    let sock = fds.remove(0);
+    Some((sock, FrameReader::from_parts(bytes, fds, wire::BOOT_MAGIC)))
+}
+
+fn recv_exact(control: &UnixStream, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Option<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match transfer::recv_with_fds(control.as_fd(), &mut buf[got..], fds, false) {
             Ok(0) | Err(_) => return None,
             Ok(n) => got += n,
         }
     }
-    if msg[..4] != REQUEST || fds.len() != 1 {
-        return None;
-    }
-    fds.pop()
+    Some(())
 }
 
 fn reply(control: &UnixStream, pid: u32, errno: i32, fds: &[std::os::fd::BorrowedFd<'_>]) {
@@ -241,7 +263,11 @@ fn reply(control: &UnixStream, pid: u32, errno: i32, fds: &[std::os::fd::Borrowe
 }
 
 /// Forks one child; returns its (pidfd, status write end) to watch.
-fn fork_child(control: &UnixStream, sock: OwnedFd) -> Option<(OwnedFd, OwnedFd)> {
+fn fork_child(
+    control: &UnixStream,
+    sock: OwnedFd,
+    boot: FrameReader,
+) -> Option<(OwnedFd, OwnedFd)> {
     let (status_r, status_w) = match sys::pipe() {
         Ok(p) => p,
         Err(e) => {
@@ -261,9 +287,9 @@ fn fork_child(control: &UnixStream, sock: OwnedFd) -> Option<(OwnedFd, OwnedFd)>
             if sys::dup2_raw(sock.as_raw_fd(), child::CHILD_SOCK_FD).is_err() {
                 sys::exit_now(1);
             }
-            sys::close_from(child::CHILD_LIFELINE_FD as u32 + 1);
+            sys::close_from_except(child::CHILD_LIFELINE_FD + 1, &boot.raw_fds());
             std::mem::forget((sock, status_r, status_w));
-            child::reexec_child_main(StartMethod::Forkserver)
+            child::reexec_child_main(StartMethod::Forkserver, Some(boot))
         }
         Ok(pid) => {
             drop(sock);

@@ -80,7 +80,6 @@ impl<R> fmt::Debug for JoinHandle<R> {
 
 impl<R> JoinHandle<R> {
     pub(crate) fn new(l: Launched, name: String, daemon: bool, method: StartMethod) -> Self {
-        let _ = l.sock.set_nonblocking(true);
         JoinHandle {
             pid: l.pid,
             name,
@@ -136,7 +135,8 @@ impl<R> JoinHandle<R> {
         self.exit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The exit status if the child has ended (reaping it), without blocking.
+    /// The exit status if the child has ended (reaping it), without blocking. A forkserver
+    /// child's status comes from its server a moment after the child has ended.
     fn poll_exit(&self) -> Option<Exit> {
         let mut exit = self.exit_lock();
         if exit.is_some() {
@@ -156,39 +156,73 @@ impl<R> JoinHandle<R> {
             }
             StartMethod::Forkserver => {
                 let Some(status) = &self.status else { return None };
+                if self.status_eof.load(Ordering::Relaxed) {
+                    // The server died before reporting: go by the pidfd.
+                    if sys::readable_now(self.pidfd.as_fd()) {
+                        *exit = Some(Exit::Unknown);
+                    }
+                    return *exit;
+                }
+                if !sys::readable_now(status.as_fd()) {
+                    return None;
+                }
                 let mut buf = [0u8; 8];
                 match (&*status).read(&mut buf) {
                     Ok(8) => {
                         let v = i32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
                         *exit = Some(if buf[0] == 2 { Exit::Signal(v) } else { Exit::Code(v) });
                     }
-                    // End of file: the server died before reporting; go by the pidfd.
-                    Ok(_) => {
+                    _ => {
                         self.status_eof.store(true, Ordering::Relaxed);
                         if sys::readable_now(self.pidfd.as_fd()) {
                             *exit = Some(Exit::Unknown);
                         }
                     }
-                    Err(_) => {}
                 }
             }
         }
         *exit
     }
 
+    /// Whether the child has ended (its status may still be on its way from a forkserver).
+    fn ended(&self) -> bool {
+        self.exit_lock().is_some() || sys::readable_now(self.pidfd.as_fd())
+    }
+
+    /// The exit status of a child that has ended: waits for a forkserver's report (it comes
+    /// right after the server reaps the child, or the pipe ends if the server died).
+    fn exit_of_ended(&self) -> Exit {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(e) = self.poll_exit() {
+                return e;
+            }
+            let fd = match &self.status {
+                Some(st) if !self.status_eof.load(Ordering::Relaxed) => st.as_raw_fd(),
+                _ => self.pidfd.as_raw_fd(),
+            };
+            let mut p = [sys::poll_in(fd)];
+            if matches!(sys::poll(&mut p, Some(deadline)), Ok(0)) {
+                // A server that neither reports nor dies: give up on the status.
+                let mut exit = self.exit_lock();
+                return *exit.get_or_insert(Exit::Unknown);
+            }
+        }
+    }
+
     /// Whether the child is still running.
     pub fn is_alive(&self) -> bool {
-        if self.exit_lock().is_some() {
-            return false;
-        }
-        !sys::readable_now(self.pidfd.as_fd())
+        !self.ended()
     }
 
     /// The exit code once the child has ended: its `exit` code, or the negated number of the
     /// signal that killed it (Python's `exitcode`); `None` while it runs. A panic is 1. A
     /// forkserver child whose exit status was lost with its server reads 255.
     pub fn exitcode(&self) -> Option<i32> {
-        self.poll_exit().map(Exit::code)
+        if let Some(e) = self.poll_exit() {
+            return Some(e.code());
+        }
+        self.ended().then(|| self.exit_of_ended().code())
     }
 
     /// Sends `SIGTERM` (Python's `terminate`). A child that has already ended is left alone
@@ -229,32 +263,36 @@ impl<R> JoinHandle<R> {
         }
     }
 
-    /// Waits until the child has ended and its result is read, or until `deadline`.
+    /// Waits until the child has ended, or until `deadline`; then reads its result frame.
+    ///
+    /// Only the end of the child wakes this thread: a result never makes its child wait for
+    /// the reader (see [`wire`]), so it is all in the socket once the child has ended. The
+    /// socket is still drained now and then while waiting, as insurance.
     fn wait_until(&mut self, deadline: Option<Instant>) -> bool {
+        let mut backoff = Duration::from_millis(50);
         loop {
-            self.pump();
-            if self.poll_exit().is_some() {
-                // Everything the child wrote is in the socket now.
+            let ended = match self.method {
+                StartMethod::Forkserver => self.ended(),
+                _ => self.poll_exit().is_some(),
+            };
+            if ended {
                 self.pump();
                 return true;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
                 return false;
             }
-            let mut fds = Vec::with_capacity(3);
-            if self.reader.wants_data() {
-                if let Some(s) = &self.sock {
-                    fds.push(sys::poll_in(s.as_raw_fd()));
+            let wake = now + backoff;
+            let until = deadline.map_or(wake, |d| d.min(wake));
+            let mut fds = [sys::poll_in(self.pidfd.as_raw_fd())];
+            match sys::poll(&mut fds, Some(until)) {
+                Ok(0) => {
+                    self.pump();
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
-            }
-            match (&self.status, self.method) {
-                (Some(st), StartMethod::Forkserver) if !self.status_eof.load(Ordering::Relaxed) => {
-                    fds.push(sys::poll_in(st.as_raw_fd()));
-                }
-                _ => fds.push(sys::poll_in(self.pidfd.as_raw_fd())),
-            }
-            if sys::poll(&mut fds, deadline).is_err() {
-                std::thread::sleep(Duration::from_millis(1));
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
             }
         }
     }
@@ -264,28 +302,21 @@ impl<R> JoinHandle<R> {
         R: DeserializeOwned,
     {
         self.taken = true;
-        let exit = self.poll_exit().unwrap_or(Exit::Unknown);
         self.sock = None;
-        self.status = None;
         state::state().unregister(self.pid);
-        if let Some(why) = self.reader.bad.take() {
-            return Err(JoinError::Decode(why));
-        }
-        let fds = self.reader.take_fds();
-        match self.reader.frame() {
-            Some((wire::OK, payload)) => {
-                transfer::decode(payload, fds).map_err(|e| JoinError::Decode(e.to_string()))
+        match self.reader.take() {
+            Some(Err(why)) => Err(JoinError::Decode(why)),
+            Some(Ok(f)) if f.kind == wire::OK => {
+                transfer::decode(&f.payload, f.fds).map_err(|e| JoinError::Decode(e.to_string()))
             }
-            Some((wire::PANIC, payload)) => {
+            Some(Ok(f)) if f.kind == wire::PANIC => {
                 let (message, location): (String, Option<PanicLocation>) =
-                    postcard::from_bytes(payload)
+                    postcard::from_bytes(&f.payload)
                         .unwrap_or_else(|_| ("<unreadable panic>".into(), None));
                 Err(JoinError::Panicked { message, location })
             }
-            Some((_, payload)) => {
-                Err(JoinError::Decode(String::from_utf8_lossy(payload).into_owned()))
-            }
-            None => match exit {
+            Some(Ok(f)) => Err(JoinError::Decode(String::from_utf8_lossy(&f.payload).into_owned())),
+            None => match self.exit_of_ended() {
                 Exit::Signal(s) => Err(JoinError::Signaled(Signal(s))),
                 // A target returning `()` may end the process with exit(0): that is success.
                 Exit::Code(0) => transfer::decode(&[], Vec::new()).map_err(|_| {

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::ffi::CString;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 
@@ -283,20 +283,8 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
             Plan::Fork(closure) => launch_fork(closure, info, daemon)?,
             Plan::Exec(t, enc, entry, target, type_hash) => {
                 let boot = Boot { info, entry, target, type_hash };
-                let frame = child::boot_frame(&boot, &enc.bytes);
-                let res = match method {
-                    StartMethod::Spawn => launch_spawn(daemon),
-                    _ => forkserver::launch(),
-                };
-                match res {
-                    Ok(l) => {
-                        let fds: Vec<BorrowedFd<'_>> = enc.fds.iter().map(|f| f.as_fd()).collect();
-                        // A child that died before reading leaks the references the encoding
-                        // took (its join reports the death); anything else is an error here.
-                        let _ = l.sock.set_nonblocking(false);
-                        let _ = wire::send_all(l.sock.as_fd(), &frame, &fds);
-                        l
-                    }
+                match launch_exec(method, daemon, &boot, &enc) {
+                    Ok(l) => l,
                     Err(e) => {
                         t.release(enc);
                         return Err(e);
@@ -310,11 +298,39 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
     }
 }
 
+/// Starts a spawned or forkserver child and hands it the boot frame. A child that dies
+/// before decoding its arguments leaks the references their encoding took (its join reports
+/// the death).
+fn launch_exec(method: StartMethod, daemon: bool, boot: &Boot, enc: &Encoded) -> Result<Launched> {
+    let payload = child::boot_payload(boot, &enc.bytes);
+    let fds = enc
+        .fds
+        .iter()
+        .map(|f| f.try_clone())
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| Error::io(e, "dup"))?;
+    if method == StartMethod::Spawn {
+        let l = launch_spawn(daemon)?;
+        let frame =
+            wire::frame(wire::BOOT_MAGIC, 0, payload, fds, wire::inline_max(l.sock.as_fd()))
+                .map_err(|e| Error::io(e, "writing the arguments"))?;
+        // The frame never makes this thread wait for the child (small: buffered; large: in
+        // a memfd). A child that died meanwhile is reported by its join.
+        let _ = wire::send_frame(l.sock.as_fd(), &frame);
+        Ok(l)
+    } else {
+        let frame = wire::frame(wire::BOOT_MAGIC, 0, payload, fds, forkserver::INLINE_BOOT)
+            .map_err(|e| Error::io(e, "writing the arguments"))?;
+        forkserver::launch(&frame)
+    }
+}
+
 fn launch_fork<R: Serialize>(
     closure: Box<dyn FnOnce() -> R>,
     info: Info,
     daemon: bool,
 ) -> Result<Launched> {
+    let info = Box::new(info);
     let st = state::state();
     child::install_panic_hook();
     let lifeline = if daemon {
@@ -325,6 +341,9 @@ fn launch_fork<R: Serialize>(
         None
     };
     let (parent_end, child_end) = UnixStream::pair().map_err(|e| Error::io(e, "socketpair"))?;
+    // Initialise this thread's transfer context before the fork, so that the child's first
+    // encode does not register thread-local destructors (a lock, and pages to copy).
+    let _ = transfer::in_context();
     // SAFETY: the child runs only `fork_child_main`: it builds fresh per-process state without
     // touching locks inherited from other threads, runs the target, and `_exit`s.
     match unsafe { sys::fork() } {

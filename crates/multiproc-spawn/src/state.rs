@@ -252,6 +252,34 @@ impl ProcState {
     }
 }
 
+/// Who a new child is, recorded by [`install_child`] without allocating (a forked child that
+/// allocates or writes memory pays a copy-on-write fault per page), and read when the
+/// child's state is first built.
+struct ChildSlot {
+    pid: AtomicU32,
+    info: AtomicPtr<Info>,
+    result_fd: AtomicI32,
+}
+
+static CHILD: ChildSlot = ChildSlot {
+    pid: AtomicU32::new(0),
+    info: AtomicPtr::new(std::ptr::null_mut()),
+    result_fd: AtomicI32::new(-1),
+};
+
+fn fresh_state(pid: u32) -> ProcState {
+    if CHILD.pid.load(Ordering::Acquire) == pid {
+        let info = CHILD.info.load(Ordering::Acquire);
+        if !info.is_null() {
+            // SAFETY: `install_child` stored a leaked Box<Info> for this very process.
+            let st = ProcState::new(pid, unsafe { (*info).clone() });
+            st.result_fd.store(CHILD.result_fd.load(Ordering::Acquire), Ordering::Release);
+            return st;
+        }
+    }
+    ProcState::new(pid, Info::main())
+}
+
 /// This process's state, created on first use in each process.
 pub(crate) fn state() -> &'static ProcState {
     let pid = sys::getpid();
@@ -262,7 +290,7 @@ pub(crate) fn state() -> &'static ProcState {
             // SAFETY: as above; it lives for the rest of the process.
             return unsafe { &*p };
         }
-        let fresh = Box::into_raw(Box::new(ProcState::new(pid, Info::main())));
+        let fresh = Box::into_raw(Box::new(fresh_state(pid)));
         if STATE.compare_exchange(p, fresh, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             // SAFETY: just published, never freed.
             return unsafe { &*fresh };
@@ -272,32 +300,40 @@ pub(crate) fn state() -> &'static ProcState {
     }
 }
 
-/// In a new child (forked, or started by re-execution): replaces the state with a fresh one
-/// describing the child, closing the parent's private descriptors a fork carried over. Must
-/// run before anything else of this crate in the child, while it has a single thread.
-pub(crate) fn install_child(info: Info, result_fd: RawFd) {
+/// The state if this process has built one (never builds it).
+fn existing_state() -> Option<&'static ProcState> {
+    let p = STATE.load(Ordering::Acquire);
+    // SAFETY: a non-null STATE points at a leaked, never-freed ProcState.
+    (!p.is_null() && unsafe { (*p).pid } == sys::getpid()).then(|| unsafe { &*p })
+}
+
+/// In a new child (forked, or started by re-execution), before anything else of this crate
+/// and while it has a single thread: records who the child is (`info` was allocated before
+/// the fork), closes the parent's private descriptors a fork carried over, and drops the
+/// inherited state (without touching its locks, which another thread of the parent may have
+/// held at the fork); the child's own state is built on first use.
+pub(crate) fn install_child(info: Box<Info>, result_fd: RawFd) {
     let pid = sys::getpid();
     let old = STATE.load(Ordering::Acquire);
     if !old.is_null() {
         // SAFETY: a non-null STATE points at a leaked ProcState; we only read atomics and
-        // OnceLocks (lock-free), never its Mutexes, which another thread of the parent may
-        // have held at the fork.
+        // OnceLocks (lock-free), never its Mutexes.
         let old = unsafe { &*old };
         if old.pid != pid {
             for fd in old.private_fds() {
-                // SAFETY: the inherited state is abandoned (leaked) here, so nothing will use
-                // these descriptors through it again.
+                // SAFETY: the inherited state is abandoned here (STATE is reset below), so
+                // nothing will use these descriptors through it again.
                 unsafe { sys::close_raw(fd) };
             }
+            STATE.store(std::ptr::null_mut(), Ordering::Release);
         }
     }
     if let Some(m) = info.method.and_then(StartMethod::from_u8) {
         crate::method::force_start_method(m);
     }
-    let st = Box::into_raw(Box::new(ProcState::new(pid, info)));
-    // SAFETY: `st` is a fresh allocation that is published once and never freed.
-    unsafe { (*st).result_fd.store(result_fd, Ordering::Release) };
-    STATE.store(st, Ordering::Release);
+    CHILD.info.store(Box::into_raw(info), Ordering::Release);
+    CHILD.result_fd.store(result_fd, Ordering::Release);
+    CHILD.pid.store(pid, Ordering::Release);
 }
 
 static AT_EXIT: AtomicBool = AtomicBool::new(false);
@@ -316,18 +352,15 @@ extern "C" fn at_exit() {
 /// a child after its target): terminate the daemonic children still running, and wait for
 /// the others ("a non-daemonic child is joined at exit").
 pub(crate) fn exit_handler() {
-    let p = STATE.load(Ordering::Acquire);
-    // SAFETY: a non-null STATE points at a leaked ProcState.
-    if p.is_null() || unsafe { (*p).pid } != sys::getpid() {
-        return;
-    }
-    // SAFETY: as above.
-    let st = unsafe { &*p };
+    let Some(st) = existing_state() else { return };
     let live: Vec<(bool, Arc<OwnedFd>)> = lock(&st.children)
         .values()
         .filter(|r| !sys::readable_now(r.pidfd.as_fd()))
         .map(|r| (r.daemon, r.pidfd.clone()))
         .collect();
+    if live.is_empty() {
+        return;
+    }
     for (daemon, fd) in &live {
         if *daemon {
             let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGTERM);

@@ -55,6 +55,12 @@ pub(crate) fn getpid() -> u32 {
     unsafe { libc::getpid() as u32 }
 }
 
+/// The calling thread's kernel id.
+pub(crate) fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
 /// `pidfd_open(pid, 0)`: a descriptor (close-on-exec) that names this very process and
 /// becomes readable when it exits.
 pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
@@ -390,4 +396,46 @@ pub(crate) fn fd_is_open(fd: RawFd) -> bool {
 pub(crate) fn default_sigchld() {
     // SAFETY: installing SIG_DFL has no memory preconditions.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+}
+
+/// Creates an anonymous memory file (close-on-exec).
+pub(crate) fn memfd_create(name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is NUL-terminated and outlives the call; the flags are valid.
+    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: the kernel just returned this descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The socket's send buffer size (`SO_SNDBUF`).
+pub(crate) fn send_buffer(sock: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut v: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `len` are valid out-pointers of the sizes declared.
+    cvt(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&mut v as *mut c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(v.max(0) as usize)
+}
+
+/// Closes every descriptor from `first` up except those in `keep` (a freshly forked child
+/// of the single-threaded forkserver dropping the server's descriptors).
+pub(crate) fn close_from_except(first: RawFd, keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&k| k >= first).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = first as u32;
+    for k in keep {
+        if k as u32 > from {
+            // SAFETY: closing a range of descriptors the child inherited and does not use.
+            unsafe { libc::close_range(from, k as u32 - 1, 0) };
+        }
+        from = k as u32 + 1;
+    }
+    close_from(from);
 }
