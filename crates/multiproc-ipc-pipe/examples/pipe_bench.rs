@@ -14,7 +14,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const REPS: usize = 5;
+const REPS: usize = 7;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -149,34 +149,87 @@ fn connect_auth(addr_kind: &str, key: Option<&'static [u8]>, n: usize) -> f64 {
     us
 }
 
+/// Round trip of a u64 over a Listener/Client connection (Unix or TCP), in µs.
+fn listener_rt(n: usize, tcp: bool) -> f64 {
+    let l = if tcp {
+        Listener::bind("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(), Some(b"k")).unwrap()
+    } else {
+        Listener::builder().authkey(b"k").bind_private().unwrap()
+    };
+    let addr = l.address().clone();
+    let child = fork(|| {
+        let c = Client::connect(&addr, Some(b"k")).unwrap();
+        for _ in 0..n {
+            let v: u64 = c.recv().unwrap();
+            c.send(&v).unwrap();
+        }
+        0
+    });
+    let a = l.accept().unwrap();
+    let t = Instant::now();
+    for i in 0..n as u64 {
+        a.send(&i).unwrap();
+        assert_eq!(a.recv::<u64>().unwrap(), i);
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    child.expect_success(Duration::from_secs(30));
+    us
+}
+
+/// Runs each closure `REPS` times, interleaved (so drifting machine load hits all alike), and
+/// returns the medians.
+fn interleaved(fs: &mut [&mut dyn FnMut() -> f64]) -> Vec<f64> {
+    let mut all = vec![Vec::new(); fs.len()];
+    for _ in 0..REPS {
+        for (f, v) in fs.iter_mut().zip(all.iter_mut()) {
+            v.push(f());
+        }
+    }
+    all.into_iter().map(median).collect()
+}
+
 fn main() {
-    let n = 20_000;
-    println!("multiproc-ipc-pipe measurements (medians of {REPS} runs)");
-    let raw = median((0..REPS).map(|_| raw_socketpair_rt(n)).collect());
-    let conn = median((0..REPS).map(|_| conn_rt(n, Duration::ZERO)).collect());
-    println!("round trip, blocking:     raw socketpair {raw:6.2} µs   Connection {conn:6.2} µs   ratio {:.2}", conn / raw);
-    let spin = median((0..REPS).map(|_| conn_rt(n, Duration::from_micros(50))).collect());
-    let shm = median((0..REPS).map(|_| shm_spin_rt(n * 5)).collect());
-    println!("round trip, spinning:     Connection (spin 50 µs) {spin:6.2} µs   shm busy-spin floor {shm:6.2} µs");
-    for (size, count) in [(1usize << 20, 2000usize), (64 << 10, 20_000)] {
-        let into = median((0..REPS).map(|_| one_way(size, count, 0)).collect());
-        let vec = median((0..REPS).map(|_| one_way(size, count, 1)).collect());
-        let raw = median((0..REPS).map(|_| one_way(size, count, 2)).collect());
+    let n = 10_000;
+    println!("multiproc-ipc-pipe measurements (medians of {REPS} interleaved runs)");
+    let m = interleaved(&mut [
+        &mut || raw_socketpair_rt(n),
+        &mut || conn_rt(n, Duration::ZERO),
+        &mut || listener_rt(n, false),
+        &mut || listener_rt(n, true),
+    ]);
+    println!(
+        "round trip, blocking: raw socketpair {:6.2} µs | Connection {:6.2} µs (ratio {:.2}) | Listener unix {:6.2} µs | tcp {:6.2} µs",
+        m[0], m[1], m[1] / m[0], m[2], m[3]
+    );
+    let m = interleaved(&mut [
+        &mut || conn_rt(n, Duration::from_micros(20)),
+        &mut || conn_rt(n, Duration::from_micros(200)),
+        &mut || shm_spin_rt(n * 10),
+    ]);
+    println!(
+        "round trip, receiver spinning: Connection spin 20 µs {:6.2} µs | spin 200 µs {:6.2} µs | shm busy-spin floor {:5.2} µs",
+        m[0], m[1], m[2]
+    );
+    for (size, count) in [(1usize << 20, 1000usize), (64 << 10, 10_000)] {
+        let m = interleaved(&mut [
+            &mut || one_way(size, count, 0),
+            &mut || one_way(size, count, 1),
+            &mut || one_way(size, count, 2),
+        ]);
         println!(
-            "one-way {:>5} KiB:        recv_bytes_into {into:5.2} GB/s   recv_bytes {vec:5.2} GB/s   raw socketpair {raw:5.2} GB/s",
-            size >> 10
+            "one-way {:>4} KiB messages: recv_bytes_into {:5.2} GB/s | recv_bytes {:5.2} GB/s | raw socketpair stream {:5.2} GB/s",
+            size >> 10, m[0], m[1], m[2]
         );
     }
-    for (kind, key) in [
-        ("unix", Some(&b"secret key"[..])),
-        ("tcp", Some(&b"secret key"[..])),
-        ("unix", None),
-        ("tcp", None),
-    ] {
-        let us = median((0..REPS).map(|_| connect_auth(kind, key, 500)).collect());
-        println!(
-            "connect{}  {kind:4}: {us:7.1} µs",
-            if key.is_some() { " + auth" } else { " (no key)" }
-        );
-    }
+    let key = Some(&b"secret key"[..]);
+    let m = interleaved(&mut [
+        &mut || connect_auth("unix", key, 300),
+        &mut || connect_auth("tcp", key, 300),
+        &mut || connect_auth("unix", None, 300),
+        &mut || connect_auth("tcp", None, 300),
+    ]);
+    println!(
+        "connect + authenticate: unix {:6.1} µs | tcp {:6.1} µs   (no key: unix {:6.1} µs | tcp {:6.1} µs)",
+        m[0], m[1], m[2], m[3]
+    );
 }

@@ -125,13 +125,13 @@ pub(crate) enum Mode {
     /// payload, so a read never takes bytes of the next frame.
     Stream,
     /// Records (Unix `SOCK_SEQPACKET`): a frame is a first record (header and up to
-    /// [`FIRST_RECORD`]` - 8` payload bytes) followed by records of at most [`MAX_RECORD`]
+    /// 64 KiB of payload) followed by records of at most [`MAX_RECORD`]
     /// bytes. One read takes one record, so a small message costs one system call.
     Records,
 }
 
-/// Largest first record of a frame (header included).
-pub(crate) const FIRST_RECORD: usize = 64 << 10;
+/// Largest first record of a frame: the header and 64 KiB of payload.
+pub(crate) const FIRST_RECORD: usize = HEADER_LEN + (64 << 10);
 /// Largest later record of a frame.
 pub(crate) const MAX_RECORD: usize = 512 << 10;
 

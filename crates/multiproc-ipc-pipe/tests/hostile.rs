@@ -28,7 +28,7 @@ impl Rng {
 }
 
 const LIMITS: [usize; 5] = [0, 1, 100, 4096, 1 << 20];
-const FIRST_RECORD_ROOM: usize = (64 << 10) - HEADER_LEN;
+const FIRST_RECORD_ROOM: usize = 64 << 10;
 
 fn check_peak(d: &FrameDecoder, limit: usize, records: bool, received: usize, ctx: &str) {
     let peak = d.peak_allocation();
