@@ -16,8 +16,9 @@
 //! code (or [`ErrorKind::TaskTimedOut`] if the parent killed it for running too long). Tasks
 //! after it were never started: they go back to the front of `pending`, in order, and run on
 //! another worker — never twice, never lost. A new worker takes the slot. A worker that
-//! dies before it is ready five times in a row, or whose initializer fails, breaks the pool:
-//! every task fails with [`ErrorKind::Initializer`] instead of respawning forever.
+//! dies before it is ready five times in a row (other than by SIGKILL, which is never the
+//! worker's own doing), or whose initializer fails, breaks the pool: every task fails with
+//! [`ErrorKind::Initializer`] instead of respawning forever.
 //!
 //! # Who collects results
 //! No dedicated thread sits between the caller and the workers: a thread waiting for a
@@ -300,7 +301,10 @@ impl Inner {
             global: self.global.clone(),
             max_tasks: self.cfg.max_tasks_per_child,
             epoch_unix_ns: crate::worker::epoch_unix_ns(self.epoch_sys),
-            parent: std::process::id(),
+            parent: {
+                let me = multiproc_arena::ProcessId::current();
+                (me.pid(), me.start_time())
+            },
             init_off: self.cfg.init_off,
         };
         let local = WorkerLocal {
@@ -578,7 +582,13 @@ impl Inner {
                 requeue.push(rec);
             }
         }
-        let early = !w.ready && !w.killed && w.timed_out.is_none() && exit != WorkerExit::Code(0);
+        // A death before READY counts towards breaking the pool unless it was a SIGKILL
+        // (ours, the OOM killer's or a user's: not the worker's own failure).
+        let early = !w.ready
+            && !w.killed
+            && w.timed_out.is_none()
+            && exit != WorkerExit::Code(0)
+            && exit != WorkerExit::Signal(9);
         w.ready = false;
         w.restarts += 1;
         if early {

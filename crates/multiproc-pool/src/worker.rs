@@ -35,8 +35,9 @@ pub(crate) struct WorkerBoot {
     pub(crate) max_tasks: u64,
     /// The pool's epoch as nanoseconds since the Unix epoch (aligns the monotonic clocks).
     pub(crate) epoch_unix_ns: u64,
-    /// The parent's pid: the worker exits when it is gone.
-    pub(crate) parent: u32,
+    /// The pool's process (pid, start time): the worker exits when it is gone. (Not
+    /// `getppid`: a forkserver worker's parent is the server.)
+    pub(crate) parent: (u32, u64),
     /// The state constructor by name (spawn, forkserver), if any.
     pub(crate) init_off: Option<i64>,
 }
@@ -64,7 +65,7 @@ fn local_epoch(boot: &WorkerBoot, local: &WorkerLocal) -> Instant {
 }
 
 fn parent_alive(boot: &WorkerBoot) -> bool {
-    std::os::unix::process::parent_id() == boot.parent
+    multiproc_arena::ProcessId::from_parts(boot.parent.0, boot.parent.1).is_alive()
 }
 
 /// The worker's main loop; returns the exit code.
