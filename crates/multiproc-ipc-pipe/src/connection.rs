@@ -239,6 +239,22 @@ impl Connection {
     /// Sends `value` (postcard; handles inside it travel with SCM_RIGHTS). Blocks only while
     /// the peer's receive buffer is full.
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.send_deadline(value, None)
+    }
+
+    /// [`send`](Self::send) that gives up after `timeout` if the peer does not make room:
+    /// [`ErrorKind::Timeout`]. If nothing was sent yet, the connection is unchanged; if the
+    /// peer stopped reading in the middle of a large message, the message is abandoned and
+    /// the connection can no longer send.
+    pub fn send_timeout<T: Serialize + ?Sized>(&self, value: &T, timeout: Duration) -> Result<()> {
+        self.send_deadline(value, deadline_after(timeout))
+    }
+
+    fn send_deadline<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
         self.check_write()?;
         let mut st = lock(&self.send);
         let st = &mut *st;
@@ -252,7 +268,7 @@ impl Connection {
         let header = self.header_for(len, fds.len())?;
         st.buf[..HEADER_LEN].copy_from_slice(&header);
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-        let res = self.write_frame(&mut st.broken, &[&st.buf], &borrowed);
+        let res = self.write_frame(&mut st.broken, &[&st.buf], &borrowed, deadline);
         if st.buf.capacity() > KEEP_CAPACITY {
             st.buf = Vec::new();
         }
@@ -261,10 +277,19 @@ impl Connection {
 
     /// Sends `bytes` as one message (Python's `send_bytes(buf)`).
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.send_bytes_deadline(bytes, None)
+    }
+
+    /// [`send_bytes`](Self::send_bytes) with a timeout, as [`send_timeout`](Self::send_timeout).
+    pub fn send_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
+        self.send_bytes_deadline(bytes, deadline_after(timeout))
+    }
+
+    fn send_bytes_deadline(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()> {
         self.check_write()?;
         let header = self.header_for(bytes.len(), 0)?;
         let mut st = lock(&self.send);
-        self.write_frame(&mut st.broken, &[&header, bytes], &[])
+        self.write_frame(&mut st.broken, &[&header, bytes], &[], deadline)
     }
 
     /// Sends `bytes[offset..offset + size]` (`size` `None`: to the end), checking the range as
@@ -299,7 +324,13 @@ impl Connection {
     }
 
     /// Writes a whole frame: `bufs` concatenated, `fds` attached to its first byte.
-    fn write_frame(&self, broken: &mut bool, bufs: &[&[u8]], fds: &[BorrowedFd<'_>]) -> Result<()> {
+    fn write_frame(
+        &self,
+        broken: &mut bool,
+        bufs: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+        deadline: Option<Instant>,
+    ) -> Result<()> {
         if *broken {
             return Err(Error::new(
                 ErrorKind::Protocol,
@@ -328,10 +359,23 @@ impl Connection {
                 }
                 pos += b.len();
             }
-            match sys::sendmsg(self.fd.as_fd(), &rest[..k], fds, false) {
+            match sys::sendmsg(self.fd.as_fd(), &rest[..k], fds, deadline.is_some()) {
                 Ok(n) => {
                     sent += n;
                     fds = &[];
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && deadline.is_some() => {
+                    if let Err(e) = self.wait_writable(deadline) {
+                        if sent > 0 {
+                            *broken = true;
+                            return Err(Error::new(
+                                ErrorKind::Timeout,
+                                "the peer stopped reading in the middle of the message; it was \
+                                 abandoned and the connection is unusable for sending",
+                            ));
+                        }
+                        return Err(e);
+                    }
                 }
                 Err(e) => {
                     if sent > 0 {
@@ -379,6 +423,15 @@ impl Connection {
 
     /// Blocks until the socket is readable; a passed deadline is [`ErrorKind::Timeout`].
     fn wait_readable(&self, deadline: Option<Instant>) -> Result<()> {
+        self.wait_for(sys::POLL_IN, deadline)
+    }
+
+    /// Blocks until the socket is writable; a passed deadline is [`ErrorKind::Timeout`].
+    fn wait_writable(&self, deadline: Option<Instant>) -> Result<()> {
+        self.wait_for(sys::POLL_OUT, deadline)
+    }
+
+    fn wait_for(&self, events: i16, deadline: Option<Instant>) -> Result<()> {
         loop {
             let timeout = match deadline {
                 None => None,
@@ -390,7 +443,7 @@ impl Connection {
                     Some(d - now)
                 }
             };
-            let mut set = [sys::PollFd::new(self.fd.as_fd(), sys::POLL_IN)];
+            let mut set = [sys::PollFd::new(self.fd.as_fd(), events)];
             match sys::poll(&mut set, timeout) {
                 Ok(_) if set[0].ready() => return Ok(()),
                 Ok(_) => {}

@@ -211,6 +211,8 @@ pub(crate) fn recvmsg(
 
 /// Readiness bits reported by [`poll`].
 pub(crate) const POLL_IN: i16 = libc::POLLIN;
+/// Writable.
+pub(crate) const POLL_OUT: i16 = libc::POLLOUT;
 
 /// One entry of a [`poll`] set.
 #[derive(Clone, Copy)]

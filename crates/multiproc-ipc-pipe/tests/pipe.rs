@@ -238,3 +238,32 @@ fn concurrent_senders_keep_messages_whole() {
         }
     });
 }
+
+/// send_timeout: a peer that does not read makes a send time out without sending half a
+/// message; a large message abandoned mid-way leaves the connection unable to send.
+#[test]
+fn send_timeout_when_peer_does_not_read() {
+    let (a, b) = Pipe::new().unwrap();
+    let chunk = vec![1u8; 60_000];
+    let mut n = 0;
+    loop {
+        match a.send_bytes_timeout(&chunk, Duration::from_millis(30)) {
+            Ok(()) => n += 1,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Timeout);
+                break;
+            }
+        }
+        assert!(n < 100_000, "the buffer never filled");
+    }
+    for _ in 0..n {
+        assert_eq!(b.recv_bytes_timeout(T).unwrap().len(), 60_000);
+    }
+    assert!(!b.poll(Duration::ZERO).unwrap(), "nothing half-sent");
+    a.send_timeout(&5u8, T).unwrap();
+    assert_eq!(b.recv_timeout::<u8>(T).unwrap(), 5);
+    let big = vec![2u8; 16 << 20];
+    let e = a.send_bytes_timeout(&big, Duration::from_millis(30)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    assert_eq!(a.send(&1u8).unwrap_err().kind(), ErrorKind::Protocol);
+}
