@@ -169,8 +169,9 @@ impl Connection {
         }
     }
 
-    /// Wraps a connected stream socket (Unix or TCP) whose peer speaks this crate's frames.
-    /// A descriptor that is not a stream socket is an [`ErrorKind::InvalidInput`] error.
+    /// Wraps a connected socket whose peer speaks this crate's frames: a Unix
+    /// `SOCK_SEQPACKET` socket (as [`Pipe`] and Unix [`Listener`](crate::Listener)s make), or a
+    /// Unix or TCP stream socket. Anything else is an [`ErrorKind::InvalidInput`] error.
     pub fn from_fd(fd: OwnedFd) -> Result<Connection> {
         let domain = sys::socket_domain(fd.as_fd()).map_err(|e| Error::io(e, "not a socket"))?;
         let ty = sys::socket_type(fd.as_fd()).map_err(|e| Error::io(e, "not a socket"))?;

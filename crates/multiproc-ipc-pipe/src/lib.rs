@@ -17,6 +17,21 @@
 //! - [`frame`]: the wire format, and a decoder that runs without sockets.
 //! - [`Error`] / [`ErrorKind`].
 //!
+//! # Data path
+//!
+//! A pipe is a Unix `SOCK_SEQPACKET` socketpair. A message is one frame (an 8-byte header
+//! with the length and descriptor count, then the payload, see [`frame`]) sent as records:
+//! a small message is one `sendmsg` and one `recvmsg`, header and payload together (a single
+//! system call each way, as for raw bytes on a socketpair); a large one goes as a first
+//! 64 KiB record and records of up to 512 KiB straight into the destination buffer, with a
+//! 1 MiB send buffer so several are in flight. A receiver never reads past the message it
+//! takes, so the kernel socket is the only state between messages: a connection can be
+//! inherited, passed, or shared by processes taking turns, as in Python. Unix listeners use
+//! the same records; TCP uses a byte stream, where the header is read on its own first.
+//! Receives block in the kernel (an idle connection costs nothing);
+//! [`Connection::set_spin`] adds a bounded busy retry for peers that answer within
+//! microseconds.
+//!
 //! ```
 //! use multiproc_ipc_pipe::{Pipe, ErrorKind};
 //! use std::time::Duration;
