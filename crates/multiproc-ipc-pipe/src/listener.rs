@@ -54,8 +54,9 @@ const LABEL_SERVER: &[u8] = b"multiproc-auth-v1 server";
 /// Default [`handshake_timeout`](ListenerBuilder::handshake_timeout) and client connect
 /// timeout.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most handshakes a listener runs at once; further clients wait in the kernel's backlog.
-const MAX_PENDING: usize = 64;
+/// Most handshakes a listener runs at once; further clients wait in the kernel's backlog
+/// until a slot frees (a handshake completes, fails, or times out).
+const MAX_PENDING: usize = 256;
 const LISTEN_TOKEN: u64 = u64::MAX;
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
@@ -430,10 +431,18 @@ impl ListenerBuilder {
             handshake_timeout: self.handshake_timeout,
             max_message_size: self.max_message_size,
             epoll,
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(Pending { list: Vec::new(), listening: true }),
             _cleanup: cleanup,
         })
     }
+}
+
+/// The handshakes in progress, and whether the listening socket is in the epoll set (it is
+/// taken out while every slot is busy, so a full listener sleeps instead of spinning on a
+/// backlog it cannot take).
+struct Pending {
+    list: Vec<Handshake>,
+    listening: bool,
 }
 
 /// Removes the socket file (and private directory) of a listener, in the process that made
@@ -483,7 +492,7 @@ pub struct Listener {
     handshake_timeout: Duration,
     max_message_size: usize,
     epoll: OwnedFd,
-    pending: Mutex<Vec<Handshake>>,
+    pending: Mutex<Pending>,
     _cleanup: Cleanup,
 }
 
@@ -533,7 +542,8 @@ impl Listener {
     }
 
     fn accept_deadline(&self, deadline: Option<Instant>) -> Result<Connection> {
-        let mut pending = lock(&self.pending);
+        let mut guard = lock(&self.pending);
+        let Pending { list: pending, listening } = &mut *guard;
         let mut ready: Vec<u64> = Vec::new();
         let mut check_all = true;
         loop {
@@ -616,6 +626,16 @@ impl Listener {
                 if now >= d {
                     return Err(Error::new(ErrorKind::Timeout, "no client connected in time"));
                 }
+            }
+            let full = pending.len() >= MAX_PENDING;
+            if full == *listening {
+                let r = if full {
+                    sys::epoll_del(self.epoll.as_fd(), self.sock.fd())
+                } else {
+                    sys::epoll_add(self.epoll.as_fd(), self.sock.fd(), LISTEN_TOKEN)
+                };
+                r.map_err(|e| Error::io(e, "epoll_ctl"))?;
+                *listening = !full;
             }
             ready.clear();
             match sys::epoll_wait(

@@ -241,3 +241,39 @@ fn listener_in_wait() {
     assert_eq!(got.unwrap().recv_timeout::<u8>(T).unwrap(), 5);
     t.join().unwrap().unwrap();
 }
+
+/// CPU time of the calling thread, in clock ticks.
+fn thread_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A flood of silent clients beyond the handshake slots: the listener sleeps (no spinning)
+/// until slots free, and a good client behind them is served once the silent ones expire.
+#[test]
+fn silent_flood_costs_time_not_cpu() {
+    let l = Listener::builder()
+        .authkey(b"k")
+        .handshake_timeout(Duration::from_millis(600))
+        .bind_private()
+        .unwrap();
+    let Address::Unix(path) = l.address().clone() else { unreachable!() };
+    let silent: Vec<_> = (0..300).map(|_| common::sys::seqpacket_connect(&path)).collect();
+    let addr = l.address().clone();
+    let t = std::thread::spawn(move || {
+        let c = Client::connect_timeout(&addr, Some(b"k"), T).unwrap();
+        c.send(&9u8).unwrap();
+    });
+    let cpu = thread_cpu_ticks();
+    let start = Instant::now();
+    let d = l.accept_timeout(T).unwrap();
+    assert_eq!(d.recv_timeout::<u8>(T).unwrap(), 9);
+    let took = start.elapsed();
+    let used = thread_cpu_ticks() - cpu;
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(used < 30, "accept burnt {used} ticks of CPU in {took:?}");
+    t.join().unwrap();
+    drop(silent);
+}
