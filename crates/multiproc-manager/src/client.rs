@@ -37,9 +37,22 @@ impl Default for ClientConfig {
 }
 
 fn default_spin() -> Option<Duration> {
+    // TEMP tuning knobs
+    if let Ok(v) = std::env::var("MPMGR_SPIN") {
+        let us: u64 = v.parse().unwrap_or(0);
+        return (us > 0).then(|| Duration::from_micros(us));
+    }
     // Spinning helps only when another core can run the server meanwhile.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     (cores > 1).then(|| Duration::from_micros(30))
+}
+
+fn spin_mode() -> u8 {
+    match std::env::var("MPMGR_SPIN_MODE").as_deref() {
+        Ok("pause") => 0,
+        Ok("yield") => 1,
+        _ => 1,
+    }
 }
 
 /// A session with one manager server, for the process that opened it.
@@ -95,7 +108,9 @@ impl Client {
                 .map_err(|e| pipe_error(e, &what))?;
         conn.set_max_message_size(cfg.max_frame);
         if let Some(s) = cfg.spin {
-            conn.set_spin(s);
+            if spin_mode() == 0 {
+                conn.set_spin(s);
+            }
         }
         let hello =
             Hello { magic: MAGIC, version: PROTOCOL_VERSION, join, pid: std::process::id() };
@@ -199,7 +214,15 @@ impl Client {
     fn call_with(&self, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
         transport::encode(req, buf, self.cfg.max_frame)?;
         let conn = self.take_conn()?;
-        let answer = conn.send_bytes(buf).and_then(|()| conn.recv_bytes());
+        let answer = conn.send_bytes(buf).and_then(|()| {
+            if let (Some(spin), 1) = (self.cfg.spin, spin_mode()) {
+                let until = std::time::Instant::now() + spin;
+                while !conn.poll(Duration::ZERO)? && std::time::Instant::now() < until {
+                    std::thread::yield_now();
+                }
+            }
+            conn.recv_bytes()
+        });
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {

@@ -21,6 +21,28 @@
 //! - [`Address`], [`AuthKey`]: printable and parsable, to tell another program how to connect.
 //! - [`Error`] / [`ErrorKind`], [`LockError`] (std's poisoning shape), [`PutError`].
 //!
+//! # Passing proxies to other processes
+//!
+//! A proxy needs no transfer context: it travels as data. Inside a managed container of the
+//! same manager it is stored as its object id and the server counts the container's
+//! reference (a dict holding a list proxy keeps the list alive). Anywhere else — a
+//! `multiproc-spawn` process argument, a message on a pipe or queue, bytes handed to an
+//! unrelated program — it is written as (address, authkey, object id, hold token):
+//! serialising takes a *hold* on the server that keeps the object alive while the proxy is in
+//! transit, and the receiver reconnects (once per process) and adopts it. A hold nobody adopts
+//! is dropped when the sender's session ends. The bytes carry the authkey: treat them as a
+//! secret. A proxy inherited through `fork` opens the child's own session on first use; one
+//! the child never uses costs nothing.
+//!
+//! # Transport and security
+//!
+//! The server listens on a Unix socket in a new private directory (mode 0700, socket 0600) by
+//! default, or on the TCP address given to [`ManagerBuilder::address`]. Every connection
+//! passes `multiproc-ipc-pipe`'s mutual HMAC-SHA256 authkey handshake (bounded in time,
+//! several at once, nothing else read before it) and then speaks a versioned protocol of
+//! postcard messages in frames whose size is checked before anything is allocated
+//! ([`ManagerBuilder::max_frame`]).
+//!
 //! Errors raised in the server (an index out of range, a missing key, a service that panics)
 //! come back as typed errors and the server carries on. Each client process has one session
 //! on the server; when its connections close — also when it is killed — its references are

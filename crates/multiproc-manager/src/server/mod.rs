@@ -85,6 +85,9 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     /// The public TCP address, if the server listens on one.
     tcp: Mutex<Option<Address>>,
+    spin: Duration,
+    spinning: AtomicUsize,
+    max_spinners: usize,
 }
 
 impl fmt::Debug for Shared {
@@ -122,6 +125,9 @@ impl Shared {
             next_conn: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             tcp: Mutex::default(),
+            spin: server_spin(),
+            spinning: AtomicUsize::new(0),
+            max_spinners: std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(0),
         })
     }
 
@@ -909,6 +915,7 @@ impl Shared {
         let mut out = Vec::new();
         let max = self.cfg.max_frame;
         loop {
+            self.spin_for_next(conn);
             let Ok(buf) = conn.recv_bytes() else { return };
             let req: Request = match postcard::from_bytes(&buf) {
                 Ok(r) => r,
@@ -953,6 +960,23 @@ impl Shared {
                 return;
             }
         }
+    }
+
+    /// After an answer, a busy client usually sends its next request within microseconds:
+    /// poll for it (yielding the CPU between polls) instead of sleeping in the kernel, which
+    /// saves a wake-up per request. At most `spinners` threads do so at once, so idle
+    /// connections never eat the CPU their busy neighbours need.
+    fn spin_for_next(&self, conn: &Connection) {
+        if self.spin.is_zero() {
+            return;
+        }
+        if self.spinning.fetch_add(1, Ordering::AcqRel) < self.max_spinners {
+            let until = Instant::now() + self.spin;
+            while !conn.poll(Duration::ZERO).unwrap_or(true) && Instant::now() < until {
+                std::thread::yield_now();
+            }
+        }
+        self.spinning.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Accepts connections until shutdown, a thread per connection.
@@ -1024,6 +1048,12 @@ impl Shared {
     pub(crate) fn handle_plain(&self, session: u64, req: Request) -> Response {
         self.handle(&mut Cx { session, probe: &mut NeverGone }, req)
     }
+}
+
+fn server_spin() -> Duration {
+    // TEMP tuning knob
+    let us = std::env::var("MPMGR_SERVER_SPIN").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    Duration::from_micros(us)
 }
 
 fn credit(st: &mut State, session: u64, id: Id) {
@@ -1165,6 +1195,27 @@ mod tests {
         assert!(matches!(acq(s), Reply::Acquired { acquired: false, .. }));
         sh.session_conn_closed(s2);
         assert!(matches!(acq(s), Reply::Acquired { acquired: true, poisoned: true }));
+    }
+
+    #[test]
+    fn a_clean_goodbye_leaves_a_plain_lock_held_but_releases_an_rlock() {
+        let (sh, s) = server();
+        let l = created(sh.handle_plain(s, Request::Create(Create::Lock)));
+        let r = created(sh.handle_plain(s, Request::Create(Create::RLock)));
+        let s2 = sh.session_open(None).unwrap();
+        for id in [l, r] {
+            let acq = LockOp::Acquire { owner: 1, wait: Some(0) };
+            assert!(matches!(
+                sh.handle_plain(s2, Request::Lock(id, acq)).unwrap(),
+                Reply::Acquired { acquired: true, .. }
+            ));
+        }
+        sh.handle_plain(s2, Request::Goodbye).unwrap();
+        sh.session_conn_closed(s2);
+        let locked = |id| sh.handle_plain(s, Request::Lock(id, LockOp::Locked)).unwrap();
+        assert!(matches!(locked(l), Reply::Bool(true)), "Python: another process releases it");
+        assert!(matches!(locked(r), Reply::Bool(false)));
+        sh.handle_plain(s, Request::Lock(l, LockOp::Release { owner: 9 })).unwrap();
     }
 
     #[test]
