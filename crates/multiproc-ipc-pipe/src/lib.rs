@@ -12,7 +12,8 @@
 //! - [`wait`] / [`Waitable`]: readiness of connections, listeners and any descriptor (process
 //!   sentinels).
 //! - [`Listener`] / [`Client`] on an [`Address`] (a Unix socket in a private directory, an
-//!   abstract Unix name, or TCP), with a mutual HMAC-SHA256 challenge when an authkey is set.
+//!   abstract Unix name, or TCP), with a mutual HMAC-SHA256 challenge when an authkey is set;
+//!   [`cleanup_orphan_listeners`] removes socket directories of killed processes.
 //! - [`Fd`]: a bare descriptor in a message (Python's `send_handle`).
 //! - [`frame`]: the wire format, and a decoder that runs without sockets.
 //! - [`Error`] / [`ErrorKind`].
@@ -57,7 +58,9 @@ mod wait;
 pub use crate::connection::{Connection, Pipe};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::fd::Fd;
-pub use crate::listener::{Address, Client, Listener, ListenerBuilder, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use crate::listener::{
+    cleanup_orphan_listeners, Address, Client, Listener, ListenerBuilder, DEFAULT_HANDSHAKE_TIMEOUT,
+};
 pub use crate::wait::{wait, Waitable};
 
 impl Waitable for Connection {

@@ -381,10 +381,7 @@ impl ListenerBuilder {
     /// `$XDG_RUNTIME_DIR` or the temporary directory); both are removed on drop. Python's
     /// `Listener()` default address.
     pub fn bind_private(self) -> Result<Listener> {
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
+        let base = private_base();
         let mut tries = 0;
         let dir = loop {
             let mut r = [0u8; 8];
@@ -435,6 +432,47 @@ impl ListenerBuilder {
             _cleanup: cleanup,
         })
     }
+}
+
+/// Where private listener directories go: `$XDG_RUNTIME_DIR`, else the temporary directory.
+fn private_base() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// Removes the private directories (and socket files) that listeners of processes now dead
+/// left behind — a process killed by a signal cannot remove its own. Returns how many were
+/// removed. Directories of live processes, and anything but `multiproc-<pid>-<hex>`
+/// directories holding at most a `listener.sock`, are left alone.
+pub fn cleanup_orphan_listeners() -> Result<usize> {
+    let base = private_base();
+    let rd = std::fs::read_dir(&base)
+        .map_err(|e| Error::io(e, format!("reading {}", base.display())))?;
+    let mut removed = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("multiproc-")) else {
+            continue;
+        };
+        let Some((pid, hex)) = rest.split_once('-') else { continue };
+        let (Ok(pid), true) =
+            (pid.parse::<u32>(), hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
+            continue;
+        };
+        if multiproc_arena::pid_alive(pid) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let dir = e.path();
+        let sock = dir.join("listener.sock");
+        let _ = std::fs::remove_file(&sock);
+        if std::fs::remove_dir(&dir).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// The handshakes in progress, and whether the listening socket is in the epoll set (it is

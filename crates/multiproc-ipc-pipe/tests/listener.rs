@@ -277,3 +277,30 @@ fn silent_flood_costs_time_not_cpu() {
     t.join().unwrap();
     drop(silent);
 }
+
+/// A process killed while listening leaves its private directory; the cleanup removes it
+/// (and nothing of live processes).
+#[test]
+fn orphan_listener_cleanup() {
+    let (r, w) = multiproc_ipc_pipe::Pipe::simplex().unwrap();
+    let mut child = fork_keep(&common::fds(&[&w]), || {
+        let l = Listener::builder().bind_private().unwrap();
+        let Address::Unix(p) = l.address().clone() else { unreachable!() };
+        w.send(&p).unwrap();
+        std::mem::forget(l);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    drop(w);
+    let path: std::path::PathBuf = r.recv_timeout(T).unwrap();
+    let mine = Listener::builder().bind_private().unwrap();
+    let Address::Unix(my_path) = mine.address().clone() else { unreachable!() };
+    assert!(path.exists());
+    child.kill();
+    child.wait_timeout(T).unwrap();
+    assert!(path.exists(), "a killed process cannot clean up");
+    assert!(multiproc_ipc_pipe::cleanup_orphan_listeners().unwrap() >= 1);
+    assert!(!path.exists() && !path.parent().unwrap().exists());
+    assert!(my_path.exists(), "a live listener is left alone");
+}
