@@ -250,7 +250,9 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         cli.scale,
         python.as_ref().map_or("not measured", |p| p.1.as_str())
     );
+    let mut max_load = load_average();
     for rep in 0..cli.reps {
+        max_load = max_load.max(load_average());
         // Round-robin over every figure, reversed on odd repetitions: the two sides of a case
         // alternate in order, and drift over the run reaches every figure alike.
         let mut order: Vec<usize> = (0..items.len()).collect();
@@ -300,6 +302,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
             }
         }
     }
+    max_load = max_load.max(load_average());
     eprintln!("bench-runner: measured in {:.0} s", started.elapsed().as_secs_f64());
     let _ = std::fs::remove_file(&out_path);
     let _ = std::fs::remove_file(&err_path);
@@ -314,6 +317,15 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         }
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The run itself keeps up to two processes busy; more than that on top of the CPUs means
+    // other work competed for them.
+    if max_load > cpus as f64 + 2.0 {
+        notes.push(format!(
+            "The machine was busy during this run (1-minute load average up to {max_load:.1} on \
+             {cpus} CPUs): figures of processes that spin or contend (rtt_active, rings, \
+             *_2proc) suffer most; compare ratios, or rerun on a quiet machine."
+        ));
+    }
     let mut out_rows: Vec<Row> = Vec::new();
     for (i, c) in rows.iter().enumerate() {
         let python_fig = if c.is_floor() || !c.python {
@@ -430,6 +442,14 @@ fn measure(
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("printed {last:?}, not a positive number\n    {}", tail(&stderr))),
     }
+}
+
+/// The 1-minute load average (0 if unknown).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 /// The median (mean of the middle two for an even count).
