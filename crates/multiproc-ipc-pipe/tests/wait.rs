@@ -104,11 +104,11 @@ fn wait_timeout() {
     assert!(t.elapsed() >= Duration::from_millis(295));
     let t = Instant::now();
     assert!(wait(&[&a, &c], Some(Duration::ZERO)).unwrap().is_empty());
-    assert!(t.elapsed() < Duration::from_millis(100));
+    assert!(t.elapsed() < Duration::from_millis(500));
     d.send(&()).unwrap();
     let t = Instant::now();
     assert_eq!(wait(&[&a, &c], Some(Duration::from_secs(20))).unwrap(), vec![1]);
-    assert!(t.elapsed() < Duration::from_millis(400));
+    assert!(t.elapsed() < Duration::from_millis(1000));
     drop(b);
     // End of stream counts as ready.
     assert_eq!(wait(&[&a, &c], Some(T)).unwrap(), vec![0, 1]);
@@ -133,7 +133,7 @@ fn wait_on_process_sentinel() {
     assert_eq!(wait(&[&a, &sentinel, &b], Some(T)).unwrap(), vec![1, 2]);
     b.send(&2u8).unwrap();
     assert_eq!(wait(&[&a, &sentinel, &b], Some(T)).unwrap(), vec![0, 1, 2]);
-    assert!(t.elapsed() < Duration::from_millis(400));
+    assert!(t.elapsed() < Duration::from_millis(1000));
     child.expect_success(T);
 }
 
