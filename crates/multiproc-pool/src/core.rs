@@ -198,7 +198,8 @@ pub(crate) struct Inner {
     /// Whether work is queued or running (or workers must still be stopped): kept by
     /// whoever holds the core lock, read without it.
     work: AtomicBool,
-    /// The background thread sleeps on `bg_cv` (so a notification is worth a syscall).
+    /// The background thread sleeps on `bg_cv` with nothing to do (so a notification is
+    /// worth a syscall; in its grace wait it looks again by itself).
     bg_idle: AtomicBool,
     weak: Weak<Inner>,
     _arena: Arena,
@@ -1006,7 +1007,7 @@ fn background(weak: Weak<Inner>) {
                     grace_until = None;
                     Duration::from_millis(100)
                 };
-                inner.bg_idle.store(true, Ordering::SeqCst);
+                inner.bg_idle.store(grace_until.is_none(), Ordering::SeqCst);
                 let (c, t) =
                     inner.bg_cv.wait_timeout(core, timeout).unwrap_or_else(|p| p.into_inner());
                 inner.bg_idle.store(false, Ordering::SeqCst);

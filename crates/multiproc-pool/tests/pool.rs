@@ -423,3 +423,15 @@ fn panicking_input_iterator_leaves_the_pool_usable() {
         }
     });
 }
+
+#[cfg(feature = "progress")]
+#[test]
+fn progress_bar_feature() {
+    bounded(30, || {
+        let p = pool(2, StartMethod::Fork);
+        let v = p.job().progress_bar().map(sqr, 0..1000).unwrap();
+        assert_eq!(v.len(), 1000);
+        let v: Vec<_> = p.job().progress_bar().imap(sqr, 0..100).unwrap().collect();
+        assert_eq!(v.len(), 100);
+    });
+}
