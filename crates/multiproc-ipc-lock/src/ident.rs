@@ -21,6 +21,8 @@ pub(crate) struct Me {
     pub(crate) side: u64,
 }
 
+#[cfg(not(multiproc_loom))]
+pub(crate) use imp::register_at_fork;
 pub(crate) use imp::{alive, me, thread_tag};
 
 /// Whether process `pid`, whose start time's low `bits` bits were `start`, is alive.
@@ -49,21 +51,41 @@ mod imp {
         me_slow()
     }
 
+    /// Set once the fork handler below is registered; the cache is used only then.
+    static AT_FORK_READY: AtomicU32 = AtomicU32::new(0);
+
     unsafe extern "C" fn forget_after_fork() {
         ME_ID.store(0, Ordering::Relaxed);
         ME_SIDE.store(0, Ordering::Relaxed);
     }
 
+    /// Registers the fork handler. Runs from `.init_array` (before `main`, while the
+    /// process has one thread), so no thread can fork between the first cached identity
+    /// and the registration, and a forked child never finds a registration half done.
+    pub(crate) extern "C" fn register_at_fork() {
+        if AT_FORK_READY.swap(1, Ordering::AcqRel) == 0 {
+            crate::sys::at_fork_child(forget_after_fork);
+            AT_FORK_READY.store(2, Ordering::Release);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn at_fork_state() -> u32 {
+        AT_FORK_READY.load(Ordering::Relaxed)
+    }
+
     #[cold]
     fn me_slow() -> Me {
-        static AT_FORK: std::sync::Once = std::sync::Once::new();
-        AT_FORK.call_once(|| crate::sys::at_fork_child(forget_after_fork));
+        // Normally done before main; a binary whose init section was dropped registers here.
+        register_at_fork();
         let p = ProcessId::current();
         let id = p.pid();
         assert!(id != 0 && id <= ID_MASK, "pid {id} does not fit a lock word");
         let side = ((id as u64) << 32) | (p.start_time() & 0xffff_ffff);
-        ME_SIDE.store(side, Ordering::Relaxed);
-        ME_ID.store(id, Ordering::Relaxed);
+        if AT_FORK_READY.load(Ordering::Acquire) == 2 {
+            ME_SIDE.store(side, Ordering::Relaxed);
+            ME_ID.store(id, Ordering::Relaxed);
+        }
         Me { id, side }
     }
 
@@ -165,3 +187,20 @@ mod imp {
 
 #[cfg(multiproc_loom)]
 pub(crate) use imp::{any_dead, mark_dead};
+
+#[cfg(all(test, not(multiproc_loom)))]
+mod tests {
+    #[test]
+    fn fork_handler_is_registered_before_main() {
+        assert_eq!(super::imp::at_fork_state(), 2);
+    }
+
+    #[test]
+    fn me_is_this_process() {
+        let me = super::me();
+        assert_eq!(me.id, std::process::id());
+        assert_eq!(me.side >> 32, me.id as u64);
+        assert!(super::alive(me.id, me.side));
+        assert!(!super::alive(4_194_303, 0), "no such pid");
+    }
+}

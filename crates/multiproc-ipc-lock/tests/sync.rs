@@ -108,6 +108,7 @@ fn semaphore_wakes_a_blocked_process() {
 
 #[test]
 fn semaphore_bounds_concurrency_across_processes() {
+    let _serial = serial();
     let s = Semaphore::new(2).unwrap();
     let inside = flag();
     let worst = flag();
@@ -134,6 +135,7 @@ fn semaphore_bounds_concurrency_across_processes() {
 
 #[test]
 fn semaphore_waiter_killed_does_not_block_others() {
+    let _serial = serial();
     let s = Semaphore::new(0).unwrap();
     let waiting = flag();
     let mut victim = fork(|| {
@@ -410,6 +412,7 @@ fn condition_over_a_mutex_between_processes() {
 
 #[test]
 fn condition_many_waiters_overflow_the_slots() {
+    let _serial = serial();
     let n = multiproc_ipc_lock::CONDITION_SLOTS as u32 + 8;
     let cond = Condition::new().unwrap();
     let (sleeping, woken) = (flag(), flag());

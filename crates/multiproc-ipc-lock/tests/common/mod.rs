@@ -34,3 +34,17 @@ pub(crate) fn park_forever() -> ! {
 }
 
 pub(crate) const T: Duration = Duration::from_secs(10);
+
+/// Asserts the "within 100 ms of the death" promise (and prints the figure for
+/// `--nocapture` runs).
+pub(crate) fn within_100ms(dt: Duration) {
+    eprintln!("poison/break latency after the kill: {dt:?}");
+    assert!(dt < Duration::from_millis(100), "took {dt:?} after the kill");
+}
+
+/// Serialises the tests that measure latency with the CPU-heavy ones of the same binary
+/// (the harness runs tests on parallel threads; these machines have two cores).
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
