@@ -19,12 +19,12 @@ SCALE = "full"
 
 
 def iters(full, quick):
-    """Iteration count by scale (smoke: a fiftieth of quick, at least 2)."""
+    """Iteration count by scale (smoke: a five-hundredth of quick, at least 2)."""
     if SCALE == "full":
         return full
     if SCALE == "quick":
         return quick
-    return max(quick // 50, 2)
+    return max(quick // 500, 2)
 
 
 def warm(n):

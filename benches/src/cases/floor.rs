@@ -317,7 +317,9 @@ fn shm_ring_64kib(o: &Opts) -> f64 {
 
 fn memcpy_64mib(o: &Opts) -> f64 {
     const LEN: usize = 64 << 20;
-    let src: Vec<u8> = (0..LEN).map(|i| (i * 7 + 3) as u8).collect();
+    let block: Vec<u8> = (0..4096).map(|i| (i * 7 + 3) as u8).collect();
+    let mut src = vec![0u8; LEN];
+    src.chunks_mut(4096).for_each(|c| c.copy_from_slice(&block));
     let dst = sys::SharedMap::new(LEN).expect("mmap");
     // SAFETY: the mapping holds LEN bytes and only this process, through this slice, uses it.
     let dst = unsafe { std::slice::from_raw_parts_mut(dst.as_ptr(), dst.len()) };

@@ -70,12 +70,12 @@ pub(crate) struct Opts {
 }
 
 impl Opts {
-    /// `full` or `quick` iterations, by scale (smoke: a fiftieth of quick, at least 2).
+    /// `full` or `quick` iterations, by scale (smoke: a five-hundredth of quick, at least 2).
     pub(crate) fn iters(&self, full: u64, quick: u64) -> u64 {
         match self.scale {
             Scale::Full => full,
             Scale::Quick => quick,
-            Scale::Smoke => (quick / 50).max(2),
+            Scale::Smoke => (quick / 500).max(2),
         }
     }
 
