@@ -291,6 +291,12 @@ pub(crate) fn fork_child_main<R: Serialize>(
 /// lifeline (if passed) descriptor 4. Reads the boot frame (a forkserver child has it in
 /// memory already), runs the target, exits.
 pub(crate) fn reexec_child_main(method: StartMethod, preloaded: Option<FrameReader>) -> ! {
+    if method == StartMethod::Spawn {
+        // A parent with closed standard streams must not make descriptors this child
+        // receives land on 0, 1 or 2 (where a print would write into them). The forkserver
+        // did this for its children when it started.
+        sys::ensure_stdio_open();
+    }
     // SAFETY: descriptor 3 was placed by the parent (posix_spawn file actions or the
     // forkserver's dup2) for this child alone; nothing else in the process owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(CHILD_SOCK_FD) };

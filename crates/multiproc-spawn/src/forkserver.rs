@@ -192,16 +192,20 @@ pub(crate) fn serve() -> ! {
         let mut k = 1;
         while i < children.len() {
             if sys::ready(&fds[k]) {
-                if let Ok(Some(exit)) = sys::waitid_pidfd(children[i].0.as_fd(), true) {
-                    let (tag, value) = match exit {
-                        RawExit::Code(c) => (1u8, c),
-                        RawExit::Signal(s) => (2u8, s),
-                    };
-                    let mut msg = [0u8; 8];
-                    msg[0] = tag;
-                    msg[4..8].copy_from_slice(&value.to_le_bytes());
+                let reaped = sys::waitid_pidfd(children[i].0.as_fd(), true);
+                if !matches!(reaped, Ok(None)) {
                     let (_, status) = children.remove(i);
-                    let _ = std::fs::File::from(status).write_all(&msg);
+                    if let Ok(Some(exit)) = reaped {
+                        let (tag, value) = match exit {
+                            RawExit::Code(c) => (1u8, c),
+                            RawExit::Signal(s) => (2u8, s),
+                        };
+                        let mut msg = [0u8; 8];
+                        msg[0] = tag;
+                        msg[4..8].copy_from_slice(&value.to_le_bytes());
+                        let _ = std::fs::File::from(status).write_all(&msg);
+                    }
+                    // (An error: the status pipe just closes, and the parent reads 255.)
                     k += 1;
                     continue;
                 }

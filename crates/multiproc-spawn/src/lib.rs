@@ -15,11 +15,50 @@
 //!   [`set_start_method`], [`get_start_method`].
 //! - [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`].
 //!
-//! A re-executed child (spawn, and the forkserver itself) is caught before `main` by an ELF
-//! `.init_array` constructor of this crate, so no binary needs a hook in `main`, and the
-//! parent's `main` never runs twice; this works in `cargo test` binaries too. Daemonic children
-//! die with their parent even when it is SIGKILLed; children whose handles were dropped are
-//! reaped by a background thread.
+//! # How it works
+//!
+//! - **Child entry.** A re-executed child (spawn, and the forkserver itself) is caught before
+//!   `main` by an ELF `.init_array` constructor of this crate, so no binary needs a hook in
+//!   `main`, the parent's `main` never runs twice, and `cargo test` binaries work like any
+//!   other. The target is found by its distance from an anchor function of this crate (the
+//!   same in every run of one executable, whatever ASLR does), checked against a hash of the
+//!   argument and result types.
+//! - **Results.** The child sends its value, panic or error in one frame on a private socket;
+//!   a large frame travels in a memfd, so no child ever waits for its reader (results of any
+//!   size, no deadlock) and the parent wakes once, when the child ends.
+//! - **Daemonic children** die with their parent however it dies, SIGKILL included. Each one
+//!   holds its own open file description of the read end of a pipe whose write end only the
+//!   parent holds, armed with `O_ASYNC` + `F_SETSIG(SIGKILL)`: when the parent's write end
+//!   closes, the kernel SIGKILLs the child; a parent that died before the arming is seen by a
+//!   poll right after it. (`PR_SET_PDEATHSIG` fires when the *thread* that created the child
+//!   ends — in `cargo test`, at the end of each test — and a forkserver child's parent is the
+//!   server, so it is not used.) They are also sent SIGTERM at the parent's normal exit
+//!   (Python), and may not start children of their own.
+//! - **Reaping.** Every child is reaped: by its join, or, if its handle was dropped, by a
+//!   background thread; at a normal exit the process waits for its non-daemonic children
+//!   (Python).
+//! - **Descriptors.** Spawned and forkserver children get their socket, the descriptors of the
+//!   handles in their arguments and the standard streams, nothing else; forked children inherit
+//!   everything, as with `fork()`, except this crate's private descriptors.
+//!
+//! Misuse is a compile error rather than a runtime one: a process starts once and a handle
+//! joins once, because both calls consume their value.
+//!
+//! ```compile_fail
+//! # use multiproc_spawn::Process;
+//! fn one(_: ()) -> u8 { 1 }
+//! let p = Process::builder().target(one, ());
+//! let a = p.start();
+//! let b = p.start(); // error: use of moved value
+//! ```
+//!
+//! ```compile_fail
+//! # use multiproc_spawn::Process;
+//! fn one(_: ()) -> u8 { 1 }
+//! let h = Process::builder().target(one, ()).start().unwrap();
+//! let a = h.join();
+//! let b = h.join(); // error: use of moved value
+//! ```
 //!
 //! ```
 //! use multiproc_spawn::{JoinError, Process, StartMethod};

@@ -29,6 +29,8 @@ pub enum StartMethod {
     Spawn,
     /// Ask this process's forkserver (started on first use by re-execution, restarted if it
     /// dies) to fork a child that then receives the target and arguments like a spawned one.
+    /// The server's environment variables and working directory are those of the moment it
+    /// started (as in Python).
     Forkserver,
 }
 

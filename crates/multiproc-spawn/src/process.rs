@@ -64,8 +64,10 @@ impl Builder {
     }
 
     /// Whether the child is daemonic: it dies with this process (even if this process is
-    /// SIGKILLed), is terminated at this process's normal exit, and may not start children
-    /// of its own. Default: the current process's flag (false in the main process).
+    /// SIGKILLed; see the crate docs for how), is sent SIGTERM at this process's normal exit,
+    /// and may not start children of its own. Default: the current process's flag (false in
+    /// the main process). A non-daemonic child outlives its parent, and the parent waits for
+    /// it at a normal exit.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = Some(daemon);
         self
@@ -83,8 +85,13 @@ impl Builder {
     }
 
     /// Runs `f(args)` in the child (every start method). With spawn and forkserver `args`
-    /// are serialised (handles in them travel with their descriptors) and `f` is found in the
-    /// re-executed binary; with fork `args` simply move into the child.
+    /// are serialised when `start` is called — before any process exists, so a value that
+    /// refuses to serialise is an [`ErrorKind::Encode`] error — and handles in them travel
+    /// with their descriptors; `f` (a function item, or a closure that captures nothing) is
+    /// found in the re-executed binary. With fork `args` simply move into the child.
+    ///
+    /// The child ends when `f` returns: threads it started are not waited for (as when
+    /// `main` returns).
     pub fn target<A, R>(self, f: fn(A) -> R, args: A) -> Process<R>
     where
         A: Serialize + DeserializeOwned + 'static,

@@ -664,3 +664,83 @@ fn dropped_handles_are_reaped() {
             .any(|c| c.pid == pid)));
     }
 }
+
+fn where_stdout_goes(v: Shared<AtomicU64>) -> String {
+    println!("hello from a child whose parent closed its standard streams");
+    v.fetch_add(1, SeqCst);
+    std::fs::read_link("/proc/self/fd/1").map_or("closed".into(), |p| p.display().to_string())
+}
+
+fn close_stdio_then_start(m: StartMethod) -> String {
+    sys::close_fd(0);
+    sys::close_fd(1);
+    let v = Shared::new(AtomicU64::new(0)).unwrap();
+    let h =
+        Process::builder().start_method(m).target(where_stdout_goes, v.clone()).start().unwrap();
+    let out = h.join().unwrap();
+    assert_eq!(v.load(SeqCst), 1);
+    out
+}
+
+// PL13: a child runs and exits 0 when its parent closed stdin/stdout; received descriptors
+// never land on the standard numbers.
+per_method!(
+    fn closed_stdio(m) {
+        let h = Process::builder()
+            .start_method(StartMethod::Fork)
+            .target(close_stdio_then_start, m)
+            .start()
+            .unwrap();
+        let out = h.join().unwrap();
+        assert!(!out.contains("memfd"), "{out}");
+    }
+);
+
+#[test]
+fn handles_and_errors_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<JoinHandle<String>>();
+    check::<Error>();
+    check::<JoinError>();
+    check::<ParentProcess>();
+}
+
+fn pass_on((v, m, depth): (Shared<AtomicU64>, StartMethod, u32)) -> u64 {
+    v.fetch_add(1, SeqCst);
+    if depth > 0 {
+        let h = Process::builder()
+            .start_method(m)
+            .target(pass_on, (v.clone(), m, depth - 1))
+            .start()
+            .unwrap();
+        h.join().unwrap();
+    }
+    v.load(SeqCst)
+}
+
+// PL30: a child passes the handle it received on to a grandchild.
+per_method!(
+    fn handles_pass_through_generations(m) {
+        let v = Shared::new(AtomicU64::new(0)).unwrap();
+        let h = Process::builder().start_method(m).target(pass_on, (v.clone(), m, 2)).start().unwrap();
+        assert_eq!(h.join().unwrap(), 3);
+        assert_eq!(v.load(SeqCst), 3);
+        assert!(wait_until(LONG, || v.ref_count() == 1), "{}", v.ref_count());
+    }
+);
+
+// EX04: interrupt() with SIGINT's default action is -SIGINT.
+per_method!(
+    fn interrupt(m) {
+        let f = flags(1);
+        let mut h =
+            Process::builder().daemon(true).start_method(m).target(sleep_forever, f.clone()).start().unwrap();
+        wait_flag(&f, 0, LONG);
+        h.interrupt().unwrap();
+        match h.join_timeout(LONG).expect("ended") {
+            Err(JoinError::Signaled(s)) => assert_eq!(s.name(), "SIGINT"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(h.exitcode(), Some(-libc::SIGINT));
+    }
+);

@@ -69,3 +69,9 @@ pub(crate) fn dup_inheritable_at_least(fd: BorrowedFd<'_>, min: i32) -> std::os:
         std::os::fd::OwnedFd::from_raw_fd(n)
     }
 }
+
+/// Closes a raw descriptor of this process (a test child closing its standard streams).
+pub(crate) fn close_fd(fd: i32) {
+    // SAFETY: the caller owns `fd` and nothing uses it afterwards.
+    unsafe { libc::close(fd) };
+}
