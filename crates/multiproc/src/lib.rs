@@ -1,0 +1,88 @@
+//! Python's `multiprocessing` and `concurrent.futures`, re-made for Rust on Linux.
+//!
+//! Rust code runs in separate OS processes — started by fork, spawn (re-exec) or a forkserver —
+//! and those processes pass messages, share memory and synchronise. Use processes where threads
+//! cannot help: a crash, a runaway task or a leak in one worker must not take the program down;
+//! code that is not thread-safe must run in parallel; independent programs must share queues,
+//! locks and data.
+//!
+//! This crate re-exports the member crates; depend on one of them alone if that is all you
+//! need. Each has a cargo feature here, all on by default:
+//!
+//! | module | crate | holds |
+//! |---|---|---|
+//! | [`arena`] | `multiproc-arena` | [`SharedMemory`], [`Value`]/[`Array`] (Python's `RawValue`/`RawArray`), [`Arena`], [`Shared`] |
+//! | [`lock`] | `multiproc-ipc-lock` | [`Lock`], [`RLock`], [`Mutex`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`], [`RwLock`] |
+//! | [`queue`] | `multiproc-ipc-queue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
+//! | [`pipe`] | `multiproc-ipc-pipe` | [`Pipe`], [`Connection`], [`Listener`], [`Client`], [`pipe::wait`] |
+//! | [`spawn`] | `multiproc-spawn` | [`Process`], [`JoinHandle`], [`StartMethod`], [`Context`], [`current_process`], … |
+//! | [`manager`] | `multiproc-manager` | [`Manager`] and its typed proxies |
+//! | [`pool`] | `multiproc-pool` | [`Pool`], [`ProcessPoolExecutor`], [`ThreadPoolExecutor`], [`Executor`], [`pool::wait`], [`as_completed`] |
+//!
+//! ```
+//! use multiproc::{Process, Queue};
+//!
+//! fn produce(q: Queue<String>) {
+//!     for i in 0..3 {
+//!         q.put(format!("item {i}")).unwrap();
+//!     }
+//! }
+//!
+//! let q: Queue<String> = Queue::new().unwrap();
+//! let child = Process::builder().target(produce, q.clone()).start().unwrap();
+//! child.join().unwrap();
+//! let got: Vec<String> = (0..3).map(|_| q.get().unwrap()).collect();
+//! assert_eq!(got, ["item 0", "item 1", "item 2"]);
+//! ```
+//!
+//! Every example of the tutorial this library follows is under `examples/`;
+//! `cargo run --release --example tour` runs them all.
+
+#![forbid(unsafe_code)]
+
+/// Shared-memory segments, the arena, `Shared`/`Value`/`Array`, `SharedMemory` (`multiproc-arena`).
+pub use multiproc_arena as arena;
+pub use multiproc_arena::{Arena, Array, Shared, SharedMemory, ShmSafe, Value};
+
+/// Locks, semaphores, conditions, events, barriers (`multiproc-ipc-lock`).
+#[cfg(feature = "lock")]
+pub use multiproc_ipc_lock as lock;
+#[cfg(feature = "lock")]
+pub use multiproc_ipc_lock::{
+    Barrier, BoundedSemaphore, Condition, Event, Lock, Mutex, RLock, RwLock, Semaphore,
+};
+
+/// Queues in shared memory (`multiproc-ipc-queue`).
+#[cfg(feature = "queue")]
+pub use multiproc_ipc_queue as queue;
+#[cfg(feature = "queue")]
+pub use multiproc_ipc_queue::{JoinableQueue, Queue, SimpleQueue};
+
+/// Pipes, connections, listeners and clients with an authkey (`multiproc-ipc-pipe`).
+#[cfg(feature = "pipe")]
+pub use multiproc_ipc_pipe as pipe;
+#[cfg(feature = "pipe")]
+pub use multiproc_ipc_pipe::{Client, Connection, Listener, Pipe};
+
+/// Processes and start methods (`multiproc-spawn`).
+#[cfg(feature = "spawn")]
+pub use multiproc_spawn as spawn;
+#[cfg(feature = "spawn")]
+pub use multiproc_spawn::{
+    active_children, cpu_count, current_process, get_start_method, parent_process,
+    set_start_method, Context, JoinError, JoinHandle, Process, Run, StartMethod,
+};
+
+/// The manager server and its proxies (`multiproc-manager`).
+#[cfg(feature = "manager")]
+pub use multiproc_manager as manager;
+#[cfg(feature = "manager")]
+pub use multiproc_manager::Manager;
+
+/// Process pools and executors (`multiproc-pool`).
+#[cfg(feature = "pool")]
+pub use multiproc_pool as pool;
+#[cfg(feature = "pool")]
+pub use multiproc_pool::{
+    as_completed, Executor, Future, Pool, ProcessPoolExecutor, ReturnWhen, ThreadPoolExecutor,
+};
