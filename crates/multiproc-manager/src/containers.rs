@@ -6,6 +6,7 @@ use crate::handle::{proxy_common, unexpected, Handle};
 use crate::protocol::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -151,17 +152,26 @@ impl<T: Data> ListProxy<T> {
 
     /// Removes the first value equal to `value` ([`ValueNotFound`](ErrorKind::ValueNotFound)
     /// if there is none).
-    pub fn remove(&self, value: &T) -> Result<()> {
+    pub fn remove<Q: ?Sized + Serialize>(&self, value: &Q) -> Result<()>
+    where
+        T: Borrow<Q>,
+    {
         self.op(ListOp::Remove(self.h.probe(value)?)).and_then(unit)
     }
 
     /// The index of the first value equal to `value`.
-    pub fn index(&self, value: &T) -> Result<usize> {
+    pub fn index<Q: ?Sized + Serialize>(&self, value: &Q) -> Result<usize>
+    where
+        T: Borrow<Q>,
+    {
         self.op(ListOp::Index(self.h.probe(value)?)).and_then(count)
     }
 
     /// Whether some value equals `value`.
-    pub fn contains(&self, value: &T) -> Result<bool> {
+    pub fn contains<Q: ?Sized + Serialize>(&self, value: &Q) -> Result<bool>
+    where
+        T: Borrow<Q>,
+    {
         match self.index(value) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == ErrorKind::ValueNotFound => Ok(false),
@@ -170,7 +180,10 @@ impl<T: Data> ListProxy<T> {
     }
 
     /// How many values equal `value`.
-    pub fn count(&self, value: &T) -> Result<usize> {
+    pub fn count<Q: ?Sized + Serialize>(&self, value: &Q) -> Result<usize>
+    where
+        T: Borrow<Q>,
+    {
         self.op(ListOp::Count(self.h.probe(value)?)).and_then(count)
     }
 
@@ -205,7 +218,7 @@ impl<T: Data> ListProxy<T> {
         let end = match range.end_bound() {
             Bound::Included(&e) => e as u64 + 1,
             Bound::Excluded(&e) => e as u64,
-            Bound::Unbounded => self.len()? as u64,
+            Bound::Unbounded => u64::MAX,
         };
         let r = self.op(ListOp::Slice(start, end))?;
         self.h.values(r)
@@ -269,8 +282,12 @@ impl<K: Data, V: Data> DictProxy<K, V> {
         self.h.call(&Request::Dict(self.h.id, op))
     }
 
-    /// The value for `key`, if any.
-    pub fn get(&self, key: &K) -> Result<Option<V>> {
+    /// The value for `key`, if any. Like `HashMap`, it takes any borrowed form of the key
+    /// that serialises the same (`&str` for `String`, `&[T]` for `Vec<T>`).
+    pub fn get<Q: ?Sized + Serialize>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+    {
         let r = self.op(DictOp::Get(self.h.key(key)?))?;
         self.h.maybe(r)
     }
@@ -282,19 +299,28 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     }
 
     /// Removes `key`; returns its value, if it was there.
-    pub fn remove(&self, key: &K) -> Result<Option<V>> {
+    pub fn remove<Q: ?Sized + Serialize>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+    {
         let r = self.op(DictOp::Remove(self.h.key(key)?))?;
         self.h.maybe(r)
     }
 
     /// Removes `key` and returns its value; [`KeyNotFound`](ErrorKind::KeyNotFound) if absent
     /// (Python's `pop`).
-    pub fn pop(&self, key: &K) -> Result<V> {
+    pub fn pop<Q: ?Sized + Serialize>(&self, key: &Q) -> Result<V>
+    where
+        K: Borrow<Q>,
+    {
         self.remove(key)?.ok_or_else(|| Error::new(ErrorKind::KeyNotFound, "key not in the dict"))
     }
 
     /// Whether `key` is present.
-    pub fn contains_key(&self, key: &K) -> Result<bool> {
+    pub fn contains_key<Q: ?Sized + Serialize>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+    {
         self.op(DictOp::ContainsKey(self.h.key(key)?)).and_then(boolean)
     }
 
@@ -429,20 +455,8 @@ impl Namespace {
 
     /// The names of the set fields, sorted.
     pub fn names(&self) -> Result<Vec<String>> {
-        match self.op(NsOp::Items)? {
-            Reply::Fields(fs) => {
-                let c = self.h.client()?;
-                let mut refs = Vec::new();
-                let names = fs
-                    .into_iter()
-                    .map(|(n, v)| {
-                        refs.extend(v.refs);
-                        n
-                    })
-                    .collect();
-                c.decref(refs);
-                Ok(names)
-            }
+        match self.op(NsOp::Names)? {
+            Reply::Names(ns) => Ok(ns),
             other => Err(unexpected(&other)),
         }
     }

@@ -66,7 +66,7 @@
 //! let d = m.dict::<String, Vec<u32>>()?;
 //! d.insert("primes".into(), vec![2, 3, 5])?;
 //! assert_eq!(list.to_vec()?, [1, 2, 3]);
-//! assert_eq!(d.get(&"primes".into())?, Some(vec![2, 3, 5]));
+//! assert_eq!(d.get("primes")?, Some(vec![2, 3, 5]));
 //! assert_eq!(list.get(7).unwrap_err().kind(), ErrorKind::IndexOutOfRange);
 //!
 //! stop.shutdown();

@@ -137,6 +137,7 @@ pub(crate) enum ListOp {
     Count(Vec<u8>),
     Clear,
     Snapshot,
+    /// `start..end`; an `end` of `u64::MAX` is the length.
     Slice(u64, u64),
     Reverse,
     Truncate(u64),
@@ -164,6 +165,7 @@ pub(crate) enum NsOp {
     Set(String, Stored),
     Remove(String),
     Items,
+    Names,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -243,6 +245,7 @@ pub(crate) enum Reply {
     Keys(Vec<Vec<u8>>),
     Items(Vec<(Vec<u8>, Stored)>),
     Fields(Vec<(String, Stored)>),
+    Names(Vec<String>),
     /// A lock acquisition: whether it was acquired, and whether the lock was poisoned.
     Acquired {
         acquired: bool,

@@ -109,7 +109,7 @@ fn mg04_list_of_list_proxies() {
 
 fn dict_child(d: DictProxy<String, i32>) {
     assert_eq!(d.len().unwrap(), 2);
-    assert_eq!(d.get(&"greeter".into()).unwrap(), Some(5));
+    assert_eq!(d.get("greeter").unwrap(), Some(5));
     assert_eq!(d.items().unwrap(), [("greeter".to_string(), 5), ("bar".to_string(), 6)]);
     assert_eq!(d.keys().unwrap(), ["greeter", "bar"]);
     assert_eq!(d.values().unwrap(), [5, 6]);
@@ -117,8 +117,8 @@ fn dict_child(d: DictProxy<String, i32>) {
     assert_eq!(d.popitem().unwrap(), ("baz".to_string(), 7));
     assert_eq!(d.setdefault("greeter".into(), 99).unwrap(), 5);
     assert_eq!(d.setdefault("new".into(), 1).unwrap(), 1);
-    assert_eq!(d.pop(&"new".into()).unwrap(), 1);
-    assert_eq!(d.pop(&"new".into()).unwrap_err().kind(), ErrorKind::KeyNotFound);
+    assert_eq!(d.pop("new").unwrap(), 1);
+    assert_eq!(d.pop("new").unwrap_err().kind(), ErrorKind::KeyNotFound);
     d.clear().unwrap();
 }
 
@@ -159,18 +159,18 @@ fn mg08_nested_proxies_stay_alive_and_shared() {
     let d = m.dict::<String, DictProxy<String, i32>>().unwrap();
     d.insert("pets".into(), pets.clone()).unwrap();
     d.insert("supplies".into(), supplies.clone()).unwrap();
-    d.get(&"supplies".into()).unwrap().unwrap().insert("water".into(), 10).unwrap();
-    assert_eq!(supplies.get(&"water".into()).unwrap(), Some(10));
+    d.get("supplies").unwrap().unwrap().insert("water".into(), 10).unwrap();
+    assert_eq!(supplies.get("water").unwrap(), Some(10));
     pets.insert("cats".into(), 2).unwrap();
-    assert_eq!(d.get(&"pets".into()).unwrap().unwrap().get(&"cats".into()).unwrap(), Some(2));
+    assert_eq!(d.get("pets").unwrap().unwrap().get("cats").unwrap(), Some(2));
     // Dropping the local proxies keeps the nested objects alive.
     drop(pets);
     drop(supplies);
-    let held = d.get(&"supplies".into()).unwrap().unwrap();
-    assert_eq!(held.get(&"water".into()).unwrap(), Some(10));
+    let held = d.get("supplies").unwrap().unwrap();
+    assert_eq!(held.get("water").unwrap(), Some(10));
     // clear() leaves separately held proxies valid.
     d.clear().unwrap();
-    assert_eq!(held.get(&"water".into()).unwrap(), Some(10));
+    assert_eq!(held.get("water").unwrap(), Some(10));
     // A plain list stored in a list comes back as a plain list.
     let l = m.list::<Vec<i32>>().unwrap();
     l.append(vec![1, 2]).unwrap();

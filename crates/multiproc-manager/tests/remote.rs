@@ -78,7 +78,7 @@ fn remote_manager_over_tcp() {
     assert_eq!(what, "dict");
     // The dict the other process made outlives it: the list holds it.
     let d = l.get(0).unwrap();
-    assert_eq!(d.get(&"pid".into()).unwrap(), Some(child.id()));
+    assert_eq!(d.get("pid").unwrap(), Some(child.id()));
 }
 
 #[test]

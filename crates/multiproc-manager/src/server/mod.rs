@@ -595,6 +595,7 @@ impl Shared {
             }
             ListOp::Slice(a, b) => {
                 let len = g.len() as u64;
+                let b = if b == u64::MAX { len } else { b };
                 if a > b || b > len {
                     Err(fault(
                         ErrorKind::IndexOutOfRange,
@@ -746,6 +747,7 @@ impl Shared {
                 }
                 Ok(Reply::Bool(had))
             }
+            NsOp::Names => Ok(Reply::Names(g.keys().cloned().collect())),
             NsOp::Items => {
                 self.copy_out_all(cx.session, g.values());
                 Ok(Reply::Fields(g.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
