@@ -1096,29 +1096,51 @@ impl<M: Mem> Ring<M> {
                 {
                     let pos = self.pos_at(lap_of(s), i);
                     self.help_head(pos, span_of(s));
-                    self.recovered_reading(me, pos, span_of(s));
-                    self.release(me, pos, span_of(s), mine, false);
                     let h = self.header();
                     // The dead consumer's message (if it was one) is lost and will never
                     // see `task_done`: count it out of `join`.
                     h.skipped.fetch_add(1, Ordering::Relaxed);
                     notify(&h.ev_join);
+                    if !self.stolen_window_handed_back(me, pos, span_of(s), mine) {
+                        self.release(me, pos, span_of(s), mine, false);
+                    }
                 }
             }
             _ => {}
         }
     }
 
-    /// Hook for a stolen record before its slots are released: a stream window frees its
-    /// stream entry.
-    fn recovered_reading(&self, me: u32, pos: u64, span: u32) {
-        let mut hdr = [0u8; 24];
-        if span as usize * SLOT_BYTES >= hdr.len() {
-            // SAFETY: we own the record (stolen with a CAS); its header was written before
-            // the producer committed it, or it is a SKIP whose bytes we only parse.
-            unsafe { self.copy_out(self.byte_of(pos), &mut hdr) };
-            crate::stream::recovered(self, me, &hdr);
+    /// A record we stole from a dead consumer: if it is the window of a stream whose
+    /// producer is still writing into it, hand it to that producer (which releases it once
+    /// it stopped writing) and return true.
+    fn stolen_window_handed_back(&self, me: u32, pos: u64, span: u32, word: u64) -> bool {
+        let mut hdr = [0u8; crate::stream::DESC_BYTES];
+        if (span as usize) * SLOT_BYTES < hdr.len() {
+            return false;
         }
+        // SAFETY: we own the record (stolen with a CAS); its header was written before the
+        // producer committed it (or it is a SKIP, whose bytes we only parse).
+        unsafe { self.copy_out(self.byte_of(pos), &mut hdr) };
+        crate::stream::on_stolen(self, me, pos, span, word, &hdr)
+    }
+
+    /// The slot word of position `pos`.
+    pub(crate) fn word_at(&self, pos: u64) -> u64 {
+        self.slot(self.idx(pos)).load(Ordering::Acquire)
+    }
+
+    /// Moves the claim of the record at `pos` from `from` to party `to`.
+    pub(crate) fn hand_over(&self, pos: u64, from: u64, to: u32) -> bool {
+        let w = pack(lap_of(from), READING, to, span_of(from));
+        self.slot(self.idx(pos))
+            .compare_exchange(from, w, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Releases the record at `pos` claimed with `word` (not necessarily by us: a window
+    /// handed back by a recoverer).
+    pub(crate) fn release_claimed(&self, me: u32, pos: u64, span: u32, word: u64) {
+        self.release(me, pos, span, word, false);
     }
 }
 

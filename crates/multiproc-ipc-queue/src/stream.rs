@@ -25,20 +25,35 @@
 //!         every way back to FREE bumps the generation: FREE(g+1)
 //! ```
 //!
+//! Two more phases: `DONE(g,P,C)` — the producer wrote every byte and will not touch the
+//! window again (set by the producer, from `STREAMING`); `ORPHANED(g,P)` — the consumer died
+//! while the producer still writes into the window.
+//!
 //! Back to `FREE(g+1)`: the consumer when it has read everything; the consumer when the
 //! producer died (the partial message is dropped) or aborted; the producer when the consumer
 //! died (the message was taken: it counts as lost); whoever steals the window record of a
-//! dead consumer. A party that finds the generation changed under it knows the other side is
-//! gone. Stream entries of dead producers that never committed are reclaimed by the next
-//! producer that needs an entry.
+//! dead consumer once its producer no longer writes. A party that finds the generation
+//! changed under it knows the other side is gone. Stream entries of dead producers that never
+//! committed are reclaimed by the next producer that needs an entry.
+//!
+//! The window's slots must never be released while its producer may still write into them:
+//! a recoverer that steals the window record of a dead consumer while the producer is alive
+//! and not `DONE` marks the entry `ORPHANED` and hands the record (the slot word's party) to
+//! the producer, which releases it when it sees `ORPHANED`. If the producer dies first, the
+//! record names a dead party again and the next recoverer releases it.
 
-use crate::ring::{notify, Block, Claim, Mem, Refused, Ring, Waiter, FLAG_STREAM, SLOT_BYTES};
+use crate::ring::{
+    lap_of, notify, party_of, state_of, Block, Claim, Mem, Refused, Ring, Waiter, FLAG_STREAM,
+    READING, SLOT_BYTES,
+};
 use multiproc_arena::sync::atomic::Ordering;
 
 const FREE: u64 = 0;
 const OFFERED: u64 = 1;
 const STREAMING: u64 = 2;
 const ABORTED: u64 = 3;
+const ORPHANED: u64 = 4;
+const DONE: u64 = 5;
 
 /// Bytes of the stream descriptor at the start of a window record.
 pub const DESC_BYTES: usize = 24;
@@ -134,8 +149,9 @@ fn acquire_entry<M: Mem>(ring: &Ring<M>, me: u32, block: Block) -> Result<(usize
             for (e, ent) in ring.mem.streams().iter().enumerate() {
                 let s = ent.state.load(Ordering::Acquire);
                 let dead = match phase_of(s) {
-                    OFFERED => !ring.mem.alive(prod_of(s)),
+                    OFFERED | ORPHANED => !ring.mem.alive(prod_of(s)),
                     STREAMING => !ring.mem.alive(prod_of(s)) && !ring.mem.alive(cons_of(s)),
+                    DONE => !ring.mem.alive(cons_of(s)),
                     _ => false,
                 };
                 if dead {
@@ -179,35 +195,64 @@ pub fn send<M: Mem>(ring: &Ring<M>, me: u32, data: &[u8], block: Block) -> Resul
     }
     res.write(0, &descriptor(e, gen, total));
     let base = res.byte_offset() + SLOT_BYTES;
+    let pos = res.pos;
     res.commit();
 
     let wb = (span as u64 - 1) * SLOT_BYTES as u64;
     let mut off = 0u64;
     let mut w = Waiter::new(block);
-    while off < total {
+    loop {
+        let s = ent.state.load(Ordering::Acquire);
+        if gen_of(s) != gen {
+            return Ok(()); // the consumer died holding the message; the window is gone
+        }
+        if phase_of(s) == ORPHANED {
+            take_back(ring, me, pos, span);
+            free_entry(ring, e, s);
+            return Ok(()); // taken by a consumer that died: lost
+        }
+        if off == total {
+            let done = pack(gen, DONE, prod_of(s), cons_of(s));
+            if ent.state.compare_exchange(s, done, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                notify(&ent.ev);
+                return Ok(());
+            }
+            continue;
+        }
         let rd = ent.read.load(Ordering::Acquire);
         let room = wb - (off - rd);
         if room > 0 {
             let at = off % wb;
             let n = room.min(total - off).min(wb - at);
             // SAFETY: window bytes [at, at+n) are free: the consumer has read everything
-            // before `off - wb + n` (`read` acquired above), and nobody else writes the
-            // window, which our committed record owns until its consumer releases it.
+            // before `off - wb + n` (`read` acquired above); the window's record is ours to
+            // write until we mark the entry DONE or release it (recoverers hand it back to
+            // us instead of releasing it while we are alive, see the module docs).
             unsafe {
                 ring.copy_in(base + at as usize, &data[off as usize..(off + n) as usize]);
             }
             off += n;
             ent.written.store(off, Ordering::Release);
-            notify(&ent.ev);
+            // Wake a sleeping consumer only for a good batch (or the end).
+            if off - rd >= wb / 2 || off == total {
+                notify(&ent.ev);
+            }
             continue;
         }
-        let s = ent.state.load(Ordering::Acquire);
-        if gen_of(s) != gen {
-            return Ok(()); // the consumer died holding the message
-        }
+        notify(&ent.ev);
         if phase_of(s) == STREAMING && w.check_due() && !ring.mem.alive(cons_of(s)) {
-            free_entry(ring, e, s);
-            return Ok(());
+            // The consumer died: take the window back ourselves if nobody did yet.
+            let word = ring.word_at(pos);
+            if state_of(word) == READING
+                && party_of(word) == cons_of(s)
+                && ring.hand_over(pos, word, me)
+            {
+                let o = pack(gen, ORPHANED, me, 0);
+                if ent.state.compare_exchange(s, o, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    notify(&ent.ev);
+                }
+            }
+            continue;
         }
         let waited = w.pause(&ent.ev, true, || {
             ent.read.load(Ordering::Acquire) != rd || ent.state.load(Ordering::Acquire) != s
@@ -217,6 +262,11 @@ pub fn send<M: Mem>(ring: &Ring<M>, me: u32, data: &[u8], block: Block) -> Resul
             loop {
                 let s = ent.state.load(Ordering::Acquire);
                 if gen_of(s) != gen {
+                    return Ok(());
+                }
+                if phase_of(s) == ORPHANED {
+                    take_back(ring, me, pos, span);
+                    free_entry(ring, e, s);
                     return Ok(());
                 }
                 if ent
@@ -235,7 +285,31 @@ pub fn send<M: Mem>(ring: &Ring<M>, me: u32, data: &[u8], block: Block) -> Resul
             }
         }
     }
-    Ok(())
+}
+
+/// The window record at `pos` was handed to us (`ORPHANED`): wait for the hand-over (a
+/// recoverer marks the entry first, then moves the claim), taking it over ourselves if the
+/// recoverer died in between, and release it.
+fn take_back<M: Mem>(ring: &Ring<M>, me: u32, pos: u64, span: u32) {
+    let lap = ring.lap(pos);
+    let mut w = Waiter::new(Block::Forever);
+    loop {
+        let word = ring.word_at(pos);
+        if lap_of(word) != lap || state_of(word) != READING {
+            return; // released already
+        }
+        let owner = party_of(word);
+        if owner == me {
+            ring.release_claimed(me, pos, span, word);
+            return;
+        }
+        if w.check_due() && !ring.mem.alive(owner) {
+            ring.hand_over(pos, word, me);
+            continue;
+        }
+        let h = ring.header();
+        let _ = w.pause(&h.ev_release, true, || ring.word_at(pos) != word);
+    }
 }
 
 /// Why a streamed message was not received.
@@ -299,15 +373,22 @@ pub fn recv<M: Mem>(
             // SAFETY: window bytes [at, at+n) hold data the producer published (`written`
             // acquired above) and will not touch until we advance `read`.
             unsafe { ring.copy_out(base + at as usize, &mut out[rd as usize..]) };
+            let room_after = wb - (wr - (rd + n as u64));
             ent.read.store(rd + n as u64, Ordering::Release);
-            notify(&ent.ev);
+            // Wake a producer waiting for room only for a good batch (and before sleeping).
+            if room_after >= wb / 2 || rd + n as u64 == total {
+                notify(&ent.ev);
+            }
             continue;
         }
+        notify(&ent.ev);
         let s = ent.state.load(Ordering::Acquire);
         if gen_of(s) != gen {
             return Err(Lost::Producer);
         }
-        if phase_of(s) == ABORTED || (w.check_due() && !ring.mem.alive(prod_of(s))) {
+        let producer_gone =
+            phase_of(s) == STREAMING && w.check_due() && !ring.mem.alive(prod_of(s));
+        if phase_of(s) == ABORTED || producer_gone {
             free_entry(ring, e, s);
             return Err(Lost::Producer);
         }
@@ -322,14 +403,40 @@ pub fn recv<M: Mem>(
     Ok(())
 }
 
-/// A dead consumer's record was stolen by `me`: if it was a stream window, free its entry so
-/// that its producer stops waiting (the message counts as lost).
-pub(crate) fn recovered<M: Mem>(ring: &Ring<M>, _me: u32, hdr: &[u8; DESC_BYTES]) {
-    let Some((e, gen, _)) = parse(hdr) else { return };
-    let Some(ent) = ring.mem.streams().get(e) else { return };
-    let s = ent.state.load(Ordering::Acquire);
-    if gen_of(s) == gen && phase_of(s) != FREE {
-        free_entry(ring, e, s);
+/// `me` stole the record at `pos` (claim `word`, header `hdr`) from a dead consumer. If it is
+/// a stream window whose producer is alive and still writing, mark the entry `ORPHANED`,
+/// hand the record to the producer and return true; otherwise free the entry (if the stream
+/// is still active) and return false: the caller releases the window.
+pub(crate) fn on_stolen<M: Mem>(
+    ring: &Ring<M>,
+    _me: u32,
+    pos: u64,
+    _span: u32,
+    word: u64,
+    hdr: &[u8; DESC_BYTES],
+) -> bool {
+    let Some((e, gen, _)) = parse(hdr) else { return false };
+    let Some(ent) = ring.mem.streams().get(e) else { return false };
+    loop {
+        let s = ent.state.load(Ordering::Acquire);
+        if gen_of(s) != gen || phase_of(s) == FREE {
+            return false;
+        }
+        let writing = matches!(phase_of(s), OFFERED | STREAMING | ORPHANED);
+        if writing && ring.mem.alive(prod_of(s)) {
+            let o = pack(gen, ORPHANED, prod_of(s), 0);
+            if s != o
+                && ent.state.compare_exchange(s, o, Ordering::AcqRel, Ordering::Relaxed).is_err()
+            {
+                continue;
+            }
+            let handed = ring.hand_over(pos, word, prod_of(s));
+            notify(&ent.ev);
+            return handed;
+        }
+        if free_entry(ring, e, s) {
+            return false;
+        }
     }
 }
 
@@ -339,8 +446,8 @@ pub(crate) fn references<M: Mem>(ring: &Ring<M>, party: u32) -> bool {
     ring.mem.streams().iter().any(|ent| {
         let s = ent.state.load(Ordering::Acquire);
         match phase_of(s) {
-            OFFERED => prod_of(s) == party,
-            STREAMING => prod_of(s) == party || cons_of(s) == party,
+            OFFERED | ORPHANED => prod_of(s) == party,
+            STREAMING | DONE => prod_of(s) == party || cons_of(s) == party,
             _ => false,
         }
     })
