@@ -19,13 +19,13 @@ use multiproc_arena::transfer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, CStr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Once;
+use std::sync::{Once, OnceLock};
 
 /// The environment variable that marks a re-executed child (`spawn`) or forkserver.
-pub(crate) const MARKER: &str = "MULTIPROC_CHILD_V1";
+pub(crate) const MARKER: &CStr = c"MULTIPROC_CHILD_V1";
 /// In a re-executed child: the socket to the parent.
 pub(crate) const CHILD_SOCK_FD: RawFd = 3;
 /// In a re-executed child or the forkserver: the parent's lifeline read end, if any.
@@ -66,12 +66,12 @@ extern "C" fn constructor(_argc: c_int, _argv: *const *const c_char, envp: *cons
     CTOR_RAN.store(true, Ordering::Relaxed);
     // SAFETY: glibc passes the process environment block, valid and not yet modified by
     // anyone (no other code runs concurrently before main).
-    let role = unsafe { sys::env_lookup(envp, MARKER.as_bytes()) };
+    let role = unsafe { sys::env_lookup(envp, MARKER.to_bytes()) };
     let Some(role) = role else { return };
     let role = role.to_vec();
     // SAFETY: before main, single-threaded: nobody else touches the environment. Removing
     // the marker keeps it from reaching programs this child runs.
-    unsafe { sys::unsetenv(c"MULTIPROC_CHILD_V1") };
+    unsafe { sys::unsetenv(MARKER) };
     match role.as_slice() {
         b"spawn" => reexec_child_main(StartMethod::Spawn, None),
         b"forkserver" => crate::forkserver::serve(),
@@ -87,16 +87,21 @@ fn anchor() -> usize {
     constructor as *const () as usize
 }
 
+/// The load address of the object (executable) holding this crate.
+fn anchor_base() -> Option<usize> {
+    static BASE: OnceLock<Option<usize>> = OnceLock::new();
+    *BASE.get_or_init(|| sys::object_base(anchor()))
+}
+
 /// `addr - anchor`, if `addr` lies in the object (executable) that holds this crate.
 pub(crate) fn offset_of(addr: usize) -> Option<i64> {
-    let base = sys::object_base(anchor())?;
+    let base = anchor_base()?;
     (sys::object_base(addr)? == base).then(|| (addr as i64).wrapping_sub(anchor() as i64))
 }
 
 fn address_of(off: i64) -> Option<usize> {
     let addr = (anchor() as i64).wrapping_add(off) as usize;
-    let base = sys::object_base(anchor())?;
-    (sys::object_base(addr)? == base).then_some(addr)
+    (sys::object_base(addr)? == anchor_base()?).then_some(addr)
 }
 
 /// FNV-1a of the names and layouts of `A` and `R`.
@@ -184,20 +189,28 @@ fn payload_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs the target, catching a panic, and encodes its value (header space first).
+/// Runs the target, catching a panic, and encodes its value (header space first). Nothing
+/// unwinds out of here: a forked child must never return into its parent's frames.
 pub(crate) fn run_caught<R: Serialize>(f: impl FnOnce() -> R) -> Outcome {
     TARGET_TID.store(sys::gettid(), Ordering::Relaxed);
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     TARGET_TID.store(0, Ordering::Relaxed);
     match res {
         Ok(value) => {
-            let mut buf = vec![0u8; wire::HEADER];
-            let enc = transfer::encode_into(&value, &mut buf);
-            // Encoding took references for the receiver; the child's own copy goes now.
-            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value)));
-            match (enc, dropped) {
-                (Ok(fds), _) => Outcome::Ok(buf, fds),
-                (Err(e), _) => Outcome::Error(format!("encoding the result failed: {e}")),
+            let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let mut buf = vec![0u8; wire::HEADER];
+                let enc = transfer::encode_into(&value, &mut buf);
+                // Encoding took references for the receiver; the child's own copy goes now.
+                drop(value);
+                enc.map(|fds| (buf, fds))
+            }));
+            match encoded {
+                Ok(Ok((buf, fds))) => Outcome::Ok(buf, fds),
+                Ok(Err(e)) => Outcome::Error(format!("encoding the result failed: {e}")),
+                Err(p) => Outcome::Error(format!(
+                    "encoding or dropping the result panicked: {}",
+                    payload_message(&*p)
+                )),
             }
         }
         Err(payload) => {
@@ -281,8 +294,12 @@ pub(crate) fn fork_child_main<R: Serialize>(
     }
     state::install_child(info, sock.as_raw_fd());
     sys::unblock_all_signals();
-    let out = run_caught(f);
-    let code = send_outcome(sock.as_fd(), out);
+    // Nothing may unwind into the parent's frames: the whole child runs under catch_unwind.
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let out = run_caught(f);
+        send_outcome(sock.as_fd(), out)
+    }))
+    .unwrap_or(1);
     // Not flushing stdout: another thread of the parent may have held its lock at the fork.
     finish(code, false)
 }

@@ -316,18 +316,16 @@ fn launch_exec(method: StartMethod, daemon: bool, boot: &Boot, enc: &Encoded) ->
         .map(|f| f.try_clone())
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(|e| Error::io(e, "dup"))?;
+    let frame = wire::frame(wire::BOOT_MAGIC, 0, payload, fds, forkserver::INLINE_BOOT)
+        .map_err(|e| Error::io(e, "writing the arguments"))?;
     if method == StartMethod::Spawn {
         let l = launch_spawn(daemon)?;
-        let frame =
-            wire::frame(wire::BOOT_MAGIC, 0, payload, fds, wire::inline_max(l.sock.as_fd()))
-                .map_err(|e| Error::io(e, "writing the arguments"))?;
-        // The frame never makes this thread wait for the child (small: buffered; large: in
-        // a memfd). A child that died meanwhile is reported by its join.
+        // The child reads its boot frame before anything else, so sending cannot deadlock
+        // (and a large payload is in a memfd anyway). A child that died meanwhile is
+        // reported by its join.
         let _ = wire::send_frame(l.sock.as_fd(), &frame);
         Ok(l)
     } else {
-        let frame = wire::frame(wire::BOOT_MAGIC, 0, payload, fds, forkserver::INLINE_BOOT)
-            .map_err(|e| Error::io(e, "writing the arguments"))?;
         forkserver::launch(&frame)
     }
 }
@@ -364,7 +362,10 @@ fn launch_fork<R: Serialize>(
             // The closure (and what it captured) now belongs to the child; dropping it here
             // as well would release cross-process references twice.
             std::mem::forget(closure);
-            let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io(e, "pidfd_open"))?;
+            let pidfd = sys::pidfd_open(pid).map_err(|e| {
+                sys::kill_and_reap(pid);
+                Error::io(e, "pidfd_open")
+            })?;
             Ok(Launched { pid, pidfd, sock: parent_end, status: None })
         }
     }
@@ -382,7 +383,7 @@ pub(crate) fn child_argv(role: &str) -> Vec<CString> {
 /// This process's environment plus the child marker.
 pub(crate) fn child_env(role: &str) -> Vec<CString> {
     let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k.as_bytes() != child::MARKER.as_bytes())
+        .filter(|(k, _)| k.as_bytes() != child::MARKER.to_bytes())
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');
@@ -390,7 +391,9 @@ pub(crate) fn child_env(role: &str) -> Vec<CString> {
             CString::new(kv).ok()
         })
         .collect();
-    env.push(CString::new(format!("{}={role}", child::MARKER)).expect("no NUL"));
+    let mut marker = child::MARKER.to_bytes().to_vec();
+    marker.extend_from_slice(format!("={role}").as_bytes());
+    env.push(CString::new(marker).expect("no NUL"));
     env
 }
 
@@ -418,6 +421,9 @@ fn launch_spawn(daemon: bool) -> Result<Launched> {
     .map_err(|e| Error::io(e, "posix_spawn of /proc/self/exe"))?;
     drop(sock);
     drop(lifeline);
-    let pidfd = sys::pidfd_open(pid).map_err(|e| Error::io(e, "pidfd_open"))?;
+    let pidfd = sys::pidfd_open(pid).map_err(|e| {
+        sys::kill_and_reap(pid);
+        Error::io(e, "pidfd_open")
+    })?;
     Ok(Launched { pid, pidfd, sock: parent_end, status: None })
 }

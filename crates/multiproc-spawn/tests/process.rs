@@ -744,3 +744,36 @@ per_method!(
         assert_eq!(h.exitcode(), Some(-libc::SIGINT));
     }
 );
+
+#[derive(Deserialize)]
+struct BadResult(bool);
+
+impl Serialize for BadResult {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        if self.0 {
+            panic!("serialize panicked");
+        }
+        Err(serde::ser::Error::custom("no"))
+    }
+}
+
+fn bad_result(panics: bool) -> BadResult {
+    BadResult(panics)
+}
+
+// A result that cannot be encoded is an error for the parent, never a hang or a child that
+// unwinds into its parent's code.
+per_method!(
+    fn unencodable_result(m) {
+        for panics in [false, true] {
+            let mut h = Process::builder().start_method(m).target(bad_result, panics).start().unwrap();
+            match h.join_timeout(LONG).expect("ended") {
+                Err(JoinError::Decode(msg)) => {
+                    assert!(msg.contains(if panics { "panicked" } else { "encoding" }), "{msg}")
+                }
+                other => panic!("{:?}", other.map(|_| ())),
+            }
+            assert_eq!(h.exitcode(), Some(1));
+        }
+    }
+);

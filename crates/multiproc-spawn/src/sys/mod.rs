@@ -117,6 +117,17 @@ pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Op
     }
 }
 
+/// SIGKILLs a child of this process and reaps it (the error path of a start that created a
+/// child but could not finish setting it up).
+pub(crate) fn kill_and_reap(pid: u32) {
+    let _ = kill(pid, libc::SIGKILL);
+    let mut status = 0;
+    // SAFETY: `status` is a valid out-pointer; `pid` is this process's unreaped child.
+    while unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) } < 0
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
+}
+
 /// `kill(pid, sig)`.
 pub(crate) fn kill(pid: u32, sig: i32) -> io::Result<()> {
     // SAFETY: kill has no memory preconditions.
