@@ -22,13 +22,15 @@ fn idle(f: Array<AtomicU64>) {
     }
 }
 
-fn median(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+type Stats = (Duration, Duration, Duration);
+
+fn median(mut v: Vec<Duration>) -> Stats {
     v.sort();
     let n = v.len();
     (v[n / 10], v[n / 2], v[n * 9 / 10])
 }
 
-fn measure(n: usize, mut f: impl FnMut()) -> (Duration, Duration, Duration) {
+fn measure(n: usize, mut f: impl FnMut()) -> Stats {
     for _ in 0..(n / 10).max(3) {
         f();
     }
@@ -43,14 +45,18 @@ fn measure(n: usize, mut f: impl FnMut()) -> (Duration, Duration, Duration) {
     )
 }
 
-fn row(what: &str, (p10, p50, p90): (Duration, Duration, Duration), floor: Option<Duration>) {
-    let ratio =
-        floor.map_or(String::new(), |f| format!("{:>6.2}x", p50.as_secs_f64() / f.as_secs_f64()));
+/// One line: p10, median, p90, and the ratios of the median and of the p10 to the floor's
+/// (on a busy machine the p10 ratio is the steadier one).
+fn row(what: &str, (p10, p50, p90): (Duration, Duration, Duration), floor: Option<Stats>) {
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let ratio = floor.map_or(String::new(), |(f10, f50, _)| {
+        format!("x{:.2} (p10 x{:.2})", us(p50) / us(f50), us(p10) / us(f10))
+    });
     println!(
-        "{what:<52} p10 {:>9.1} µs  median {:>9.1} µs  p90 {:>9.1} µs  {ratio}",
-        p10.as_secs_f64() * 1e6,
-        p50.as_secs_f64() * 1e6,
-        p90.as_secs_f64() * 1e6
+        "{what:<56} p10 {:>8.1} µs  median {:>8.1} µs  p90 {:>8.1} µs  {ratio}",
+        us(p10),
+        us(p50),
+        us(p90)
     );
 }
 
@@ -80,12 +86,12 @@ fn main() {
     row("raw fork + _exit + waitpid (floor)", fork_floor, None);
     let spawn_floor = measure(n / 3, || sys::posix_spawn_wait(&[&me, "--exit-now"]));
     row("raw posix_spawn of this binary + waitpid (floor)", spawn_floor, None);
-    row("fork", measure(n, || start_join(StartMethod::Fork)), Some(fork_floor.1));
-    row("spawn", measure(n / 3, || start_join(StartMethod::Spawn)), Some(spawn_floor.1));
+    row("fork", measure(n, || start_join(StartMethod::Fork)), Some(fork_floor));
+    row("spawn", measure(n / 3, || start_join(StartMethod::Spawn)), Some(spawn_floor));
     row(
         "forkserver (vs the fork floor)",
         measure(n, || start_join(StartMethod::Forkserver)),
-        Some(fork_floor.1),
+        Some(fork_floor),
     );
 
     println!("\nfrom a parent holding 256 MiB of touched memory");
@@ -96,18 +102,14 @@ fn main() {
     row(
         "raw fork + _exit + waitpid, big parent",
         measure(n / 3, sys::fork_exit_wait),
-        Some(fork_floor.1),
+        Some(fork_floor),
     );
-    row("fork, big parent", measure(n / 3, || start_join(StartMethod::Fork)), Some(fork_floor.1));
-    row(
-        "spawn, big parent",
-        measure(n / 3, || start_join(StartMethod::Spawn)),
-        Some(spawn_floor.1),
-    );
+    row("fork, big parent", measure(n / 3, || start_join(StartMethod::Fork)), Some(fork_floor));
+    row("spawn, big parent", measure(n / 3, || start_join(StartMethod::Spawn)), Some(spawn_floor));
     row(
         "forkserver, big parent (vs the small-parent fork floor)",
         measure(n, || start_join(StartMethod::Forkserver)),
-        Some(fork_floor.1),
+        Some(fork_floor),
     );
     std::hint::black_box(&ballast);
     drop(ballast);
@@ -128,7 +130,7 @@ fn main() {
             .collect();
         let (lo, med, hi) = median(runs);
         println!(
-            "{:<52} min {:>7.1} ms  median {:>7.1} ms  max {:>7.1} ms",
+            "{:<56} min {:>7.1} ms  median {:>7.1} ms  max {:>7.1} ms",
             m.name(),
             lo.as_secs_f64() * 1e3,
             med.as_secs_f64() * 1e3,
@@ -149,12 +151,12 @@ fn main() {
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_millis(50));
-        println!("{:<52} {:>7} KiB", m.name(), rss_kib(h.pid()));
+        println!("{:<56} {:>7} KiB", m.name(), rss_kib(h.pid()));
         h.kill().unwrap();
         let _ = h.join();
     }
     if let Some(pid) = multiproc_spawn::forkserver_pid() {
-        println!("{:<52} {:>7} KiB", "the forkserver itself", rss_kib(pid));
+        println!("{:<56} {:>7} KiB", "the forkserver itself", rss_kib(pid));
     }
-    println!("{:<52} {:>7} KiB", "this parent", rss_kib(std::process::id()));
+    println!("{:<56} {:>7} KiB", "this parent", rss_kib(std::process::id()));
 }

@@ -641,11 +641,17 @@ fn fork_closure_keeps_shared_counts_exact() {
     assert!(wait_until(LONG, || v.ref_count() == 1), "{}", v.ref_count());
 }
 
+fn pinned_cpu_count(_: ()) -> usize {
+    assert!(sys::pin_to_cpu0());
+    cpu_count()
+}
+
+// PL15, and the affinity mask is respected (`taskset`, container CPU sets).
 #[test]
 fn cpu_count_respects_affinity() {
-    let n = cpu_count();
-    assert!(n >= 1);
-    assert!(n <= std::thread::available_parallelism().map(|n| n.get()).unwrap_or(n).max(n));
+    assert!(cpu_count() >= 1);
+    let h = Process::builder().start_method(StartMethod::Fork).target(pinned_cpu_count, ()).start();
+    assert_eq!(h.unwrap().join().unwrap(), 1);
 }
 
 #[test]

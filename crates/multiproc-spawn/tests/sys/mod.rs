@@ -75,3 +75,13 @@ pub(crate) fn close_fd(fd: i32) {
     // SAFETY: the caller owns `fd` and nothing uses it afterwards.
     unsafe { libc::close(fd) };
 }
+
+/// Restricts the calling process to CPU 0.
+pub(crate) fn pin_to_cpu0() -> bool {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET writes within it; the kernel reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
