@@ -10,6 +10,23 @@ use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_millis(100);
 
+/// Kills `child` and returns when it was seen dead (reaped): the survivor must have its
+/// error within [`BOUND`] of that moment. (On a heavily loaded machine the kernel itself may
+/// take a while between the SIGKILL and the end of the process; that is not ours to bound,
+/// so it only has a loose limit.)
+fn kill_and_reap(child: &mut multiproc_arena::testing::Child) -> (Instant, Instant) {
+    let killed = Instant::now();
+    common::sys::sigkill(child.pid());
+    child.wait_timeout(T).expect("the child died");
+    (killed, Instant::now())
+}
+
+fn check_reaction(killed: Instant, dead: Instant, when: Instant) {
+    let after_death = when.saturating_duration_since(dead);
+    assert!(after_death < BOUND, "error {after_death:?} after the peer was seen dead");
+    assert!(when - killed < Duration::from_secs(2), "error {:?} after SIGKILL", when - killed);
+}
+
 /// The survivor is blocked sending a large message the peer does not read; the peer dies.
 #[test]
 fn peer_killed_mid_send() {
@@ -20,19 +37,16 @@ fn peer_killed_mid_send() {
     });
     drop(b);
     let big = vec![9u8; 64 << 20];
-    let pid = child.pid();
     let sender = std::thread::spawn(move || {
         let r = a.send_bytes(&big);
         (r, Instant::now())
     });
     std::thread::sleep(Duration::from_millis(100));
     assert!(!sender.is_finished(), "send should be blocked on a full buffer");
-    let killed = Instant::now();
-    common::sys::sigkill(pid);
+    let (killed, dead) = kill_and_reap(&mut child);
     let (r, when) = sender.join().unwrap();
     assert_eq!(r.unwrap_err().kind(), ErrorKind::Disconnected);
-    assert!(when - killed < BOUND, "took {:?}", when - killed);
-    child.wait_timeout(T).unwrap();
+    check_reaction(killed, dead, when);
 }
 
 /// The survivor is blocked receiving, part of a message already in; the peer dies.
@@ -52,7 +66,6 @@ fn peer_killed_mid_recv() {
     );
     child.signal(libc::SIGSTOP);
     std::thread::sleep(Duration::from_millis(20));
-    let pid = child.pid();
     let receiver = std::thread::spawn(move || {
         let r = a.recv_bytes();
         let t = Instant::now();
@@ -60,14 +73,12 @@ fn peer_killed_mid_recv() {
     });
     std::thread::sleep(Duration::from_millis(100));
     assert!(!receiver.is_finished(), "receive should wait for the rest");
-    let killed = Instant::now();
-    common::sys::sigkill(pid);
+    let (killed, dead) = kill_and_reap(&mut child);
     let (r, when, a) = receiver.join().unwrap();
     assert_eq!(r.unwrap_err().kind(), ErrorKind::Disconnected);
-    assert!(when - killed < BOUND, "took {:?}", when - killed);
+    check_reaction(killed, dead, when);
     // The connection stays in the disconnected state.
     assert_eq!(a.recv_bytes().unwrap_err().kind(), ErrorKind::Disconnected);
-    child.wait_timeout(T).unwrap();
 }
 
 /// The survivor waits for a message that never comes; the peer dies.
@@ -79,18 +90,15 @@ fn peer_killed_while_waiting() {
         let _ = &b;
     });
     drop(b);
-    let pid = child.pid();
     let receiver = std::thread::spawn(move || {
         let r = a.recv::<u64>();
         (r, Instant::now())
     });
     std::thread::sleep(Duration::from_millis(50));
-    let killed = Instant::now();
-    common::sys::sigkill(pid);
+    let (killed, dead) = kill_and_reap(&mut child);
     let (r, when) = receiver.join().unwrap();
     assert_eq!(r.unwrap_err().kind(), ErrorKind::Disconnected);
-    assert!(when - killed < BOUND, "took {:?}", when - killed);
-    child.wait_timeout(T).unwrap();
+    check_reaction(killed, dead, when);
 }
 
 fn pattern(len: usize) -> Vec<u8> {
