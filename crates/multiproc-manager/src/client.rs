@@ -6,13 +6,14 @@ use crate::authkey::AuthKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::*;
 use crate::server::wait::lock;
+use crate::spin::{self, Adaptive};
 use crate::transport::{self, pipe_error, Connection, PipeClient};
 use crate::Address;
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Idle connections kept per client; more are closed when returned.
 const MAX_IDLE: usize = 16;
@@ -37,22 +38,9 @@ impl Default for ClientConfig {
 }
 
 fn default_spin() -> Option<Duration> {
-    // TEMP tuning knobs
-    if let Ok(v) = std::env::var("MPMGR_SPIN") {
-        let us: u64 = v.parse().unwrap_or(0);
-        return (us > 0).then(|| Duration::from_micros(us));
-    }
-    // Spinning helps only when another core can run the server meanwhile.
+    // Polling helps only when another core can run the server meanwhile.
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    (cores > 1).then(|| Duration::from_micros(30))
-}
-
-fn spin_mode() -> u8 {
-    match std::env::var("MPMGR_SPIN_MODE").as_deref() {
-        Ok("pause") => 0,
-        Ok("yield") => 1,
-        _ => 1,
-    }
+    (cores > 1).then(|| Duration::from_micros(50))
 }
 
 /// A session with one manager server, for the process that opened it.
@@ -65,6 +53,7 @@ pub(crate) struct Client {
     pub(crate) server_pid: u32,
     cfg: ClientConfig,
     idle: Mutex<Vec<Connection>>,
+    spin: Adaptive,
 }
 
 impl fmt::Debug for Client {
@@ -107,11 +96,6 @@ impl Client {
             PipeClient::connect_timeout(address, Some(authkey.as_bytes()), cfg.handshake_timeout)
                 .map_err(|e| pipe_error(e, &what))?;
         conn.set_max_message_size(cfg.max_frame);
-        if let Some(s) = cfg.spin {
-            if spin_mode() == 0 {
-                conn.set_spin(s);
-            }
-        }
         let hello =
             Hello { magic: MAGIC, version: PROTOCOL_VERSION, join, pid: std::process::id() };
         let mut buf = Vec::new();
@@ -144,6 +128,7 @@ impl Client {
             server_pid,
             cfg,
             idle: Mutex::new(vec![conn]),
+            spin: Adaptive::default(),
         });
         let mut reg = lock(&REGISTRY);
         reg.retain(|w| w.strong_count() > 0);
@@ -203,6 +188,11 @@ impl Client {
                 "a manager session cannot be used from a forked child (use the proxies: they reconnect)",
             ));
         }
+        self.call_here(req)
+    }
+
+    /// [`call`](Self::call) for a caller that checked it runs in this client's process.
+    pub(crate) fn call_here(&self, req: &Request) -> Result<Reply> {
         let mut buf = FRAME.with(|b| std::mem::take(&mut *b.borrow_mut()));
         let r = self.call_with(req, &mut buf);
         if buf.capacity() <= 1 << 20 {
@@ -214,15 +204,16 @@ impl Client {
     fn call_with(&self, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
         transport::encode(req, buf, self.cfg.max_frame)?;
         let conn = self.take_conn()?;
+        let t0 = self.cfg.spin.map(|_| Instant::now());
         let answer = conn.send_bytes(buf).and_then(|()| {
-            if let (Some(spin), 1) = (self.cfg.spin, spin_mode()) {
-                let until = std::time::Instant::now() + spin;
-                while !conn.poll(Duration::ZERO)? && std::time::Instant::now() < until {
-                    std::thread::yield_now();
-                }
+            if let Some(budget) = self.cfg.spin.filter(|_| self.spin.should_spin()) {
+                spin::poll_for(&conn, budget);
             }
             conn.recv_bytes()
         });
+        if let (Some(t0), Some(budget)) = (t0, self.cfg.spin) {
+            self.spin.record(t0.elapsed(), budget);
+        }
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {

@@ -38,16 +38,25 @@ fn boolean(r: Reply) -> Result<bool> {
 }
 
 impl Handle {
+    /// Decodes a value read from the server (the session matters only for nested proxies).
+    fn dec<T: DeserializeOwned>(&self, s: Stored) -> Result<T> {
+        if s.refs.is_empty() {
+            codec::decode_key(&s.bytes)
+        } else {
+            codec::decode(&self.client()?, s)
+        }
+    }
+
     fn value<T: DeserializeOwned>(&self, r: Reply) -> Result<T> {
         match r {
-            Reply::Value(s) => codec::decode(&self.client()?, s),
+            Reply::Value(s) => self.dec(s),
             other => Err(unexpected(&other)),
         }
     }
 
     fn maybe<T: DeserializeOwned>(&self, r: Reply) -> Result<Option<T>> {
         match r {
-            Reply::MaybeValue(Some(s)) => codec::decode(&self.client()?, s).map(Some),
+            Reply::MaybeValue(Some(s)) => self.dec(s).map(Some),
             Reply::MaybeValue(None) => Ok(None),
             other => Err(unexpected(&other)),
         }
@@ -55,24 +64,23 @@ impl Handle {
 
     fn values<T: DeserializeOwned>(&self, r: Reply) -> Result<Vec<T>> {
         match r {
-            Reply::Values(vs) => {
-                let c = self.client()?;
-                vs.into_iter().map(|s| codec::decode(&c, s)).collect()
-            }
+            Reply::Values(vs) => vs.into_iter().map(|s| self.dec(s)).collect(),
             other => Err(unexpected(&other)),
         }
     }
 
+    // Encoding needs only the server's identity and limits, the same in every process, so
+    // it uses the proxy's home session without checking the process.
     fn enc<T: Serialize + ?Sized>(&self, v: &T) -> Result<Stored> {
-        codec::encode(&*self.client()?, v)
+        codec::encode(self.home(), v)
     }
 
     fn probe<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>> {
-        codec::encode_probe(&*self.client()?, v)
+        codec::encode_probe(self.home(), v)
     }
 
     fn key<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>> {
-        codec::encode_key(&*self.client()?, v)
+        codec::encode_key(self.home(), v)
     }
 }
 
@@ -347,8 +355,7 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     }
 
     fn decode_items(&self, kvs: Vec<(Vec<u8>, Stored)>) -> Result<Vec<(K, V)>> {
-        let c = self.h.client()?;
-        kvs.into_iter().map(|(k, v)| Ok((codec::decode_key(&k)?, codec::decode(&c, v)?))).collect()
+        kvs.into_iter().map(|(k, v)| Ok((codec::decode_key(&k)?, self.h.dec(v)?))).collect()
     }
 
     /// The number of entries.
@@ -504,7 +511,7 @@ impl<T: Data> ValueProxy<T> {
         let cur = self.h.probe(current)?;
         match self.op(ValueOp::CompareAndSwap { current: cur, new: self.h.enc(&new)? })? {
             Reply::Cas(Ok(())) => Ok(Ok(())),
-            Reply::Cas(Err(s)) => Ok(Err(codec::decode(&self.h.client()?, s)?)),
+            Reply::Cas(Err(s)) => Ok(Err(self.h.dec(s)?)),
             other => Err(unexpected(&other)),
         }
     }

@@ -76,10 +76,15 @@ impl Handle {
 
     pub(crate) fn call(&self, req: &Request) -> Result<Reply> {
         if self.home.pid == std::process::id() {
-            self.home.call(req)
+            self.home.call_here(req)
         } else {
             self.client()?.call(req)
         }
+    }
+
+    /// The session this proxy was made in (possibly of another process, after a fork).
+    pub(crate) fn home(&self) -> &Client {
+        &self.home
     }
 
     pub(crate) fn server_id(&self) -> u64 {

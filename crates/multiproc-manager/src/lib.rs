@@ -88,6 +88,7 @@ mod manager;
 mod protocol;
 mod server;
 mod service;
+mod spin;
 mod sync;
 mod transport;
 

@@ -109,8 +109,9 @@ impl<S: ServiceSet> ManagerBuilder<S> {
         self
     }
 
-    /// How long a caller busy-polls for an answer before sleeping in the kernel (default
-    /// 30 µs on a machine with more than one CPU, else zero).
+    /// How long a caller polls for an answer before sleeping in the kernel, while answers
+    /// come that fast (default 50 µs on a machine with more than one CPU, else zero; polling
+    /// yields the CPU between polls and switches itself off under load).
     pub fn spin(mut self, spin: Duration) -> Self {
         self.spin = Some((!spin.is_zero()).then_some(spin));
         self

@@ -28,6 +28,7 @@ use crate::authkey::AuthKey;
 use crate::error::{ErrorKind, Result};
 use crate::protocol::*;
 use crate::service::Registry;
+use crate::spin::{self, Adaptive};
 use crate::transport::{self, pipe_error, Connection, Listener};
 use crate::Address;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -38,6 +39,9 @@ use std::time::{Duration, Instant};
 
 /// Most connections served at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 4096;
+
+/// How long a connection thread polls for a client's next request (see `spin_for_next`).
+const SERVER_SPIN: Duration = Duration::from_micros(50);
 
 /// How often the accept loops look at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
@@ -85,7 +89,6 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     /// The public TCP address, if the server listens on one.
     tcp: Mutex<Option<Address>>,
-    spin: Duration,
     spinning: AtomicUsize,
     max_spinners: usize,
 }
@@ -125,7 +128,6 @@ impl Shared {
             next_conn: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             tcp: Mutex::default(),
-            spin: server_spin(),
             spinning: AtomicUsize::new(0),
             max_spinners: std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(0),
         })
@@ -916,9 +918,14 @@ impl Shared {
     fn request_loop(&self, conn: &Connection, session: u64) {
         let mut out = Vec::new();
         let max = self.cfg.max_frame;
+        let score = Adaptive::default();
+        let mut answered = Instant::now();
         loop {
-            self.spin_for_next(conn);
+            self.spin_for_next(conn, &score);
             let Ok(buf) = conn.recv_bytes() else { return };
+            if !SERVER_SPIN.is_zero() {
+                score.record(answered.elapsed(), SERVER_SPIN);
+            }
             let req: Request = match postcard::from_bytes(&buf) {
                 Ok(r) => r,
                 Err(e) => {
@@ -954,6 +961,7 @@ impl Shared {
             if conn.send_bytes(&out).is_err() {
                 return;
             }
+            answered = Instant::now();
             if out.capacity() > 1 << 20 {
                 out = Vec::new();
             }
@@ -965,18 +973,16 @@ impl Shared {
     }
 
     /// After an answer, a busy client usually sends its next request within microseconds:
-    /// poll for it (yielding the CPU between polls) instead of sleeping in the kernel, which
-    /// saves a wake-up per request. At most `spinners` threads do so at once, so idle
-    /// connections never eat the CPU their busy neighbours need.
-    fn spin_for_next(&self, conn: &Connection) {
-        if self.spin.is_zero() {
+    /// poll for it (see [`crate::spin`]) instead of sleeping in the kernel, which saves a
+    /// wake-up per request. Only while this connection's requests come fast, and at most
+    /// `max_spinners` threads at once, so idle or slow connections never eat the CPU their
+    /// busy neighbours need.
+    fn spin_for_next(&self, conn: &Connection, score: &Adaptive) {
+        if SERVER_SPIN.is_zero() || !score.should_spin() {
             return;
         }
         if self.spinning.fetch_add(1, Ordering::AcqRel) < self.max_spinners {
-            let until = Instant::now() + self.spin;
-            while !conn.poll(Duration::ZERO).unwrap_or(true) && Instant::now() < until {
-                std::thread::yield_now();
-            }
+            spin::poll_for(conn, SERVER_SPIN);
         }
         self.spinning.fetch_sub(1, Ordering::AcqRel);
     }
@@ -1050,12 +1056,6 @@ impl Shared {
     pub(crate) fn handle_plain(&self, session: u64, req: Request) -> Response {
         self.handle(&mut Cx { session, probe: &mut NeverGone }, req)
     }
-}
-
-fn server_spin() -> Duration {
-    // TEMP tuning knob
-    let us = std::env::var("MPMGR_SERVER_SPIN").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    Duration::from_micros(us)
 }
 
 fn credit(st: &mut State, session: u64, id: Id) {
