@@ -44,3 +44,25 @@ fn start_use_shutdown() {
     std::thread::sleep(Duration::from_millis(10));
     assert!(!multiproc_arena::pid_alive(pid));
 }
+
+#[test]
+fn an_in_process_server_stopped_by_a_client() {
+    let server = Manager::builder().bind().unwrap();
+    let (addr, key) = (server.address().clone(), server.authkey().clone());
+    let dir = match &addr {
+        multiproc_manager::Address::Unix(p) => p.parent().unwrap().to_path_buf(),
+        other => panic!("{other:?}"),
+    };
+    let t = std::thread::spawn(move || server.serve());
+    let a = Manager::connect(&addr, &key).unwrap();
+    let b = Manager::connect(&addr, &key).unwrap();
+    assert!(!a.is_owner());
+    let l = a.list_from([1u8, 2]).unwrap();
+    assert_eq!(b.num_objects().unwrap(), 1);
+    b.shutdown().unwrap();
+    let t0 = Instant::now();
+    t.join().unwrap().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert_eq!(l.len().unwrap_err().kind(), ErrorKind::Disconnected);
+    assert!(!dir.exists(), "the private socket directory is removed");
+}
