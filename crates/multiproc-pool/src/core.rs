@@ -312,6 +312,7 @@ impl Inner {
             table: core.table.clone(),
             init: self.cfg.init.clone(),
             epoch: Some(self.epoch),
+            forked: self.cfg.launcher.inherits_memory(),
         };
         let w = &mut core.workers[i];
         w.shm.reset();
@@ -706,6 +707,7 @@ impl Inner {
                 slot.wake_if_waiting(TASK_WAITING);
                 let flag = slot.futex(TASK_SPACE);
                 flag.store(1, Ordering::SeqCst);
+                multiproc_arena::sync::atomic::fence(Ordering::SeqCst);
                 if ring.free() < Ring::words_for(n) {
                     futex::wait(flag, 1, Some(Instant::now() + Duration::from_millis(5)));
                 }

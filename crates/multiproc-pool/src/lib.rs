@@ -45,31 +45,56 @@
 //! [multiproc]: https://docs.rs/multiproc
 
 #![deny(unsafe_code)]
+#![cfg_attr(multiproc_loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(multiproc_loom))]
 mod chunk;
+#[cfg(not(multiproc_loom))]
 mod core;
+#[cfg(not(multiproc_loom))]
 mod error;
+#[cfg(not(multiproc_loom))]
 mod executor;
+#[cfg(not(multiproc_loom))]
 mod func;
+#[cfg(not(multiproc_loom))]
 mod future;
+#[cfg(not(multiproc_loom))]
 mod insights;
+#[cfg(not(multiproc_loom))]
 mod launch;
+#[cfg(not(multiproc_loom))]
 mod pool;
+#[cfg(not(multiproc_loom))]
 mod portable;
+#[cfg(not(multiproc_loom))]
 mod progress;
-mod ring;
+#[doc(hidden)]
+pub mod ring;
+#[cfg(not(multiproc_loom))]
 mod shm;
+#[cfg(not(multiproc_loom))]
 mod sink;
+#[cfg(not(multiproc_loom))]
 mod task;
+#[cfg(not(multiproc_loom))]
 mod worker;
 
+#[cfg(not(multiproc_loom))]
 pub use crate::error::{Error, ErrorKind, Result, WorkerExit};
+#[cfg(not(multiproc_loom))]
 pub use crate::executor::{Executor, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor};
+#[cfg(not(multiproc_loom))]
 pub use crate::future::{
     as_completed, as_completed_timeout, wait, AsCompleted, AsyncResult, Future, ReturnWhen, Waited,
 };
+#[cfg(not(multiproc_loom))]
 pub use crate::insights::WorkerInsights;
+#[cfg(not(multiproc_loom))]
 pub use crate::pool::{cpu_count, Imap, Job, Pool, PoolBuilder};
+#[cfg(not(multiproc_loom))]
 pub use crate::progress::ProgressFn;
+#[cfg(not(multiproc_loom))]
 pub use crate::task::{Plain, StarFn, Stateful, TaskFn};
+#[cfg(not(multiproc_loom))]
 pub use multiproc_spawn::StartMethod;

@@ -321,9 +321,6 @@ impl<S: 'static> Pool<S> {
         R: Serialize + DeserializeOwned + Send + 'static,
         F: TaskFn<S, T, R, M>,
     {
-        if let Some(e) = self.inner.state_error() {
-            return Err(e);
-        }
         let func = self.func::<T, R, M, F>(f)?;
         let slot = Slot::new(Some(self.inner.driver()));
         let fut = Future::from_slot(slot.clone());
@@ -421,7 +418,8 @@ impl<'p, S: 'static> Job<'p, S> {
         self
     }
 
-    /// Calls `f(done, total)` as items complete.
+    /// Calls `f(done, total)` as each item completes (`total` is `None` while an input of
+    /// unknown length is still being read). It runs on the thread that collects results.
     pub fn progress(mut self, f: impl Fn(usize, Option<usize>) + Send + Sync + 'static) -> Self {
         let cb: ProgressFn = Arc::new(f);
         self.progress = self.progress.with_callback(cb);

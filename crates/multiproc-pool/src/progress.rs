@@ -1,5 +1,5 @@
-//! Progress reporting for `map`/`imap` jobs: a callback per completed chunk of items, and
-//! (cargo feature `progress`) an `indicatif` bar.
+//! Progress reporting for `map`/`imap` jobs: a callback per completed item, and (cargo
+//! feature `progress`) an `indicatif` bar.
 
 use std::fmt;
 use std::sync::Arc;
@@ -65,9 +65,11 @@ impl Progress {
             }
             b.inc(n as u64);
         }
-        let _ = n;
         if let Some(cb) = &self.cb {
-            cb(done, total);
+            // Items of a chunk finish together; report each.
+            for d in done.saturating_sub(n) + 1..=done {
+                cb(d, total);
+            }
         }
     }
 

@@ -15,16 +15,16 @@
 //! exist for the consumer, which is what makes a dead worker's half-written result harmless.
 //!
 //! Sleeping is the caller's business (futex words next to the ring); this module only says
-//! whether data or space is there.
+//! whether data or space is there. Public only for the loom models (`tests/loom.rs`).
 
-use multiproc_arena::sync::atomic::{AtomicU64, Ordering};
+use multiproc_arena::sync::atomic::{fence, AtomicU64, Ordering};
 
 const MAGIC: u64 = 0xA5;
 const MORE: u64 = 1 << 32;
 
 /// The two ends of one ring: positions and storage.
-#[derive(Clone, Copy)]
-pub(crate) struct Ring<'a> {
+#[derive(Debug, Clone, Copy)]
+pub struct Ring<'a> {
     head: &'a AtomicU64,
     tail: &'a AtomicU64,
     data: &'a [AtomicU64],
@@ -33,7 +33,7 @@ pub(crate) struct Ring<'a> {
 
 /// What [`Ring::pop`] found.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Pop {
+pub enum Pop {
     /// Nothing published.
     Empty,
     /// A fragment was appended; more follow.
@@ -44,48 +44,51 @@ pub(crate) enum Pop {
 
 impl<'a> Ring<'a> {
     /// `data.len()` must be a power of two.
-    pub(crate) fn new(head: &'a AtomicU64, tail: &'a AtomicU64, data: &'a [AtomicU64]) -> Self {
+    pub fn new(head: &'a AtomicU64, tail: &'a AtomicU64, data: &'a [AtomicU64]) -> Self {
         debug_assert!(data.len().is_power_of_two() && data.len() >= 16);
         Ring { head, tail, data, mask: data.len() as u64 - 1 }
     }
 
     /// Capacity in words.
-    pub(crate) fn capacity(&self) -> usize {
+    pub fn capacity(&self) -> usize {
         self.data.len()
     }
 
     /// Largest payload of one record, in bytes.
-    pub(crate) fn max_fragment(&self) -> usize {
+    pub fn max_fragment(&self) -> usize {
         (self.data.len() / 4) * 8
     }
 
     /// Words a message of `len` bytes takes when sent whole (no fragmenting).
-    pub(crate) fn words_for(len: usize) -> usize {
+    pub fn words_for(len: usize) -> usize {
         1 + len.div_ceil(8)
     }
 
     /// Free words (producer side).
-    pub(crate) fn free(&self) -> usize {
+    pub fn free(&self) -> usize {
         let tail = self.tail.load(Ordering::Relaxed);
         let head = self.head.load(Ordering::Acquire);
         self.data.len() - (tail - head) as usize
     }
 
     /// Used words (consumer side).
-    pub(crate) fn used(&self) -> usize {
+    pub fn used(&self) -> usize {
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Acquire);
         (tail - head) as usize
     }
 
-    /// Whether nothing is published (either side; `SeqCst` for the sleep handshake).
-    pub(crate) fn is_empty_seqcst(&self) -> bool {
+    /// Whether nothing is published, for the sleep handshake: the sleeper stores its flag,
+    /// then calls this (a `SeqCst` fence, then the positions); the other side publishes,
+    /// fences, then reads the flag. One of the two sees the other (Dekker with fences).
+    pub fn is_empty_seqcst(&self) -> bool {
+        fence(Ordering::SeqCst);
         self.head.load(Ordering::SeqCst) == self.tail.load(Ordering::SeqCst)
     }
 
     /// Writes one record if `1 + ceil(len/8)` words are free; `more` flags a fragment that is
     /// not the last. Returns whether it was written.
-    pub(crate) fn try_push_record(&self, bytes: &[u8], more: bool) -> bool {
+    pub fn try_push_record(&self, bytes: &[u8], more: bool) -> bool {
         debug_assert!(bytes.len() <= self.max_fragment());
         let words = Self::words_for(bytes.len());
         if self.free() < words {
@@ -115,12 +118,12 @@ impl<'a> Ring<'a> {
 
     /// Writes a whole message as one record if it fits now (and is not larger than a
     /// fragment).
-    pub(crate) fn try_push(&self, bytes: &[u8]) -> bool {
+    pub fn try_push(&self, bytes: &[u8]) -> bool {
         bytes.len() <= self.max_fragment() && self.try_push_record(bytes, false)
     }
 
     /// Reads one record, appending its payload to `out`.
-    pub(crate) fn pop(&self, out: &mut Vec<u8>) -> Pop {
+    pub fn pop(&self, out: &mut Vec<u8>) -> Pop {
         let head = self.head.load(Ordering::Relaxed);
         let tail = self.tail.load(Ordering::Acquire);
         if head == tail {
@@ -152,13 +155,13 @@ impl<'a> Ring<'a> {
 
     /// Resets both positions (only when neither end is in use: a dead worker's ring before
     /// its replacement starts).
-    pub(crate) fn reset(&self) {
+    pub fn reset(&self) {
         self.head.store(0, Ordering::SeqCst);
         self.tail.store(0, Ordering::SeqCst);
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
 

@@ -48,6 +48,9 @@ pub(crate) struct WorkerLocal {
     pub(crate) table: Vec<Runner>,
     pub(crate) init: Option<InitFn>,
     pub(crate) epoch: Option<Instant>,
+    /// Forked from a process that may have other threads: take no process-wide lock that
+    /// one of them might have held at the fork (the panic-hook lock, for one).
+    pub(crate) forked: bool,
 }
 
 fn unix_ns(t: SystemTime) -> u64 {
@@ -70,7 +73,11 @@ fn parent_alive(boot: &WorkerBoot) -> bool {
 
 /// The worker's main loop; returns the exit code.
 pub(crate) fn run(boot: WorkerBoot, local: WorkerLocal) -> i32 {
-    install_panic_hook();
+    if !local.forked {
+        // A fresh process (spawn, forkserver): the hook records "message (at file:line)".
+        // A forked worker keeps the inherited hook and reports the message alone.
+        install_panic_hook();
+    }
     let epoch = local_epoch(&boot, &local);
     let mut w = Worker {
         tasks: boot.slot.tasks(),
@@ -258,6 +265,7 @@ impl Worker<'_> {
         self.boot.global.ring();
         let flag = slot.futex(RES_SPACE);
         flag.store(1, Ordering::SeqCst);
+        multiproc_arena::sync::atomic::fence(Ordering::SeqCst);
         if self.results.free() >= words {
             flag.store(0, Ordering::Relaxed);
             return true;

@@ -235,7 +235,7 @@ fn no_fail_fast_and_large_errors() {
         let e = p.job().chunksize(1).map(boom, vec![1, 3]).unwrap_err();
         assert!(t.elapsed() >= Duration::from_millis(290));
         assert_eq!(e.kind(), ErrorKind::Panicked);
-        assert!(e.panic_message().unwrap().len() > 1 << 20);
+        assert!(e.panic_message().unwrap().len() >= 1 << 20);
         // PO35: imap raises at the failing position and goes on.
         let v: Vec<_> = p.job().chunksize(1).imap(boom, vec![0, 1, 2]).unwrap().collect();
         assert_eq!(v[0].as_ref().unwrap(), &0);
@@ -398,8 +398,10 @@ fn progress_and_insights() {
             .unwrap();
         assert_eq!(v.len(), 100);
         let calls = calls.lock().unwrap();
-        assert_eq!(calls.len(), 20, "one call per chunk");
-        assert_eq!(calls.last().unwrap().0, 100);
+        assert_eq!(calls.len(), 100, "one call per item");
+        let mut done: Vec<usize> = calls.iter().map(|c| c.0).collect();
+        done.sort();
+        assert_eq!(done, (1..=100).collect::<Vec<_>>());
         assert!(calls.iter().all(|(_, t)| *t == Some(100)));
         let ins = p.insights();
         assert_eq!(ins.len(), 2);
