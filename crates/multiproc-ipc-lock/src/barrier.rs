@@ -338,6 +338,11 @@ impl Barrier {
 
     fn wait_round(&self, round: u32, index: u32, dl: &mut Deadline) -> Result<usize> {
         let st = &*self.state;
+        // The last party often comes within microseconds: spin before the futex.
+        wait::spin(|| {
+            let w = st.word.load(Ordering::Relaxed);
+            generation(w) != round || w & BROKEN != 0
+        });
         loop {
             let w = st.word.load(Ordering::Acquire);
             if generation(w) != round {

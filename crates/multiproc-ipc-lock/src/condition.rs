@@ -222,7 +222,7 @@ impl sealed::Sealed for Lock {
         self.raw().held_by(ident::me())
     }
     fn unlock_for_wait(&self) {
-        self.raw().unlock(false, false);
+        self.raw().unlock(ident::me(), false, false);
     }
     fn relock_after_wait(&self, _: ()) -> bool {
         self.raw().lock(ident::me(), &mut Deadline::never()) == Acquire::Poisoned
@@ -252,7 +252,7 @@ impl<T: ShmSafe> sealed::Sealed for Mutex<T> {
         true // std's Condvar lets anyone notify; waits take the guard as proof.
     }
     fn unlock_for_wait(&self) {
-        self.raw().unlock(false, false);
+        self.raw().unlock(ident::me(), false, false);
     }
     fn relock_after_wait(&self, _: ()) -> bool {
         self.raw().lock(ident::me(), &mut Deadline::never()) == Acquire::Poisoned
@@ -268,6 +268,10 @@ impl<T: ShmSafe> ConditionLock for Mutex<T> {}
 /// and [`notify`](Self::notify) / [`notify_all`](Self::notify_all); waiting or notifying
 /// without holding the lock is an error of kind [`NotOwner`](ErrorKind::NotOwner). Over a
 /// [`Mutex<T>`](Mutex) it has std's `Condvar` shape: `wait(guard) -> guard`.
+///
+/// For a [`Lock`], "holding" is per process (any thread of the holding process passes), as
+/// the lock itself is; for an [`RLock`] it is the owning thread. Over a [`Mutex`], `notify`
+/// needs no lock (std's rule).
 ///
 /// `notify(n)` wakes exactly the `n` oldest waiters that were waiting when it was called —
 /// no lost wake-ups, no stale ones (a later waiter never takes an earlier one's turn), no

@@ -63,7 +63,7 @@ mod imp {
     /// process has one thread), so no thread can fork between the first cached identity
     /// and the registration, and a forked child never finds a registration half done.
     pub(crate) extern "C" fn register_at_fork() {
-        if AT_FORK_READY.swap(1, Ordering::AcqRel) == 0 {
+        if AT_FORK_READY.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             crate::sys::at_fork_child(forget_after_fork);
             AT_FORK_READY.store(2, Ordering::Release);
         }
@@ -198,6 +198,8 @@ mod tests {
     #[test]
     fn me_is_this_process() {
         let me = super::me();
+        assert_eq!(super::me(), me);
+        assert_eq!(super::imp::at_fork_state(), 2, "identity is cached");
         assert_eq!(me.id, std::process::id());
         assert_eq!(me.side >> 32, me.id as u64);
         assert!(super::alive(me.id, me.side));

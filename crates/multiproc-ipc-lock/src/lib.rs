@@ -1,30 +1,49 @@
 //! Process-shared locks, semaphores, conditions, events and barriers for [multiproc], built
-//! on [`multiproc_arena`]: Python's `multiprocessing` synchronisation primitives, with a
-//! dead holder never deadlocking the others.
+//! on [`multiproc_arena`]: Python's `multiprocessing` synchronisation primitives, where a
+//! holder killed at any instant never deadlocks the others.
 //!
-//! Every primitive is a small state in an arena (the [global one](multiproc_arena::Arena::global)
-//! by default, or one you give to `new_in`), waits on a futex in that memory, is `Clone`
-//! (another handle to the same object), is inherited by forked children, and passes to
-//! spawned children and over a `Connection` through the arena's handle transfer (serde).
+//! Every primitive is a small state in an arena (the
+//! [global one](multiproc_arena::Arena::global) by default, or the one given to `new_in`),
+//! waits on a futex in that memory, is `Clone` (another handle to the same object), is
+//! inherited by forked children, and passes to spawned children and over a `Connection`
+//! through the arena's handle transfer (serde, inside a transfer context).
 //!
 //! - [`Lock`]: non-recursive; any process may release it (Python's `Lock`).
 //! - [`RLock`]: recursive, owned by one thread of one process (Python's `RLock`).
 //! - [`Mutex`]: std's `Mutex<T>` for a [`ShmSafe`](multiproc_arena::ShmSafe) `T` (Python's
 //!   synchronised `Value`).
+//! - [`RwLock`]: std's `RwLock<T>` across processes.
+//! - [`Semaphore`], [`BoundedSemaphore`]: counting semaphores.
+//! - [`Condition`]: over a [`Lock`], an [`RLock`] (the default) or a [`Mutex`]; `notify(n)`
+//!   wakes exactly the `n` oldest waiters.
+//! - [`Event`]: a flag to set, clear and wait for.
+//! - [`Barrier`]: parties, action, timeout, abort, reset, broken state.
 //!
-//! When a process is killed while holding a [`Lock`] or [`Mutex`], the next acquirer gets
-//! the lock within 100 ms with std's [`PoisonError`](std::sync::PoisonError) (the guard is
-//! still handed over; `clear_poison` clears it). Python deadlocks there.
+//! Beyond Python: when a process dies holding a [`Lock`], [`RLock`], [`Mutex`] or the write
+//! side of an [`RwLock`], the next acquirer gets the lock within 100 ms with std's
+//! [`PoisonError`](std::sync::PoisonError) (the guard is still handed over; `clear_poison`
+//! clears it). Python deadlocks there. A waiter that dies never blocks the others, a reader
+//! that dies stops blocking writers, and a [`Barrier`] party that dies while waiting breaks
+//! the barrier for the rest. How: each lock word names its holder's pid, and a waiter that
+//! slept 20 ms without the holder changing checks the holder's liveness (pid and start time,
+//! immune to PID reuse) — see the notes on `RawLock` in `src/raw.rs` for the measurements.
+//!
+//! Identity is per process and is refreshed in a forked child by a `pthread_atfork` handler,
+//! so children must be made with libc's `fork` (as `multiproc-spawn` and
+//! `multiproc_arena::testing::fork` do), not a raw `clone`.
 //!
 //! ```
-//! use multiproc_ipc_lock::Mutex;
+//! use multiproc_ipc_lock::{Condition, Mutex};
 //! let total = Mutex::new(0u64).unwrap();
+//! let changed = Condition::with_lock(total.clone()).unwrap();
 //! {
 //!     let mut g = total.lock().unwrap();
 //!     *g += 41;
+//!     changed.notify_all().unwrap();
 //! }
 //! *total.lock().unwrap() += 1;
-//! assert_eq!(*total.lock().unwrap(), 42);
+//! let g = changed.wait_while(total.lock().unwrap(), |v| *v < 42).unwrap();
+//! assert_eq!(*g, 42);
 //! ```
 //!
 //! [multiproc]: https://docs.rs/multiproc

@@ -109,7 +109,7 @@ impl Lock {
     /// Releases the lock, whoever acquired it (as Python allows); an error of kind
     /// [`NotHeld`](ErrorKind::NotHeld) if it is not held.
     pub fn release(&self) -> Result<()> {
-        if self.raw.unlock_any() {
+        if self.raw.unlock_any(ident::me()) {
             Ok(())
         } else {
             Err(ErrorKind::NotHeld.into())
@@ -148,7 +148,7 @@ impl Drop for LockGuard<'_> {
     /// `Lock` (it guards no data, and Python's `with lock:` releases on an exception too).
     #[inline]
     fn drop(&mut self) {
-        self.lock.raw.unlock(false, false);
+        self.lock.raw.unlock(ident::me(), false, false);
     }
 }
 

@@ -144,7 +144,7 @@ impl<T: ShmSafe> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         let poison = !self.panicking && std::thread::panicking();
-        self.mutex.state.raw.unlock(poison, false);
+        self.mutex.state.raw.unlock(ident::me(), poison, false);
     }
 }
 

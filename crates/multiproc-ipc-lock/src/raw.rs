@@ -209,18 +209,42 @@ impl RawLock {
         }
     }
 
-    /// Releases a lock the caller holds; `poison` marks it poisoned (a guard dropped while
+    /// Releases a lock `me` holds; `poison` marks it poisoned (a guard dropped while
     /// panicking). `wake_all` for words that readers sleep on too.
+    ///
+    /// The uncontended path is one CAS from exactly "held by me, no flags" to "free". If the
+    /// word no longer names `me` (a `Lock` that another process released with `release`,
+    /// as Python allows), this does nothing rather than release someone else's hold.
     #[inline]
-    pub(crate) fn unlock(&self, poison: bool, wake_all: bool) {
+    pub(crate) fn unlock(&self, me: Me, poison: bool, wake_all: bool) {
+        // Cleared first, so that a new holder's side word is never overwritten by ours.
         self.side.store(0, Ordering::Relaxed);
-        let old = if poison {
-            self.word.swap(POISON, Ordering::Release)
-        } else {
-            self.word.fetch_and(POISON, Ordering::Release)
-        };
-        if old & WAITERS != 0 {
-            self.wake(wake_all);
+        if !poison
+            && self.word.compare_exchange(me.id, 0, Ordering::Release, Ordering::Relaxed).is_ok()
+        {
+            return;
+        }
+        self.unlock_slow(me, poison, wake_all);
+    }
+
+    #[cold]
+    fn unlock_slow(&self, me: Me, poison: bool, wake_all: bool) {
+        let mut v = self.word.load(Ordering::Relaxed);
+        loop {
+            if v & ID_MASK != me.id {
+                return;
+            }
+            // Free, keeping the poison; WAITERS cleared (a woken waiter sets it again).
+            let new = (v & POISON) | if poison { POISON } else { 0 };
+            match self.word.compare_exchange_weak(v, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => {
+                    if v & WAITERS != 0 {
+                        self.wake(wake_all);
+                    }
+                    return;
+                }
+                Err(x) => v = x,
+            }
         }
     }
 
@@ -234,8 +258,14 @@ impl RawLock {
     }
 
     /// Python's `Lock.release()`: any process may release a held lock; `false` if not held.
-    pub(crate) fn unlock_any(&self) -> bool {
-        let mut v = self.word.load(Ordering::Relaxed);
+    pub(crate) fn unlock_any(&self, me: Me) -> bool {
+        // Usually the caller holds it, uncontended: one CAS.
+        self.side.store(0, Ordering::Relaxed);
+        let mut v = match self.word.compare_exchange(me.id, 0, Ordering::Release, Ordering::Relaxed)
+        {
+            Ok(_) => return true,
+            Err(v) => v,
+        };
         loop {
             if v & ID_MASK == 0 {
                 return false;

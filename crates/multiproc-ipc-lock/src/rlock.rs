@@ -155,7 +155,7 @@ impl RLock {
         }
         self.state.count.store(0, Ordering::Relaxed);
         self.state.thread.store(0, Ordering::Relaxed);
-        self.state.raw.unlock(poison, false);
+        self.state.raw.unlock(ident::me(), poison, false);
     }
 
     /// Whether the calling thread owns the lock.
@@ -202,7 +202,7 @@ impl RLock {
         let count = self.state.count.load(Ordering::Relaxed);
         self.state.count.store(0, Ordering::Relaxed);
         self.state.thread.store(0, Ordering::Relaxed);
-        self.state.raw.unlock(false, false);
+        self.state.raw.unlock(ident::me(), false, false);
         Saved { count }
     }
 

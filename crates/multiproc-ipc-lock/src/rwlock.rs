@@ -24,6 +24,15 @@ pub const RWLOCK_READER_SLOTS: usize = 2;
 
 const COUNT: u64 = (1 << 22) - 1;
 
+/// Between a SeqCst RMW and a SeqCst load of another word: nothing to do in the C++ model
+/// (both are in the single SeqCst order), but loom treats SeqCst accesses as AcqRel, so
+/// under loom this is the SeqCst fence that gives the models the same guarantee.
+#[inline]
+fn dekker_fence() {
+    #[cfg(multiproc_loom)]
+    fence(Ordering::SeqCst);
+}
+
 /// `pid << 42 | start time (20 bits) << 22`: a reader entry's key.
 fn reader_key(me: Me) -> u64 {
     let pid = (me.side >> 32) & 0x3f_ffff;
@@ -44,9 +53,10 @@ pub(crate) struct RwState<T> {
     /// A writer that waits `POLL` for readers clears the entries of dead processes, so a
     /// reader killed inside its read section does not block writers for ever.
     ///
-    /// Readers: increment their entry, `fence(SeqCst)`, then check `w` is free (else back
-    /// off); writers: take `w`, `fence(SeqCst)`, then wait until every entry is zero. The
-    /// two fences make at least one side see the other.
+    /// Readers: increment their entry (SeqCst RMW), then check `w` is free with a SeqCst
+    /// load (else back off); writers: take `w`, a SeqCst RMW on it, then wait until every
+    /// entry reads zero with SeqCst loads. In the single order of SeqCst operations at least
+    /// one side sees the other (Dekker).
     readers: [AtomicU64; RWLOCK_READER_SLOTS],
     data: ShmCell<T>,
 }
@@ -65,28 +75,28 @@ impl<T> RwState<T> {
         }
     }
 
-    /// Counts one more read lock of `me`; the entry's index, or `None` if the table is full.
+    /// Counts one more read lock of `me` in the first entry from its home slot that is
+    /// either its own or free (a process may end up with two entries; each guard knows its
+    /// own); the entry's index, or `None` if every entry belongs to another process.
     fn enter(&self, me: Me) -> Option<usize> {
         let key = reader_key(me);
         let n = self.readers.len();
         let first = (me.id as usize) % n;
-        for pass in 0..2 {
-            for k in 0..n {
-                let i = (first + k) % n;
-                let e = &self.readers[i];
-                let mut v = e.load(Ordering::Relaxed);
-                loop {
-                    let new = if v != 0 && v & !COUNT == key && v & COUNT < COUNT {
-                        v + 1
-                    } else if v == 0 && pass == 1 {
-                        key | 1
-                    } else {
-                        break;
-                    };
-                    match e.compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed) {
-                        Ok(_) => return Some(i),
-                        Err(x) => v = x,
-                    }
+        for k in 0..n {
+            let i = (first + k) % n;
+            let e = &self.readers[i];
+            let mut v = e.load(Ordering::Relaxed);
+            loop {
+                let new = if v == 0 {
+                    key | 1
+                } else if v & !COUNT == key && v & COUNT < COUNT {
+                    v + 1
+                } else {
+                    break;
+                };
+                match e.compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed) {
+                    Ok(_) => return Some(i),
+                    Err(x) => v = x,
                 }
             }
         }
@@ -104,15 +114,15 @@ impl<T> RwState<T> {
                 Err(x) => v = x,
             }
         }
-        fence(Ordering::SeqCst);
-        if self.w.word().load(Ordering::Relaxed) & ID_MASK != 0 {
+        dekker_fence();
+        if self.w.word().load(Ordering::SeqCst) & ID_MASK != 0 {
             self.drain.fetch_add(1, Ordering::Release);
             wait::wake_all(&self.drain);
         }
     }
 
     fn no_readers(&self) -> bool {
-        self.readers.iter().all(|e| e.load(Ordering::Relaxed) & COUNT == 0)
+        self.readers.iter().all(|e| e.load(Ordering::SeqCst) & COUNT == 0)
     }
 
     /// Clears the entries of dead reading processes.
@@ -136,10 +146,9 @@ impl<T> RwState<T> {
             if v & ID_MASK == 0 {
                 match self.enter(me) {
                     Some(i) => {
-                        fence(Ordering::SeqCst);
-                        let v2 = self.w.word().load(Ordering::Relaxed);
+                        dekker_fence();
+                        let v2 = self.w.word().load(Ordering::SeqCst);
                         if v2 & ID_MASK == 0 {
-                            fence(Ordering::Acquire);
                             let a =
                                 if v2 & POISON != 0 { Acquire::Poisoned } else { Acquire::Clean };
                             return (a, i);
@@ -208,7 +217,10 @@ impl<T> RwState<T> {
         if !a.acquired() {
             return a;
         }
-        fence(Ordering::SeqCst);
+        // A SeqCst RMW on the word (it changes nothing) orders our hold of it before the
+        // SeqCst loads of the reader entries: see `dekker_fence`.
+        self.w.word().fetch_or(0, Ordering::SeqCst);
+        dekker_fence();
         loop {
             let g = self.drain.load(Ordering::Acquire);
             if self.no_readers() {
@@ -232,7 +244,7 @@ impl<T> RwState<T> {
                     if self.no_readers() {
                         continue;
                     }
-                    self.w.unlock(false, true);
+                    self.w.unlock(me, false, true);
                     return Acquire::Busy;
                 }
             }
@@ -398,7 +410,7 @@ impl<T: ShmSafe> DerefMut for RwLockWriteGuard<'_, T> {
 impl<T: ShmSafe> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
         let poison = !self.panicking && std::thread::panicking();
-        self.lock.state.w.unlock(poison, true);
+        self.lock.state.w.unlock(ident::me(), poison, true);
     }
 }
 

@@ -53,6 +53,24 @@ fn lock_state_is_shared_l03_and_released_by_another_process_l05() {
 }
 
 #[test]
+fn lock_guard_does_not_release_a_lock_that_changed_hands() {
+    let lock = Lock::new().unwrap();
+    let g = lock.lock().unwrap();
+    let step = flag();
+    let mut child = fork(|| {
+        lock.release().unwrap(); // Python lets any process release a Lock
+        assert!(lock.acquire(true, Some(T)).unwrap());
+        step.store(1, Ordering::SeqCst);
+        park_forever()
+    });
+    until_at_least(&step, 1, "child re-acquired");
+    drop(g); // our guard's hold ended with the child's release
+    assert_eq!(lock.owner(), Some(child.pid()));
+    child.kill();
+    assert!(child.wait_timeout(T).is_some());
+}
+
+#[test]
 fn rlock_basics_rl01_rl02_rl06() {
     let r = RLock::new().unwrap();
     for _ in 0..3 {

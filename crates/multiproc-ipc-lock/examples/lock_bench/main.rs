@@ -66,19 +66,13 @@ mod bench {
         v[v.len() / 2]
     }
 
-    /// Median over `reps` runs of ns per call of `f` run `n` times.
-    fn per_op(reps: usize, n: u64, mut f: impl FnMut()) -> f64 {
-        median(
-            (0..reps)
-                .map(|_| {
-                    let t = Instant::now();
-                    for _ in 0..n {
-                        f();
-                    }
-                    t.elapsed().as_nanos() as f64 / n as f64
-                })
-                .collect(),
-        )
+    /// ns per call of `f` run `n` times.
+    fn per_op(n: u64, mut f: impl FnMut()) -> f64 {
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        t.elapsed().as_nanos() as f64 / n as f64
     }
 
     /// ns per operation with two processes each running `f` `n` times at once.
@@ -106,13 +100,25 @@ mod bench {
         t.elapsed().as_nanos() as f64 / (2 * n) as f64
     }
 
-    fn contended(reps: usize, n: u64, f: impl Fn() + Copy) -> f64 {
-        median((0..reps).map(|_| two_procs(n, f)).collect())
+    /// Runs every case once per round, `rounds` times (so that each round compares cases
+    /// measured moments apart on a noisy machine); prints each case's median and the median
+    /// of its per-round ratio to the first case (the floor).
+    fn table(title: &str, rounds: usize, cases: &mut [(&str, &mut dyn FnMut() -> f64)]) {
+        let mut t: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+        for _ in 0..rounds {
+            for (i, (_, f)) in cases.iter_mut().enumerate() {
+                t[i].push(f());
+            }
+        }
+        println!("{title} (median of {rounds} rounds):");
+        for (i, (name, _)) in cases.iter().enumerate() {
+            let ratios: Vec<f64> = t[i].iter().zip(&t[0]).map(|(a, b)| a / b).collect();
+            println!("  {name:<28} {:7.1} ns  {:5.2}x floor", median(t[i].clone()), median(ratios));
+        }
     }
 
     pub(crate) fn main() {
-        let n = 2_000_000;
-        let reps = 7;
+        let n = 1_000_000;
         let floor = Shared::new(FutexMutex(AtomicU32::new(0))).unwrap();
         let robust = Shared::new(RobustMutex::new()).unwrap();
         robust.init();
@@ -123,85 +129,86 @@ mod bench {
         let rw = RwLock::new(0u64).unwrap();
         let plain = Shared::new(AtomicU64::new(0)).unwrap();
 
-        println!("uncontended acquire+release, ns (median of {reps} x {n}):");
-        let f = per_op(reps, n, || {
-            floor.lock();
-            black_box(&floor);
-            floor.unlock();
-        });
-        let row = |name: &str, v: f64| println!("  {name:<28} {v:7.1}  ({:.2}x floor)", v / f);
-        row("raw futex mutex (floor)", f);
-        row(
-            "pthread robust pshared",
-            per_op(reps, n, || {
-                robust.lock();
-                black_box(&robust);
-                robust.unlock();
-            }),
+        table(
+            "uncontended acquire+release",
+            15,
+            &mut [
+                ("raw futex mutex (floor)", &mut || {
+                    per_op(n, || {
+                        floor.lock();
+                        black_box(&floor);
+                        floor.unlock();
+                    })
+                }),
+                ("pthread robust pshared", &mut || {
+                    per_op(n, || {
+                        robust.lock();
+                        black_box(&robust);
+                        robust.unlock();
+                    })
+                }),
+                ("Lock::lock guard", &mut || {
+                    per_op(n, || {
+                        let g = lock.lock().unwrap();
+                        black_box(&g);
+                    })
+                }),
+                ("Lock acquire/release", &mut || {
+                    per_op(n, || {
+                        lock.acquire(true, None).unwrap();
+                        lock.release().unwrap();
+                    })
+                }),
+                ("Mutex<u64> += 1", &mut || per_op(n, || *mutex.lock().unwrap() += 1)),
+                ("RLock::lock guard", &mut || {
+                    per_op(n, || {
+                        let g = rlock.lock().unwrap();
+                        black_box(&g);
+                    })
+                }),
+                ("Semaphore permit", &mut || {
+                    per_op(n, || {
+                        let g = sem.permit();
+                        black_box(&g);
+                    })
+                }),
+                ("RwLock read", &mut || {
+                    per_op(n, || {
+                        let g = rw.read().unwrap();
+                        black_box(&g);
+                    })
+                }),
+                ("RwLock write", &mut || per_op(n, || *rw.write().unwrap() += 1)),
+            ],
         );
-        row(
-            "Lock::lock guard",
-            per_op(reps, n, || {
-                let g = lock.lock().unwrap();
-                black_box(&g);
-            }),
-        );
-        row(
-            "Lock acquire/release",
-            per_op(reps, n, || {
-                lock.acquire(true, None).unwrap();
-                lock.release().unwrap();
-            }),
-        );
-        row("Mutex<u64> += 1", per_op(reps, n, || *mutex.lock().unwrap() += 1));
-        row(
-            "RLock::lock guard",
-            per_op(reps, n, || {
-                let g = rlock.lock().unwrap();
-                black_box(&g);
-            }),
-        );
-        row(
-            "Semaphore permit",
-            per_op(reps, n, || {
-                let g = sem.permit();
-                black_box(&g);
-            }),
-        );
-        row(
-            "RwLock read",
-            per_op(reps, n, || {
-                let g = rw.read().unwrap();
-                black_box(&g);
-            }),
-        );
-        row("RwLock write", per_op(reps, n, || *rw.write().unwrap() += 1));
 
-        let n2 = 1_000_000;
-        let r2 = 5;
-        println!("two processes contending, ns per acquire+increment+release (median of {r2}):");
-        let cf = contended(r2, n2, || {
-            floor.lock();
-            plain.fetch_add(1, Ordering::Relaxed);
-            floor.unlock();
-        });
-        let row2 = |name: &str, v: f64| println!("  {name:<28} {v:7.1}  ({:.2}x floor)", v / cf);
-        row2("raw futex mutex (floor)", cf);
-        row2(
-            "pthread robust pshared",
-            contended(r2, n2, || {
-                robust.lock();
-                plain.fetch_add(1, Ordering::Relaxed);
-                robust.unlock();
-            }),
-        );
-        row2("Mutex<u64> += 1", contended(r2, n2, || *mutex.lock().unwrap() += 1));
-        row2(
-            "Lock::lock guard",
-            contended(r2, n2, || {
-                let _g = lock.lock().unwrap();
-                plain.fetch_add(1, Ordering::Relaxed);
-            }),
+        let n2 = 300_000;
+        table(
+            "two processes contending, per acquire+increment+release",
+            9,
+            &mut [
+                ("raw futex mutex (floor)", &mut || {
+                    two_procs(n2, || {
+                        floor.lock();
+                        plain.fetch_add(1, Ordering::Relaxed);
+                        floor.unlock();
+                    })
+                }),
+                ("pthread robust pshared", &mut || {
+                    two_procs(n2, || {
+                        robust.lock();
+                        plain.fetch_add(1, Ordering::Relaxed);
+                        robust.unlock();
+                    })
+                }),
+                ("Mutex<u64> += 1", &mut || two_procs(n2, || *mutex.lock().unwrap() += 1)),
+                ("Lock::lock guard", &mut || {
+                    two_procs(n2, || {
+                        let _g = lock.lock().unwrap();
+                        plain.fetch_add(1, Ordering::Relaxed);
+                    })
+                }),
+            ],
         );
 
         // Event ping-pong: one set→wake each way per round.
