@@ -296,9 +296,13 @@ impl Barrier {
             }
             let a = arrived(v);
             if a >= parties {
-                // The previous round is being released: wait for the next one.
-                if wait::wait(&st.word, v, dl, true) == Wake::TimedOut {
-                    return Err(Self::broken_error());
+                // The last party of this round runs the action: wait for the next round (then
+                // arrive, and if our deadline passed meanwhile, break that round as a timeout
+                // does). If the action's party dies, break this round.
+                if wait::wait(&st.word, v, &mut Deadline::never(), true) == Wake::Poll
+                    && st.a_party_died(v, generation(v))
+                {
+                    st.break_round(generation(v));
                 }
                 continue;
             }

@@ -254,3 +254,50 @@ fn a_waiting_party_that_dies_breaks_the_barrier() {
     b.reset();
     assert!(!b.broken());
 }
+
+#[test]
+fn the_party_running_the_action_dies() {
+    let _serial = serial();
+    let running = Shared::new(AtomicU32::new(0)).unwrap();
+    let r2 = running.clone();
+    let b = Barrier::builder(2)
+        .action(move || {
+            r2.store(1, Ordering::SeqCst);
+            park_forever()
+        })
+        .build()
+        .unwrap();
+    let waiter_result = flag();
+    let mut waiter = fork(|| {
+        let r = b.wait_timeout(T);
+        waiter_result.store(if broken(r) { 1 } else { 2 }, Ordering::SeqCst);
+        0
+    });
+    until(10, "waiter waits", || b.n_waiting() == 1);
+    // We arrive last, so the action runs here, in a child that we then kill.
+    let mut last = fork(|| {
+        let _ = b.wait();
+        0
+    });
+    until_at_least(&running, 1, "action runs");
+    // A party of the next round waits too; it must learn of the death as well.
+    let next_result = flag();
+    let mut next = fork(|| {
+        let r = b.wait_timeout(T);
+        next_result.store(if broken(r) { 1 } else { 2 }, Ordering::SeqCst);
+        0
+    });
+    std::thread::sleep(10 * MS);
+    let t = Instant::now();
+    last.kill();
+    until(10, "waiter learns", || waiter_result.load(Ordering::SeqCst) != 0);
+    within_100ms(t.elapsed());
+    assert_eq!(waiter_result.load(Ordering::SeqCst), 1);
+    until(10, "next learns", || next_result.load(Ordering::SeqCst) != 0);
+    assert_eq!(next_result.load(Ordering::SeqCst), 1);
+    for c in [&mut waiter, &mut next] {
+        assert_eq!(c.wait_timeout(T), Some(Exit::Code(0)));
+    }
+    assert!(last.wait_timeout(T).is_some());
+    assert!(b.broken());
+}
