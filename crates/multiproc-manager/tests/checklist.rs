@@ -699,3 +699,45 @@ fn a_proxy_passed_without_keeping_a_copy_survives_the_trip() {
     join(h);
     wait_until("objects freed", || m.num_objects().unwrap() == 0);
 }
+
+struct Unserialisable;
+impl serde::Serialize for Unserialisable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> std::result::Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("cannot serialise this"))
+    }
+}
+impl<'de> serde::Deserialize<'de> for Unserialisable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> std::result::Result<Self, D::Error> {
+        Ok(Unserialisable)
+    }
+}
+
+#[test]
+fn q06_a_failed_serialisation_does_not_break_the_queue() {
+    let m = manager();
+    let q = m.bounded_queue::<Result<u8, Unserialisable>>(1).unwrap();
+    let e = q.put(Err(Unserialisable)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Codec);
+    q.put(Ok(1)).unwrap();
+    assert_eq!(q.qsize().unwrap(), 1);
+    assert!(matches!(q.get().unwrap(), Ok(1)));
+    assert!(q.is_empty().unwrap());
+}
+
+#[test]
+fn proxies_are_send_sync_clone() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<ListProxy<std::rc::Rc<u8>>>();
+    check::<DictProxy<String, Vec<u8>>>();
+    check::<Namespace>();
+    check::<ValueProxy<u8>>();
+    check::<QueueProxy<u8>>();
+    check::<LockProxy>();
+    check::<RLockProxy>();
+    check::<SemaphoreProxy>();
+    check::<ConditionProxy>();
+    check::<EventProxy>();
+    check::<BarrierProxy>();
+    check::<ServiceProxy<Greeter>>();
+    check::<Manager>();
+}

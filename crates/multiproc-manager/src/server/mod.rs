@@ -1011,7 +1011,7 @@ impl Shared {
             let me = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("mpmgr-conn".into())
-                .stack_size(256 * 1024)
+                .stack_size(1 << 20)
                 .spawn(move || {
                     me.serve_conn(conn);
                     me.active.fetch_sub(1, Ordering::AcqRel);
