@@ -218,8 +218,12 @@ impl RLock {
 
 impl Drop for RLockGuard<'_> {
     /// Releases one level (a panic does not poison an `RLock`, as for [`Lock`](crate::Lock)).
+    /// A copy of a guard inherited by a forked child releases nothing: the child does not
+    /// own the lock.
     fn drop(&mut self) {
-        self.lock.release_owned(false);
+        if self.lock.owned_by(ident::me(), ident::thread_tag()) {
+            self.lock.release_owned(false);
+        }
     }
 }
 

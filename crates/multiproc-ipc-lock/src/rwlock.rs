@@ -103,11 +103,16 @@ impl<T> RwState<T> {
         None
     }
 
-    /// Counts one read lock of entry `i` less.
-    fn leave(&self, i: usize) {
+    /// Counts one read lock of entry `i` less — if the entry is `me`'s (a guard inherited by
+    /// a forked child must not release its parent's read lock).
+    fn leave(&self, i: usize, me: Me) {
         let e = &self.readers[i];
+        let key = reader_key(me);
         let mut v = e.load(Ordering::Relaxed);
         loop {
+            if v & !COUNT != key || v & COUNT == 0 {
+                return;
+            }
             let new = if v & COUNT <= 1 { 0 } else { v - 1 };
             match e.compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => break,
@@ -154,7 +159,7 @@ impl<T> RwState<T> {
                             return (a, i);
                         }
                         // A writer came in: make way for it.
-                        self.leave(i);
+                        self.leave(i, me);
                         continue;
                     }
                     None => {
@@ -388,7 +393,7 @@ impl<T: ShmSafe> Deref for RwLockReadGuard<'_, T> {
 
 impl<T: ShmSafe> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.state.leave(self.entry);
+        self.lock.state.leave(self.entry, ident::me());
     }
 }
 

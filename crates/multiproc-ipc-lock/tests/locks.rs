@@ -390,3 +390,25 @@ fn rwlock_reader_killed_does_not_block_writers() {
     drop(g);
     let _ = child.wait_timeout(T);
 }
+
+#[test]
+fn guards_inherited_by_a_forked_child_release_nothing() {
+    let r = RLock::new().unwrap();
+    let rw = RwLock::new(0u32).unwrap();
+    let m = Mutex::new(0u32).unwrap();
+    let g = std::mem::ManuallyDrop::new(r.lock().unwrap());
+    let rg = std::mem::ManuallyDrop::new(rw.read().unwrap());
+    let mg = std::mem::ManuallyDrop::new(m.lock().unwrap());
+    fork(move || {
+        drop(std::mem::ManuallyDrop::into_inner(g));
+        drop(std::mem::ManuallyDrop::into_inner(rg));
+        drop(std::mem::ManuallyDrop::into_inner(mg));
+        0
+    })
+    .expect_success(T);
+    assert!(r.is_owned() && r.count() == 1, "still ours, once");
+    assert!(matches!(rw.try_write(), Err(TryLockError::WouldBlock)), "still read-locked");
+    assert!(matches!(m.try_lock(), Err(TryLockError::WouldBlock)), "still locked");
+    r.release().unwrap();
+    assert!(!r.locked());
+}
