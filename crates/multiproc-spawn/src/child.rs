@@ -255,6 +255,29 @@ fn finish(code: i32, flush_stdout: bool) -> ! {
     sys::exit_now(code)
 }
 
+/// Takes, ahead of time, page faults a forkserver child would otherwise take after its request
+/// came: a spare (a fork of the server) touches the stack, heap and statics a child writes,
+/// and runs the common encode/decode paths once.
+pub(crate) fn warm_up() {
+    #[inline(never)]
+    fn touch_stack() {
+        let mut buf = [0u8; 48 * 1024];
+        for i in (0..buf.len()).step_by(4096) {
+            buf[i] = 1;
+        }
+        std::hint::black_box(&mut buf);
+    }
+    touch_stack();
+    std::hint::black_box(vec![1u8; 32 * 1024]);
+    TARGET_TID.store(0, Ordering::Relaxed);
+    state::warm_up();
+    if let Ok(e) = transfer::encode(&(0u64, String::new())) {
+        let _ = transfer::decode::<(u64, String)>(&e.bytes, e.fds);
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
 /// Re-opens the lifeline read end `raw` as this process's own open file description, arms
 /// it to SIGKILL this process when the parent's write end closes, and closes the race of a
 /// parent that died before the arming. The descriptor stays open for the child's life.

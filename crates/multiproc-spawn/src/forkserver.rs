@@ -171,8 +171,30 @@ pub(crate) fn launch(boot: &Frame) -> Result<Launched> {
     Err(Error::with_source(ErrorKind::Forkserver, "the server did not answer, twice", e))
 }
 
+/// A child forked ahead of time, waiting on its mailbox for a request, so that a start does
+/// not wait for a fork.
+struct Spare {
+    pid: u32,
+    pidfd: OwnedFd,
+    status_r: OwnedFd,
+    status_w: OwnedFd,
+    mailbox: UnixStream,
+}
+
+impl Spare {
+    /// Kills and reaps a spare that will not be used.
+    fn discard(self) {
+        let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        let _ = sys::waitid_pidfd(self.pidfd.as_fd(), false);
+    }
+}
+
 /// The server's main loop (entered from the constructor of a re-executed process that was
 /// started as a forkserver). Never returns.
+///
+/// It keeps one spare child forked ahead of time. A request is relayed to the spare, which
+/// becomes the new child at once, and the reply carries the spare's pid; the next spare is
+/// forked after the reply, off the parent's critical path.
 pub(crate) fn serve() -> ! {
     sys::ensure_stdio_open();
     sys::default_sigchld();
@@ -180,12 +202,28 @@ pub(crate) fn serve() -> ! {
     // SAFETY: descriptor 3 was placed by the parent's posix_spawn for this process alone.
     let control = unsafe { UnixStream::from_raw_fd(child::CHILD_SOCK_FD) };
     let mut children: Vec<(OwnedFd, OwnedFd)> = Vec::new();
+    let mut spare: Option<Spare> = None;
+    let mut spare_failed = false;
     loop {
-        let mut fds: Vec<sys::PollFd> = Vec::with_capacity(children.len() + 1);
+        if spare.is_none() && !spare_failed {
+            match fork_spare() {
+                Ok(s) => spare = Some(s),
+                // Try again when a request comes (and report its error then).
+                Err(_) => spare_failed = true,
+            }
+        }
+        let mut fds: Vec<sys::PollFd> = Vec::with_capacity(children.len() + 2);
         fds.push(sys::poll_in(control.as_raw_fd()));
         fds.extend(children.iter().map(|(pidfd, _)| sys::poll_in(pidfd.as_raw_fd())));
+        if let Some(s) = &spare {
+            fds.push(sys::poll_in(s.pidfd.as_raw_fd()));
+        }
         if sys::poll(&mut fds, None).is_err() {
             sys::exit_now(1);
+        }
+        // A spare that died (killed from outside) is replaced.
+        if spare.is_some() && fds.last().is_some_and(sys::ready) {
+            spare.take().expect("checked").discard();
         }
         // Reap first: the indices of `fds` match `children` only before it changes.
         let mut i = 0;
@@ -214,35 +252,38 @@ pub(crate) fn serve() -> ! {
             k += 1;
         }
         if sys::ready(&fds[0]) {
-            match read_request(&control) {
-                Some((sock, boot)) => {
-                    if let Some(c) = fork_child(&control, sock, boot) {
-                        children.push(c);
-                    }
-                }
-                None => sys::exit_now(0),
+            let Some((msg, fds)) = read_request(&control) else { sys::exit_now(0) };
+            spare_failed = false;
+            if let Some(c) = start_child(&control, spare.take(), &msg, &fds) {
+                children.push(c);
             }
         }
     }
 }
 
-/// Reads one request: the child's socket and its boot frame. `None` when the parent is gone
-/// (or spoke nonsense, which only a parent that is not this crate's could).
-fn read_request(control: &UnixStream) -> Option<(OwnedFd, FrameReader)> {
-    let mut head = [0u8; 8];
+/// Reads one request whole: its bytes (header included, to relay as they are) and
+/// descriptors. `None` when the parent is gone (or spoke nonsense, which only a parent that
+/// is not this crate's could).
+fn read_request(control: &UnixStream) -> Option<(Vec<u8>, Vec<OwnedFd>)> {
+    let mut msg = vec![0u8; 8];
     let mut fds = Vec::new();
-    recv_exact(control, &mut head, &mut fds)?;
-    let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
-    if head[..4] != REQUEST || len > MAX_REQUEST {
+    recv_exact(control, &mut msg, &mut fds)?;
+    let len = u32::from_le_bytes(msg[4..8].try_into().expect("4 bytes")) as usize;
+    if msg[..4] != REQUEST || len > MAX_REQUEST {
         return None;
     }
-    let mut bytes = vec![0u8; len];
-    recv_exact(control, &mut bytes, &mut fds)?;
-    if fds.is_empty() {
+    msg.resize(8 + len, 0);
+    recv_exact(control, &mut msg[8..], &mut fds)?;
+    (!fds.is_empty()).then_some((msg, fds))
+}
+
+/// Splits a request into the child's socket and its boot frame.
+fn parse_request(msg: Vec<u8>, mut fds: Vec<OwnedFd>) -> Option<(OwnedFd, FrameReader)> {
+    if fds.is_empty() || msg.len() < 8 {
         return None;
     }
     let sock = fds.remove(0);
-    Some((sock, FrameReader::from_parts(bytes, fds, wire::BOOT_MAGIC)))
+    Some((sock, FrameReader::from_parts(msg[8..].to_vec(), fds, wire::BOOT_MAGIC)))
 }
 
 fn recv_exact(control: &UnixStream, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> Option<()> {
@@ -266,50 +307,76 @@ fn reply(control: &UnixStream, pid: u32, errno: i32, fds: &[std::os::fd::Borrowe
     }
 }
 
-/// Forks one child; returns its (pidfd, status write end) to watch.
-fn fork_child(
+/// Hands a request to a spare (forking one now if there is none, or if the one there died)
+/// and replies to the parent; returns the new child's (pidfd, status write end) to watch.
+fn start_child(
     control: &UnixStream,
-    sock: OwnedFd,
-    boot: FrameReader,
+    mut spare: Option<Spare>,
+    msg: &[u8],
+    fds: &[OwnedFd],
 ) -> Option<(OwnedFd, OwnedFd)> {
-    let (status_r, status_w) = match sys::pipe() {
-        Ok(p) => p,
-        Err(e) => {
-            reply(control, 0, e.raw_os_error().unwrap_or(libc::EIO), &[]);
-            return None;
+    let borrowed: Vec<std::os::fd::BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    for _ in 0..2 {
+        let s = match spare.take() {
+            Some(s) => s,
+            None => match fork_spare() {
+                Ok(s) => s,
+                Err(e) => {
+                    reply(control, 0, e.raw_os_error().unwrap_or(libc::EIO), &[]);
+                    return None;
+                }
+            },
+        };
+        if wire::send_all(s.mailbox.as_fd(), msg, &borrowed).is_err() {
+            // The spare died before its request: use a fresh one.
+            s.discard();
+            continue;
         }
-    };
+        reply(control, s.pid, 0, &[s.pidfd.as_fd(), s.status_r.as_fd()]);
+        return Some((s.pidfd, s.status_w));
+    }
+    reply(control, 0, libc::ECHILD, &[]);
+    None
+}
+
+/// Forks a spare: it puts its mailbox on descriptor 3 (replacing the control socket), keeps
+/// the lifeline on 4, closes everything else the server had, warms up, and waits.
+fn fork_spare() -> io::Result<Spare> {
+    let (mailbox, theirs) = UnixStream::pair()?;
+    let (status_r, status_w) = sys::pipe()?;
     // SAFETY: the server is single-threaded, so the child may do anything.
-    match unsafe { sys::fork() } {
-        Err(e) => {
-            reply(control, 0, e.raw_os_error().unwrap_or(libc::EIO), &[]);
-            None
-        }
-        Ok(0) => {
-            // Descriptor 3 becomes the child's socket (replacing the control socket), 4 stays
-            // the lifeline, and everything else of the server goes.
-            if sys::dup2_raw(sock.as_raw_fd(), child::CHILD_SOCK_FD).is_err() {
+    match unsafe { sys::fork() }? {
+        0 => {
+            if sys::dup2_raw(theirs.as_raw_fd(), child::CHILD_SOCK_FD).is_err() {
                 sys::exit_now(1);
             }
-            sys::close_from_except(child::CHILD_LIFELINE_FD + 1, &boot.raw_fds());
-            std::mem::forget((sock, status_r, status_w));
-            child::reexec_child_main(StartMethod::Forkserver, Some(boot))
+            sys::close_from(child::CHILD_LIFELINE_FD as u32 + 1);
+            std::mem::forget((mailbox, theirs, status_r, status_w));
+            spare_main()
         }
-        Ok(pid) => {
-            drop(sock);
-            match sys::pidfd_open(pid) {
-                Ok(pidfd) => {
-                    reply(control, pid, 0, &[pidfd.as_fd(), status_r.as_fd()]);
-                    Some((pidfd, status_w))
-                }
-                Err(e) => {
-                    let _ = sys::kill(pid, libc::SIGKILL);
-                    reply(control, 0, e.raw_os_error().unwrap_or(libc::EIO), &[]);
-                    None
-                }
-            }
+        pid => {
+            drop(theirs);
+            let pidfd = sys::pidfd_open(pid).inspect_err(|_| sys::kill_and_reap(pid))?;
+            Ok(Spare { pid, pidfd, status_r, status_w, mailbox })
         }
     }
+}
+
+/// A spare's life: take the page faults a child would take on its critical path now, then
+/// wait for a request and become the child it describes. Never returns.
+fn spare_main() -> ! {
+    child::warm_up();
+    // SAFETY: descriptor 3 is this spare's mailbox (placed by `fork_spare`).
+    let mailbox = unsafe { UnixStream::from_raw_fd(child::CHILD_SOCK_FD) };
+    let Some((msg, fds)) = read_request(&mailbox) else { sys::exit_now(0) };
+    let Some((sock, boot)) = parse_request(msg, fds) else { sys::exit_now(1) };
+    // The child's socket replaces the mailbox on descriptor 3.
+    if sys::dup2_raw(sock.as_raw_fd(), child::CHILD_SOCK_FD).is_err() {
+        sys::exit_now(1);
+    }
+    drop(sock);
+    std::mem::forget(mailbox);
+    child::reexec_child_main(StartMethod::Forkserver, Some(boot))
 }
 
 /// The pid of this process's forkserver, if one is running (test support: PL17 kills it).

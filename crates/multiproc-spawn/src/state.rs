@@ -307,6 +307,12 @@ fn existing_state() -> Option<&'static ProcState> {
     (!p.is_null() && unsafe { (*p).pid } == sys::getpid()).then(|| unsafe { &*p })
 }
 
+/// Writes the statics a new child writes (see [`crate::child::warm_up`]).
+pub(crate) fn warm_up() {
+    CHILD.result_fd.store(-1, Ordering::Release);
+    crate::method::force_start_method(StartMethod::Forkserver);
+}
+
 /// In a new child (forked, or started by re-execution), before anything else of this crate
 /// and while it has a single thread: records who the child is (`info` was allocated before
 /// the fork), closes the parent's private descriptors a fork carried over, and drops the

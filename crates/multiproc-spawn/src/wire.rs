@@ -134,12 +134,6 @@ impl FrameReader {
         r
     }
 
-    /// The raw numbers of the descriptors received so far.
-    pub(crate) fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
-        self.fds.iter().map(|f| f.as_raw_fd()).collect()
-    }
-
     /// Whether a whole frame has arrived.
     pub(crate) fn complete(&self) -> bool {
         self.total.is_some_and(|t| self.filled >= t)

@@ -433,20 +433,3 @@ pub(crate) fn send_buffer(sock: BorrowedFd<'_>) -> io::Result<usize> {
     })?;
     Ok(v.max(0) as usize)
 }
-
-/// Closes every descriptor from `first` up except those in `keep` (a freshly forked child
-/// of the single-threaded forkserver dropping the server's descriptors).
-pub(crate) fn close_from_except(first: RawFd, keep: &[RawFd]) {
-    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&k| k >= first).collect();
-    keep.sort_unstable();
-    keep.dedup();
-    let mut from = first as u32;
-    for k in keep {
-        if k as u32 > from {
-            // SAFETY: closing a range of descriptors the child inherited and does not use.
-            unsafe { libc::close_range(from, k as u32 - 1, 0) };
-        }
-        from = k as u32 + 1;
-    }
-    close_from(from);
-}
