@@ -412,3 +412,24 @@ fn guards_inherited_by_a_forked_child_release_nothing() {
     r.release().unwrap();
     assert!(!r.locked());
 }
+
+#[test]
+fn debug_shows_the_owner_l04_rl04() {
+    let lock = Lock::new().unwrap();
+    assert!(format!("{lock:?}").contains("owner: None"));
+    let g = lock.lock().unwrap();
+    let me = std::process::id();
+    assert!(format!("{lock:?}").contains(&format!("owner: Some({me})")), "{lock:?}");
+    drop(g);
+    let r = RLock::new().unwrap();
+    let _a = r.lock().unwrap();
+    let _b = r.lock().unwrap();
+    let d = format!("{r:?}");
+    assert!(d.contains(&format!("owner: Some({me})")) && d.contains("count: 2"), "{d}");
+    let m = Mutex::new(5u8).unwrap();
+    assert!(format!("{m:?}").contains("data: 5"));
+    let _g = m.lock().unwrap();
+    assert!(format!("{m:?}").contains("<locked>"));
+    let rw = RwLock::new(6u8).unwrap();
+    assert!(format!("{rw:?}").contains("data: 6"));
+}

@@ -435,3 +435,23 @@ fn rwlock_dead_reader_does_not_block_the_writer() {
         assert!(w.is_ok());
     });
 }
+
+#[test]
+fn rwlock_writer_timeout_leaves_it_usable() {
+    loom::model(|| {
+        let rw = RwLock::new(0u32).unwrap();
+        let r = rw.read().unwrap();
+        let rw2 = rw.clone();
+        let h = thread::spawn(move || {
+            if let Ok(mut w) = rw2.try_write_for(TICK) {
+                *w += 1;
+            }
+        });
+        drop(r);
+        h.join().unwrap();
+        let v = *rw.read().unwrap();
+        assert!(v <= 1);
+        *rw.write().unwrap() += 1;
+        assert_eq!(*rw.read().unwrap(), v + 1);
+    });
+}

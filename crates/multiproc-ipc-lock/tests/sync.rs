@@ -496,3 +496,15 @@ fn event_set_then_clear_still_wakes_every_waiter() {
     // A set that happened before a wait began does not wake it later.
     assert!(!e.wait_timeout(10 * MS));
 }
+
+#[test]
+fn debug_e02() {
+    let e = Event::new().unwrap();
+    assert_eq!(format!("{e:?}"), "Event { set: false }");
+    e.set();
+    assert_eq!(format!("{e:?}"), "Event { set: true }");
+    let s = Semaphore::new(3).unwrap();
+    assert_eq!(format!("{s:?}"), "Semaphore { value: 3 }");
+    let c = Condition::new().unwrap();
+    assert!(format!("{c:?}").contains("waiting: 0"));
+}
