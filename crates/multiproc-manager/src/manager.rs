@@ -110,8 +110,10 @@ impl<S: ServiceSet> ManagerBuilder<S> {
     }
 
     /// How long a caller polls for an answer before sleeping in the kernel, while answers
-    /// come that fast (default 50 µs on a machine with more than one CPU, else zero; polling
-    /// yields the CPU between polls and switches itself off under load).
+    /// come that fast (default: zero, block at once). Polling can shave a few microseconds
+    /// off a round trip on an idle machine with cores to spare; it switches itself off when
+    /// answers are slow (under load), but it costs CPU that other clients of the same machine
+    /// could use, so measure before turning it on.
     pub fn spin(mut self, spin: Duration) -> Self {
         self.spin = Some((!spin.is_zero()).then_some(spin));
         self

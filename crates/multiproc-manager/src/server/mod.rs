@@ -28,7 +28,6 @@ use crate::authkey::AuthKey;
 use crate::error::{ErrorKind, Result};
 use crate::protocol::*;
 use crate::service::Registry;
-use crate::spin::{self, Adaptive};
 use crate::transport::{self, pipe_error, Connection, Listener};
 use crate::Address;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -39,9 +38,6 @@ use std::time::{Duration, Instant};
 
 /// Most connections served at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 4096;
-
-/// How long a connection thread polls for a client's next request (see `spin_for_next`).
-const SERVER_SPIN: Duration = Duration::from_micros(50);
 
 /// How often the accept loops look at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
@@ -89,8 +85,6 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     /// The public TCP address, if the server listens on one.
     tcp: Mutex<Option<Address>>,
-    spinning: AtomicUsize,
-    max_spinners: usize,
 }
 
 impl fmt::Debug for Shared {
@@ -128,8 +122,6 @@ impl Shared {
             next_conn: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             tcp: Mutex::default(),
-            spinning: AtomicUsize::new(0),
-            max_spinners: std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(0),
         })
     }
 
@@ -918,14 +910,8 @@ impl Shared {
     fn request_loop(&self, conn: &Connection, session: u64) {
         let mut out = Vec::new();
         let max = self.cfg.max_frame;
-        let score = Adaptive::default();
-        let mut answered = Instant::now();
         loop {
-            self.spin_for_next(conn, &score);
             let Ok(buf) = conn.recv_bytes() else { return };
-            if !SERVER_SPIN.is_zero() {
-                score.record(answered.elapsed(), SERVER_SPIN);
-            }
             let req: Request = match postcard::from_bytes(&buf) {
                 Ok(r) => r,
                 Err(e) => {
@@ -961,7 +947,6 @@ impl Shared {
             if conn.send_bytes(&out).is_err() {
                 return;
             }
-            answered = Instant::now();
             if out.capacity() > 1 << 20 {
                 out = Vec::new();
             }
@@ -970,21 +955,6 @@ impl Shared {
                 return;
             }
         }
-    }
-
-    /// After an answer, a busy client usually sends its next request within microseconds:
-    /// poll for it (see [`crate::spin`]) instead of sleeping in the kernel, which saves a
-    /// wake-up per request. Only while this connection's requests come fast, and at most
-    /// `max_spinners` threads at once, so idle or slow connections never eat the CPU their
-    /// busy neighbours need.
-    fn spin_for_next(&self, conn: &Connection, score: &Adaptive) {
-        if SERVER_SPIN.is_zero() || !score.should_spin() {
-            return;
-        }
-        if self.spinning.fetch_add(1, Ordering::AcqRel) < self.max_spinners {
-            spin::poll_for(conn, SERVER_SPIN);
-        }
-        self.spinning.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Accepts connections until shutdown, a thread per connection.
