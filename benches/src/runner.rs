@@ -96,9 +96,14 @@ fn parse(args: &[String]) -> Result<Cli, String> {
     Ok(cli)
 }
 
-/// The workspace root (benches/ is one level down).
+/// The workspace root (benches/ is one level down): from `CARGO_MANIFEST_DIR`, as `cargo run`
+/// sets it, else as it was when this binary was built.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("benches/ is in the workspace").into()
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.join("python/bench.py").exists())
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    dir.parent().map_or_else(|| dir.clone(), Path::to_path_buf)
 }
 
 /// The cases matching `filters` (all when empty), plus the floors they are read against, in
