@@ -3,15 +3,20 @@
 //!
 //! # Why a futex word with the holder's pid (and not a robust pthread mutex)
 //!
-//! Measured on the 2-vCPU machines this project runs on (`examples/lock_bench.rs`): a raw
-//! futex mutex costs ~17 ns per uncontended acquire+release, glibc's process-shared robust
-//! mutex ~27 ns, and this word ~18 ns. The robust pthread mutex also cannot express Python's
+//! Measured with `examples/lock_bench` on the 2-vCPU machines this project runs on (ratios
+//! within one run; absolute figures swing with the machine's load): an uncontended
+//! acquire+release of this word costs 1.0–1.3× a raw three-state futex mutex (5–15 ns),
+//! glibc's process-shared robust mutex about 2×; two processes contending cost 0.75–1.2× the
+//! raw mutex's contended figure. The robust pthread mutex also cannot express Python's
 //! `Lock` (any process may release it; a robust mutex refuses an unlock by a non-owner), has
-//! no loom model, and hands recovery to a per-thread kernel list that only a thread's exit
-//! walks. Here the word names the holder's pid, so a waiter that has slept [`POLL`] without
-//! the holder changing asks whether the holder is alive (pid + start time, immune to PID
-//! reuse) and, if not, takes the lock over with the poison bit set. The uncontended path is
-//! one CAS to acquire and one RMW to release, like the raw futex mutex.
+//! no loom model, and leaves recovery to a per-thread kernel list that only a thread's exit
+//! walks (a `Lock` acquired in one thread and released in another breaks it).
+//!
+//! Here the word names the holder's pid, so a waiter that has slept [`POLL`] without the
+//! holder changing asks whether the holder is alive (pid + start time, immune to PID reuse)
+//! and, if not, takes the lock over with the poison bit set. The uncontended path is one CAS
+//! to acquire and one CAS to release, like the raw futex mutex; the price of robustness is
+//! paid only by waiters (a liveness check, ~5–20 µs of reading `/proc`, per [`POLL`] slept).
 //!
 //! [`POLL`]: crate::wait::POLL
 
