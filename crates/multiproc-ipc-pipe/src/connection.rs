@@ -210,8 +210,11 @@ impl Connection {
     }
 
     /// Makes receives retry without sleeping for up to `spin` before they block in the kernel
-    /// (default zero: block at once). Worth a few microseconds when the peer answers that
-    /// fast and a core is free; an idle connection still sleeps after `spin`.
+    /// (default zero: block at once). Worth it only when the peer answers within that time
+    /// and each process has a core of its own: it saves the kernel's wake-up (several
+    /// microseconds a message); on a machine with more runnable processes than cores it
+    /// steals time from the peer and makes things slower. An idle connection still sleeps
+    /// after `spin`.
     pub fn set_spin(&self, spin: Duration) {
         self.spin_ns.store(spin.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
     }
