@@ -219,9 +219,10 @@ impl Worker<'_> {
                 flag.store(0, Ordering::Relaxed);
                 continue;
             }
-            futex::wait(flag, 1, Some(Instant::now() + PARENT_CHECK));
+            let woken = futex::wait(flag, 1, Some(Instant::now() + PARENT_CHECK));
             flag.store(0, Ordering::Relaxed);
-            if !parent_alive(self.boot) {
+            // Only a quiet spell is worth a look at /proc: a wake-up came from the parent.
+            if !woken && !parent_alive(self.boot) {
                 return false;
             }
         }
@@ -270,9 +271,9 @@ impl Worker<'_> {
             flag.store(0, Ordering::Relaxed);
             return true;
         }
-        futex::wait(flag, 1, Some(Instant::now() + PARENT_CHECK));
+        let woken = futex::wait(flag, 1, Some(Instant::now() + PARENT_CHECK));
         flag.store(0, Ordering::Relaxed);
-        parent_alive(self.boot)
+        woken || parent_alive(self.boot)
     }
 }
 
