@@ -189,9 +189,12 @@ impl Drop for ProcOwner {
 }
 
 impl<S: ServiceSet> ManagerBuilder<S> {
-    /// Starts the server in a new process (with `multiproc-spawn`'s default start method)
-    /// and connects to it. The server stops when the last clone of the returned handle is
-    /// dropped, at [`Manager::shutdown`], or when this process dies.
+    /// Starts the server in a new process (with `multiproc-spawn`'s default start method, as a
+    /// daemonic child) and connects to it. The server stops when the last clone of the
+    /// returned handle is dropped, at [`Manager::shutdown`], or when this process dies (even
+    /// by SIGKILL). Failing to bind (a TCP address in use, say) is an error of kind
+    /// [`Start`](ErrorKind::Start) carrying the reason; so is calling this from a daemonic
+    /// process, which may not start children.
     pub fn start(self) -> Result<Manager> {
         let authkey = self.authkey.clone().unwrap_or_else(AuthKey::random);
         let dir = match &self.address {
