@@ -205,7 +205,8 @@ pub(crate) fn serve() -> ! {
     let mut spare: Option<Spare> = None;
     let mut spare_failed = false;
     loop {
-        if spare.is_none() && !spare_failed {
+        // Fork the next spare while no request waits (one that came first is served first).
+        if spare.is_none() && !spare_failed && !sys::readable_now(control.as_fd()) {
             match fork_spare() {
                 Ok(s) => spare = Some(s),
                 // Try again when a request comes (and report its error then).
