@@ -2,8 +2,8 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{
-    Header, Mode, Progress, RecvState, Source, FIRST_RECORD, HEADER_LEN, KEEP_CAPACITY, MAX_LEN,
-    MAX_RECORD,
+    Header, Mode, Progress, RecvState, Source, FIRST_PAYLOAD, FIRST_RECORD, HEADER_LEN,
+    KEEP_CAPACITY, MAX_LEN, MAX_RECORD,
 };
 use crate::sys;
 use multiproc_arena::transfer;
@@ -398,15 +398,28 @@ impl Connection {
     fn receive(&self, st: &mut RecvState, deadline: Option<Instant>, payload: bool) -> Result<()> {
         let limit = self.max_message_size();
         let mut src = SockSource { fd: self.fd.as_fd() };
-        let spin = self.spin_ns.load(Ordering::Relaxed);
-        let mut spin_until = None;
-        let mut block = deadline.is_none() && spin == 0;
-        loop {
+        self.retry(deadline, |block| {
             let mut p = st.read_header(&mut src, limit, block)?;
             if p == Progress::Ready && payload {
                 p = st.read_payload(&mut src, block)?;
             }
-            if p == Progress::Ready {
+            Ok(p)
+        })
+    }
+
+    /// Runs `attempt` (its argument: whether it may block in the kernel) until it is
+    /// `Ready`: first without blocking, spinning for [`spin`](Self::spin), then blocking —
+    /// in the receive itself without a deadline, in `poll` with one.
+    fn retry(
+        &self,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut(bool) -> Result<Progress>,
+    ) -> Result<()> {
+        let spin = self.spin_ns.load(Ordering::Relaxed);
+        let mut spin_until = None;
+        let mut block = deadline.is_none() && spin == 0;
+        loop {
+            if attempt(block)? == Progress::Ready {
                 return Ok(());
             }
             if spin > 0 {
@@ -508,16 +521,36 @@ impl Connection {
     fn recv_into_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize> {
         self.check_read()?;
         let mut st = lock(&self.recv);
-        self.receive(&mut st, deadline, false)?;
+        let st = &mut *st;
+        let mut src = SockSource { fd: self.fd.as_fd() };
+        // Payload bytes that are in `buf` only.
+        let mut in_dst = 0;
+        if self.record.is_some() && st.header().is_none() && buf.len() >= FIRST_PAYLOAD {
+            // The first record goes straight into the caller's buffer.
+            let limit = self.max_message_size();
+            self.retry(deadline, |block| {
+                Ok(match st.read_first_record_into(&mut src, limit, block, buf)? {
+                    Some(got) => {
+                        in_dst = got;
+                        Progress::Ready
+                    }
+                    None => Progress::Pending,
+                })
+            })?;
+        } else {
+            self.receive(st, deadline, false)?;
+        }
         let len = st.header().expect("header complete").len as usize;
         if buf.len() < len {
+            st.keep(&buf[..in_dst]);
             return Err(Error::too_small(len, buf.len()));
         }
-        let mut src = SockSource { fd: self.fd.as_fd() };
-        let block = deadline.is_none();
-        while st.read_payload_direct(&mut src, buf, block)? == Progress::Pending {
-            self.wait_readable(deadline)?;
-        }
+        self.retry(deadline, |block| {
+            let p = st.read_payload_direct(&mut src, buf, in_dst, block);
+            // Whatever happened, the bytes now live in `st` (or the frame is complete).
+            in_dst = 0;
+            p
+        })?;
         st.finish_frame();
         Ok(len)
     }

@@ -130,8 +130,10 @@ pub(crate) enum Mode {
     Records,
 }
 
+/// Payload bytes in the first record of a frame, at most.
+pub(crate) const FIRST_PAYLOAD: usize = 64 << 10;
 /// Largest first record of a frame: the header and 64 KiB of payload.
-pub(crate) const FIRST_RECORD: usize = HEADER_LEN + (64 << 10);
+pub(crate) const FIRST_RECORD: usize = HEADER_LEN + FIRST_PAYLOAD;
 /// Largest later record of a frame.
 pub(crate) const MAX_RECORD: usize = 512 << 10;
 
@@ -322,18 +324,60 @@ impl RecvState {
         block: bool,
     ) -> Result<Progress> {
         self.payload.clear();
-        let room = FIRST_RECORD - HEADER_LEN;
-        if self.payload.capacity() < room {
-            if self.payload.try_reserve_exact(room).is_err() {
+        if self.payload.capacity() < FIRST_PAYLOAD {
+            if self.payload.try_reserve_exact(FIRST_PAYLOAD).is_err() {
                 return Err(self.fail(Error::new(ErrorKind::Io, "cannot allocate 64 KiB")));
             }
             self.peak = self.peak.max(self.payload.capacity());
         }
         let mut extra = Vec::new();
-        let spare = &mut self.payload.spare_capacity_mut()[..room];
-        let (n, cut) = match src.read(as_uninit(&mut self.hdr), spare, &mut extra, block) {
+        let spare = &mut self.payload.spare_capacity_mut()[..FIRST_PAYLOAD];
+        let res = src.read(as_uninit(&mut self.hdr), spare, &mut extra, block);
+        match self.first_record_read(res, extra, limit)? {
+            Some(got) => {
+                // SAFETY: `read` initialised the first `got` bytes of the spare capacity.
+                unsafe { self.payload.set_len(got) };
+                Ok(Progress::Ready)
+            }
+            None => Ok(Progress::Pending),
+        }
+    }
+
+    /// Record mode, no frame started: reads the first record with its payload straight into
+    /// `dst` (at least 64 KiB long). Returns how many payload bytes are now in `dst` (they are
+    /// the caller's to keep or to hand back with [`read_payload_direct`](Self::read_payload_direct)),
+    /// or `None` when nothing has arrived.
+    pub(crate) fn read_first_record_into(
+        &mut self,
+        src: &mut impl Source,
+        limit: usize,
+        block: bool,
+        dst: &mut [u8],
+    ) -> Result<Option<usize>> {
+        self.check_broken()?;
+        debug_assert!(self.mode == Mode::Records && self.header.is_none());
+        self.payload.clear();
+        let mut extra = Vec::new();
+        let res = src.read(
+            as_uninit(&mut self.hdr),
+            as_uninit(&mut dst[..FIRST_PAYLOAD]),
+            &mut extra,
+            block,
+        );
+        self.first_record_read(res, extra, limit)
+    }
+
+    /// Checks what a first-record read returned: the header, its descriptors, the payload
+    /// length. `Some(payload bytes)`, or `None` when nothing was available.
+    fn first_record_read(
+        &mut self,
+        res: io::Result<(usize, bool)>,
+        extra: Vec<OwnedFd>,
+        limit: usize,
+    ) -> Result<Option<usize>> {
+        let (n, cut) = match res {
             Ok(r) => r,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Progress::Pending),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) => return Err(self.fail(Error::io(e, "receiving"))),
         };
         if n == 0 {
@@ -352,9 +396,7 @@ impl RecvState {
             let e = Error::new(ErrorKind::Protocol, "record longer than its frame");
             return Err(self.fail(e));
         }
-        // SAFETY: `read` initialised the first `got` bytes of the spare capacity.
-        unsafe { self.payload.set_len(got) };
-        Ok(Progress::Ready)
+        Ok(Some(got))
     }
 
     /// Reads the payload of the current frame (header already complete) into `self.payload`.
@@ -392,19 +434,21 @@ impl RecvState {
     }
 
     /// Reads the payload of the current frame straight into `dst` (at least `len` bytes
-    /// long): what is already received is copied first, the rest is read in place. On
-    /// `Pending` or an error the bytes read in place move into `self.payload`, so nothing is
-    /// lost.
+    /// long). The first `in_dst` payload bytes are already in `dst` (then `self.payload` is
+    /// empty); otherwise what `self.payload` holds is copied over first. On `Pending` or an
+    /// error every byte received moves into `self.payload`, so nothing is lost.
     pub(crate) fn read_payload_direct(
         &mut self,
         src: &mut impl Source,
         dst: &mut [u8],
+        in_dst: usize,
         block: bool,
     ) -> Result<Progress> {
         let len = self.header.expect("header read first").len as usize;
         let have = self.payload.len();
+        debug_assert!(in_dst == 0 || have == 0);
         dst[..have].copy_from_slice(&self.payload);
-        let mut got = have;
+        let mut got = have.max(in_dst);
         while got < len {
             let mut extra = Vec::new();
             let res = src.read(as_uninit(&mut dst[got..len]), &mut [], &mut extra, block);
@@ -422,14 +466,20 @@ impl RecvState {
                 Err(e) => Some(Err(Error::io(e, "receiving"))),
             };
             if let Some(out) = stop {
-                if self.payload.try_reserve_exact(got - have).is_ok() {
-                    self.payload.extend_from_slice(&dst[have..got]);
-                    self.peak = self.peak.max(self.payload.capacity());
-                }
+                self.keep(&dst[have..got]);
                 return out.map_err(|e| self.fail(e));
             }
         }
         Ok(Progress::Ready)
+    }
+
+    /// Appends payload bytes received into a caller's buffer to `self.payload`, so the frame
+    /// survives the call.
+    pub(crate) fn keep(&mut self, bytes: &[u8]) {
+        if self.payload.try_reserve_exact(bytes.len()).is_ok() {
+            self.payload.extend_from_slice(bytes);
+            self.peak = self.peak.max(self.payload.capacity());
+        }
     }
 
     /// Ends the current frame (its payload and descriptors consumed or dropped), ready for

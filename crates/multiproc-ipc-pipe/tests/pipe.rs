@@ -267,3 +267,51 @@ fn send_timeout_when_peer_does_not_read() {
     assert_eq!(e.kind(), ErrorKind::Timeout);
     assert_eq!(a.send(&1u8).unwrap_err().kind(), ErrorKind::Protocol);
 }
+
+/// recv_bytes_into with buffers of 64 KiB and more (the first record lands in the caller's
+/// buffer): exact fits, a too-small buffer that keeps the message, and timeouts mid-message.
+#[test]
+fn recv_bytes_into_large_buffers() {
+    let (a, b) = Pipe::new().unwrap();
+    let msg =
+        |n: usize, seed: u8| -> Vec<u8> { (0..n).map(|i| (i as u8).wrapping_mul(seed)).collect() };
+    for (size, buf_len) in [(10, 70_000), (65_536, 65_536), (70_000, 100_000), (1 << 20, 1 << 20)] {
+        let m = msg(size, 7);
+        a.send_bytes(&m).unwrap();
+        let mut buf = vec![0u8; buf_len];
+        assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), size);
+        assert!(buf[..size] == m[..]);
+    }
+    // Too small, but at least 64 KiB: the error keeps the whole message.
+    let m = msg(200_000, 13);
+    a.send_bytes(&m).unwrap();
+    let mut small = vec![0u8; 100_000];
+    let e = b.recv_bytes_into(&mut small).unwrap_err();
+    assert_eq!((e.kind(), e.needed()), (ErrorKind::BufferTooSmall, Some(200_000)));
+    let mut big = vec![0u8; 300_000];
+    assert_eq!(b.recv_bytes_into(&mut big).unwrap(), 200_000);
+    assert!(big[..200_000] == m[..]);
+    // Twice too small, then recv_bytes takes it.
+    a.send_bytes(&m).unwrap();
+    assert!(b.recv_bytes_into(&mut small).is_err());
+    assert!(b.recv_bytes_into(&mut small).is_err());
+    assert!(b.recv_bytes().unwrap() == m);
+    // A message bigger than the socket buffer, taken with timeouts by a receiver that must
+    // come back for the rest while the sender is still writing.
+    let m = msg(8 << 20, 3);
+    std::thread::scope(|s| {
+        s.spawn(|| a.send_bytes(&m).unwrap());
+        let mut buf = vec![0u8; 8 << 20];
+        let mut tries = 0;
+        let n = loop {
+            match b.recv_bytes_into_timeout(&mut buf, Duration::from_micros(200)) {
+                Ok(n) => break n,
+                Err(e) => assert_eq!(e.kind(), ErrorKind::Timeout),
+            }
+            tries += 1;
+            assert!(tries < 100_000);
+        };
+        assert_eq!(n, 8 << 20);
+        assert!(buf == m);
+    });
+}
