@@ -13,7 +13,7 @@ use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,8 @@ pub struct Connection {
     record: Option<usize>,
     limit: AtomicUsize,
     spin_ns: AtomicU64,
+    /// Set by [`shutdown`](Self::shutdown).
+    shut: AtomicBool,
     send: Mutex<SendState>,
     recv: Mutex<RecvState>,
 }
@@ -164,6 +166,7 @@ impl Connection {
             record,
             limit: AtomicUsize::new(crate::frame::DEFAULT_MAX_MESSAGE_SIZE),
             spin_ns: AtomicU64::new(0),
+            shut: AtomicBool::new(false),
             send: Mutex::new(SendState::default()),
             recv: Mutex::new(RecvState::new(mode)),
         }
@@ -224,7 +227,16 @@ impl Connection {
         Duration::from_nanos(self.spin_ns.load(Ordering::Relaxed))
     }
 
+    /// The error for a use after [`shutdown`](Self::shutdown) by this process.
+    fn check_shut(&self) -> Result<()> {
+        if self.shut.load(Ordering::Relaxed) {
+            return Err(Error::new(ErrorKind::Closed, "the connection was shut down"));
+        }
+        Ok(())
+    }
+
     fn check_read(&self) -> Result<()> {
+        self.check_shut()?;
         if !self.readable {
             return Err(Error::new(ErrorKind::WrongDirection, "connection is write-only"));
         }
@@ -232,6 +244,7 @@ impl Connection {
     }
 
     fn check_write(&self) -> Result<()> {
+        self.check_shut()?;
         if !self.writable {
             return Err(Error::new(ErrorKind::WrongDirection, "connection is read-only"));
         }
@@ -419,8 +432,15 @@ impl Connection {
         let mut spin_until = None;
         let mut block = deadline.is_none() && spin == 0;
         loop {
-            if attempt(block)? == Progress::Ready {
-                return Ok(());
+            match attempt(block) {
+                Ok(Progress::Ready) => return Ok(()),
+                Ok(Progress::Pending) => {}
+                Err(e) if e.kind() == ErrorKind::Disconnected => {
+                    // A shutdown by another thread of ours reads as end of stream.
+                    self.check_shut()?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
             }
             if spin > 0 {
                 let now = Instant::now();
@@ -596,9 +616,10 @@ impl Connection {
     }
 
     /// Shuts the connection down in both directions for every process that holds it: the
-    /// peer sees end of stream, and receives blocked in other threads return
-    /// [`ErrorKind::Disconnected`]. The descriptor stays open until drop.
+    /// peer sees end of stream, receives blocked in other threads return, and later calls
+    /// here fail with [`ErrorKind::Closed`]. The descriptor stays open until drop.
     pub fn shutdown(&self) -> Result<()> {
+        self.shut.store(true, Ordering::Relaxed);
         sys::shutdown(self.fd.as_fd(), libc::SHUT_RDWR).map_err(|e| Error::io(e, "shutdown"))
     }
 

@@ -10,8 +10,9 @@ pub enum ErrorKind {
     /// The other end is gone: every handle of it was closed, or its process died (Python's
     /// `EOFError` on receive, `BrokenPipeError` on send). Nothing more will arrive.
     Disconnected,
-    /// This handle was closed with [`Connection::close`](crate::Connection::close) (Python's
-    /// "handle is closed").
+    /// This end was shut down with [`Connection::shutdown`](crate::Connection::shutdown) (in
+    /// this process): Python's "handle is closed". (Use after [`Connection::close`]
+    /// (crate::Connection::close) cannot happen: `close` consumes the connection.)
     Closed,
     /// The timeout passed before a message arrived (or a connection was accepted). Nothing was
     /// lost: a message partly received is kept for the next call.

@@ -315,3 +315,20 @@ fn recv_bytes_into_large_buffers() {
         assert!(buf == m);
     });
 }
+
+/// shutdown() from another thread ends a blocked receive; later calls say Closed, the peer
+/// sees end of stream.
+#[test]
+fn shutdown_unblocks_and_closes() {
+    let (a, b) = Pipe::new().unwrap();
+    std::thread::scope(|s| {
+        let r = s.spawn(|| a.recv::<u8>());
+        std::thread::sleep(Duration::from_millis(50));
+        a.shutdown().unwrap();
+        assert_eq!(r.join().unwrap().unwrap_err().kind(), ErrorKind::Closed);
+    });
+    assert_eq!(a.send(&1u8).unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(a.recv_bytes().unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(b.recv_timeout::<u8>(T).unwrap_err().kind(), ErrorKind::Disconnected);
+    a.close();
+}
