@@ -11,8 +11,8 @@ pub enum ErrorKind {
     /// `EOFError` on receive, `BrokenPipeError` on send). Nothing more will arrive.
     Disconnected,
     /// This end was shut down with [`Connection::shutdown`](crate::Connection::shutdown) (in
-    /// this process): Python's "handle is closed". (Use after [`Connection::close`]
-    /// (crate::Connection::close) cannot happen: `close` consumes the connection.)
+    /// this process): Python's "handle is closed". (Use after
+    /// [`close`](crate::Connection::close) cannot happen: it consumes the connection.)
     Closed,
     /// The timeout passed before a message arrived (or a connection was accepted). Nothing was
     /// lost: a message partly received is kept for the next call.
