@@ -4,6 +4,9 @@
 //! - `loom [-p CRATE]`: the loom models (`--cfg multiproc_loom`, release + debug assertions).
 //! - `tidy`: hygiene checks (also run by `cargo test -p xtask`).
 //! - `bench [--quick] [CASE…]`: the benchmark harness (see `benches/`).
+//! - `soak --minutes N`: the chaos soak of `tests/` (package `multiproc-tests`).
+//! - `fuzz [--cases N]`: every package's hostile-input tests (`tests/hostile.rs`), release
+//!   mode, with `MULTIPROC_FUZZ_CASES=N` (default 1,000,000).
 
 mod tidy;
 
@@ -23,8 +26,9 @@ fn main() -> ExitCode {
         "tidy" => tidy::run(&root()).map_err(|v| v.join("\n")),
         "bench" => bench(rest),
         "soak" => soak(rest),
+        "fuzz" => fuzz(rest),
         _ => {
-            eprintln!("usage: cargo xtask <ci | loom [-p CRATE] | tidy | bench [--quick] [CASE...] | soak --minutes N>");
+            eprintln!("usage: cargo xtask <ci | loom [-p CRATE] | tidy | bench [--quick] [CASE...] | soak --minutes N | fuzz [--cases N]>");
             return ExitCode::from(2);
         }
     };
@@ -111,4 +115,48 @@ fn soak(args: &[String]) -> Result<(), String> {
     run(cargo()
         .args(["run", "--release", "-p", "multiproc-tests", "--bin", "soak", "--"])
         .args(args))
+}
+
+/// Packages with hostile-input tests (`tests/hostile.rs`): member crates, then `tests/`.
+fn hostile_packages() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root().join("crates"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("tests/hostile.rs").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    if root().join("tests/tests/hostile.rs").exists() {
+        v.push("multiproc-tests".into());
+    }
+    v
+}
+
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let cases: u64 = match args {
+        [] => 1_000_000,
+        [flag, n] if flag == "--cases" => {
+            n.parse().map_err(|_| format!("--cases wants a number, not {n:?}"))?
+        }
+        _ => return Err("usage: cargo xtask fuzz [--cases N]".into()),
+    };
+    let t0 = std::time::Instant::now();
+    let packages = hostile_packages();
+    for p in &packages {
+        let t = std::time::Instant::now();
+        run(cargo()
+            .args(["test", "--release", "-p", p, "--test", "hostile", "--"])
+            .args(["--include-ignored", "--nocapture"])
+            .env("MULTIPROC_FUZZ_CASES", cases.to_string()))?;
+        eprintln!("fuzz: {p}: {:.1} s", t.elapsed().as_secs_f64());
+    }
+    eprintln!(
+        "fuzz: MULTIPROC_FUZZ_CASES={cases}: {} packages ({}) passed in {:.1} s",
+        packages.len(),
+        packages.join(", "),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
