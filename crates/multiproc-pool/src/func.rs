@@ -10,7 +10,8 @@ use serde::Serialize;
 use std::any::Any;
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
 
 pub(crate) const TAG_OK: u8 = 0;
 pub(crate) const TAG_PANIC: u8 = 1;
@@ -107,17 +108,39 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Installs the worker's panic hook: it records "message (at file:line:col)" for the
-/// task's error instead of printing.
+/// Set in worker processes: the pool's panic hook then records the panic for the task's
+/// error instead of printing it.
+static IN_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process as a pool worker (see [`install_panic_hook`]).
+pub(crate) fn set_in_worker(on: bool) {
+    IN_WORKER.store(on, Ordering::SeqCst);
+}
+
+/// Installs, once per process, a panic hook that in a worker records "message (at
+/// file:line:col)" for the task's error instead of printing, and elsewhere defers to the
+/// hook it replaced.
+///
+/// The parent installs it before it forks workers, so a forked worker never calls
+/// `set_hook` itself, nor runs the default hook: both take process-wide locks (the hook's,
+/// the backtrace printer's, stderr's) that another thread of the parent may have held at
+/// the fork, which would hang the worker at its first panic.
 pub(crate) fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let msg = payload_text(info.payload());
-        let text = match info.location() {
-            Some(l) => format!("{msg} (at {}:{}:{})", l.file(), l.line(), l.column()),
-            None => msg,
-        };
-        LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
-    }));
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_WORKER.load(Ordering::Relaxed) {
+                return prev(info);
+            }
+            let msg = payload_text(info.payload());
+            let text = match info.location() {
+                Some(l) => format!("{msg} (at {}:{}:{})", l.file(), l.line(), l.column()),
+                None => msg,
+            };
+            LAST_PANIC.with(|p| *p.borrow_mut() = Some(text));
+        }));
+    });
 }
 
 fn payload_text(p: &(dyn Any + Send)) -> String {
@@ -221,6 +244,7 @@ mod tests {
     #[test]
     fn items_round_trip_with_panics_isolated() {
         install_panic_hook();
+        set_in_worker(true);
         let r = runner::<(), u32, u64, _>(|_, x| {
             if x == 2 {
                 panic!("two is bad");
@@ -233,7 +257,7 @@ mod tests {
         }
         let mut out = Vec::new();
         r(&mut (), &input, 4, &mut out);
-        let _ = std::panic::take_hook();
+        set_in_worker(false);
         let mut d = &out[..];
         assert_eq!(take_outcome::<u64>(&mut d).unwrap(), Ok(0));
         assert_eq!(take_outcome::<u64>(&mut d).unwrap(), Ok(10));

@@ -40,7 +40,22 @@
 //! starts. When a worker dies, the tasks it had published results for are kept, the one it
 //! had started fails with [`ErrorKind::WorkerDied`] (or [`ErrorKind::TaskTimedOut`]), and
 //! the ones queued behind it are handed to other workers — so no task is lost, and none
-//! runs to completion twice. A new worker takes the slot.
+//! runs to completion twice. A new worker takes the slot. A task is a chunk of `chunksize`
+//! items: when its worker dies, all of the chunk's items fail together.
+//!
+//! # Start methods
+//! Workers are started with `multiproc-spawn` ([`StartMethod`]; the default is its
+//! process-wide default, forkserver). A function item or a closure without captures is sent
+//! to a worker by name and runs under every method; a capturing closure needs
+//! [`StartMethod::Fork`] (workers forked before the closure was first used are replaced, once
+//! idle, by workers that have it). A forked worker is a copy of a process that may have
+//! other threads, so it must not take a lock one of them might have held at the fork: the
+//! pool installs its panic hook (which, in a worker, records the panic for the task's error
+//! instead of printing) in the parent before forking, and defers to the previous hook
+//! elsewhere. A task that prints, or calls `std::process::exit`, in a forked worker can
+//! still hang on such a lock (stdout's, an exit handler's) — a hung task is what
+//! [`PoolBuilder::task_timeout`] is for; forkserver and spawn workers do not have this
+//! caveat.
 //!
 //! [multiproc]: https://docs.rs/multiproc
 

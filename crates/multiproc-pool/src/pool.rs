@@ -188,6 +188,10 @@ impl<S: 'static> PoolBuilder<S> {
             init: if method == StartMethod::Fork { self.init } else { None },
             init_off: if method == StartMethod::Fork { None } else { self.init_off },
         };
+        if method == StartMethod::Fork {
+            // Before any fork: see `install_panic_hook`.
+            crate::func::install_panic_hook();
+        }
         let inner = Inner::start(cfg)?;
         Ok(Pool { inner, method, closure_ok: method == StartMethod::Fork, _state: PhantomData })
     }

@@ -73,11 +73,12 @@ fn parent_alive(boot: &WorkerBoot) -> bool {
 
 /// The worker's main loop; returns the exit code.
 pub(crate) fn run(boot: WorkerBoot, local: WorkerLocal) -> i32 {
+    // A forked worker inherited the hook from the parent (installed before the fork); a
+    // fresh process (spawn, forkserver) installs it now, with no other thread around.
     if !local.forked {
-        // A fresh process (spawn, forkserver): the hook records "message (at file:line)".
-        // A forked worker keeps the inherited hook and reports the message alone.
         install_panic_hook();
     }
+    crate::func::set_in_worker(true);
     let epoch = local_epoch(&boot, &local);
     let mut w = Worker {
         tasks: boot.slot.tasks(),

@@ -175,7 +175,11 @@ fn crashing_tasks_fail_alone() {
                     4 => {
                         let e = r.as_ref().unwrap_err();
                         assert_eq!(e.kind(), ErrorKind::Panicked);
-                        assert!(e.panic_message().unwrap().contains("task 4 panics"));
+                        let msg = e.panic_message().unwrap();
+                        assert!(
+                            msg.contains("task 4 panics (at ") && msg.contains("tests/faults.rs:"),
+                            "{msg}"
+                        );
                     }
                     k => assert_eq!(r.as_ref().unwrap(), k),
                 }

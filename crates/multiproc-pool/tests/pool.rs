@@ -112,7 +112,11 @@ fn async_results_callbacks_and_timeouts() {
         assert!(!r.successful().unwrap());
         let e = r.get_timeout(Duration::from_secs(1)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Panicked);
-        assert!(e.panic_message().unwrap().contains("not a number"), "{e}");
+        let msg = e.panic_message().unwrap();
+        assert!(
+            msg.contains("not a number") && msg.contains("(at ") && msg.contains("tests/pool.rs:"),
+            "{e}"
+        );
         assert_eq!(*seen.lock().unwrap(), vec!["ok [1]".to_string(), "err Panicked".to_string()]);
         // PO35: successful() before ready is an error.
         let mut slow = p.apply_async(sleep_ms, 300).unwrap();
