@@ -151,10 +151,11 @@ pub struct ActiveChild {
 pub fn active_children() -> Vec<ActiveChild> {
     let st = state::state();
     st.reap_orphans();
-    st.live_children()
-        .into_iter()
-        .map(|(pid, name, daemon)| ActiveChild { pid, name, daemon })
-        .collect()
+    let live = st.live_children();
+    // Whatever ended before the list was made is reaped now too, so a dropped child missing
+    // from the list holds no descriptor of this process any more.
+    st.reap_orphans();
+    live.into_iter().map(|(pid, name, daemon)| ActiveChild { pid, name, daemon }).collect()
 }
 
 /// The number of CPUs this process may run on: its affinity mask (`sched_getaffinity`),

@@ -329,8 +329,8 @@ impl<R> JoinHandle<R> {
     }
 
     /// Waits for the child to end and returns the target's value (Python's `join()`, plus
-    /// the value). The result channel is drained while waiting, so a result of any size
-    /// comes back without deadlock.
+    /// the value). A result of any size comes back without deadlock: a large one is handed
+    /// over in a memfd, so the child never waits for this thread to read.
     pub fn join(mut self) -> Result<R, JoinError>
     where
         R: DeserializeOwned,

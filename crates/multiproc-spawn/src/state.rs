@@ -212,6 +212,7 @@ impl ProcState {
     /// Reaps every orphan that has ended; returns how many are left.
     pub(crate) fn reap_orphans(&self) -> usize {
         let mut pending = lock(&self.reaper.pending);
+        let mut ended = Vec::new();
         pending.retain(|o| {
             if !sys::readable_now(o.pidfd.as_fd()) {
                 return true;
@@ -219,9 +220,14 @@ impl ProcState {
             if o.direct {
                 let _ = sys::waitid_pidfd(o.pidfd.as_fd(), true);
             }
-            self.unregister(o.pid);
+            ended.push(o.pid);
             false
         });
+        // Unregistered only once their descriptors are closed (`retain` dropped them), so a
+        // child missing from `active_children` holds nothing any more.
+        for pid in ended {
+            self.unregister(pid);
+        }
         pending.len()
     }
 
