@@ -509,7 +509,8 @@ fn mutex_section(a: &LockArgs) {
     }
     g[1] = 1;
     g[0] += 1;
-    spin(20);
+    // Long enough that some kills land inside the section.
+    spin(150);
     g[2 + a.slot as usize] += 1;
     g[1] = 0;
     drop(g);
@@ -534,7 +535,7 @@ fn lock_section(a: &LockArgs) {
     } else if was != 0 {
         b.add(V_LOCK_EXCL, 1);
     }
-    spin(10);
+    spin(100);
     b.ctl[LOCK_INSIDE].store(0, Ordering::Release);
     drop(g);
     b.add(N_LOCK_OPS, 1);
