@@ -59,13 +59,17 @@ fn peer_killed_mid_recv() {
         0
     });
     drop(b);
-    // Take part of the message, then freeze the sender so the rest never comes.
+    // Once the sender has started, freeze it (the message is far larger than the socket
+    // buffer, so it is stuck part-way) and take the part that arrived.
+    assert!(a.poll(T).unwrap());
+    std::thread::sleep(Duration::from_millis(5));
+    child.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(20));
     assert_eq!(
         a.recv_bytes_timeout(Duration::from_millis(20)).unwrap_err().kind(),
         ErrorKind::Timeout
     );
-    child.signal(libc::SIGSTOP);
-    std::thread::sleep(Duration::from_millis(20));
+    assert!(a.poll(Duration::ZERO).unwrap(), "part of a message is in");
     let receiver = std::thread::spawn(move || {
         let r = a.recv_bytes();
         let t = Instant::now();

@@ -147,8 +147,9 @@ fn wait_sees_partly_received_message() {
         0
     });
     drop(b);
-    // Let the child fill the socket, freeze it mid-message, and drain what it sent.
-    std::thread::sleep(Duration::from_millis(50));
+    // Let the child start and fill the socket, freeze it mid-message, and drain what it sent.
+    assert!(a.poll(T).unwrap());
+    std::thread::sleep(Duration::from_millis(20));
     child.signal(libc::SIGSTOP);
     std::thread::sleep(Duration::from_millis(20));
     let e = a.recv_bytes_timeout(Duration::from_millis(50)).unwrap_err();
