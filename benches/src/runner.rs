@@ -245,6 +245,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     let timeout = Duration::from_secs(if cli.scale == Scale::Full { 300 } else { 120 });
     let (out_path, err_path) = (out_dir.join("last-stdout.txt"), out_dir.join("last-stderr.txt"));
 
+    let machine = Machine::detect(python.as_ref().map(|p| p.1.clone()), cli.scale, cli.reps);
     let started = Instant::now();
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); items.len()];
     let mut errors: Vec<Option<String>> = vec![None; items.len()];
@@ -373,7 +374,6 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         );
     }
 
-    let machine = Machine::detect(python.as_ref().map(|p| p.1.clone()), cli.scale, cli.reps);
     let table = report::table(&out_rows);
     println!("{table}");
     for n in &notes {
