@@ -72,18 +72,18 @@ fn parent_alive(boot: &WorkerBoot) -> bool {
 }
 
 /// The worker's main loop; returns the exit code.
-pub(crate) fn run(boot: WorkerBoot, local: WorkerLocal) -> i32 {
+pub(crate) fn run(boot: &WorkerBoot, local: &WorkerLocal) -> i32 {
     // A forked worker inherited the hook from the parent (installed before the fork); a
     // fresh process (spawn, forkserver) installs it now, with no other thread around.
     if !local.forked {
         install_panic_hook();
     }
     crate::func::set_in_worker(true);
-    let epoch = local_epoch(&boot, &local);
+    let epoch = local_epoch(boot, local);
     let mut w = Worker {
         tasks: boot.slot.tasks(),
         results: boot.slot.results(),
-        boot: &boot,
+        boot,
         out: Vec::with_capacity(256),
     };
     let init: Option<crate::func::InitFn> = match (&local.init, boot.init_off) {
