@@ -100,3 +100,22 @@ pub(crate) fn zombie_children() -> Vec<u32> {
 }
 
 pub(crate) const LONG: Duration = Duration::from_secs(10);
+
+/// Time the calling thread has spent runnable but waiting for a CPU (from
+/// `/proc/thread-self/schedstat`): subtracted from timing checks so that a machine starved
+/// by other work does not fail a check of this crate's own delays.
+pub(crate) fn runqueue_wait() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+/// Runs `f`, returning its wall time and that time minus the thread's run-queue wait.
+pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration, Duration) {
+    let w0 = runqueue_wait();
+    let t0 = Instant::now();
+    let v = f();
+    let wall = t0.elapsed();
+    (v, wall, wall.saturating_sub(runqueue_wait().saturating_sub(w0)))
+}
