@@ -106,6 +106,11 @@ impl SharedMemory {
         unsafe { std::slice::from_raw_parts_mut(self.as_ptr(), self.size()) }
     }
 
+    /// Prefaults the pages for writing in this process; see [`Segment::populate`].
+    pub fn populate(&self) -> Result<()> {
+        self.seg.populate()
+    }
+
     /// Keeps the name after this handle is dropped or its process dies.
     pub fn persist(&mut self) {
         self.seg.persist();

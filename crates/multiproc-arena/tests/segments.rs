@@ -130,6 +130,7 @@ fn forked_child_writes_parent_reads() {
     let child = fork(move || {
         v2.store(0xfeed, Ordering::Release);
         let s = SharedMemory::open(&shm_name).unwrap();
+        s.populate().unwrap();
         s.write(1000, &[7u8; 1000]).unwrap();
         // An object allocated by the child after fork is visible to the parent through the
         // shared arena (the child leaks its handle on purpose; the parent frees by offset).
