@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_millis(100);
 
+/// Debug builds on a loaded machine move tens of MiB slowly: a generous (still finite) bound
+/// for the big transfers.
+const BIG_T: Duration = Duration::from_secs(60);
+
 /// Kills `child` and returns when it was seen dead (reaped): the survivor must have its
 /// error within [`BOUND`] of that moment. (On a heavily loaded machine the kernel itself may
 /// take a while between the SIGKILL and the end of the process; that is not ours to bound,
@@ -122,23 +126,23 @@ fn is_pattern(v: &[u8]) -> bool {
 fn hundred_mib_messages() {
     let (a, b) = Pipe::new().unwrap();
     let child = fork_keep(&fds(&[&b]), || {
-        let v = b.recv_bytes_timeout(T).unwrap();
+        let v = b.recv_bytes_timeout(BIG_T).unwrap();
         b.send(&(v.len() == 100 << 20 && is_pattern(&v))).unwrap();
         b.send_bytes(&v).unwrap();
-        let s: (u32, Vec<u64>) = b.recv_timeout(T).unwrap();
+        let s: (u32, Vec<u64>) = b.recv_timeout(BIG_T).unwrap();
         b.send(&s).unwrap();
         0
     });
     drop(b);
     let v = pattern(100 << 20);
     a.send_bytes(&v).unwrap();
-    assert!(a.recv_timeout::<bool>(T).unwrap());
-    let back = a.recv_bytes_timeout(T).unwrap();
+    assert!(a.recv_timeout::<bool>(BIG_T).unwrap());
+    let back = a.recv_bytes_timeout(BIG_T).unwrap();
     assert!(back.len() == v.len() && is_pattern(&back));
     let s = (7u32, vec![u64::MAX - 1; 2 << 20]);
     a.send(&s).unwrap();
-    assert!(a.recv_timeout::<(u32, Vec<u64>)>(T).unwrap() == s);
-    child.expect_success(T);
+    assert!(a.recv_timeout::<(u32, Vec<u64>)>(BIG_T).unwrap() == s);
+    child.expect_success(BIG_T);
 }
 
 /// A handled signal in the receiver and the sender does not break a large transfer (C18).
@@ -148,7 +152,7 @@ fn signals_do_not_break_transfers() {
     let (a, b) = Pipe::new().unwrap();
     let child = fork_keep(&fds(&[&b]), || {
         common::sys::handle_signal(libc::SIGUSR1, nothing);
-        let v = b.recv_bytes_timeout(T).unwrap();
+        let v = b.recv_bytes_timeout(BIG_T).unwrap();
         b.send_bytes(&v).unwrap();
         0
     });
@@ -164,9 +168,9 @@ fn signals_do_not_break_transfers() {
         }
     });
     a.send_bytes(&v).unwrap();
-    let back = a.recv_bytes_timeout(T).unwrap();
+    let back = a.recv_bytes_timeout(BIG_T).unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     pest.join().unwrap();
     assert!(back == v);
-    child.expect_success(T);
+    child.expect_success(BIG_T);
 }
