@@ -275,7 +275,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn put_with(&self, value: T, block: Block) -> Result<(), PutError<T>> {
         let ring = &self.inner.ring;
-        if ring.header().closed.load(Ordering::Relaxed) != 0 {
+        if ring.is_closed() {
             return Err(PutError::Closed(value));
         }
         let me = match self.inner.party() {

@@ -64,6 +64,13 @@
 //!   every message is delivered whole and at most once; a message is lost only if the
 //!   consumer that claimed it dies; a dead party's slots are reclaimed.
 //!
+//! Closing sets [`TAIL_CLOSED`] in the `tail` word, after helping every record already claimed
+//! at the tail past it: records before the closed position are delivered; a producer whose
+//! claim lies at or after it finds out when its own `tail` advance fails on the closed bit, and
+//! turns the record into `SKIP`. So `get` reports `Closed` exactly when the closed bit is set
+//! and `head` has reached the tail position: nothing put successfully is left behind, and
+//! nothing appears after. (One word and acquire/release CASes, so loom checks it.)
+//!
 //! Waiting uses two event words (futex): consumers sleep on `ev_commit`, producers (and
 //! releasers) on `ev_release`. Bit 0 of an event word says "someone sleeps"; a notifier only
 //! makes a system call when it is set, and clears it as it wakes everyone, so a sleeper killed
@@ -80,7 +87,11 @@ pub const REC_HDR: usize = 8;
 /// Record flag: the record is a stream window.
 pub const FLAG_STREAM: u32 = 1;
 /// Smallest ring: 2^8 slots (so a lap number always fits in 32 bits).
+#[cfg(not(multiproc_loom))]
 pub const MIN_LOG_SLOTS: u32 = 8;
+/// Smallest ring under loom: 4 slots (positions have 34 bits there).
+#[cfg(multiproc_loom)]
+pub const MIN_LOG_SLOTS: u32 = 2;
 /// Largest ring: 2^19 slots (32 MiB of payload).
 pub const MAX_LOG_SLOTS: u32 = 19;
 /// Largest party table (the party field has 10 bits).
@@ -107,11 +118,17 @@ const SPAN_SHIFT: u32 = 13;
 const SPAN_MASK: u64 = 0x7_ffff;
 
 /// Position bits of the `head`/`tail` words; the bits above count records.
+#[cfg(not(multiproc_loom))]
 pub const POS_BITS: u32 = 40;
+/// Position bits under loom (so that tiny rings keep laps within 32 bits).
+#[cfg(multiproc_loom)]
+pub const POS_BITS: u32 = 34;
 /// Mask of a position.
 pub const POS_MASK: u64 = (1 << POS_BITS) - 1;
-/// Mask of a record count (24 bits).
-pub const CNT_MASK: u64 = (1 << (64 - POS_BITS)) - 1;
+/// Mask of a record count (23 bits; 29 under loom).
+pub const CNT_MASK: u64 = (1 << (63 - POS_BITS)) - 1;
+/// Bit of the `tail` word: the queue is closed; no record at or after its position is valid.
+pub const TAIL_CLOSED: u64 = 1 << 63;
 
 /// Packs a slot word.
 #[inline]
@@ -149,12 +166,14 @@ pub const fn pos_of(w: u64) -> u64 {
 /// Count part of a `head`/`tail` word.
 #[inline]
 pub const fn cnt_of(w: u64) -> u64 {
-    w >> POS_BITS
+    (w >> POS_BITS) & CNT_MASK
 }
-/// The `head`/`tail` word after a record of `span` slots.
+/// The `head`/`tail` word after a record of `span` slots (the closed bit is kept).
 #[inline]
 pub const fn advanced(w: u64, span: u32) -> u64 {
-    (pos_of(w).wrapping_add(span as u64) & POS_MASK) | (((cnt_of(w) + 1) & CNT_MASK) << POS_BITS)
+    (pos_of(w).wrapping_add(span as u64) & POS_MASK)
+        | (((cnt_of(w) + 1) & CNT_MASK) << POS_BITS)
+        | (w & TAIL_CLOSED)
 }
 
 /// Records counted by `a` minus those counted by `b` (24-bit wrapping).
@@ -483,11 +502,12 @@ impl Waiter {
                 return Ok(());
             }
         }
-        let seen = ev.fetch_or(1, Ordering::SeqCst) | 1;
-        fence(Ordering::SeqCst);
+        let seen = prepare_wait(ev);
         if cond() {
             return Ok(());
         }
+        // Under loom a wait is a yield and time must not steer the model: no slices.
+        let slice = slice && cfg!(not(multiproc_loom));
         let until = if slice {
             let s = futex::deadline_after(CHECK_EVERY);
             match (s, deadline) {
@@ -513,9 +533,19 @@ impl Waiter {
     }
 }
 
+/// First half of a sleep on `ev`: announces a sleeper (bit 0) and fences; the caller then
+/// re-checks its condition and, if it still does not hold, futex-waits for `ev` to leave
+/// the returned value.
+#[inline]
+pub fn prepare_wait(ev: &AtomicU32) -> u32 {
+    let seen = ev.fetch_or(1, Ordering::SeqCst) | 1;
+    fence(Ordering::SeqCst);
+    seen
+}
+
 /// Wakes everyone sleeping on `ev`, if anyone is (the caller changed what they wait for).
 #[inline]
-pub(crate) fn notify(ev: &AtomicU32) {
+pub fn notify(ev: &AtomicU32) {
     fence(Ordering::SeqCst);
     let v = ev.load(Ordering::Relaxed);
     if v & 1 != 0 {
@@ -523,11 +553,16 @@ pub(crate) fn notify(ev: &AtomicU32) {
     }
 }
 
-/// [`notify`] for a caller whose change was a `SeqCst` read-modify-write: the SC order of
-/// that write and this SC load stands in for the fence (a waiter sets the bit with a SC RMW
-/// and fences before looking at the state).
+/// [`notify`] for a caller whose change was a `SeqCst` read-modify-write `W`: the SC load `R`
+/// of the event word stands in for the fence. The waiter does `A` = SC fetch_or on the word,
+/// a SC fence `F`, then reads the state. If both missed each other, `R` is coherence-ordered
+/// before `A` and the waiter's state read before `W`, so C++20's single order S would need
+/// `R < A < F < W < R`: impossible. Loom treats SC accesses as acquire/release only (a known
+/// limitation), so under loom the fence this argument makes implicit is written out.
 #[inline]
-pub(crate) fn notify_after_sc(ev: &AtomicU32) {
+pub fn notify_after_sc(ev: &AtomicU32) {
+    #[cfg(multiproc_loom)]
+    fence(Ordering::SeqCst);
     let v = ev.load(Ordering::SeqCst);
     if v & 1 != 0 {
         notify_slow(ev, v);
@@ -756,13 +791,40 @@ impl<M: Mem> Ring<M> {
 
     /// Whether the queue was closed.
     pub fn is_closed(&self) -> bool {
-        self.header().closed.load(Ordering::SeqCst) != 0
+        self.header().tail.load(Ordering::Acquire) & TAIL_CLOSED != 0
+    }
+
+    /// Whether the queue is closed and every record before the closed position was taken.
+    fn drained_and_closed(&self) -> bool {
+        let h = self.header();
+        let hw = h.head.load(Ordering::Acquire);
+        let tw = h.tail.load(Ordering::Acquire);
+        tw & TAIL_CLOSED != 0 && pos_of(tw) == pos_of(hw)
     }
 
     /// Closes the queue and wakes every waiter.
     pub fn close(&self) {
         let h = self.header();
-        h.closed.store(1, Ordering::SeqCst);
+        loop {
+            let tw = h.tail.load(Ordering::Acquire);
+            if tw & TAIL_CLOSED != 0 {
+                break;
+            }
+            let t = pos_of(tw);
+            let s = self.slot(self.idx(t)).load(Ordering::Acquire);
+            if lap_of(s) == self.lap(t) && !matches!(state_of(s), EMPTY | CONT) {
+                // A record claimed before the close: it goes in.
+                Self::help_advance(&h.tail, tw, span_of(s));
+                continue;
+            }
+            if h.tail
+                .compare_exchange(tw, tw | TAIL_CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                break;
+            }
+        }
+        h.closed.store(1, Ordering::Release);
         for ev in [&h.ev_commit, &h.ev_release, &h.ev_join] {
             ev.fetch_add(2, Ordering::SeqCst);
             futex::wake_all(ev);
@@ -783,7 +845,7 @@ impl<M: Mem> Ring<M> {
         let h = self.header();
         loop {
             let tw = h.tail.load(Ordering::Acquire);
-            if h.closed.load(Ordering::Relaxed) != 0 {
+            if tw & TAIL_CLOSED != 0 {
                 return Err(None);
             }
             if self.maxsize != 0 {
@@ -797,12 +859,35 @@ impl<M: Mem> Ring<M> {
             let s = self.slot(i).load(Ordering::Acquire);
             if s == pack(l, EMPTY, 0, 0) {
                 let w = pack(l, WRITING, me, span);
-                if self.slot(i).compare_exchange(s, w, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+                if self.slot(i).compare_exchange(s, w, Ordering::AcqRel, Ordering::Relaxed).is_err()
                 {
-                    Self::help_advance(&h.tail, tw, span);
-                    return Ok(t);
+                    continue;
                 }
-                continue;
+                let adv = advanced(tw, span);
+                let Err(mut cw) =
+                    h.tail.compare_exchange(tw, adv, Ordering::AcqRel, Ordering::Acquire)
+                else {
+                    return Ok(t);
+                };
+                if cw & TAIL_CLOSED == 0 || pos_of(cw) != t {
+                    return Ok(t); // a helper advanced past our claim: it precedes any close
+                }
+                // Closed at our position: the claim came after the close. Drop it.
+                h.skipped.fetch_add(1, Ordering::Relaxed);
+                self.slot(i).store(pack(l, SKIP, 0, span), Ordering::Release);
+                while pos_of(cw) == t {
+                    match h.tail.compare_exchange(
+                        cw,
+                        advanced(cw, span),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => break,
+                        Err(seen) => cw = seen,
+                    }
+                }
+                notify(&h.ev_commit);
+                return Err(None);
             }
             let d = self.lap_diff(lap_of(s), l);
             if d == 0 {
@@ -826,16 +911,7 @@ impl<M: Mem> Ring<M> {
         let mut w = Waiter::new(block);
         loop {
             match self.try_claim(me, span) {
-                Ok(pos) => {
-                    // A claim racing with `close` gives up, so that a consumer that saw the
-                    // queue closed and empty never sees a message after.
-                    if self.header().closed.load(Ordering::SeqCst) != 0 {
-                        let mut r = Reservation { ring: self, pos, span, done: false };
-                        r.abort_inner(false);
-                        return Err(Refused::Closed);
-                    }
-                    return Ok(Reservation { ring: self, pos, span, done: false });
-                }
+                Ok(pos) => return Ok(Reservation { ring: self, pos, span, done: false }),
                 Err(None) => return Err(Refused::Closed),
                 Err(Some((i, s))) => {
                     if !w.blocking() {
@@ -847,7 +923,7 @@ impl<M: Mem> Ring<M> {
                     let h = self.header();
                     let slice = i != usize::MAX;
                     w.pause(&h.ev_release, slice, || {
-                        h.closed.load(Ordering::Relaxed) != 0
+                        self.is_closed()
                             || if i == usize::MAX {
                                 h.head.load(Ordering::Acquire) != s
                             } else {
@@ -935,32 +1011,34 @@ impl<M: Mem> Ring<M> {
             match self.try_take(me) {
                 Ok(c) => return Ok(c),
                 Err(None) => {
-                    if h.closed.load(Ordering::SeqCst) != 0 {
-                        fence(Ordering::SeqCst);
-                        match self.try_take(me) {
-                            Ok(c) => return Ok(c),
-                            Err(None) => return Err(Refused::Closed),
-                            Err(Some(_)) => {}
-                        }
+                    if self.drained_and_closed() {
+                        return Err(Refused::Closed);
                     }
                     let hw = h.head.load(Ordering::Acquire);
                     let p = pos_of(hw);
                     let i = self.idx(p);
                     let s = self.slot(i).load(Ordering::Acquire);
+                    let closed = self.is_closed();
                     w.pause(&h.ev_commit, false, || {
-                        h.closed.load(Ordering::Relaxed) != 0
+                        self.is_closed() != closed
                             || h.head.load(Ordering::Acquire) != hw
                             || self.slot(i).load(Ordering::Acquire) != s
                     })?;
                 }
                 Err(Some((i, s))) => {
+                    if self.drained_and_closed() {
+                        return Err(Refused::Closed); // a claim after the close: it aborts
+                    }
                     if !w.blocking() {
                         return Err(Refused::WouldBlock);
                     }
                     if w.check_due() {
                         self.check_stuck(me, i, s);
                     }
-                    w.pause(&h.ev_commit, true, || self.slot(i).load(Ordering::Acquire) != s)?;
+                    let closed = self.is_closed();
+                    w.pause(&h.ev_commit, true, || {
+                        self.slot(i).load(Ordering::Acquire) != s || self.is_closed() != closed
+                    })?;
                 }
             }
         }
@@ -1159,7 +1237,7 @@ impl<'a, M: Mem> Reservation<'a, M> {
                         .store(pack(ring.lap(p), CONT, 0, j as u32), Ordering::Release);
                 }
                 Err(e) => {
-                    self.abort_inner(true);
+                    self.abort_inner();
                     return Err(e);
                 }
             }
@@ -1199,10 +1277,10 @@ impl<'a, M: Mem> Reservation<'a, M> {
 
     /// Publishes the record as `SKIP` (nothing is delivered).
     pub fn abort(mut self) {
-        self.abort_inner(true);
+        self.abort_inner();
     }
 
-    fn abort_inner(&mut self, count: bool) {
+    fn abort_inner(&mut self) {
         if self.done {
             return;
         }
@@ -1211,7 +1289,6 @@ impl<'a, M: Mem> Reservation<'a, M> {
         let h = r.header();
         // Counted as put (by `tail`) and never delivered.
         h.skipped.fetch_add(1, Ordering::Relaxed);
-        let _ = count;
         r.slot(r.idx(self.pos)).store(pack(r.lap(self.pos), SKIP, 0, self.span), Ordering::Release);
         notify(&h.ev_commit);
         notify(&h.ev_join);
@@ -1220,7 +1297,7 @@ impl<'a, M: Mem> Reservation<'a, M> {
 
 impl<M: Mem> Drop for Reservation<'_, M> {
     fn drop(&mut self) {
-        self.abort_inner(true);
+        self.abort_inner();
     }
 }
 

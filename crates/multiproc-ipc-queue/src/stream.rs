@@ -81,7 +81,7 @@ fn cons_of(s: u64) -> u32 {
 
 /// Span of a window record.
 pub fn window_span<M: Mem>(ring: &Ring<M>) -> u32 {
-    (ring.slots() / 4) as u32
+    (ring.slots() / 4).max(2) as u32
 }
 
 /// Encodes a descriptor.

@@ -1,0 +1,354 @@
+//! loom models of the ring protocol (`cargo xtask loom -p multiproc-ipc-queue`).
+//!
+//! Processes are loom threads over a heap-backed ring (4 or 8 slots); each slot's payload is
+//! a loom `UnsafeCell`, so a producer writing a slot while a consumer reads it is reported as
+//! a data race. A process "dies" by clearing its liveness flag and stopping between two
+//! steps, leaking what it held (as SIGKILL does); the survivors must recover.
+#![cfg(multiproc_loom)]
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::thread;
+use multiproc_arena::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use multiproc_ipc_queue::ring::{
+    notify, notify_after_sc, prepare_wait, Block, Header, Mem, Party, Refused, Ring, StreamEntry,
+    REC_HDR, SLOT_BYTES,
+};
+use multiproc_ipc_queue::stream;
+
+struct Data(Vec<UnsafeCell<[u8; SLOT_BYTES]>>);
+// SAFETY: access to each cell is serialised by the ring protocol, which is what loom checks.
+unsafe impl Sync for Data {}
+
+struct HeapMem {
+    header: Header,
+    slots: Vec<AtomicU64>,
+    parties: Vec<Party>,
+    streams: Vec<StreamEntry>,
+    data: Data,
+    alive: Vec<AtomicBool>,
+}
+
+impl HeapMem {
+    fn new(log_slots: u32, parties: usize, maxsize: u64) -> Self {
+        let n = 1usize << log_slots;
+        HeapMem {
+            header: Header::new(log_slots, parties as u32, 1, maxsize, 0),
+            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            parties: (0..parties).map(|_| Party::new()).collect(),
+            streams: vec![StreamEntry::new()],
+            data: Data((0..n).map(|_| UnsafeCell::new([0u8; SLOT_BYTES])).collect()),
+            alive: (0..parties).map(|_| AtomicBool::new(true)).collect(),
+        }
+    }
+}
+
+impl Mem for HeapMem {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+    fn slots(&self) -> &[AtomicU64] {
+        &self.slots
+    }
+    fn parties(&self) -> &[Party] {
+        &self.parties
+    }
+    fn streams(&self) -> &[StreamEntry] {
+        &self.streams
+    }
+    unsafe fn write(&self, mut off: usize, mut src: &[u8]) {
+        while !src.is_empty() {
+            let (slot, at) = (off / SLOT_BYTES, off % SLOT_BYTES);
+            let n = src.len().min(SLOT_BYTES - at);
+            self.data.0[slot].with_mut(|p| {
+                // SAFETY: loom checks that nobody else accesses the cell now.
+                unsafe { (&mut *p)[at..at + n].copy_from_slice(&src[..n]) }
+            });
+            src = &src[n..];
+            off += n;
+        }
+    }
+    unsafe fn read(&self, mut off: usize, mut dst: &mut [u8]) {
+        while !dst.is_empty() {
+            let (slot, at) = (off / SLOT_BYTES, off % SLOT_BYTES);
+            let n = dst.len().min(SLOT_BYTES - at);
+            self.data.0[slot].with(|p| {
+                // SAFETY: loom checks that nobody writes the cell now.
+                dst[..n].copy_from_slice(unsafe { &(&*p)[at..at + n] })
+            });
+            dst = &mut dst[n..];
+            off += n;
+        }
+    }
+    unsafe fn view(&self, _off: usize, _len: usize) -> Option<&[u8]> {
+        None
+    }
+    fn alive(&self, party: u32) -> bool {
+        self.alive[party as usize].load(Ordering::SeqCst)
+    }
+}
+
+type Q = Arc<Ring<HeapMem>>;
+
+fn ring(log_slots: u32, parties: usize) -> Q {
+    Arc::new(Ring::new(HeapMem::new(log_slots, parties, 0)))
+}
+
+/// Puts a message of `len` bytes, every byte `tag`.
+fn put(q: &Ring<HeapMem>, me: u32, tag: u8, len: usize) -> Result<(), Refused> {
+    let mut buf = vec![tag; REC_HDR + len];
+    buf[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    buf[4..8].fill(0);
+    let span = buf.len().div_ceil(SLOT_BYTES) as u32;
+    let mut r = q.reserve(me, span, Block::Forever)?;
+    r.prepare(me, Block::Forever)?;
+    r.write(0, &buf);
+    r.commit();
+    Ok(())
+}
+
+/// Takes the next message: (tag, len), checking it is whole.
+fn get(q: &Ring<HeapMem>, me: u32, block: Block) -> Result<(u8, usize), Refused> {
+    loop {
+        let c = q.take(me, block)?;
+        if c.discard {
+            continue;
+        }
+        let mut hdr = [0u8; REC_HDR];
+        c.read(0, &mut hdr);
+        let len = u32::from_le_bytes(hdr[..4].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len];
+        c.read(REC_HDR, &mut body);
+        let tag = body.first().copied().unwrap_or(0);
+        assert!(body.iter().all(|&b| b == tag), "torn message");
+        return Ok((tag, len));
+    }
+}
+
+/// One producer, one consumer: reserve/commit/consume in order, with a 2-slot record.
+#[test]
+fn spsc_reserve_commit_consume() {
+    loom::model(|| {
+        let q = ring(2, 2);
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                put(&q, 0, 1, 10).unwrap();
+                put(&q, 0, 2, 70).unwrap(); // two slots
+            })
+        };
+        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (1, 10));
+        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (2, 70));
+        p.join().unwrap();
+        assert_eq!(q.len(), 0);
+    });
+}
+
+/// Records wrap around the end of a 4-slot ring and reuse released slots (laps).
+#[test]
+fn wrap_around() {
+    loom::model(|| {
+        let q = ring(2, 2);
+        put(&q, 0, 9, 1).unwrap();
+        put(&q, 0, 8, 1).unwrap();
+        assert_eq!(get(&q, 1, Block::No).unwrap(), (9, 1));
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                put(&q, 0, 1, 70).unwrap(); // slots 2,3
+                put(&q, 0, 2, 70).unwrap(); // slots 0,1 (waits for the consumer)
+            })
+        };
+        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (8, 1));
+        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (1, 70));
+        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (2, 70));
+        p.join().unwrap();
+    });
+}
+
+/// Two producers race for the tail; the consumer gets each message once.
+#[test]
+fn mpsc_exactly_once() {
+    loom::model(|| {
+        let q = ring(2, 3);
+        let producers: Vec<_> = (0..2u32)
+            .map(|p| {
+                let q = q.clone();
+                thread::spawn(move || put(&q, p, 10 + p as u8, 3).unwrap())
+            })
+            .collect();
+        let mut got =
+            [get(&q, 2, Block::Forever).unwrap().0, get(&q, 2, Block::Forever).unwrap().0];
+        for p in producers {
+            p.join().unwrap();
+        }
+        got.sort_unstable();
+        assert_eq!(got, [10, 11]);
+    });
+}
+
+/// Two consumers race for the head (and help each other advance it): each message once, and
+/// a consumer's own messages in order.
+#[test]
+fn spmc_exactly_once() {
+    loom::model(|| {
+        let q = ring(2, 3);
+        put(&q, 0, 1, 1).unwrap();
+        put(&q, 0, 2, 70).unwrap();
+        let c = {
+            let q = q.clone();
+            thread::spawn(move || get(&q, 1, Block::No).map(|m| m.0).ok())
+        };
+        let mine = get(&q, 2, Block::No).map(|m| m.0).ok();
+        let theirs = c.join().unwrap();
+        let mut all: Vec<u8> = [mine, theirs].into_iter().flatten().collect();
+        while let Ok((t, _)) = get(&q, 2, Block::No) {
+            all.push(t);
+        }
+        all.sort_unstable();
+        assert_eq!(all, [1, 2]);
+    });
+}
+
+/// `close` racing a put: a consumer that sees `Closed` has received every message whose
+/// put succeeded, and no message appears after.
+#[test]
+fn close_races_put() {
+    loom::model(|| {
+        let q = ring(2, 2);
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || put(&q, 0, 5, 1).is_ok())
+        };
+        let closer = {
+            let q = q.clone();
+            thread::spawn(move || q.close())
+        };
+        let mut got = 0;
+        loop {
+            match get(&q, 1, Block::Forever) {
+                Ok(_) => got += 1,
+                Err(Refused::Closed) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        let put_ok = p.join().unwrap();
+        closer.join().unwrap();
+        assert_eq!(got, put_ok as usize);
+        assert!(matches!(get(&q, 1, Block::No), Err(Refused::Closed)));
+    });
+}
+
+/// The sleep protocol on an event word: a waiter that announced itself and then found its
+/// condition false would sleep on `seen`; the notifier's state change must either be seen
+/// by the waiter's check or change the word (so the futex wait returns): no lost wake-up.
+/// Checked for both notifiers (fence + load, and SC read-modify-write + SC load).
+#[test]
+fn no_lost_wakeup() {
+    for sc in [false, true] {
+        loom::model(move || {
+            let ev = Arc::new(AtomicU32::new(0));
+            let state = Arc::new(AtomicU64::new(0));
+            let n = {
+                let (ev, state) = (ev.clone(), state.clone());
+                thread::spawn(move || {
+                    if sc {
+                        state.swap(1, Ordering::SeqCst);
+                        notify_after_sc(&ev);
+                    } else {
+                        state.store(1, Ordering::Release);
+                        notify(&ev);
+                    }
+                })
+            };
+            let seen = prepare_wait(&ev);
+            let ready = state.load(Ordering::Acquire) == 1;
+            n.join().unwrap();
+            if !ready {
+                assert_ne!(ev.load(Ordering::SeqCst), seen, "the sleeper would never wake");
+            }
+        });
+    }
+}
+
+/// A producer dies after claiming a 2-slot record, with only part of it prepared; another
+/// producer's message behind it must still arrive, and the dead one's never.
+#[test]
+fn producer_dies_mid_put() {
+    loom::model(|| {
+        let q = ring(2, 3);
+        let dead = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let mut r = q.reserve(0, 2, Block::Forever).unwrap();
+                r.write(0, &[0xee; 8]);
+                std::mem::forget(r); // killed: nothing is cleaned up
+                q.mem.alive[0].store(false, Ordering::SeqCst);
+            })
+        };
+        let live = {
+            let q = q.clone();
+            thread::spawn(move || put(&q, 1, 7, 2).unwrap())
+        };
+        assert_eq!(get(&q, 2, Block::Forever).unwrap(), (7, 2));
+        dead.join().unwrap();
+        live.join().unwrap();
+        assert!(matches!(get(&q, 2, Block::No), Err(Refused::WouldBlock)));
+    });
+}
+
+/// A consumer dies holding a record it took; a producer that needs those slots recovers
+/// them, and the other consumer receives every other message in order.
+#[test]
+fn consumer_dies_mid_get() {
+    loom::model(|| {
+        let q = ring(2, 3);
+        put(&q, 0, 1, 70).unwrap(); // slots 0,1
+        put(&q, 0, 2, 1).unwrap(); // slot 2
+        let dead = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let c = q.take(1, Block::Forever).unwrap();
+                std::mem::forget(c);
+                q.mem.alive[1].store(false, Ordering::SeqCst);
+            })
+        };
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                put(&q, 0, 3, 70).unwrap(); // slots 3,0: needs what the dead consumer holds
+            })
+        };
+        let mut got = vec![];
+        while got.len() < 2 {
+            got.push(get(&q, 2, Block::Forever).unwrap().0);
+        }
+        dead.join().unwrap();
+        p.join().unwrap();
+        // The dead consumer took one of the three; we get the other two, in order.
+        assert!(matches!(got[..], [1, 2] | [1, 3] | [2, 3]), "{got:?}");
+    });
+}
+
+/// A message larger than half the ring streams through a window while the consumer reads.
+#[test]
+fn stream_through_small_ring() {
+    loom::model(|| {
+        let q = ring(3, 2); // 8 slots: messages over 4 slots stream through a 2-slot window
+        let msg: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+        let p = {
+            let q = q.clone();
+            let msg = msg.clone();
+            thread::spawn(move || stream::send(&q, 0, &msg, Block::Forever).unwrap())
+        };
+        let c = q.take(1, Block::Forever).unwrap();
+        let mut hdr = [0u8; stream::DESC_BYTES];
+        c.read(0, &mut hdr);
+        let desc = stream::parse(&hdr).expect("a stream descriptor");
+        let mut out = Vec::new();
+        stream::recv(&q, 1, &c, desc, &mut out).unwrap();
+        drop(c);
+        assert_eq!(out, msg);
+        p.join().unwrap();
+    });
+}
