@@ -224,13 +224,12 @@ pub fn send<M: Mem>(ring: &Ring<M>, me: u32, data: &[u8], block: Block) -> Resul
         if room > 0 {
             let at = off % wb;
             let n = room.min(total - off).min(wb - at);
-            // SAFETY: window bytes [at, at+n) are free: the consumer has read everything
-            // before `off - wb + n` (`read` acquired above); the window's record is ours to
-            // write until we mark the entry DONE or release it (recoverers hand it back to
-            // us instead of releasing it while we are alive, see the module docs).
-            unsafe {
-                ring.copy_in(base + at as usize, &data[off as usize..(off + n) as usize]);
-            }
+            let chunk = &data[off as usize..(off + n) as usize];
+            // The window's record is ours to write until we mark the entry DONE or release
+            // it: recoverers hand it back to us instead of releasing it (see the module docs).
+            // SAFETY: window bytes [at, at+n) are free: the consumer read everything before
+            // `off - wb + n` (`read` acquired above), and the record is ours (see above).
+            unsafe { ring.copy_in(base + at as usize, chunk) };
             off += n;
             ent.written.store(off, Ordering::Release);
             // Wake a sleeping consumer only for a good batch (or the end).

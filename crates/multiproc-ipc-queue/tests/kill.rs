@@ -5,6 +5,7 @@
 //!
 //! The normal suite runs it for 3 s; `MULTIPROC_QUEUE_SOAK_SECS=N` sets another duration,
 //! and the ignored `kill_loop_long` runs 60 s (`cargo test -- --ignored`).
+#![cfg(not(multiproc_loom))]
 
 use multiproc_arena::testing::{fork, Child, Exit};
 use multiproc_arena::Array;

@@ -1,5 +1,6 @@
 //! CPython's queue behaviours (checklist Q, JQ, SQ) with real processes, plus handle transfer
 //! and messages of every size from several producers.
+#![cfg(not(multiproc_loom))]
 
 use multiproc_arena::testing::{fork, Child};
 use multiproc_arena::{transfer, Arena};

@@ -1,4 +1,5 @@
 //! Single-process smoke tests of the queue API.
+#![cfg(not(multiproc_loom))]
 
 use multiproc_ipc_queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};
 use std::time::{Duration, Instant};
