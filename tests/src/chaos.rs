@@ -948,8 +948,12 @@ impl Round<'_> {
             let slot = candidates[rng.below(candidates.len() as u64) as usize];
             let g = lock(&slot.handle);
             if let Some(h) = g.as_ref() {
-                if h.is_alive() && h.kill().is_ok() {
+                if h.is_alive() {
+                    // Noted before the signal: its victim's peers may see the death at once.
                     *lock(&slot.killed_at) = Some(Instant::now());
+                    if h.kill().is_err() {
+                        *lock(&slot.killed_at) = None;
+                    }
                 }
             }
         }
