@@ -10,7 +10,7 @@ fn trivial(x: u64) -> u64 {
 }
 
 fn burn(n: u64) -> u64 {
-    let mut h = n;
+    let mut h = std::hint::black_box(n);
     for i in 0..n {
         h = h.rotate_left(5) ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
@@ -70,13 +70,14 @@ fn main() {
     let mut speedups = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
-        let serial: Vec<u64> = (0..8).map(|_| burn(piece)).collect();
+        let serial: Vec<u64> = (0..8).map(|_| burn(std::hint::black_box(piece))).collect();
         let ts = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let par = pool.job().chunksize(1).map(burn, vec![piece; 8]).expect("map");
         let tp = t.elapsed().as_secs_f64();
         assert_eq!(serial, par);
         speedups.push(ts / tp);
+        println!("  serial {:.1} ms, 2 workers {:.1} ms", ts * 1e3, tp * 1e3);
     }
     println!("CPU-bound 8 pieces on 2 workers vs serial: {:.2}x", median(speedups));
     drop(pool);

@@ -93,30 +93,32 @@ fn random_kills_during_a_10000_task_map() {
 }
 
 #[test]
-fn random_kills_under_forkserver() {
+fn random_kills_under_forkserver_and_spawn() {
     bounded(120, || {
-        let pool =
-            Pool::builder().processes(2).start_method(StartMethod::Forkserver).build().unwrap();
-        let stop = AtomicBool::new(false);
-        let (results, kills) = std::thread::scope(|s| {
-            let k = s.spawn(|| killer(&pool, &stop, Duration::from_millis(5)));
-            let results: Vec<_> =
-                pool.job().chunksize(1).imap(twice, 0..3000u64).unwrap().collect();
-            stop.store(true, Ordering::SeqCst);
-            (results, k.join().unwrap())
-        });
-        let mut died = 0;
-        for (i, r) in results.iter().enumerate() {
-            match r {
-                Ok(v) => assert_eq!(*v, i as u64 * 2),
-                Err(e) => {
-                    assert_eq!(e.kind(), ErrorKind::WorkerDied, "{e}");
-                    died += 1;
+        for m in [StartMethod::Forkserver, StartMethod::Spawn] {
+            let pool = Pool::builder().processes(2).start_method(m).build().unwrap();
+            let stop = AtomicBool::new(false);
+            let (results, kills) = std::thread::scope(|s| {
+                let k = s.spawn(|| killer(&pool, &stop, Duration::from_millis(5)));
+                let results: Vec<_> =
+                    pool.job().chunksize(1).imap(twice, 0..3000u64).unwrap().collect();
+                stop.store(true, Ordering::SeqCst);
+                (results, k.join().unwrap())
+            });
+            assert_eq!(results.len(), 3000);
+            let mut died = 0;
+            for (i, r) in results.iter().enumerate() {
+                match r {
+                    Ok(v) => assert_eq!(*v, i as u64 * 2),
+                    Err(e) => {
+                        assert_eq!(e.kind(), ErrorKind::WorkerDied, "{m:?}: {e}");
+                        died += 1;
+                    }
                 }
             }
+            assert!(died <= kills, "{m:?}: {died} failures for {kills} kills");
+            assert_eq!(pool.apply(twice, 21).unwrap(), 42);
         }
-        assert!(died <= kills);
-        assert_eq!(pool.apply(twice, 21).unwrap(), 42);
     });
 }
 
