@@ -2,8 +2,8 @@
 
 use crate::error::{Error, ErrorKind, GetError, PutError, Result};
 use crate::ring::{
-    cnt_of, notify, Block, Refused, Ring, Waiter, CNT_MASK, FLAG_STREAM, MAX_LOG_SLOTS,
-    MAX_PARTIES, MIN_LOG_SLOTS, REC_HDR, SLOT_BYTES,
+    cnt_of, notify, Block, Refused, Reservation, Ring, Waiter, CNT_MASK, FLAG_STREAM,
+    MAX_LOG_SLOTS, MAX_PARTIES, MIN_LOG_SLOTS, REC_HDR, SLOT_BYTES,
 };
 use crate::shm::{self, ShmMem, MAX_STREAMS};
 use crate::stream;
@@ -200,23 +200,101 @@ fn type_tag<T>() -> u64 {
     h
 }
 
-/// A postcard output that appends to a `Vec` (whose allocation is reused between puts).
-struct VecFlavor<'a>(&'a mut Vec<u8>);
+/// A postcard output that only counts bytes (the size pass before writing into the ring).
+struct SizeFlavor(usize);
 
-impl postcard::ser_flavors::Flavor for VecFlavor<'_> {
-    type Output = ();
+impl postcard::ser_flavors::Flavor for SizeFlavor {
+    type Output = usize;
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
+        self.0 += data.len();
+        Ok(())
+    }
+    #[inline]
+    fn try_push(&mut self, _: u8) -> postcard::Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.0)
+    }
+}
+
+/// A postcard output that writes straight into a reserved record.
+struct RecordFlavor<'r, 'a> {
+    res: &'r mut Reservation<'a, ShmMem>,
+    off: usize,
+    end: usize,
+}
+
+impl postcard::ser_flavors::Flavor for RecordFlavor<'_, '_> {
+    type Output = usize;
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.off + data.len() > self.end {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.res.write(self.off, data);
+        self.off += data.len();
         Ok(())
     }
     #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
+        self.try_extend(&[data])
+    }
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.off)
+    }
+}
+
+/// A postcard output that streams through a window record, in batches.
+struct StreamFlavor<'r, 'a> {
+    tx: &'r mut stream::Sender<'a, ShmMem>,
+    buf: Vec<u8>,
+    /// Why the stream refused more bytes (deadline passed), for the caller.
+    failed: &'r mut Option<Refused>,
+}
+
+impl StreamFlavor<'_, '_> {
+    fn send(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.tx.write(data).map_err(|e| {
+            *self.failed = Some(e);
+            postcard::Error::SerializeBufferFull
+        })
+    }
+
+    fn flush(&mut self) -> postcard::Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.send(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        r
+    }
+}
+
+impl postcard::ser_flavors::Flavor for StreamFlavor<'_, '_> {
+    type Output = ();
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // Bytes leave in order: what is buffered goes before anything sent directly.
+        if self.buf.len() + data.len() > self.buf.capacity()
+            || data.len() >= self.buf.capacity() / 2
+        {
+            self.flush()?;
+        }
+        if data.len() >= self.buf.capacity() / 2 {
+            self.send(data)?;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
         Ok(())
     }
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+    fn finalize(mut self) -> postcard::Result<()> {
+        self.flush()
     }
 }
 
@@ -224,12 +302,15 @@ thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Largest receive buffer a thread keeps between messages.
+const KEEP_BUF: usize = 16 << 20;
+
 /// Runs `f` with this thread's reusable buffer (a fresh one if it is in use).
 fn with_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     BUF.with(|b| match b.try_borrow_mut() {
         Ok(mut b) => {
             let r = f(&mut b);
-            if b.capacity() > 4 << 20 {
+            if b.capacity() > KEEP_BUF {
                 *b = Vec::new(); // do not pin the memory of one huge message
             }
             r
@@ -282,36 +363,69 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Ok(m) => m,
             Err(e) => return Err(PutError::Failed(value, e)),
         };
-        let res = with_buf(|buf| {
-            buf.clear();
-            buf.extend_from_slice(&[0u8; REC_HDR]);
-            if let Err(e) = postcard::serialize_with_flavor(&value, VecFlavor(buf)) {
-                return Err(Fail::Encode(Error::encode(e)));
-            }
-            let span = buf.len().div_ceil(SLOT_BYTES);
-            if span <= ring.max_inline_span() as usize {
-                let len = (buf.len() - REC_HDR) as u32;
-                buf[..4].copy_from_slice(&len.to_le_bytes());
-                let mut res = ring.reserve(me, span as u32, block)?;
-                if span == 1 {
-                    buf.resize(SLOT_BYTES, 0);
-                    res.write_slot(buf[..SLOT_BYTES].try_into().expect("one slot"));
-                } else {
-                    res.prepare(me, block)?;
-                    res.write(0, buf);
-                }
-                res.commit();
-                Ok(())
-            } else {
-                Ok(stream::send(ring, me, &buf[REC_HDR..], block)?)
-            }
-        });
-        match res {
+        match self.put_bytes(&value, me, block) {
             Ok(()) => Ok(()),
             Err(Fail::Encode(e)) => Err(PutError::Failed(value, e)),
             Err(Fail::Ring(Refused::WouldBlock)) => Err(PutError::Full(value)),
             Err(Fail::Ring(Refused::Timeout)) => Err(PutError::Timeout(value)),
             Err(Fail::Ring(Refused::Closed)) => Err(PutError::Closed(value)),
+        }
+    }
+
+    /// Serialises `value` straight into the ring: a size pass first (so a value that does
+    /// not serialise leaves the queue untouched), then one slot from the stack, a record
+    /// written in place, or a stream.
+    fn put_bytes(&self, value: &T, me: u32, block: Block) -> Result<(), Fail> {
+        let ring = &self.inner.ring;
+        let size = postcard::serialize_with_flavor(value, SizeFlavor(0))
+            .map_err(|e| Fail::Encode(Error::encode(e)))?;
+        let span = (REC_HDR + size).div_ceil(SLOT_BYTES);
+        if span == 1 {
+            let mut slot = [0u8; SLOT_BYTES];
+            slot[..4].copy_from_slice(&(size as u32).to_le_bytes());
+            postcard::to_slice(value, &mut slot[REC_HDR..])
+                .map_err(|e| Fail::Encode(Error::encode(e)))?;
+            let mut res = ring.reserve(me, 1, block)?;
+            res.write_slot(&slot);
+            res.commit();
+            Ok(())
+        } else if span <= ring.max_inline_span() as usize {
+            let mut res = ring.reserve(me, span as u32, block)?;
+            res.prepare(me, block)?;
+            let mut hdr = [0u8; REC_HDR];
+            hdr[..4].copy_from_slice(&(size as u32).to_le_bytes());
+            res.write(0, &hdr);
+            let end = REC_HDR + size;
+            let flavor = RecordFlavor { res: &mut res, off: REC_HDR, end };
+            match postcard::serialize_with_flavor(value, flavor) {
+                Ok(n) if n == end => {
+                    res.commit();
+                    Ok(())
+                }
+                // A `Serialize` impl that gave another size the second time: the record is
+                // dropped (aborted on drop) and the put fails.
+                Ok(_) => Err(Fail::Encode(Error::new(
+                    ErrorKind::Encode,
+                    "the item serialised to different sizes",
+                ))),
+                Err(e) => Err(Fail::Encode(Error::encode(e))),
+            }
+        } else {
+            let mut tx = stream::Sender::open(ring, me, size as u64, block)?;
+            let mut failed = None;
+            let flavor = StreamFlavor {
+                tx: &mut tx,
+                buf: Vec::with_capacity(64 << 10),
+                failed: &mut failed,
+            };
+            match postcard::serialize_with_flavor(value, flavor) {
+                Ok(()) => Ok(tx.finish()?),
+                // `tx` aborts the stream when dropped.
+                Err(e) => Err(match failed {
+                    Some(refused) => Fail::Ring(refused),
+                    None => Fail::Encode(Error::encode(e)),
+                }),
+            }
         }
     }
 
@@ -374,7 +488,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                         continue;
                     }
                 };
-                if buf.capacity() <= 4 << 20 {
+                if buf.capacity() <= KEEP_BUF {
                     buf.clear();
                     BUF.with(|b| {
                         if let Ok(mut b) = b.try_borrow_mut() {

@@ -43,8 +43,8 @@
 //! record names a dead party again and the next recoverer releases it.
 
 use crate::ring::{
-    lap_of, notify, party_of, state_of, Block, Claim, Mem, Refused, Ring, Waiter, FLAG_STREAM,
-    READING, SLOT_BYTES,
+    lap_of, notify, party_of, state_of, Block, Claim, Mem, Refused, Ring, StreamEntry, Waiter,
+    FLAG_STREAM, READING, SLOT_BYTES,
 };
 use multiproc_arena::sync::atomic::Ordering;
 
@@ -171,117 +171,206 @@ fn acquire_entry<M: Mem>(ring: &Ring<M>, me: u32, block: Block) -> Result<(usize
 /// Sends `data` as a stream. Returns once every byte is in the window (or the consumer that
 /// took the message died: it is lost, as any message a dead consumer had taken).
 pub fn send<M: Mem>(ring: &Ring<M>, me: u32, data: &[u8], block: Block) -> Result<(), Refused> {
-    if block == Block::No {
-        return Err(Refused::WouldBlock);
+    let mut tx = Sender::open(ring, me, data.len() as u64, block)?;
+    tx.write(data)?;
+    tx.finish()
+}
+
+/// The producer's end of one stream: [`open`](Sender::open) puts the window record,
+/// [`write`](Sender::write) streams bytes through it, [`finish`](Sender::finish) ends it.
+/// Dropped unfinished, it aborts the stream (the consumer drops what it got).
+pub struct Sender<'a, M: Mem> {
+    ring: &'a Ring<M>,
+    me: u32,
+    e: usize,
+    gen: u32,
+    pos: u64,
+    span: u32,
+    base: usize,
+    wb: u64,
+    off: u64,
+    total: u64,
+    w: Waiter,
+    /// The consumer died holding the message: the rest is discarded.
+    lost: bool,
+    ended: bool,
+}
+
+impl<M: Mem> std::fmt::Debug for Sender<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").field("off", &self.off).field("total", &self.total).finish()
     }
-    let total = data.len() as u64;
-    let (e, gen) = acquire_entry(ring, me, block)?;
-    let ent = &ring.mem.streams()[e];
-    let offered = pack(gen, OFFERED, me, 0);
-    ent.total.store(total, Ordering::Relaxed);
-    ent.written.store(0, Ordering::Relaxed);
-    ent.read.store(0, Ordering::Relaxed);
-    let span = window_span(ring);
-    let mut res = match ring.reserve(me, span, block) {
-        Ok(r) => r,
-        Err(err) => {
+}
+
+impl<'a, M: Mem> Sender<'a, M> {
+    /// Takes a stream entry and puts (commits) the window record of a `total`-byte message.
+    pub fn open(ring: &'a Ring<M>, me: u32, total: u64, block: Block) -> Result<Self, Refused> {
+        if block == Block::No {
+            return Err(Refused::WouldBlock);
+        }
+        let (e, gen) = acquire_entry(ring, me, block)?;
+        let ent = &ring.mem.streams()[e];
+        let offered = pack(gen, OFFERED, me, 0);
+        ent.total.store(total, Ordering::Relaxed);
+        ent.written.store(0, Ordering::Relaxed);
+        ent.read.store(0, Ordering::Relaxed);
+        let span = window_span(ring);
+        let mut res = match ring.reserve(me, span, block) {
+            Ok(r) => r,
+            Err(err) => {
+                free_entry(ring, e, offered);
+                return Err(err);
+            }
+        };
+        if let Err(err) = res.prepare(me, block) {
             free_entry(ring, e, offered);
             return Err(err);
         }
-    };
-    if let Err(err) = res.prepare(me, block) {
-        free_entry(ring, e, offered);
-        return Err(err);
+        res.write(0, &descriptor(e, gen, total));
+        let base = res.byte_offset() + SLOT_BYTES;
+        let pos = res.pos;
+        res.commit();
+        Ok(Sender {
+            ring,
+            me,
+            e,
+            gen,
+            pos,
+            span,
+            base,
+            wb: (span as u64 - 1) * SLOT_BYTES as u64,
+            off: 0,
+            total,
+            w: Waiter::new(block),
+            lost: false,
+            ended: false,
+        })
     }
-    res.write(0, &descriptor(e, gen, total));
-    let base = res.byte_offset() + SLOT_BYTES;
-    let pos = res.pos;
-    res.commit();
 
-    let wb = (span as u64 - 1) * SLOT_BYTES as u64;
-    let mut off = 0u64;
-    let mut w = Waiter::new(block);
-    loop {
-        let s = ent.state.load(Ordering::Acquire);
-        if gen_of(s) != gen {
-            return Ok(()); // the consumer died holding the message; the window is gone
+    fn entry(&self) -> &'a StreamEntry {
+        &self.ring.mem.streams()[self.e]
+    }
+
+    /// Looks at the entry: `false` when the message is lost (the consumer died), after
+    /// taking the window back if it was handed to us.
+    fn still_wanted(&mut self, s: u64) -> bool {
+        if gen_of(s) != self.gen {
+            self.lost = true; // the consumer died holding the message; the window is gone
+        } else if phase_of(s) == ORPHANED {
+            take_back(self.ring, self.me, self.pos, self.span);
+            free_entry(self.ring, self.e, s);
+            self.lost = true;
         }
-        if phase_of(s) == ORPHANED {
-            take_back(ring, me, pos, span);
-            free_entry(ring, e, s);
-            return Ok(()); // taken by a consumer that died: lost
+        !self.lost
+    }
+
+    /// Streams `data` (the next bytes of the message), waiting for the consumer as the
+    /// deadline allows. A deadline that passes aborts the stream.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<(), Refused> {
+        let ring = self.ring;
+        let ent = self.entry();
+        assert!(self.off + data.len() as u64 <= self.total, "stream longer than announced");
+        while !data.is_empty() && !self.lost {
+            let s = ent.state.load(Ordering::Acquire);
+            if !self.still_wanted(s) {
+                break;
+            }
+            let rd = ent.read.load(Ordering::Acquire);
+            let room = self.wb - (self.off - rd);
+            if room > 0 {
+                let at = self.off % self.wb;
+                let n = room.min(data.len() as u64).min(self.wb - at) as usize;
+                let (chunk, rest) = data.split_at(n);
+                // The window's record is ours to write until we mark the entry DONE or
+                // release it: recoverers hand it back to us instead (see the module docs).
+                // SAFETY: window bytes [at, at+n) are free: the consumer read everything
+                // before `off - wb + n` (`read` acquired above); the record is ours.
+                unsafe { ring.copy_in(self.base + at as usize, chunk) };
+                data = rest;
+                self.off += n as u64;
+                ent.written.store(self.off, Ordering::Release);
+                // Wake a sleeping consumer only for a good batch (and before we sleep).
+                if self.off - rd >= self.wb / 2 || self.off == self.total {
+                    notify(&ent.ev);
+                }
+                continue;
+            }
+            notify(&ent.ev);
+            if phase_of(s) == STREAMING && self.w.check_due() && !ring.mem.alive(cons_of(s)) {
+                // The consumer died: take the window back ourselves if nobody did yet.
+                let word = ring.word_at(self.pos);
+                if state_of(word) == READING
+                    && party_of(word) == cons_of(s)
+                    && ring.hand_over(self.pos, word, self.me)
+                {
+                    let o = pack(self.gen, ORPHANED, self.me, 0);
+                    if ent.state.compare_exchange(s, o, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                    {
+                        notify(&ent.ev);
+                    }
+                }
+                continue;
+            }
+            let waited = self.w.pause(&ent.ev, true, || {
+                ent.read.load(Ordering::Acquire) != rd || ent.state.load(Ordering::Acquire) != s
+            });
+            if let Err(err) = waited {
+                return if self.abort() { Err(err) } else { Ok(()) };
+            }
         }
-        if off == total {
-            let done = pack(gen, DONE, prod_of(s), cons_of(s));
+        Ok(())
+    }
+
+    /// Gives up: marks the stream ABORTED (the consumer drops what it got). Returns false if
+    /// the message turned out to be lost already (so nothing was aborted).
+    fn abort(&mut self) -> bool {
+        self.ended = true;
+        let ent = self.entry();
+        loop {
+            let s = ent.state.load(Ordering::Acquire);
+            if !self.still_wanted(s) {
+                return false;
+            }
+            let aborted = pack(self.gen, ABORTED, 0, 0);
+            if ent.state.compare_exchange(s, aborted, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                notify(&ent.ev);
+                return true;
+            }
+        }
+    }
+
+    /// Ends the stream once every announced byte was written (marks it DONE: the window is
+    /// no longer ours to write).
+    pub fn finish(mut self) -> Result<(), Refused> {
+        self.ended = true;
+        if self.lost {
+            return Ok(());
+        }
+        assert_eq!(self.off, self.total, "stream shorter than announced");
+        let ent = self.entry();
+        loop {
+            let s = ent.state.load(Ordering::Acquire);
+            if !self.still_wanted(s) {
+                return Ok(());
+            }
+            let done = pack(self.gen, DONE, prod_of(s), cons_of(s));
             if ent.state.compare_exchange(s, done, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 notify(&ent.ev);
                 return Ok(());
             }
-            continue;
         }
-        let rd = ent.read.load(Ordering::Acquire);
-        let room = wb - (off - rd);
-        if room > 0 {
-            let at = off % wb;
-            let n = room.min(total - off).min(wb - at);
-            let chunk = &data[off as usize..(off + n) as usize];
-            // The window's record is ours to write until we mark the entry DONE or release
-            // it: recoverers hand it back to us instead of releasing it (see the module docs).
-            // SAFETY: window bytes [at, at+n) are free: the consumer read everything before
-            // `off - wb + n` (`read` acquired above), and the record is ours (see above).
-            unsafe { ring.copy_in(base + at as usize, chunk) };
-            off += n;
-            ent.written.store(off, Ordering::Release);
-            // Wake a sleeping consumer only for a good batch (or the end).
-            if off - rd >= wb / 2 || off == total {
-                notify(&ent.ev);
-            }
-            continue;
-        }
-        notify(&ent.ev);
-        if phase_of(s) == STREAMING && w.check_due() && !ring.mem.alive(cons_of(s)) {
-            // The consumer died: take the window back ourselves if nobody did yet.
-            let word = ring.word_at(pos);
-            if state_of(word) == READING
-                && party_of(word) == cons_of(s)
-                && ring.hand_over(pos, word, me)
-            {
-                let o = pack(gen, ORPHANED, me, 0);
-                if ent.state.compare_exchange(s, o, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                    notify(&ent.ev);
-                }
-            }
-            continue;
-        }
-        let waited = w.pause(&ent.ev, true, || {
-            ent.read.load(Ordering::Acquire) != rd || ent.state.load(Ordering::Acquire) != s
-        });
-        if let Err(err) = waited {
-            // Give up: the consumer (now or later) drops what it got.
-            loop {
-                let s = ent.state.load(Ordering::Acquire);
-                if gen_of(s) != gen {
-                    return Ok(());
-                }
-                if phase_of(s) == ORPHANED {
-                    take_back(ring, me, pos, span);
-                    free_entry(ring, e, s);
-                    return Ok(());
-                }
-                if ent
-                    .state
-                    .compare_exchange(
-                        s,
-                        pack(gen, ABORTED, 0, 0),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    notify(&ent.ev);
-                    return Err(err);
-                }
-            }
+    }
+
+    /// Whether the message was lost (its consumer died); further writes are discarded.
+    pub fn is_lost(&self) -> bool {
+        self.lost
+    }
+}
+
+impl<M: Mem> Drop for Sender<'_, M> {
+    fn drop(&mut self) {
+        if !self.ended && !self.lost {
+            self.abort();
         }
     }
 }

@@ -124,6 +124,10 @@ fn consumer(q: &Queue<Msg>, book: &Book) -> i32 {
     loop {
         match q.get_timeout(Duration::from_millis(100)) {
             Ok(m) => {
+                if m.inc as usize >= MAX_INC || m.seq as usize >= MAX_SEQ {
+                    book.error(1, m.inc, m.seq);
+                    continue;
+                }
                 if m.sum != checksum(m.inc, m.seq, &m.payload.0)
                     || m.payload.0.len() != size_of_msg(m.inc, m.seq)
                 {

@@ -2,7 +2,24 @@
 #![cfg(not(multiproc_loom))]
 
 use multiproc_ipc_queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::{Duration, Instant};
+
+/// Bytes serialised as one byte string (one large write into the ring).
+#[derive(Debug, PartialEq, Clone)]
+struct Bytes(Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <Vec<u8>>::deserialize(d).map(Bytes)
+    }
+}
 
 #[test]
 fn put_get_fifo() {
@@ -96,4 +113,19 @@ fn joinable_and_simple() {
     let s = SimpleQueue::new().unwrap();
     s.put("x".to_string()).unwrap();
     assert_eq!(s.get().unwrap(), "x");
+}
+
+/// Small fields around one large byte string, inline and streamed: bytes stay in order.
+#[test]
+fn large_byte_strings_between_small_fields() {
+    let q: Queue<(u32, Bytes, u64)> = Queue::builder().capacity(64 << 10).build().unwrap();
+    for n in [10usize, 100, 5000, 20_000, 40_000, 100_000, 1_000_000] {
+        let msg = (n as u32, Bytes((0..n).map(|i| (i * 13) as u8).collect()), !(n as u64));
+        std::thread::scope(|s| {
+            let m = msg.clone();
+            let q2 = &q;
+            s.spawn(move || q2.put_timeout(m, Duration::from_secs(10)).unwrap());
+            assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), msg);
+        });
+    }
 }
