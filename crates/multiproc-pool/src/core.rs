@@ -110,7 +110,7 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) launcher: Arc<dyn Launcher>,
     pub(crate) init: Option<InitFn>,
-    pub(crate) init_off: Option<i64>,
+    pub(crate) init_off: Option<(i64, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -306,7 +306,7 @@ impl Inner {
                 let me = multiproc_arena::ProcessId::current();
                 (me.pid(), me.start_time())
             },
-            init_off: self.cfg.init_off,
+            init_off: self.cfg.init_off.clone(),
         };
         let local = WorkerLocal {
             table: core.table.clone(),

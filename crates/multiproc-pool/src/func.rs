@@ -41,8 +41,8 @@ pub(crate) type InitFn = Arc<dyn Fn() -> Box<dyn Any> + Send + Sync>;
 /// function), which crosses `exec` by name.
 pub(crate) type ShimFn = fn(&mut dyn Any, &[u8], u32, &mut Vec<u8>);
 
-/// A state constructor as a plain function pointer.
-pub(crate) type InitShim = fn() -> Box<dyn Any>;
+/// A state constructor as a plain function pointer, given its encoded argument.
+pub(crate) type InitShim = fn(&[u8]) -> Box<dyn Any>;
 
 /// How a task names its function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use crate::insights::WorkerInsights;
 use crate::launch::SpawnLauncher;
 use crate::progress::{Progress, ProgressFn};
 use crate::sink::{CollectSink, SingleSink, StreamSink};
-use crate::task::{init_shim_ptr, shim_ptr, Plain, Star, StarFn, TaskFn};
+use crate::task::{init0_shim_ptr, init_shim_ptr, shim_ptr, Plain, Star, StarFn, TaskFn};
 use multiproc_spawn::StartMethod;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -44,7 +44,7 @@ pub struct PoolBuilder<S = ()> {
     max_tasks_per_child: Option<usize>,
     task_timeout: Option<Duration>,
     init: Option<InitFn>,
-    init_off: Option<i64>,
+    init_off: Option<(i64, Vec<u8>)>,
     init_portable: bool,
     _state: PhantomData<fn() -> S>,
 }
@@ -108,6 +108,17 @@ impl PoolBuilder<()> {
         PoolBuilder { _state: PhantomData, ..b }
     }
 
+    /// Runs `f(arg)` once in each worker before its first task (Python's `initializer` with
+    /// `initargs`); `arg` is serialised for spawn and forkserver workers.
+    pub fn initializer_with<A, F>(self, f: F, arg: A) -> Self
+    where
+        A: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: Fn(A) + Send + Sync + 'static,
+    {
+        let b = self.worker_state_with(f, arg);
+        PoolBuilder { _state: PhantomData, ..b }
+    }
+
     /// Builds a state in each worker, once, with `init`; tasks of the form
     /// `Fn(&mut S, T) -> R` receive it (load a model or open a database once per worker,
     /// not once per task). A panic in `init` is an [`ErrorKind::Initializer`] error.
@@ -116,8 +127,38 @@ impl PoolBuilder<()> {
         init: F,
     ) -> PoolBuilder<S2> {
         let portable = is_zst::<F>();
-        let init_off = portable.then(|| crate::portable::init_offset(init_shim_ptr::<S2, F>()));
+        let init_off = portable.then(|| {
+            let off = crate::portable::init_offset(init0_shim_ptr::<S2, F>());
+            (off, Vec::new())
+        });
         let f: InitFn = Arc::new(move || Box::new(init()) as Box<dyn Any>);
+        self.with_init(f, init_off, portable)
+    }
+
+    /// [`worker_state`](Self::worker_state) with an argument: `init(arg)` builds each
+    /// worker's state (the path of a model to load, say); `arg` is serialised for spawn and
+    /// forkserver workers.
+    pub fn worker_state_with<S2, A, F>(self, init: F, arg: A) -> PoolBuilder<S2>
+    where
+        S2: 'static,
+        A: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: Fn(A) -> S2 + Send + Sync + 'static,
+    {
+        let portable = is_zst::<F>();
+        let mut bytes = Vec::new();
+        let encoded = encode_append(&arg, &mut bytes).is_ok();
+        let init_off = (portable && encoded)
+            .then(|| (crate::portable::init_offset(init_shim_ptr::<S2, A, F>()), bytes));
+        let f: InitFn = Arc::new(move || Box::new(init(arg.clone())) as Box<dyn Any>);
+        self.with_init(f, init_off, portable && encoded)
+    }
+
+    fn with_init<S2>(
+        self,
+        f: InitFn,
+        init_off: Option<(i64, Vec<u8>)>,
+        portable: bool,
+    ) -> PoolBuilder<S2> {
         PoolBuilder {
             processes: self.processes,
             method: self.method,
@@ -177,7 +218,8 @@ impl<S: 'static> PoolBuilder<S> {
         if method != StartMethod::Fork && self.init.is_some() && !self.init_portable {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                "an initializer that captures needs the fork start method",
+                "an initializer that captures (or whose argument cannot be serialised) \
+                 needs the fork start method",
             ));
         }
         let cfg = Config {

@@ -118,12 +118,26 @@ where
     shim::<S, T, R, M, F>
 }
 
-/// Builds a worker state with zero-sized `F`.
-pub(crate) fn init_shim<S: 'static, F: Fn() -> S>() -> Box<dyn Any> {
+/// Builds a worker state with zero-sized `F` and its postcard-encoded argument.
+pub(crate) fn init_shim<S: 'static, A: DeserializeOwned, F: Fn(A) -> S>(
+    arg: &[u8],
+) -> Box<dyn Any> {
+    let f: F = crate::portable::conjure();
+    let a: A = postcard::from_bytes(arg)
+        .unwrap_or_else(|e| panic!("cannot decode the initializer's argument: {e}"));
+    Box::new(f(a))
+}
+
+pub(crate) fn init_shim_ptr<S: 'static, A: DeserializeOwned, F: Fn(A) -> S>() -> InitShim {
+    init_shim::<S, A, F>
+}
+
+/// Builds a worker state with zero-sized `F` that takes no argument.
+pub(crate) fn init0_shim<S: 'static, F: Fn() -> S>(_: &[u8]) -> Box<dyn Any> {
     let f: F = crate::portable::conjure();
     Box::new(f())
 }
 
-pub(crate) fn init_shim_ptr<S: 'static, F: Fn() -> S>() -> InitShim {
-    init_shim::<S, F>
+pub(crate) fn init0_shim_ptr<S: 'static, F: Fn() -> S>() -> InitShim {
+    init0_shim::<S, F>
 }

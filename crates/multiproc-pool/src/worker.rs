@@ -38,8 +38,8 @@ pub(crate) struct WorkerBoot {
     /// The pool's process (pid, start time): the worker exits when it is gone. (Not
     /// `getppid`: a forkserver worker's parent is the server.)
     pub(crate) parent: (u32, u64),
-    /// The state constructor by name (spawn, forkserver), if any.
-    pub(crate) init_off: Option<i64>,
+    /// The state constructor by name, and its encoded argument (spawn, forkserver).
+    pub(crate) init_off: Option<(i64, Vec<u8>)>,
 }
 
 /// What a forked worker also gets, by inheritance: closures and the initializer.
@@ -86,11 +86,12 @@ pub(crate) fn run(boot: &WorkerBoot, local: &WorkerLocal) -> i32 {
         boot,
         out: Vec::with_capacity(256),
     };
-    let init: Option<crate::func::InitFn> = match (&local.init, boot.init_off) {
+    let init: Option<crate::func::InitFn> = match (&local.init, &boot.init_off) {
         (Some(i), _) => Some(i.clone()),
-        (None, Some(off)) => {
-            let f = crate::portable::init_at(off);
-            Some(std::sync::Arc::new(f))
+        (None, Some((off, arg))) => {
+            let f = crate::portable::init_at(*off);
+            let arg = arg.clone();
+            Some(std::sync::Arc::new(move || f(&arg)))
         }
         (None, None) => None,
     };

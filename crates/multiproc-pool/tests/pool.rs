@@ -441,3 +441,45 @@ fn progress_bar_feature() {
         assert_eq!(v.len(), 100);
     });
 }
+
+static CONFIGURED: AtomicUsize = AtomicUsize::new(0);
+
+fn configure(n: usize) {
+    CONFIGURED.store(n, Ordering::SeqCst);
+}
+
+fn configured(_: ()) -> usize {
+    CONFIGURED.load(Ordering::SeqCst)
+}
+
+struct Scaler(i64);
+
+fn make_scaler(factor: i64) -> Scaler {
+    Scaler(factor)
+}
+
+fn scale(s: &mut Scaler, x: i64) -> i64 {
+    s.0 * x
+}
+
+#[test]
+fn initializer_and_state_with_arguments() {
+    bounded(60, || {
+        for m in METHODS {
+            let p = Pool::builder()
+                .processes(2)
+                .start_method(m)
+                .initializer_with(configure, 17usize)
+                .build()
+                .unwrap();
+            assert_eq!(p.apply(configured, ()).unwrap(), 17);
+            let p = Pool::builder()
+                .processes(2)
+                .start_method(m)
+                .worker_state_with(make_scaler, 3i64)
+                .build()
+                .unwrap();
+            assert_eq!(p.map(scale, 0..5).unwrap(), vec![0, 3, 6, 9, 12]);
+        }
+    });
+}
