@@ -1,11 +1,14 @@
 //! `queue.*`: Queue between processes (multiproc-ipc-queue; CPython's
 //! `multiprocessing.Queue`).
 //!
-//! The multiproc side lands with multiproc-ipc-queue: one `fn(&Opts) -> f64` per case here,
-//! forked producers released together by a `Start` line, the parent consuming and checking
-//! every message (per-producer order for 4→1), and `rust: Some(..)` below.
+//! As in benches/python/bench.py: a queue with default settings, forked producers released
+//! together by a [`Start`] line once the parent has warmed its own side (1000 puts and gets),
+//! the parent consuming and checking every message (per-producer order for 4→1, every byte
+//! for 64 KiB).
 
-use super::{Better, Case, Floor};
+use super::{fork, mb_per_s, Better, Case, Child, Floor, Opts, Start};
+use multiproc_ipc_queue::Queue;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub(crate) const CASES: &[Case] = &[
     Case {
@@ -13,7 +16,7 @@ pub(crate) const CASES: &[Case] = &[
         unit: "msgs/s",
         better: Better::Higher,
         floor: Floor::Case("floor.spsc_ring_u64"),
-        rust: None,
+        rust: Some(q1to1_u64),
         python: true,
         about: "1 producer process → 1 consumer, u64 messages, every value checked",
     },
@@ -22,7 +25,7 @@ pub(crate) const CASES: &[Case] = &[
         unit: "msgs/s",
         better: Better::Higher,
         floor: Floor::Case("floor.spsc_ring_u64"),
-        rust: None,
+        rust: Some(q4to1_u64),
         python: true,
         about: "4 producer processes → 1 consumer, u64 messages, per-producer order checked",
     },
@@ -31,8 +34,110 @@ pub(crate) const CASES: &[Case] = &[
         unit: "MB/s",
         better: Better::Higher,
         floor: Floor::Case("floor.shm_ring_64kib"),
-        rust: None,
+        rust: Some(q1to1_64kib),
         python: true,
         about: "1 producer → 1 consumer, 64 KiB byte messages, every message compared",
     },
 ];
+
+/// The parent's own warm-up before the start (CPython's: 1000 puts, then 1000 gets).
+fn warm_up(q: &Queue<u64>) {
+    for i in 0..1000 {
+        q.put(i).expect("put");
+    }
+    for i in 0..1000 {
+        assert_eq!(q.get().expect("get"), i);
+    }
+}
+
+/// `producers` forked processes put `n / producers` u64s each (`k << 48 | i`); the parent
+/// gets them all and checks each producer's order. Messages per second.
+fn u64_rate(producers: u64, n: u64) -> f64 {
+    let q: Queue<u64> = Queue::new().expect("queue");
+    let per = n / producers;
+    let start = Start::new();
+    let kids: Vec<Child> = (0..producers)
+        .map(|k| {
+            let (q, start) = (&q, &start);
+            fork(move || {
+                start.ready_then_wait();
+                for i in 0..per {
+                    q.put(k << 48 | i).expect("put");
+                }
+            })
+        })
+        .collect();
+    warm_up(&q);
+    let t = start.go(producers as u32);
+    let mut next = vec![0u64; producers as usize];
+    for _ in 0..per * producers {
+        let v = q.get().expect("get");
+        let (k, i) = ((v >> 48) as usize, v & ((1 << 48) - 1));
+        assert_eq!(next[k], i, "per-producer order");
+        next[k] = i + 1;
+    }
+    let d = t.elapsed();
+    kids.into_iter().for_each(Child::join);
+    (per * producers) as f64 / d.as_secs_f64()
+}
+
+fn q1to1_u64(o: &Opts) -> f64 {
+    u64_rate(1, o.iters(20_000_000, 6_000_000))
+}
+
+fn q4to1_u64(o: &Opts) -> f64 {
+    u64_rate(4, o.iters(20_000_000, 6_000_000))
+}
+
+/// A byte message that serialises as one byte string (serde's default for `Vec<u8>` is a
+/// sequence of single bytes), as CPython's `bytes` pickles.
+#[derive(Debug, PartialEq)]
+struct Bytes(Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+fn q1to1_64kib(o: &Opts) -> f64 {
+    const SIZE: usize = 64 << 10;
+    let n = o.iters(150_000, 50_000);
+    let payload: Vec<u8> = (0..SIZE).map(|i| ((i % 256) * 7 + 3) as u8).collect();
+    let q: Queue<Bytes> = Queue::new().expect("queue");
+    let start = Start::new();
+    let child = fork(|| {
+        start.ready_then_wait();
+        for _ in 0..n {
+            q.put(Bytes(payload.clone())).expect("put");
+        }
+    });
+    q.put(Bytes(payload.clone())).expect("put");
+    assert_eq!(q.get().expect("get").0, payload);
+    let t = start.go(1);
+    for _ in 0..n {
+        assert!(q.get().expect("get").0 == payload, "a message arrived changed");
+    }
+    let d = t.elapsed();
+    child.join();
+    mb_per_s(SIZE as u64 * n, d)
+}

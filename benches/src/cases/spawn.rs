@@ -1,11 +1,13 @@
 //! `spawn.*`: starting a process and joining it (multiproc-spawn; CPython's `Process` with each
 //! start method).
 //!
-//! The multiproc side lands with multiproc-spawn: add it to benches/Cargo.toml, write e.g.
-//! `fn fork(o: &Opts) -> f64` (start→join of a trivial target, µs per process, warm-up first,
-//! `o.iters(..)` processes) and set `rust: Some(fork)` below.
+//! Each case starts a process running a trivial target with the named start method and joins
+//! it, one after another, as `_start_join` in benches/python/bench.py does: µs per process,
+//! warm-up first (which also starts the forkserver), exit status checked.
 
-use super::{Better, Case, Floor};
+use super::{timed, us_per, Better, Case, Floor, Opts};
+use multiproc_spawn::{Process, StartMethod};
+use std::hint::black_box;
 
 pub(crate) const CASES: &[Case] = &[
     Case {
@@ -13,7 +15,7 @@ pub(crate) const CASES: &[Case] = &[
         unit: "µs",
         better: Better::Lower,
         floor: Floor::Case("floor.fork_exit_wait"),
-        rust: None,
+        rust: Some(fork),
         python: true,
         about: "start→join of a trivial target, fork start method",
     },
@@ -22,7 +24,7 @@ pub(crate) const CASES: &[Case] = &[
         unit: "µs",
         better: Better::Lower,
         floor: Floor::Case("floor.posix_spawn"),
-        rust: None,
+        rust: Some(spawn),
         python: true,
         about: "start→join of a trivial target, spawn start method (re-exec)",
     },
@@ -31,7 +33,7 @@ pub(crate) const CASES: &[Case] = &[
         unit: "µs",
         better: Better::Lower,
         floor: Floor::Case("floor.fork_exit_wait"),
-        rust: None,
+        rust: Some(forkserver),
         python: true,
         about: "start→join of a trivial target, forkserver start method (server already up)",
     },
@@ -40,8 +42,41 @@ pub(crate) const CASES: &[Case] = &[
         unit: "µs",
         better: Better::Lower,
         floor: Floor::Case("floor.fork_exit_wait"),
-        rust: None,
+        rust: Some(forkserver_big_parent),
         python: true,
         about: "the same while the parent holds 256 MiB of touched memory",
     },
 ];
+
+/// The trivial target (Python's `noop`).
+fn noop(_: ()) {}
+
+/// `n` processes (after a tenth as many untimed ones) started with `method` and joined one
+/// after another: µs per process.
+fn start_join(o: &Opts, method: StartMethod, n: u64) -> f64 {
+    let d = timed(o.warm(n), n, |_| {
+        let h = Process::builder().start_method(method).target(noop, ()).start().expect("start");
+        h.join().expect("the child failed");
+    });
+    us_per(d, n)
+}
+
+fn fork(o: &Opts) -> f64 {
+    start_join(o, StartMethod::Fork, o.iters(300, 100))
+}
+
+fn spawn(o: &Opts) -> f64 {
+    start_join(o, StartMethod::Spawn, o.iters(60, 25))
+}
+
+fn forkserver(o: &Opts) -> f64 {
+    start_join(o, StartMethod::Forkserver, o.iters(300, 100))
+}
+
+fn forkserver_big_parent(o: &Opts) -> f64 {
+    let big = vec![1u8; 256 << 20]; // written, so every page is present
+    black_box(&big);
+    let r = start_join(o, StartMethod::Forkserver, o.iters(300, 100));
+    assert_eq!(black_box(&big)[(256 << 20) - 1], 1);
+    r
+}
