@@ -32,7 +32,7 @@
 
 use crate::rng::Rng;
 use crate::sys;
-use multiproc::arena::{Arena, Array};
+use multiproc::arena::{Arena, Array, ProcessId};
 use multiproc::lock::{Lock, Mutex};
 use multiproc::manager::{DictProxy, ListProxy, Manager};
 use multiproc::pipe::{Connection, ErrorKind as PipeErrorKind, Pipe};
@@ -187,8 +187,9 @@ pub struct Report {
     pub pool_tasks_died: u64,
     /// Invariant violations: each one a sentence. Must be empty.
     pub violations: Vec<String>,
-    /// Every participant pid started (for the hygiene checks).
-    pub pids: Vec<u32>,
+    /// Every participant started, by identity (pid and start time: pids are reused quickly
+    /// on a busy machine), for the hygiene checks.
+    pub pids: Vec<ProcessId>,
 }
 
 /// The roles a participant plays, in the order of [`Report::kills`].
@@ -643,7 +644,7 @@ struct Round<'a> {
     pool_ok: AtomicU64,
     pool_died: AtomicU64,
     violations: StdMutex<Vec<String>>,
-    pids: StdMutex<Vec<u32>>,
+    pids: StdMutex<Vec<ProcessId>>,
 }
 
 impl Round<'_> {
@@ -723,7 +724,10 @@ impl Round<'_> {
     /// Puts a started process in its slot.
     fn install(&self, slot: &Slot, h: JoinHandle<()>) {
         self.started.fetch_add(1, Ordering::Relaxed);
-        lock(&self.pids).push(h.pid());
+        // (A process already gone cannot be left running.)
+        if let Some(id) = ProcessId::of_pid(h.pid()) {
+            lock(&self.pids).push(id);
+        }
         *lock(&slot.killed_at) = None;
         *lock(&slot.handle) = Some(h);
     }
@@ -1015,7 +1019,7 @@ pub fn run(cfg: &Config) -> Report {
             return report;
         }
     };
-    report.pids.push(fx.manager.server_pid());
+    report.pids.extend(ProcessId::of_pid(fx.manager.server_pid()));
     let mut n = 0u64;
     loop {
         let left = cfg.duration.saturating_sub(t0.elapsed());
@@ -1038,7 +1042,7 @@ pub fn run(cfg: &Config) -> Report {
         report.absorb(r);
         n += 1;
     }
-    report.pids.extend(fx.pool.worker_pids());
+    report.pids.extend(fx.pool.worker_pids().into_iter().filter_map(ProcessId::of_pid));
     teardown(fx, &mut report);
     report.elapsed = t0.elapsed();
     report

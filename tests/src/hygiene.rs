@@ -1,6 +1,7 @@
 //! Resource hygiene: open descriptors, zombie children, named segments and socket files of
 //! ours. Used after the chaos runs (test and soak) and by the hygiene test binary.
 
+use multiproc::arena::ProcessId;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -54,11 +55,10 @@ pub fn zombie_children() -> Vec<u32> {
     processes().into_iter().filter(|p| p.1 == me && p.2 == 'Z').map(|p| p.0).collect()
 }
 
-/// Which of `pids` still run (zombies count as ended).
-pub fn still_running(pids: &[u32]) -> Vec<u32> {
-    let live: Vec<u32> =
-        processes().into_iter().filter(|p| p.2 != 'Z' && p.2 != 'X').map(|p| p.0).collect();
-    pids.iter().copied().filter(|p| live.contains(p)).collect()
+/// Which of `ids` still run (zombies count as ended; a pid reused by another process does
+/// not count).
+pub fn still_running(ids: &[ProcessId]) -> Vec<u32> {
+    ids.iter().filter(|id| id.is_alive()).map(|id| id.pid()).collect()
 }
 
 /// Named segments in `/dev/shm` made by one of `pids` (named `multiproc-<pid>-…`).
@@ -108,13 +108,13 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Everything left behind by this process and `children` (pids it started): zombies,
-/// children still running, named segments, socket directories; and descriptors beyond
-/// `fds_before + slack` (skipped when `fds_before` is `None`). Waits up to 5 s for
-/// things that settle (reaping, a server removing its socket). Empty when clean.
-pub fn leftovers(fds_before: Option<usize>, slack: usize, children: &[u32]) -> Vec<String> {
-    let mut pids = vec![std::process::id()];
-    pids.extend_from_slice(children);
+/// Everything left behind by this process and `children` (processes it started):
+/// zombies, children still running, named segments and socket directories named after this
+/// process (participants make none of their own), and descriptors beyond `fds_before +
+/// slack` (skipped when `fds_before` is `None`). Waits up to 5 s for things that settle
+/// (reaping, a server removing its socket). Empty when clean.
+pub fn leftovers(fds_before: Option<usize>, slack: usize, children: &[ProcessId]) -> Vec<String> {
+    let me = [std::process::id()];
     let mut problems = Vec::new();
     let settle = Duration::from_secs(5);
     if !eventually(settle, || zombie_children().is_empty()) {
@@ -123,11 +123,11 @@ pub fn leftovers(fds_before: Option<usize>, slack: usize, children: &[u32]) -> V
     if !eventually(settle, || still_running(children).is_empty()) {
         problems.push(format!("children still running: {:?}", still_running(children)));
     }
-    if !eventually(settle, || shm_names_of(&pids).is_empty()) {
-        problems.push(format!("named segments left in /dev/shm: {:?}", shm_names_of(&pids)));
+    if !eventually(settle, || shm_names_of(&me).is_empty()) {
+        problems.push(format!("named segments left in /dev/shm: {:?}", shm_names_of(&me)));
     }
-    if !eventually(settle, || socket_dirs_of(&pids).is_empty()) {
-        problems.push(format!("socket directories left: {:?}", socket_dirs_of(&pids)));
+    if !eventually(settle, || socket_dirs_of(&me).is_empty()) {
+        problems.push(format!("socket directories left: {:?}", socket_dirs_of(&me)));
     }
     if let Some(before) = fds_before {
         if !eventually(settle, || open_fds() <= before + slack) {
