@@ -123,13 +123,23 @@ fn codec_error(e: postcard::Error) -> Error {
 }
 
 /// Deserialises `bytes` with postcard, giving handles the received descriptors `fds`.
+/// Every byte must belong to the value (trailing bytes are a [`Codec`](ErrorKind::Codec) error).
 /// Descriptors no handle took are closed.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     RECEIVERS.with(|r| r.borrow_mut().push(RecvCtx { fds }));
     LAST_ERROR.with(|e| e.set(None));
-    let res = postcard::from_bytes(bytes);
+    let res = postcard::take_from_bytes(bytes);
     RECEIVERS.with(|r| r.borrow_mut().pop());
-    res.map_err(codec_error)
+    match res {
+        // Trailing bytes mean the message was not a `T` (e.g. a type mismatch whose prefix
+        // happened to decode): refuse it rather than return a wrong value.
+        Ok((value, rest)) if rest.is_empty() => Ok(value),
+        Ok((_, rest)) => Err(Error::new(
+            ErrorKind::Codec,
+            format!("{} trailing bytes after the value: not the expected type", rest.len()),
+        )),
+        Err(e) => Err(codec_error(e)),
+    }
 }
 
 /// For `Serialize` impls of handles: records `fd` (duplicated) in the current context and
