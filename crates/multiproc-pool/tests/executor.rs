@@ -172,7 +172,8 @@ fn wait_and_as_completed_with_processes() {
         // PP74: a timeout returns, it does not raise.
         let t = Instant::now();
         let w = wait(w.not_done, ReturnWhen::AllCompleted, Some(Duration::from_millis(50)));
-        assert!(t.elapsed() < Duration::from_secs(1));
+        // It returns (a loaded machine may take a while to schedule us back).
+        assert!(t.elapsed() < Duration::from_secs(5));
         assert_eq!(w.not_done.len(), 1);
         // PP70: FirstException.
         let ok = e.submit(div, (1, 1)).unwrap();

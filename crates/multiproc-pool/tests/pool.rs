@@ -127,7 +127,7 @@ fn async_results_callbacks_and_timeouts() {
             slow.get_timeout(Duration::from_millis(100)).unwrap_err().kind(),
             ErrorKind::Timeout
         );
-        assert!(t.elapsed() >= Duration::from_millis(100) && t.elapsed() < Duration::from_secs(2));
+        assert!(t.elapsed() >= Duration::from_millis(100) && t.elapsed() < Duration::from_secs(5));
         assert_eq!(slow.get_timeout(Duration::from_secs(5)).unwrap(), 300);
         // PO08 / PO18: empty inputs.
         assert!(p
@@ -152,7 +152,7 @@ fn terminate_is_prompt_and_stops_the_pool() {
         let t = Instant::now();
         p.terminate();
         p.join_timeout(Duration::from_secs(5)).unwrap();
-        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         assert_eq!(r.get().unwrap_err().kind(), ErrorKind::Terminated);
         // PO19 / PO23 / PO35: a stopped pool refuses work.
         assert_eq!(p.map(sqr, 0..3).unwrap_err().kind(), ErrorKind::NotRunning);
