@@ -2,8 +2,9 @@
 //! `multiprocessing.Pipe`).
 //!
 //! As in benches/python/bench.py: a forked echo child for the round trips (a u64 as a serde
-//! value, `None` to stop, every answer checked); a forked receiver that compares every 1 MiB
-//! message with the payload and acknowledges each group for the throughput.
+//! value, `None` to stop, every answer checked); a forked receiver that takes every 1 MiB
+//! message into one reused buffer (`recv_bytes_into`, the crate's call for large messages),
+//! compares it with the payload and acknowledges each group, for the throughput.
 
 use super::{fork, mb_per_s, us_per, Better, Case, Floor, Opts};
 use multiproc_ipc_pipe::{Connection, Pipe};
@@ -71,7 +72,7 @@ fn rtt_blocking(o: &Opts) -> f64 {
 }
 
 fn rtt_active(o: &Opts) -> f64 {
-    rtt(o, o.iters(100_000, 30_000), ACTIVE_SPIN)
+    rtt(o, o.iters(50_000, 10_000), ACTIVE_SPIN)
 }
 
 /// CPython's `_payload(size)`: bytes `(i * 7 + 3) & 0xFF` for i in 0..256, repeated.
