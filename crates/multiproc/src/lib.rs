@@ -62,7 +62,7 @@ pub use multiproc_ipc_queue::{JoinableQueue, Queue, SimpleQueue};
 #[cfg(feature = "pipe")]
 pub use multiproc_ipc_pipe as pipe;
 #[cfg(feature = "pipe")]
-pub use multiproc_ipc_pipe::{Client, Connection, Listener, Pipe};
+pub use multiproc_ipc_pipe::{Address, Client, Connection, Fd, Listener, Pipe, Waitable};
 
 /// Processes and start methods (`multiproc-spawn`).
 #[cfg(feature = "spawn")]

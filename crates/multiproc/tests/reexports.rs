@@ -3,11 +3,11 @@
 
 use multiproc::{
     active_children, as_completed, cpu_count, current_process, get_start_method, parent_process,
-    set_start_method, Arena, Array, Barrier, BoundedSemaphore, Client, Condition, Connection,
-    Context, Event, Executor, Future, JoinError, JoinHandle, JoinableQueue, Listener, Lock,
-    Manager, Mutex, Pipe, Pool, Process, ProcessPoolExecutor, Queue, RLock, ReturnWhen, Run,
-    RwLock, Semaphore, Shared, SharedMemory, ShmSafe, SimpleQueue, StartMethod, ThreadPoolExecutor,
-    Value,
+    set_start_method, Address, Arena, Array, Barrier, BoundedSemaphore, Client, Condition,
+    Connection, Context, Event, Executor, Fd, Future, JoinError, JoinHandle, JoinableQueue,
+    Listener, Lock, Manager, Mutex, Pipe, Pool, Process, ProcessPoolExecutor, Queue, RLock,
+    ReturnWhen, Run, RwLock, Semaphore, Shared, SharedMemory, ShmSafe, SimpleQueue, StartMethod,
+    ThreadPoolExecutor, Value, Waitable,
 };
 
 #[test]
