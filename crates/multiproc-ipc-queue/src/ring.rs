@@ -30,39 +30,43 @@
 //! checks are immune to PID reuse); `span` the record length in slots (first slots) or the
 //! offset back to the record's first slot (continuation slots).
 //!
-//! State machine of the slot for lap `L` (position `p`):
+//! State machine of the *first* slot of a record, for lap `L` (position `p`):
 //!
 //! ```text
-//!                     producer claims (CAS, at tail)         producer commits (store)
-//!   EMPTY(L) ──────────────────────────────► WRITING(L,P,k) ─────────────────────► READY(L,k)
-//!      │                                         │  P dead (anyone, CAS)                 │
-//!      │ p is a continuation of a record         │  or P aborts (timeout, close)         │ consumer
-//!      │ that starts at p-j: its producer        ▼                                       │ claims
-//!      │ marks it once free (store)           SKIP(L,k) ─────────────────────────────┐   │ (CAS, at
-//!      ▼                                                 consumer claims (CAS)       ▼   ▼  head)
-//!   CONT(L,j)                                                                  READING(L,C,k)
-//!      │                                                                             │
-//!      │ released by the record's consumer, continuation slots first (CAS)           │ C dead: anyone
-//!      ▼                                                                             │ steals it (CAS
-//!   EMPTY(L+1)  ◄────────────────────────────────────────────────────────────────────┘ C -> self), then
-//!                                  first slot last (CAS)                               releases
+//!              producer claims (CAS, at tail)          producer commits (swap)
+//!   EMPTY(L) ─────────────────────────────► WRITING(L,P,k) ─────────────────────► READY(L,k)
+//!                                               │  P dead (anyone, CAS),                │
+//!                                               │  or P gives up (timeout, close)       │ consumer claims
+//!                                               ▼                                       │ (CAS, at head)
+//!                                            SKIP(L,k) ── consumer claims (CAS) ──┐     ▼
+//!                                                                                 └─► READING(L,C,k)
+//!                                                                                       │    ▲
+//!   EMPTY(L+1) ◄──── the claimer releases it: continuation slots first, then this one ──┘    │
+//!                    (CAS/swap)                                    C dead: anyone steals ────┘
+//!                                                                  it (CAS C -> self)
 //! ```
+//!
+//! The `k - 1` *continuation* slots of a record keep the word `EMPTY(L)` while the record
+//! lives: nobody claims them (the tail jumps over the record) and nobody else waits on them
+//! at lap `L`. The record's producer writes into one only once it holds `EMPTY(L)` (the
+//! previous lap's consumer released it); the record's consumer sets them to `EMPTY(L+1)`
+//! before its first slot.
 //!
 //! - Claiming is one CAS on the slot word that also records the owner, so a party killed at
 //!   any instant leaves either an unclaimed slot or one whose owner can be checked. The
 //!   `tail`/`head` word is advanced after the claim by the claimer or by anyone who sees the
 //!   claimed slot at that position (helping), so a death between the two steps stalls nobody.
-//! - A producer writes a record's continuation slots only once each is `EMPTY(L)` (released
-//!   by the previous lap's consumer), marks them `CONT`, writes the payload, then publishes
-//!   the first slot `READY` (release). A consumer that claimed `READY` owns all `k` slots.
+//! - A producer waits until each continuation slot is `EMPTY(L)`, writes the payload, then
+//!   publishes the first slot `READY` (release). A consumer that claimed `READY` owns all `k`
+//!   slots.
 //! - `SKIP` records (a dead producer's, or an aborted put) are claimed like messages and
 //!   released without being delivered; their continuation slots may still be busy with the
 //!   previous lap, so the releaser waits for each (with the same recovery).
-//! - Anyone waiting on a slot that does not move checks the owner recorded in the word (or,
-//!   for a continuation slot, in its record's first slot) every [`CHECK_EVERY`]; a dead
-//!   producer's record becomes `SKIP`, a dead consumer's record is stolen and released. So
-//!   every message is delivered whole and at most once; a message is lost only if the
-//!   consumer that claimed it dies; a dead party's slots are reclaimed.
+//! - Anyone waiting on a slot that does not move checks the owner recorded in the word (for
+//!   a continuation slot, in its record's first slot, found by scanning back) every
+//!   [`CHECK_EVERY`]; a dead producer's record becomes `SKIP`, a dead consumer's record is
+//!   stolen and released. So every message is delivered whole and at most once; a message is
+//!   lost only if the consumer that claimed it dies; a dead party's slots are reclaimed.
 //!
 //! Closing sets [`TAIL_CLOSED`] in the `tail` word, after helping every record already claimed
 //! at the tail past it: records before the closed position are delivered; a producer whose
@@ -109,8 +113,6 @@ pub const READY: u64 = 2;
 pub const READING: u64 = 3;
 /// A record to drop: its producer died or gave up.
 pub const SKIP: u64 = 4;
-/// A continuation slot of a record (span field: offset back to the first slot).
-pub const CONT: u64 = 5;
 
 const PARTY_SHIFT: u32 = 3;
 const PARTY_MASK: u64 = 0x3ff;
@@ -812,7 +814,7 @@ impl<M: Mem> Ring<M> {
             }
             let t = pos_of(tw);
             let s = self.slot(self.idx(t)).load(Ordering::Acquire);
-            if lap_of(s) == self.lap(t) && !matches!(state_of(s), EMPTY | CONT) {
+            if lap_of(s) == self.lap(t) && state_of(s) != EMPTY {
                 // A record claimed before the close: it goes in.
                 Self::help_advance(&h.tail, tw, span_of(s));
                 continue;
@@ -891,7 +893,7 @@ impl<M: Mem> Ring<M> {
             }
             let d = self.lap_diff(lap_of(s), l);
             if d == 0 {
-                if state_of(s) != CONT && state_of(s) != EMPTY {
+                if state_of(s) != EMPTY {
                     Self::help_advance(&h.tail, tw, span_of(s));
                 }
                 continue;
@@ -997,7 +999,7 @@ impl<M: Mem> Ring<M> {
                 READING => Self::help_advance(&h.head, hw, span_of(s)),
                 WRITING => return Err(Some((i, s))),
                 EMPTY => return Err(None),
-                _ => {} // CONT: head moved meanwhile
+                _ => {}
             }
         }
     }
@@ -1055,8 +1057,8 @@ impl<M: Mem> Ring<M> {
             let next = pack(self.lap(self.add(p, self.n)), EMPTY, 0, 0);
             if exclusive {
                 // Our own live claim of a committed record: every continuation slot is
-                // CONT(l) and nobody else writes it.
-                debug_assert_eq!(self.slot(i).load(Ordering::Relaxed), pack(l, CONT, 0, j as u32));
+                // EMPTY(l) and nobody else writes it.
+                debug_assert_eq!(self.slot(i).load(Ordering::Relaxed), pack(l, EMPTY, 0, 0));
                 self.slot(i).store(next, Ordering::Release);
                 continue;
             }
@@ -1067,7 +1069,7 @@ impl<M: Mem> Ring<M> {
                     break; // released already (by an earlier releaser of this record)
                 }
                 if d == 0 {
-                    debug_assert!(matches!(state_of(s), CONT | EMPTY));
+                    debug_assert_eq!(state_of(s), EMPTY);
                     if self
                         .slot(i)
                         .compare_exchange(s, next, Ordering::Release, Ordering::Relaxed)
@@ -1105,18 +1107,9 @@ impl<M: Mem> Ring<M> {
     pub fn check_stuck(&self, me: u32, i: usize, s: u64) {
         match state_of(s) {
             WRITING | READING => self.recover_first(me, i, s),
-            CONT => {
-                let p = self.pos_at(lap_of(s), i);
-                let first = p.wrapping_sub(span_of(s) as u64) & POS_MASK;
-                let fi = self.idx(first);
-                let f = self.slot(fi).load(Ordering::Acquire);
-                if lap_of(f) == self.lap(first) {
-                    self.recover_first(me, fi, f);
-                }
-            }
             EMPTY => {
-                // A continuation slot not prepared yet for its lap: find its record's first
-                // slot (before it: unprepared slots, then a CONT or the first slot).
+                // A continuation slot of a record of its lap: find the record's first slot
+                // (before it, only more continuation slots) and check that.
                 let p = self.pos_at(lap_of(s), i);
                 for back in 1..=self.max_inline_span() as u64 {
                     let q = p.wrapping_sub(back) & POS_MASK;
@@ -1125,15 +1118,11 @@ impl<M: Mem> Ring<M> {
                     if lap_of(w) != ql {
                         return;
                     }
-                    match state_of(w) {
-                        EMPTY => continue,
-                        CONT => return self.check_stuck(me, qi, w),
-                        _ => {
-                            if span_of(w) as u64 > back {
-                                self.recover_first(me, qi, w);
-                            }
-                            return;
+                    if state_of(w) != EMPTY {
+                        if span_of(w) as u64 > back {
+                            self.recover_first(me, qi, w);
                         }
+                        return;
                     }
                 }
             }
@@ -1223,23 +1212,15 @@ impl<M: Mem> Ring<M> {
 }
 
 impl<'a, M: Mem> Reservation<'a, M> {
-    /// Waits for the continuation slots to be free and marks them; `Err` (the record was
-    /// aborted) when the deadline passes.
+    /// Waits for the continuation slots to be free (released by the previous lap); `Err`
+    /// (the record was aborted) when the deadline passes.
     pub fn prepare(&mut self, me: u32, block: Block) -> Result<(), Refused> {
         let ring = self.ring;
         let mut w = Waiter::new(block);
         for j in 1..self.span as u64 {
-            let p = ring.add(self.pos, j);
-            let res = ring.wait_free(me, p, &mut w);
-            match res {
-                Ok(_) => {
-                    ring.slot(ring.idx(p))
-                        .store(pack(ring.lap(p), CONT, 0, j as u32), Ordering::Release);
-                }
-                Err(e) => {
-                    self.abort_inner();
-                    return Err(e);
-                }
+            if let Err(e) = ring.wait_free(me, ring.add(self.pos, j), &mut w) {
+                self.abort_inner();
+                return Err(e);
             }
         }
         Ok(())
