@@ -134,7 +134,7 @@ fn shutdown_waits_or_cancels() {
 fn future_states_and_callbacks() {
     bounded(30, || {
         let e = ProcessPoolExecutor::with_start_method(1, StartMethod::Fork).unwrap();
-        let blocker = e.submit(sleep_ms, 300).unwrap();
+        let blocker = e.submit(sleep_ms, 1500).unwrap();
         // With one worker busy, a second task queued two deep is pending: cancellable.
         let _second = e.submit(sleep_ms, 1).unwrap();
         let third = e.submit(sleep_ms, 1).unwrap();
@@ -152,10 +152,10 @@ fn future_states_and_callbacks() {
         assert!(!blocker.cancel(), "a running task cannot be cancelled");
         let h = hits.clone();
         blocker.add_done_callback(move |r| {
-            assert_eq!(*r.unwrap(), 300);
+            assert_eq!(*r.unwrap(), 1500);
             h.fetch_add(1, Ordering::SeqCst);
         });
-        assert_eq!(blocker.result().unwrap(), 300);
+        assert_eq!(blocker.result().unwrap(), 1500);
         assert_eq!(hits.load(Ordering::SeqCst), 2);
     });
 }
