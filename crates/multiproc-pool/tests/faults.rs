@@ -297,15 +297,37 @@ fn max_tasks_per_child_loses_and_duplicates_nothing() {
     });
 }
 
+fn mark_then_sleep(path: String) -> u64 {
+    std::fs::write(&path, b"started").expect("marker file");
+    sleep_ms(3000)
+}
+
 #[test]
 fn executor_survives_a_killed_worker() {
     bounded(60, || {
         for m in [StartMethod::Fork, StartMethod::Spawn] {
             // PP13 / PP14 / PP15: only the running futures fail, each with its own error.
             let e = ProcessPoolExecutor::with_start_method(2, m).unwrap();
-            let mut a = e.submit(sleep_ms, 3000).unwrap();
-            let mut b = e.submit(sleep_ms, 3000).unwrap();
-            std::thread::sleep(Duration::from_millis(100));
+            let dir = std::env::temp_dir();
+            let marks: Vec<String> = (0..2)
+                .map(|i| {
+                    let p =
+                        dir.join(format!("multiproc-pool-test-{}-{m:?}-{i}", std::process::id()));
+                    let _ = std::fs::remove_file(&p);
+                    p.to_string_lossy().into_owned()
+                })
+                .collect();
+            let mut a = e.submit(mark_then_sleep, marks[0].clone()).unwrap();
+            let mut b = e.submit(mark_then_sleep, marks[1].clone()).unwrap();
+            // Both tasks have started (on a loaded machine that may take a while).
+            let t = Instant::now();
+            while !marks.iter().all(|p| std::path::Path::new(p).exists()) {
+                assert!(t.elapsed() < Duration::from_secs(20), "tasks did not start");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            for p in &marks {
+                let _ = std::fs::remove_file(p);
+            }
             for pid in e.pool().worker_pids() {
                 sys::kill(pid, libc::SIGTERM);
             }
