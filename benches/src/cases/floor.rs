@@ -308,11 +308,11 @@ fn shm_ring_bytes(o: &Opts, size: usize, n: u64) -> f64 {
 }
 
 fn shm_ring_1mib(o: &Opts) -> f64 {
-    shm_ring_bytes(o, 1 << 20, o.iters(16_000, 5_000))
+    shm_ring_bytes(o, 1 << 20, o.iters(16_000, 2_000))
 }
 
 fn shm_ring_64kib(o: &Opts) -> f64 {
-    shm_ring_bytes(o, 64 << 10, o.iters(250_000, 80_000))
+    shm_ring_bytes(o, 64 << 10, o.iters(250_000, 30_000))
 }
 
 fn memcpy_64mib(o: &Opts) -> f64 {

@@ -72,7 +72,7 @@ fn rtt_blocking(o: &Opts) -> f64 {
 }
 
 fn rtt_active(o: &Opts) -> f64 {
-    rtt(o, o.iters(50_000, 10_000), ACTIVE_SPIN)
+    rtt(o, o.iters(50_000, 5_000), ACTIVE_SPIN)
 }
 
 /// CPython's `_payload(size)`: bytes `(i * 7 + 3) & 0xFF` for i in 0..256, repeated.
