@@ -45,7 +45,7 @@ fn generic<E: Executor>(e: &E) {
     assert_eq!(v[2].as_ref().unwrap_err().kind(), ErrorKind::Panicked);
     assert_eq!(*v[3].as_ref().unwrap(), 3);
     // PP05: map with a timeout.
-    let mut it = e.map_timeout(sleep_ms, vec![0, 0, 1000], Duration::from_millis(300)).unwrap();
+    let mut it = e.map_timeout(sleep_ms, vec![0, 0, 3000], Duration::from_millis(500)).unwrap();
     assert_eq!(it.next().unwrap().unwrap(), 0);
     assert_eq!(it.next().unwrap().unwrap(), 0);
     assert_eq!(it.next().unwrap().unwrap_err().kind(), ErrorKind::Timeout);
@@ -71,8 +71,9 @@ fn process_executor_generic_per_method() {
         for m in METHODS {
             let e = ProcessPoolExecutor::with_start_method(2, m).unwrap();
             generic(&e);
-            // Do not wait for the task the map timeout left running.
             e.shutdown(false, true);
+            // Do not wait for the task the map timeout left running.
+            e.pool().terminate();
             // PP35
             assert_eq!(e.submit(pow2, 1).unwrap_err().kind(), ErrorKind::NotRunning);
         }
