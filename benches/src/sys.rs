@@ -85,7 +85,7 @@ pub(crate) struct Spawner {
 }
 
 impl Spawner {
-    /// Prepares `path` with `args` (argv[0] included).
+    /// Prepares `path` with `args` (`argv[0]` included).
     pub(crate) fn new(path: &str, args: &[&str]) -> io::Result<Spawner> {
         use std::os::unix::ffi::OsStrExt;
         let bad = |_| io::Error::from(io::ErrorKind::InvalidInput);
