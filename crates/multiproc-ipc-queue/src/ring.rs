@@ -21,29 +21,29 @@
 //! ```text
 //!  63            32 31        13 12      3 2   0
 //! +----------------+------------+---------+-----+
-//! |      lap       | span / off |  party  |state|
+//! |      lap       |    span    |  party  |state|
 //! +----------------+------------+---------+-----+
 //! ```
 //!
 //! `lap` is the lap of the position the state refers to; `party` the index of the owning
 //! process in the queue's party table (whose entry holds its pid and start time, so liveness
-//! checks are immune to PID reuse); `span` the record length in slots (first slots) or the
-//! offset back to the record's first slot (continuation slots).
+//! checks are immune to PID reuse); `span` the record's length in slots.
 //!
 //! State machine of the *first* slot of a record, for lap `L` (position `p`):
 //!
 //! ```text
-//!              producer claims (CAS, at tail)          producer commits (swap)
-//!   EMPTY(L) ─────────────────────────────► WRITING(L,P,k) ─────────────────────► READY(L,k)
-//!                                               │  P dead (anyone, CAS),                │
-//!                                               │  or P gives up (timeout, close)       │ consumer claims
-//!                                               ▼                                       │ (CAS, at head)
-//!                                            SKIP(L,k) ── consumer claims (CAS) ──┐     ▼
-//!                                                                                 └─► READING(L,C,k)
-//!                                                                                       │    ▲
-//!   EMPTY(L+1) ◄──── the claimer releases it: continuation slots first, then this one ──┘    │
-//!                    (CAS/swap)                                    C dead: anyone steals ────┘
-//!                                                                  it (CAS C -> self)
+//!   EMPTY(L) ──claim (producer, CAS at tail)──► WRITING(L,P,k) ──commit (swap)──► READY(L,k)
+//!                                                  │                                 │
+//!                  P dead (anyone, CAS), or P gives│up (timeout, close)              │ claim (consumer,
+//!                                                  ▼                                 ▼ CAS at head)
+//!                                               SKIP(L,k)                      READING(L,C,k)
+//!                                                  │ claim (consumer, CAS)           │
+//!                                                  ▼                                 │
+//!                                          DISCARDING(L,C,k)                         │
+//!                                                  │                                 │
+//!                                                  └──── release (the claimer) ──────┴──► EMPTY(L+1)
+//!
+//!   READING / DISCARDING whose C is dead ──steal (anyone, CAS C -> self)──► same state, new owner
 //! ```
 //!
 //! The `k - 1` *continuation* slots of a record keep the word `EMPTY(L)` while the record
@@ -113,6 +113,8 @@ pub const READY: u64 = 2;
 pub const READING: u64 = 3;
 /// A record to drop: its producer died or gave up.
 pub const SKIP: u64 = 4;
+/// A `SKIP` record claimed by a consumer (or a releaser) who is releasing it.
+pub const DISCARDING: u64 = 5;
 
 const PARTY_SHIFT: u32 = 3;
 const PARTY_MASK: u64 = 0x3ff;
@@ -150,7 +152,7 @@ pub const fn state_of(w: u64) -> u64 {
 pub const fn party_of(w: u64) -> u32 {
     ((w >> PARTY_SHIFT) & PARTY_MASK) as u32
 }
-/// The span (or continuation offset) of a slot word.
+/// The span (record length in slots) of a slot word.
 #[inline]
 pub const fn span_of(w: u64) -> u32 {
     ((w >> SPAN_SHIFT) & SPAN_MASK) as u32
@@ -979,7 +981,8 @@ impl<M: Mem> Ring<M> {
             match state_of(s) {
                 READY | SKIP => {
                     let span = span_of(s);
-                    let w = pack(l, READING, me, span);
+                    let claimed = if state_of(s) == SKIP { DISCARDING } else { READING };
+                    let w = pack(l, claimed, me, span);
                     if self
                         .slot(i)
                         .compare_exchange(s, w, Ordering::Acquire, Ordering::Relaxed)
@@ -996,7 +999,7 @@ impl<M: Mem> Ring<M> {
                         });
                     }
                 }
-                READING => Self::help_advance(&h.head, hw, span_of(s)),
+                READING | DISCARDING => Self::help_advance(&h.head, hw, span_of(s)),
                 WRITING => return Err(Some((i, s))),
                 EMPTY => return Err(None),
                 _ => {}
@@ -1106,7 +1109,7 @@ impl<M: Mem> Ring<M> {
     /// it belongs to a dead party, do what that party would have done.
     pub fn check_stuck(&self, me: u32, i: usize, s: u64) {
         match state_of(s) {
-            WRITING | READING => self.recover_first(me, i, s),
+            WRITING | READING | DISCARDING => self.recover_first(me, i, s),
             EMPTY => {
                 // A continuation slot of a record of its lap: find the record's first slot
                 // (before it, only more continuation slots) and check that.
@@ -1171,6 +1174,23 @@ impl<M: Mem> Ring<M> {
                     if !self.stolen_window_handed_back(me, pos, span_of(s), mine) {
                         self.release(me, pos, span_of(s), mine, false);
                     }
+                }
+            }
+            DISCARDING => {
+                // A dead consumer was dropping a SKIP record (already counted out of
+                // `join`, never a stream it could hand back): just release it.
+                if owner == me || self.mem.alive(owner) {
+                    return;
+                }
+                let mine = pack(lap_of(s), DISCARDING, me, span_of(s));
+                if self
+                    .slot(i)
+                    .compare_exchange(s, mine, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    let pos = self.pos_at(lap_of(s), i);
+                    self.help_head(pos, span_of(s));
+                    self.release(me, pos, span_of(s), mine, false);
                 }
             }
             _ => {}

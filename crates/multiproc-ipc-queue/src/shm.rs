@@ -3,8 +3,8 @@
 
 use crate::error::{Error, ErrorKind};
 use crate::ring::{
-    party_of, state_of, Header, Mem, Party, Ring, StreamEntry, MAGIC, MAX_LOG_SLOTS, MAX_PARTIES,
-    MIN_LOG_SLOTS, PARTY_CLAIMING, PARTY_READY, READING, SLOT_BYTES, WRITING,
+    party_of, state_of, Header, Mem, Party, Ring, StreamEntry, DISCARDING, MAGIC, MAX_LOG_SLOTS,
+    MAX_PARTIES, MIN_LOG_SLOTS, PARTY_CLAIMING, PARTY_READY, READING, SLOT_BYTES, WRITING,
 };
 use multiproc_arena::sync::atomic::{AtomicU64, Ordering};
 use multiproc_arena::{Arena, Offset, ProcessId};
@@ -321,6 +321,6 @@ pub(crate) fn register(ring: &Ring<ShmMem>) -> Result<u32, Error> {
 fn referenced(ring: &Ring<ShmMem>, party: u32) -> bool {
     ring.mem.slots().iter().any(|s| {
         let w = s.load(Ordering::Acquire);
-        matches!(state_of(w), WRITING | READING) && party_of(w) == party
+        matches!(state_of(w), WRITING | READING | DISCARDING) && party_of(w) == party
     }) || crate::stream::references(ring, party)
 }

@@ -6,6 +6,7 @@ use multiproc_arena::testing::{fork, Child};
 use multiproc_arena::{transfer, Arena};
 use multiproc_ipc_queue::{ErrorKind, GetError, JoinableQueue, PutError, Queue, SimpleQueue};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(10);
@@ -382,12 +383,21 @@ fn big_and_small_messages_from_several_producers() {
             })
         })
         .collect();
+    // Consumers stop once all messages arrived (counted in shared memory), never on a
+    // silence: a loaded machine may pause any process for seconds.
+    let received = multiproc_arena::Array::from_fn(1, |_| AtomicU64::new(0)).unwrap();
+    let received = &received;
+    let total = 3 * per as u64;
     let consumers: Vec<_> = (0..2)
         .map(|_| {
             fork(|| {
                 let mut last = [None::<u32>; 3];
-                loop {
-                    match q.get_timeout(Duration::from_millis(1500)) {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while received[0].load(Ordering::SeqCst) < total {
+                    if Instant::now() > deadline {
+                        return 3;
+                    }
+                    match q.get_timeout(Duration::from_millis(100)) {
                         Ok((p, i, v)) => {
                             let n = sizes(p, i);
                             let good = v.len() == n
@@ -399,11 +409,13 @@ fn big_and_small_messages_from_several_producers() {
                             }
                             last[p as usize] = Some(i);
                             results.put((p, i)).unwrap();
+                            received[0].fetch_add(1, Ordering::SeqCst);
                         }
-                        Err(GetError::Timeout) => return 0,
+                        Err(GetError::Timeout) => {}
                         Err(_) => return 2,
                     }
                 }
+                0
             })
         })
         .collect();
