@@ -66,7 +66,7 @@ fn main() {
     println!("map, default chunksize, {n} items: {:.4} us/item", median(us));
 
     // CPU-bound: 8 equal pieces, 2 workers vs serial.
-    let piece = 20_000_000u64;
+    let piece = 60_000_000u64;
     let mut speedups = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();
