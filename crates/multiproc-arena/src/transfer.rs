@@ -133,7 +133,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T>
     match res {
         // Trailing bytes mean the message was not a `T` (e.g. a type mismatch whose prefix
         // happened to decode): refuse it rather than return a wrong value.
-        Ok((value, rest)) if rest.is_empty() => Ok(value),
+        Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(Error::new(
             ErrorKind::Codec,
             format!("{} trailing bytes after the value: not the expected type", rest.len()),
