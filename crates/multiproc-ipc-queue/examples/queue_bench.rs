@@ -77,10 +77,18 @@ mod bench {
         }
         let total = per * producers as u64;
         let mut sum = 0u64;
-        for _ in 0..total {
+        let debug = std::env::var_os("QUEUE_BENCH_QSIZE").is_some();
+        let mut sizes = Vec::new();
+        for k in 0..total {
             sum = sum.wrapping_add(q.get().unwrap());
+            if debug && k % 100_000 == 0 {
+                sizes.push(q.qsize());
+            }
         }
         let dt = t.elapsed();
+        if debug {
+            eprintln!("qsize samples: {sizes:?}");
+        }
         assert_eq!(sum, (per * (per - 1) / 2) * producers as u64);
         for k in kids {
             k.expect_success(Duration::from_secs(30));

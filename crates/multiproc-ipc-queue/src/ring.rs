@@ -449,17 +449,42 @@ const SPIN: u32 = 200;
 #[cfg(multiproc_loom)]
 const SPIN: u32 = 0;
 
+/// Slots a producer waiting on a full ring lets the consumers free before it resumes (in its
+/// spin phase).
+const FULL_BATCH: u64 = 128;
+
+/// Spins until `cond` holds or `budget` pause instructions are spent, looking less and less
+/// often: a peer about to publish keeps the cache line it writes instead of losing it to our
+/// polling on every iteration.
+#[inline]
+fn spin_backoff(budget: &mut u32, mut cond: impl FnMut() -> bool) -> bool {
+    let mut pauses = 1u32;
+    while *budget > 0 {
+        if cond() {
+            return true;
+        }
+        let n = pauses.min(*budget);
+        for _ in 0..n {
+            multiproc_arena::sync::spin_loop();
+        }
+        *budget -= n;
+        pauses = (pauses * 2).min(16);
+    }
+    cond()
+}
+
 /// Tracks one blocking wait: its deadline and when the holder was last checked.
 pub(crate) struct Waiter {
     block: Block,
-    spun: bool,
+    /// Pause instructions left to spin before sleeping (shared by every pause of the wait).
+    pub(crate) spin_left: u32,
     #[cfg_attr(multiproc_loom, allow(dead_code))]
     last_check: Option<Instant>,
 }
 
 impl Waiter {
     pub(crate) fn new(block: Block) -> Self {
-        Waiter { block, spun: false, last_check: None }
+        Waiter { block, spin_left: SPIN, last_check: None }
     }
 
     /// Whether it is time to check a holder's liveness again.
@@ -500,11 +525,8 @@ impl Waiter {
             Block::Until(t) => Some(t),
             Block::Forever => None,
         };
-        if !self.spun {
-            self.spun = true;
-            if futex::spin_until(SPIN, &mut cond) {
-                return Ok(());
-            }
+        if self.spin_left > 0 && spin_backoff(&mut self.spin_left, &mut cond) {
+            return Ok(());
         }
         let seen = prepare_wait(ev);
         if cond() {
@@ -663,9 +685,14 @@ impl<M: Mem> Ring<M> {
         self.maxsize
     }
 
+    /// The state word of slot `i`. Words are interleaved so that the slots of neighbouring
+    /// positions (`i`, `i+1`, ... `i+7`) have their words on different cache lines: a consumer
+    /// right behind a producer does not fight it for one line on every message, while a run
+    /// of `k` positions still covers about `k/8` lines.
     #[inline]
     fn slot(&self, i: usize) -> &AtomicU64 {
-        &self.mem.slots()[i]
+        let w = if self.log_n >= 6 { ((i & 7) << (self.log_n - 3)) | (i >> 3) } else { i };
+        &self.mem.slots()[w]
     }
 
     /// Slot index of a position.
@@ -925,6 +952,21 @@ impl<M: Mem> Ring<M> {
                         self.check_stuck(me, i, s);
                     }
                     let h = self.header();
+                    if i != usize::MAX && w.spin_left == SPIN {
+                        // The ring is full: the consumer works on the very slot we wait for.
+                        // While spinning, wait for a batch of slots to be free instead, so
+                        // the two sides stop fighting over one cache line; the sleep below
+                        // waits for our slot alone (no batch is owed to us).
+                        let t = pos_of(h.tail.load(Ordering::Relaxed));
+                        let ahead = self.add(t, FULL_BATCH.min(self.n / 4));
+                        let free = pack(self.lap(ahead), EMPTY, 0, 0);
+                        let ai = self.idx(ahead);
+                        if spin_backoff(&mut w.spin_left, || {
+                            self.slot(ai).load(Ordering::Acquire) == free || self.is_closed()
+                        }) {
+                            continue;
+                        }
+                    }
                     let slice = i != usize::MAX;
                     w.pause(&h.ev_release, slice, || {
                         self.is_closed()
@@ -1019,15 +1061,22 @@ impl<M: Mem> Ring<M> {
                     if self.drained_and_closed() {
                         return Err(Refused::Closed);
                     }
+                    // Empty: watch the tail (a claim moves it) rather than the slot word, which
+                    // the producer is about to claim and commit: it keeps that line to itself.
                     let hw = h.head.load(Ordering::Acquire);
-                    let p = pos_of(hw);
-                    let i = self.idx(p);
-                    let s = self.slot(i).load(Ordering::Acquire);
-                    let closed = self.is_closed();
+                    let tw = h.tail.load(Ordering::Acquire);
+                    if pos_of(tw) != pos_of(hw) {
+                        // A claim is under way at the head: watch its slot.
+                        let i = self.idx(pos_of(hw));
+                        let s = self.slot(i).load(Ordering::Acquire);
+                        w.pause(&h.ev_commit, true, || {
+                            self.slot(i).load(Ordering::Acquire) != s
+                                || h.head.load(Ordering::Acquire) != hw
+                        })?;
+                        continue;
+                    }
                     w.pause(&h.ev_commit, false, || {
-                        self.is_closed() != closed
-                            || h.head.load(Ordering::Acquire) != hw
-                            || self.slot(i).load(Ordering::Acquire) != s
+                        h.tail.load(Ordering::Acquire) != tw || h.head.load(Ordering::Acquire) != hw
                     })?;
                 }
                 Err(Some((i, s))) => {
