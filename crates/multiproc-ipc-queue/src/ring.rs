@@ -1069,6 +1069,14 @@ impl<M: Mem> Ring<M> {
                         // A claim is under way at the head: watch its slot.
                         let i = self.idx(pos_of(hw));
                         let s = self.slot(i).load(Ordering::Acquire);
+                        // The claim may have been committed between `try_take` and the load
+                        // above, and the producer may then have filled the ring and gone to
+                        // sleep: `s` would already be the committed word and nothing would
+                        // change it. Try once more after the load; a commit after it changes
+                        // the word, so the wait below cannot miss it.
+                        if let Ok(c) = self.try_take(me) {
+                            return Ok(c);
+                        }
                         w.pause(&h.ev_commit, true, || {
                             self.slot(i).load(Ordering::Acquire) != s
                                 || h.head.load(Ordering::Acquire) != hw
