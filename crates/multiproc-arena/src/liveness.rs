@@ -68,9 +68,14 @@ impl ProcessId {
         if !crate::sys::pid_exists(self.pid) {
             return false;
         }
-        match read_stat(self.pid) {
-            None => false,
-            Some((state, start)) => {
+        match try_read_stat(self.pid) {
+            // Gone between the two checks.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            // Cannot tell (out of descriptors, /proc not mounted): a live process must never
+            // be taken for dead (its locks and queue slots would be recovered under it).
+            Err(_) => true,
+            Ok(None) => true,
+            Ok(Some((state, start))) => {
                 state != b'Z' && state != b'X' && (self.start_time == 0 || start == self.start_time)
             }
         }
@@ -89,11 +94,17 @@ fn read_start_time(pid: u32) -> Option<u64> {
 
 /// (state byte, start time) from `/proc/<pid>/stat`.
 fn read_stat(pid: u32) -> Option<(u8, u64)> {
+    try_read_stat(pid).ok().flatten()
+}
+
+/// Like [`read_stat`], telling "no such process" (`NotFound`) from "could not read"; `Ok(None)`
+/// is an unparsable line.
+fn try_read_stat(pid: u32) -> std::io::Result<Option<(u8, u64)>> {
     use std::io::Read;
     let mut buf = [0u8; 1024];
-    let mut f = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-    let n = f.read(&mut buf).ok()?;
-    parse_stat(&buf[..n])
+    let mut f = std::fs::File::open(format!("/proc/{pid}/stat"))?;
+    let n = f.read(&mut buf)?;
+    Ok(parse_stat(&buf[..n]))
 }
 
 /// Parses the state and the start time out of a `/proc/<pid>/stat` line. The command name
