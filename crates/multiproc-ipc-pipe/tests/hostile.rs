@@ -58,11 +58,20 @@ fn feed(
     (d, Ok(out))
 }
 
+/// Case count: `default`, or `MULTIPROC_FUZZ_CASES` (what `cargo xtask fuzz --cases N` sets)
+/// when that is larger.
+fn cases(default: usize) -> usize {
+    std::env::var("MULTIPROC_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(default, |n: usize| n.max(default))
+}
+
 /// 40,000 random byte strings, each as a stream and as records.
 #[test]
 fn random_bytes() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    for case in 0..40_000 {
+    for case in 0..cases(40_000) {
         let len = rng.below(80) as usize;
         let mut data = rng.bytes(len);
         if rng.below(3) == 0 && data.len() >= HEADER_LEN {
@@ -81,7 +90,7 @@ fn random_bytes() {
 #[test]
 fn corrupted_and_truncated_frames() {
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
-    for case in 0..40_000 {
+    for case in 0..cases(40_000) {
         let limit = LIMITS[2 + case % 3];
         let payloads: Vec<Vec<u8>> = (0..1 + rng.below(4))
             .map(|_| {
@@ -128,7 +137,7 @@ fn corrupted_and_truncated_frames() {
 #[test]
 fn huge_declared_lengths() {
     let mut rng = Rng(0xA076_1D64_78BD_642F);
-    for case in 0..20_000 {
+    for case in 0..cases(20_000) {
         let len = rng.next() >> (16 + rng.below(48));
         let limit = if case % 2 == 0 { usize::MAX } else { 1 << 20 };
         let records = case % 3 == 0;
@@ -149,7 +158,7 @@ fn huge_declared_lengths() {
 #[test]
 fn header_decode_is_total() {
     let mut rng = Rng(0x94D0_49BB_1331_11EB);
-    for _ in 0..200_000 {
+    for _ in 0..cases(200_000) {
         let mut w = rng.next();
         if rng.below(2) == 0 {
             w = (w & !(0xFF << 56)) | ((MAGIC as u64) << 56);
