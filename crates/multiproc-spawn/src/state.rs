@@ -332,7 +332,9 @@ pub(crate) fn install_child(info: Box<Info>, result_fd: RawFd) {
         // OnceLocks (lock-free), never its Mutexes.
         let old = unsafe { &*old };
         if old.pid != pid {
-            for fd in old.private_fds() {
+            // A stale number (closed and reused by another thread of the parent just before
+            // the fork) may now be this child's own result socket: never close that one.
+            for fd in old.private_fds().into_iter().filter(|&fd| fd != result_fd) {
                 // SAFETY: the inherited state is abandoned here (STATE is reset below), so
                 // nothing will use these descriptors through it again.
                 unsafe { sys::close_raw(fd) };
