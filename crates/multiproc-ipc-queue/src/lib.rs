@@ -5,9 +5,15 @@
 //! A queue is a ring of 64-byte slots in an [`Arena`](multiproc_arena::Arena) (the global
 //! one by default) with a state word per slot; producers and consumers in any number of
 //! processes claim records with one compare-and-swap, copy serialised (postcard) bytes in and
-//! out, and sleep on futexes only when they must. Messages larger than half the ring stream
-//! through it while other messages keep flowing. The protocol is documented in the `ring`
-//! module source and checked with loom.
+//! out, and sleep on futexes only when they must. A message larger than half the ring is
+//! *spilled*: its bytes wait in the queue's spill file (an anonymous memory file that lives
+//! as long as the queue's handles, so nothing can leak into `/dev/shm`) and a one-slot
+//! descriptor goes through the ring, so `put` returns without waiting for a consumer and a
+//! producer may exit before anyone reads (no put-then-join deadlock). Only when every spill
+//! entry is taken ([`QueueBuilder::max_spilled`], default 64) or no memory can be had is a
+//! large message streamed through the ring instead, and that `put` waits for a consumer.
+//! The protocols are documented in the `ring`, `spill` and `stream` module sources and
+//! checked with loom.
 //!
 //! - [`Queue`]: `put`/`get` (blocking, `try_`, `_timeout`), `qsize`, `empty`, `full`,
 //!   `close`, iterators; built with [`QueueBuilder`] (`maxsize`, `capacity`).
@@ -42,6 +48,8 @@ mod shm;
 #[cfg(not(multiproc_loom))]
 mod simple;
 #[doc(hidden)]
+pub mod spill;
+#[doc(hidden)]
 pub mod stream;
 #[cfg(not(multiproc_loom))]
 mod sys;
@@ -50,6 +58,9 @@ mod sys;
 pub use crate::error::{Error, ErrorKind, GetError, PutError, Result};
 #[cfg(not(multiproc_loom))]
 pub use crate::joinable::JoinableQueue;
+#[cfg(not(multiproc_loom))]
+#[doc(hidden)]
+pub use crate::queue::pause_after_spill_claim;
 #[cfg(not(multiproc_loom))]
 pub use crate::queue::{Iter, Queue, QueueBuilder, TryIter, DEFAULT_CAPACITY};
 #[cfg(not(multiproc_loom))]

@@ -2,17 +2,18 @@
 
 use crate::error::{Error, ErrorKind, GetError, PutError, Result};
 use crate::ring::{
-    cnt_of, notify, Block, Refused, Reservation, Ring, Waiter, CNT_MASK, FLAG_STREAM,
+    cnt_of, notify, Block, Refused, Reservation, Ring, Waiter, CNT_MASK, FLAG_SPILL, FLAG_STREAM,
     MAX_LOG_SLOTS, MAX_PARTIES, MIN_LOG_SLOTS, REC_HDR, SLOT_BYTES,
 };
-use crate::shm::{self, ShmMem, MAX_STREAMS};
-use crate::stream;
+use crate::shm::{self, ShmMem, MAX_SPILLS, MAX_STREAMS};
+use crate::{spill, stream};
 use multiproc_arena::sync::atomic::{fence, AtomicU64, Ordering};
 use multiproc_arena::Arena;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,14 +22,21 @@ pub const DEFAULT_CAPACITY: usize = 1 << 20;
 /// Default size of the party table (processes using one queue at once).
 pub(crate) const DEFAULT_MAX_PROCESSES: usize = 1024;
 const DEFAULT_STREAMS: usize = 8;
+/// Default size of the spill table (large messages waiting at once).
+pub(crate) const DEFAULT_SPILLS: usize = 64;
 
 /// A queue shared by processes: any number of producers and consumers, FIFO per producer.
 ///
 /// Python's `multiprocessing.Queue`. Items are serialised with postcard into a ring of slots
 /// in shared memory (an [`Arena`]); the ring's byte capacity and an optional item limit
-/// (`maxsize`) bound it. A message larger than half the ring is streamed through it in
-/// chunks while the consumer that took it reads along (so a `put` of such a message returns
-/// once a consumer has taken most of it; smaller messages never wait for a consumer).
+/// (`maxsize`) bound it. A message larger than half the ring is *spilled*: its bytes go to
+/// the queue's spill file (anonymous shared memory that lives as long as the queue's
+/// handles) and a small descriptor goes through the ring, so `put` of any size returns
+/// without waiting for a consumer, and a producer may exit before anyone reads (no
+/// put-then-join deadlock). Up to [`max_spilled`](QueueBuilder::max_spilled) such messages
+/// (default 64) wait at once; beyond that, or when the memory cannot be had, a large message
+/// is streamed through the ring instead, and that `put` returns only once a consumer has
+/// taken most of it.
 ///
 /// Handles are cheap to clone, are inherited by forked children, and implement serde's
 /// traits inside a handle-transfer context, so a queue can be a spawned child's argument or
@@ -113,6 +121,7 @@ pub struct QueueBuilder<T> {
     capacity: usize,
     max_processes: usize,
     streams: usize,
+    spills: usize,
     _item: PhantomData<fn(T) -> T>,
 }
 
@@ -122,6 +131,7 @@ impl<T> std::fmt::Debug for QueueBuilder<T> {
             .field("maxsize", &self.maxsize)
             .field("capacity", &self.capacity)
             .field("max_processes", &self.max_processes)
+            .field("max_spilled", &self.spills)
             .finish()
     }
 }
@@ -133,6 +143,7 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
             capacity: DEFAULT_CAPACITY,
             max_processes: DEFAULT_MAX_PROCESSES,
             streams: DEFAULT_STREAMS,
+            spills: DEFAULT_SPILLS,
             _item: PhantomData,
         }
     }
@@ -145,9 +156,21 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
     }
 
     /// Bytes of payload the ring holds (rounded up to a power of two, 16 KiB ..= 32 MiB;
-    /// default 1 MiB). Messages larger than half of it are streamed.
+    /// default 1 MiB). Messages larger than half of it are spilled (see
+    /// [`max_spilled`](Self::max_spilled)).
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes;
+        self
+    }
+
+    /// Most messages larger than half the ring that may wait in the queue at once (default
+    /// 64, at most 1024). Each waits in the queue's spill file, whose memory is given back
+    /// as soon as the message is taken; a `put` of such a message returns at once. When all
+    /// are taken (or the memory cannot be had, or a message exceeds 64 GiB) a large message
+    /// is streamed through the ring instead: that `put` waits for a consumer to take it.
+    /// 0 streams every large message.
+    pub fn max_spilled(mut self, n: usize) -> Self {
+        self.spills = n.min(MAX_SPILLS);
         self
     }
 
@@ -172,6 +195,7 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
             log,
             self.max_processes,
             self.streams.min(MAX_STREAMS),
+            self.spills,
             self.maxsize as u64,
             type_tag::<T>(),
         )?;
@@ -298,6 +322,96 @@ impl postcard::ser_flavors::Flavor for StreamFlavor<'_, '_> {
     }
 }
 
+/// A postcard output that writes into a spill entry's region of the spill file, in batches.
+struct SpillFlavor<'a> {
+    ring: &'a Ring<ShmMem>,
+    e: usize,
+    base: u64,
+    off: u64,
+    buf: Vec<u8>,
+    /// Why the file refused bytes (out of memory...), for the caller.
+    failed: Option<std::io::Error>,
+}
+
+impl SpillFlavor<'_> {
+    fn send(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let end = self.off + data.len() as u64;
+        if end > spill::MAX_SPILL {
+            self.failed = Some(std::io::Error::other("message too large to spill"));
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        spill::will_write(self.ring, self.e, end);
+        self.ring.mem.spill_write(self.base + self.off, data).map_err(|e| {
+            self.failed = Some(e);
+            postcard::Error::SerializeBufferFull
+        })?;
+        self.off = end;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> postcard::Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.send(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        r
+    }
+}
+
+impl postcard::ser_flavors::Flavor for SpillFlavor<'_> {
+    type Output = u64;
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.buf.len() + data.len() > self.buf.capacity()
+            || data.len() >= self.buf.capacity() / 2
+        {
+            self.flush()?;
+        }
+        if data.len() >= self.buf.capacity() / 2 {
+            self.send(data)?;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(())
+    }
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.try_extend(&[data])
+    }
+    fn finalize(mut self) -> postcard::Result<u64> {
+        self.flush()?;
+        Ok(self.off)
+    }
+}
+
+/// A spill entry the producer holds: given back unless published.
+struct SpillHold<'a> {
+    ring: &'a Ring<ShmMem>,
+    me: u32,
+    e: usize,
+    gen: u32,
+    armed: bool,
+}
+
+impl Drop for SpillHold<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            spill::abandon(self.ring, self.me, self.e, self.gen);
+        }
+    }
+}
+
+/// Test support: see [`pause_after_spill_claim`].
+static PAUSE_AFTER_SPILL_CLAIM: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Test support (not API): from now on, a `get` in this process that takes a spilled
+/// message's descriptor stops there for ever, holding it (a test then kills the process).
+#[doc(hidden)]
+pub fn pause_after_spill_claim() {
+    PAUSE_AFTER_SPILL_CLAIM.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -343,8 +457,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.put_with(value, Block::Forever)
     }
 
-    /// Puts `value` if there is room now (Python's `put_nowait`). A message larger than
-    /// half the ring cannot be put without waiting for a consumer: it is refused as `Full`.
+    /// Puts `value` if there is room now (Python's `put_nowait`). A message that has to be
+    /// streamed (see [`Queue`]) cannot be put without waiting for a consumer: it is refused
+    /// as `Full`.
     pub fn try_put(&self, value: T) -> Result<(), PutError<T>> {
         self.put_with(value, Block::No)
     }
@@ -374,7 +489,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Serialises `value` straight into the ring: a size pass first (so a value that does
     /// not serialise leaves the queue untouched), then one slot from the stack, a record
-    /// written in place, or a stream.
+    /// written in place, a spilled message, or a stream.
     fn put_bytes(&self, value: &T, me: u32, block: Block) -> Result<(), Fail> {
         let ring = &self.inner.ring;
         let size = postcard::serialize_with_flavor(value, SizeFlavor(0))
@@ -411,6 +526,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Err(e) => Err(Fail::Encode(Error::encode(e))),
             }
         } else {
+            if self.put_spilled(value, size as u64, me, block)? {
+                return Ok(());
+            }
             let mut tx = stream::Sender::open(ring, me, size as u64, block)?;
             let mut failed = None;
             let flavor = StreamFlavor {
@@ -427,6 +545,73 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 }),
             }
         }
+    }
+
+    /// Spills `value` (`size` serialised bytes) into the spill file and puts its descriptor.
+    /// `Ok(false)`: no spill entry or no memory: stream it instead.
+    fn put_spilled(&self, value: &T, size: u64, me: u32, block: Block) -> Result<bool, Fail> {
+        let ring = &self.inner.ring;
+        if size > spill::MAX_SPILL {
+            return Ok(false);
+        }
+        if block == Block::No && ring.is_full() {
+            return Err(Fail::Ring(Refused::WouldBlock)); // do not copy for nothing
+        }
+        let Some((e, gen)) = spill::acquire(ring, me) else { return Ok(false) };
+        let mut hold = SpillHold { ring, me, e, gen, armed: true };
+        let flavor = SpillFlavor {
+            ring,
+            e,
+            base: spill::region(e),
+            off: 0,
+            buf: Vec::with_capacity(256 << 10),
+            failed: None,
+        };
+        match postcard::serialize_with_flavor(value, flavor) {
+            Ok(n) if n == size => {}
+            Ok(_) => {
+                return Err(Fail::Encode(Error::new(
+                    ErrorKind::Encode,
+                    "the item serialised to different sizes",
+                )))
+            }
+            // No memory for the bytes (the entry is given back): stream them.
+            Err(postcard::Error::SerializeBufferFull) => return Ok(false),
+            Err(err) => return Err(Fail::Encode(Error::encode(err))),
+        }
+        let mut res = ring.reserve(me, 1, block)?;
+        let mut slot = [0u8; SLOT_BYTES];
+        slot[..spill::DESC_BYTES].copy_from_slice(&spill::descriptor(e, gen, size));
+        res.write_slot(&slot);
+        if !spill::publish(ring, me, e, gen, res.pos) {
+            // Never expected (only a party that saw us dead takes our entry): drop it all.
+            return Err(Fail::Encode(Error::new(ErrorKind::Encode, "spill entry lost")));
+        }
+        hold.armed = false;
+        res.commit();
+        Ok(true)
+    }
+
+    /// Reads the spilled message (entry `e`, generation `gen`, `total` bytes) into `buf` and
+    /// frees its entry. The caller holds its descriptor record.
+    fn recv_spilled(&self, me: u32, desc: (usize, u32, u64), buf: &mut Vec<u8>) -> Option<Error> {
+        let ring = &self.inner.ring;
+        let (e, gen, total) = desc;
+        if !spill::is_queued(ring, e, gen) {
+            return Some(Error::new(ErrorKind::Decode, "the spilled message is gone"));
+        }
+        buf.clear();
+        let err = match usize::try_from(total).ok().filter(|&t| buf.try_reserve_exact(t).is_ok()) {
+            None => Some(Error::kind_only(ErrorKind::OutOfMemory)),
+            Some(t) => {
+                buf.resize(t, 0);
+                ring.mem.spill_read(spill::region(e), buf).err().map(|io| {
+                    Error::new(ErrorKind::OutOfMemory, format!("reading a spilled message: {io}"))
+                })
+            }
+        };
+        spill::consumed(ring, me, e, gen);
+        err
     }
 
     /// Takes the next item, waiting while the queue is empty.
@@ -465,12 +650,38 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 Some(v) => hdr[..REC_HDR].copy_from_slice(v),
                 None => claim.read(0, &mut hdr[..REC_HDR]),
             }
-            if hdr[4] & FLAG_STREAM as u8 != 0 {
+            if hdr[4] & (FLAG_STREAM | FLAG_SPILL) as u8 != 0 {
                 claim.read(0, &mut hdr);
             }
             let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) as usize;
             let flags = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
             let h = ring.header();
+            if flags & FLAG_SPILL != 0 {
+                let Some(desc) = spill::parse(&hdr) else { continue };
+                if PAUSE_AFTER_SPILL_CLAIM.load(std::sync::atomic::Ordering::Relaxed) {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(1)); // to be killed here
+                    }
+                }
+                let mut buf = BUF
+                    .with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+                    .unwrap_or_default();
+                let failed = self.recv_spilled(me, desc, &mut buf);
+                drop(claim);
+                let out = match failed {
+                    None => postcard::from_bytes::<T>(&buf).map_err(Error::decode),
+                    Some(e) => Err(e),
+                };
+                if buf.capacity() <= KEEP_BUF {
+                    buf.clear();
+                    BUF.with(|b| {
+                        if let Ok(mut b) = b.try_borrow_mut() {
+                            *b = buf;
+                        }
+                    });
+                }
+                return out.map_err(|e| self.undelivered(e));
+            }
             if flags & FLAG_STREAM != 0 {
                 let Some(desc) = stream::parse(&hdr) else { continue };
                 let mut buf = BUF
@@ -575,6 +786,26 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.inner.ring.header().discarded.load(Ordering::Relaxed)
     }
 
+    /// Spilled messages held (taken or not), the bytes the spill table accounts for them,
+    /// and the bytes of memory the spill file holds (tests and diagnostics).
+    #[doc(hidden)]
+    pub fn spill_usage(&self) -> (usize, u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let ring = &self.inner.ring;
+        let (n, bytes) = spill::held(ring);
+        let file = ring.mem.spill_file().metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+        (n, bytes, file)
+    }
+
+    /// Frees the spill entries of dead parties and of dropped messages now (normally done
+    /// when a producer finds no free entry).
+    #[doc(hidden)]
+    pub fn reclaim_spilled(&self) {
+        if let Ok(me) = self.inner.party() {
+            spill::reclaim_dead(&self.inner.ring, me);
+        }
+    }
+
     /// A blocking iterator: yields items until the queue is closed and drained. Messages
     /// that do not deserialise are skipped (use [`get`](Self::get) to see them).
     pub fn iter(&self) -> Iter<'_, T> {
@@ -666,6 +897,8 @@ struct Wire {
     arena: Arena,
     ctrl: u64,
     tag: u64,
+    /// Index of the spill file's descriptor in the transfer.
+    spill: u32,
 }
 
 impl<T> Serialize for Queue<T> {
@@ -678,9 +911,11 @@ impl<T> Serialize for Queue<T> {
         }
         let r = &self.inner.ring;
         let tag = r.header().type_tag.load(Ordering::Relaxed);
+        let spill = multiproc_arena::transfer::push_fd(r.mem.spill_file().as_fd())
+            .map_err(multiproc_arena::transfer::ser_error)?;
         // The receiver adopts this reference.
         r.header().refs.fetch_add(1, Ordering::Relaxed);
-        Wire { arena: r.mem.arena().clone(), ctrl: r.mem.ctrl_offset(), tag }.serialize(s)
+        Wire { arena: r.mem.arena().clone(), ctrl: r.mem.ctrl_offset(), tag, spill }.serialize(s)
     }
 }
 
@@ -693,7 +928,9 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
                 "the queue's item type differs from the sender's",
             )));
         }
-        let mem = ShmMem::open(w.arena, w.ctrl, w.tag).map_err(serde::de::Error::custom)?;
+        let spill = multiproc_arena::transfer::take_fd(w.spill)
+            .map_err(multiproc_arena::transfer::de_error)?;
+        let mem = ShmMem::open(w.arena, w.ctrl, w.tag, spill).map_err(serde::de::Error::custom)?;
         Ok(Queue { inner: Arc::new(Inner::new(mem)), _item: PhantomData })
     }
 }

@@ -9,7 +9,8 @@
 //! one contiguous data area, so a *record* of `span` consecutive slots is one contiguous byte
 //! range (two at the ring's end). A message is one record: an 8-byte record header
 //! (`len: u32`, `flags: u32`) then the serialised bytes. Messages that need more than half
-//! the ring are *streamed* (see [`stream`](crate::stream)) through a window record.
+//! the ring are *spilled* (see [`spill`](crate::spill): a one-slot descriptor record) or, as a
+//! fallback, *streamed* (see [`stream`](crate::stream)) through a window record.
 //!
 //! Positions are 40-bit counters (`tail` for producers, `head` for consumers); position `p`
 //! lives in slot `p mod n`, on lap `p / n`. The `tail`/`head` words also carry a 24-bit count
@@ -90,6 +91,8 @@ pub const SLOT_BYTES: usize = 64;
 pub const REC_HDR: usize = 8;
 /// Record flag: the record is a stream window.
 pub const FLAG_STREAM: u32 = 1;
+/// Record flag: the record is the descriptor of a spilled message (see [`spill`](crate::spill)).
+pub const FLAG_SPILL: u32 = 2;
 /// Smallest ring: 2^8 slots (so a lap number always fits in 32 bits).
 #[cfg(not(multiproc_loom))]
 pub const MIN_LOG_SLOTS: u32 = 8;
@@ -208,7 +211,9 @@ pub struct Header {
     pub refs: AtomicU64,
     /// Arena offset of the data area.
     pub data_off: AtomicU64,
-    _pad0: [u64; 1],
+    /// Entries in the spill table.
+    pub n_spills: AtomicU32,
+    _pad0: u32,
     /// Producers' position and record count.
     pub tail: AtomicU64,
     _pad1: [u64; 7],
@@ -234,11 +239,12 @@ pub struct Header {
 }
 
 /// `magic` of an initialised queue header.
-pub const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE1");
+pub const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE2");
 
 #[cfg(not(multiproc_loom))]
 mod layout {
     use super::{Header, Party, StreamEntry};
+    use crate::spill::SpillEntry;
     use static_assertions::{assert_eq_align, const_assert_eq};
     use std::mem::{offset_of, size_of};
     assert_eq_align!(Header, u64);
@@ -250,6 +256,7 @@ mod layout {
     const_assert_eq!(offset_of!(Header, done), 320);
     const_assert_eq!(size_of::<Party>(), 16);
     const_assert_eq!(size_of::<StreamEntry>(), 64);
+    const_assert_eq!(size_of::<SpillEntry>(), 32);
 }
 
 impl std::fmt::Debug for Header {
@@ -271,7 +278,8 @@ impl Header {
             maxsize: AtomicU64::new(maxsize),
             refs: AtomicU64::new(1),
             data_off: AtomicU64::new(0),
-            _pad0: [0; 1],
+            n_spills: AtomicU32::new(0),
+            _pad0: 0,
             tail: AtomicU64::new(0),
             _pad1: [0; 7],
             head: AtomicU64::new(0),
@@ -381,6 +389,13 @@ pub trait Mem {
     fn parties(&self) -> &[Party];
     /// The stream table.
     fn streams(&self) -> &[StreamEntry];
+    /// The spill table (none by default: big messages are streamed).
+    fn spills(&self) -> &[crate::spill::SpillEntry] {
+        &[]
+    }
+    /// Gives back the memory of spill entry `e`'s region (its first `len` bytes at least);
+    /// called only by the entry's exclusive owner.
+    fn spill_discard(&self, _e: usize, _len: u64) {}
     /// Copies `src` into the data area at byte `off`.
     ///
     /// # Safety
@@ -719,7 +734,7 @@ impl<M: Mem> Ring<M> {
 
     /// `a - b` of two laps, signed.
     #[inline]
-    fn lap_diff(&self, a: u32, b: u32) -> i64 {
+    pub(crate) fn lap_diff(&self, a: u32, b: u32) -> i64 {
         let m = self.lap_mask;
         let d = (a as u64).wrapping_sub(b as u64) & m;
         if d > m / 2 {
@@ -1247,6 +1262,7 @@ impl<M: Mem> Ring<M> {
                 {
                     let pos = self.pos_at(lap_of(s), i);
                     self.help_head(pos, span_of(s));
+                    crate::spill::drop_at(self, me, pos);
                     self.release(me, pos, span_of(s), mine, false);
                 }
             }
@@ -1265,6 +1281,10 @@ impl<M: Mem> Ring<M> {
         // SAFETY: we own the record (stolen with a CAS); its header was written before the
         // producer committed it (or it is a SKIP, whose bytes we only parse).
         unsafe { self.copy_out(self.byte_of(pos), &mut hdr) };
+        if crate::spill::parse(&hdr).is_some() {
+            crate::spill::on_stolen(self, me, &hdr);
+            return false;
+        }
         crate::stream::on_stolen(self, me, pos, span, word, &hdr)
     }
 
@@ -1396,6 +1416,9 @@ impl<'a, M: Mem> Claim<'a, M> {
 
 impl<M: Mem> Drop for Claim<'_, M> {
     fn drop(&mut self) {
+        if self.discard {
+            crate::spill::drop_at(self.ring, self.me, self.pos);
+        }
         // A SKIP record may have continuation slots its dead producer never prepared.
         self.ring.release(self.me, self.pos, self.span, self.word, !self.discard);
     }

@@ -1,26 +1,42 @@
-//! The real memory of a queue: a control block (header, party table, stream table, slot
-//! words) and a data block in an [`Arena`], and the party table's registration.
+//! The real memory of a queue: a control block (header, party table, stream table, spill
+//! table, slot words) and a data block in an [`Arena`], the spill file (a memfd), and the
+//! party table's registration.
 
 use crate::error::{Error, ErrorKind};
 use crate::ring::{
     party_of, state_of, Header, Mem, Party, Ring, StreamEntry, DISCARDING, MAGIC, MAX_LOG_SLOTS,
     MAX_PARTIES, MIN_LOG_SLOTS, PARTY_CLAIMING, PARTY_READY, READING, SLOT_BYTES, WRITING,
 };
-use multiproc_arena::sync::atomic::{AtomicU64, Ordering};
+use crate::spill::SpillEntry;
+use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use multiproc_arena::{Arena, Offset, ProcessId};
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 
 /// Most stream entries.
 pub(crate) const MAX_STREAMS: usize = 64;
+/// Most spill entries.
+pub(crate) const MAX_SPILLS: usize = 1024;
 
 const HEADER: usize = std::mem::size_of::<Header>();
 
-/// Byte layout of a control block: (parties, streams, slots, total).
-fn ctrl_layout(n_slots: usize, n_parties: usize, n_streams: usize) -> (usize, usize, usize, usize) {
+/// Byte layout of a control block.
+struct Layout {
+    parties: usize,
+    streams: usize,
+    spills: usize,
+    slots: usize,
+    total: usize,
+}
+
+fn ctrl_layout(n_slots: usize, n_parties: usize, n_streams: usize, n_spills: usize) -> Layout {
     let parties = HEADER;
     let streams = (parties + n_parties * std::mem::size_of::<Party>()).next_multiple_of(64);
-    let slots = (streams + n_streams * std::mem::size_of::<StreamEntry>()).next_multiple_of(64);
-    (parties, streams, slots, slots + n_slots * 8)
+    let spills = (streams + n_streams * std::mem::size_of::<StreamEntry>()).next_multiple_of(64);
+    let slots = (spills + n_spills * std::mem::size_of::<SpillEntry>()).next_multiple_of(64);
+    Layout { parties, streams, spills, slots, total: slots + n_slots * 8 }
 }
 
 /// A queue's memory in an arena.
@@ -33,10 +49,14 @@ pub(crate) struct ShmMem {
     n_slots: usize,
     n_parties: usize,
     n_streams: usize,
+    n_spills: usize,
     parties_at: usize,
     streams_at: usize,
+    spills_at: usize,
     slots_at: usize,
     ctrl_size: usize,
+    /// The spill file (see [`spill`](crate::spill)).
+    spill: File,
 }
 
 // SAFETY: the pointers are into a shared mapping kept alive by `arena`; all shared state
@@ -52,14 +72,24 @@ impl ShmMem {
         log_slots: u32,
         n_parties: usize,
         n_streams: usize,
+        n_spills: usize,
         maxsize: u64,
         tag: u64,
     ) -> Result<ShmMem, Error> {
         assert!((MIN_LOG_SLOTS..=MAX_LOG_SLOTS).contains(&log_slots));
         assert!((1..=MAX_PARTIES).contains(&n_parties) && (1..=MAX_STREAMS).contains(&n_streams));
+        assert!(n_spills <= MAX_SPILLS);
         let n_slots = 1usize << log_slots;
-        let (parties_at, streams_at, slots_at, ctrl_size) =
-            ctrl_layout(n_slots, n_parties, n_streams);
+        let Layout {
+            parties: parties_at,
+            streams: streams_at,
+            spills: spills_at,
+            slots: slots_at,
+            total: ctrl_size,
+        } = ctrl_layout(n_slots, n_parties, n_streams, n_spills);
+        let spill = File::from(crate::sys::memfd("multiproc-queue-spill").map_err(|e| {
+            Error::new(ErrorKind::Arena, format!("creating the queue's spill file: {e}"))
+        })?);
         let data_size = n_slots * SLOT_BYTES;
         let ctrl_off = arena.alloc_raw(ctrl_size, 64).map_err(Error::arena)?;
         let data_off = match arena.alloc_raw(data_size, 4096) {
@@ -77,12 +107,16 @@ impl ShmMem {
         unsafe {
             let mut h = Header::new(log_slots, n_parties as u32, n_streams as u32, maxsize, tag);
             h.data_off = AtomicU64::new(data_off.raw());
+            h.n_spills = AtomicU32::new(n_spills as u32);
             ctrl.cast::<Header>().write(h);
             for i in 0..n_parties {
                 ctrl.add(parties_at).cast::<Party>().add(i).write(Party::new());
             }
             for i in 0..n_streams {
                 ctrl.add(streams_at).cast::<StreamEntry>().add(i).write(StreamEntry::new());
+            }
+            for i in 0..n_spills {
+                ctrl.add(spills_at).cast::<SpillEntry>().add(i).write(SpillEntry::new());
             }
             for i in 0..n_slots {
                 // EMPTY on lap 0.
@@ -100,15 +134,23 @@ impl ShmMem {
             n_slots,
             n_parties,
             n_streams,
+            n_spills,
             parties_at,
             streams_at,
+            spills_at,
             slots_at,
             ctrl_size,
+            spill,
         })
     }
 
     /// Maps a queue received from another process, checking every claim.
-    pub(crate) fn open(arena: Arena, ctrl_off: u64, tag: u64) -> Result<ShmMem, Error> {
+    pub(crate) fn open(
+        arena: Arena,
+        ctrl_off: u64,
+        tag: u64,
+        spill: OwnedFd,
+    ) -> Result<ShmMem, Error> {
         let bad = |why: &str| Error::new(ErrorKind::InvalidHandle, why);
         let ctrl_off = Offset::from_raw(ctrl_off);
         if ctrl_off.raw() % 64 != 0 {
@@ -128,15 +170,22 @@ impl ShmMem {
         let log_slots = h.log_slots.load(Ordering::Relaxed);
         let n_parties = h.n_parties.load(Ordering::Relaxed) as usize;
         let n_streams = h.n_streams.load(Ordering::Relaxed) as usize;
+        let n_spills = h.n_spills.load(Ordering::Relaxed) as usize;
         if !(MIN_LOG_SLOTS..=MAX_LOG_SLOTS).contains(&log_slots)
             || !(1..=MAX_PARTIES).contains(&n_parties)
             || !(1..=MAX_STREAMS).contains(&n_streams)
+            || n_spills > MAX_SPILLS
         {
             return Err(bad("corrupt queue header"));
         }
         let n_slots = 1usize << log_slots;
-        let (parties_at, streams_at, slots_at, ctrl_size) =
-            ctrl_layout(n_slots, n_parties, n_streams);
+        let Layout {
+            parties: parties_at,
+            streams: streams_at,
+            spills: spills_at,
+            slots: slots_at,
+            total: ctrl_size,
+        } = ctrl_layout(n_slots, n_parties, n_streams, n_spills);
         arena.ptr(ctrl_off, ctrl_size).ok_or_else(|| bad("queue control block out of bounds"))?;
         let data_off = Offset::from_raw(h.data_off.load(Ordering::Relaxed));
         let data = arena
@@ -154,11 +203,29 @@ impl ShmMem {
             n_slots,
             n_parties,
             n_streams,
+            n_spills,
             parties_at,
             streams_at,
+            spills_at,
             slots_at,
             ctrl_size,
+            spill: File::from(spill),
         })
+    }
+
+    /// The spill file.
+    pub(crate) fn spill_file(&self) -> &File {
+        &self.spill
+    }
+
+    /// Writes `data` at `off` of the spill file.
+    pub(crate) fn spill_write(&self, off: u64, data: &[u8]) -> std::io::Result<()> {
+        self.spill.write_all_at(data, off)
+    }
+
+    /// Reads `dst.len()` bytes at `off` of the spill file.
+    pub(crate) fn spill_read(&self, off: u64, dst: &mut [u8]) -> std::io::Result<()> {
+        self.spill.read_exact_at(dst, off)
     }
 
     pub(crate) fn arena(&self) -> &Arena {
@@ -249,6 +316,17 @@ impl Mem for ShmMem {
         Some(unsafe { std::slice::from_raw_parts(self.data.as_ptr().add(off), len) })
     }
 
+    fn spills(&self) -> &[SpillEntry] {
+        // SAFETY: `n_spills` initialised entries (atomics) at `spills_at`, 64-aligned.
+        unsafe {
+            std::slice::from_raw_parts(self.ctrl.as_ptr().add(self.spills_at).cast(), self.n_spills)
+        }
+    }
+
+    fn spill_discard(&self, e: usize, len: u64) {
+        crate::sys::punch_hole(self.spill.as_fd(), crate::spill::region(e), len);
+    }
+
     fn alive(&self, party: u32) -> bool {
         let Some(p) = self.parties().get(party as usize) else { return false };
         let id = p.id.load(Ordering::Acquire);
@@ -306,6 +384,8 @@ pub(crate) fn register(ring: &Ring<ShmMem>) -> Result<u32, Error> {
             false
         };
         if dead && !referenced(ring, i as u32) && take(i, id) {
+            // Spill entries the dead process held still name this index: ours to free now.
+            crate::spill::adopt_orphans(ring, i as u32);
             return Ok(i as u32);
         }
     }

@@ -1,4 +1,5 @@
-//! Every raw system call of this crate: one `pthread_atfork` registration.
+//! Every raw system call of this crate: a `pthread_atfork` registration and the spill file's
+//! `memfd_create` and `fallocate` (punch).
 #![allow(clippy::disallowed_methods)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,4 +23,38 @@ pub(crate) fn fork_epoch() -> u64 {
         assert_eq!(rc, 0, "pthread_atfork failed");
     });
     EPOCH.load(Ordering::Relaxed)
+}
+
+/// A new anonymous memory file (close-on-exec; inherited by fork, passed to others by hand).
+pub(crate) fn memfd(name: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: `cname` is a valid NUL-terminated string that outlives the call; the flag is
+    // valid for memfd_create.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Gives back the pages of `[off, off + len)` of a memory file (punches a hole; the size
+/// stays). Best effort: an error leaves the pages in place.
+pub(crate) fn punch_hole(fd: std::os::fd::BorrowedFd<'_>, off: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return;
+    }
+    let len = len.next_multiple_of(4096);
+    // SAFETY: plain system call on a descriptor we borrow; no memory is passed.
+    let _ = unsafe {
+        libc::fallocate(
+            fd.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off as libc::off_t,
+            len as libc::off_t,
+        )
+    };
 }

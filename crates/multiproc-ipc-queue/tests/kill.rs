@@ -1,5 +1,6 @@
 //! Kill loop: producers and consumers are SIGKILLed at random instants and restarted while
-//! 4 producers send sequence-numbered, checksummed messages of mixed sizes (some streamed).
+//! 4 producers send sequence-numbered, checksummed messages of mixed sizes (some spilled,
+//! some streamed once the two spill entries are taken).
 //! Afterwards: no corrupted message, no duplicate, order kept per producer, losses only of
 //! messages a killed consumer had taken, and the queue still works.
 //!
@@ -97,7 +98,7 @@ fn size_of_msg(inc: u32, seq: u32) -> usize {
     match r % 100 {
         0..=69 => (r >> 8) as usize % 64,               // one slot
         70..=95 => 1000 + (r >> 8) as usize % 8000,     // several slots
-        _ => RING / 2 + (r >> 8) as usize % (2 * RING), // streamed
+        _ => RING / 2 + (r >> 8) as usize % (2 * RING), // spilled or streamed
     }
 }
 
@@ -155,7 +156,9 @@ fn consumer(q: &Queue<Msg>, book: &Book) -> i32 {
 }
 
 fn run_kill_loop(secs: f64) {
-    let q: Queue<Msg> = Queue::builder().capacity(RING).max_processes(16).build().unwrap();
+    // Two spill entries: large messages are spilled while one is free, streamed otherwise.
+    let q: Queue<Msg> =
+        Queue::builder().capacity(RING).max_processes(16).max_spilled(2).build().unwrap();
     let book = Book {
         ctl: Array::from_fn(8, |_| AtomicU64::new(0)).unwrap(),
         acked: Array::from_fn(MAX_INC, |_| AtomicU64::new(0)).unwrap(),
@@ -230,8 +233,8 @@ fn run_kill_loop(secs: f64) {
         lost <= consumer_kills,
         "{lost} acknowledged messages lost, but only {consumer_kills} consumers were killed"
     );
-    // Still usable, and empty; a streamed message (larger than half the ring) needs a
-    // consumer reading while it is put.
+    // Still usable, and empty; a large message is spilled (or streamed: then its put needs
+    // a consumer reading).
     assert_eq!(q.qsize(), 0);
     q.put(Msg { inc: 0, seq: 0, payload: Bytes(vec![1; 20_000]), sum: 0 }).unwrap();
     assert_eq!(q.get().unwrap().payload.0.len(), 20_000);
@@ -245,6 +248,9 @@ fn run_kill_loop(secs: f64) {
         });
         assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap().payload.0.len(), 200_000);
     });
+    // Every spill entry a killed process held is given back.
+    q.reclaim_spilled();
+    assert_eq!(q.spill_usage(), (0, 0, 0), "spill entries, accounted bytes, file bytes");
 }
 
 #[test]

@@ -354,16 +354,17 @@ fn transferred_handle_keeps_queue_alive() {
     assert_eq!(arena.used(), used0, "the last handle frees the queue");
 }
 
-/// Mixed message sizes — tiny, medium, and several MiB (streamed through a 64 KiB ring) —
-/// from three producer processes, taken by two consumer processes: every message arrives
-/// whole and in order per producer.
+/// Mixed message sizes — tiny, medium, and several MiB (spilled past a 64 KiB ring while a
+/// spill entry is free, streamed through it otherwise) — from three producer processes,
+/// taken by two consumer processes: every message arrives whole and in order per producer.
 #[test]
 fn big_and_small_messages_from_several_producers() {
-    let q: Queue<(u32, u32, Vec<u64>)> = Queue::builder().capacity(64 << 10).build().unwrap();
+    let q: Queue<(u32, u32, Vec<u64>)> =
+        Queue::builder().capacity(64 << 10).max_spilled(1).build().unwrap();
     let results: Queue<(u32, u32)> = Queue::builder().capacity(1 << 20).build().unwrap();
     let sizes = |p: u32, i: u32| -> usize {
         match (p + i) % 7 {
-            0 => 300_000 + (i as usize * 1000), // ~2.4 MiB of u64s: streamed
+            0 => 300_000 + (i as usize * 1000), // ~2.4 MiB of u64s: spilled or streamed
             1 | 2 => 1000 + i as usize,         // ~8 KiB
             _ => (i % 5) as usize,              // tiny
         }
@@ -431,18 +432,18 @@ fn big_and_small_messages_from_several_producers() {
     assert_eq!(got, want);
 }
 
-/// A producer that puts a message several times larger than the ring and then exits is
-/// not stuck as long as a consumer reads; and `put` of many ring-sized messages followed by
-/// the producer's exit (Python's put-then-join) works: anything up to half the ring is
-/// buffered, so the producer exits before anyone reads.
+/// Python's put-then-join: a producer puts and exits before anyone reads, whatever the
+/// message size (up to half the ring it sits in the ring; above, it is spilled). The
+/// parent joins first, then gets (CPython deadlocks here above the pipe's 64 KiB).
 #[test]
 fn put_then_join_does_not_deadlock() {
-    let q: Queue<Vec<u8>> = Queue::builder().capacity(1 << 20).build().unwrap();
+    let q: Queue<Vec<u8>> = Queue::builder().capacity(64 << 10).build().unwrap();
     let mut c = fork(|| {
-        q.put(vec![7u8; 100_000]).unwrap(); // ~100 KB of serialised bytes, buffered
+        q.put(vec![7u8; 20_000]).unwrap(); // in the ring
+        q.put(vec![8u8; 1_000_000]).unwrap(); // spilled
         0
     });
-    // Join first, then get (CPython deadlocks here for messages above the pipe's 64 KiB).
     assert_eq!(c.wait_timeout(T), Some(multiproc_arena::testing::Exit::Code(0)));
-    assert_eq!(q.get_timeout(T).unwrap().len(), 100_000);
+    assert_eq!(q.get_timeout(T).unwrap(), vec![7u8; 20_000]);
+    assert_eq!(q.get_timeout(T).unwrap(), vec![8u8; 1_000_000]);
 }

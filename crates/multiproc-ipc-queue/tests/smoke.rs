@@ -70,7 +70,8 @@ fn maxsize_full_and_timeouts() {
 
 #[test]
 fn big_message_streams_through_small_ring() {
-    let q: Queue<Vec<u8>> = Queue::builder().capacity(16 << 10).build().unwrap();
+    // No spill entries: every large message is streamed.
+    let q: Queue<Vec<u8>> = Queue::builder().capacity(16 << 10).max_spilled(0).build().unwrap();
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7) as u8).collect();
     std::thread::scope(|s| {
         let q2 = q.clone();
