@@ -30,7 +30,6 @@ use multiproc_arena::transfer;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const REQUEST: [u8; 4] = *b"MPFQ";
@@ -64,7 +63,7 @@ impl Server {
 
     /// Kills and reaps the server (it is this process's child).
     fn shutdown(self, st: &ProcState) {
-        st.forkserver_fd.store(-1, Ordering::Release);
+        st.set_forkserver_fd(None);
         let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
         let _ = sys::waitid_pidfd(self.pidfd.as_fd(), false);
     }
@@ -132,7 +131,7 @@ fn start_server(st: &ProcState) -> Result<Server> {
     drop((srv_fd, life_fd));
     let pidfd = sys::pidfd_open(pid).map_err(io("pidfd_open"))?;
     user.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io("SO_RCVTIMEO"))?;
-    st.forkserver_fd.store(user.as_raw_fd(), Ordering::Release);
+    st.set_forkserver_fd(Some(user.as_raw_fd()));
     Ok(Server { pid, pidfd, control: user })
 }
 

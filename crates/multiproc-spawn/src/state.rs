@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,26 @@ pub(crate) struct Lifeline {
     pub(crate) read: OwnedFd,
     #[allow(dead_code)] // held open for the life of the process; its closing is the signal
     write: OwnedFd,
+    /// Identities of `read` and `write` (see [`FileId`]).
+    ids: [FileId; 2],
+}
+
+/// The identity of an open file: (`st_dev`, `st_ino`).
+///
+/// A forked child must close the copies of this process's private descriptors, but it cannot
+/// trust the numbers alone: `fork` copies the descriptor table *before* the memory, so another
+/// thread of the parent may create (or close) a private descriptor and record it in memory
+/// between the two copies. The child then sees a number it never inherited (closing it would
+/// fail, and the number may soon name one of the child's own files). Recording the identity
+/// beside the number lets the child close exactly the copies it holds.
+pub(crate) type FileId = (u64, u64);
+
+/// A private socket pair with the identities of both ends.
+#[derive(Debug)]
+struct WakePair {
+    r: UnixStream,
+    w: UnixStream,
+    ids: [FileId; 2],
 }
 
 /// A child whose handle was dropped before it was reaped.
@@ -82,8 +102,13 @@ pub(crate) struct Orphan {
 #[derive(Debug, Default)]
 struct Reaper {
     pending: Mutex<Vec<Orphan>>,
-    wake: OnceLock<(UnixStream, UnixStream)>,
+    wake: OnceLock<WakePair>,
     started: AtomicBool,
+}
+
+/// The identity of a descriptor this process just created.
+fn id_of(fd: RawFd) -> std::io::Result<FileId> {
+    sys::file_id(fd).ok_or_else(std::io::Error::last_os_error)
 }
 
 /// Everything this crate keeps per process.
@@ -95,10 +120,15 @@ pub(crate) struct ProcState {
     children: Mutex<HashMap<u32, Record>>,
     lifeline: OnceLock<Lifeline>,
     pub(crate) forkserver: Mutex<Option<forkserver::Server>>,
-    /// Raw number of the forkserver control socket (-1: none), to close in forked children.
+    /// Raw number of the forkserver control socket (-1: none), to close in forked children;
+    /// stored after its identity, cleared before it is closed.
     pub(crate) forkserver_fd: AtomicI32,
+    /// Identity of `forkserver_fd` (st_dev, st_ino).
+    forkserver_id: [AtomicU64; 2],
     /// This process's own result socket when it is a child (-1: none).
     pub(crate) result_fd: AtomicI32,
+    /// Identity of `result_fd`.
+    result_id: [AtomicU64; 2],
     reaper: Reaper,
 }
 
@@ -118,27 +148,46 @@ impl ProcState {
             lifeline: OnceLock::new(),
             forkserver: Mutex::new(None),
             forkserver_fd: AtomicI32::new(-1),
+            forkserver_id: [AtomicU64::new(0), AtomicU64::new(0)],
             result_fd: AtomicI32::new(-1),
+            result_id: [AtomicU64::new(0), AtomicU64::new(0)],
             reaper: Reaper::default(),
         }
     }
 
-    /// Descriptors of this state a forked child must not keep.
-    fn private_fds(&self) -> Vec<RawFd> {
+    /// Descriptors of this state a forked child must not keep, with their identities.
+    fn private_fds(&self) -> Vec<(RawFd, FileId)> {
+        let load = |fd: &AtomicI32, id: &[AtomicU64; 2]| {
+            let fd = fd.load(Ordering::Acquire);
+            (fd, (id[0].load(Ordering::Acquire), id[1].load(Ordering::Acquire)))
+        };
         let mut v = vec![
-            self.forkserver_fd.load(Ordering::Acquire),
-            self.result_fd.load(Ordering::Acquire),
+            load(&self.forkserver_fd, &self.forkserver_id),
+            load(&self.result_fd, &self.result_id),
         ];
         if let Some(l) = self.lifeline.get() {
-            v.push(l.read.as_raw_fd());
-            v.push(l.write.as_raw_fd());
+            v.push((l.read.as_raw_fd(), l.ids[0]));
+            v.push((l.write.as_raw_fd(), l.ids[1]));
         }
-        if let Some((r, w)) = self.reaper.wake.get() {
-            v.push(r.as_raw_fd());
-            v.push(w.as_raw_fd());
+        if let Some(p) = self.reaper.wake.get() {
+            v.push((p.r.as_raw_fd(), p.ids[0]));
+            v.push((p.w.as_raw_fd(), p.ids[1]));
         }
-        v.retain(|&fd| fd >= 0);
+        v.retain(|&(fd, _)| fd >= 0);
         v
+    }
+
+    /// Records the forkserver control socket (`None`: there is none any more).
+    pub(crate) fn set_forkserver_fd(&self, fd: Option<RawFd>) {
+        match fd {
+            Some(fd) => {
+                let (dev, ino) = sys::file_id(fd).unwrap_or((0, 0));
+                self.forkserver_id[0].store(dev, Ordering::Release);
+                self.forkserver_id[1].store(ino, Ordering::Release);
+                self.forkserver_fd.store(fd, Ordering::Release);
+            }
+            None => self.forkserver_fd.store(-1, Ordering::Release),
+        }
     }
 
     pub(crate) fn info(&self) -> Info {
@@ -158,7 +207,8 @@ impl ProcState {
             return Ok(l);
         }
         let (read, write) = sys::pipe()?;
-        let _ = self.lifeline.set(Lifeline { read, write });
+        let ids = [id_of(read.as_raw_fd())?, id_of(write.as_raw_fd())?];
+        let _ = self.lifeline.set(Lifeline { read, write, ids });
         Ok(self.lifeline.get().expect("set above"))
     }
 
@@ -191,7 +241,8 @@ impl ProcState {
             None => UnixStream::pair().ok().and_then(|(r, w)| {
                 r.set_nonblocking(true).ok()?;
                 w.set_nonblocking(true).ok()?;
-                let _ = self.reaper.wake.set((r, w));
+                let ids = [id_of(r.as_raw_fd()).ok()?, id_of(w.as_raw_fd()).ok()?];
+                let _ = self.reaper.wake.set(WakePair { r, w, ids });
                 self.reaper.wake.get()
             }),
         };
@@ -204,8 +255,8 @@ impl ProcState {
                 self.reaper.started.store(false, Ordering::Release);
             }
         }
-        if let Some((_, w)) = wake {
-            let _ = (&*w).write(&[1]);
+        if let Some(p) = wake {
+            let _ = (&p.w).write(&[1]);
         }
     }
 
@@ -232,7 +283,7 @@ impl ProcState {
     }
 
     fn reap_loop(&self) {
-        let wake_r = self.reaper.wake.get().map(|(r, _)| r.as_raw_fd());
+        let wake_r = self.reaper.wake.get().map(|p| p.r.as_raw_fd());
         loop {
             let mut fds: Vec<sys::PollFd> = Vec::new();
             if let Some(r) = wake_r {
@@ -247,9 +298,9 @@ impl ProcState {
             let _ = sys::poll(&mut fds, Some(Instant::now() + Duration::from_secs(1)));
             if let (Some(_), Some(first)) = (wake_r, fds.first()) {
                 if sys::ready(first) {
-                    if let Some((r, _)) = self.reaper.wake.get() {
+                    if let Some(p) = self.reaper.wake.get() {
                         let mut buf = [0u8; 64];
-                        while matches!((&*r).read(&mut buf), Ok(n) if n > 0) {}
+                        while matches!((&p.r).read(&mut buf), Ok(n) if n > 0) {}
                     }
                 }
             }
@@ -279,7 +330,12 @@ fn fresh_state(pid: u32) -> ProcState {
         if !info.is_null() {
             // SAFETY: `install_child` stored a leaked Box<Info> for this very process.
             let st = ProcState::new(pid, unsafe { (*info).clone() });
-            st.result_fd.store(CHILD.result_fd.load(Ordering::Acquire), Ordering::Release);
+            let fd = CHILD.result_fd.load(Ordering::Acquire);
+            if let Some((dev, ino)) = sys::file_id(fd) {
+                st.result_id[0].store(dev, Ordering::Release);
+                st.result_id[1].store(ino, Ordering::Release);
+                st.result_fd.store(fd, Ordering::Release);
+            }
             return st;
         }
     }
@@ -332,11 +388,16 @@ pub(crate) fn install_child(info: Box<Info>, result_fd: RawFd) {
         // OnceLocks (lock-free), never its Mutexes.
         let old = unsafe { &*old };
         if old.pid != pid {
-            // A stale number (closed and reused by another thread of the parent just before
-            // the fork) may now be this child's own result socket: never close that one.
-            for fd in old.private_fds().into_iter().filter(|&fd| fd != result_fd) {
-                // SAFETY: the inherited state is abandoned here (STATE is reset below), so
-                // nothing will use these descriptors through it again.
+            // Only the copies this child really holds (see `FileId`): a recorded number
+            // may never have been inherited, or may name something else by now (even this
+            // child's own result socket).
+            for (fd, id) in old.private_fds() {
+                if fd == result_fd || sys::file_id(fd) != Some(id) {
+                    continue;
+                }
+                // SAFETY: `fd` is open in this process and is a copy of the parent's private
+                // file (same identity); the inherited state is abandoned here (STATE is reset
+                // below), so nothing will use it through that state again.
                 unsafe { sys::close_raw(fd) };
             }
             STATE.store(std::ptr::null_mut(), Ordering::Release);

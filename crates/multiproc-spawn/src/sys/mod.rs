@@ -396,6 +396,19 @@ pub(crate) fn ensure_stdio_open() {
     }
 }
 
+/// The identity (`st_dev`, `st_ino`) of the file open on descriptor number `fd`, or `None`
+/// when the number is not open.
+pub(crate) fn file_id(fd: RawFd) -> Option<(u64, u64)> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: fstat only writes the stat buffer, which is valid for writes.
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } < 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so it filled the buffer (which was zeroed anyway).
+    let st = unsafe { st.assume_init() };
+    Some((st.st_dev, st.st_ino))
+}
+
 /// Whether `fd` is an open descriptor.
 pub(crate) fn fd_is_open(fd: RawFd) -> bool {
     // SAFETY: F_GETFD only queries the descriptor table.

@@ -16,44 +16,20 @@ macro_rules! per_method {
             #[test]
             $(#[$attr])*
             fn fork() {
-                $crate::util::warm_up();
                 run(multiproc_spawn::StartMethod::Fork)
             }
             #[test]
             $(#[$attr])*
             fn spawn() {
-                $crate::util::warm_up();
                 run(multiproc_spawn::StartMethod::Spawn)
             }
             #[test]
             $(#[$attr])*
             fn forkserver() {
-                $crate::util::warm_up();
                 run(multiproc_spawn::StartMethod::Forkserver)
             }
         }
     };
-}
-
-fn warm_up_target(_: ()) {}
-
-/// Starts and joins one child per start method before any per-method test runs (the others
-/// wait on the `Once`). Known bug, tracked in issue #4: when the very first fork of a process
-/// races other threads' first spawn/forkserver start, the forked child can find a descriptor
-/// it owns already closed ("IO Safety violation" abort in debug builds). The warm-up keeps
-/// that first-use race out of the unrelated tests; it does not fix it.
-pub(crate) fn warm_up() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        for m in multiproc_spawn::StartMethod::all() {
-            let h = multiproc_spawn::Process::builder()
-                .start_method(m)
-                .target(warm_up_target, ())
-                .start()
-                .expect("warm-up start");
-            h.join().expect("warm-up join");
-        }
-    });
 }
 
 /// `n` shared counters (inherited under fork, passed by handle transfer otherwise).
