@@ -39,6 +39,7 @@
 mod error;
 #[cfg(not(multiproc_loom))]
 mod joinable;
+mod park;
 #[cfg(not(multiproc_loom))]
 mod queue;
 #[doc(hidden)]

@@ -547,7 +547,9 @@ impl Waiter {
         if cond() {
             return Ok(());
         }
-        // Under loom a wait is a yield and time must not steer the model: no slices.
+        // Under loom time must not steer the model: no slices (the model's polling waits
+        // stand for them, see `park`).
+        let poll = slice;
         let slice = slice && cfg!(not(multiproc_loom));
         let until = if slice {
             let s = futex::deadline_after(CHECK_EVERY);
@@ -558,7 +560,7 @@ impl Waiter {
         } else {
             deadline
         };
-        let woke = futex::wait(ev, seen, until);
+        let woke = crate::park::wait(ev, seen, until, poll);
         if !woke {
             if let Some(d) = deadline {
                 if Instant::now() >= d {
@@ -582,6 +584,13 @@ pub fn prepare_wait(ev: &AtomicU32) -> u32 {
     let seen = ev.fetch_or(1, Ordering::SeqCst) | 1;
     fence(Ordering::SeqCst);
     seen
+}
+
+/// Marks a model thread dead for the exact futex model of the loom tests: wakes every
+/// sleeper (as their time slices would); see `park`.
+#[cfg(multiproc_loom)]
+pub fn model_death() {
+    crate::park::model_death();
 }
 
 /// Wakes everyone sleeping on `ev`, if anyone is (the caller changed what they wait for).
@@ -619,7 +628,7 @@ fn notify_slow(ev: &AtomicU32, mut v: u32) {
             Err(_) => return, // someone else woke them
         }
     }
-    futex::wake_all(ev);
+    crate::park::wake_all(ev);
 }
 
 /// A claimed record a producer is filling; commit or abort it (dropping it aborts).
@@ -873,11 +882,11 @@ impl<M: Mem> Ring<M> {
         h.closed.store(1, Ordering::Release);
         for ev in [&h.ev_commit, &h.ev_release, &h.ev_join] {
             ev.fetch_add(2, Ordering::SeqCst);
-            futex::wake_all(ev);
+            crate::park::wake_all(ev);
         }
         for s in self.mem.streams() {
             s.ev.fetch_add(2, Ordering::SeqCst);
-            futex::wake_all(&s.ev);
+            crate::park::wake_all(&s.ev);
         }
     }
 
@@ -918,9 +927,10 @@ impl<M: Mem> Ring<M> {
                 if cw & TAIL_CLOSED == 0 || pos_of(cw) != t {
                     return Ok(t); // a helper advanced past our claim: it precedes any close
                 }
-                // Closed at our position: the claim came after the close. Drop it.
-                h.skipped.fetch_add(1, Ordering::Relaxed);
-                self.slot(i).store(pack(l, SKIP, 0, span), Ordering::Release);
+                // Closed at our position: the claim came after the close. Drop it: the
+                // tail first, so that `head` (a consumer discarding the SKIP) never passes
+                // `tail` (found by the exact futex model: a consumer then watched the wrong
+                // slot).
                 while pos_of(cw) == t {
                     match h.tail.compare_exchange(
                         cw,
@@ -932,6 +942,8 @@ impl<M: Mem> Ring<M> {
                         Err(seen) => cw = seen,
                     }
                 }
+                h.skipped.fetch_add(1, Ordering::Relaxed);
+                self.slot(i).store(pack(l, SKIP, 0, span), Ordering::Release);
                 notify(&h.ev_commit);
                 return Err(None);
             }
@@ -1080,6 +1092,11 @@ impl<M: Mem> Ring<M> {
                     // the producer is about to claim and commit: it keeps that line to itself.
                     let hw = h.head.load(Ordering::Acquire);
                     let tw = h.tail.load(Ordering::Acquire);
+                    if tw & TAIL_CLOSED != 0 && pos_of(tw) == pos_of(hw) {
+                        // Closed since the check above: nothing will move `tail` again, so
+                        // the wait below would never end (found by the exact futex model).
+                        return Err(Refused::Closed);
+                    }
                     if pos_of(tw) != pos_of(hw) {
                         // A claim is under way at the head: watch its slot.
                         let i = self.idx(pos_of(hw));
@@ -1095,6 +1112,7 @@ impl<M: Mem> Ring<M> {
                         w.pause(&h.ev_commit, true, || {
                             self.slot(i).load(Ordering::Acquire) != s
                                 || h.head.load(Ordering::Acquire) != hw
+                                || h.tail.load(Ordering::Acquire) != tw
                         })?;
                         continue;
                     }
@@ -1214,6 +1232,9 @@ impl<M: Mem> Ring<M> {
                 }
                 let skip = pack(lap_of(s), SKIP, 0, span_of(s));
                 let h = self.header();
+                // The tail past the record first (as the dead producer would have), so that
+                // `head` never passes `tail`.
+                self.help_tail(self.pos_at(lap_of(s), i), span_of(s));
                 if self
                     .slot(i)
                     .compare_exchange(s, skip, Ordering::AcqRel, Ordering::Relaxed)
@@ -1221,7 +1242,6 @@ impl<M: Mem> Ring<M> {
                 {
                     h.skipped.fetch_add(1, Ordering::Relaxed);
                     h.discarded.fetch_add(1, Ordering::Relaxed);
-                    self.help_tail(self.pos_at(lap_of(s), i), span_of(s));
                     notify(&h.ev_commit);
                     notify(&h.ev_join);
                 }

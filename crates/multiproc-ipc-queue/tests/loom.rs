@@ -3,7 +3,9 @@
 //! Processes are loom threads over a heap-backed ring (4 or 8 slots); each slot's payload is
 //! a loom `UnsafeCell`, so a producer writing a slot while a consumer reads it is reported as
 //! a data race. A process "dies" by clearing its liveness flag and stopping between two
-//! steps, leaking what it held (as SIGKILL does); the survivors must recover.
+//! steps, leaking what it held (as SIGKILL does); the survivors must recover. Futex waits
+//! are modelled exactly (the crate's `park` module): a sleeper nobody wakes is a loom
+//! deadlock, so every model also checks the wake-ups.
 #![cfg(multiproc_loom)]
 
 use loom::cell::UnsafeCell;
@@ -11,8 +13,8 @@ use loom::sync::Arc;
 use loom::thread;
 use multiproc_arena::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use multiproc_ipc_queue::ring::{
-    notify, notify_after_sc, prepare_wait, Block, Header, Mem, Party, Refused, Ring, StreamEntry,
-    REC_HDR, SLOT_BYTES,
+    model_death, notify, notify_after_sc, prepare_wait, Block, Header, Mem, Party, Refused, Ring,
+    StreamEntry, REC_HDR, SLOT_BYTES,
 };
 use multiproc_ipc_queue::stream;
 
@@ -271,6 +273,29 @@ fn no_lost_wakeup() {
     }
 }
 
+/// The lost wake-up once fixed in `Ring::take`: the consumer finds nothing at the head
+/// (`try_take`), the producer then claims and commits there and blocks (maxsize 1) on its
+/// next put, and the consumer, seeing a claim under way (tail ahead of head), loads the head
+/// slot's word — already the committed one — and would sleep until that word changes, which
+/// nothing does any more. The fix takes again after that load. Both sides block for real
+/// (exact futex model): a lost wake-up is a deadlock here.
+#[test]
+fn take_after_commit_no_lost_wakeup() {
+    loom::model(|| {
+        let q = Arc::new(Ring::new(HeapMem::new(2, 2, 1)));
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                put(&q, 0, 1, 3).unwrap();
+                put(&q, 0, 2, 3).unwrap(); // waits for the first to be taken (maxsize 1)
+            })
+        };
+        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (1, 3));
+        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (2, 3));
+        p.join().unwrap();
+    });
+}
+
 /// A producer dies after claiming a 2-slot record, with only part of it prepared; another
 /// producer's message behind it must still arrive, and the dead one's never.
 #[test]
@@ -284,6 +309,7 @@ fn producer_dies_mid_put() {
                 r.write(0, &[0xee; 8]);
                 std::mem::forget(r); // killed: nothing is cleaned up
                 q.mem.alive[0].store(false, Ordering::SeqCst);
+                model_death();
             })
         };
         let live = {
@@ -311,6 +337,7 @@ fn consumer_dies_mid_get() {
                 let c = q.take(1, Block::Forever).unwrap();
                 std::mem::forget(c);
                 q.mem.alive[1].store(false, Ordering::SeqCst);
+                model_death();
             })
         };
         let p = {
