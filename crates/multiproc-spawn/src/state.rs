@@ -155,26 +155,30 @@ impl ProcState {
         }
     }
 
-    /// Descriptors of this state a forked child must not keep, with their identities.
-    fn private_fds(&self) -> Vec<(RawFd, FileId)> {
+    /// Descriptors of this state a forked child must not keep, with their identities (-1:
+    /// none). A fixed array: the forked child calling this does not allocate.
+    fn private_fds(&self) -> [(RawFd, FileId); 6] {
         let load = |fd: &AtomicI32, id: &[AtomicU64; 2]| {
             let fd = fd.load(Ordering::Acquire);
             (fd, (id[0].load(Ordering::Acquire), id[1].load(Ordering::Acquire)))
         };
-        let mut v = vec![
+        let none = (-1, (0, 0));
+        let [lr, lw] = self.lifeline.get().map_or([none; 2], |l| {
+            [(l.read.as_raw_fd(), l.ids[0]), (l.write.as_raw_fd(), l.ids[1])]
+        });
+        let [wr, ww] = self
+            .reaper
+            .wake
+            .get()
+            .map_or([none; 2], |p| [(p.r.as_raw_fd(), p.ids[0]), (p.w.as_raw_fd(), p.ids[1])]);
+        [
             load(&self.forkserver_fd, &self.forkserver_id),
             load(&self.result_fd, &self.result_id),
-        ];
-        if let Some(l) = self.lifeline.get() {
-            v.push((l.read.as_raw_fd(), l.ids[0]));
-            v.push((l.write.as_raw_fd(), l.ids[1]));
-        }
-        if let Some(p) = self.reaper.wake.get() {
-            v.push((p.r.as_raw_fd(), p.ids[0]));
-            v.push((p.w.as_raw_fd(), p.ids[1]));
-        }
-        v.retain(|&(fd, _)| fd >= 0);
-        v
+            lr,
+            lw,
+            wr,
+            ww,
+        ]
     }
 
     /// Records the forkserver control socket (`None`: there is none any more).
@@ -392,7 +396,7 @@ pub(crate) fn install_child(info: Box<Info>, result_fd: RawFd) {
             // may never have been inherited, or may name something else by now (even this
             // child's own result socket).
             for (fd, id) in old.private_fds() {
-                if fd == result_fd || sys::file_id(fd) != Some(id) {
+                if fd < 0 || fd == result_fd || sys::file_id(fd) != Some(id) {
                     continue;
                 }
                 // SAFETY: `fd` is open in this process and is a copy of the parent's private
