@@ -244,6 +244,66 @@ impl postcard::ser_flavors::Flavor for SizeFlavor {
     }
 }
 
+/// A postcard output into one slot's payload (after the record header): the common small
+/// message, serialised in one pass without a size pass or `memcpy` calls.
+struct SlotFlavor<'a> {
+    buf: &'a mut [u8; SLOT_BYTES],
+    off: usize,
+}
+
+impl postcard::ser_flavors::Flavor for SlotFlavor<'_> {
+    type Output = usize;
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let end = self.off + data.len();
+        let Some(dst) = self.buf.get_mut(self.off..end) else {
+            return Err(postcard::Error::SerializeBufferFull);
+        };
+        small_copy(dst, data);
+        self.off = end;
+        Ok(())
+    }
+    #[inline]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        match self.buf.get_mut(self.off) {
+            Some(d) => {
+                *d = data;
+                self.off += 1;
+                Ok(())
+            }
+            None => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+    #[inline]
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.off)
+    }
+}
+
+/// Copies `src` into `dst` (same length) with fixed-size moves for short lengths (varints,
+/// small fields): a call to `memcpy` per field costs more than the field.
+#[inline(always)]
+fn small_copy(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    match n {
+        0 => {}
+        1 => dst[0] = src[0],
+        2..=3 => {
+            dst[..2].copy_from_slice(&src[..2]);
+            dst[n - 2..].copy_from_slice(&src[n - 2..]);
+        }
+        4..=7 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..].copy_from_slice(&src[n - 4..]);
+        }
+        8..=16 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        }
+        _ => dst.copy_from_slice(src),
+    }
+}
+
 /// A postcard output that writes straight into a reserved record.
 struct RecordFlavor<'r, 'a> {
     res: &'r mut Reservation<'a, ShmMem>,
@@ -492,19 +552,24 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// written in place, a spilled message, or a stream.
     fn put_bytes(&self, value: &T, me: u32, block: Block) -> Result<(), Fail> {
         let ring = &self.inner.ring;
+        // Most messages fit one slot: serialise into it at once (an error other than "does
+        // not fit" is the item's own, and the queue is untouched).
+        let mut slot = [0u8; SLOT_BYTES];
+        match postcard::serialize_with_flavor(value, SlotFlavor { buf: &mut slot, off: REC_HDR }) {
+            Ok(end) => {
+                slot[..4].copy_from_slice(&((end - REC_HDR) as u32).to_le_bytes());
+                let mut res = ring.reserve(me, 1, block)?;
+                res.write_slot(&slot);
+                res.commit();
+                return Ok(());
+            }
+            Err(postcard::Error::SerializeBufferFull) => {}
+            Err(e) => return Err(Fail::Encode(Error::encode(e))),
+        }
         let size = postcard::serialize_with_flavor(value, SizeFlavor(0))
             .map_err(|e| Fail::Encode(Error::encode(e)))?;
         let span = (REC_HDR + size).div_ceil(SLOT_BYTES);
-        if span == 1 {
-            let mut slot = [0u8; SLOT_BYTES];
-            slot[..4].copy_from_slice(&(size as u32).to_le_bytes());
-            postcard::to_slice(value, &mut slot[REC_HDR..])
-                .map_err(|e| Fail::Encode(Error::encode(e)))?;
-            let mut res = ring.reserve(me, 1, block)?;
-            res.write_slot(&slot);
-            res.commit();
-            Ok(())
-        } else if span <= ring.max_inline_span() as usize {
+        if span <= ring.max_inline_span() as usize {
             let mut res = ring.reserve(me, span as u32, block)?;
             res.prepare(me, block)?;
             let mut hdr = [0u8; REC_HDR];

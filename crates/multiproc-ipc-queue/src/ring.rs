@@ -214,18 +214,19 @@ pub struct Header {
     /// Entries in the spill table.
     pub n_spills: AtomicU32,
     _pad0: u32,
+    _pad0b: [u64; 8],
     /// Producers' position and record count.
     pub tail: AtomicU64,
-    _pad1: [u64; 7],
+    _pad1: [u64; 15],
     /// Consumers' position and record count.
     pub head: AtomicU64,
-    _pad2: [u64; 7],
+    _pad2: [u64; 15],
     /// Event word consumers sleep on (something committed).
     pub ev_commit: AtomicU32,
-    _pad3: [u32; 15],
+    _pad3: [u32; 31],
     /// Event word producers sleep on (something released).
     pub ev_release: AtomicU32,
-    _pad4: [u32; 15],
+    _pad4: [u32; 31],
     /// `task_done` calls.
     pub done: AtomicU64,
     /// Records that were put but will never be delivered (dead producer, aborted, undecodable).
@@ -235,7 +236,7 @@ pub struct Header {
     /// Event word `join` sleeps on.
     pub ev_join: AtomicU32,
     _pad5: u32,
-    _pad6: [u64; 4],
+    _pad6: [u64; 12],
 }
 
 /// `magic` of an initialised queue header.
@@ -248,12 +249,15 @@ mod layout {
     use static_assertions::{assert_eq_align, const_assert_eq};
     use std::mem::{offset_of, size_of};
     assert_eq_align!(Header, u64);
-    const_assert_eq!(size_of::<Header>(), 384);
-    const_assert_eq!(offset_of!(Header, tail), 64);
-    const_assert_eq!(offset_of!(Header, head), 128);
-    const_assert_eq!(offset_of!(Header, ev_commit), 192);
-    const_assert_eq!(offset_of!(Header, ev_release), 256);
-    const_assert_eq!(offset_of!(Header, done), 320);
+    // Each hot word alone in a 128-byte block (a pair of cache lines, which the adjacent-line
+    // prefetcher moves together): producers' `tail`, consumers' `head`, and the two event
+    // words, which the other side reads on every commit / release.
+    const_assert_eq!(size_of::<Header>(), 768);
+    const_assert_eq!(offset_of!(Header, tail), 128);
+    const_assert_eq!(offset_of!(Header, head), 256);
+    const_assert_eq!(offset_of!(Header, ev_commit), 384);
+    const_assert_eq!(offset_of!(Header, ev_release), 512);
+    const_assert_eq!(offset_of!(Header, done), 640);
     const_assert_eq!(size_of::<Party>(), 16);
     const_assert_eq!(size_of::<StreamEntry>(), 64);
     const_assert_eq!(size_of::<SpillEntry>(), 32);
@@ -280,20 +284,21 @@ impl Header {
             data_off: AtomicU64::new(0),
             n_spills: AtomicU32::new(0),
             _pad0: 0,
+            _pad0b: [0; 8],
             tail: AtomicU64::new(0),
-            _pad1: [0; 7],
+            _pad1: [0; 15],
             head: AtomicU64::new(0),
-            _pad2: [0; 7],
+            _pad2: [0; 15],
             ev_commit: AtomicU32::new(0),
-            _pad3: [0; 15],
+            _pad3: [0; 31],
             ev_release: AtomicU32::new(0),
-            _pad4: [0; 15],
+            _pad4: [0; 31],
             done: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             discarded: AtomicU64::new(0),
             ev_join: AtomicU32::new(0),
             _pad5: 0,
-            _pad6: [0; 4],
+            _pad6: [0; 12],
         }
     }
 }
@@ -510,6 +515,9 @@ impl Waiter {
         }
         #[cfg(not(multiproc_loom))]
         {
+            if self.spin_left > 0 {
+                return false; // still spinning (microseconds): no clock reads on the hot path
+            }
             let now = Instant::now();
             match self.last_check {
                 None => {
@@ -1435,7 +1443,17 @@ impl<'a, M: Mem> Claim<'a, M> {
 }
 
 impl<M: Mem> Drop for Claim<'_, M> {
+    #[inline]
     fn drop(&mut self) {
+        if self.span == 1 && !self.discard {
+            // The common case, inline: our own one-slot record.
+            let r = self.ring;
+            let next = pack(r.lap(r.add(self.pos, r.n)), EMPTY, 0, 0);
+            let _old = r.slot(r.idx(self.pos)).swap(next, Ordering::SeqCst);
+            debug_assert_eq!(_old, self.word);
+            notify_after_sc(&r.header().ev_release);
+            return;
+        }
         if self.discard {
             crate::spill::drop_at(self.ring, self.me, self.pos);
         }

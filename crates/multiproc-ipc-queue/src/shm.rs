@@ -21,6 +21,8 @@ pub(crate) const MAX_STREAMS: usize = 64;
 pub(crate) const MAX_SPILLS: usize = 1024;
 
 const HEADER: usize = std::mem::size_of::<Header>();
+/// Alignment of the control block (the header's 128-byte blocks).
+const CTRL_ALIGN: usize = 128;
 
 /// Byte layout of a control block.
 struct Layout {
@@ -91,12 +93,12 @@ impl ShmMem {
             Error::new(ErrorKind::Arena, format!("creating the queue's spill file: {e}"))
         })?);
         let data_size = n_slots * SLOT_BYTES;
-        let ctrl_off = arena.alloc_raw(ctrl_size, 64).map_err(Error::arena)?;
+        let ctrl_off = arena.alloc_raw(ctrl_size, CTRL_ALIGN).map_err(Error::arena)?;
         let data_off = match arena.alloc_raw(data_size, 4096) {
             Ok(o) => o,
             Err(e) => {
                 // SAFETY: allocated just above with this layout; nobody else knows it.
-                unsafe { arena.free_raw(ctrl_off, ctrl_size, 64) };
+                unsafe { arena.free_raw(ctrl_off, ctrl_size, CTRL_ALIGN) };
                 return Err(Error::arena(e));
             }
         };
@@ -153,12 +155,12 @@ impl ShmMem {
     ) -> Result<ShmMem, Error> {
         let bad = |why: &str| Error::new(ErrorKind::InvalidHandle, why);
         let ctrl_off = Offset::from_raw(ctrl_off);
-        if ctrl_off.raw() % 64 != 0 {
+        if ctrl_off.raw() % CTRL_ALIGN as u64 != 0 {
             return Err(bad("misaligned queue offset"));
         }
         let ctrl =
             arena.ptr(ctrl_off, HEADER).ok_or_else(|| bad("queue offset outside the arena"))?;
-        // SAFETY: HEADER bytes at `ctrl` are mapped and 64-aligned (checked above); every
+        // SAFETY: HEADER bytes at `ctrl` are mapped and 128-aligned (checked above); every
         // field of Header is an atomic, valid for any bit pattern.
         let h = unsafe { &*ctrl.cast::<Header>() };
         if h.magic.load(Ordering::Acquire) != MAGIC || h.refs.load(Ordering::Acquire) == 0 {
@@ -244,7 +246,7 @@ impl ShmMem {
         // SAFETY: allocated in `create` with these layouts; the caller promises no users.
         unsafe {
             self.arena.free_raw(self.data_off, self.n_slots * SLOT_BYTES, 4096);
-            self.arena.free_raw(self.ctrl_off, self.ctrl_size, 64);
+            self.arena.free_raw(self.ctrl_off, self.ctrl_size, CTRL_ALIGN);
         }
     }
 }
