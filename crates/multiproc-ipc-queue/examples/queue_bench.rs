@@ -5,6 +5,7 @@
 //! - 1 producer -> 1 consumer, u64 messages (msgs/s);
 //! - 4 producers -> 1 consumer, u64 messages (msgs/s);
 //! - 64 KiB messages (payload GB/s);
+//! - 8 MiB messages past a 1 MiB ring, spilled and (with `max_spilled(0)`) streamed;
 //! - get-wake latency: a consumer blocked on an empty queue, time from `put` to `get`
 //!   returning (median and 99th percentile).
 //!
@@ -97,8 +98,10 @@ mod bench {
     }
 
     /// One child puts `count` messages of `size` bytes; the parent gets them. Returns GB/s.
-    fn bytes_rate(size: usize, count: usize, capacity: usize) -> f64 {
-        let q: Queue<Bytes> = Queue::builder().capacity(capacity).build().unwrap();
+    /// `spills`: how many large messages may be spilled at once (0: all are streamed).
+    fn bytes_rate(size: usize, count: usize, capacity: usize, spills: usize) -> f64 {
+        let q: Queue<Bytes> =
+            Queue::builder().capacity(capacity).max_spilled(spills).build().unwrap();
         let go: Queue<u8> = Queue::new().unwrap();
         let kid = fork(|| {
             let msg = Arc::new(vec![0x5au8; size]);
@@ -188,12 +191,16 @@ mod bench {
         if want("64k") {
             let count = if quick { 20_000 } else { 100_000 };
             let c = cpu_secs();
-            let gb = median((0..reps).map(|_| bytes_rate(64 << 10, count, 16 << 20)).collect());
+            let gb = median((0..reps).map(|_| bytes_rate(64 << 10, count, 16 << 20, 64)).collect());
             let gbc = (reps * count) as f64 * 65536.0 / (cpu_secs() - c) / 1e9;
             println!("64 KiB messages: {:>8.2} GB/s   ({gbc:.2} GB per CPU-second)", gb);
         }
+        if want("spill") {
+            let big = median((0..reps).map(|_| bytes_rate(8 << 20, 100, 1 << 20, 64)).collect());
+            println!("8 MiB messages past a 1 MiB ring (spilled):  {:>5.2} GB/s", big);
+        }
         if want("stream") {
-            let big = median((0..reps).map(|_| bytes_rate(8 << 20, 100, 1 << 20)).collect());
+            let big = median((0..reps).map(|_| bytes_rate(8 << 20, 100, 1 << 20, 0)).collect());
             println!("8 MiB messages through a 1 MiB ring (streamed): {:>5.2} GB/s", big);
         }
         if want("wake") {

@@ -657,26 +657,40 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         Ok(true)
     }
 
-    /// Reads the spilled message (entry `e`, generation `gen`, `total` bytes) into `buf` and
-    /// frees its entry. The caller holds its descriptor record.
-    fn recv_spilled(&self, me: u32, desc: (usize, u32, u64), buf: &mut Vec<u8>) -> Option<Error> {
+    /// Decodes the spilled message (entry, generation, `total` bytes) and frees its entry.
+    /// The caller holds its descriptor record.
+    fn recv_spilled(&self, me: u32, desc: (usize, u32, u64)) -> Result<T, Error> {
         let ring = &self.inner.ring;
         let (e, gen, total) = desc;
         if !spill::is_queued(ring, e, gen) {
-            return Some(Error::new(ErrorKind::Decode, "the spilled message is gone"));
+            return Err(Error::new(ErrorKind::Decode, "the spilled message is gone"));
         }
-        buf.clear();
-        let err = match usize::try_from(total).ok().filter(|&t| buf.try_reserve_exact(t).is_ok()) {
-            None => Some(Error::kind_only(ErrorKind::OutOfMemory)),
-            Some(t) => {
-                buf.resize(t, 0);
-                ring.mem.spill_read(spill::region(e), buf).err().map(|io| {
-                    Error::new(ErrorKind::OutOfMemory, format!("reading a spilled message: {io}"))
-                })
-            }
+        let out = match usize::try_from(total) {
+            Err(_) => Err(Error::kind_only(ErrorKind::OutOfMemory)),
+            // SAFETY: the entry is QUEUED for the record we hold: nobody else reads, writes
+            // or frees its region until we free it below, after the map is gone.
+            Ok(len) => match unsafe { ring.mem.spill_map(spill::region(e), len) } {
+                // Decoded straight from the file's pages (no copy into a buffer first).
+                Ok(map) => postcard::from_bytes::<T>(map.bytes()).map_err(Error::decode),
+                Err(_) => self.read_spilled(e, len),
+            },
         };
         spill::consumed(ring, me, e, gen);
-        err
+        out
+    }
+
+    /// [`recv_spilled`](Self::recv_spilled) without a map (no address space left): reads
+    /// the bytes into a buffer.
+    fn read_spilled(&self, e: usize, len: usize) -> Result<T, Error> {
+        let mut buf = Vec::new();
+        if buf.try_reserve_exact(len).is_err() {
+            return Err(Error::kind_only(ErrorKind::OutOfMemory));
+        }
+        buf.resize(len, 0);
+        self.inner.ring.mem.spill_read(spill::region(e), &mut buf).map_err(|io| {
+            Error::new(ErrorKind::OutOfMemory, format!("reading a spilled message: {io}"))
+        })?;
+        postcard::from_bytes::<T>(&buf).map_err(Error::decode)
     }
 
     /// Takes the next item, waiting while the queue is empty.
@@ -728,23 +742,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                         std::thread::sleep(Duration::from_secs(1)); // to be killed here
                     }
                 }
-                let mut buf = BUF
-                    .with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
-                    .unwrap_or_default();
-                let failed = self.recv_spilled(me, desc, &mut buf);
+                let out = self.recv_spilled(me, desc);
                 drop(claim);
-                let out = match failed {
-                    None => postcard::from_bytes::<T>(&buf).map_err(Error::decode),
-                    Some(e) => Err(e),
-                };
-                if buf.capacity() <= KEEP_BUF {
-                    buf.clear();
-                    BUF.with(|b| {
-                        if let Ok(mut b) = b.try_borrow_mut() {
-                            *b = buf;
-                        }
-                    });
-                }
                 return out.map_err(|e| self.undelivered(e));
             }
             if flags & FLAG_STREAM != 0 {

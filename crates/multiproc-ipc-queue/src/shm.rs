@@ -8,6 +8,7 @@ use crate::ring::{
     MAX_PARTIES, MIN_LOG_SLOTS, PARTY_CLAIMING, PARTY_READY, READING, SLOT_BYTES, WRITING,
 };
 use crate::spill::SpillEntry;
+use crate::sys::FileMap;
 use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use multiproc_arena::{Arena, Offset, ProcessId};
 use std::fs::File;
@@ -223,6 +224,16 @@ impl ShmMem {
     /// Writes `data` at `off` of the spill file.
     pub(crate) fn spill_write(&self, off: u64, data: &[u8]) -> std::io::Result<()> {
         self.spill.write_all_at(data, off)
+    }
+
+    /// Maps `len` bytes at `off` of the spill file, read-only (pages populated at once).
+    ///
+    /// # Safety
+    /// The caller owns that range under the spill protocol for as long as the map lives:
+    /// nobody writes it or gives its pages back meanwhile.
+    pub(crate) unsafe fn spill_map(&self, off: u64, len: usize) -> std::io::Result<FileMap> {
+        // SAFETY: the range is not modified while the map lives (the caller's promise).
+        unsafe { FileMap::new(self.spill.as_fd(), off, len) }
     }
 
     /// Reads `dst.len()` bytes at `off` of the spill file.
