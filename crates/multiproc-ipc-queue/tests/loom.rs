@@ -16,6 +16,7 @@ use multiproc_ipc_queue::ring::{
     model_death, notify, notify_after_sc, prepare_wait, Block, Header, Mem, Party, Refused, Ring,
     StreamEntry, REC_HDR, SLOT_BYTES,
 };
+use multiproc_ipc_queue::spill::{self, SpillEntry};
 use multiproc_ipc_queue::stream;
 
 struct Data(Vec<UnsafeCell<[u8; SLOT_BYTES]>>);
@@ -27,6 +28,10 @@ struct HeapMem {
     slots: Vec<AtomicU64>,
     parties: Vec<Party>,
     streams: Vec<StreamEntry>,
+    spills: Vec<SpillEntry>,
+    /// One word per spill entry stands for its region of the spill file: a loom cell, so
+    /// two parties touching a region at once is a data race.
+    regions: Vec<UnsafeCell<u64>>,
     data: Data,
     alive: Vec<AtomicBool>,
 }
@@ -39,6 +44,8 @@ impl HeapMem {
             slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
             parties: (0..parties).map(|_| Party::new()).collect(),
             streams: vec![StreamEntry::new()],
+            spills: vec![SpillEntry::new()],
+            regions: vec![UnsafeCell::new(0)],
             data: Data((0..n).map(|_| UnsafeCell::new([0u8; SLOT_BYTES])).collect()),
             alive: (0..parties).map(|_| AtomicBool::new(true)).collect(),
         }
@@ -57,6 +64,13 @@ impl Mem for HeapMem {
     }
     fn streams(&self) -> &[StreamEntry] {
         &self.streams
+    }
+    fn spills(&self) -> &[SpillEntry] {
+        &self.spills
+    }
+    fn spill_discard(&self, e: usize, _len: u64) {
+        // SAFETY: loom checks that the entry's owner alone touches the region now.
+        self.regions[e].with_mut(|p| unsafe { *p = 0 });
     }
     unsafe fn write(&self, mut off: usize, mut src: &[u8]) {
         while !src.is_empty() {
@@ -377,5 +391,131 @@ fn stream_through_small_ring() {
         drop(c);
         assert_eq!(out, msg);
         p.join().unwrap();
+    });
+}
+
+/// Spills message `id` (its "bytes" go to the region of the entry it gets) and puts its
+/// descriptor. `false`: no free spill entry. `die`: stop for ever after publishing the entry,
+/// before committing the record (as a SIGKILL there).
+fn spill_put(q: &Ring<HeapMem>, me: u32, id: u64, die: bool) -> bool {
+    let Some((e, gen)) = spill::acquire(q, me) else { return false };
+    spill::will_write(q, e, 8);
+    // SAFETY: loom checks that nobody else touches the region while we hold the entry.
+    q.mem.regions[e].with_mut(|p| unsafe { *p = id });
+    let mut r = q.reserve(me, 1, Block::Forever).unwrap();
+    r.write(0, &spill::descriptor(e, gen, 8));
+    assert!(spill::publish(q, me, e, gen, r.pos));
+    if die {
+        std::mem::forget(r);
+        q.mem.alive[me as usize].store(false, Ordering::SeqCst);
+        model_death();
+        return true;
+    }
+    r.commit();
+    true
+}
+
+/// Takes the next message: `Ok(Some(id))` for a spilled one (read from its region, entry
+/// freed), `Ok(None)` for an inline one.
+fn get_any(q: &Ring<HeapMem>, me: u32, block: Block) -> Result<Option<u64>, Refused> {
+    loop {
+        let c = q.take(me, block)?;
+        if c.discard {
+            continue; // dropping the claim releases it (and frees a spill entry it held)
+        }
+        let mut hdr = [0u8; spill::DESC_BYTES];
+        c.read(0, &mut hdr);
+        let Some((e, gen, _)) = spill::parse(&hdr) else { return Ok(None) };
+        assert!(spill::is_queued(q, e, gen), "a committed descriptor's entry is queued");
+        // SAFETY: loom checks that the producer's write happens before this read.
+        let id = q.mem.regions[e].with(|p| unsafe { *p });
+        spill::consumed(q, me, e, gen);
+        return Ok(Some(id));
+    }
+}
+
+/// A spilled message travels whole; its entry is free again once it is consumed, and a
+/// second producer gets the entry only then (a race on the region would be reported).
+#[test]
+fn spill_put_get_entry_reuse() {
+    loom::model(|| {
+        let q = ring(2, 3);
+        let p = {
+            let q = q.clone();
+            thread::spawn(move || {
+                // The other party may hold the only entry for a moment.
+                while !spill_put(&q, 0, 7, false) {
+                    thread::yield_now();
+                }
+            })
+        };
+        let p2 = {
+            let q = q.clone();
+            thread::spawn(move || {
+                // Takes the only entry if it is free (before the first or after it was
+                // consumed), then gives it up.
+                if let Some((e, gen)) = spill::acquire(&q, 1) {
+                    // SAFETY: loom checks the exclusivity.
+                    q.mem.regions[e].with_mut(|p| unsafe { *p = 99 });
+                    spill::abandon(&q, 1, e, gen);
+                }
+            })
+        };
+        assert_eq!(get_any(&q, 2, Block::Forever).unwrap(), Some(7));
+        p.join().unwrap();
+        p2.join().unwrap();
+        assert_eq!(spill::held(&*q).0, 0, "every entry is free again");
+    });
+}
+
+/// A producer dies after handing its entry to the descriptor record and before committing
+/// it: the record is skipped, the entry freed (by the consumer that discards the record, or
+/// by a reclaim pass), and another producer's message arrives.
+#[test]
+fn spill_producer_dies_before_commit() {
+    loom::model(|| {
+        let q = ring(2, 3);
+        let dead = {
+            let q = q.clone();
+            thread::spawn(move || {
+                spill_put(&q, 0, 7, true);
+            })
+        };
+        let live = {
+            let q = q.clone();
+            thread::spawn(move || put(&q, 1, 3, 1).unwrap())
+        };
+        assert_eq!(get_any(&q, 2, Block::Forever).unwrap(), None);
+        dead.join().unwrap();
+        live.join().unwrap();
+        // The dead producer's record: made SKIP by one pass, its entry freed by the next.
+        spill::reclaim_dead(&*q, 2);
+        spill::reclaim_dead(&*q, 2);
+        assert_eq!(spill::held(&*q).0, 0, "the dead producer's entry is freed");
+        assert!(matches!(get_any(&q, 2, Block::No), Err(Refused::WouldBlock)));
+    });
+}
+
+/// A consumer dies holding a spilled message's descriptor: the message is lost, its entry
+/// freed by the next producer that needs one, whose message then arrives.
+#[test]
+fn spill_consumer_dies_holding_descriptor() {
+    loom::model(|| {
+        let q = ring(2, 3);
+        assert!(spill_put(&q, 0, 5, false));
+        let dead = {
+            let q = q.clone();
+            thread::spawn(move || {
+                let c = q.take(1, Block::Forever).unwrap();
+                std::mem::forget(c);
+                q.mem.alive[1].store(false, Ordering::SeqCst);
+                model_death();
+            })
+        };
+        dead.join().unwrap();
+        // The only entry is held by the dead consumer's record: acquiring steals it back.
+        assert!(spill_put(&q, 0, 6, false), "the dead consumer's entry is reclaimed");
+        assert_eq!(get_any(&q, 2, Block::Forever).unwrap(), Some(6));
+        assert_eq!(spill::held(&*q).0, 0);
     });
 }
