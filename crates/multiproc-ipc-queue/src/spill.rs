@@ -11,10 +11,10 @@
 //! The entry's state word and its life:
 //!
 //! ```text
-//!  63        32 31      14 13     4 3     0
-//! +------------+----------+--------+-------+
-//! | generation |    0     | party  | phase |
-//! +------------+----------+--------+-------+
+//!  63        32 31    15  14   13     4 3     0
+//! +------------+--------+------+--------+-------+
+//! | generation |   0    | tick | party  | phase |
+//! +------------+--------+------+--------+-------+
 //!
 //!  FREE(g) ──producer P──► FILLING(g,P) ──P publishes (pos)──► QUEUED(g) ──┐
 //!     ▲                        │ P gives up (itself) or                     │ the record's consumer
@@ -59,6 +59,8 @@ const FREE: u64 = 0;
 const FILLING: u64 = 1;
 const QUEUED: u64 = 2;
 const RECLAIM: u64 = 3;
+/// Flipped by every take-over (see `take_over`).
+const TICK: u64 = 1 << 14;
 
 /// An entry of the spill table.
 #[repr(C)]
@@ -212,10 +214,11 @@ pub fn consumed<M: Mem>(ring: &Ring<M>, me: u32, e: usize, gen: u32) {
 fn take_over<M: Mem>(ring: &Ring<M>, me: u32, e: usize, seen: u64) -> bool {
     let ent = &ring.mem.spills()[e];
     let gen = gen_of(seen);
-    let mine = pack(gen, RECLAIM, me);
-    if seen != mine
-        && ent.state.compare_exchange(seen, mine, Ordering::AcqRel, Ordering::Relaxed).is_err()
-    {
+    // Every take-over changes the word (the tick flips), even from `RECLAIM(me)`: a process
+    // that reused a dead party's index adopts its entries while another party may be taking
+    // them over from the dead one; with equal words both CASes would succeed.
+    let mine = pack(gen, RECLAIM, me) | ((seen & TICK) ^ TICK);
+    if ent.state.compare_exchange(seen, mine, Ordering::AcqRel, Ordering::Relaxed).is_err() {
         return false;
     }
     // The region is ours alone now: nobody reads or writes it until the entry is FREE.
