@@ -10,11 +10,13 @@ use multiproc_arena::transfer::{self, Encoded};
 use multiproc_arena::ProcessId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::cell::RefCell;
 use std::ffi::CString;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 
 /// The "class" style of target (Python's `Process` subclass with a `run` method): an object
 /// that is sent to the child and run there. Works with every start method.
@@ -84,11 +86,13 @@ impl Builder {
         self.start_method(ctx.start_method())
     }
 
-    /// Runs `f(args)` in the child (every start method). With spawn and forkserver `args`
-    /// are serialised when `start` is called — before any process exists, so a value that
-    /// refuses to serialise is an [`ErrorKind::Encode`] error — and handles in them travel
-    /// with their descriptors; `f` (a function item, or a closure that captures nothing) is
-    /// found in the re-executed binary. With fork `args` simply move into the child.
+    /// Runs `f(args)` in the child (every start method). `args` are serialised when `start`
+    /// is called — before any process exists, so a value that refuses to serialise is an
+    /// [`ErrorKind::Encode`] error under every method — and handles in them travel with
+    /// their descriptors; with spawn and forkserver `f` (a function item, or a closure that
+    /// captures nothing) is found in the re-executed binary. The parent's own `args` are
+    /// dropped once the child has started (under fork too: its copy of a `Connection` in
+    /// `args` closes, so the other end sees EOF when the child ends).
     ///
     /// The child ends when `f` returns: threads it started are not waited for (as when
     /// `main` returns).
@@ -103,6 +107,12 @@ impl Builder {
     /// Runs a closure in the child: [`StartMethod::Fork`] only (the closure and what it
     /// captured live in the parent's memory, which only a forked child shares). Under other
     /// start methods, `start` fails with [`ErrorKind::ClosureNeedsFork`].
+    ///
+    /// What the closure captured moves into the child unserialised, and the parent never
+    /// drops its copy (a captured handle's cross-process reference count must drop once, in
+    /// the child): captured memory and descriptors stay allocated in the parent. For many
+    /// starts, or for a `Connection` whose EOF the parent awaits, prefer
+    /// [`target`](Self::target), whose arguments the parent drops.
     pub fn target_closure<F, R>(self, f: F) -> Process<R>
     where
         F: FnOnce() -> R + 'static,
@@ -124,7 +134,11 @@ trait FnTarget<R> {
     fn release(&self, enc: Encoded);
     /// (entry trampoline, target function, type hash).
     fn addresses(&self) -> (usize, usize, u64);
-    fn into_closure(self: Box<Self>) -> Box<dyn FnOnce() -> R>;
+    /// The body of a forked child: decodes the arguments from `enc` (taken from the cell)
+    /// and calls the target. Under fork the arguments travel encoded, as under the other
+    /// methods, so that the parent can drop its own copy: its references and descriptors
+    /// are released as usual, while the encoding's stay for the child to adopt.
+    fn fork_body(&self, enc: Rc<RefCell<Option<Encoded>>>) -> Box<dyn FnOnce() -> R>;
 }
 
 struct FnCall<A, R> {
@@ -150,9 +164,15 @@ where
         (entry as usize, self.f as usize, child::type_hash::<A, R>())
     }
 
-    fn into_closure(self: Box<Self>) -> Box<dyn FnOnce() -> R> {
-        let FnCall { f, args } = *self;
-        Box::new(move || f(args))
+    fn fork_body(&self, enc: Rc<RefCell<Option<Encoded>>>) -> Box<dyn FnOnce() -> R> {
+        let f = self.f;
+        Box::new(move || {
+            let Encoded { bytes, fds } = enc.borrow_mut().take().expect("taken once, by the child");
+            match transfer::decode::<A>(&bytes, fds) {
+                Ok(args) => f(args),
+                Err(e) => panic!("decoding the arguments failed: {e}"),
+            }
+        })
     }
 }
 
@@ -236,11 +256,15 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
         // Everything that can fail for the caller's input fails before any process exists.
         enum Plan<R> {
             Fork(Box<dyn FnOnce() -> R>),
+            ForkFn(Box<dyn FnTarget<R>>, Rc<RefCell<Option<Encoded>>>),
             Exec(Box<dyn FnTarget<R>>, Encoded, i64, i64, u64),
         }
         let plan = match (method, self.target) {
             (StartMethod::Fork, Target::Closure(c)) => Plan::Fork(c),
-            (StartMethod::Fork, Target::Fn(t)) => Plan::Fork(t.into_closure()),
+            (StartMethod::Fork, Target::Fn(t)) => {
+                let enc = t.encode().map_err(|e| Error::with_source(ErrorKind::Encode, "", e))?;
+                Plan::ForkFn(t, Rc::new(RefCell::new(Some(enc))))
+            }
             (_, Target::Closure(_)) => {
                 return Err(Error::new(
                     ErrorKind::ClosureNeedsFork,
@@ -287,7 +311,20 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
         };
 
         let launched = match plan {
-            Plan::Fork(closure) => launch_fork(closure, info, daemon)?,
+            Plan::Fork(closure) => launch_fork(closure, info, daemon, true)?,
+            Plan::ForkFn(t, enc) => {
+                match launch_fork(t.fork_body(enc.clone()), info, daemon, false) {
+                    // The child adopts the encoding's references; the parent's copies of the
+                    // arguments (and of the encoding) go now.
+                    Ok(l) => l,
+                    Err(e) => {
+                        if let Some(enc) = enc.borrow_mut().take() {
+                            t.release(enc);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
             Plan::Exec(t, enc, entry, target, type_hash) => {
                 let boot = Boot { info, entry, target, type_hash };
                 match launch_exec(method, daemon, &boot, &enc) {
@@ -330,10 +367,15 @@ fn launch_exec(method: StartMethod, daemon: bool, boot: &Boot, enc: &Encoded) ->
     }
 }
 
+/// Forks a child that runs `closure`. `forget`: the closure (what it captured) now belongs
+/// to the child alone, so the parent must not drop it (a captured handle's cross-process
+/// reference would be released twice); a closure that holds only parent-owned memory (an
+/// encoding the child decodes) is dropped in the parent.
 fn launch_fork<R: Serialize>(
     closure: Box<dyn FnOnce() -> R>,
     info: Info,
     daemon: bool,
+    forget: bool,
 ) -> Result<Launched> {
     let info = Box::new(info);
     let st = state::state();
@@ -359,9 +401,11 @@ fn launch_fork<R: Serialize>(
         }
         Ok(pid) => {
             drop(child_end);
-            // The closure (and what it captured) now belongs to the child; dropping it here
-            // as well would release cross-process references twice.
-            std::mem::forget(closure);
+            if forget {
+                std::mem::forget(closure);
+            } else {
+                drop(closure);
+            }
             let pidfd = sys::pidfd_open(pid).map_err(|e| {
                 sys::kill_and_reap(pid);
                 Error::io(e, "pidfd_open")

@@ -39,7 +39,9 @@ fn children_of_me() -> usize {
 #[test]
 fn unserialisable_args_fail_before_any_process() {
     assert_eq!(children_of_me(), 0);
-    for m in [StartMethod::Spawn, StartMethod::Forkserver] {
+    // Fork too: a `fn` target's arguments travel encoded under every method (so that the
+    // parent can drop its copy); `target_closure` moves values without serialising them.
+    for m in [StartMethod::Spawn, StartMethod::Forkserver, StartMethod::Fork] {
         let err = Process::builder()
             .start_method(m)
             .target(takes_bad, Unserialisable)
@@ -51,10 +53,11 @@ fn unserialisable_args_fail_before_any_process() {
         assert_eq!(children_of_me(), 0, "{m}: a process was created");
     }
     assert_eq!(forkserver_pid(), None, "the forkserver was not even started");
-    // Under fork the arguments move into the child; nothing is serialised.
+    // A closure moves what it captures into a forked child; nothing is serialised.
+    let bad = Unserialisable;
     let h = Process::builder()
         .start_method(StartMethod::Fork)
-        .target(takes_bad, Unserialisable)
+        .target_closure(move || takes_bad(bad))
         .start();
     assert_eq!(h.unwrap().join().unwrap(), 1);
 }
