@@ -118,6 +118,31 @@ macro_rules! lock_api {
 
 // ---- Lock / RLock -------------------------------------------------------------------------
 
+/// `release`, `is_poisoned` and `clear_poison` of the two proxies of the server's `Lock`
+/// object (which serves both kinds; the docs say what differs).
+macro_rules! lock_release_poison {
+    ($name:ident, #[$release:meta], #[$poisoned:meta]) => {
+        impl $name {
+            #[$release]
+            pub fn release(&self) -> Result<()> {
+                self.h
+                    .call(&Request::Lock(self.h.id, LockOp::Release { owner: thread_token() }))
+                    .and_then(unit)
+            }
+
+            #[$poisoned]
+            pub fn is_poisoned(&self) -> Result<bool> {
+                self.h.call(&Request::Lock(self.h.id, LockOp::IsPoisoned)).and_then(boolean)
+            }
+
+            /// Clears the poison flag.
+            pub fn clear_poison(&self) -> Result<()> {
+                self.h.call(&Request::Lock(self.h.id, LockOp::ClearPoison)).and_then(unit)
+            }
+        }
+    };
+}
+
 /// A proxy of a manager `Lock`.
 ///
 /// As in Python, it is not owner-bound: any process may [`release`](Self::release) it. Beyond
@@ -132,24 +157,11 @@ pub struct LockProxy {
 proxy_common!(LockProxy, Kind::Lock);
 lock_api!(LockProxy, LockGuard, Lock, LockOp);
 
-impl LockProxy {
-    /// Releases the lock (held by anyone: [`NotOwner`](ErrorKind::NotOwner) only if unlocked).
-    pub fn release(&self) -> Result<()> {
-        self.h
-            .call(&Request::Lock(self.h.id, LockOp::Release { owner: thread_token() }))
-            .and_then(unit)
-    }
-
-    /// Whether a holder died holding the lock since the poison was last cleared.
-    pub fn is_poisoned(&self) -> Result<bool> {
-        self.h.call(&Request::Lock(self.h.id, LockOp::IsPoisoned)).and_then(boolean)
-    }
-
-    /// Clears the poison flag.
-    pub fn clear_poison(&self) -> Result<()> {
-        self.h.call(&Request::Lock(self.h.id, LockOp::ClearPoison)).and_then(unit)
-    }
-}
+lock_release_poison!(
+    LockProxy,
+    #[doc = "Releases the lock (held by anyone: [`NotOwner`](ErrorKind::NotOwner) only if unlocked)."],
+    #[doc = "Whether a holder died holding the lock since the poison was last cleared."]
+);
 
 /// A proxy of a manager `RLock`: recursive, owned by the thread (of the process) that acquired
 /// it. Poisoned like [`LockProxy`] when its owner dies holding it.
@@ -161,25 +173,11 @@ pub struct RLockProxy {
 proxy_common!(RLockProxy, Kind::RLock);
 lock_api!(RLockProxy, RLockGuard, Lock, LockOp);
 
-impl RLockProxy {
-    /// Releases one level ([`NotOwner`](ErrorKind::NotOwner) if the calling thread does not
-    /// own it).
-    pub fn release(&self) -> Result<()> {
-        self.h
-            .call(&Request::Lock(self.h.id, LockOp::Release { owner: thread_token() }))
-            .and_then(unit)
-    }
-
-    /// Whether an owner died holding the lock since the poison was last cleared.
-    pub fn is_poisoned(&self) -> Result<bool> {
-        self.h.call(&Request::Lock(self.h.id, LockOp::IsPoisoned)).and_then(boolean)
-    }
-
-    /// Clears the poison flag.
-    pub fn clear_poison(&self) -> Result<()> {
-        self.h.call(&Request::Lock(self.h.id, LockOp::ClearPoison)).and_then(unit)
-    }
-}
+lock_release_poison!(
+    RLockProxy,
+    #[doc = "Releases one level ([`NotOwner`](ErrorKind::NotOwner) if the calling thread does not own it)."],
+    #[doc = "Whether an owner died holding the lock since the poison was last cleared."]
+);
 
 // ---- Condition ----------------------------------------------------------------------------
 
