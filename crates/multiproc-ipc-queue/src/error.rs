@@ -21,7 +21,8 @@ pub enum ErrorKind {
     TaskDoneTooManyTimes,
     /// A received queue handle is invalid (wrong type, no queue at its offset).
     InvalidHandle,
-    /// A streamed message was too large to buffer in this process.
+    /// A large (streamed or spilled) message could not be buffered or mapped in this
+    /// process. The message was consumed; the queue goes on.
     OutOfMemory,
 }
 
@@ -34,7 +35,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::TooManyProcesses => "too many processes use this queue",
             ErrorKind::TaskDoneTooManyTimes => "task_done() called too many times",
             ErrorKind::InvalidHandle => "invalid queue handle",
-            ErrorKind::OutOfMemory => "a streamed message was too large to buffer",
+            ErrorKind::OutOfMemory => "a large message could not be buffered or mapped",
         })
     }
 }

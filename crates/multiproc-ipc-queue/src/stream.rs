@@ -1,4 +1,7 @@
-//! Streaming: messages larger than half the ring pass through a *window* record in chunks.
+//! Streaming: the fallback for messages larger than half the ring when they cannot be
+//! spilled (every spill entry taken, no memory for the spill file, or `max_spilled(0)`): they
+//! pass through a *window* record in chunks, and their `put` returns only once a consumer has
+//! taken most of the message.
 //!
 //! The producer takes an entry of the queue's stream table, puts a window record (a quarter
 //! of the ring) whose first slot holds a descriptor (entry, generation, total length), and
