@@ -5,7 +5,7 @@
 //! wait queue, so a sleeper that the protocol fails to wake is a loom deadlock. A wait with
 //! a deadline stays a yield (the arena's model). A wait that also polls for dead parties (in
 //! reality it sleeps at most a time slice) blocks until woken or until a model thread dies
-//! ([`model_death`], which wakes every sleeper); after a death such waits only yield, as the
+//! (`model_death`, which wakes every sleeper); after a death such waits only yield, as the
 //! real ones whose slice runs out.
 
 #[cfg(not(multiproc_loom))]

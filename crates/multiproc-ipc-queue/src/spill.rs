@@ -32,11 +32,17 @@
 //!
 //! - its consumer, once it has read the bytes (a consumer killed while holding it loses the
 //!   message, as for any message it had taken: the ring's recovery steals the record and
-//!   frees the entry through [`on_stolen`]);
+//!   frees the entry through `on_stolen`);
 //! - the consumer that discards the record as `SKIP` (the producer died between `QUEUED` and
-//!   the commit), which frees every `QUEUED` entry whose `pos` is that record ([`drop_at`]);
-//! - anyone scanning the table ([`reclaim_dead`], run when a producer finds no free entry)
-//!   who sees that the record at `pos` was discarded or released, or that its owner died.
+//!   the commit), which frees every `QUEUED` entry whose `pos` is that record (`drop_at`);
+//! - anyone scanning the table ([`reclaim_dead`], run by every producer before it takes an
+//!   entry, and by `Queue::reclaim_spilled`) who sees that the record at `pos` was discarded
+//!   or released, or that its owner died.
+//!
+//! Entries in `FILLING` or `RECLAIM` whose party died are taken over by the same scan (and
+//! by a process that reuses the dead party's index). So the memory of a killed producer or
+//! consumer is given back by the next large `put`, at the latest when the queue's last
+//! handle goes (the kernel frees the file).
 //!
 //! Only a party that moved the entry to `RECLAIM(g, itself)` (or the producer in `FILLING`)
 //! punches the region, so live data is never punched; the generation makes every CAS on the
