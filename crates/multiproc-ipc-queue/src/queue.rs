@@ -851,13 +851,15 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     /// Spilled messages held (taken or not), the bytes the spill table accounts for them,
-    /// and the bytes of memory the spill file holds (tests and diagnostics).
+    /// and the bytes of memory the spill file holds for them (tests and diagnostics).
     #[doc(hidden)]
     pub fn spill_usage(&self) -> (usize, u64, u64) {
         use std::os::unix::fs::MetadataExt;
         let ring = &self.inner.ring;
         let (n, bytes) = spill::held(ring);
         let file = ring.mem.spill_file().metadata().map(|m| m.blocks() * 512).unwrap_or(0);
+        // Less the identity header's page, which the file always holds.
+        let file = file.saturating_sub(4096);
         (n, bytes, file)
     }
 

@@ -214,7 +214,10 @@ pub struct Header {
     /// Entries in the spill table.
     pub n_spills: AtomicU32,
     _pad0: u32,
-    _pad0b: [u64; 8],
+    /// Random identity of the queue's spill file (also at its start), checked when a handle
+    /// is received with the file's descriptor.
+    pub spill_id: AtomicU64,
+    _pad0b: [u64; 7],
     /// Producers' position and record count.
     pub tail: AtomicU64,
     _pad1: [u64; 15],
@@ -284,7 +287,8 @@ impl Header {
             data_off: AtomicU64::new(0),
             n_spills: AtomicU32::new(0),
             _pad0: 0,
-            _pad0b: [0; 8],
+            spill_id: AtomicU64::new(0),
+            _pad0b: [0; 7],
             tail: AtomicU64::new(0),
             _pad1: [0; 15],
             head: AtomicU64::new(0),

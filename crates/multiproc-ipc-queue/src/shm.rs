@@ -90,9 +90,18 @@ impl ShmMem {
             slots: slots_at,
             total: ctrl_size,
         } = ctrl_layout(n_slots, n_parties, n_streams, n_spills);
-        let spill = File::from(crate::sys::memfd("multiproc-queue-spill").map_err(|e| {
-            Error::new(ErrorKind::Arena, format!("creating the queue's spill file: {e}"))
-        })?);
+        let spill_id = random_id();
+        let spill = crate::sys::memfd("multiproc-queue-spill")
+            .map(File::from)
+            .and_then(|f| {
+                let mut head = [0u8; 16];
+                head[..8].copy_from_slice(&crate::spill::FILE_MAGIC.to_le_bytes());
+                head[8..].copy_from_slice(&spill_id.to_le_bytes());
+                f.write_all_at(&head, 0).map(|()| f)
+            })
+            .map_err(|e| {
+                Error::new(ErrorKind::Arena, format!("creating the queue's spill file: {e}"))
+            })?;
         let data_size = n_slots * SLOT_BYTES;
         let ctrl_off = arena.alloc_raw(ctrl_size, CTRL_ALIGN).map_err(Error::arena)?;
         let data_off = match arena.alloc_raw(data_size, 4096) {
@@ -111,6 +120,7 @@ impl ShmMem {
             let mut h = Header::new(log_slots, n_parties as u32, n_streams as u32, maxsize, tag);
             h.data_off = AtomicU64::new(data_off.raw());
             h.n_spills = AtomicU32::new(n_spills as u32);
+            h.spill_id = AtomicU64::new(spill_id);
             ctrl.cast::<Header>().write(h);
             for i in 0..n_parties {
                 ctrl.add(parties_at).cast::<Party>().add(i).write(Party::new());
@@ -190,6 +200,15 @@ impl ShmMem {
             total: ctrl_size,
         } = ctrl_layout(n_slots, n_parties, n_streams, n_spills);
         arena.ptr(ctrl_off, ctrl_size).ok_or_else(|| bad("queue control block out of bounds"))?;
+        let spill = File::from(spill);
+        let mut head = [0u8; 16];
+        let want = [crate::spill::FILE_MAGIC, h.spill_id.load(Ordering::Relaxed)];
+        if spill.read_exact_at(&mut head, 0).is_err()
+            || head[..8] != want[0].to_le_bytes()
+            || head[8..] != want[1].to_le_bytes()
+        {
+            return Err(bad("the descriptor passed as the queue's spill file is not it"));
+        }
         let data_off = Offset::from_raw(h.data_off.load(Ordering::Relaxed));
         let data = arena
             .ptr(data_off, n_slots * SLOT_BYTES)
@@ -212,7 +231,7 @@ impl ShmMem {
             spills_at,
             slots_at,
             ctrl_size,
-            spill: File::from(spill),
+            spill,
         })
     }
 
@@ -350,6 +369,15 @@ impl Mem for ShmMem {
         let start = p.start.load(Ordering::Acquire);
         ProcessId::from_parts(id as u32, start).is_alive()
     }
+}
+
+/// A random 64-bit identity (std's randomly keyed hasher; not a secret, only unlikely to
+/// repeat).
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// Registers the calling process in the party table (or finds its entry); returns its index.

@@ -6,7 +6,9 @@
 //! fork, passed with the handle to other processes): the kernel frees it with the last
 //! handle, so nothing can leak into `/dev/shm`. Entry `e` of the queue's spill table owns the
 //! file range starting at [`region`]`(e)` (up to [`MAX_SPILL`] bytes, sparse); its pages are
-//! given back (hole punched) as soon as the message is consumed or dropped.
+//! given back (hole punched) as soon as the message is consumed or dropped. The file starts
+//! with [`FILE_MAGIC`] and a random identity the queue's header also holds, so a received
+//! handle whose descriptor is not its queue's spill file is refused.
 //!
 //! The entry's state word and its life:
 //!
@@ -121,11 +123,14 @@ fn party_of(s: u64) -> u32 {
     ((s >> 4) & 0x3ff) as u32
 }
 
-/// File offset of entry `e`'s region.
+/// File offset of entry `e`'s region (the file's first region holds its identity header).
 #[inline]
 pub fn region(e: usize) -> u64 {
-    (e as u64) << REGION_BITS
+    (e as u64 + 1) << REGION_BITS
 }
+
+/// Magic at the start of a spill file, followed by the queue's `spill_id`.
+pub const FILE_MAGIC: u64 = u64::from_le_bytes(*b"MPQSPILL");
 
 /// Encodes a descriptor (the record header's `flags` carry [`FLAG_SPILL`] and the entry).
 pub fn descriptor(entry: usize, gen: u32, total: u64) -> [u8; DESC_BYTES] {

@@ -323,3 +323,30 @@ fn no_leak() {
     assert_eq!(arena.used(), used0);
     assert_eq!(shm_mine(), shm0);
 }
+
+/// A received queue handle whose spill-file descriptor is not its queue's (another queue's
+/// file, the arena's memfd, /dev/null) is refused, and nothing is disturbed.
+#[test]
+fn a_wrong_spill_descriptor_is_refused() {
+    use multiproc_arena::transfer;
+    let arena = Arena::new(4 << 20).unwrap();
+    let q1: Queue<Bytes> = Queue::builder().capacity(64 << 10).build_in(&arena).unwrap();
+    let q2: Queue<Bytes> = Queue::builder().capacity(64 << 10).build_in(&arena).unwrap();
+    let m1 = transfer::encode(&q1).unwrap();
+    assert_eq!(m1.fds.len(), 2, "the arena and the spill file");
+    let m2 = transfer::encode(&q2).unwrap();
+    assert!(transfer::decode::<Queue<Bytes>>(&m1.bytes, m2.fds).is_err(), "q2's file");
+    let dup = |f: &std::os::fd::OwnedFd| f.try_clone().unwrap();
+    let arena_twice = vec![dup(&m1.fds[0]), dup(&m1.fds[0])];
+    assert!(transfer::decode::<Queue<Bytes>>(&m1.bytes, arena_twice).is_err(), "the arena");
+    let null = std::os::fd::OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+    let with_null = vec![dup(&m1.fds[0]), null];
+    assert!(transfer::decode::<Queue<Bytes>>(&m1.bytes, with_null).is_err(), "/dev/null");
+    // The right one works; both queues are intact.
+    let q1b = transfer::decode::<Queue<Bytes>>(&m1.bytes, m1.fds).unwrap();
+    q1b.put(Bytes(pattern(200_000, 3))).unwrap();
+    q2.put(Bytes(pattern(200_000, 4))).unwrap();
+    assert!(q1.get_timeout(T).unwrap().0 == pattern(200_000, 3));
+    assert!(q2.get_timeout(T).unwrap().0 == pattern(200_000, 4));
+    assert_no_spill_left(&q1);
+}
