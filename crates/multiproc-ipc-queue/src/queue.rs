@@ -547,9 +547,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
     }
 
-    /// Serialises `value` straight into the ring: a size pass first (so a value that does
-    /// not serialise leaves the queue untouched), then one slot from the stack, a record
-    /// written in place, a spilled message, or a stream.
+    /// Serialises `value` straight into the ring: into one slot on the stack in a single
+    /// pass if it fits; otherwise a size pass first, then a record written in place, a
+    /// spilled message, or a stream. A value that does not serialise leaves the queue
+    /// untouched.
     fn put_bytes(&self, value: &T, me: u32, block: Block) -> Result<(), Fail> {
         let ring = &self.inner.ring;
         // Most messages fit one slot: serialise into it at once (an error other than "does

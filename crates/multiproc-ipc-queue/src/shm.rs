@@ -15,6 +15,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 /// Most stream entries.
 pub(crate) const MAX_STREAMS: usize = 64;
@@ -58,8 +59,8 @@ pub(crate) struct ShmMem {
     spills_at: usize,
     slots_at: usize,
     ctrl_size: usize,
-    /// The spill file (see [`spill`](crate::spill)).
-    spill: File,
+    /// The spill file (see [`spill`](crate::spill)), one descriptor per queue and process.
+    spill: Arc<File>,
 }
 
 // SAFETY: the pointers are into a shared mapping kept alive by `arena`; all shared state
@@ -102,6 +103,7 @@ impl ShmMem {
             .map_err(|e| {
                 Error::new(ErrorKind::Arena, format!("creating the queue's spill file: {e}"))
             })?;
+        let spill = spill_files::adopt(spill_id, spill);
         let data_size = n_slots * SLOT_BYTES;
         let ctrl_off = arena.alloc_raw(ctrl_size, CTRL_ALIGN).map_err(Error::arena)?;
         let data_off = match arena.alloc_raw(data_size, 4096) {
@@ -209,6 +211,7 @@ impl ShmMem {
         {
             return Err(bad("the descriptor passed as the queue's spill file is not it"));
         }
+        let spill = spill_files::adopt(want[1], spill);
         let data_off = Offset::from_raw(h.data_off.load(Ordering::Relaxed));
         let data = arena
             .ptr(data_off, n_slots * SLOT_BYTES)
@@ -368,6 +371,28 @@ impl Mem for ShmMem {
         }
         let start = p.start.load(Ordering::Acquire);
         ProcessId::from_parts(id as u32, start).is_alive()
+    }
+}
+
+/// This process's open spill files by identity, so that a queue received many times keeps
+/// one descriptor (as the arena does for its mapping).
+mod spill_files {
+    use std::fs::File;
+    use std::sync::{Arc, Mutex, Weak};
+
+    static OPEN: Mutex<Vec<(u64, Weak<File>)>> = Mutex::new(Vec::new());
+
+    /// The open file with identity `id` if this process has one (`file` is closed), else
+    /// `file`, registered.
+    pub(super) fn adopt(id: u64, file: File) -> Arc<File> {
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(f) = open.iter().filter(|(i, _)| *i == id).find_map(|(_, w)| w.upgrade()) {
+            return f;
+        }
+        let f = Arc::new(file);
+        open.push((id, Arc::downgrade(&f)));
+        f
     }
 }
 
