@@ -1,12 +1,16 @@
 //! [`Connection`]: one end of a message channel between processes, and [`Pipe`].
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::frame::Signal;
 use crate::frame::{
     Header, Mode, Progress, RecvState, Source, FIRST_PAYLOAD, FIRST_RECORD, HEADER_LEN,
     KEEP_CAPACITY, MAX_LEN, MAX_RECORD,
 };
+use crate::ring::{Bell, Rec, Ring, MARK, MSG, WATCHING};
 use crate::sys;
 use multiproc_arena::transfer;
+#[cfg(not(multiproc_loom))]
+use multiproc_arena::Segment;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -14,7 +18,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Creates connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe`).
@@ -38,10 +42,14 @@ impl Pipe {
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> Result<(Connection, Connection)> {
         let (a, b) = pair()?;
-        Ok((
-            Connection::from_parts(a, true, true, false),
-            Connection::from_parts(b, true, true, false),
-        ))
+        let seg = ring_segment()?;
+        let mut a = Connection::from_parts(a, true, true, false);
+        let mut b = Connection::from_parts(b, true, true, false);
+        if let Some(seg) = seg {
+            a.attach(Shm::open(seg.clone(), 0, true, true)?);
+            b.attach(Shm::open(seg, 1, true, true)?);
+        }
+        Ok((a, b))
     }
 
     /// A one-way pipe `(reader, writer)` (Python's `Pipe(duplex=False)`): the reader only
@@ -51,11 +59,116 @@ impl Pipe {
         let (r, w) = pair()?;
         sys::shutdown(r.as_fd(), libc::SHUT_WR).map_err(|e| Error::io(e, "shutdown"))?;
         sys::shutdown(w.as_fd(), libc::SHUT_RD).map_err(|e| Error::io(e, "shutdown"))?;
-        Ok((
-            Connection::from_parts(r, true, false, false),
-            Connection::from_parts(w, false, true, false),
-        ))
+        let seg = ring_segment()?;
+        let mut r = Connection::from_parts(r, true, false, false);
+        let mut w = Connection::from_parts(w, false, true, false);
+        if let Some(seg) = seg {
+            r.attach(Shm::open(seg.clone(), 0, true, false)?);
+            w.attach(Shm::open(seg, 1, false, true)?);
+        }
+        Ok((r, w))
     }
+}
+
+/// Data bytes of each direction's ring.
+const RING_CAP: usize = 64 << 10;
+/// The control blocks' page at the start of a pipe's segment.
+const CTRL_SPACE: usize = 4096;
+/// How long a sender waits for a spinning receiver to come back into its receive before it
+/// rings the doorbell (at most; and only when the receiver spins).
+const BELL_GRACE: Duration = Duration::from_micros(2);
+/// How often a spinning receiver, or a sender that rang no doorbell, asks the kernel whether
+/// the peer is gone.
+const PEER_CHECK: Duration = Duration::from_micros(50);
+
+/// Whether new pipes get a shared-memory ring (`MULTIPROC_PIPE_RING=0` turns it off).
+fn ring_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("MULTIPROC_PIPE_RING").map_or(true, |v| v != "0"))
+}
+
+fn ring_segment() -> Result<Option<Arc<Segment>>> {
+    if cfg!(multiproc_loom) || !ring_enabled() {
+        return Ok(None);
+    }
+    let seg = Segment::anonymous(CTRL_SPACE + 2 * RING_CAP).map_err(|e| {
+        Error::new(ErrorKind::Io, format!("creating the pipe's shared memory: {e}"))
+    })?;
+    Ok(Some(Arc::new(seg)))
+}
+
+/// Under loom there are no segments (pipes are socket-only); this stand-in is never made.
+#[cfg(multiproc_loom)]
+#[derive(Debug, Serialize, Deserialize)]
+struct Segment;
+
+#[cfg(multiproc_loom)]
+impl Segment {
+    fn anonymous(_: usize) -> Result<Segment> {
+        Err(Error::new(ErrorKind::Io, "no shared memory under loom"))
+    }
+    fn len(&self) -> usize {
+        0
+    }
+    fn as_ptr(&self) -> *mut u8 {
+        std::ptr::null_mut()
+    }
+}
+
+/// A pipe end's shared memory: the segment, which end this is, and its rings — `tx` is the
+/// ring written by this end, `rx` the one written by the other.
+struct Shm {
+    seg: Arc<Segment>,
+    end: u8,
+    tx: Option<Ring>,
+    rx: Option<Ring>,
+}
+
+impl Shm {
+    fn open(seg: Arc<Segment>, end: u8, rx: bool, tx: bool) -> Result<Shm> {
+        if seg.len() < CTRL_SPACE + 2 * RING_CAP || end > 1 {
+            return Err(Error::new(ErrorKind::Protocol, "a pipe's shared memory is too small"));
+        }
+        let base = seg.as_ptr();
+        let ring = |dir: usize| {
+            // SAFETY: the segment holds two 128-byte control blocks at the start of its
+            // first page and `RING_CAP` data bytes per direction after it (checked above);
+            // `Shm` keeps the mapping alive as long as the rings.
+            unsafe {
+                Ring::new(
+                    base.add(dir * std::mem::size_of::<crate::ring::Ctrl>()).cast(),
+                    base.add(CTRL_SPACE + dir * RING_CAP),
+                    RING_CAP,
+                )
+            }
+        };
+        let e = end as usize;
+        Ok(Shm { tx: tx.then(|| ring(e)), rx: rx.then(|| ring(1 - e)), end, seg })
+    }
+}
+
+fn corrupt() -> Error {
+    Error::new(
+        ErrorKind::Protocol,
+        "the pipe's shared ring is inconsistent (one end used by two processes at once?)",
+    )
+}
+
+/// The next message of a ring pipe, once known.
+enum Next {
+    /// Inline in the ring.
+    Ring(Rec),
+    /// A frame on the socket, its first record read (`in_dst` payload bytes of it in the
+    /// caller's buffer).
+    Socket { in_dst: usize },
+}
+
+/// What a first-record read of a ring pipe's socket found.
+enum Sock {
+    Frame(usize),
+    Doorbell,
+    Eof,
+    Nothing,
 }
 
 /// Asked-for send buffer of a pipe socket: large records, several in flight.
@@ -72,8 +185,33 @@ fn pair() -> Result<(OwnedFd, OwnedFd)> {
 #[derive(Default)]
 struct SendState {
     buf: Vec<u8>,
+    link: Link,
+}
+
+impl Link {
+    fn check(&self) -> Result<()> {
+        if self.broken {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "an earlier send failed in the middle of a message; the connection is unusable",
+            ));
+        }
+        if self.gone {
+            return Err(Error::new(ErrorKind::Disconnected, "the peer closed the connection"));
+        }
+        Ok(())
+    }
+}
+
+/// Sending state besides the buffer.
+#[derive(Default)]
+struct Link {
     /// An earlier send stopped in the middle of a frame: the stream is unusable.
     broken: bool,
+    /// The peer was seen gone (ring pipes learn it without a system call per message).
+    gone: bool,
+    /// When a ring send last asked the kernel whether the peer is gone.
+    checked: Option<Instant>,
 }
 
 /// One end of a message channel to another process: a [`Pipe`] end, or a connection made by
@@ -87,11 +225,15 @@ struct SendState {
 ///
 /// A `Connection` is `Send + Sync`: sends from several threads are serialised whole, and so
 /// are receives. A connection shared by several *processes* (inherited or passed) behaves like
-/// Python's: the kernel socket is the only state between messages (a receiver never reads past
-/// the message it is taking), so processes may take turns under a lock.
+/// Python's: the kernel socket and a pipe's shared ring are the only state between messages
+/// (a receiver never reads past the message it is taking), so processes may take turns under
+/// a lock; using one end from two processes at the same time is not supported (messages may
+/// be lost or the connection report a protocol error, but memory is never corrupted).
 ///
-/// Receiving waits blocked in the kernel; [`set_spin`](Self::set_spin) makes it first retry
-/// for a bounded time, which cuts latency when the peer answers within microseconds.
+/// A [`Pipe`]'s connections carry small messages through shared memory (see the crate's
+/// "Data path"). Receiving waits blocked in the kernel; [`set_spin`](Self::set_spin) makes it
+/// first spin on the ring for a bounded time, which cuts latency when the peer answers within
+/// microseconds.
 pub struct Connection {
     fd: OwnedFd,
     readable: bool,
@@ -106,6 +248,8 @@ pub struct Connection {
     shut: AtomicBool,
     send: Mutex<SendState>,
     recv: Mutex<RecvState>,
+    /// The shared-memory rings of a [`Pipe`] end.
+    shm: Option<Shm>,
 }
 
 impl fmt::Debug for Connection {
@@ -116,6 +260,7 @@ impl fmt::Debug for Connection {
             .field("writable", &self.writable)
             .field("tcp", &self.tcp)
             .field("record", &self.record)
+            .field("ring", &self.shm.is_some())
             .finish()
     }
 }
@@ -169,12 +314,30 @@ impl Connection {
             shut: AtomicBool::new(false),
             send: Mutex::new(SendState::default()),
             recv: Mutex::new(RecvState::new(mode)),
+            shm: None,
         }
     }
 
+    /// Adds the shared-memory rings (a [`Pipe`] end).
+    fn attach(&mut self, shm: Shm) {
+        self.recv.get_mut().unwrap_or_else(|e| e.into_inner()).doorbells = true;
+        self.shm = Some(shm);
+        self.set_spin(self.spin());
+    }
+
+    fn tx_ring(&self) -> Option<&Ring> {
+        self.shm.as_ref().and_then(|s| s.tx.as_ref())
+    }
+
+    fn rx_ring(&self) -> Option<&Ring> {
+        self.shm.as_ref().and_then(|s| s.rx.as_ref())
+    }
+
     /// Wraps a connected socket whose peer speaks this crate's frames: a Unix
-    /// `SOCK_SEQPACKET` socket (as [`Pipe`] and Unix [`Listener`](crate::Listener)s make), or a
-    /// Unix or TCP stream socket. Anything else is an [`ErrorKind::InvalidInput`] error.
+    /// `SOCK_SEQPACKET` socket (as Unix [`Listener`](crate::Listener)s make), or a Unix or
+    /// TCP stream socket. Anything else is an [`ErrorKind::InvalidInput`] error. The result
+    /// uses the socket alone, so its peer must too (not a [`Pipe`] end, whose small messages
+    /// travel through shared memory: pass those as `Connection`s instead).
     pub fn from_fd(fd: OwnedFd) -> Result<Connection> {
         let domain = sys::socket_domain(fd.as_fd()).map_err(|e| Error::io(e, "not a socket"))?;
         let ty = sys::socket_type(fd.as_fd()).map_err(|e| Error::io(e, "not a socket"))?;
@@ -212,14 +375,20 @@ impl Connection {
         self.limit.load(Ordering::Relaxed)
     }
 
-    /// Makes receives retry without sleeping for up to `spin` before they block in the kernel
-    /// (default zero: block at once). Worth it only when the peer answers within that time
-    /// and each process has a core of its own: it saves the kernel's wake-up (several
-    /// microseconds a message); on a machine with more runnable processes than cores it
-    /// steals time from the peer and makes things slower. An idle connection still sleeps
-    /// after `spin`.
+    /// Makes each receive spin (watch the pipe's ring, or retry the socket) for at most `spin`
+    /// before it blocks in the kernel (default zero: block at once). `spin` bounds every call:
+    /// an idle connection sleeps after it and burns no core. While a [`Pipe`] receive spins,
+    /// the sender skips the doorbell system call, so a round trip between two spinning
+    /// processes costs no system call at all; a spinning receive also asks the kernel every
+    /// 50 µs whether the peer is gone. Worth it only when the peer answers within that time
+    /// and each process has a core of its own; on a machine with more runnable processes than
+    /// cores it steals time from the peer and makes things slower. A sender to a spinning
+    /// receiver waits up to 2 µs for it to come back into its receive before it rings.
     pub fn set_spin(&self, spin: Duration) {
         self.spin_ns.store(spin.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        if let Some(rx) = self.rx_ring() {
+            rx.set_spin_hint(spin.as_micros().min(u32::MAX as u128) as u32);
+        }
     }
 
     /// See [`set_spin`](Self::set_spin).
@@ -285,7 +454,7 @@ impl Connection {
         let header = self.header_for(len, fds.len())?;
         st.buf[..HEADER_LEN].copy_from_slice(&header);
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-        let res = self.write_frame(&mut st.broken, &[&st.buf], &borrowed, deadline);
+        let res = self.send_message(&mut st.link, &[&st.buf], &borrowed, deadline);
         if st.buf.capacity() > KEEP_CAPACITY {
             st.buf = Vec::new();
         }
@@ -306,7 +475,160 @@ impl Connection {
         self.check_write()?;
         let header = self.header_for(bytes.len(), 0)?;
         let mut st = lock(&self.send);
-        self.write_frame(&mut st.broken, &[&header, bytes], &[], deadline)
+        self.send_message(&mut st.link, &[&header, bytes], &[], deadline)
+    }
+
+    /// Sends one message given as its whole frame (`frame`: the header first, in up to two
+    /// pieces): inline through the ring when this is a ring pipe and it fits, else as a
+    /// frame on the socket (with a mark in the ring, so the order holds).
+    fn send_message(
+        &self,
+        link: &mut Link,
+        frame: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let Some(tx) = self.tx_ring() else {
+            return self.write_frame(link, frame, fds, deadline, None);
+        };
+        let total: usize = frame.iter().map(|b| b.len()).sum();
+        if fds.is_empty() && total - HEADER_LEN <= tx.max_inline() {
+            let mut parts: [&[u8]; 2] = [&[], &[]];
+            let mut skip = HEADER_LEN;
+            for (slot, b) in parts.iter_mut().zip(frame) {
+                let cut = skip.min(b.len());
+                *slot = &b[cut..];
+                skip -= cut;
+            }
+            return self.ring_send(tx, link, &parts, deadline);
+        }
+        link.check()?;
+        self.wait_room(tx, link, 0, deadline)?;
+        self.write_frame(link, frame, fds, deadline, Some(tx))
+    }
+
+    /// Publishes a message in the ring (waiting for room), then rings the doorbell if the
+    /// receiver is not watching the ring.
+    fn ring_send(
+        &self,
+        tx: &Ring,
+        link: &mut Link,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        link.check()?;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let at = loop {
+            match tx.try_push(MSG, parts) {
+                Ok(Some(at)) => break at,
+                Ok(None) => self.wait_room(tx, link, len, deadline)?,
+                Err(_) => {
+                    link.broken = true;
+                    return Err(corrupt());
+                }
+            }
+        };
+        self.bell(tx, link, at)
+    }
+
+    /// The sender's half of the wake-up handshake, after publishing a record at `at`.
+    fn bell(&self, tx: &Ring, link: &mut Link, at: u64) -> Result<()> {
+        let bell = tx.after_publish(at);
+        let mut ring = matches!(bell, Bell::Ring | Bell::Armed);
+        if bell == Bell::Armed && tx.peer_spin_us() > 0 {
+            // The receiver spins when it receives: it may be on its way back into a receive
+            // (a ping-pong peer sending its answer). Give it a moment; once it watches, it
+            // takes this record itself.
+            let spin = Duration::from_micros(tx.peer_spin_us().into());
+            let until = Instant::now() + BELL_GRACE.min(spin);
+            let mut i = 0u32;
+            while ring {
+                std::hint::spin_loop();
+                ring = tx.state() != WATCHING;
+                i += 1;
+                if i % 32 == 0 && Instant::now() >= until {
+                    break;
+                }
+            }
+        }
+        if ring {
+            tx.ringing();
+            return match sys::sendmsg(self.fd.as_fd(), &[&[0u8]], &[], true) {
+                Ok(_) => Ok(()),
+                // A full socket is readable already (and keeps a doorbell: receivers take
+                // them out only when the ring is empty).
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tx.not_rung();
+                    Ok(())
+                }
+                Err(e) => {
+                    tx.not_rung();
+                    link.gone = true;
+                    Err(Error::io(e, "sending"))
+                }
+            };
+        }
+        // No system call on this path: now and then, ask whether the peer is gone.
+        let now = Instant::now();
+        if link.checked.map_or(true, |t| now.saturating_duration_since(t) >= PEER_CHECK) {
+            link.checked = Some(now);
+            if sys::hung_up(self.fd.as_fd()) {
+                link.gone = true;
+                return Err(Error::new(ErrorKind::Disconnected, "the peer closed the connection"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the ring has room for a record of `len` payload bytes: a short spin, then
+    /// sleeps on the ring's futex in slices, asking between them whether the peer is gone.
+    fn wait_room(
+        &self,
+        tx: &Ring,
+        link: &mut Link,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let room = |link: &mut Link| match tx.has_room(len) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                link.broken = true;
+                Err(corrupt())
+            }
+        };
+        let spin_until = Instant::now() + PEER_CHECK;
+        let mut i = 0u32;
+        loop {
+            if room(link)? {
+                return Ok(());
+            }
+            i += 1;
+            if i % 32 != 0 || Instant::now() < spin_until {
+                std::hint::spin_loop();
+                continue;
+            }
+            let seq = match tx.prepare_space_wait(len) {
+                Ok(None) => return Ok(()),
+                Ok(Some(seq)) => seq,
+                Err(_) => {
+                    link.broken = true;
+                    return Err(corrupt());
+                }
+            };
+            let slice = Instant::now() + Duration::from_millis(10);
+            let until = deadline.map_or(slice, |d| d.min(slice));
+            multiproc_arena::futex::wait(tx.space_word(), seq, Some(until));
+            if room(link)? {
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::kind_only(ErrorKind::Timeout));
+            }
+            if sys::hung_up(self.fd.as_fd()) {
+                link.gone = true;
+                return Err(Error::new(ErrorKind::Disconnected, "the peer closed the connection"));
+            }
+        }
     }
 
     /// Sends `bytes[offset..offset + size]` (`size` `None`: to the end), checking the range as
@@ -340,20 +662,19 @@ impl Connection {
         Ok(Header { len: len as u64, fds: nfds as u8 }.encode())
     }
 
-    /// Writes a whole frame: `bufs` concatenated, `fds` attached to its first byte.
+    /// Writes a whole frame: `bufs` concatenated, `fds` attached to its first byte. With
+    /// `mark`, publishes a mark record in that ring once the first record is sent (the
+    /// caller made room for it).
     fn write_frame(
         &self,
-        broken: &mut bool,
+        link: &mut Link,
         bufs: &[&[u8]],
         fds: &[BorrowedFd<'_>],
         deadline: Option<Instant>,
+        mark: Option<&Ring>,
     ) -> Result<()> {
-        if *broken {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                "an earlier send failed in the middle of a message; the connection is unusable",
-            ));
-        }
+        link.check()?;
+        let broken = &mut link.broken;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         let mut sent = 0;
         let mut fds = fds;
@@ -378,6 +699,14 @@ impl Connection {
             }
             match sys::sendmsg(self.fd.as_fd(), &rest[..k], fds, deadline.is_some()) {
                 Ok(n) => {
+                    if sent == 0 {
+                        if let Some(tx) = mark {
+                            if !matches!(tx.try_push(MARK, &[]), Ok(Some(_))) {
+                                *broken = true;
+                                return Err(corrupt());
+                            }
+                        }
+                    }
                     sent += n;
                     fds = &[];
                 }
@@ -493,7 +822,7 @@ impl Connection {
     fn recv_deadline<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T> {
         self.check_read()?;
         let mut st = lock(&self.recv);
-        self.receive(&mut st, deadline, true)?;
+        self.receive_any(&mut st, deadline)?;
         let fds = std::mem::take(&mut st.fds);
         let res = transfer::decode(&st.payload, fds);
         st.finish_frame();
@@ -516,7 +845,7 @@ impl Connection {
     fn recv_bytes_deadline(&self, deadline: Option<Instant>) -> Result<Vec<u8>> {
         self.check_read()?;
         let mut st = lock(&self.recv);
-        self.receive(&mut st, deadline, true)?;
+        self.receive_any(&mut st, deadline)?;
         let len = st.payload.len();
         let out = if st.payload.capacity() <= 2 * len.max(64) {
             std::mem::take(&mut st.payload)
@@ -542,6 +871,11 @@ impl Connection {
         self.check_read()?;
         let mut st = lock(&self.recv);
         let st = &mut *st;
+        if let Some(rx) = self.rx_ring() {
+            let r = self.ring_recv_into(rx, st, buf, deadline);
+            rx.leave();
+            return r;
+        }
         let mut src = SockSource { fd: self.fd.as_fd() };
         // Payload bytes that are in `buf` only.
         let mut in_dst = 0;
@@ -560,6 +894,19 @@ impl Connection {
         } else {
             self.receive(st, deadline, false)?;
         }
+        self.finish_into(st, buf, in_dst, deadline)
+    }
+
+    /// The rest of a receive into `buf` once the frame's header is in (`in_dst` payload bytes
+    /// of its first record already in `buf`).
+    fn finish_into(
+        &self,
+        st: &mut RecvState,
+        buf: &mut [u8],
+        mut in_dst: usize,
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
+        let mut src = SockSource { fd: self.fd.as_fd() };
         let len = st.header().expect("header complete").len as usize;
         if buf.len() < len {
             st.keep(&buf[..in_dst]);
@@ -595,6 +942,12 @@ impl Connection {
         if self.pending() {
             return Ok(true);
         }
+        if let Some(rx) = self.rx_ring() {
+            // (Another thread receiving holds the state: its receive takes what comes.)
+            if let Ok(mut st) = self.recv.try_lock() {
+                return self.ring_poll(rx, &mut st, deadline_after(timeout));
+            }
+        }
         match self.wait_readable(deadline_after(timeout)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == ErrorKind::Timeout => {
@@ -606,12 +959,319 @@ impl Connection {
         }
     }
 
-    /// Whether part of a message has already been read from the socket (so the connection
-    /// is ready although the socket may not be).
+    /// Whether part of a message has already been read from the socket, or a message waits
+    /// in the ring (so the connection is ready although the socket may not be).
     pub(crate) fn pending(&self) -> bool {
         match self.recv.try_lock() {
-            Ok(st) => st.in_progress(),
+            Ok(st) => {
+                st.in_progress()
+                    || st.eof
+                    || (self.readable && self.rx_ring().is_some_and(|rx| rx.nonempty()))
+            }
             Err(_) => false,
+        }
+    }
+
+    /// After the descriptor polled readable: whether a message really waits (a ring pipe's
+    /// socket may hold only stale doorbells, which this drains).
+    pub(crate) fn confirm_ready(&self) -> bool {
+        if self.rx_ring().is_none() || !self.readable {
+            return true;
+        }
+        self.poll(Duration::ZERO).unwrap_or(true)
+    }
+
+    // ----- the ring path -----
+
+    /// Receives one whole message into `st.payload`/`st.fds`, from the ring or the socket.
+    fn receive_any(&self, st: &mut RecvState, deadline: Option<Instant>) -> Result<()> {
+        let Some(rx) = self.rx_ring() else {
+            return self.receive(st, deadline, true);
+        };
+        let r = self.ring_receive(rx, st, deadline);
+        rx.leave();
+        r
+    }
+
+    fn ring_receive(&self, rx: &Ring, st: &mut RecvState, deadline: Option<Instant>) -> Result<()> {
+        match self.ring_next(rx, st, deadline, None)? {
+            Next::Ring(rec) => {
+                st.payload.clear();
+                if st.payload.try_reserve_exact(rec.len).is_err() {
+                    return Err(Error::new(ErrorKind::Io, "out of memory"));
+                }
+                st.payload.resize(rec.len, 0);
+                rx.copy_out(&rec, &mut st.payload);
+                rx.advance(rec.next);
+                st.fds.clear();
+                Ok(())
+            }
+            Next::Socket { .. } => {
+                self.receive(st, deadline, true)?;
+                self.settle_marks(rx, st);
+                Ok(())
+            }
+        }
+    }
+
+    fn ring_recv_into(
+        &self,
+        rx: &Ring,
+        st: &mut RecvState,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<usize> {
+        match self.ring_next(rx, st, deadline, Some(&mut *buf))? {
+            Next::Ring(rec) => {
+                if buf.len() < rec.len {
+                    return Err(Error::too_small(rec.len, buf.len()));
+                }
+                rx.copy_out(&rec, &mut buf[..rec.len]);
+                rx.advance(rec.next);
+                Ok(rec.len)
+            }
+            Next::Socket { in_dst } => {
+                let n = self.finish_into(st, buf, in_dst, deadline)?;
+                self.settle_marks(rx, st);
+                Ok(n)
+            }
+        }
+    }
+
+    /// Waits until the next message is known: a ring record at the head, or a socket frame
+    /// whose first record is read (into `dst` if it is given and at least 64 KiB long).
+    fn ring_next(
+        &self,
+        rx: &Ring,
+        st: &mut RecvState,
+        deadline: Option<Instant>,
+        mut dst: Option<&mut [u8]>,
+    ) -> Result<Next> {
+        let mut spun = false;
+        loop {
+            st.check_broken()?;
+            if st.in_progress() {
+                return Ok(Next::Socket { in_dst: 0 });
+            }
+            let rec = match rx.peek() {
+                Ok(r) => r,
+                Err(_) => return Err(st.fail(corrupt())),
+            };
+            match rec {
+                Some(rec) if rec.kind == MSG => {
+                    if st.marks_owed > 0 {
+                        return Err(st.fail(corrupt()));
+                    }
+                    let limit = self.max_message_size();
+                    if rec.len > limit {
+                        let e = Error::new(
+                            ErrorKind::TooLarge,
+                            format!(
+                                "incoming message of {} bytes exceeds the limit of {limit}",
+                                rec.len
+                            ),
+                        );
+                        return Err(st.fail(e));
+                    }
+                    return Ok(Next::Ring(rec));
+                }
+                Some(rec) => {
+                    if st.marks_owed > 0 {
+                        // The mark of a frame taken already.
+                        st.marks_owed -= 1;
+                        rx.advance(rec.next);
+                        continue;
+                    }
+                    // The frame's first record was sent before its mark was published.
+                    match self.read_first_sock(st, dst.as_deref_mut(), deadline.is_none())? {
+                        Sock::Frame(in_dst) => {
+                            rx.advance(rec.next);
+                            return Ok(Next::Socket { in_dst });
+                        }
+                        Sock::Doorbell => rx.took_bell(),
+                        Sock::Eof => {
+                            let e = Error::new(
+                                ErrorKind::Disconnected,
+                                "the peer closed the connection in the middle of a message",
+                            );
+                            return Err(st.fail(e));
+                        }
+                        Sock::Nothing => self.wait_readable(deadline)?,
+                    }
+                }
+                None => {
+                    if st.eof {
+                        self.check_shut()?;
+                        let e =
+                            Error::new(ErrorKind::Disconnected, "the peer closed the connection");
+                        return Err(st.fail(e));
+                    }
+                    if !spun {
+                        spun = true;
+                        if self.spin_on(rx, deadline) {
+                            continue;
+                        }
+                    }
+                    if rx.arm() {
+                        continue;
+                    }
+                    match self.read_first_sock(st, dst.as_deref_mut(), deadline.is_none())? {
+                        Sock::Frame(in_dst) => {
+                            self.frame_arrived(rx, st)?;
+                            return Ok(Next::Socket { in_dst });
+                        }
+                        Sock::Doorbell => rx.took_bell(),
+                        Sock::Eof => st.eof = true,
+                        Sock::Nothing => self.wait_readable(deadline)?,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Spins on the ring for up to [`spin`](Self::spin) (and `deadline`), watching it so
+    /// senders need not ring; `true` when a record arrived. Asks the kernel every 50 µs
+    /// whether the peer is gone (then stops).
+    fn spin_on(&self, rx: &Ring, deadline: Option<Instant>) -> bool {
+        let spin = self.spin_ns.load(Ordering::Relaxed);
+        if spin == 0 {
+            return false;
+        }
+        rx.watch();
+        let start = Instant::now();
+        let mut until = start.checked_add(Duration::from_nanos(spin)).unwrap_or(start);
+        if let Some(d) = deadline {
+            until = until.min(d);
+        }
+        let mut check = start + PEER_CHECK;
+        let mut i = 0u32;
+        loop {
+            if rx.nonempty() {
+                return true;
+            }
+            std::hint::spin_loop();
+            i = i.wrapping_add(1);
+            if i % 64 == 0 {
+                let now = Instant::now();
+                if now >= until {
+                    return false;
+                }
+                if now >= check {
+                    check = now + PEER_CHECK;
+                    if sys::hung_up(self.fd.as_fd()) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the next record of a ring pipe's socket, if it begins a frame (into `dst` when
+    /// it is at least 64 KiB long).
+    fn read_first_sock(
+        &self,
+        st: &mut RecvState,
+        dst: Option<&mut [u8]>,
+        block: bool,
+    ) -> Result<Sock> {
+        let limit = self.max_message_size();
+        let mut src = SockSource { fd: self.fd.as_fd() };
+        st.signal = None;
+        let got = match dst {
+            Some(d) if d.len() >= FIRST_PAYLOAD => {
+                st.read_first_record_into(&mut src, limit, block, d)?
+            }
+            _ => match st.read_header(&mut src, limit, block)? {
+                Progress::Ready => Some(0),
+                Progress::Pending => None,
+            },
+        };
+        Ok(match (got, st.signal.take()) {
+            (Some(n), _) => Sock::Frame(n),
+            (None, Some(Signal::Doorbell)) => Sock::Doorbell,
+            (None, Some(Signal::Eof)) => Sock::Eof,
+            (None, None) => Sock::Nothing,
+        })
+    }
+
+    /// A frame came on the socket while the ring looked empty: its mark is the next record
+    /// (or is about to be published).
+    fn frame_arrived(&self, rx: &Ring, st: &mut RecvState) -> Result<()> {
+        match rx.peek() {
+            Ok(Some(rec)) if rec.kind == MARK => rx.advance(rec.next),
+            Ok(None) => st.marks_owed += 1,
+            _ => return Err(st.fail(corrupt())),
+        }
+        Ok(())
+    }
+
+    /// After a frame taken before its mark: consumes the mark, which the sender publishes
+    /// right after its first system call (waits a few ms at most; a mark still missing then
+    /// is consumed by a later receive).
+    fn settle_marks(&self, rx: &Ring, st: &mut RecvState) {
+        let start = Instant::now();
+        let mut i = 0u32;
+        while st.marks_owed > 0 {
+            match rx.peek() {
+                Ok(Some(rec)) if rec.kind == MARK => {
+                    rx.advance(rec.next);
+                    st.marks_owed -= 1;
+                    continue;
+                }
+                Ok(None) => {}
+                _ => return,
+            }
+            i += 1;
+            if i < 256 {
+                std::hint::spin_loop();
+            } else if start.elapsed() > Duration::from_millis(5) || sys::hung_up(self.fd.as_fd()) {
+                return;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// [`poll`](Self::poll) of a ring pipe: the ring, then the socket, where stale doorbells
+    /// are drained (never a frame: those are only peeked at).
+    fn ring_poll(&self, rx: &Ring, st: &mut RecvState, deadline: Option<Instant>) -> Result<bool> {
+        loop {
+            if st.in_progress() || st.eof || st.check_broken().is_err() {
+                return Ok(true);
+            }
+            match rx.peek() {
+                Ok(Some(rec)) if rec.kind == MARK && st.marks_owed > 0 => {
+                    st.marks_owed -= 1;
+                    rx.advance(rec.next);
+                    continue;
+                }
+                Ok(Some(_)) | Err(_) => return Ok(true),
+                Ok(None) => {}
+            }
+            if rx.arm() {
+                continue;
+            }
+            match sys::peek_record(self.fd.as_fd()) {
+                Ok((1, false)) => {
+                    // A doorbell: drain it and look again.
+                    let mut b = [MaybeUninit::<u8>::uninit(); 1];
+                    let mut fds = Vec::new();
+                    if let Ok((1, false)) =
+                        sys::recvmsg(self.fd.as_fd(), &mut b, &mut [], &mut fds, true)
+                    {
+                        rx.took_bell();
+                    }
+                }
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match self.wait_readable(deadline) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::Timeout => return Ok(false),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(_) => return Ok(true),
+            }
         }
     }
 
@@ -642,6 +1302,9 @@ impl AsRawFd for Connection {
     }
 }
 
+/// The socket alone: a [`Pipe`] end's shared ring is dropped, so its peer's small messages
+/// would no longer be seen; use this for connections made by [`Listener`](crate::Listener) /
+/// [`Client`](crate::Client) or [`Connection::from_fd`], or before any message is sent.
 impl From<Connection> for OwnedFd {
     fn from(c: Connection) -> OwnedFd {
         c.fd
@@ -649,12 +1312,22 @@ impl From<Connection> for OwnedFd {
 }
 
 /// What a connection looks like inside a message: its descriptor's index in the transfer
-/// table, its direction and transport, its limit.
-#[derive(Serialize, Deserialize)]
-struct Wire {
+/// table, its direction and transport, its limit, and a pipe end's shared memory (the
+/// segment and which end this is).
+#[derive(Serialize)]
+struct WireOut<'a> {
     fd: u32,
     flags: u8,
     limit: u64,
+    shm: Option<(&'a Segment, u8)>,
+}
+
+#[derive(Deserialize)]
+struct WireIn {
+    fd: u32,
+    flags: u8,
+    limit: u64,
+    shm: Option<(Segment, u8)>,
 }
 
 const F_READ: u8 = 1;
@@ -664,7 +1337,7 @@ const F_TCP: u8 = 4;
 impl Serialize for Connection {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
-        if self.pending() {
+        if self.recv.try_lock().map_or(true, |st| st.in_progress() || st.marks_owed > 0) {
             return Err(S::Error::custom(
                 "a connection in the middle of receiving a message cannot be sent",
             ));
@@ -673,21 +1346,21 @@ impl Serialize for Connection {
         let flags = (self.readable as u8 * F_READ)
             | (self.writable as u8 * F_WRITE)
             | (self.tcp as u8 * F_TCP);
-        Wire { fd, flags, limit: self.max_message_size() as u64 }.serialize(s)
+        let shm = self.shm.as_ref().map(|m| (&*m.seg, m.end));
+        WireOut { fd, flags, limit: self.max_message_size() as u64, shm }.serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
-        let w = Wire::deserialize(d)?;
+        let w = WireIn::deserialize(d)?;
         let fd = transfer::take_fd(w.fd).map_err(D::Error::custom)?;
-        let c = Connection::from_parts(
-            fd,
-            w.flags & F_READ != 0,
-            w.flags & F_WRITE != 0,
-            w.flags & F_TCP != 0,
-        );
+        let (readable, writable) = (w.flags & F_READ != 0, w.flags & F_WRITE != 0);
+        let mut c = Connection::from_parts(fd, readable, writable, w.flags & F_TCP != 0);
+        if let Some((seg, end)) = w.shm {
+            c.attach(Shm::open(Arc::new(seg), end, readable, writable).map_err(D::Error::custom)?);
+        }
         c.set_max_message_size(w.limit.min(usize::MAX as u64) as usize);
         Ok(c)
     }

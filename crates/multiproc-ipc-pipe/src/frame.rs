@@ -42,9 +42,10 @@ pub const MAX_LEN: u64 = (1 << 48) - 1;
 /// The default [`max_message_size`](crate::Connection::set_max_message_size): 4 GiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 32;
 
-/// The payload buffer is grown in steps of at most this many bytes as data arrives, so a
-/// header that lies about its length costs at most one step of memory.
-const GROW_STEP: usize = 16 << 20;
+/// The payload buffer starts at this size and doubles as data actually arrives (never beyond
+/// what the frame still owes), so a header that lies about its length costs at most this, or
+/// as much again as has truly arrived.
+const MIN_GROW: usize = 64 << 10;
 /// A receive buffer larger than this is freed after its message instead of kept for reuse.
 pub(crate) const KEEP_CAPACITY: usize = 4 << 20;
 
@@ -157,6 +158,25 @@ pub(crate) struct RecvState {
     broken: Option<(ErrorKind, String)>,
     /// Largest payload capacity ever reserved (for tests of the allocation bound).
     pub(crate) peak: usize,
+    /// The socket also carries one-byte doorbell records and end of stream is not final
+    /// (a pipe with a shared-memory ring): a first-record read reports them in `signal`
+    /// instead of failing.
+    pub(crate) doorbells: bool,
+    /// What a first-record read found instead of a frame (with `doorbells`).
+    pub(crate) signal: Option<Signal>,
+    /// End of stream seen on the socket (with `doorbells`: the ring may still hold messages).
+    pub(crate) eof: bool,
+    /// Socket frames taken whose ring mark has not been consumed yet.
+    pub(crate) marks_owed: u32,
+}
+
+/// What a first-record read of a ring pipe's socket found instead of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// A one-byte wake-up record.
+    Doorbell,
+    /// End of stream.
+    Eof,
 }
 
 impl std::fmt::Debug for RecvState {
@@ -196,6 +216,10 @@ impl RecvState {
             fds: Vec::new(),
             broken: None,
             peak: 0,
+            doorbells: false,
+            signal: None,
+            eof: false,
+            marks_owed: 0,
         }
     }
 
@@ -210,7 +234,7 @@ impl RecvState {
         self.header
     }
 
-    fn fail(&mut self, err: Error) -> Error {
+    pub(crate) fn fail(&mut self, err: Error) -> Error {
         if matches!(err.kind(), ErrorKind::Protocol | ErrorKind::TooLarge | ErrorKind::Disconnected)
         {
             self.broken = Some((err.kind(), err.to_string()));
@@ -229,8 +253,12 @@ impl RecvState {
     /// still owes, so never beyond its checked length).
     fn reserve(&mut self, want: usize) -> Result<()> {
         let have = self.payload.len();
-        if self.payload.capacity() - have < want {
-            let step = want.max(GROW_STEP.max(have).min(self.owed()));
+        let cap = self.payload.capacity();
+        if cap - have < want {
+            // Double (from 64 KiB), but never past the frame's end.
+            let target =
+                cap.saturating_mul(2).max(MIN_GROW).min(have + self.owed()).max(have + want);
+            let step = target - have;
             if self.payload.try_reserve_exact(step).is_err() {
                 let e = Error::new(ErrorKind::Io, format!("cannot allocate {step} bytes"));
                 return Err(self.fail(e));
@@ -380,6 +408,10 @@ impl RecvState {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
             Err(e) => return Err(self.fail(Error::io(e, "receiving"))),
         };
+        if self.doorbells && extra.is_empty() && !cut && n <= 1 {
+            self.signal = Some(if n == 0 { Signal::Eof } else { Signal::Doorbell });
+            return Ok(None);
+        }
         if n == 0 {
             let e = Error::new(ErrorKind::Disconnected, "the peer closed the connection");
             return Err(self.fail(e));
@@ -404,7 +436,7 @@ impl RecvState {
         while self.owed() > 0 {
             let owed = self.owed();
             let want = match self.mode {
-                Mode::Stream => owed.min(GROW_STEP),
+                Mode::Stream => owed.min(MIN_GROW),
                 Mode::Records => owed.min(MAX_RECORD),
             };
             self.reserve(want)?;
@@ -583,8 +615,8 @@ impl FrameDecoder {
 
     /// The largest payload buffer this decoder has reserved, in bytes: never more than the
     /// limit (except the 64 KiB buffer a record decoder keeps for first records), and never
-    /// more than twice the payload bytes actually received plus 16 MiB, whatever a header
-    /// claims.
+    /// more than twice the payload bytes actually received plus one record (512 KiB) and
+    /// 64 KiB, whatever a header claims.
     pub fn peak_allocation(&self) -> usize {
         self.state.peak
     }

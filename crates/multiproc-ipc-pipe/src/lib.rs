@@ -20,18 +20,45 @@
 //!
 //! # Data path
 //!
-//! A pipe is a Unix `SOCK_SEQPACKET` socketpair. A message is one frame (an 8-byte header
-//! with the length and descriptor count, then the payload, see [`frame`]) sent as records:
-//! a small message is one `sendmsg` and one `recvmsg`, header and payload together (a single
-//! system call each way, as for raw bytes on a socketpair); a large one goes as a first
-//! 64 KiB record and records of up to 512 KiB straight into the destination buffer, with a
-//! 1 MiB send buffer so several are in flight. A receiver never reads past the message it
-//! takes, so the kernel socket is the only state between messages: a connection can be
+//! A [`Pipe`] is a Unix `SOCK_SEQPACKET` socketpair and a small shared-memory segment (a
+//! memfd of 132 KiB) with one single-producer, single-consumer byte ring of 64 KiB per
+//! direction. A message of up to 16 KiB that carries no handles is written into the ring
+//! as one record and published by storing the ring's tail last, so a sender killed while
+//! writing publishes nothing and a torn message is never delivered. A larger message, or one
+//! with handles, goes over the socket as a frame (below), and a *mark* record in the ring
+//! keeps it in order with the ring's messages. A receiver checks every record against the
+//! ring's bounds, so a misbehaving peer is a protocol error, never a stray access.
+//!
+//! The socket also carries wake-ups and end of stream. A receive spinning on the ring (see
+//! [`Connection::set_spin`]) takes what arrives with no system call on either side. Any other
+//! message gets a one-byte *doorbell* record on the socket, which wakes a receive blocked in
+//! the kernel and makes the descriptor readable for [`Connection::poll`], [`wait`] and epoll
+//! or tokio loops; doorbells are taken out only by a receive or poll that finds the ring empty,
+//! so a message waiting in the ring always leaves the descriptor readable. The hand-over is
+//! Dekker-style (each side stores, issues a SeqCst fence, then loads the other's word; a loom
+//! model checks it), so no wake-up is lost. End of stream, peer death included, is the
+//! socket's: a receiver drains what the ring holds, then reports
+//! [`ErrorKind::Disconnected`]. Pipe ends inherited by fork or passed in messages (the
+//! segment travels with the socket) keep the ring. [`Listener`] / [`Client`] connections and
+//! [`Connection::from_fd`] use the socket alone; set `MULTIPROC_PIPE_RING=0` in the
+//! environment to make new pipes socket-only too.
+//!
+//! On the socket, a message is one frame (an 8-byte header with the length and descriptor
+//! count, then the payload, see [`frame`]) sent as records: a first record with the header
+//! and up to 64 KiB of payload, then records of up to 512 KiB straight into the destination
+//! buffer, with a 1 MiB send buffer so several are in flight. A receiver never reads past the
+//! message it takes, and the ring's positions live in the shared segment, so the kernel
+//! socket and the segment are the only state between messages: a connection can be
 //! inherited, passed, or shared by processes taking turns, as in Python. Unix listeners use
 //! the same records; TCP uses a byte stream, where the header is read on its own first.
-//! Receives block in the kernel (an idle connection costs nothing);
-//! [`Connection::set_spin`] adds a bounded busy retry for peers that answer within
-//! microseconds.
+//!
+//! Receives block in the kernel (an idle connection costs nothing); [`Connection::set_spin`]
+//! makes each receive first spin on the ring for at most the given time — a bound per call,
+//! after which it sleeps — for peers that answer within microseconds.
+//!
+//! One end used by two processes *at the same time* (not in turns) is not supported, as in
+//! Python: messages may be lost or mixed up and the connection may report a protocol error,
+//! but nothing outside the ring is touched and nothing panics.
 //!
 //! ```
 //! use multiproc_ipc_pipe::{Pipe, ErrorKind};
@@ -52,6 +79,8 @@ mod error;
 mod fd;
 pub mod frame;
 mod listener;
+#[doc(hidden)]
+pub mod ring;
 mod sys;
 mod wait;
 
@@ -66,5 +95,9 @@ pub use crate::wait::{wait, Waitable};
 impl Waitable for Connection {
     fn ready_now(&self) -> bool {
         self.pending()
+    }
+
+    fn confirm_ready(&self) -> bool {
+        Connection::confirm_ready(self)
     }
 }

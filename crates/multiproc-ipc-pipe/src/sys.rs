@@ -209,6 +209,39 @@ pub(crate) fn recvmsg(
     Ok((n, msg.msg_flags & libc::MSG_TRUNC != 0))
 }
 
+/// Looks at the next record of a `SOCK_SEQPACKET` socket without taking it or anything
+/// attached to it: `(bytes, longer)` where `bytes` is 0 (end of stream) or 1, and `longer`
+/// says the record has more than one byte. Nothing waiting is `WouldBlock`.
+pub(crate) fn peek_record(sock: BorrowedFd<'_>) -> io::Result<(usize, bool)> {
+    let mut b = [0u8; 1];
+    let mut iov = [libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: 1 }];
+    // SAFETY: an all-zero msghdr is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = 1;
+    loop {
+        // SAFETY: `msg` points at a live one-byte buffer; no control buffer, so no
+        // descriptor is installed (a peek leaves them queued).
+        let n = unsafe {
+            libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok((n as usize, msg.msg_flags & libc::MSG_TRUNC != 0));
+    }
+}
+
+/// Whether the peer of a connected socket is gone (`POLLHUP`: both directions shut down).
+pub(crate) fn hung_up(sock: BorrowedFd<'_>) -> bool {
+    let mut set = [PollFd::new(sock, 0)];
+    poll(&mut set, Some(Duration::ZERO)).is_ok() && set[0].0.revents & libc::POLLHUP != 0
+}
+
 /// Readiness bits reported by [`poll`].
 pub(crate) const POLL_IN: i16 = libc::POLLIN;
 /// Writable.

@@ -19,11 +19,21 @@ pub trait Waitable: AsFd {
     fn ready_now(&self) -> bool {
         false
     }
+
+    /// Called after the descriptor polled readable: whether the object really is ready (a
+    /// [`Pipe`](crate::Pipe) connection drains stale wake-ups of its shared-memory ring and
+    /// says no if that was all). Default: `true`.
+    fn confirm_ready(&self) -> bool {
+        true
+    }
 }
 
 impl<T: Waitable + ?Sized> Waitable for &T {
     fn ready_now(&self) -> bool {
         (**self).ready_now()
+    }
+    fn confirm_ready(&self) -> bool {
+        (**self).confirm_ready()
     }
 }
 
@@ -31,11 +41,17 @@ impl<T: Waitable + ?Sized> Waitable for Box<T> {
     fn ready_now(&self) -> bool {
         (**self).ready_now()
     }
+    fn confirm_ready(&self) -> bool {
+        (**self).confirm_ready()
+    }
 }
 
 impl<T: Waitable + ?Sized> Waitable for std::sync::Arc<T> {
     fn ready_now(&self) -> bool {
         (**self).ready_now()
+    }
+    fn confirm_ready(&self) -> bool {
+        (**self).confirm_ready()
     }
 }
 
@@ -104,7 +120,9 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<
                     ));
                 }
                 let ready: Vec<usize> = (0..objects.len())
-                    .filter(|i| set[*i].ready() || now_ready.contains(i))
+                    .filter(|i| {
+                        now_ready.contains(i) || (set[*i].ready() && objects[*i].confirm_ready())
+                    })
                     .collect();
                 if !ready.is_empty() || left == Some(Duration::ZERO) {
                     return Ok(ready);
