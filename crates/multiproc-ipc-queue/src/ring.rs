@@ -504,11 +504,18 @@ pub(crate) struct Waiter {
     pub(crate) spin_left: u32,
     #[cfg_attr(multiproc_loom, allow(dead_code))]
     last_check: Option<Instant>,
+    /// Calls of `check_due` (the clock is read on every 8th).
+    #[cfg_attr(multiproc_loom, allow(dead_code))]
+    checks: u32,
 }
+
+/// `check_due` reads the clock once per this many calls (a spinning waiter calls it often).
+#[cfg_attr(multiproc_loom, allow(dead_code))]
+const CLOCK_EVERY: u32 = 8;
 
 impl Waiter {
     pub(crate) fn new(block: Block) -> Self {
-        Waiter { block, spin_left: SPIN, last_check: None }
+        Waiter { block, spin_left: SPIN, last_check: None, checks: 0 }
     }
 
     /// Whether it is time to check a holder's liveness again.
@@ -519,8 +526,11 @@ impl Waiter {
         }
         #[cfg(not(multiproc_loom))]
         {
-            if self.spin_left > 0 {
-                return false; // still spinning (microseconds): no clock reads on the hot path
+            // Every call must eventually read the clock (a loop that never pauses relies on it
+            // to find a dead holder), but not every call need to: it costs on hot paths.
+            self.checks = self.checks.wrapping_add(1);
+            if self.last_check.is_some() && self.checks % CLOCK_EVERY != 0 {
+                return false;
             }
             let now = Instant::now();
             match self.last_check {
@@ -979,6 +989,7 @@ impl<M: Mem> Ring<M> {
     pub fn reserve(&self, me: u32, span: u32, block: Block) -> Result<Reservation<'_, M>, Refused> {
         debug_assert!(span >= 1 && span <= self.max_inline_span());
         let mut w = Waiter::new(block);
+        let mut batched = false;
         loop {
             match self.try_claim(me, span) {
                 Ok(pos) => return Ok(Reservation { ring: self, pos, span, done: false }),
@@ -991,11 +1002,14 @@ impl<M: Mem> Ring<M> {
                         self.check_stuck(me, i, s);
                     }
                     let h = self.header();
-                    if i != usize::MAX && w.spin_left == SPIN {
+                    if i != usize::MAX && !batched && w.spin_left == SPIN {
                         // The ring is full: the consumer works on the very slot we wait for.
                         // While spinning, wait for a batch of slots to be free instead, so
                         // the two sides stop fighting over one cache line; the sleep below
-                        // waits for our slot alone (no batch is owed to us).
+                        // waits for our slot alone (no batch is owed to us). Once per wait:
+                        // if our slot stays taken while the batch is free (its consumer is
+                        // slow or dead), the pauses below keep the deadline and the checks.
+                        batched = true;
                         let t = pos_of(h.tail.load(Ordering::Relaxed));
                         let ahead = self.add(t, FULL_BATCH.min(self.n / 4));
                         let free = pack(self.lap(ahead), EMPTY, 0, 0);

@@ -155,6 +155,27 @@ fn consumer(q: &Queue<Msg>, book: &Book) -> i32 {
     }
 }
 
+/// Waits (30 s at most) for a child to exit 0; if it does not, says what it is doing (its
+/// state, kernel wait channel and system call, and the queue's) before failing.
+fn finish(mut c: Child, what: &str, q: &Queue<Msg>) {
+    match c.wait_timeout(Duration::from_secs(30)) {
+        Some(Exit::Code(0)) => {}
+        other => {
+            let pid = c.pid();
+            let read =
+                |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+            panic!(
+                "{what} {pid} ended with {other:?} (None = still running); stat: {}; wchan: {}; \
+                 syscall: {}; queue: {q:?}, spill usage {:?}",
+                read("stat").trim(),
+                read("wchan").trim(),
+                read("syscall").trim(),
+                q.spill_usage()
+            );
+        }
+    }
+}
+
 fn run_kill_loop(secs: f64) {
     // Two spill entries: large messages are spilled while one is free, streamed otherwise.
     let q: Queue<Msg> =
@@ -198,11 +219,11 @@ fn run_kill_loop(secs: f64) {
     }
     book.ctl[STOP_PRODUCERS].store(1, Ordering::SeqCst);
     for p in producers {
-        p.expect_success(Duration::from_secs(30));
+        finish(p, "producer", q);
     }
     book.ctl[STOP_CONSUMERS].store(1, Ordering::SeqCst);
     for c in consumers {
-        c.expect_success(Duration::from_secs(30));
+        finish(c, "consumer", q);
     }
     assert_eq!(
         book.ctl[ERRORS].load(Ordering::SeqCst),
