@@ -1337,7 +1337,9 @@ const F_TCP: u8 = 4;
 impl Serialize for Connection {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
-        if self.recv.try_lock().map_or(true, |st| st.in_progress() || st.marks_owed > 0) {
+        // (A receive in progress in another thread holds the lock: as before, that does not
+        // stop the send; the receiving thread keeps what it takes.)
+        if self.recv.try_lock().is_ok_and(|st| st.in_progress() || st.marks_owed > 0) {
             return Err(S::Error::custom(
                 "a connection in the middle of receiving a message cannot be sent",
             ));
