@@ -77,6 +77,9 @@ const CTRL_SPACE: usize = 4096;
 /// How long a sender waits for a spinning receiver to come back into its receive before it
 /// rings the doorbell (at most; and only when the receiver spins).
 const BELL_GRACE: Duration = Duration::from_micros(2);
+/// After this long, a spinning receive yields the CPU now and then (a peer that waits for a
+/// CPU gets it).
+const SPIN_POLITE: Duration = Duration::from_micros(5);
 /// How often a spinning receiver, or a sender that rang no doorbell, asks the kernel whether
 /// the peer is gone.
 const PEER_CHECK: Duration = Duration::from_micros(50);
@@ -1161,6 +1164,10 @@ impl Connection {
                     if sys::hung_up(self.fd.as_fd()) {
                         return false;
                     }
+                }
+                if now - start >= SPIN_POLITE {
+                    // The answer is late: perhaps the peer waits for this CPU.
+                    std::thread::yield_now();
                 }
             }
         }
