@@ -6,7 +6,8 @@
 //! must stay usable through every kill). In a round:
 //!
 //! - **producers** put sequence-numbered, checksummed messages of mixed sizes (a few bytes to
-//!   200 KB, the largest streamed through the ring) on one [`Queue`], each generation of a
+//!   200 KB, the largest spilled into the queue's memory file, or streamed through the ring
+//!   when the spill table is full) on one [`Queue`], each generation of a
 //!   producer its own stream; after each `put` returns, the producer records how many it put;
 //! - **consumers** (processes, and a thread of the driver that is never killed) take them,
 //!   check the bytes against the checksum and the regenerated content, check that each
