@@ -382,8 +382,8 @@ impl Connection {
     /// before it blocks in the kernel (default zero: block at once). `spin` bounds every call:
     /// an idle connection sleeps after it and burns no core. While a [`Pipe`] receive spins,
     /// the sender skips the doorbell system call, so a round trip between two spinning
-    /// processes costs no system call at all; a spinning receive also asks the kernel every
-    /// 50 µs whether the peer is gone. Worth it only when the peer answers within that time
+    /// processes costs no system call at all; a spinning receive yields the CPU now and then
+    /// once it has spun for 5 µs, and asks the kernel every 50 µs whether the peer is gone. Worth it only when the peer answers within that time
     /// and each process has a core of its own; on a machine with more runnable processes than
     /// cores it steals time from the peer and makes things slower. A sender to a spinning
     /// receiver waits up to 2 µs for it to come back into its receive before it rings.

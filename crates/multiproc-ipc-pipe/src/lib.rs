@@ -3,7 +3,7 @@
 //! an authkey handshake for processes that share no parent.
 //!
 //! - [`Pipe::new`] / [`Pipe::simplex`]: a connected pair of [`Connection`]s (a Unix
-//!   socketpair), duplex or one-way.
+//!   socketpair and a shared-memory ring per direction), duplex or one-way.
 //! - [`Connection`]: [`send`](Connection::send)/[`recv`](Connection::recv) of any serde value
 //!   (postcard), with arena handles, segments and other connections carried as SCM_RIGHTS;
 //!   [`send_bytes`](Connection::send_bytes)/[`recv_bytes`](Connection::recv_bytes)/
@@ -21,7 +21,7 @@
 //! # Data path
 //!
 //! A [`Pipe`] is a Unix `SOCK_SEQPACKET` socketpair and a small shared-memory segment (a
-//! memfd of 132 KiB) with one single-producer, single-consumer byte ring of 64 KiB per
+//! memfd of about 132 KiB) with one single-producer, single-consumer byte ring of 64 KiB per
 //! direction. A message of up to 16 KiB that carries no handles is written into the ring
 //! as one record and published by storing the ring's tail last, so a sender killed while
 //! writing publishes nothing and a torn message is never delivered. A larger message, or one
@@ -34,7 +34,8 @@
 //! message gets a one-byte *doorbell* record on the socket, which wakes a receive blocked in
 //! the kernel and makes the descriptor readable for [`Connection::poll`], [`wait`] and epoll
 //! or tokio loops; doorbells are taken out only by a receive or poll that finds the ring empty,
-//! so a message waiting in the ring always leaves the descriptor readable. The hand-over is
+//! so a message waiting in the ring always leaves the descriptor readable (and at most four
+//! wait at once, so a slow receiver has little to drain). The hand-over is
 //! Dekker-style (each side stores, issues a SeqCst fence, then loads the other's word; a loom
 //! model checks it), so no wake-up is lost. End of stream, peer death included, is the
 //! socket's: a receiver drains what the ring holds, then reports
@@ -54,7 +55,8 @@
 //!
 //! Receives block in the kernel (an idle connection costs nothing); [`Connection::set_spin`]
 //! makes each receive first spin on the ring for at most the given time — a bound per call,
-//! after which it sleeps — for peers that answer within microseconds.
+//! after which it sleeps; past 5 µs it also yields the CPU now and then — for peers that
+//! answer within microseconds.
 //!
 //! One end used by two processes *at the same time* (not in turns) is not supported, as in
 //! Python: messages may be lost or mixed up and the connection may report a protocol error,
