@@ -30,6 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 /// Most descriptors one message may carry.
@@ -202,6 +203,33 @@ pub fn recv_with_fds(
     nonblocking: bool,
 ) -> io::Result<usize> {
     crate::sys::recv_with_fds(sock, buf, fds, nonblocking)
+}
+
+/// `sendmsg` of the concatenation of `bufs` (at most 4) with `fds` attached (SCM_RIGHTS, at
+/// most [`MAX_FDS`]): the vectored, allocation-free form of [`send_with_fds`]. A closed peer is
+/// `EPIPE` (never SIGPIPE); with `nonblocking`, a full socket is `WouldBlock`. Returns the
+/// number of bytes sent.
+pub fn send_vectored_with_fds(
+    sock: BorrowedFd<'_>,
+    bufs: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> io::Result<usize> {
+    crate::sys::sendmsg(sock, bufs, fds, nonblocking)
+}
+
+/// `recvmsg` into `a` then `b` (uninitialised space is fine), appending received descriptors
+/// (close-on-exec) to `fds`: the vectored form of [`recv_with_fds`]. Returns the number of
+/// bytes (0: end of stream) and whether a datagram or record was truncated (`MSG_TRUNC`).
+/// Descriptors beyond [`MAX_FDS`] are closed by the kernel, never leaked.
+pub fn recv_vectored_with_fds(
+    sock: BorrowedFd<'_>,
+    a: &mut [MaybeUninit<u8>],
+    b: &mut [MaybeUninit<u8>],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+) -> io::Result<(usize, bool)> {
+    crate::sys::recvmsg(sock, a, b, fds, nonblocking)
 }
 
 /// Makes `fd` survive (or not) an `exec`, for passing descriptors to a re-executed child.

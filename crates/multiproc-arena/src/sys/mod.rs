@@ -6,6 +6,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
@@ -138,47 +139,85 @@ pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
 /// Most descriptors one message may carry (the kernel's SCM_MAX_FD is 253).
 pub(crate) const MAX_FDS_PER_MSG: usize = 250;
 
-/// `sendmsg` of `data` with `fds` attached as SCM_RIGHTS, with MSG_NOSIGNAL (a closed peer is
-/// `EPIPE`, never SIGPIPE). Returns the number of data bytes sent.
+/// Control-buffer space for `MAX_FDS_PER_MSG` descriptors: CMSG_SPACE(250 * 4) = 1016 bytes
+/// on 64-bit Linux, rounded up to whole `u64`s (for the header's alignment).
+const CBUF_WORDS: usize = 128;
+
+/// `send_with_fds` of one buffer, blocking.
 pub(crate) fn send_with_fds(
     sock: BorrowedFd<'_>,
     data: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
+    sendmsg(sock, &[data], fds, false)
+}
+
+/// `recvmsg` into one buffer (see [`recvmsg`]); returns the number of bytes.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    dontwait: bool,
+) -> io::Result<usize> {
+    // SAFETY: an initialised byte buffer is a valid buffer of possibly-uninitialised bytes;
+    // recvmsg only writes bytes into it.
+    let uninit = unsafe {
+        std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<MaybeUninit<u8>>(), buf.len())
+    };
+    recvmsg(sock, uninit, &mut [], fds, dontwait).map(|(n, _)| n)
+}
+
+/// `sendmsg` of the concatenation of `bufs` with `fds` attached (SCM_RIGHTS), with
+/// `MSG_NOSIGNAL` (a closed peer is `EPIPE`, never SIGPIPE) and optionally `MSG_DONTWAIT`.
+/// Returns the number of bytes sent; retries on `EINTR` only before anything was sent.
+pub(crate) fn sendmsg(
+    sock: BorrowedFd<'_>,
+    bufs: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+    dontwait: bool,
+) -> io::Result<usize> {
     if fds.len() > MAX_FDS_PER_MSG {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many descriptors"));
     }
-    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-    let payload = std::mem::size_of_val(raw.as_slice()) as u32;
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = if raw.is_empty() { 0 } else { (unsafe { libc::CMSG_SPACE(payload) }) as usize };
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
-    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+    const MAX_IOV: usize = 4;
+    if bufs.len() > MAX_IOV {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"));
+    }
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+    for (slot, b) in iov.iter_mut().zip(bufs) {
+        *slot = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
+    }
+    let mut cbuf = [MaybeUninit::<u64>::uninit(); CBUF_WORDS];
     // SAFETY: an all-zero msghdr is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !raw.is_empty() {
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = bufs.len() as _;
+    if !fds.is_empty() {
+        let payload = (fds.len() * std::mem::size_of::<RawFd>()) as u32;
+        // SAFETY: CMSG_SPACE is a pure computation.
+        let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+        assert!(space <= std::mem::size_of_val(&cbuf), "control buffer too small");
         msg.msg_control = cbuf.as_mut_ptr().cast();
         msg.msg_controllen = space as _;
-        // SAFETY:
-        // - msg_control points at `space` zeroed bytes, enough for one header with `payload`;
-        // - CMSG_FIRSTHDR is therefore non-null and CMSG_DATA has room for `raw`.
+        // SAFETY: msg_control points at `space` aligned bytes (one header plus `payload`
+        // bytes), zeroed here, so CMSG_FIRSTHDR is non-null and CMSG_DATA fits every fd.
         unsafe {
+            std::ptr::write_bytes(cbuf.as_mut_ptr().cast::<u8>(), 0, space);
             let cmsg = libc::CMSG_FIRSTHDR(&msg);
             (*cmsg).cmsg_level = libc::SOL_SOCKET;
             (*cmsg).cmsg_type = libc::SCM_RIGHTS;
             (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as _;
-            std::ptr::copy_nonoverlapping(
-                raw.as_ptr().cast::<u8>(),
-                libc::CMSG_DATA(cmsg),
-                payload as usize,
-            );
+            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+            for (i, fd) in fds.iter().enumerate() {
+                data.add(i).write_unaligned(fd.as_raw_fd());
+            }
         }
     }
+    let flags = libc::MSG_NOSIGNAL | if dontwait { libc::MSG_DONTWAIT } else { 0 };
     loop {
-        // SAFETY: `msg` and everything it points at (iov, data, cbuf) are alive for the call.
-        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        // SAFETY: `msg` and everything it points at (iov, the caller's buffers, cbuf) are
+        // alive for the call; sendmsg only reads them.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
@@ -190,29 +229,33 @@ pub(crate) fn send_with_fds(
     }
 }
 
-/// `recvmsg` into `buf`, appending received descriptors (close-on-exec) to `fds`. Returns the
-/// number of data bytes (0 is end of stream). Descriptors beyond `MAX_FDS_PER_MSG` are closed
-/// by the kernel (MSG_CTRUNC), never leaked.
-pub(crate) fn recv_with_fds(
+/// `recvmsg` into `a` then `b`, appending received descriptors (close-on-exec) to `fds`.
+/// Returns the number of bytes (0 is end of stream) and whether a record was truncated
+/// (`MSG_TRUNC`: it did not fit). With `dontwait`, an empty socket is `WouldBlock`. Retries
+/// on `EINTR`. Descriptors beyond the control buffer are closed by the kernel (MSG_CTRUNC),
+/// never leaked.
+pub(crate) fn recvmsg(
     sock: BorrowedFd<'_>,
-    buf: &mut [u8],
+    a: &mut [MaybeUninit<u8>],
+    b: &mut [MaybeUninit<u8>],
     fds: &mut Vec<OwnedFd>,
     dontwait: bool,
-) -> io::Result<usize> {
-    let payload = (MAX_FDS_PER_MSG * std::mem::size_of::<RawFd>()) as u32;
-    // SAFETY: CMSG_SPACE is a pure computation.
-    let space = (unsafe { libc::CMSG_SPACE(payload) }) as usize;
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+) -> io::Result<(usize, bool)> {
+    let mut cbuf = [MaybeUninit::<u64>::uninit(); CBUF_WORDS];
+    let mut iov = [
+        libc::iovec { iov_base: a.as_mut_ptr().cast(), iov_len: a.len() },
+        libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() },
+    ];
     // SAFETY: an all-zero msghdr is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = if b.is_empty() { 1 } else { 2 };
     msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
+    msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
     let flags = libc::MSG_CMSG_CLOEXEC | if dontwait { libc::MSG_DONTWAIT } else { 0 };
     let n = loop {
-        // SAFETY: `msg` points at live, writable buffers of the declared sizes.
+        // SAFETY: `msg` points at live, writable buffers of the declared sizes (they may be
+        // uninitialised: the kernel only writes them).
         let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, flags) };
         if n < 0 {
             let err = io::Error::last_os_error();
@@ -223,25 +266,27 @@ pub(crate) fn recv_with_fds(
         }
         break n as usize;
     };
-    // SAFETY: the kernel filled msg_control with `msg_controllen` bytes of well-formed
-    // headers that CMSG_FIRSTHDR/NXTHDR walk within; each SCM_RIGHTS payload holds
-    // `(cmsg_len - CMSG_LEN(0)) / 4` fresh descriptors that we now own.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg);
-                let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                let count = len / std::mem::size_of::<RawFd>();
-                for i in 0..count {
-                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
-                    fds.push(OwnedFd::from_raw_fd(fd));
+    if msg.msg_controllen > 0 {
+        // SAFETY: the kernel filled msg_control with `msg_controllen` bytes of well-formed
+        // headers that CMSG_FIRSTHDR/NXTHDR walk within; each SCM_RIGHTS payload holds
+        // `(cmsg_len - CMSG_LEN(0)) / 4` fresh descriptors that we now own.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(cmsg);
+                    let len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                    let count = len / std::mem::size_of::<RawFd>();
+                    for i in 0..count {
+                        let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                        fds.push(OwnedFd::from_raw_fd(fd));
+                    }
                 }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
         }
     }
-    Ok(n)
+    Ok((n, msg.msg_flags & libc::MSG_TRUNC != 0))
 }
 
 /// `fork()`. Returns 0 in the child, the child's pid in the parent.
