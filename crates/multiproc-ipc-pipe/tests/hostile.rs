@@ -222,3 +222,73 @@ fn message_size_limit() {
     b.set_max_message_size(10);
     assert_eq!(b.recv_bytes().unwrap_err().kind(), ErrorKind::TooLarge);
 }
+
+/// A peer that shares a pipe's ring memory can write anything there. The consumer's parser
+/// must answer every state with a record inside the ring, an empty ring, or `Corrupt` —
+/// never a panic or a read outside the data. Random control words (the peer's `tail`, and a
+/// `head` as a confused second consumer could leave it) over random records, most of them
+/// half-plausible (the right check byte, kinds and lengths near the truth).
+#[test]
+fn ring_parser_survives_a_hostile_peer() {
+    use multiproc_ipc_pipe::ring::{Ctrl, Ring, MARK, MSG, PAD, REC_HDR};
+    const CAP: usize = 256;
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let n = cases(100_000);
+    let (mut records, mut corrupt, mut empty) = (0u64, 0u64, 0u64);
+    for case in 0..n {
+        let ctrl = Ctrl::new();
+        let mut data = vec![0u64; CAP / 8];
+        for w in data.iter_mut() {
+            *w = match rng.below(4) {
+                0 => rng.next(),
+                _ => {
+                    let kind = [MSG, MARK, PAD, rng.next() as u8][rng.below(4) as usize];
+                    let len = match rng.below(3) {
+                        0 => rng.below(CAP as u64 + 16),
+                        1 => rng.below(64),
+                        _ => rng.next() & 0xFFFF_FFFF,
+                    };
+                    len | (kind as u64) << 32 | (0x5Cu64 << 56)
+                }
+            };
+        }
+        // The control block is written through the producer's and consumer's own calls
+        // where possible; the rest is a raw scribble over its words.
+        let base = rng.next() & !7;
+        let head = if rng.below(4) == 0 { rng.next() } else { base };
+        let tail = match rng.below(3) {
+            0 => rng.next(),
+            1 => head.wrapping_add(rng.below(CAP as u64 + 64)),
+            _ => head.wrapping_add(rng.below(CAP as u64 / 8 + 1) * 8),
+        };
+        // SAFETY: `Ctrl` is a repr(C) struct of atomics: tail at byte 0, head at byte 64
+        // (pinned by the crate's layout assertion); writing them through a raw pointer to
+        // this local, unshared block is what a peer's plain stores would do.
+        unsafe {
+            let p = (&ctrl as *const Ctrl).cast_mut().cast::<u64>();
+            p.write_volatile(tail);
+            p.add(8).write_volatile(head);
+        }
+        // SAFETY: `ctrl` and `data` (CAP bytes, a power of two) outlive `ring`, and nothing
+        // else uses them.
+        let ring = unsafe { Ring::new(&ctrl, data.as_mut_ptr().cast::<u8>(), CAP) };
+        match ring.peek() {
+            Ok(None) => empty += 1,
+            Err(_) => corrupt += 1,
+            Ok(Some(rec)) => {
+                records += 1;
+                assert!(
+                    rec.pos >= REC_HDR && rec.pos + rec.len <= CAP,
+                    "case {case}: record out of the ring: {rec:?}"
+                );
+                assert!(rec.kind == MSG || rec.kind == MARK, "case {case}: {rec:?}");
+                let mut out = vec![0u8; rec.len];
+                ring.copy_out(&rec, &mut out);
+                ring.advance(rec.next);
+                let _ = ring.peek();
+            }
+        }
+    }
+    eprintln!("{n} hostile ring states: {records} records, {empty} empty, {corrupt} corrupt");
+    assert!(records > 0 && corrupt > 0, "the generator must reach both outcomes");
+}
