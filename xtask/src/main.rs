@@ -41,8 +41,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// The workspace this xtask works on: the nearest directory above the current one whose
+/// `Cargo.toml` is this workspace's (it has an `xtask` member), so that an xtask binary built
+/// in one checkout and run from another (a shared target directory) works on the checkout it
+/// is run in; else the checkout it was built in.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
+    let built_in = || -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
+    };
+    let Ok(mut dir) = std::env::current_dir() else { return built_in() };
+    loop {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+        if manifest.contains("[workspace]") && dir.join("xtask/Cargo.toml").is_file() {
+            return dir;
+        }
+        if !dir.pop() {
+            return built_in();
+        }
+    }
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
