@@ -331,33 +331,37 @@ impl postcard::ser_flavors::Flavor for RecordFlavor<'_, '_> {
     }
 }
 
-/// A postcard output that streams through a window record, in batches.
-struct StreamFlavor<'r, 'a> {
-    tx: &'r mut stream::Sender<'a, ShmMem>,
-    buf: Vec<u8>,
-    /// Why the stream refused more bytes (deadline passed), for the caller.
-    failed: &'r mut Option<Refused>,
+/// Where a [`Batched`] postcard output sends its batches.
+trait BatchSink {
+    /// What the output gives back when serialisation is done.
+    type Output;
+    /// Sends `data` on (after everything sent before it).
+    fn send(&mut self, data: &[u8]) -> postcard::Result<()>;
+    /// The output, once everything was sent.
+    fn output(self) -> Self::Output;
 }
 
-impl StreamFlavor<'_, '_> {
-    fn send(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.tx.write(data).map_err(|e| {
-            *self.failed = Some(e);
-            postcard::Error::SerializeBufferFull
-        })
+/// A postcard output that gathers small writes in `buf` and sends them to its sink in
+/// batches (a write of half the buffer or more goes straight through); bytes leave in order.
+struct Batched<S> {
+    sink: S,
+    buf: Vec<u8>,
+}
+
+impl<S: BatchSink> Batched<S> {
+    fn new(sink: S, batch: usize) -> Self {
+        Batched { sink, buf: Vec::with_capacity(batch) }
     }
 
     fn flush(&mut self) -> postcard::Result<()> {
-        let buf = std::mem::take(&mut self.buf);
-        let r = self.send(&buf);
-        self.buf = buf;
+        let r = self.sink.send(&self.buf);
         self.buf.clear();
         r
     }
 }
 
-impl postcard::ser_flavors::Flavor for StreamFlavor<'_, '_> {
-    type Output = ();
+impl<S: BatchSink> postcard::ser_flavors::Flavor for Batched<S> {
+    type Output = S::Output;
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         // Bytes leave in order: what is buffered goes before anything sent directly.
@@ -367,7 +371,7 @@ impl postcard::ser_flavors::Flavor for StreamFlavor<'_, '_> {
             self.flush()?;
         }
         if data.len() >= self.buf.capacity() / 2 {
-            self.send(data)?;
+            self.sink.send(data)?;
         } else {
             self.buf.extend_from_slice(data);
         }
@@ -377,70 +381,56 @@ impl postcard::ser_flavors::Flavor for StreamFlavor<'_, '_> {
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
         self.try_extend(&[data])
     }
-    fn finalize(mut self) -> postcard::Result<()> {
-        self.flush()
+    fn finalize(mut self) -> postcard::Result<S::Output> {
+        self.flush()?;
+        Ok(self.sink.output())
     }
 }
 
-/// A postcard output that writes into a spill entry's region of the spill file, in batches.
-struct SpillFlavor<'a> {
+/// Streams through a window record.
+struct StreamSink<'r, 'a> {
+    tx: &'r mut stream::Sender<'a, ShmMem>,
+    /// Why the stream refused more bytes (deadline passed), for the caller.
+    failed: &'r mut Option<Refused>,
+}
+
+impl BatchSink for StreamSink<'_, '_> {
+    type Output = ();
+    fn send(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.tx.write(data).map_err(|e| {
+            *self.failed = Some(e);
+            postcard::Error::SerializeBufferFull
+        })
+    }
+    fn output(self) {}
+}
+
+/// Writes into a spill entry's region of the spill file; the output is the byte count.
+struct SpillSink<'a> {
     ring: &'a Ring<ShmMem>,
     e: usize,
     base: u64,
     off: u64,
-    buf: Vec<u8>,
-    /// Why the file refused bytes (out of memory...), for the caller.
-    failed: Option<std::io::Error>,
 }
 
-impl SpillFlavor<'_> {
+impl BatchSink for SpillSink<'_> {
+    type Output = u64;
     fn send(&mut self, data: &[u8]) -> postcard::Result<()> {
         let end = self.off + data.len() as u64;
         if end > spill::MAX_SPILL {
-            self.failed = Some(std::io::Error::other("message too large to spill"));
             return Err(postcard::Error::SerializeBufferFull);
         }
         spill::will_write(self.ring, self.e, end);
-        self.ring.mem.spill_write(self.base + self.off, data).map_err(|e| {
-            self.failed = Some(e);
-            postcard::Error::SerializeBufferFull
-        })?;
+        // A file that refuses bytes (out of memory...) makes the caller stream instead.
+        self.ring
+            .mem
+            .spill_write(self.base + self.off, data)
+            .map_err(|_| postcard::Error::SerializeBufferFull)?;
         self.off = end;
         Ok(())
     }
-
-    fn flush(&mut self) -> postcard::Result<()> {
-        let buf = std::mem::take(&mut self.buf);
-        let r = self.send(&buf);
-        self.buf = buf;
-        self.buf.clear();
-        r
-    }
-}
-
-impl postcard::ser_flavors::Flavor for SpillFlavor<'_> {
-    type Output = u64;
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if self.buf.len() + data.len() > self.buf.capacity()
-            || data.len() >= self.buf.capacity() / 2
-        {
-            self.flush()?;
-        }
-        if data.len() >= self.buf.capacity() / 2 {
-            self.send(data)?;
-        } else {
-            self.buf.extend_from_slice(data);
-        }
-        Ok(())
-    }
-    #[inline]
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.try_extend(&[data])
-    }
-    fn finalize(mut self) -> postcard::Result<u64> {
-        self.flush()?;
-        Ok(self.off)
+    fn output(self) -> u64 {
+        self.off
     }
 }
 
@@ -597,11 +587,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             }
             let mut tx = stream::Sender::open(ring, me, size as u64, block)?;
             let mut failed = None;
-            let flavor = StreamFlavor {
-                tx: &mut tx,
-                buf: Vec::with_capacity(64 << 10),
-                failed: &mut failed,
-            };
+            let flavor = Batched::new(StreamSink { tx: &mut tx, failed: &mut failed }, 64 << 10);
             match postcard::serialize_with_flavor(value, flavor) {
                 Ok(()) => Ok(tx.finish()?),
                 // `tx` aborts the stream when dropped.
@@ -625,14 +611,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         let Some((e, gen)) = spill::acquire(ring, me) else { return Ok(false) };
         let mut hold = SpillHold { ring, me, e, gen, armed: true };
-        let flavor = SpillFlavor {
-            ring,
-            e,
-            base: spill::region(e),
-            off: 0,
-            buf: Vec::with_capacity(256 << 10),
-            failed: None,
-        };
+        let sink = SpillSink { ring, e, base: spill::region(e), off: 0 };
+        let flavor = Batched::new(sink, 256 << 10);
         match postcard::serialize_with_flavor(value, flavor) {
             Ok(n) if n == size => {}
             Ok(_) => {
