@@ -1272,11 +1272,11 @@ impl<M: Mem> Ring<M> {
                     notify(&h.ev_join);
                 }
             }
-            READING => {
+            phase @ (READING | DISCARDING) => {
                 if owner == me || self.mem.alive(owner) {
                     return;
                 }
-                let mine = pack(lap_of(s), READING, me, span_of(s));
+                let mine = pack(lap_of(s), phase, me, span_of(s));
                 if self
                     .slot(i)
                     .compare_exchange(s, mine, Ordering::AcqRel, Ordering::Relaxed)
@@ -1284,6 +1284,13 @@ impl<M: Mem> Ring<M> {
                 {
                     let pos = self.pos_at(lap_of(s), i);
                     self.help_head(pos, span_of(s));
+                    if phase == DISCARDING {
+                        // A dead consumer was dropping a SKIP record (already counted out of
+                        // `join`, never a stream it could hand back): just release it.
+                        crate::spill::drop_at(self, me, pos);
+                        self.release(me, pos, span_of(s), mine, false);
+                        return;
+                    }
                     let h = self.header();
                     // The dead consumer's message (if it was one) is lost and will never
                     // see `task_done`: count it out of `join`.
@@ -1292,24 +1299,6 @@ impl<M: Mem> Ring<M> {
                     if !self.stolen_window_handed_back(me, pos, span_of(s), mine) {
                         self.release(me, pos, span_of(s), mine, false);
                     }
-                }
-            }
-            DISCARDING => {
-                // A dead consumer was dropping a SKIP record (already counted out of
-                // `join`, never a stream it could hand back): just release it.
-                if owner == me || self.mem.alive(owner) {
-                    return;
-                }
-                let mine = pack(lap_of(s), DISCARDING, me, span_of(s));
-                if self
-                    .slot(i)
-                    .compare_exchange(s, mine, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    let pos = self.pos_at(lap_of(s), i);
-                    self.help_head(pos, span_of(s));
-                    crate::spill::drop_at(self, me, pos);
-                    self.release(me, pos, span_of(s), mine, false);
                 }
             }
             _ => {}

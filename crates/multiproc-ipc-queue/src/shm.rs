@@ -94,12 +94,7 @@ impl ShmMem {
         let spill_id = random_id();
         let spill = crate::sys::memfd("multiproc-queue-spill")
             .map(File::from)
-            .and_then(|f| {
-                let mut head = [0u8; 16];
-                head[..8].copy_from_slice(&crate::spill::FILE_MAGIC.to_le_bytes());
-                head[8..].copy_from_slice(&spill_id.to_le_bytes());
-                f.write_all_at(&head, 0).map(|()| f)
-            })
+            .and_then(|f| f.write_all_at(&spill_file_head(spill_id), 0).map(|()| f))
             .map_err(|e| {
                 Error::new(ErrorKind::Arena, format!("creating the queue's spill file: {e}"))
             })?;
@@ -204,14 +199,11 @@ impl ShmMem {
         arena.ptr(ctrl_off, ctrl_size).ok_or_else(|| bad("queue control block out of bounds"))?;
         let spill = File::from(spill);
         let mut head = [0u8; 16];
-        let want = [crate::spill::FILE_MAGIC, h.spill_id.load(Ordering::Relaxed)];
-        if spill.read_exact_at(&mut head, 0).is_err()
-            || head[..8] != want[0].to_le_bytes()
-            || head[8..] != want[1].to_le_bytes()
-        {
+        let spill_id = h.spill_id.load(Ordering::Relaxed);
+        if spill.read_exact_at(&mut head, 0).is_err() || head != spill_file_head(spill_id) {
             return Err(bad("the descriptor passed as the queue's spill file is not it"));
         }
-        let spill = spill_files::adopt(want[1], spill);
+        let spill = spill_files::adopt(spill_id, spill);
         let data_off = Offset::from_raw(h.data_off.load(Ordering::Relaxed));
         let data = arena
             .ptr(data_off, n_slots * SLOT_BYTES)
@@ -394,6 +386,15 @@ mod spill_files {
         open.push((id, Arc::downgrade(&f)));
         f
     }
+}
+
+/// The first bytes of a queue's spill file: [`FILE_MAGIC`](crate::spill::FILE_MAGIC), then
+/// the queue's `spill_id` (written at creation, checked on every open).
+fn spill_file_head(spill_id: u64) -> [u8; 16] {
+    let mut head = [0u8; 16];
+    head[..8].copy_from_slice(&crate::spill::FILE_MAGIC.to_le_bytes());
+    head[8..].copy_from_slice(&spill_id.to_le_bytes());
+    head
 }
 
 /// A random 64-bit identity (std's randomly keyed hasher; not a secret, only unlikely to

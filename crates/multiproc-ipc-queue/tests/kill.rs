@@ -8,37 +8,15 @@
 //! and the ignored `kill_loop_long` runs 60 s (`cargo test -- --ignored`).
 #![cfg(not(multiproc_loom))]
 
+mod common;
+
+use common::Bytes;
 use multiproc_arena::testing::{fork, Child, Exit};
 use multiproc_arena::Array;
 use multiproc_ipc_queue::{GetError, Queue};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// Payload bytes serialised as one byte string.
-struct Bytes(Vec<u8>);
-
-impl Serialize for Bytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes(v.to_vec()))
-            }
-        }
-        d.deserialize_bytes(V)
-    }
-}
 
 #[derive(Serialize, Deserialize)]
 struct Msg {

@@ -1,25 +1,11 @@
 //! Single-process smoke tests of the queue API.
 #![cfg(not(multiproc_loom))]
 
+mod common;
+
+use common::Bytes;
 use multiproc_ipc_queue::{GetError, JoinableQueue, PutError, Queue, SimpleQueue};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::{Duration, Instant};
-
-/// Bytes serialised as one byte string (one large write into the ring).
-#[derive(Debug, PartialEq, Clone)]
-struct Bytes(Vec<u8>);
-
-impl Serialize for Bytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <Vec<u8>>::deserialize(d).map(Bytes)
-    }
-}
 
 #[test]
 fn put_get_fifo() {
