@@ -396,7 +396,7 @@ pub(crate) fn install_child(info: Box<Info>, result_fd: RawFd) {
             // may never have been inherited, or may name something else by now (even this
             // child's own result socket).
             for (fd, id) in old.private_fds() {
-                if fd < 0 || fd == result_fd || sys::file_id(fd) != Some(id) {
+                if fd < 0 || sys::file_id(fd) != Some(id) {
                     continue;
                 }
                 // SAFETY: `fd` is open in this process and is a copy of the parent's private
