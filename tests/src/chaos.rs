@@ -31,9 +31,10 @@
 //! for (its result, or `WorkerDied`); every echo intact; every wait bounded; every primitive
 //! usable afterwards.
 
+use crate::hygiene::Proc;
 use crate::rng::Rng;
 use crate::sys;
-use multiproc::arena::{Arena, Array, ProcessId};
+use multiproc::arena::{Arena, Array};
 use multiproc::lock::{Lock, Mutex};
 use multiproc::manager::{DictProxy, ListProxy, Manager};
 use multiproc::pipe::{Connection, ErrorKind as PipeErrorKind, Pipe};
@@ -190,7 +191,7 @@ pub struct Report {
     pub violations: Vec<String>,
     /// Every participant started, by identity (pid and start time: pids are reused quickly
     /// on a busy machine), for the hygiene checks.
-    pub pids: Vec<ProcessId>,
+    pub pids: Vec<Proc>,
 }
 
 /// The roles a participant plays, in the order of [`Report::kills`].
@@ -645,7 +646,7 @@ struct Round<'a> {
     pool_ok: AtomicU64,
     pool_died: AtomicU64,
     violations: StdMutex<Vec<String>>,
-    pids: StdMutex<Vec<ProcessId>>,
+    pids: StdMutex<Vec<Proc>>,
 }
 
 impl Round<'_> {
@@ -726,7 +727,7 @@ impl Round<'_> {
     fn install(&self, slot: &Slot, h: JoinHandle<()>) {
         self.started.fetch_add(1, Ordering::Relaxed);
         // (A process already gone cannot be left running.)
-        if let Some(id) = ProcessId::of_pid(h.pid()) {
+        if let Some(id) = Proc::of_pid(h.pid()) {
             lock(&self.pids).push(id);
         }
         *lock(&slot.killed_at) = None;
@@ -1020,7 +1021,7 @@ pub fn run(cfg: &Config) -> Report {
             return report;
         }
     };
-    report.pids.extend(ProcessId::of_pid(fx.manager.server_pid()));
+    report.pids.extend(Proc::of_pid(fx.manager.server_pid()));
     let mut n = 0u64;
     loop {
         let left = cfg.duration.saturating_sub(t0.elapsed());
@@ -1043,7 +1044,7 @@ pub fn run(cfg: &Config) -> Report {
         report.absorb(r);
         n += 1;
     }
-    report.pids.extend(fx.pool.worker_pids().into_iter().filter_map(ProcessId::of_pid));
+    report.pids.extend(fx.pool.worker_pids().into_iter().filter_map(Proc::of_pid));
     teardown(fx, &mut report);
     report.elapsed = t0.elapsed();
     report

@@ -1,7 +1,6 @@
 //! Resource hygiene: open descriptors, zombie children, named segments and socket files of
 //! ours. Used after the chaos runs (test and soak) and by the hygiene test binary.
 
-use multiproc::arena::ProcessId;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -55,10 +54,43 @@ pub fn zombie_children() -> Vec<u32> {
     processes().into_iter().filter(|p| p.1 == me && p.2 == 'Z').map(|p| p.0).collect()
 }
 
+/// A process the test harness started or watches, by pid and start time (read from
+/// `/proc` in the harness's own PID namespace: test bookkeeping, not the library's liveness,
+/// which never trusts a pid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proc {
+    /// The pid.
+    pub pid: u32,
+    start: u64,
+}
+
+impl Proc {
+    /// The running (not zombie) process with this pid now.
+    pub fn of_pid(pid: u32) -> Option<Proc> {
+        stat_start(pid).map(|start| Proc { pid, start })
+    }
+
+    /// Whether this very process (not a later one with its pid) still runs.
+    pub fn is_running(&self) -> bool {
+        stat_start(self.pid) == Some(self.start)
+    }
+}
+
+fn stat_start(pid: u32) -> Option<u64> {
+    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &line[line.rfind(')')? + 2..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(22 - 4)?.parse().ok()
+}
+
 /// Which of `ids` still run (zombies count as ended; a pid reused by another process does
 /// not count).
-pub fn still_running(ids: &[ProcessId]) -> Vec<u32> {
-    ids.iter().filter(|id| id.is_alive()).map(|id| id.pid()).collect()
+pub fn still_running(ids: &[Proc]) -> Vec<u32> {
+    ids.iter().filter(|id| id.is_running()).map(|id| id.pid).collect()
 }
 
 /// Named segments in `/dev/shm` made by one of `pids` (named `multiproc-<pid>-…`).
@@ -113,7 +145,7 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// process (participants make none of their own), and descriptors beyond `fds_before +
 /// slack` (skipped when `fds_before` is `None`). Waits up to 5 s for things that settle
 /// (reaping, a server removing its socket). Empty when clean.
-pub fn leftovers(fds_before: Option<usize>, slack: usize, children: &[ProcessId]) -> Vec<String> {
+pub fn leftovers(fds_before: Option<usize>, slack: usize, children: &[Proc]) -> Vec<String> {
     let me = [std::process::id()];
     let mut problems = Vec::new();
     let settle = Duration::from_secs(5);

@@ -9,7 +9,7 @@
 //! that expect a quick answer spin a bounded number of iterations first ([`spin_until`]) —
 //! bounded, because on two cores a spinner that never sleeps steals its peer's core.
 
-use crate::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Iterations of [`spin_until`] that callers may use before sleeping. One `spin_loop` costs from
@@ -47,6 +47,44 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
     #[cfg(not(multiproc_loom))]
     {
         crate::sys::futex_wake(word, n)
+    }
+    #[cfg(multiproc_loom)]
+    {
+        let _ = (word, n);
+        0
+    }
+}
+
+/// [`wait`] on the low 32 bits of a 64-bit word: blocks while `*word as u32 == expected`.
+///
+/// For a state word that keeps a futex-sized part (flags and a small id) beside more data in
+/// the same atomic (the lock crate's word holds its holder's whole
+/// [`Identity`](crate::Identity), so a waiter never sees a holder half recorded).
+#[inline]
+pub fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Instant>) -> bool {
+    if let Some(d) = deadline {
+        if Instant::now() >= d {
+            return false;
+        }
+    }
+    #[cfg(not(multiproc_loom))]
+    {
+        crate::sys::futex_wait_low(word, expected, deadline)
+    }
+    #[cfg(multiproc_loom)]
+    {
+        let _ = (word.load(Ordering::Acquire), expected);
+        loom::thread::yield_now();
+        true
+    }
+}
+
+/// [`wake`] for waiters in [`wait_low`] on `word`.
+#[inline]
+pub fn wake_low(word: &AtomicU64, n: u32) -> usize {
+    #[cfg(not(multiproc_loom))]
+    {
+        crate::sys::futex_wake_low(word, n)
     }
     #[cfg(multiproc_loom)]
     {

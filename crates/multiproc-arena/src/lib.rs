@@ -5,7 +5,7 @@
 //! value) is a small [`ShmSafe`] struct placed in an [`Arena`] — a segment mapped by every
 //! process that uses it, possibly at different addresses, so links are [`Offset`]s. Waiting is
 //! a [`futex`] on a word in that memory; recovering from a process that died mid-operation uses
-//! [`ProcessId`] liveness; and passing a handle to another process goes through [`transfer`].
+//! [`liveness`] (a proof of death from the kernel, never a guess); and passing a handle to another process goes through [`transfer`].
 //!
 //! - [`Segment`]: an anonymous (memfd) or named (`/dev/shm`) mapping with a validated header.
 //! - [`Arena`], [`Offset`]: a lock-free allocator in a segment; [`Arena::global`] is the default.
@@ -14,7 +14,9 @@
 //! - [`SharedMemory`]: named shared bytes (Python's `shared_memory.SharedMemory`).
 //! - [`ShmSafe`]: the marker for types allowed in shared memory.
 //! - [`futex`]: wait/wake with absolute deadlines; [`sync`]: the std/loom atomics shim.
-//! - [`ProcessId`]: a process identity immune to PID reuse.
+//! - [`Identity`], [`liveness`]: who a process is in shared memory, and a kernel proof that it
+//!   died (an open-file-description lock per process), valid across PID namespaces and
+//!   without `/proc`; "cannot tell" is never "dead".
 //! - [`transfer`]: serde-based handle transfer with an out-of-band descriptor table.
 //! - [`cleanup_orphans`]: removes named segments whose creator was killed.
 //!
@@ -36,7 +38,7 @@ mod alloc;
 mod arena;
 mod error;
 pub mod futex;
-mod liveness;
+pub mod liveness;
 mod loom;
 mod shared;
 mod shm_safe;
@@ -52,7 +54,7 @@ pub mod transfer;
 
 pub use crate::arena::{Arena, Offset};
 pub use crate::error::{Error, ErrorKind, Result};
-pub use crate::liveness::{pid_alive, ProcessId};
+pub use crate::liveness::{Identity, Liveness, ProcessId};
 pub use crate::loom::sync;
 pub use crate::shared::*;
 pub use crate::shm_safe::ShmSafe;

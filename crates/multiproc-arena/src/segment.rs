@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// `b"MPROCSEG"` as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MPROCSEG");
 /// Bumped whenever the layout of any shared header changes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes reserved for the header; the caller's area starts here (page aligned).
 pub(crate) const HEADER_SPACE: usize = 4096;
 /// Where named segments live on Linux.
@@ -27,6 +27,14 @@ pub const MAX_NAME_LEN: usize = 250;
 const STATE_READY: u32 = 1;
 const FLAG_PERSIST: u32 = 1;
 pub(crate) const FLAG_ARENA: u32 = 2;
+/// Some process maps this named segment without holding the in-use lock (taking it failed):
+/// [`cleanup_orphans`] never removes it.
+const FLAG_UNTRACKED: u32 = 4;
+/// The byte of a named segment's file on which every process that has the file open holds
+/// an open-file-description read lock (far past any data: locks are advisory and need no
+/// bytes). The kernel drops a process's lock when it dies, so "no lock" proves that no
+/// process has the file open any more.
+const IN_USE_OFFSET: u64 = (i64::MAX as u64) - 1;
 
 /// The header at offset 0 of every segment. Two processes must agree on it byte for byte.
 #[repr(C)]
@@ -39,10 +47,12 @@ pub(crate) struct SegmentHeader {
     size: u64,
     /// Random identity, used to recognise a segment mapped twice.
     id: u64,
+    /// The creator's pid in its own PID namespace (for messages only).
     creator_pid: u32,
-    /// [`FLAG_PERSIST`], [`FLAG_ARENA`].
+    /// [`FLAG_PERSIST`], [`FLAG_ARENA`], [`FLAG_UNTRACKED`].
     flags: AtomicU32,
-    creator_start: u64,
+    /// The creator's [`Identity`](crate::Identity) bits.
+    creator_id: u64,
     /// The length the creator asked for (usable bytes before rounding to pages).
     user_len: u64,
     _reserved: [u64; 9],
@@ -62,7 +72,7 @@ mod layout {
     const_assert_eq!(offset_of!(SegmentHeader, id), 24);
     const_assert_eq!(offset_of!(SegmentHeader, creator_pid), 32);
     const_assert_eq!(offset_of!(SegmentHeader, flags), 36);
-    const_assert_eq!(offset_of!(SegmentHeader, creator_start), 40);
+    const_assert_eq!(offset_of!(SegmentHeader, creator_id), 40);
     const_assert_eq!(offset_of!(SegmentHeader, user_len), 48);
 }
 
@@ -193,11 +203,14 @@ impl Segment {
             (*hdr).size = total as u64;
             (*hdr).id = random_u64();
             (*hdr).creator_pid = me.pid();
-            (*hdr).creator_start = me.start_time();
+            (*hdr).creator_id = me.identity_bits();
             (*hdr).user_len = len as u64;
             (*hdr).flags.store(flags, Ordering::Relaxed);
         }
         let seg = Segment { map, file, unlink_on_drop: name.is_some(), name, creator: me.pid() };
+        if seg.name.is_some() {
+            seg.hold_in_use();
+        }
         Ok(seg)
     }
 
@@ -215,7 +228,9 @@ impl Segment {
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(shm_path(bare))
             .map_err(|e| Error::io(e, format!("opening /{bare}")))?;
-        Self::map_existing(file, Some(bare.to_string()))
+        let seg = Self::map_existing(file, Some(bare.to_string()))?;
+        seg.hold_in_use();
+        Ok(seg)
     }
 
     /// Maps a segment from a descriptor (received from another process) and validates it.
@@ -224,6 +239,9 @@ impl Segment {
     }
 
     fn map_existing(file: File, name: Option<String>) -> Result<Segment> {
+        // Join the liveness registry now, at the process's first use of shared memory, so
+        // that running out of descriptors later cannot leave it unable to prove deaths.
+        let _ = crate::Identity::current();
         let len = file.metadata().map_err(|e| Error::io(e, "fstat"))?.len();
         if len == 0 {
             return Err(Error::new(ErrorKind::NotInitialized, "object has size 0"));
@@ -266,6 +284,15 @@ impl Segment {
             return Err(Error::kind_only(ErrorKind::NotInitialized));
         }
         Ok(seg)
+    }
+
+    /// Takes the in-use lock on a named segment's file through this process's own open
+    /// file description (see [`IN_USE_OFFSET`]); if the kernel refuses, marks the segment
+    /// untracked so that no cleanup ever takes it for an orphan.
+    fn hold_in_use(&self) {
+        if crate::sys::ofd_set(self.file.as_fd(), IN_USE_OFFSET, true).is_err() {
+            self.header().flags.fetch_or(FLAG_UNTRACKED, Ordering::AcqRel);
+        }
     }
 
     /// Records the name of a segment received as a descriptor (it does not unlink on drop).
@@ -316,7 +343,7 @@ impl Segment {
     /// The process that created the segment.
     pub fn creator(&self) -> ProcessId {
         let h = self.header();
-        ProcessId::from_parts(h.creator_pid, h.creator_start)
+        ProcessId::from_parts(h.creator_pid, h.creator_id)
     }
 
     pub(crate) fn flags(&self) -> u32 {
@@ -381,29 +408,32 @@ fn cleanup_orphans_once() {
     });
 }
 
-/// Removes named multiproc segments whose creator is dead and that were not persisted.
+/// Removes named multiproc segments that no process has open any more and that were not
+/// persisted.
 ///
 /// This is the crash cleanup of named segments: a creator killed with SIGKILL cannot unlink
 /// its names, so the next process that calls this (every process does, once, before it creates
-/// its first named segment) removes them. Objects that are not multiproc segments, belong to
-/// another user, or were persisted are left alone. Returns how many names were removed.
+/// its first named segment) removes them. "No process has it open" is a proof from the
+/// kernel, not a guess: every process that creates or opens a named segment holds an
+/// open-file-description lock on its file, which the kernel drops only when that process
+/// closes it or dies — in whatever PID namespace, with or without `/proc`. Objects that are
+/// not multiproc segments, belong to another user, were persisted, are still open somewhere,
+/// or could not be tracked are left alone. Returns how many names were removed.
 pub fn cleanup_orphans() -> Result<usize> {
     use std::os::unix::fs::FileExt;
     let dir = match std::fs::read_dir(SHM_DIR) {
         Ok(d) => d,
         Err(e) => return Err(Error::io(e, "reading /dev/shm")),
     };
-    let my_uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+    let my_uid = crate::sys::geteuid();
     let mut removed = 0;
     for entry in dir.flatten() {
         let Ok(meta) = entry.metadata() else { continue };
         if !meta.is_file() || meta.len() < HEADER_SPACE as u64 {
             continue;
         }
-        if let Ok(uid) = &my_uid {
-            if std::os::unix::fs::MetadataExt::uid(&meta) != *uid {
-                continue;
-            }
+        if std::os::unix::fs::MetadataExt::uid(&meta) != my_uid {
+            continue;
         }
         let Ok(f) = OpenOptions::new()
             .read(true)
@@ -421,11 +451,11 @@ pub fn cleanup_orphans() -> Result<usize> {
         if word(0) != MAGIC || half(8) != LAYOUT_VERSION || half(12) != STATE_READY {
             continue;
         }
-        if half(36) & FLAG_PERSIST != 0 {
+        if half(36) & (FLAG_PERSIST | FLAG_UNTRACKED) != 0 {
             continue;
         }
-        let creator = ProcessId::from_parts(half(32), word(40));
-        if creator.pid() == 0 || creator.is_alive() {
+        // Our descriptor is a description of its own: any lock it reports is another's.
+        if !matches!(crate::sys::ofd_locked_by_other(f.as_fd(), IN_USE_OFFSET), Ok(false)) {
             continue;
         }
         if std::fs::remove_file(entry.path()).is_ok() {

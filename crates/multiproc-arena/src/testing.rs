@@ -103,3 +103,12 @@ impl Drop for Child {
         }
     }
 }
+
+/// Whether a process with this pid runs now (not a zombie), from `/proc/<pid>/stat` in the
+/// caller's own PID namespace. Test bookkeeping for a test's own children only: the library
+/// never judges liveness by pid (see [`liveness`](crate::liveness)).
+pub fn pid_running(pid: u32) -> bool {
+    let Ok(line) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Some(close) = line.rfind(')') else { return false };
+    !matches!(line.get(close + 2..close + 3), Some("Z" | "X") | None)
+}

@@ -65,37 +65,36 @@ pub(crate) struct BarrierState {
     parties: u32,
     /// Default timeout of `wait` in nanoseconds, `u64::MAX` for none.
     timeout_ns: u64,
-    /// Per arrival index: `round << 52 | pid << 30 | start time (30 bits)` of the party that
-    /// waits there, so a waiter can break the barrier when a waiting party died.
+    /// Per arrival index: the identity of the party that waits there (written first), so a
+    /// waiter can break the barrier when a waiting party died...
     watched: [AtomicU64; WATCHED],
+    /// ...and the round it waits in (written second, with Release). A reader that finds its
+    /// round here may read a later round's identity beside it only once its own round is
+    /// over, when breaking it is a no-op.
+    watched_round: [AtomicU32; WATCHED],
 }
 
 // SAFETY: repr(C) atomics and integers.
 unsafe impl ShmSafe for BarrierState {}
 
 #[cfg(not(multiproc_loom))]
-static_assertions::assert_eq_size!(BarrierState, [u64; 2 + WATCHED]);
-
-fn watch_tag(round: u32, me: ident::Me) -> u64 {
-    ((round as u64) << 52) | (((me.side >> 32) & 0x3f_ffff) << 30) | (me.side & 0x3fff_ffff)
-}
+static_assertions::assert_eq_size!(BarrierState, [u64; 2 + WATCHED + WATCHED / 2]);
 
 impl BarrierState {
     fn watch(&self, index: u32, round: u32) {
-        if let Some(w) = self.watched.get(index as usize) {
-            w.store(watch_tag(round, ident::me()), Ordering::Relaxed);
+        let i = index as usize;
+        if let (Some(w), Some(r)) = (self.watched.get(i), self.watched_round.get(i)) {
+            w.store(ident::me().id, Ordering::Relaxed);
+            r.store(round, Ordering::Release);
         }
     }
 
-    /// Whether a party registered in round `round` (word `v`) has died.
+    /// Whether the kernel proved that a party registered in round `round` (word `v`) died.
     fn a_party_died(&self, v: u32, round: u32) -> bool {
         let n = (arrived(v) as usize).min(WATCHED);
-        self.watched[..n].iter().any(|w| {
-            let t = w.load(Ordering::Relaxed);
-            (t >> 52) as u32 == round && {
-                let pid = ((t >> 30) & 0x3f_ffff) as u32;
-                !ident::alive_start_bits(pid, t & 0x3fff_ffff, 30)
-            }
+        (0..n).any(|i| {
+            self.watched_round[i].load(Ordering::Acquire) == round
+                && !ident::alive(self.watched[i].load(Ordering::Relaxed))
         })
     }
 
@@ -193,6 +192,7 @@ impl BarrierBuilder {
                 .timeout
                 .map_or(u64::MAX, |d| d.as_nanos().min(u64::MAX as u128 - 1) as u64),
             watched: std::array::from_fn(|_| AtomicU64::new(0)),
+            watched_round: std::array::from_fn(|_| AtomicU32::new(0)),
         })
     }
 

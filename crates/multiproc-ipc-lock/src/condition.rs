@@ -36,7 +36,7 @@ struct Slot {
     word: AtomicU32,
     /// Arrival order: notify wakes the oldest waiters first.
     ticket: AtomicU32,
-    /// `pid << 32 | start_time as u32` of the waiting process.
+    /// The waiting process's identity bits (see [`ident`](crate::ident)).
     owner: AtomicU64,
 }
 
@@ -75,7 +75,7 @@ impl CondState {
 
     fn slot_owner_alive(&self, s: &Slot) -> bool {
         let owner = s.owner.load(Ordering::Relaxed);
-        ident::alive((owner >> 32) as u32, owner)
+        ident::alive(owner)
     }
 
     /// Registers the caller (who holds the lock) as a waiter.
@@ -87,7 +87,7 @@ impl CondState {
                         .compare_exchange(FREE, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                 {
-                    s.owner.store(me.side, Ordering::Relaxed);
+                    s.owner.store(me.id, Ordering::Relaxed);
                     let t = self.next_ticket.fetch_add(1, Ordering::Relaxed);
                     s.ticket.store(t, Ordering::Relaxed);
                     s.word.store(WAITING, Ordering::Release);

@@ -61,7 +61,6 @@ mod rlock;
 mod rwlock;
 mod semaphore;
 #[cfg(not(multiproc_loom))]
-mod sys;
 mod wait;
 
 pub use crate::barrier::{Barrier, BarrierBuilder, BARRIER_MAX_PARTIES};

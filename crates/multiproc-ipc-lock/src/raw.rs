@@ -12,11 +12,13 @@
 //! no loom model, and leaves recovery to a per-thread kernel list that only a thread's exit
 //! walks (a `Lock` acquired in one thread and released in another breaks it).
 //!
-//! Here the word names the holder's pid, so a waiter that has slept [`POLL`] without the
-//! holder changing asks whether the holder is alive (pid + start time, immune to PID reuse)
-//! and, if not, takes the lock over with the poison bit set. The uncontended path is one CAS
-//! to acquire and one CAS to release, like the raw futex mutex; the price of robustness is
-//! paid only by waiters (a liveness check, ~5–20 µs of reading `/proc`, per [`POLL`] slept).
+//! Here the word names the holder's whole identity (see [`ident`](crate::ident)), so a
+//! waiter that has slept [`POLL`] without the holder changing asks the kernel whether the
+//! holder died and, only on that proof, takes the lock over with the poison bit set. The
+//! uncontended path is one CAS to acquire and one CAS to release, like the raw futex mutex;
+//! the price of robustness is paid only by waiters (one `F_OFD_GETLK`, ~1 µs, per [`POLL`]
+//! slept). The word is 64 bits: the futex waits on its low half (flags and the 30-bit
+//! token), the high half holds the holder's registry fingerprint.
 //!
 //! [`POLL`]: crate::wait::POLL
 
@@ -26,10 +28,10 @@ use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use multiproc_arena::ShmSafe;
 
 /// Set in the lock word while some process may sleep on it: the releaser must wake one.
-pub(crate) const WAITERS: u32 = 1 << 30;
+pub(crate) const WAITERS: u64 = 1 << 30;
 /// Set in the lock word when a holder died (or a guard was dropped while panicking); sticky
 /// until `clear_poison`.
-pub(crate) const POISON: u32 = 1 << 31;
+pub(crate) const POISON: u64 = 1 << 31;
 
 /// The outcome of an acquire attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,26 +53,29 @@ impl Acquire {
 /// A robust, non-recursive lock in shared memory.
 #[repr(C)]
 pub(crate) struct RawLock {
-    /// The futex word.
+    /// The state word.
     ///
     /// | bits    | meaning                                                        |
     /// |---------|----------------------------------------------------------------|
-    /// | 0..=29  | holder's pid, 0 when free                                      |
+    /// | 0..=29  | holder's identity token, 0 when free                           |
     /// | 30      | [`WAITERS`]: a waiter may sleep; the releaser wakes one        |
     /// | 31      | [`POISON`]: a holder died or panicked; kept until cleared      |
+    /// | 32..=63 | holder's identity registry (0 when free)                       |
+    ///
+    /// Bits 0..=31 are the futex word (waiters sleep on the low half).
     ///
     /// Transitions (`p` = the poison bit, always carried over):
     /// - `free, p` → CAS → `me, p` (a waiter that slept sets `WAITERS` too, conservatively);
-    /// - `x, w, p` → a waiter sets `WAITERS`, then sleeps on that exact value;
+    /// - `x, w, p` → a waiter sets `WAITERS`, then sleeps on that exact low half;
     /// - `x, w, p` → release → `free, p`, waking one sleeper if `w`;
-    /// - `dead, w, p` → a waiter that slept `POLL` on it and found `dead` not alive → CAS →
-    ///   `me, WAITERS, POISON`.
-    word: AtomicU32,
+    /// - `dead, w, p` → a waiter that slept `POLL` on it and got the kernel's proof that
+    ///   `dead` ended → CAS → `me, WAITERS, POISON`.
+    word: AtomicU64,
+    /// The last holder's pid in its own PID namespace, for [`holder`](Self::holder) only
+    /// (never used to judge liveness): written right after each acquiring CAS, never
+    /// cleared.
+    pid: AtomicU32,
     _pad: u32,
-    /// `pid << 32 | start_time as u32` of the holder (0 when free): written right after the
-    /// acquiring CAS and cleared right before the releasing store, so a waiter that finds it
-    /// naming another pid than the word falls back to a pid-only liveness check.
-    side: AtomicU64,
 }
 
 // SAFETY: repr(C) atomics only; no pointers, no Drop.
@@ -83,14 +88,14 @@ static_assertions::const_assert_eq!(std::mem::align_of::<RawLock>(), 8);
 
 impl RawLock {
     pub(crate) fn new() -> Self {
-        RawLock { word: AtomicU32::new(0), _pad: 0, side: AtomicU64::new(0) }
+        RawLock { word: AtomicU64::new(0), pid: AtomicU32::new(0), _pad: 0 }
     }
 
     /// The uncontended acquire: one CAS from "free, not poisoned".
     #[inline]
     pub(crate) fn try_lock_fast(&self, me: Me) -> bool {
         if self.word.compare_exchange(0, me.id, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            self.side.store(me.side, Ordering::Relaxed);
+            self.note_pid();
             true
         } else {
             false
@@ -125,11 +130,11 @@ impl RawLock {
 
     /// CAS from the free value `v` to held by `me`, adding `extra` flag bits.
     #[inline]
-    fn cas_acquire(&self, v: u32, me: Me, extra: u32) -> Option<Acquire> {
+    fn cas_acquire(&self, v: u64, me: Me, extra: u64) -> Option<Acquire> {
         let new = me.id | (v & POISON) | extra;
         match self.word.compare_exchange(v, new, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => {
-                self.side.store(me.side, Ordering::Relaxed);
+                self.note_pid();
                 Some(if v & POISON != 0 { Acquire::Poisoned } else { Acquire::Clean })
             }
             Err(_) => None,
@@ -137,15 +142,15 @@ impl RawLock {
     }
 
     /// If the holder recorded in `v` is dead, takes the lock over (poisoned).
-    fn take_over_if_dead(&self, v: u32, me: Me) -> Option<Acquire> {
+    fn take_over_if_dead(&self, v: u64, me: Me) -> Option<Acquire> {
         let holder = v & ID_MASK;
-        if holder == 0 || ident::alive(holder, self.side.load(Ordering::Relaxed)) {
+        if holder == 0 || ident::alive(holder) {
             return None;
         }
         let new = me.id | WAITERS | POISON;
         match self.word.compare_exchange(v, new, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => {
-                self.side.store(me.side, Ordering::Relaxed);
+                self.note_pid();
                 Some(Acquire::Poisoned)
             }
             Err(_) => None,
@@ -179,7 +184,7 @@ impl RawLock {
             {
                 continue;
             }
-            match wait::wait(&self.word, v | WAITERS, dl, true) {
+            match wait::wait64(&self.word, v | WAITERS, dl, true) {
                 Wake::Woken => {}
                 Wake::Poll => {
                     if let Some(a) = self.take_over_if_dead(v | WAITERS, me) {
@@ -222,8 +227,6 @@ impl RawLock {
     /// as Python allows), this does nothing rather than release someone else's hold.
     #[inline]
     pub(crate) fn unlock(&self, me: Me, poison: bool, wake_all: bool) {
-        // Cleared first, so that a new holder's side word is never overwritten by ours.
-        self.side.store(0, Ordering::Relaxed);
         if !poison
             && self.word.compare_exchange(me.id, 0, Ordering::Release, Ordering::Relaxed).is_ok()
         {
@@ -256,16 +259,15 @@ impl RawLock {
     #[cold]
     fn wake(&self, all: bool) {
         if all {
-            wait::wake_all(&self.word);
+            wait::wake_all64(&self.word);
         } else {
-            wait::wake(&self.word, 1);
+            wait::wake64(&self.word, 1);
         }
     }
 
     /// Python's `Lock.release()`: any process may release a held lock; `false` if not held.
     pub(crate) fn unlock_any(&self, me: Me) -> bool {
         // Usually the caller holds it, uncontended: one CAS.
-        self.side.store(0, Ordering::Relaxed);
         let mut v = match self.word.compare_exchange(me.id, 0, Ordering::Release, Ordering::Relaxed)
         {
             Ok(_) => return true,
@@ -275,7 +277,6 @@ impl RawLock {
             if v & ID_MASK == 0 {
                 return false;
             }
-            self.side.store(0, Ordering::Relaxed);
             match self.word.compare_exchange_weak(
                 v,
                 v & POISON,
@@ -293,19 +294,26 @@ impl RawLock {
         }
     }
 
-    /// The holder's pid, if held.
+    /// Records our pid for [`holder`](Self::holder) (after an acquiring CAS).
+    #[inline]
+    fn note_pid(&self) {
+        #[cfg(not(multiproc_loom))]
+        self.pid.store(multiproc_arena::liveness::current_pid(), Ordering::Relaxed);
+    }
+
+    /// The holder's pid as it sees itself (a snapshot, for messages), if held (for a few
+    /// nanoseconds after an acquire: the previous holder's).
     pub(crate) fn holder(&self) -> Option<u32> {
         match self.word.load(Ordering::Relaxed) & ID_MASK {
             0 => None,
-            id => Some(id),
+            _ => Some(self.pid.load(Ordering::Relaxed)),
         }
     }
 
-    /// Whether `me` holds the lock (same pid and start time).
+    /// Whether `me` holds the lock (the whole identity).
     #[inline]
     pub(crate) fn held_by(&self, me: Me) -> bool {
         self.word.load(Ordering::Relaxed) & ID_MASK == me.id
-            && self.side.load(Ordering::Relaxed) == me.side
     }
 
     pub(crate) fn is_poisoned(&self) -> bool {
@@ -317,12 +325,7 @@ impl RawLock {
     }
 
     /// The word, for `RwLock`'s readers.
-    pub(crate) fn word(&self) -> &AtomicU32 {
+    pub(crate) fn word(&self) -> &AtomicU64 {
         &self.word
-    }
-
-    /// The side word, for liveness checks by `RwLock`'s readers.
-    pub(crate) fn side(&self) -> &AtomicU64 {
-        &self.side
     }
 }

@@ -22,7 +22,8 @@ pub const RWLOCK_READER_SLOTS: usize = 32;
 #[cfg(multiproc_loom)]
 pub const RWLOCK_READER_SLOTS: usize = 2;
 
-const COUNT: u64 = (1 << 22) - 1;
+/// The read-lock count in a reader entry's `count` word (the rest is the owner's tag).
+const COUNT: u64 = 0xffff_ffff;
 
 /// Between a SeqCst RMW and a SeqCst load of another word: nothing to do in the C++ model
 /// (both are in the single SeqCst order), but loom treats SeqCst accesses as AcqRel, so
@@ -33,10 +34,26 @@ fn dekker_fence() {
     fence(Ordering::SeqCst);
 }
 
-/// `pid << 42 | start time (20 bits) << 22`: a reader entry's key.
-fn reader_key(me: Me) -> u64 {
-    let pid = (me.side >> 32) & 0x3f_ffff;
-    (pid << 42) | ((me.side & 0xf_ffff) << 22)
+/// The tag a reader entry's `count` word carries for `id`: the identity's low 32 bits.
+#[inline]
+fn tag_of(id: u64) -> u64 {
+    (id & 0xffff_ffff) << 32
+}
+
+/// One reading process.
+///
+/// - `id`: 0 = free; otherwise the owner's identity bits. Claimed by CAS from 0; given back
+///   (CAS to 0) only after `count` was zeroed: by a reclaimer that has the kernel's proof
+///   that the owner died, or by one that takes over an *idle* entry (`count` = the owner's
+///   tag, no read locks).
+/// - `count`: `tag << 32 | read locks held`, or 0 (free, or claimed and not counted yet).
+///   Only the owner's threads change it while it carries their tag (CAS, so a reclaimer's
+///   zeroing and an owner's increment are ordered); a zeroed `count` is never the owner's
+///   again until it claims the entry anew.
+#[repr(C)]
+struct ReaderEntry {
+    id: AtomicU64,
+    count: AtomicU64,
 }
 
 #[repr(C)]
@@ -49,15 +66,15 @@ pub(crate) struct RwState<T> {
     /// here until the reader entries drain.
     drain: AtomicU32,
     _pad: u32,
-    /// One entry per reading process: `pid << 42 | start time (20 bits) << 22 | count`.
-    /// A writer that waits `POLL` for readers clears the entries of dead processes, so a
-    /// reader killed inside its read section does not block writers for ever.
+    /// One entry per reading process (see [`ReaderEntry`]). A writer that waits `POLL` for
+    /// readers clears the entries of processes the kernel proved dead, so a reader killed
+    /// inside its read section does not block writers for ever.
     ///
-    /// Readers: increment their entry (SeqCst RMW), then check `w` is free with a SeqCst
-    /// load (else back off); writers: take `w`, a SeqCst RMW on it, then wait until every
-    /// entry reads zero with SeqCst loads. In the single order of SeqCst operations at least
-    /// one side sees the other (Dekker).
-    readers: [AtomicU64; RWLOCK_READER_SLOTS],
+    /// Readers: increment their entry's `count` (SeqCst RMW), then check `w` is free with a
+    /// SeqCst load (else back off); writers: take `w`, a SeqCst RMW on it, then wait until
+    /// every `count` reads zero locks with SeqCst loads. In the single order of SeqCst
+    /// operations at least one side sees the other (Dekker).
+    readers: [ReaderEntry; RWLOCK_READER_SLOTS],
     data: ShmCell<T>,
 }
 
@@ -70,53 +87,76 @@ impl<T> RwState<T> {
             w: RawLock::new(),
             drain: AtomicU32::new(0),
             _pad: 0,
-            readers: std::array::from_fn(|_| AtomicU64::new(0)),
+            readers: std::array::from_fn(|_| ReaderEntry {
+                id: AtomicU64::new(0),
+                count: AtomicU64::new(0),
+            }),
             data: ShmCell::new(value),
         }
     }
 
-    /// Counts one more read lock of `me` in the first entry from its home slot that is
-    /// either its own or free (a process may end up with two entries; each guard knows its
-    /// own); the entry's index, or `None` if every entry belongs to another process.
+    /// Counts one more read lock of `me` in the first entry from its home slot that is its
+    /// own or free, else in an entry taken over from a dead or idle process (a process may
+    /// end up with two entries; each guard knows its own); the entry's index, or `None` if
+    /// every entry is in use by another live process.
     fn enter(&self, me: Me) -> Option<usize> {
-        let key = reader_key(me);
         let n = self.readers.len();
-        let first = (me.id as usize) % n;
-        for k in 0..n {
-            let i = (first + k) % n;
-            let e = &self.readers[i];
-            let mut v = e.load(Ordering::Relaxed);
-            loop {
-                let new = if v == 0 {
-                    key | 1
-                } else if v & !COUNT == key && v & COUNT < COUNT {
-                    v + 1
-                } else {
-                    break;
-                };
-                match e.compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed) {
-                    Ok(_) => return Some(i),
-                    Err(x) => v = x,
+        let first = me.token() as usize % n;
+        for pass in 0..2 {
+            for k in 0..n {
+                let i = (first + k) % n;
+                if let Some(i) = self.enter_at(i, me) {
+                    return Some(i);
                 }
+            }
+            if pass == 0 && !(0..n).any(|i| self.reclaim(i, true)) {
+                return None;
             }
         }
         None
     }
 
+    /// One more read lock in entry `i` if it is `me`'s (and counting) or free.
+    fn enter_at(&self, i: usize, me: Me) -> Option<usize> {
+        let e = &self.readers[i];
+        let tag = tag_of(me.id);
+        let id = e.id.load(Ordering::Acquire);
+        if id == me.id {
+            let mut c = e.count.load(Ordering::Relaxed);
+            // Not our tag: being claimed by another of our threads, or taken over.
+            while c & !COUNT == tag && c & COUNT < COUNT {
+                match e.count.compare_exchange_weak(c, c + 1, Ordering::SeqCst, Ordering::Relaxed) {
+                    Ok(_) => return Some(i),
+                    Err(x) => c = x,
+                }
+            }
+            None
+        } else if id == 0
+            && e.id.compare_exchange(0, me.id, Ordering::Acquire, Ordering::Relaxed).is_ok()
+        {
+            // `count` is 0 whenever `id` is (a reclaimer zeroes it first, with Release).
+            e.count
+                .compare_exchange(0, tag | 1, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+                .then_some(i)
+        } else {
+            None
+        }
+    }
+
     /// Counts one read lock of entry `i` less — if the entry is `me`'s (a guard inherited by
-    /// a forked child must not release its parent's read lock).
+    /// a forked child must not release its parent's read lock). The entry stays `me`'s.
     fn leave(&self, i: usize, me: Me) {
         let e = &self.readers[i];
-        let key = reader_key(me);
-        let mut v = e.load(Ordering::Relaxed);
+        let tag = tag_of(me.id);
+        let mut c = e.count.load(Ordering::Relaxed);
         loop {
-            if v & !COUNT != key || v & COUNT == 0 {
+            if c & !COUNT != tag || c & COUNT == 0 || e.id.load(Ordering::Relaxed) != me.id {
                 return;
             }
-            let new = if v & COUNT <= 1 { 0 } else { v - 1 };
-            match e.compare_exchange_weak(v, new, Ordering::SeqCst, Ordering::Relaxed) {
+            match e.count.compare_exchange_weak(c, c - 1, Ordering::SeqCst, Ordering::Relaxed) {
                 Ok(_) => break,
-                Err(x) => v = x,
+                Err(x) => c = x,
             }
         }
         dekker_fence();
@@ -127,19 +167,35 @@ impl<T> RwState<T> {
     }
 
     fn no_readers(&self) -> bool {
-        self.readers.iter().all(|e| e.load(Ordering::SeqCst) & COUNT == 0)
+        self.readers.iter().all(|e| e.count.load(Ordering::SeqCst) & COUNT == 0)
     }
 
-    /// Clears the entries of dead reading processes.
+    /// Frees entry `i` if its owner is proved dead, or (`take_idle`) holds no read lock in
+    /// it; whether it freed it.
+    fn reclaim(&self, i: usize, take_idle: bool) -> bool {
+        let e = &self.readers[i];
+        let id = e.id.load(Ordering::Acquire);
+        if id == 0 {
+            return false;
+        }
+        let c = e.count.load(Ordering::SeqCst);
+        let idle = take_idle && c == tag_of(id);
+        // An entry claimed but not counted yet (count 0) is taken only from the dead: its
+        // owner is between its two CASes.
+        if !idle && ident::alive(id) {
+            return false;
+        }
+        if c != 0 && e.count.compare_exchange(c, 0, Ordering::SeqCst, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        e.id.compare_exchange(id, 0, Ordering::Release, Ordering::Relaxed).is_ok()
+    }
+
+    /// Clears the entries of reading processes the kernel proved dead.
     fn reclaim_dead_readers(&self) {
-        for e in &self.readers {
-            let v = e.load(Ordering::Relaxed);
-            if v != 0 {
-                let pid = (v >> 42) as u32;
-                let start = (v >> 22) & 0xf_ffff;
-                if !ident::alive_start_bits(pid, start, 20) {
-                    let _ = e.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed);
-                }
+        for (i, e) in self.readers.iter().enumerate() {
+            if e.count.load(Ordering::Relaxed) & COUNT != 0 {
+                self.reclaim(i, false);
             }
         }
     }
@@ -192,7 +248,7 @@ impl<T> RwState<T> {
             {
                 continue;
             }
-            match wait::wait(self.w.word(), v | WAITERS, dl, true) {
+            match wait::wait64(self.w.word(), v | WAITERS, dl, true) {
                 Wake::Woken => {}
                 Wake::Poll => {
                     self.writer_dead_released(v | WAITERS);
@@ -203,15 +259,15 @@ impl<T> RwState<T> {
     }
 
     /// If the writer named in `v` is dead, releases its lock (poisoned) for everyone.
-    fn writer_dead_released(&self, v: u32) -> bool {
+    fn writer_dead_released(&self, v: u64) -> bool {
         let holder = v & ID_MASK;
-        if holder == 0 || ident::alive(holder, self.w.side().load(Ordering::Relaxed)) {
+        if holder == 0 || ident::alive(holder) {
             return false;
         }
         let ok =
             self.w.word().compare_exchange(v, POISON, Ordering::Relaxed, Ordering::Relaxed).is_ok();
         if ok {
-            wait::wake_all(self.w.word());
+            wait::wake_all64(self.w.word());
         }
         ok
     }

@@ -36,13 +36,13 @@ pub(crate) enum Wake {
     TimedOut,
 }
 
-pub(crate) use imp::{wait, wake, wake_all, Deadline};
+pub(crate) use imp::{wait, wait64, wake, wake64, wake_all, wake_all64, Deadline};
 
 #[cfg(not(multiproc_loom))]
 mod imp {
     use super::{Wake, POLL};
     use multiproc_arena::futex;
-    use multiproc_arena::sync::atomic::AtomicU32;
+    use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64};
     use std::time::{Duration, Instant};
 
     /// When a blocking call gives up: never, or at an instant.
@@ -66,6 +66,20 @@ mod imp {
 
     /// Sleeps while `*word == expected`; see [`Wake`].
     pub(crate) fn wait(word: &AtomicU32, expected: u32, dl: &mut Deadline, poll: bool) -> Wake {
+        wait_with(dl, poll, |until| futex::wait(word, expected, until))
+    }
+
+    /// Sleeps while the low half of `*word` equals the low half of `expected`; see [`Wake`].
+    pub(crate) fn wait64(word: &AtomicU64, expected: u64, dl: &mut Deadline, poll: bool) -> Wake {
+        wait_with(dl, poll, |until| futex::wait_low(word, expected as u32, until))
+    }
+
+    #[inline]
+    fn wait_with(
+        dl: &mut Deadline,
+        poll: bool,
+        sleep: impl FnOnce(Option<Instant>) -> bool,
+    ) -> Wake {
         let now = Instant::now();
         if dl.0.is_some_and(|d| now >= d) {
             return Wake::TimedOut;
@@ -75,7 +89,7 @@ mod imp {
             (true, Some(d)) if d <= now + POLL => (Some(d), false),
             (true, _) => (Some(now + POLL), true),
         };
-        if futex::wait(word, expected, until) {
+        if sleep(until) {
             Wake::Woken
         } else if is_poll {
             Wake::Poll
@@ -93,13 +107,23 @@ mod imp {
     pub(crate) fn wake_all(word: &AtomicU32) -> usize {
         futex::wake_all(word)
     }
+
+    #[inline]
+    pub(crate) fn wake64(word: &AtomicU64, n: u32) -> usize {
+        futex::wake_low(word, n)
+    }
+
+    #[inline]
+    pub(crate) fn wake_all64(word: &AtomicU64) -> usize {
+        futex::wake_low(word, u32::MAX)
+    }
 }
 
 #[cfg(multiproc_loom)]
 mod imp {
     use super::Wake;
     use loom::sync::{Condvar, Mutex};
-    use multiproc_arena::sync::atomic::{AtomicU32, Ordering};
+    use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
     use std::time::Duration;
 
     /// Loom deadline: `None` = never; `Some(n)` = times out after `n` more waits.
@@ -147,6 +171,18 @@ mod imp {
     }
 
     pub(crate) fn wait(word: &AtomicU32, expected: u32, dl: &mut Deadline, poll: bool) -> Wake {
+        let addr = word as *const AtomicU32 as usize;
+        wait_at(addr, || word.load(Ordering::SeqCst) != expected, dl, poll)
+    }
+
+    pub(crate) fn wait64(word: &AtomicU64, expected: u64, dl: &mut Deadline, poll: bool) -> Wake {
+        let addr = word as *const AtomicU64 as usize;
+        wait_at(addr, || word.load(Ordering::SeqCst) as u32 != expected as u32, dl, poll)
+    }
+
+    /// The futex model: sleeps on `addr` unless `changed()` (checked under the queue's lock,
+    /// as the kernel checks the word under its hash-bucket lock).
+    fn wait_at(addr: usize, changed: impl Fn() -> bool, dl: &mut Deadline, poll: bool) -> Wake {
         if let Some(n) = dl.0 {
             if n == 0 {
                 return Wake::TimedOut;
@@ -155,7 +191,6 @@ mod imp {
             loom::thread::yield_now();
             return Wake::Woken;
         }
-        let addr = word as *const AtomicU32 as usize;
         let mut q = PARK.q.lock().unwrap();
         if poll && crate::ident::any_dead() {
             // Once a model thread died, every poll wait behaves like the real one whose
@@ -165,7 +200,7 @@ mod imp {
             loom::thread::yield_now();
             return Wake::Poll;
         }
-        if word.load(Ordering::SeqCst) != expected {
+        if changed() {
             return Wake::Woken;
         }
         let ticket = q.next;
@@ -185,7 +220,18 @@ mod imp {
     }
 
     pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
-        let addr = word as *const AtomicU32 as usize;
+        wake_at(word as *const AtomicU32 as usize, n)
+    }
+
+    pub(crate) fn wake64(word: &AtomicU64, n: u32) -> usize {
+        wake_at(word as *const AtomicU64 as usize, n)
+    }
+
+    pub(crate) fn wake_all64(word: &AtomicU64) -> usize {
+        wake64(word, u32::MAX)
+    }
+
+    fn wake_at(addr: usize, n: u32) -> usize {
         let mut q = PARK.q.lock().unwrap();
         let mut woken = 0;
         for s in q.sleepers.iter_mut().filter(|s| s.addr == addr && s.state == 0) {

@@ -386,7 +386,8 @@ impl ListenerBuilder {
         let dir = loop {
             let mut r = [0u8; 8];
             sys::getrandom(&mut r).map_err(|e| Error::io(e, "getrandom"))?;
-            let name = format!("multiproc-{}-{:016x}", std::process::id(), u64::from_le_bytes(r));
+            let me = multiproc_arena::Identity::current().bits();
+            let name = format!("multiproc-{me:016x}-{:016x}", u64::from_le_bytes(r));
             let dir = base.join(name);
             match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => break dir,
@@ -444,8 +445,11 @@ fn private_base() -> PathBuf {
 
 /// Removes the private directories (and socket files) that listeners of processes now dead
 /// left behind — a process killed by a signal cannot remove its own. Returns how many were
-/// removed. Directories of live processes, and anything but `multiproc-<pid>-<hex>`
-/// directories holding at most a `listener.sock`, are left alone.
+/// removed. A directory is named after its maker's arena
+/// [`Identity`](multiproc_arena::Identity) (`multiproc-<identity>-<random>`, both 16 hex
+/// digits) and removed only when the kernel proved that process dead (see
+/// [`multiproc_arena::liveness`]): a live listener in another PID namespace, or one whose
+/// death cannot be proved from here, keeps its directory. Anything else is left alone.
 pub fn cleanup_orphan_listeners() -> Result<usize> {
     let base = private_base();
     let rd = std::fs::read_dir(&base)
@@ -456,13 +460,14 @@ pub fn cleanup_orphan_listeners() -> Result<usize> {
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("multiproc-")) else {
             continue;
         };
-        let Some((pid, hex)) = rest.split_once('-') else { continue };
-        let (Ok(pid), true) =
-            (pid.parse::<u32>(), hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        else {
+        let Some((who, hex)) = rest.split_once('-') else { continue };
+        let hex16 = |h: &str| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex16(who) || !hex16(hex) {
             continue;
-        };
-        if multiproc_arena::pid_alive(pid) || !e.file_type().is_ok_and(|t| t.is_dir()) {
+        }
+        let maker =
+            u64::from_str_radix(who, 16).ok().and_then(multiproc_arena::Identity::from_bits);
+        if !maker.is_some_and(|m| m.is_dead()) || !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         let dir = e.path();

@@ -309,21 +309,21 @@ impl Header {
 
 /// An entry of the party table: a process that uses the queue.
 ///
-/// `id`: 0 = free; otherwise `pid | state << 32` with state [`PARTY_CLAIMING`] (being
-/// registered: referenced by no slot yet) or [`PARTY_READY`]. `start`: the process's start
-/// time, written before `id` becomes READY.
+/// `id`: 0 = free; otherwise the process's arena [`Identity`](multiproc_arena::Identity)
+/// bits `| PARTY_READY`, set by one CAS (so a reader never sees a party half registered).
+/// Whether a party died is the kernel's proof (see [`multiproc_arena::liveness`]), never a
+/// pid: parties in different PID namespaces, or a process that cannot read `/proc`, are
+/// never taken for dead. `pid`: the pid as the process saw it, for messages only.
 #[repr(C)]
 pub struct Party {
-    /// `pid | state << 32`, 0 when free.
+    /// Identity bits `|` [`PARTY_READY`], 0 when free.
     pub id: AtomicU64,
-    /// Start time of the process (clock ticks since boot).
-    pub start: AtomicU64,
+    /// The process's pid in its own PID namespace (informational).
+    pub pid: AtomicU64,
 }
 
-/// Party state: registration in progress.
-pub const PARTY_CLAIMING: u64 = 1 << 32;
-/// Party state: registered.
-pub const PARTY_READY: u64 = 2 << 32;
+/// Party state: registered (bit 31, which identities leave clear).
+pub const PARTY_READY: u64 = 1 << 31;
 
 impl std::fmt::Debug for Party {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -334,7 +334,7 @@ impl std::fmt::Debug for Party {
 impl Party {
     /// A free entry.
     pub fn new() -> Self {
-        Party { id: AtomicU64::new(0), start: AtomicU64::new(0) }
+        Party { id: AtomicU64::new(0), pid: AtomicU64::new(0) }
     }
 }
 

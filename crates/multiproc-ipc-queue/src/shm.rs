@@ -5,7 +5,7 @@
 use crate::error::{Error, ErrorKind};
 use crate::ring::{
     party_of, state_of, Header, Mem, Party, Ring, StreamEntry, DISCARDING, MAGIC, MAX_LOG_SLOTS,
-    MAX_PARTIES, MIN_LOG_SLOTS, PARTY_CLAIMING, PARTY_READY, READING, SLOT_BYTES, WRITING,
+    MAX_PARTIES, MIN_LOG_SLOTS, PARTY_READY, READING, SLOT_BYTES, WRITING,
 };
 use crate::spill::SpillEntry;
 use crate::sys::FileMap;
@@ -361,8 +361,7 @@ impl Mem for ShmMem {
             // Free, or being registered by someone new: the party a slot names is gone.
             return false;
         }
-        let start = p.start.load(Ordering::Acquire);
-        ProcessId::from_parts(id as u32, start).is_alive()
+        !multiproc_arena::Identity::from_bits(id & !PARTY_READY).is_some_and(|i| i.is_dead())
     }
 }
 
@@ -409,30 +408,19 @@ fn random_id() -> u64 {
 /// Registers the calling process in the party table (or finds its entry); returns its index.
 pub(crate) fn register(ring: &Ring<ShmMem>) -> Result<u32, Error> {
     let me = ProcessId::current();
-    let mine = me.pid() as u64 | PARTY_READY;
+    let mine = me.identity_bits() | PARTY_READY;
     let parties = ring.mem.parties();
     for (i, p) in parties.iter().enumerate() {
-        if p.id.load(Ordering::Acquire) == mine
-            && p.start.load(Ordering::Relaxed) == me.start_time()
-        {
+        if p.id.load(Ordering::Acquire) == mine {
             return Ok(i as u32);
         }
     }
     let take = |i: usize, seen: u64| -> bool {
         let p = &parties[i];
-        if p.id
-            .compare_exchange(
-                seen,
-                me.pid() as u64 | PARTY_CLAIMING,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_err()
-        {
+        if p.id.compare_exchange(seen, mine, Ordering::AcqRel, Ordering::Relaxed).is_err() {
             return false;
         }
-        p.start.store(me.start_time(), Ordering::Release);
-        p.id.store(mine, Ordering::Release);
+        p.pid.store(me.pid() as u64, Ordering::Relaxed);
         true
     };
     for (i, p) in parties.iter().enumerate() {
@@ -440,16 +428,10 @@ pub(crate) fn register(ring: &Ring<ShmMem>) -> Result<u32, Error> {
             return Ok(i as u32);
         }
     }
-    // Full: reuse entries of dead processes that no slot or stream still names.
+    // Full: reuse entries of processes proved dead that no slot or stream still names.
     for (i, p) in parties.iter().enumerate() {
         let id = p.id.load(Ordering::Acquire);
-        let dead = if id & PARTY_READY != 0 {
-            !ring.mem.alive(i as u32)
-        } else if id & PARTY_CLAIMING != 0 {
-            !multiproc_arena::pid_alive(id as u32)
-        } else {
-            false
-        };
+        let dead = id & PARTY_READY != 0 && !ring.mem.alive(i as u32);
         if dead && !referenced(ring, i as u32) && take(i, id) {
             // Spill entries the dead process held still name this index: ours to free now.
             crate::spill::adopt_orphans(ring, i as u32);

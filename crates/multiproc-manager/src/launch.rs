@@ -1,7 +1,7 @@
 //! Starting the server in a process of its own (`Manager::start`), with `multiproc-spawn`'s
 //! default start method, and stopping it.
 //!
-//! The owner creates a private directory (mode 0700, named `multiproc-manager-<pid>-<hex>`)
+//! The owner creates a private directory (mode 0700, named `multiproc-manager-<owner identity>-<hex>`)
 //! for the socket, starts the server as a daemonic child (it dies with the owner, even if the
 //! owner is SIGKILLed) and waits for its "ready" message on a pipe, which carries the bound
 //! address (the real port for TCP `:0`) or why binding failed. The server also watches its
@@ -113,10 +113,17 @@ fn sweep_stale(base: &Path) {
     for e in rd.flatten() {
         let name = e.file_name();
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(owner) = rest
+            .split('-')
+            .next()
+            .filter(|h| h.len() == 16)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .and_then(multiproc_arena::Identity::from_bits)
+        else {
             continue;
         };
-        if pid != std::process::id() && !multiproc_arena::pid_alive(pid) {
+        // Only on the kernel's proof that the owner ended (see multiproc_arena::liveness).
+        if owner.is_dead() {
             let dir = e.path();
             let _ = std::fs::remove_file(dir.join("manager.sock"));
             let _ = std::fs::remove_dir(&dir);
@@ -128,8 +135,8 @@ fn private_dir() -> Result<PathBuf> {
     let base = base_dir();
     sweep_stale(&base);
     for _ in 0..8 {
-        let name =
-            format!("{DIR_PREFIX}{}-{:016x}", std::process::id(), multiproc_arena::random_u64());
+        let me = multiproc_arena::Identity::current().bits();
+        let name = format!("{DIR_PREFIX}{me:016x}-{:016x}", multiproc_arena::random_u64());
         let dir = base.join(name);
         match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
@@ -220,7 +227,7 @@ impl<S: ServiceSet> ManagerBuilder<S> {
             max_frame: self.max_frame as u64,
             handshake_timeout_us: self.handshake_timeout.as_micros() as u64,
             names: self.names.clone(),
-            owner: (me.pid(), me.start_time()),
+            owner: (me.pid(), me.identity_bits()),
             ready: tx,
         };
         let mut child = Process::builder()

@@ -658,15 +658,15 @@ fn mg13_mg14_shutdown_and_drop_stop_the_server() {
     let l = m.list::<i32>().unwrap();
     let m2 = m.clone();
     drop(m);
-    assert!(multiproc_arena::pid_alive(pid), "a clone keeps the server");
+    assert!(multiproc_arena::testing::pid_running(pid), "a clone keeps the server");
     drop(m2);
-    assert!(!multiproc_arena::pid_alive(pid), "the last handle stops it");
+    assert!(!multiproc_arena::testing::pid_running(pid), "the last handle stops it");
     assert_eq!(l.append(1).unwrap_err().kind(), ErrorKind::Disconnected);
     let m = manager();
     let pid = m.server_pid();
     m.shutdown().unwrap();
     m.shutdown().unwrap();
-    assert!(!multiproc_arena::pid_alive(pid));
+    assert!(!multiproc_arena::testing::pid_running(pid));
     assert_eq!(m.list::<i32>().unwrap_err().kind(), ErrorKind::Disconnected);
 }
 

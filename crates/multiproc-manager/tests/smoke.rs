@@ -42,7 +42,7 @@ fn start_use_shutdown() {
     m.shutdown().unwrap();
     assert_eq!(l.len().unwrap_err().kind(), ErrorKind::Disconnected);
     std::thread::sleep(Duration::from_millis(10));
-    assert!(!multiproc_arena::pid_alive(pid));
+    assert!(!multiproc_arena::testing::pid_running(pid));
 }
 
 #[test]

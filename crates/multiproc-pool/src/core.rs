@@ -304,7 +304,7 @@ impl Inner {
             epoch_unix_ns: crate::worker::epoch_unix_ns(self.epoch_sys),
             parent: {
                 let me = multiproc_arena::ProcessId::current();
-                (me.pid(), me.start_time())
+                (me.pid(), me.identity_bits())
             },
             init_off: self.cfg.init_off.clone(),
         };

@@ -93,31 +93,49 @@ impl ParentProcess {
         self.id.pid()
     }
 
-    /// Whether the parent is still running (a zombie counts as dead).
+    /// Whether the parent is still running: `false` once its pidfd reports its end or the
+    /// kernel proved it dead (see [`multiproc_arena::liveness`]); `true` while that cannot
+    /// be told.
     pub fn is_alive(&self) -> bool {
-        match &self.pidfd {
-            Some(fd) => !sys::readable_now(fd.as_fd()) && self.id.is_alive(),
-            None => false,
+        if self.pidfd.as_ref().is_some_and(|fd| sys::readable_now(fd.as_fd())) {
+            return false;
         }
+        self.id.is_alive()
     }
 
     /// Waits up to `timeout` for the parent to end; true if it has.
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        let Some(fd) = &self.pidfd else { return true };
         let deadline = Instant::now().checked_add(timeout);
+        let Some(fd) = &self.pidfd else {
+            // No pidfd (another PID namespace, or the parent had ended): ask the kernel's
+            // liveness proof every few milliseconds.
+            loop {
+                if !self.is_alive() {
+                    return true;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
         let mut p = [sys::poll_in(fd.as_raw_fd())];
         matches!(sys::poll(&mut p, deadline), Ok(n) if n > 0) || !self.is_alive()
     }
 
     /// Waits for the parent to end.
     pub fn join(&self) {
-        let Some(fd) = &self.pidfd else { return };
+        let Some(fd) = &self.pidfd else {
+            while !self.join_timeout(Duration::from_secs(3600)) {}
+            return;
+        };
         let mut p = [sys::poll_in(fd.as_raw_fd())];
         while !matches!(sys::poll(&mut p, None), Ok(n) if n > 0) {}
     }
 
     /// A descriptor readable once the parent has ended (`None`: it had ended already when
-    /// this handle was made).
+    /// this handle was made, or it could not be proved to name the parent — another PID
+    /// namespace; [`join_timeout`](Self::join_timeout) still works then).
     pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
         self.pidfd.as_ref().map(|f| f.as_fd())
     }
@@ -126,11 +144,13 @@ impl ParentProcess {
 /// The process that started this one; `None` in the main process.
 pub fn parent_process() -> Option<ParentProcess> {
     let parent = state::state().info().parent?;
-    let id = ProcessId::from_parts(parent.pid, parent.start_time);
-    // Open first, then check the start time: if it matches, the pidfd names the parent.
+    let id = ProcessId::from_parts(parent.pid, parent.identity);
+    // Open first, then ask the kernel whether the parent still runs: if it does, it ran
+    // when the pidfd was opened, so the pid was still its own (a pid is not reused while
+    // its process lives) and the pidfd names it. Without that proof, no pidfd.
     let pidfd = sys::pidfd_open(parent.pid)
         .ok()
-        .filter(|_| ProcessId::of_pid(parent.pid).is_some_and(|now| now == id));
+        .filter(|_| id.liveness() == multiproc_arena::Liveness::Alive);
     Some(ParentProcess { name: parent.name, id, pidfd })
 }
 

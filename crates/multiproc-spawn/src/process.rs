@@ -305,7 +305,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
             method: Some(method.to_u8()),
             parent: Some(ParentInfo {
                 pid: sys::getpid(),
-                start_time: ProcessId::current().start_time(),
+                identity: ProcessId::current().identity_bits(),
                 name: me.name.clone(),
             }),
         };

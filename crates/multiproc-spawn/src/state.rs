@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ParentInfo {
     pub(crate) pid: u32,
-    pub(crate) start_time: u64,
+    /// The parent's arena identity bits (its liveness, provable across PID namespaces).
+    pub(crate) identity: u64,
     pub(crate) name: String,
 }
 

@@ -389,7 +389,7 @@ per_method!(
 
 fn record_and_sleep(f: Array<AtomicU64>) {
     let me = ProcessId::current();
-    f[1].store(me.start_time(), SeqCst);
+    f[1].store(me.identity_bits(), SeqCst);
     f[0].store(me.pid() as u64, SeqCst);
     loop {
         std::thread::sleep(Duration::from_millis(50));

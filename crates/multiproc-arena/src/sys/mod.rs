@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -78,15 +78,39 @@ fn add_duration(ts: libc::timespec, d: Duration) -> libc::timespec {
 /// deadline. Returns `Ok(true)` when woken (or spuriously), `Ok(false)` on timeout; the
 /// word differing from `expected` is `Ok(true)` too (EAGAIN).
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+    futex_wait_at(word.as_ptr().cast_const(), expected, deadline)
+}
+
+/// The address of the low 32 bits of a 64-bit word: the futex half of [`futex_wait_low`].
+fn low_half(word: &AtomicU64) -> *const u32 {
+    let p = word.as_ptr().cast_const().cast::<u32>();
+    #[cfg(target_endian = "big")]
+    // SAFETY: the second u32 of a u64 lies inside it.
+    let p = unsafe { p.add(1) };
+    p
+}
+
+/// [`futex_wait`] on the low 32 bits of a 64-bit word (the rest of the word may change
+/// without waking anyone).
+pub(crate) fn futex_wait_low(word: &AtomicU64, expected: u32, deadline: Option<Instant>) -> bool {
+    futex_wait_at(low_half(word), expected, deadline)
+}
+
+/// [`futex_wake`] on the low 32 bits of a 64-bit word.
+pub(crate) fn futex_wake_low(word: &AtomicU64, n: u32) -> usize {
+    futex_wake_at(low_half(word), n)
+}
+
+fn futex_wait_at(addr: *const u32, expected: u32, deadline: Option<Instant>) -> bool {
     let ts = deadline.map(instant_to_timespec);
     let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // FUTEX_WAIT_BITSET with MATCH_ANY and no PRIVATE flag: shared mappings, absolute deadline.
-    // SAFETY: `word` is a valid, aligned u32 for the call (borrowed); `ts_ptr` is null or
-    // points at a timespec that outlives the call.
+    // SAFETY: `addr` is a valid, aligned u32 of a borrowed atomic (the callers); `ts_ptr` is
+    // null or points at a timespec that outlives the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_futex,
-            word.as_ptr(),
+            addr,
             libc::FUTEX_WAIT_BITSET,
             expected,
             ts_ptr,
@@ -102,20 +126,21 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Insta
 
 /// `FUTEX_WAKE` on a shared word; returns how many waiters were woken.
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+    futex_wake_at(word.as_ptr().cast_const(), n)
+}
+
+fn futex_wake_at(addr: *const u32, n: u32) -> usize {
     let n = n.min(i32::MAX as u32) as libc::c_int;
-    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE only reads the address.
-    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+    // SAFETY: `addr` is a valid, aligned u32 of a borrowed atomic; FUTEX_WAKE only uses the
+    // address.
+    let r = unsafe { libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAKE, n) };
     r.max(0) as usize
 }
 
-/// `kill(pid, 0)`: whether a process with this pid exists (zombies included).
-pub(crate) fn pid_exists(pid: u32) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
-    }
-    // SAFETY: signal 0 performs only the existence and permission checks.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+/// This process's effective user id.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
 }
 
 /// This process's pid.
@@ -335,5 +360,78 @@ pub(crate) fn decode_wait_status(status: i32) -> Result<i32, i32> {
         Err(libc::WTERMSIG(status))
     } else {
         Ok(libc::WEXITSTATUS(status))
+    }
+}
+
+/// Opens (creating if needed, mode 0444) the liveness registry file at `path`: read-only,
+/// close-on-exec, never through a symbolic link. Returns the descriptor and the file's
+/// `(st_dev, st_ino)`; a path that is not a regular file is `InvalidData`.
+pub(crate) fn open_registry(path: &std::ffi::CStr) -> io::Result<(OwnedFd, u64, u64)> {
+    let flags =
+        libc::O_RDONLY | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NOCTTY;
+    // SAFETY: `path` is NUL-terminated and outlives the call; the flags and mode are valid.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), flags, 0o444 as libc::c_uint) })?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is open; `st` is a writable stat buffer.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
+    }
+    Ok((fd, st.st_dev, st.st_ino))
+}
+
+fn ofd_flock(kind: libc::c_int, offset: u64) -> libc::flock {
+    // SAFETY: flock is plain old data; all-zero is a valid value (l_pid must be 0 for OFD
+    // requests).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = offset as libc::off_t;
+    fl.l_len = 1;
+    fl
+}
+
+/// Takes (`read = true`: a shared read lock) or drops an open-file-description lock on the
+/// byte at `offset` of `fd` (`F_OFD_SETLK`, non-blocking). The kernel drops it when the last
+/// descriptor of this open file description closes — at the latest when the process dies.
+pub(crate) fn ofd_set(fd: BorrowedFd<'_>, offset: u64, read: bool) -> io::Result<()> {
+    let fl = ofd_flock(if read { libc::F_RDLCK } else { libc::F_UNLCK }, offset);
+    // SAFETY: `fd` is open; `fl` is a valid flock that outlives the call.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) }).map(|_| ())
+}
+
+/// Whether another open file description holds a lock on the byte at `offset` of `fd`
+/// (`F_OFD_GETLK` for a write lock; locks of `fd`'s own description are not reported).
+pub(crate) fn ofd_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
+    let mut fl = ofd_flock(libc::F_WRLCK, offset);
+    // SAFETY: `fd` is open; `fl` is a valid, writable flock that outlives the call.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) })?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// Closes a raw descriptor this crate owns through an atomic (the fork handler's use: it may
+/// not run destructors). Async-signal-safe.
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: the caller owns `fd` (it is recorded nowhere else) and forgets it afterwards.
+    #[allow(clippy::disallowed_methods)]
+    unsafe {
+        libc::close(fd)
+    };
+}
+
+/// Registers `child` to run in the child after every `fork()` made through libc. The only
+/// `pthread_atfork` registration of the arena.
+pub(crate) fn at_fork_child(child: unsafe extern "C" fn()) -> io::Result<()> {
+    // SAFETY: registers a handler with no prepare/parent parts; `child` must be
+    // async-signal-safe (the caller's obligation, documented on the handler).
+    let r = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
     }
 }
