@@ -60,7 +60,6 @@ mod raw;
 mod rlock;
 mod rwlock;
 mod semaphore;
-#[cfg(not(multiproc_loom))]
 mod wait;
 
 pub use crate::barrier::{Barrier, BarrierBuilder, BARRIER_MAX_PARTIES};

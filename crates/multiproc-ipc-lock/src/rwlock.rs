@@ -65,7 +65,11 @@ pub(crate) struct RwState<T> {
     /// Bumped (and woken) by a reader leaving while a writer holds `w`: the writer sleeps
     /// here until the reader entries drain.
     drain: AtomicU32,
-    _pad: u32,
+    /// Readers asleep on `drain` because every entry was in use: a reader whose entry goes
+    /// idle then bumps `drain` and wakes them (they may take it over). Incremented (SeqCst)
+    /// before the sleeper's last look at the entries; the leaver reads it (SeqCst) after
+    /// its count went to zero: one of the two sees the other (Dekker).
+    entry_waiters: AtomicU32,
     /// One entry per reading process (see [`ReaderEntry`]). A writer that waits `POLL` for
     /// readers clears the entries of processes the kernel proved dead, so a reader killed
     /// inside its read section does not block writers for ever.
@@ -86,7 +90,7 @@ impl<T> RwState<T> {
         RwState {
             w: RawLock::new(),
             drain: AtomicU32::new(0),
-            _pad: 0,
+            entry_waiters: AtomicU32::new(0),
             readers: std::array::from_fn(|_| ReaderEntry {
                 id: AtomicU64::new(0),
                 count: AtomicU64::new(0),
@@ -109,7 +113,7 @@ impl<T> RwState<T> {
                     return Some(i);
                 }
             }
-            if pass == 0 && !(0..n).any(|i| self.reclaim(i, true)) {
+            if pass == 0 && !(0..n).any(|k| self.reclaim((first + k) % n, true)) {
                 return None;
             }
         }
@@ -160,7 +164,8 @@ impl<T> RwState<T> {
             }
         }
         dekker_fence();
-        if self.w.word().load(Ordering::SeqCst) & ID_MASK != 0 {
+        let idle_wanted = c & COUNT == 1 && self.entry_waiters.load(Ordering::SeqCst) != 0;
+        if idle_wanted || self.w.word().load(Ordering::SeqCst) & ID_MASK != 0 {
             self.drain.fetch_add(1, Ordering::Release);
             wait::wake_all(&self.drain);
         }
@@ -168,6 +173,15 @@ impl<T> RwState<T> {
 
     fn no_readers(&self) -> bool {
         self.readers.iter().all(|e| e.count.load(Ordering::SeqCst) & COUNT == 0)
+    }
+
+    /// Whether `enter` could now find an entry: `me`'s, a free one, or an idle one.
+    fn any_enterable(&self, me: Me) -> bool {
+        self.readers.iter().any(|e| {
+            let id = e.id.load(Ordering::SeqCst);
+            let c = e.count.load(Ordering::SeqCst);
+            id == 0 || id == me.id || c == tag_of(id)
+        })
     }
 
     /// Frees entry `i` if its owner is proved dead, or (`take_idle`) holds no read lock in
@@ -224,8 +238,16 @@ impl<T> RwState<T> {
                             return (Acquire::Busy, 0);
                         }
                         self.reclaim_dead_readers();
-                        let g = self.drain.load(Ordering::Acquire);
-                        if wait::wait(&self.drain, g, dl, true) == Wake::TimedOut {
+                        self.entry_waiters.fetch_add(1, Ordering::SeqCst);
+                        let g = self.drain.load(Ordering::SeqCst);
+                        dekker_fence();
+                        let woke = if self.any_enterable(me) {
+                            Wake::Woken
+                        } else {
+                            wait::wait(&self.drain, g, dl, true)
+                        };
+                        self.entry_waiters.fetch_sub(1, Ordering::Relaxed);
+                        if woke == Wake::TimedOut {
                             return (Acquire::Busy, 0);
                         }
                         continue;

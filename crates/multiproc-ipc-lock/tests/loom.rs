@@ -455,3 +455,38 @@ fn rwlock_writer_timeout_leaves_it_usable() {
         assert_eq!(*rw.read().unwrap(), v + 1);
     });
 }
+
+/// Reader entries are owned per process and stay with it while idle; a third process finds
+/// both entries (two under loom) owned by idle live processes and takes one over while its
+/// owner re-enters it, with a writer racing both. The cell shows that the writer still
+/// excludes every reader (a count lost to the take-over would let it in).
+#[test]
+fn rwlock_idle_entry_taken_over_while_its_owner_reenters() {
+    loom::model(|| {
+        let rw = RwLock::new(0u32).unwrap();
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        drop(rw.read().unwrap()); // main: an idle entry
+        let rw2 = rw.clone();
+        thread::spawn(move || drop(rw2.read().unwrap())).join().unwrap(); // a second one
+        let (rw3, cell3) = (rw.clone(), cell.clone());
+        let taker = thread::spawn(move || {
+            let g = rw3.read().unwrap();
+            let _ = peek(&cell3);
+            drop(g);
+        });
+        let (rw4, cell4) = (rw.clone(), cell.clone());
+        let writer = thread::spawn(move || {
+            let _w = rw4.write().unwrap();
+            bump(&cell4);
+        });
+        {
+            let g = rw.read().unwrap(); // the owner re-enters
+            let _ = peek(&cell);
+            drop(g);
+        }
+        taker.join().unwrap();
+        writer.join().unwrap();
+        assert_eq!(*rw.read().unwrap(), 0);
+        assert_eq!(peek(&cell), 1);
+    });
+}
