@@ -64,7 +64,7 @@
 //! [`Unknown`]: Liveness::Unknown
 
 use std::io;
-use std::os::fd::{BorrowedFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 /// Bits of an [`Identity`]'s token.
@@ -288,13 +288,21 @@ static UNKNOWN: AtomicU64 = AtomicU64::new(0);
 /// parent's identity and close the child's copy of the registry description (the parent's
 /// lock stays: the parent still holds a descriptor of it). Async-signal-safe: atomics and
 /// `close` only.
+///
+/// A child of a process that had joined the registry joins it at once, with a token of its
+/// own (open, fcntl and getrandom are async-signal-safe; nothing here allocates): a child
+/// that runs out of descriptors later can still prove deaths, and is provably alive or dead
+/// from its first instruction.
 unsafe extern "C" fn after_fork_in_child() {
-    CURRENT.store(0, Ordering::Relaxed);
+    let had = CURRENT.swap(0, Ordering::Relaxed);
     PID.store(0, Ordering::Relaxed);
     CLAIMING.store(0, Ordering::Relaxed);
     let fd = REGISTRY.swap(-1, Ordering::Relaxed);
     if fd >= 0 {
         crate::sys::close_raw(fd);
+    }
+    if had != 0 {
+        let _ = claim();
     }
 }
 
@@ -334,15 +342,8 @@ fn claim() -> Identity {
     } else {
         let id = match join_registry() {
             Ok(id) => id,
-            Err(e) => {
-                CLAIM_ERRNO.store(
-                    if e.kind() == io::ErrorKind::InvalidData {
-                        -1
-                    } else {
-                        e.raw_os_error().unwrap_or(libc::EIO)
-                    },
-                    Ordering::Relaxed,
-                );
+            Err(errno) => {
+                CLAIM_ERRNO.store(errno, Ordering::Relaxed);
                 Identity(random_token())
             }
         };
@@ -354,31 +355,32 @@ fn claim() -> Identity {
     id
 }
 
-/// Opens the registry and claims a token no other live process of it holds.
-fn join_registry() -> io::Result<Identity> {
+/// Opens the registry and claims a token no other live process of it holds; an errno
+/// (-1: the path is not a regular file) on failure. Allocates nothing (it also runs in a
+/// forked child).
+fn join_registry() -> Result<Identity, i32> {
+    let errno = |e: io::Error| match e.kind() {
+        io::ErrorKind::InvalidData => -1,
+        _ => e.raw_os_error().unwrap_or(libc::EIO),
+    };
     if AT_FORK.load(Ordering::Acquire) != 2 {
-        return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+        return Err(libc::ENOMEM);
     }
-    let (fd, dev, ino) = crate::sys::open_registry(REGISTRY_PATH)?;
+    let (fd, dev, ino) = crate::sys::open_registry(REGISTRY_PATH).map_err(errno)?;
     let registry = fingerprint(dev, ino);
     for _ in 0..64 {
         let token = random_token();
-        crate::sys::ofd_set(fd_ref(&fd), token, true)?;
-        if crate::sys::ofd_locked_by_other(fd_ref(&fd), token)? {
+        crate::sys::ofd_set(fd.as_fd(), token, true).map_err(errno)?;
+        if crate::sys::ofd_locked_by_other(fd.as_fd(), token).map_err(errno)? {
             // Another live process holds this token: give it back, draw again.
-            crate::sys::ofd_set(fd_ref(&fd), token, false)?;
+            crate::sys::ofd_set(fd.as_fd(), token, false).map_err(errno)?;
             continue;
         }
         let raw: RawFd = fd.into_raw_fd();
         REGISTRY.store(raw, Ordering::Release);
         return Ok(Identity((registry as u64) << 32 | token));
     }
-    Err(io::Error::from_raw_os_error(libc::EADDRINUSE))
-}
-
-fn fd_ref(fd: &std::os::fd::OwnedFd) -> BorrowedFd<'_> {
-    use std::os::fd::AsFd;
-    fd.as_fd()
+    Err(libc::EADDRINUSE)
 }
 
 /// A 30-bit nonzero random token.

@@ -112,3 +112,134 @@ pub fn pid_running(pid: u32) -> bool {
     let Some(close) = line.rfind(')') else { return false };
     !matches!(line.get(close + 2..close + 3), Some("Z" | "X") | None)
 }
+
+/// Where a test child runs: the setups in which a live process used to be taken for dead
+/// (see [`liveness`](crate::liveness)). Every setup but [`Setup::Plain`] needs root (and
+/// namespaces); [`setups_available`] says whether this process can build them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// As the test process.
+    Plain,
+    /// Every descriptor used up (`RLIMIT_NOFILE` lowered, then filled), after the child
+    /// joined the liveness registry (as every child of a process that uses shared memory
+    /// does at fork).
+    NoDescriptors,
+    /// A private mount namespace without `/proc`.
+    NoProc,
+    /// A private mount namespace whose `/proc` is mounted with `hidepid=2`, running as user
+    /// and group 65534 (nobody): the test process is invisible there.
+    HiddenProcOtherUser,
+    /// Process 1 of a new PID namespace with its own `/proc` (the pids it sees are not the
+    /// test's). Killing the returned child kills it too.
+    OwnPidNamespace,
+}
+
+/// All the setups.
+pub const SETUPS: [Setup; 5] = [
+    Setup::Plain,
+    Setup::NoDescriptors,
+    Setup::NoProc,
+    Setup::HiddenProcOtherUser,
+    Setup::OwnPidNamespace,
+];
+
+/// `Ok` when this process can build every [`Setup`] (it is root and may create mount and PID
+/// namespaces), else why not.
+pub fn setups_available() -> Result<(), String> {
+    if crate::sys::geteuid() != 0 {
+        return Err("not root".into());
+    }
+    let mut c = fork(|| match crate::sys::setup::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    });
+    match c.wait_timeout(Duration::from_secs(10)) {
+        Some(Exit::Code(0)) => Ok(()),
+        other => Err(format!("cannot unshare mount and PID namespaces ({other:?})")),
+    }
+}
+
+/// Forks a child that enters `setup`, then runs `f` and exits with its result (101 on a
+/// panic; 102 to 106 if the setup itself failed).
+pub fn fork_in(setup: Setup, f: impl FnOnce() -> i32) -> Child {
+    use crate::sys::setup as s;
+    fork(move || {
+        let private_mounts = || {
+            s::unshare(libc::CLONE_NEWNS).ok()?;
+            s::mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None).ok()
+        };
+        match setup {
+            Setup::Plain => f(),
+            Setup::NoDescriptors => {
+                let _ = crate::Identity::current();
+                if s::limit_descriptors(64).is_err() {
+                    return 102;
+                }
+                let mut hoard = Vec::new();
+                loop {
+                    match std::fs::File::open("/dev/null") {
+                        Ok(file) => hoard.push(file),
+                        Err(e) if e.raw_os_error() == Some(libc::EMFILE) => break,
+                        Err(_) => return 102,
+                    }
+                }
+                let code = f();
+                drop(hoard);
+                code
+            }
+            Setup::NoProc => {
+                if private_mounts().is_none() || s::umount_detach(c"/proc").is_err() {
+                    return 103;
+                }
+                if std::path::Path::new("/proc/self").exists() {
+                    return 103;
+                }
+                f()
+            }
+            Setup::HiddenProcOtherUser => {
+                if private_mounts().is_none()
+                    || s::mount(Some(c"proc"), c"/proc", Some(c"proc"), 0, Some(c"hidepid=2"))
+                        .is_err()
+                    || s::become_user(65534, 65534).is_err()
+                {
+                    return 104;
+                }
+                f()
+            }
+            Setup::OwnPidNamespace => {
+                if s::unshare(libc::CLONE_NEWPID).is_err() || private_mounts().is_none() {
+                    return 105;
+                }
+                // SAFETY: as in `fork`: the test controls what the child runs.
+                match unsafe { crate::sys::fork() } {
+                    Ok(0) => {
+                        let ok = s::die_with_parent().is_ok()
+                            && s::mount(Some(c"proc"), c"/proc", Some(c"proc"), 0, None).is_ok()
+                            && crate::sys::getpid() == 1;
+                        let code = if ok {
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101)
+                        } else {
+                            106
+                        };
+                        crate::sys::exit_now(code)
+                    }
+                    Ok(pid) => {
+                        std::mem::forget(f);
+                        match s::wait_blocking(pid).map(crate::sys::decode_wait_status) {
+                            Ok(Ok(code)) => code,
+                            _ => 101,
+                        }
+                    }
+                    Err(_) => 105,
+                }
+            }
+        }
+    })
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: comparable between processes of one machine (PID and
+/// mount namespaces share it).
+pub fn monotonic_ns() -> u64 {
+    let ts = crate::sys::monotonic_now();
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -379,7 +379,8 @@ pub(crate) fn open_registry(path: &std::ffi::CStr) -> io::Result<(OwnedFd, u64, 
     // SAFETY: fstat succeeded, so it filled `st`.
     let st = unsafe { st.assume_init() };
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
+        // A bare kind: no allocation (this also runs in a forked child's fork handler).
+        return Err(io::Error::from(io::ErrorKind::InvalidData));
     }
     Ok((fd, st.st_dev, st.st_ino))
 }
@@ -433,5 +434,79 @@ pub(crate) fn at_fork_child(child: unsafe extern "C" fn()) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::from_raw_os_error(r))
+    }
+}
+
+/// The system calls that build the hostile setups of [`crate::testing::Setup`] (test
+/// support: namespaces, mounts, identities, limits). Each returns the OS error.
+pub(crate) mod setup {
+    use super::cvt;
+    use std::ffi::CStr;
+    use std::io;
+
+    /// `unshare(flags)`.
+    pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
+        // SAFETY: unshare has no memory preconditions.
+        cvt(unsafe { libc::unshare(flags) }).map(|_| ())
+    }
+
+    /// `mount(source, target, fstype, flags, data)`.
+    pub(crate) fn mount(
+        source: Option<&CStr>,
+        target: &CStr,
+        fstype: Option<&CStr>,
+        flags: libc::c_ulong,
+        data: Option<&CStr>,
+    ) -> io::Result<()> {
+        let p = |s: Option<&CStr>| s.map_or(std::ptr::null(), |s| s.as_ptr());
+        // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
+        cvt(unsafe { libc::mount(p(source), target.as_ptr(), p(fstype), flags, p(data).cast()) })
+            .map(|_| ())
+    }
+
+    /// `umount2(target, MNT_DETACH)`.
+    pub(crate) fn umount_detach(target: &CStr) -> io::Result<()> {
+        // SAFETY: `target` is NUL-terminated and outlives the call.
+        cvt(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }).map(|_| ())
+    }
+
+    /// Drops every supplementary group and becomes `uid`/`gid`.
+    pub(crate) fn become_user(uid: u32, gid: u32) -> io::Result<()> {
+        // SAFETY: setgroups with a zero count reads no memory; setgid/setuid take integers.
+        unsafe {
+            cvt(libc::setgroups(0, std::ptr::null()))?;
+            cvt(libc::setgid(gid))?;
+            cvt(libc::setuid(uid))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the soft and hard `RLIMIT_NOFILE`.
+    pub(crate) fn limit_descriptors(n: u64) -> io::Result<()> {
+        let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+        // SAFETY: `lim` is a valid rlimit that outlives the call.
+        cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) }).map(|_| ())
+    }
+
+    /// Asks for SIGKILL when the parent dies.
+    pub(crate) fn die_with_parent() -> io::Result<()> {
+        // SAFETY: PR_SET_PDEATHSIG takes a signal number; no memory is passed.
+        cvt(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) }).map(|_| ())
+    }
+
+    /// `waitpid(pid, 0)`: blocks until the child ends; its raw status.
+    pub(crate) fn wait_blocking(pid: u32) -> io::Result<i32> {
+        let mut status = 0;
+        loop {
+            // SAFETY: `status` is a valid out-pointer.
+            let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+            if r >= 0 {
+                return Ok(status);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
     }
 }
