@@ -200,3 +200,9 @@ fn run_faulted(
         ),
     }
 }
+
+/// Sets the process-wide file-mode creation mask; returns the old one. Test support for
+/// "never reachable by another user" checks (with umask 0 a careless bind is world-writable).
+pub fn set_umask(mask: u32) -> u32 {
+    crate::sys::umask(mask)
+}

@@ -420,3 +420,9 @@ pub(crate) fn getuid() -> u32 {
     // SAFETY: no preconditions.
     unsafe { libc::getuid() }
 }
+
+/// `umask(mask)`; returns the old mask. Process-wide.
+pub(crate) fn umask(mask: u32) -> u32 {
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
