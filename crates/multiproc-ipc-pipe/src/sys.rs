@@ -284,6 +284,13 @@ pub(crate) fn bind_listen(fd: BorrowedFd<'_>, addr: UnixAddr<'_>) -> io::Result<
     cvt(unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) }).map(|_| ())
 }
 
+/// `listen` again with the system's largest backlog (`SOMAXCONN`; Linux allows changing the
+/// backlog of a listening socket).
+pub(crate) fn listen(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: listen has no memory preconditions.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) }).map(|_| ())
+}
+
 /// `connect`, retried on `EINTR`.
 pub(crate) fn connect(fd: BorrowedFd<'_>, addr: UnixAddr<'_>) -> io::Result<()> {
     let (sa, len) = sockaddr_un(addr)?;
