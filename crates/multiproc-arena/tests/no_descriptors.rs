@@ -22,7 +22,9 @@ fn global_arena_without_descriptors_is_an_error_then_recovers() {
             }
         };
         assert_eq!(err.raw_os_error(), Some(libc::EMFILE));
-        let err = Shared::new(AtomicU64::new(1)).err().expect("no descriptor for the memfd");
+        let Err(err) = Shared::new(AtomicU64::new(1)) else {
+            panic!("no descriptor for the memfd")
+        };
         assert_eq!(err.kind(), ErrorKind::NoDescriptors, "{err}");
         assert!(err.to_string().contains("EMFILE"), "{err}");
         let err = Segment::anonymous(4096).unwrap_err();
@@ -38,7 +40,6 @@ fn global_arena_without_descriptors_is_an_error_then_recovers() {
         assert_eq!(more[7].load(Ordering::Relaxed), 7);
         assert!(Arena::try_global().is_ok());
     });
-    if out == Outcome::Skipped {
-        return;
-    }
+    // Outcome::Skipped was already reported loudly by the helper.
+    let _: Outcome = out;
 }

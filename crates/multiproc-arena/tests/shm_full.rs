@@ -63,7 +63,6 @@ fn full_dev_shm_is_an_error_at_creation_and_passes() {
         drop((big, fill, small, arena, early));
         assert!(names_in_dev_shm().is_empty(), "{:?}", names_in_dev_shm());
     });
-    if out == Outcome::Skipped {
-        return;
-    }
+    // Outcome::Skipped was already reported loudly by the helper.
+    let _: Outcome = out;
 }

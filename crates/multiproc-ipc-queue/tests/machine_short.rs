@@ -6,7 +6,7 @@
 mod common;
 
 use common::Bytes;
-use multiproc_ipc_queue::{ErrorKind, PutError, Queue};
+use multiproc_ipc_queue::{PutError, Queue};
 use std::time::Duration;
 
 const KIB: usize = 1 << 10;

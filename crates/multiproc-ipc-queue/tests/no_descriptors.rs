@@ -27,7 +27,7 @@ fn no_descriptors_is_an_error_naming_emfile_and_nothing_is_lost() {
         while let Ok(f) = std::fs::File::open("/dev/null") {
             hog.push(f);
         }
-        let err = Queue::<u64>::new().err().expect("no descriptor for a new queue");
+        let Err(err) = Queue::<u64>::new() else { panic!("a new queue without descriptors") };
         assert_eq!(err.kind(), ErrorKind::Resources, "{err}");
         assert!(err.to_string().contains("EMFILE"), "{err}");
         // The queue made before the fault still works, and holds what was put.
@@ -41,7 +41,6 @@ fn no_descriptors_is_an_error_naming_emfile_and_nothing_is_lost() {
         after.put(5).unwrap();
         assert_eq!(after.get().unwrap(), 5);
     });
-    if out == Outcome::Skipped {
-        return;
-    }
+    // Outcome::Skipped was already reported loudly by the helper.
+    let _: Outcome = out;
 }

@@ -46,7 +46,6 @@ fn pool_survives_a_process_quota_and_recovers() {
         pool.close();
         pool.join_timeout(Duration::from_secs(10)).unwrap();
     });
-    if out == Outcome::Skipped {
-        return;
-    }
+    // Outcome::Skipped was already reported loudly by the helper.
+    let _: Outcome = out;
 }
