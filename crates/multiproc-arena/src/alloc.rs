@@ -61,6 +61,12 @@ pub(crate) trait Memory {
     fn header(&self) -> &ArenaHeader;
     /// The first word of the block at byte offset `off` (a multiple of [`GRANULE`]).
     fn link(&self, off: u64) -> &AtomicU64;
+    /// Makes sure the memory of `[start, end)` exists (reserves its pages), before the bump
+    /// pointer hands that range out: a block is never handed out that a first touch would
+    /// find missing (a SIGBUS when `/dev/shm` is full). Heap-backed memory always exists.
+    fn reserve(&self, _start: u64, _end: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The class serving `size` bytes aligned to `align`, and its block size.
@@ -98,7 +104,7 @@ pub(crate) fn alloc<M: Memory>(m: &M, size: usize, align: usize) -> Result<u64> 
     let h = m.header();
     let off = match pop(m, class) {
         Some(off) => off,
-        None => bump(h, block)?,
+        None => bump(m, block)?,
     };
     h.used.fetch_add(block, Ordering::Relaxed);
     Ok(off)
@@ -112,7 +118,8 @@ pub(crate) fn free<M: Memory>(m: &M, off: u64, size: usize, align: usize) {
     push(m, class, off);
 }
 
-fn bump(h: &ArenaHeader, block: u64) -> Result<u64> {
+fn bump<M: Memory>(m: &M, block: u64) -> Result<u64> {
+    let h = m.header();
     let align = block.min(MAX_ALIGN as u64);
     let limit = h.limit;
     let mut cur = h.bump.load(Ordering::Relaxed);
@@ -124,6 +131,8 @@ fn bump(h: &ArenaHeader, block: u64) -> Result<u64> {
                 format!("no room for a {block}-byte block ({} of {limit} bytes bumped)", cur),
             )
         })?;
+        // Before the range is ours: a failed reservation leaves the bump pointer as it was.
+        m.reserve(start, end)?;
         match h.bump.compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => return Ok(start),
             Err(seen) => cur = seen,

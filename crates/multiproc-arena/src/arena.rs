@@ -78,7 +78,19 @@ mod real {
 
     pub(crate) struct ArenaInner {
         seg: Segment,
+        /// How far (offset from the base) this process knows the pages to be reserved; any
+        /// process may have reserved more (reserving again is harmless).
+        reserved: std::sync::atomic::AtomicU64,
     }
+
+    impl ArenaInner {
+        fn new(seg: Segment) -> ArenaInner {
+            ArenaInner { seg, reserved: std::sync::atomic::AtomicU64::new(HEAP_START) }
+        }
+    }
+
+    /// The arena reserves its pages this many bytes at a time as the bump pointer advances.
+    const RESERVE_STEP: u64 = 1 << 20;
 
     impl Memory for ArenaInner {
         fn header(&self) -> &ArenaHeader {
@@ -91,6 +103,33 @@ mod real {
             // SAFETY: `off` is a block offset inside the heap (granule aligned, within limit),
             // so 8 aligned bytes there are mapped; the word is only accessed atomically.
             unsafe { &*self.seg.as_ptr().add(off as usize).cast::<AtomicU64>() }
+        }
+        fn reserve(&self, start: u64, end: u64) -> Result<()> {
+            use std::sync::atomic::Ordering::{AcqRel, Acquire};
+            if end <= self.reserved.load(Acquire) {
+                return Ok(());
+            }
+            let limit = self.seg.len() as u64;
+            let from = start.min(self.reserved.load(Acquire)) & !4095;
+            // A step ahead, so that most bumps cost no system call; if the step cannot be had,
+            // the block alone may still fit.
+            let step = end.next_multiple_of(RESERVE_STEP).min(limit);
+            let upto = match self.seg.reserve(from as usize, (step - from) as usize) {
+                Ok(()) => step,
+                Err(_) => {
+                    let exact = end.next_multiple_of(4096).min(limit);
+                    let from = start & !4095;
+                    self.seg.reserve(from as usize, (exact - from) as usize).map_err(|e| {
+                        Error::new(
+                            e.kind(),
+                            format!("no memory for a {}-byte arena block: {e}", end - start),
+                        )
+                    })?;
+                    return Ok(()); // not contiguous with `reserved`: do not raise it
+                }
+            };
+            self.reserved.fetch_max(upto, AcqRel);
+            Ok(())
         }
     }
 
@@ -155,7 +194,7 @@ mod real {
         }
 
         fn init(seg: Segment) -> Result<Arena> {
-            let inner = ArenaInner { seg };
+            let inner = ArenaInner::new(seg);
             let limit = inner.seg.len() as u64;
             let plain = alloc::init_header(inner.header(), limit);
             let hdr = inner.seg.as_ptr().cast::<ArenaHeader>();
@@ -178,7 +217,7 @@ mod real {
             if seg.flags() & FLAG_ARENA == 0 || seg.len() < HEAP_START as usize {
                 return Err(Error::new(ErrorKind::InvalidHeader, "segment is not an arena"));
             }
-            let inner = ArenaInner { seg };
+            let inner = ArenaInner::new(seg);
             let h = inner.header();
             if h.magic != ARENA_MAGIC || h.limit > inner.seg.len() as u64 {
                 return Err(Error::new(ErrorKind::InvalidHeader, "bad arena header"));
@@ -190,15 +229,39 @@ mod real {
 
         /// The process-wide default arena (anonymous, created on first use, inherited by
         /// forked children, passed to spawned ones with the handles that live in it).
+        ///
+        /// # Panics
+        /// If it cannot be created (no descriptor or memory left): constructors use
+        /// [`try_global`](Self::try_global), which returns that error instead.
         pub fn global() -> &'static Arena {
+            match Self::try_global() {
+                Ok(a) => a,
+                Err(e) => panic!("creating the global multiproc arena: {e}"),
+            }
+        }
+
+        /// [`global`](Self::global), or the error that kept it from being created (for
+        /// example [`ErrorKind::NoDescriptors`] when the process has no descriptor left for
+        /// its memfd). A failure is not remembered: the next call tries again, so the arena
+        /// appears once the resource is back.
+        pub fn try_global() -> Result<&'static Arena> {
             static GLOBAL: OnceLock<Arena> = OnceLock::new();
-            GLOBAL.get_or_init(|| {
-                let cap = std::env::var("MULTIPROC_ARENA_BYTES")
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(DEFAULT_GLOBAL_CAPACITY);
-                Arena::new(cap).expect("creating the global multiproc arena")
-            })
+            static CREATING: Mutex<()> = Mutex::new(());
+            if let Some(a) = GLOBAL.get() {
+                return Ok(a);
+            }
+            let _one_at_a_time = CREATING.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(a) = GLOBAL.get() {
+                return Ok(a);
+            }
+            let cap = std::env::var("MULTIPROC_ARENA_BYTES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(DEFAULT_GLOBAL_CAPACITY);
+            let arena = Arena::new(cap).map_err(|e| {
+                Error::new(e.kind(), format!("creating the global multiproc arena: {e}"))
+            })?;
+            Ok(GLOBAL.get_or_init(|| arena))
         }
 
         /// Allocates a block of `size` bytes aligned to `align` (≤ 4096); returns its offset.

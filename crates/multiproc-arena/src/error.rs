@@ -33,6 +33,12 @@ pub enum ErrorKind {
     InvalidHandle,
     /// A serialisation or deserialisation error.
     Codec,
+    /// The memory for a segment cannot be had: `/dev/shm` (a tmpfs) is full, or the memory
+    /// limit was reached (`ENOSPC`, `ENOMEM`). Reported when the segment is created or grows,
+    /// never later as a SIGBUS on first touch: the pages are reserved up front.
+    NoSpace,
+    /// The process (`EMFILE`) or the system (`ENFILE`) has no file descriptors left.
+    NoDescriptors,
     /// Some other operating-system error; see [`Error::source`](std::error::Error::source).
     Io,
 }
@@ -60,10 +66,12 @@ impl Error {
     }
 
     pub(crate) fn io(err: io::Error, what: impl Into<String>) -> Self {
-        let kind = match err.kind() {
-            io::ErrorKind::NotFound => ErrorKind::NotFound,
-            io::ErrorKind::AlreadyExists => ErrorKind::AlreadyExists,
-            io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        let kind = match (err.raw_os_error(), err.kind()) {
+            (Some(libc::ENOSPC | libc::ENOMEM), _) => ErrorKind::NoSpace,
+            (Some(libc::EMFILE | libc::ENFILE), _) => ErrorKind::NoDescriptors,
+            (_, io::ErrorKind::NotFound) => ErrorKind::NotFound,
+            (_, io::ErrorKind::AlreadyExists) => ErrorKind::AlreadyExists,
+            (_, io::ErrorKind::PermissionDenied) => ErrorKind::PermissionDenied,
             _ => ErrorKind::Io,
         };
         Error { kind, detail: Some(what.into()), source: Some(err) }
@@ -93,6 +101,10 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::InvalidHandle => "received handle is invalid",
             ErrorKind::Codec => "serialisation error",
+            ErrorKind::NoSpace => {
+                "no memory left for shared memory (/dev/shm or the memory limit is full)"
+            }
+            ErrorKind::NoDescriptors => "no file descriptors left",
             ErrorKind::Io => "I/O error",
         };
         f.write_str(s)
@@ -106,10 +118,49 @@ impl fmt::Display for Error {
             write!(f, ": {d}")?;
         }
         if let Some(s) = &self.source {
-            write!(f, " ({s})")?;
+            match s.raw_os_error().and_then(errno_name) {
+                Some(name) => write!(f, " ({name}: {s})")?,
+                None => write!(f, " ({s})")?,
+            }
         }
         Ok(())
     }
+}
+
+/// The symbolic name of the `errno` values that mean "the machine ran short" (and a few
+/// others worth naming), so that error messages say `ENOSPC` rather than only "os error 28".
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        libc::ENOSPC => "ENOSPC",
+        libc::ENOMEM => "ENOMEM",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::EAGAIN => "EAGAIN",
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        _ => return None,
+    })
+}
+
+/// Whether an I/O error means the machine ran short of a resource (memory, `/dev/shm`
+/// space, descriptors, processes): a condition that may pass, unlike a bad argument.
+pub fn is_resource_shortage(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ENOSPC
+                | libc::ENOMEM
+                | libc::EMFILE
+                | libc::ENFILE
+                | libc::EAGAIN
+                | libc::ENOBUFS
+        )
+    )
 }
 
 impl std::error::Error for Error {
@@ -130,6 +181,7 @@ impl From<Error> for io::Error {
             ErrorKind::NotFound => io::ErrorKind::NotFound,
             ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
             ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+            ErrorKind::NoSpace => io::ErrorKind::OutOfMemory,
             ErrorKind::InvalidName | ErrorKind::InvalidLayout => io::ErrorKind::InvalidInput,
             _ => io::ErrorKind::Other,
         };

@@ -53,7 +53,7 @@ pub mod testing;
 pub mod transfer;
 
 pub use crate::arena::{Arena, Offset};
-pub use crate::error::{Error, ErrorKind, Result};
+pub use crate::error::{errno_name, is_resource_shortage, Error, ErrorKind, Result};
 pub use crate::liveness::{Identity, Liveness, ProcessId};
 pub use crate::loom::sync;
 pub use crate::shared::*;

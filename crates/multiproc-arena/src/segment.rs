@@ -138,6 +138,26 @@ pub fn random_name() -> String {
     format!("multiproc-{}-{:016x}", std::process::id(), random_u64())
 }
 
+/// What an arena segment reserves at creation: the segment header and the arena header.
+const ARENA_RESERVE_AT_START: usize = HEADER_SPACE + 4096;
+
+/// `fallocate` of `[off, off + len)` of a segment's file, with an error that names the
+/// operation, the segment and the cause (`NoSpace` for `ENOSPC`/`ENOMEM`). A file system
+/// that cannot reserve (`EOPNOTSUPP`) is left as it is: there is nothing better to do.
+fn reserve(file: &File, off: u64, len: u64, name: Option<&str>) -> Result<()> {
+    match crate::sys::fallocate(file.as_fd(), off, len) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
+        Err(e) => {
+            let what = match name {
+                Some(n) => format!("reserving {len} bytes for /{n} (fallocate)"),
+                None => format!("reserving {len} bytes of anonymous shared memory (fallocate)"),
+            };
+            Err(Error::io(e, what))
+        }
+    }
+}
+
 fn total_size(len: usize) -> Result<usize> {
     len.checked_add(HEADER_SPACE)
         .and_then(|t| t.checked_next_multiple_of(4096))
@@ -191,6 +211,11 @@ impl Segment {
     fn init(file: File, len: usize, name: Option<String>, flags: u32) -> Result<Segment> {
         let total = total_size(len)?;
         file.set_len(total as u64).map_err(|e| Error::io(e, "ftruncate"))?;
+        // Reserve the pages before anything is mapped or published: memory that cannot be had
+        // is this error now, never a SIGBUS on some later first touch. An arena reserves only
+        // its header here and the rest as its allocator hands blocks out (`reserve`).
+        let now = if flags & FLAG_ARENA != 0 { total.min(ARENA_RESERVE_AT_START) } else { total };
+        reserve(&file, 0, now as u64, name.as_deref())?;
         let map = MmapOptions::new().len(total).map_raw(&file).map_err(|e| Error::io(e, "mmap"))?;
         let me = ProcessId::current();
         let hdr = map.as_mut_ptr().cast::<SegmentHeader>();
@@ -212,6 +237,17 @@ impl Segment {
             seg.hold_in_use();
         }
         Ok(seg)
+    }
+
+    /// Reserves the pages of `[off, off + len)` of the caller's area (offsets past the
+    /// header), so writes there cannot fail later for lack of memory. Errors:
+    /// [`ErrorKind::NoSpace`] when `/dev/shm` or the memory limit is full.
+    pub fn reserve(&self, off: usize, len: usize) -> Result<()> {
+        let end = off.checked_add(len).filter(|&e| e <= self.len()).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidLayout, format!("range {off}+{len} past the segment"))
+        })?;
+        let start = (HEADER_SPACE + off) as u64;
+        reserve(&self.file, start, (HEADER_SPACE + end) as u64 - start, self.name.as_deref())
     }
 
     /// Marks the segment initialised: openers stop getting [`ErrorKind::NotInitialized`].

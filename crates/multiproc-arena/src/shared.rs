@@ -232,7 +232,7 @@ mod real {
     impl<T: ShmSafe> Shared<T> {
         /// Places `value` in the [global arena](Arena::global).
         pub fn new(value: T) -> Result<Self> {
-            Self::new_in(Arena::global(), value)
+            Self::new_in(Arena::try_global()?, value)
         }
 
         /// Places `value` in `arena`.
@@ -312,7 +312,7 @@ mod real {
     impl<T: ShmSafe> Array<T> {
         /// `len` elements made by `f(index)`, in the global arena.
         pub fn from_fn(len: usize, f: impl FnMut(usize) -> T) -> Result<Self> {
-            Self::from_fn_in(Arena::global(), len, f)
+            Self::from_fn_in(Arena::try_global()?, len, f)
         }
 
         /// `len` elements made by `f(index)`, in `arena`.

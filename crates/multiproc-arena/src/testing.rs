@@ -243,3 +243,106 @@ pub fn monotonic_ns() -> u64 {
     let ts = crate::sys::monotonic_now();
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// Exit code of a child that could not set up its fault (no privilege): the test is skipped.
+pub const SKIP_CODE: i32 = 77;
+
+/// How a fault-injection child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The body ran and returned normally.
+    Passed,
+    /// The fault could not be set up here (no privilege); the reason was printed loudly.
+    Skipped,
+}
+
+/// Runs `body` in a forked child whose `/dev/shm` is a private tmpfs of `bytes` (a private
+/// mount namespace: nothing outside the child sees it), waiting at most `timeout`. Panics if
+/// the body panics, is killed by a signal (SIGBUS included) or runs past `timeout`. Without
+/// the privilege to mount (not root, no `CAP_SYS_ADMIN`) it prints why, loudly, and returns
+/// [`Outcome::Skipped`].
+pub fn with_small_dev_shm(bytes: u64, timeout: Duration, body: impl FnOnce()) -> Outcome {
+    run_faulted(timeout, "a private tmpfs over /dev/shm", move || {
+        crate::sys::private_small_dev_shm(bytes).map_err(|e| format!("mounting: {e}"))?;
+        body();
+        Ok(())
+    })
+}
+
+/// Resizes the private `/dev/shm` of a [`with_small_dev_shm`] body (the fault passes).
+pub fn resize_dev_shm(bytes: u64) {
+    crate::sys::resize_dev_shm(bytes).expect("remounting /dev/shm");
+}
+
+/// Sets this process's soft limit of open descriptors (`RLIMIT_NOFILE`); returns the old one.
+pub fn set_nofile_limit(n: u64) -> std::io::Result<u64> {
+    crate::sys::set_soft_limit(libc::RLIMIT_NOFILE, n)
+}
+
+/// Sets this process's soft limit of processes of its user (`RLIMIT_NPROC`); returns the old
+/// one. Root ignores it: see [`with_process_quota`].
+pub fn set_nproc_limit(n: u64) -> std::io::Result<u64> {
+    crate::sys::set_soft_limit(libc::RLIMIT_NPROC, n)
+}
+
+/// The user the process-quota tests run as (`nobody`).
+pub const QUOTA_UID: u32 = 65534;
+
+/// Runs `body` in a forked child that is not root (uid/gid 65534, so that `RLIMIT_NPROC`
+/// applies to it; root ignores the limit), waiting at most `timeout`; panics as
+/// [`with_small_dev_shm`] does. Skips loudly when the test does not run as root (it cannot
+/// change user); a non-root user's own limit would count every process of that user.
+pub fn with_process_quota(timeout: Duration, body: impl FnOnce()) -> Outcome {
+    run_faulted(timeout, "switching to uid 65534 for RLIMIT_NPROC", move || {
+        if crate::sys::getuid() != 0 {
+            return Err("not root: cannot become another user".into());
+        }
+        crate::sys::become_user(QUOTA_UID, QUOTA_UID).map_err(|e| format!("setresuid: {e}"))?;
+        body();
+        Ok(())
+    })
+}
+
+/// Runs `body` in a forked child with at most `n` open descriptors (`RLIMIT_NOFILE`; no
+/// privilege needed), waiting at most `timeout`.
+pub fn with_descriptor_limit(n: u64, timeout: Duration, body: impl FnOnce()) -> Outcome {
+    run_faulted(timeout, "RLIMIT_NOFILE", move || {
+        set_nofile_limit(n).map_err(|e| format!("setrlimit: {e}"))?;
+        body();
+        Ok(())
+    })
+}
+
+fn run_faulted(
+    timeout: Duration,
+    what: &str,
+    body: impl FnOnce() -> Result<(), String>,
+) -> Outcome {
+    let mut child = fork(move || match body() {
+        Ok(()) => 0,
+        Err(why) => {
+            eprintln!("{why}");
+            SKIP_CODE
+        }
+    });
+    match child.wait_timeout(timeout) {
+        Some(Exit::Code(0)) => Outcome::Passed,
+        Some(Exit::Code(SKIP_CODE)) => {
+            eprintln!(
+                "\n*** SKIPPED: this test needs {what} and could not set it up here \
+                 (it runs as root in CI) ***\n"
+            );
+            Outcome::Skipped
+        }
+        other => panic!(
+            "the faulted child {} ended with {other:?} (None = still running after {timeout:?})",
+            child.pid()
+        ),
+    }
+}
+
+/// Sets the process-wide file-mode creation mask; returns the old one. Test support for
+/// "never reachable by another user" checks (with umask 0 a careless bind is world-writable).
+pub fn set_umask(mask: u32) -> u32 {
+    crate::sys::umask(mask)
+}

@@ -28,7 +28,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -49,7 +49,8 @@ struct RecvCtx {
 thread_local! {
     static SENDERS: RefCell<Vec<SendCtx>> = const { RefCell::new(Vec::new()) };
     static RECEIVERS: RefCell<Vec<RecvCtx>> = const { RefCell::new(Vec::new()) };
-    static LAST_ERROR: Cell<Option<ErrorKind>> = const { Cell::new(None) };
+    /// The kind and message of the last handle error (postcard keeps neither).
+    static LAST_ERROR: RefCell<Option<(ErrorKind, String)>> = const { RefCell::new(None) };
 }
 
 /// A serialised message: its bytes and the descriptors its handles need.
@@ -62,19 +63,24 @@ pub struct Encoded {
 }
 
 fn fail<T>(kind: ErrorKind, detail: impl Into<String>) -> Result<T> {
-    LAST_ERROR.with(|e| e.set(Some(kind)));
-    Err(Error::new(kind, detail))
+    let err = Error::new(kind, detail);
+    record(&err);
+    Err(err)
+}
+
+fn record(err: &Error) {
+    LAST_ERROR.with(|l| *l.borrow_mut() = Some((err.kind(), err.to_string())));
 }
 
 /// Records `err`'s kind for [`encode`] and returns it as a serialisation error.
 pub fn ser_error<E: serde::ser::Error>(err: Error) -> E {
-    LAST_ERROR.with(|l| l.set(Some(err.kind())));
+    record(&err);
     E::custom(err)
 }
 
 /// Records `err`'s kind for [`decode`] and returns it as a deserialisation error.
 pub fn de_error<E: serde::de::Error>(err: Error) -> E {
-    LAST_ERROR.with(|l| l.set(Some(err.kind())));
+    record(&err);
     E::custom(err)
 }
 
@@ -94,7 +100,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
 /// descriptors. On error `buf` is restored to its previous length.
 pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
     SENDERS.with(|s| s.borrow_mut().push(SendCtx::default()));
-    LAST_ERROR.with(|e| e.set(None));
+    LAST_ERROR.with(|e| e.borrow_mut().take());
     let start = buf.len();
     let taken = std::mem::take(buf);
     let res = postcard::to_extend(value, taken);
@@ -117,8 +123,10 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Resul
 }
 
 fn codec_error(e: postcard::Error) -> Error {
-    match LAST_ERROR.with(|l| l.take()) {
-        Some(kind) => Error::new(kind, e.to_string()),
+    // The handle's own error (say, `NoDescriptors` naming EMFILE when a descriptor could not
+    // be duplicated), not only postcard's "Serde Serialization Error".
+    match LAST_ERROR.with(|l| l.borrow_mut().take()) {
+        Some((kind, msg)) => Error::new(kind, msg),
         None => Error::new(ErrorKind::Codec, e.to_string()),
     }
 }
@@ -128,7 +136,7 @@ fn codec_error(e: postcard::Error) -> Error {
 /// Descriptors no handle took are closed.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     RECEIVERS.with(|r| r.borrow_mut().push(RecvCtx { fds }));
-    LAST_ERROR.with(|e| e.set(None));
+    LAST_ERROR.with(|e| e.borrow_mut().take());
     let res = postcard::take_from_bytes(bytes);
     RECEIVERS.with(|r| r.borrow_mut().pop());
     match res {

@@ -90,7 +90,8 @@ pub use crate::connection::{Connection, Pipe};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::fd::Fd;
 pub use crate::listener::{
-    cleanup_orphan_listeners, Address, Client, Listener, ListenerBuilder, DEFAULT_HANDSHAKE_TIMEOUT,
+    cleanup_orphan_listeners, Address, Client, Listener, ListenerBuilder,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LISTENER_HANDSHAKE_TIMEOUT,
 };
 pub use crate::wait::{wait, Waitable};
 

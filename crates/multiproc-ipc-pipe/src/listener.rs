@@ -54,9 +54,17 @@ const LABEL_SERVER: &[u8] = b"multiproc-auth-v1 server";
 /// Default [`handshake_timeout`](ListenerBuilder::handshake_timeout) and client connect
 /// timeout.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most handshakes a listener runs at once; further clients wait in the kernel's backlog
-/// until a slot frees (a handshake completes, fails, or times out).
+/// Default [`handshake_timeout`](ListenerBuilder::handshake_timeout) of a listener: the
+/// time an unauthenticated client may hold a slot. An honest client answers the challenge
+/// within a round trip; a short limit keeps silent sockets from piling up.
+pub const DEFAULT_LISTENER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most handshakes a listener runs at once. When all are taken, the oldest is dropped to
+/// make room once it has had [`MIN_HANDSHAKE_AGE`] (an honest client answers well within
+/// that), so a flood of silent or idle connections cannot lock honest clients out: they
+/// push the flood's oldest sockets out instead of waiting behind them.
 const MAX_PENDING: usize = 256;
+/// How long a handshake keeps its slot for sure, however many clients wait.
+const MIN_HANDSHAKE_AGE: Duration = Duration::from_millis(50);
 const LISTEN_TOKEN: u64 = u64::MAX;
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
@@ -324,7 +332,7 @@ impl Default for ListenerBuilder {
     fn default() -> Self {
         ListenerBuilder {
             authkey: None,
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            handshake_timeout: DEFAULT_LISTENER_HANDSHAKE_TIMEOUT,
             max_message_size: crate::frame::DEFAULT_MAX_MESSAGE_SIZE,
         }
     }
@@ -337,7 +345,7 @@ impl ListenerBuilder {
         self
     }
 
-    /// How long a client has to complete the handshake (default 10 s); a client still
+    /// How long a client has to complete the handshake (default 2 s); a client still
     /// silent then is dropped.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
@@ -418,6 +426,10 @@ impl ListenerBuilder {
         let cleanup = Cleanup { path, dir, pid: std::process::id() };
         if let Sock::Tcp(l) = &sock {
             l.set_nonblocking(true).map_err(|e| Error::io(e, "set_nonblocking"))?;
+            // std listens with a backlog of 128: a flood of connections fills it and honest
+            // clients' SYNs are dropped (a retransmit costs them a second). Take the system's
+            // most.
+            sys::listen(l.as_fd()).map_err(|e| Error::io(e, "listen"))?;
         }
         let epoll = sys::epoll_create().map_err(|e| Error::io(e, "epoll_create"))?;
         sys::epoll_add(epoll.as_fd(), sock.fd(), LISTEN_TOKEN)
@@ -590,8 +602,22 @@ impl Listener {
         let mut ready: Vec<u64> = Vec::new();
         let mut check_all = true;
         loop {
-            // New clients.
-            while pending.len() < MAX_PENDING {
+            // New clients; when every slot is taken, the oldest handshake makes room (see
+            // MAX_PENDING), so a flood of silent sockets cannot keep new clients waiting.
+            loop {
+                if pending.len() >= MAX_PENDING {
+                    let oldest = (0..pending.len()).min_by_key(|&i| pending[i].deadline);
+                    match oldest {
+                        Some(i)
+                            if pending[i].deadline
+                                <= Instant::now() + self.handshake_timeout - MIN_HANDSHAKE_AGE =>
+                        {
+                            let h = pending.swap_remove(i);
+                            let _ = sys::epoll_del(self.epoll.as_fd(), h.sock.as_fd());
+                        }
+                        _ => break,
+                    }
+                }
                 let (sock, tcp) = match self.sock.accept() {
                     Ok(s) => s,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -769,16 +795,20 @@ fn client_read(
             Ok(true) => return Ok((buf, filled)),
             Ok(false) => {}
             Err(Some(e)) => return Err(e),
+            // Not a wrong key: the listener was busy, timed the handshake out, or went away.
+            // Only a refusal (`T_FAILURE`) or a bad proof is an authentication error.
             Err(None) => {
-                return Err(bad_handshake(
+                return Err(Error::new(
+                    ErrorKind::Disconnected,
                     "the listener closed the connection during the handshake",
                 ))
             }
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(bad_handshake(
-                "no handshake from the listener in time (does it use an authkey?)",
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                "no handshake from the listener in time (busy, or it uses no authkey)",
             ));
         }
         let mut set = [sys::PollFd::new(sock, sys::POLL_IN)];

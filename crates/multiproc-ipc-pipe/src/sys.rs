@@ -268,11 +268,25 @@ pub(crate) fn seqpacket_socket(nonblocking: bool) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `bind` then `listen`.
+/// `bind` then `listen`. A path socket is created with mode 0600 (less the umask) from the
+/// start: the socket's own mode is set first (`fchmod` of the unbound socket), and Linux's
+/// `bind` gives the new file that mode. So there is no instant in which another user could
+/// connect (a `chmod` after `bind` leaves one), and no process-wide `umask` to change.
 pub(crate) fn bind_listen(fd: BorrowedFd<'_>, addr: UnixAddr<'_>) -> io::Result<()> {
     let (sa, len) = sockaddr_un(addr)?;
+    if matches!(addr, UnixAddr::Path(_)) {
+        // SAFETY: fchmod has no memory preconditions; `fd` is borrowed and open.
+        cvt(unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) })?;
+    }
     // SAFETY: `sa` is a valid sockaddr_un of `len` meaningful bytes, alive for the call.
     cvt(unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_un).cast(), len) })?;
+    // SAFETY: listen has no memory preconditions.
+    cvt(unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) }).map(|_| ())
+}
+
+/// `listen` again with the system's largest backlog (`SOMAXCONN`; Linux allows changing the
+/// backlog of a listening socket).
+pub(crate) fn listen(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: listen has no memory preconditions.
     cvt(unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) }).map(|_| ())
 }

@@ -24,6 +24,10 @@ pub enum ErrorKind {
     /// A large (streamed or spilled) message could not be buffered or mapped in this
     /// process. The message was consumed; the queue goes on.
     OutOfMemory,
+    /// The system ran short while creating the queue or joining it: no file descriptor
+    /// (`EMFILE`/`ENFILE`) or no memory (`ENOSPC`/`ENOMEM`) left; the source names which.
+    /// Nothing was changed; the same call succeeds once the resource is back.
+    Resources,
 }
 
 impl fmt::Display for ErrorKind {
@@ -36,6 +40,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::TaskDoneTooManyTimes => "task_done() called too many times",
             ErrorKind::InvalidHandle => "invalid queue handle",
             ErrorKind::OutOfMemory => "a large message could not be buffered or mapped",
+            ErrorKind::Resources => "the system has no descriptor or memory left for the queue",
         })
     }
 }
@@ -61,7 +66,26 @@ impl Error {
     }
 
     pub(crate) fn arena(e: multiproc_arena::Error) -> Self {
-        Error { kind: ErrorKind::Arena, detail: None, source: Some(Box::new(e)) }
+        use multiproc_arena::ErrorKind as A;
+        let kind = match e.kind() {
+            A::NoSpace | A::NoDescriptors => ErrorKind::Resources,
+            _ => ErrorKind::Arena,
+        };
+        Error { kind, detail: None, source: Some(Box::new(e)) }
+    }
+
+    pub(crate) fn io(e: std::io::Error, what: &str) -> Self {
+        let kind = if multiproc_arena::is_resource_shortage(&e) {
+            ErrorKind::Resources
+        } else {
+            ErrorKind::Arena
+        };
+        let name = e.raw_os_error().and_then(multiproc_arena::errno_name);
+        let detail = match name {
+            Some(n) => format!("{what}: {n}"),
+            None => what.to_string(),
+        };
+        Error { kind, detail: Some(detail), source: Some(Box::new(e)) }
     }
 
     pub(crate) fn encode(e: postcard::Error) -> Self {

@@ -63,6 +63,8 @@ pub use crate::joinable::JoinableQueue;
 #[doc(hidden)]
 pub use crate::queue::pause_after_spill_claim;
 #[cfg(not(multiproc_loom))]
-pub use crate::queue::{Iter, Queue, QueueBuilder, TryIter, DEFAULT_CAPACITY};
+pub use crate::queue::{
+    Iter, Queue, QueueBuilder, TryIter, DEFAULT_CAPACITY, DEFAULT_SPILL_BUDGET,
+};
 #[cfg(not(multiproc_loom))]
 pub use crate::simple::SimpleQueue;

@@ -24,6 +24,9 @@ pub(crate) const DEFAULT_MAX_PROCESSES: usize = 1024;
 const DEFAULT_STREAMS: usize = 8;
 /// Default size of the spill table (large messages waiting at once).
 pub(crate) const DEFAULT_SPILLS: usize = 64;
+/// Default spill budget: bytes of large messages that may wait in a queue's spill file at
+/// once (see [`QueueBuilder::spill_budget`]).
+pub const DEFAULT_SPILL_BUDGET: u64 = 1 << 30;
 
 /// A queue shared by processes: any number of producers and consumers, FIFO per producer.
 ///
@@ -33,10 +36,11 @@ pub(crate) const DEFAULT_SPILLS: usize = 64;
 /// the queue's spill file (anonymous shared memory that lives as long as the queue's
 /// handles) and a small descriptor goes through the ring, so `put` of any size returns
 /// without waiting for a consumer, and a producer may exit before anyone reads (no
-/// put-then-join deadlock). Up to [`max_spilled`](QueueBuilder::max_spilled) such messages
-/// (default 64) wait at once; beyond that, or when the memory cannot be had, a large message
-/// is streamed through the ring instead, and that `put` returns only once a consumer has
-/// taken most of it.
+/// put-then-join deadlock) — as long as the queue's spill budget allows: up to
+/// [`spill_budget`](QueueBuilder::spill_budget) bytes (default 1 GiB) in at most
+/// [`max_spilled`](QueueBuilder::max_spilled) messages (default 64) wait at once. Beyond
+/// that, or when the memory cannot be had, a large message is streamed through the ring
+/// instead, and that `put` returns only once a consumer has taken most of it.
 ///
 /// Handles are cheap to clone, are inherited by forked children, and implement serde's
 /// traits inside a handle-transfer context, so a queue can be a spawned child's argument or
@@ -122,6 +126,7 @@ pub struct QueueBuilder<T> {
     max_processes: usize,
     streams: usize,
     spills: usize,
+    spill_budget: u64,
     _item: PhantomData<fn(T) -> T>,
 }
 
@@ -132,6 +137,7 @@ impl<T> std::fmt::Debug for QueueBuilder<T> {
             .field("capacity", &self.capacity)
             .field("max_processes", &self.max_processes)
             .field("max_spilled", &self.spills)
+            .field("spill_budget", &self.spill_budget)
             .finish()
     }
 }
@@ -144,6 +150,7 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
             max_processes: DEFAULT_MAX_PROCESSES,
             streams: DEFAULT_STREAMS,
             spills: DEFAULT_SPILLS,
+            spill_budget: DEFAULT_SPILL_BUDGET,
             _item: PhantomData,
         }
     }
@@ -168,9 +175,21 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
     /// as soon as the message is taken; a `put` of such a message returns at once. When all
     /// are taken (or the memory cannot be had, or a message exceeds 64 GiB) a large message
     /// is streamed through the ring instead: that `put` waits for a consumer to take it.
-    /// 0 streams every large message.
+    /// 0 streams every large message. The memory they hold is bounded by
+    /// [`spill_budget`](Self::spill_budget).
     pub fn max_spilled(mut self, n: usize) -> Self {
         self.spills = n.min(MAX_SPILLS);
+        self
+    }
+
+    /// Most bytes of large messages that may wait in the queue's spill file at once
+    /// (serialised size; default [`DEFAULT_SPILL_BUDGET`], 1 GiB), whichever process puts
+    /// them. A large message that would take the spilled bytes past it is streamed through
+    /// the ring instead: that `put` waits for a consumer (or its timeout). So the memory a
+    /// queue holds for messages nobody has taken yet is at most the ring's capacity plus
+    /// this budget. 0 streams every large message.
+    pub fn spill_budget(mut self, bytes: u64) -> Self {
+        self.spill_budget = bytes;
         self
     }
 
@@ -183,7 +202,7 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
 
     /// Creates the queue in the [global arena](Arena::global).
     pub fn build(self) -> Result<Queue<T>> {
-        self.build_in(Arena::global())
+        self.build_in(Arena::try_global().map_err(Error::arena)?)
     }
 
     /// Creates the queue in `arena`.
@@ -199,6 +218,8 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
             self.maxsize as u64,
             type_tag::<T>(),
         )?;
+        // Nobody else knows the queue yet: set before it can be shared.
+        crate::ring::Mem::header(&mem).spill_budget.store(self.spill_budget, Ordering::Relaxed);
         Ok(Queue { inner: Arc::new(Inner::new(mem)), _item: PhantomData })
     }
 
@@ -609,8 +630,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if block == Block::No && ring.is_full() {
             return Err(Fail::Ring(Refused::WouldBlock)); // do not copy for nothing
         }
+        let budget = ring.header().spill_budget.load(Ordering::Relaxed);
+        if size > budget {
+            return Ok(false);
+        }
         let Some((e, gen)) = spill::acquire(ring, me) else { return Ok(false) };
         let mut hold = SpillHold { ring, me, e, gen, armed: true };
+        // Charge the whole message to the entry first, then count what every entry holds:
+        // two producers racing past the budget both see each other's charge (SeqCst), so at
+        // worst both stream, never both spill.
+        if !spill::charge(ring, e, size, budget) {
+            return Ok(false); // `hold` gives the entry back
+        }
         let sink = SpillSink { ring, e, base: spill::region(e), off: 0 };
         let flavor = Batched::new(sink, 256 << 10);
         match postcard::serialize_with_flavor(value, flavor) {

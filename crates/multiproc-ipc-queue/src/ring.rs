@@ -217,7 +217,13 @@ pub struct Header {
     /// Random identity of the queue's spill file (also at its start), checked when a handle
     /// is received with the file's descriptor.
     pub spill_id: AtomicU64,
-    _pad0b: [u64; 7],
+    /// Most bytes of spilled messages waiting at once (`u64::MAX`: no limit); a large
+    /// message that would go past it is streamed instead.
+    pub spill_budget: AtomicU64,
+    /// `SKIP` records (aborted or dead producers' puts) no consumer has claimed yet: counted
+    /// by `tail` but not messages, so `len` leaves them out.
+    pub unclaimed_skips: AtomicU64,
+    _pad0b: [u64; 5],
     /// Producers' position and record count.
     pub tail: AtomicU64,
     _pad1: [u64; 15],
@@ -288,7 +294,9 @@ impl Header {
             n_spills: AtomicU32::new(0),
             _pad0: 0,
             spill_id: AtomicU64::new(0),
-            _pad0b: [0; 7],
+            spill_budget: AtomicU64::new(u64::MAX),
+            unclaimed_skips: AtomicU64::new(0),
+            _pad0b: [0; 5],
             tail: AtomicU64::new(0),
             _pad1: [0; 15],
             head: AtomicU64::new(0),
@@ -838,12 +846,14 @@ impl<M: Mem> Ring<M> {
         }
     }
 
-    /// Records in the queue (counted at claim time).
+    /// Records in the queue (counted at claim time), less the `SKIP` records waiting to be
+    /// discarded (a put that timed out or was abandoned is not a message).
     pub fn len(&self) -> u64 {
         let h = self.header();
         let head = h.head.load(Ordering::Acquire);
         let tail = h.tail.load(Ordering::Acquire);
-        cnt_diff(cnt_of(tail), cnt_of(head))
+        let skips = h.unclaimed_skips.load(Ordering::Acquire);
+        cnt_diff(cnt_of(tail), cnt_of(head)).saturating_sub(skips)
     }
 
     /// Whether no record is in the queue.
@@ -965,6 +975,7 @@ impl<M: Mem> Ring<M> {
                     }
                 }
                 h.skipped.fetch_add(1, Ordering::Relaxed);
+                h.unclaimed_skips.fetch_add(1, Ordering::AcqRel);
                 self.slot(i).store(pack(l, SKIP, 0, span), Ordering::Release);
                 notify(&h.ev_commit);
                 return Err(None);
@@ -1083,6 +1094,9 @@ impl<M: Mem> Ring<M> {
                         .compare_exchange(s, w, Ordering::Acquire, Ordering::Relaxed)
                         .is_ok()
                     {
+                        if state_of(s) == SKIP {
+                            h.unclaimed_skips.fetch_sub(1, Ordering::AcqRel);
+                        }
                         Self::help_advance(&h.head, hw, span);
                         return Ok(Claim {
                             ring: self,
@@ -1259,8 +1273,9 @@ impl<M: Mem> Ring<M> {
                 let skip = pack(lap_of(s), SKIP, 0, span_of(s));
                 let h = self.header();
                 // The tail past the record first (as the dead producer would have), so that
-                // `head` never passes `tail`.
+                // `head` never passes `tail`. Counted before the record can be claimed.
                 self.help_tail(self.pos_at(lap_of(s), i), span_of(s));
+                h.unclaimed_skips.fetch_add(1, Ordering::AcqRel);
                 if self
                     .slot(i)
                     .compare_exchange(s, skip, Ordering::AcqRel, Ordering::Relaxed)
@@ -1270,6 +1285,8 @@ impl<M: Mem> Ring<M> {
                     h.discarded.fetch_add(1, Ordering::Relaxed);
                     notify(&h.ev_commit);
                     notify(&h.ev_join);
+                } else {
+                    h.unclaimed_skips.fetch_sub(1, Ordering::AcqRel);
                 }
             }
             phase @ (READING | DISCARDING) => {
@@ -1402,6 +1419,7 @@ impl<'a, M: Mem> Reservation<'a, M> {
         let h = r.header();
         // Counted as put (by `tail`) and never delivered.
         h.skipped.fetch_add(1, Ordering::Relaxed);
+        h.unclaimed_skips.fetch_add(1, Ordering::AcqRel);
         r.slot(r.idx(self.pos)).store(pack(r.lap(self.pos), SKIP, 0, self.span), Ordering::Release);
         notify(&h.ev_commit);
         notify(&h.ev_join);

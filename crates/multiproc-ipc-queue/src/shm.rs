@@ -95,9 +95,7 @@ impl ShmMem {
         let spill = crate::sys::memfd("multiproc-queue-spill")
             .map(File::from)
             .and_then(|f| f.write_all_at(&spill_file_head(spill_id), 0).map(|()| f))
-            .map_err(|e| {
-                Error::new(ErrorKind::Arena, format!("creating the queue's spill file: {e}"))
-            })?;
+            .map_err(|e| Error::io(e, "creating the queue's spill file"))?;
         let spill = spill_files::adopt(spill_id, spill);
         let data_size = n_slots * SLOT_BYTES;
         let ctrl_off = arena.alloc_raw(ctrl_size, CTRL_ALIGN).map_err(Error::arena)?;

@@ -186,6 +186,21 @@ pub fn will_write<M: Mem>(ring: &Ring<M>, e: usize, end: u64) {
     }
 }
 
+/// The producer of entry `e` (in `FILLING`) is about to write a `size`-byte message:
+/// records it as the bytes the entry may hold, then checks that the bytes held by every
+/// entry stay within `budget`. `false`: over budget (the caller gives the entry back).
+pub fn charge<M: Mem>(ring: &Ring<M>, e: usize, size: u64, budget: u64) -> bool {
+    let ent = &ring.mem.spills()[e];
+    ent.len.fetch_max(size, Ordering::SeqCst);
+    let mut total: u64 = 0;
+    for ent in ring.mem.spills() {
+        if phase_of(ent.state.load(Ordering::SeqCst)) != FREE {
+            total = total.saturating_add(ent.len.load(Ordering::SeqCst));
+        }
+    }
+    total <= budget
+}
+
 /// The producer hands its filled entry to the record at `pos` (before committing it).
 pub fn publish<M: Mem>(ring: &Ring<M>, me: u32, e: usize, gen: u32, pos: u64) -> bool {
     let ent = &ring.mem.spills()[e];

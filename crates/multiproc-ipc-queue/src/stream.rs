@@ -335,9 +335,21 @@ impl<'a, M: Mem> Sender<'a, M> {
                 return false;
             }
             let aborted = pack(self.gen, ABORTED, 0, 0);
+            // Not yet attached: the record waits in the ring for a consumer that will only
+            // drop it, so it stops counting as a message (`qsize`) now; that consumer takes
+            // it off the count again (`recv`). Counted before the CAS so the count never dips
+            // below zero.
+            let unattached = phase_of(s) == OFFERED;
+            let h = self.ring.header();
+            if unattached {
+                h.unclaimed_skips.fetch_add(1, Ordering::AcqRel);
+            }
             if ent.state.compare_exchange(s, aborted, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 notify(&ent.ev);
                 return true;
+            }
+            if unattached {
+                h.unclaimed_skips.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }
@@ -438,7 +450,11 @@ pub fn recv<M: Mem>(
                     break a;
                 }
             }
-            _ => {
+            phase => {
+                if phase == ABORTED {
+                    // Aborted before anyone attached: counted out of `qsize` by the producer.
+                    h.unclaimed_skips.fetch_sub(1, Ordering::AcqRel);
+                }
                 free_entry(ring, e, s);
                 return Err(Lost::Producer);
             }

@@ -59,6 +59,10 @@ const DEPTH_BUDGET_NS: f64 = 2_000_000.0;
 const MAX_DEPTH: usize = 256;
 /// Consecutive deaths before `READY` that break the pool.
 const MAX_EARLY_DEATHS: u32 = 5;
+/// First wait before starting a worker again after the system ran short of processes,
+/// memory or descriptors; doubled after each failure up to [`LAUNCH_BACKOFF_MAX`].
+const LAUNCH_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const LAUNCH_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Where a job's results go.
 pub(crate) trait Sink: Send + Sync {
@@ -153,6 +157,9 @@ pub(crate) struct Core {
     last_check: Instant,
     scratch: Vec<u8>,
     bg_stop: bool,
+    /// The system ran short when a worker was last started (no process, memory or
+    /// descriptor): when to try again, and how long to wait after the next failure.
+    launch_retry: Option<(Instant, Duration)>,
 }
 
 type ItemBatch = (Arc<dyn Sink>, u64, u32, usize, usize);
@@ -253,6 +260,7 @@ impl Inner {
                 last_check: Instant::now(),
                 scratch: Vec::new(),
                 bg_stop: false,
+                launch_retry: None,
             }),
             bg_cv: Condvar::new(),
             global,
@@ -551,12 +559,31 @@ impl Inner {
             _ => false,
         };
         if want {
+            if let Some((at, _)) = core.launch_retry {
+                if Instant::now() < at {
+                    return; // the system was short a moment ago: back off
+                }
+            }
             for i in 0..core.workers.len() {
                 if core.workers[i].proc.is_none() {
-                    if let Err(e) = self.launch(core, i) {
-                        if core.workers.iter().all(|w| w.proc.is_none()) {
-                            self.break_pool(core, e, d);
+                    match self.launch(core, i) {
+                        Ok(()) => core.launch_retry = None,
+                        // Short of processes (EAGAIN under RLIMIT_NPROC), memory or
+                        // descriptors: a condition that passes. The tasks wait in `pending`
+                        // (their callers' timeouts bound them) and the start is retried with
+                        // backoff; the pool is not broken.
+                        Err(e) if e.is_resource_shortage() => {
+                            let wait = core.launch_retry.map_or(LAUNCH_BACKOFF_MIN, |(_, w)| {
+                                (w * 2).min(LAUNCH_BACKOFF_MAX)
+                            });
+                            core.launch_retry = Some((Instant::now() + wait, wait));
                             return;
+                        }
+                        Err(e) => {
+                            if core.workers.iter().all(|w| w.proc.is_none()) {
+                                self.break_pool(core, e, d);
+                                return;
+                            }
                         }
                     }
                 }

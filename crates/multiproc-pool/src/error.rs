@@ -156,6 +156,31 @@ impl Error {
         Error { kind, detail: Some(d.into()), exit: None, source: Some(Arc::new(err)) }
     }
 
+    /// Whether this is the system running short (no process, memory or descriptor left):
+    /// a condition that passes, so the pool retries rather than breaking.
+    pub(crate) fn is_resource_shortage(&self) -> bool {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as _);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if multiproc_arena::is_resource_shortage(io) {
+                    return true;
+                }
+                let inner = io.get_ref().and_then(|i| i.downcast_ref::<multiproc_spawn::Error>());
+                if inner.is_some_and(|sp| sp.kind() == multiproc_spawn::ErrorKind::Resources) {
+                    return true;
+                }
+            }
+            if let Some(sp) = e.downcast_ref::<multiproc_spawn::Error>() {
+                if sp.kind() == multiproc_spawn::ErrorKind::Resources {
+                    return true;
+                }
+            }
+            cur = e.source();
+        }
+        false
+    }
+
     pub(crate) fn invalid(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::InvalidArgument, detail)
     }

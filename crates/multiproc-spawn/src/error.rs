@@ -25,6 +25,10 @@ pub enum ErrorKind {
     AlreadySet,
     /// The forkserver could not be started or did not answer.
     Forkserver,
+    /// The system ran short: no process slot (`EAGAIN` under `RLIMIT_NPROC` or the pid
+    /// limit), no memory (`ENOMEM`) or no descriptor (`EMFILE`/`ENFILE`) left; the message
+    /// names which. Nothing was started; the same call may succeed once the resource is back.
+    Resources,
     /// An operating-system call failed; see [`Error::source`](std::error::Error::source).
     Io,
 }
@@ -46,7 +50,25 @@ impl Error {
     }
 
     pub(crate) fn io(err: io::Error, what: impl Into<String>) -> Self {
-        Error { kind: ErrorKind::Io, detail: what.into(), source: Some(Box::new(err)) }
+        let kind = if multiproc_arena::is_resource_shortage(&err) {
+            ErrorKind::Resources
+        } else {
+            ErrorKind::Io
+        };
+        Error { kind, detail: what.into(), source: Some(Box::new(err)) }
+    }
+
+    /// The arguments did not serialise: `Encode`, unless a handle in them could not be
+    /// passed because the system ran short (no descriptor to duplicate): `Resources`.
+    pub(crate) fn encode(err: multiproc_arena::Error) -> Self {
+        use multiproc_arena::ErrorKind as A;
+        let kind = match err.kind() {
+            A::NoDescriptors | A::NoSpace => ErrorKind::Resources,
+            _ => ErrorKind::Encode,
+        };
+        let detail =
+            if kind == ErrorKind::Resources { "passing the arguments' handles" } else { "" };
+        Error { kind, detail: detail.into(), source: Some(Box::new(err)) }
     }
 
     pub(crate) fn with_source(
@@ -75,6 +97,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Unsupported => "the target cannot be started with this start method",
             ErrorKind::AlreadySet => "the start method has already been set",
             ErrorKind::Forkserver => "the forkserver failed",
+            ErrorKind::Resources => "the system has no process, memory or descriptor left",
             ErrorKind::Io => "I/O error",
         })
     }
@@ -87,7 +110,11 @@ impl fmt::Display for Error {
             write!(f, ": {}", self.detail)?;
         }
         if let Some(s) = &self.source {
-            write!(f, " ({s})")?;
+            let errno = s.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error);
+            match errno.and_then(multiproc_arena::errno_name) {
+                Some(name) => write!(f, " ({name}: {s})")?,
+                None => write!(f, " ({s})")?,
+            }
         }
         Ok(())
     }

@@ -99,6 +99,16 @@ impl Server {
             return Err(RequestError::Refused(io::Error::from_raw_os_error(errno)));
         }
         if fds.len() != 2 {
+            // The kernel drops descriptors a full table cannot take (MSG_CTRUNC): that is
+            // this process running out, not the server misbehaving, so the server is kept
+            // and the error names the cause. The child it forked for us cannot be reached:
+            // it is ended (the server reaps it).
+            if let Err(e) = self.control.try_clone() {
+                if multiproc_arena::is_resource_shortage(&e) {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                    return Err(RequestError::Refused(e));
+                }
+            }
             return Err(broken(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "forkserver reply lacks descriptors",
@@ -127,7 +137,13 @@ fn start_server(st: &ProcState) -> Result<Server> {
         &dups,
         child::CHILD_LIFELINE_FD + 1,
     )
-    .map_err(|e| Error::with_source(ErrorKind::Forkserver, "starting the server", e))?;
+    .map_err(|e| {
+        if multiproc_arena::is_resource_shortage(&e) {
+            Error::io(e, "starting the forkserver")
+        } else {
+            Error::with_source(ErrorKind::Forkserver, "starting the server", e)
+        }
+    })?;
     drop((srv_fd, life_fd));
     let pidfd = sys::pidfd_open(pid).map_err(io("pidfd_open"))?;
     user.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io("SO_RCVTIMEO"))?;
@@ -152,11 +168,16 @@ pub(crate) fn launch(boot: &Frame) -> Result<Launched> {
         match server.request(boot) {
             Ok(l) => return Ok(l),
             Err(RequestError::Refused(e)) => {
+                let kind = if multiproc_arena::is_resource_shortage(&e) {
+                    ErrorKind::Resources
+                } else {
+                    ErrorKind::Forkserver
+                };
                 return Err(Error::with_source(
-                    ErrorKind::Forkserver,
-                    "the server could not fork",
+                    kind,
+                    "the forkserver could not start the child",
                     e,
-                ))
+                ));
             }
             Err(RequestError::Broken(e)) => {
                 last = Some(e);

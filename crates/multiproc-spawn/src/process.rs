@@ -262,7 +262,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
         let plan = match (method, self.target) {
             (StartMethod::Fork, Target::Closure(c)) => Plan::Fork(c),
             (StartMethod::Fork, Target::Fn(t)) => {
-                let enc = t.encode().map_err(|e| Error::with_source(ErrorKind::Encode, "", e))?;
+                let enc = t.encode().map_err(Error::encode)?;
                 Plan::ForkFn(t, Rc::new(RefCell::new(Some(enc))))
             }
             (_, Target::Closure(_)) => {
@@ -288,7 +288,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
                         "the target function is not in the main executable (use fork)",
                     ));
                 };
-                let enc = t.encode().map_err(|e| Error::with_source(ErrorKind::Encode, "", e))?;
+                let enc = t.encode().map_err(Error::encode)?;
                 Plan::Exec(t, enc, entry_off, target_off, hash)
             }
         };

@@ -30,6 +30,30 @@ pub(crate) fn memfd_create(name: &str) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Reserves the pages of `[off, off + len)` of a memory file (`fallocate`, mode 0: the size
+/// grows to cover the range if needed). Afterwards a write through a shared mapping of that
+/// range cannot fail for lack of memory (no SIGBUS): the failure is this call's `ENOSPC` /
+/// `ENOMEM`. Retries on `EINTR`.
+pub(crate) fn fallocate(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(off), Ok(len)) = (libc::off_t::try_from(off), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    loop {
+        // SAFETY: plain system call on a borrowed, open descriptor; no memory is passed.
+        let r = unsafe { libc::fallocate(fd.as_raw_fd(), 0, off, len) };
+        if r == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// Fills `buf` with random bytes from the kernel (`getrandom`).
 pub(crate) fn getrandom(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;
@@ -441,6 +465,7 @@ pub(crate) fn at_fork_child(child: unsafe extern "C" fn()) -> io::Result<()> {
 /// support: namespaces, mounts, identities, limits). Each returns the OS error.
 pub(crate) mod setup {
     use super::cvt;
+    pub(crate) use super::{become_user, mount};
     use std::ffi::CStr;
     use std::io;
 
@@ -450,35 +475,10 @@ pub(crate) mod setup {
         cvt(unsafe { libc::unshare(flags) }).map(|_| ())
     }
 
-    /// `mount(source, target, fstype, flags, data)`.
-    pub(crate) fn mount(
-        source: Option<&CStr>,
-        target: &CStr,
-        fstype: Option<&CStr>,
-        flags: libc::c_ulong,
-        data: Option<&CStr>,
-    ) -> io::Result<()> {
-        let p = |s: Option<&CStr>| s.map_or(std::ptr::null(), |s| s.as_ptr());
-        // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
-        cvt(unsafe { libc::mount(p(source), target.as_ptr(), p(fstype), flags, p(data).cast()) })
-            .map(|_| ())
-    }
-
     /// `umount2(target, MNT_DETACH)`.
     pub(crate) fn umount_detach(target: &CStr) -> io::Result<()> {
         // SAFETY: `target` is NUL-terminated and outlives the call.
         cvt(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }).map(|_| ())
-    }
-
-    /// Drops every supplementary group and becomes `uid`/`gid`.
-    pub(crate) fn become_user(uid: u32, gid: u32) -> io::Result<()> {
-        // SAFETY: setgroups with a zero count reads no memory; setgid/setuid take integers.
-        unsafe {
-            cvt(libc::setgroups(0, std::ptr::null()))?;
-            cvt(libc::setgid(gid))?;
-            cvt(libc::setuid(uid))?;
-        }
-        Ok(())
     }
 
     /// Sets the soft and hard `RLIMIT_NOFILE`.
@@ -509,4 +509,69 @@ pub(crate) mod setup {
             }
         }
     }
+}
+
+/// Test support: moves this process into a private mount namespace (`unshare(CLONE_NEWNS)`,
+/// mounts made private) and mounts a fresh tmpfs of `bytes` over `/dev/shm` there. Needs
+/// `CAP_SYS_ADMIN` (`EPERM` without). Only the calling process (and its children) see it.
+pub(crate) fn private_small_dev_shm(bytes: u64) -> io::Result<()> {
+    // SAFETY: unshare has no memory preconditions.
+    cvt(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+    mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    let opts = CString::new(format!("size={bytes},mode=1777")).expect("no NUL");
+    mount(Some(c"tmpfs"), c"/dev/shm", Some(c"tmpfs"), 0, Some(&opts))
+}
+
+/// Test support: resizes the tmpfs mounted by [`private_small_dev_shm`].
+pub(crate) fn resize_dev_shm(bytes: u64) -> io::Result<()> {
+    let opts = CString::new(format!("size={bytes},mode=1777")).expect("no NUL");
+    mount(Some(c"tmpfs"), c"/dev/shm", Some(c"tmpfs"), libc::MS_REMOUNT, Some(&opts))
+}
+
+pub(crate) fn mount(
+    src: Option<&std::ffi::CStr>,
+    target: &std::ffi::CStr,
+    fstype: Option<&std::ffi::CStr>,
+    flags: libc::c_ulong,
+    data: Option<&std::ffi::CStr>,
+) -> io::Result<()> {
+    let ptr = |c: Option<&std::ffi::CStr>| c.map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
+    cvt(unsafe { libc::mount(ptr(src), target.as_ptr(), ptr(fstype), flags, ptr(data).cast()) })
+        .map(|_| ())
+}
+
+/// `setrlimit(resource, soft)`, keeping the hard limit (raised to `soft` if it is lower, which
+/// needs privilege).
+pub(crate) fn set_soft_limit(resource: libc::__rlimit_resource_t, soft: u64) -> io::Result<u64> {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `old` is a valid out-pointer.
+    cvt(unsafe { libc::getrlimit(resource, &mut old) })?;
+    let new = libc::rlimit { rlim_cur: soft, rlim_max: old.rlim_max.max(soft) };
+    // SAFETY: `new` is a valid rlimit.
+    cvt(unsafe { libc::setrlimit(resource, &new) })?;
+    Ok(old.rlim_cur)
+}
+
+/// `setresgid` then `setresuid` (all three ids), for a test that must not be root.
+pub(crate) fn become_user(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: no memory preconditions; the group list is emptied first.
+    cvt(unsafe { libc::setgroups(0, std::ptr::null()) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::setresgid(gid, gid, gid) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::setresuid(uid, uid, uid) })?;
+    Ok(())
+}
+
+/// Real user id.
+pub(crate) fn getuid() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { libc::getuid() }
+}
+
+/// `umask(mask)`; returns the old mask. Process-wide.
+pub(crate) fn umask(mask: u32) -> u32 {
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }

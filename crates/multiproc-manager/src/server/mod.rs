@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 /// Most connections served at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 4096;
 
+/// Longest an unauthenticated connection may take to prove its key.
+const PRE_AUTH_LIMIT: Duration = Duration::from_secs(2);
 /// How often the accept loops look at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
 
@@ -1004,7 +1006,9 @@ impl Shared {
     pub(crate) fn bind(&self, address: Option<&Address>) -> Result<Listener> {
         let b = Listener::builder()
             .authkey(self.cfg.authkey.as_bytes())
-            .handshake_timeout(self.cfg.handshake_timeout)
+            // The server's pre-authentication deadline is short whatever the clients'
+            // patience: an unauthenticated socket must not hold a slot for long.
+            .handshake_timeout(self.cfg.handshake_timeout.min(PRE_AUTH_LIMIT))
             .max_message_size(self.cfg.max_frame);
         let what = match address {
             Some(a) => format!("binding {a}"),
