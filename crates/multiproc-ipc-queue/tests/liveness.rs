@@ -136,7 +136,8 @@ fn killed_party_reclaimed_live_party_kept_in_any_setup() {
             }
         });
         wait_ok(&mut late, &format!("{what}: the dead party's entry was not reclaimed"));
-        let mut seen: Vec<u64> = (0..3).map(|_| q.get_timeout(Duration::from_secs(5)).unwrap()).collect();
+        let mut seen: Vec<u64> =
+            (0..3).map(|_| q.get_timeout(Duration::from_secs(5)).unwrap()).collect();
         seen.sort();
         assert_eq!(seen, [0, 1, 3], "{what}");
         eprintln!("{what}: live entry kept, dead entry reclaimed");
