@@ -11,6 +11,9 @@
 //! - `tests/security.rs`: authkeys, slow and silent clients, oversized pre-authentication
 //!   frames, file modes, another user's access.
 //! - `tests/hygiene.rs`: descriptors, zombies, named segments and socket files after a run.
+//! - [`short::run`]: the "machine short" phase (`/dev/shm` tiny and descriptors used up for a
+//!   while, then restored), run by the soak after the chaos workload and briefly by
+//!   `tests/short.rs`.
 //!
 //! ```no_run
 //! let report = multiproc_tests::chaos::run(&multiproc_tests::chaos::Config::short(10));
@@ -24,6 +27,7 @@ pub mod alloc;
 pub mod chaos;
 pub mod hygiene;
 pub mod rng;
+pub mod short;
 pub mod sys;
 
 /// Runs `f` on a thread and fails (panics) if it takes longer than `secs`: a hang is a test

@@ -3,7 +3,7 @@
 //! Runs the chaos workload of `multiproc_tests::chaos` for the given time, checks hygiene
 //! afterwards, prints the figures and exits non-zero on any invariant violation.
 
-use multiproc_tests::{chaos, hygiene};
+use multiproc_tests::{chaos, hygiene, short};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -47,11 +47,16 @@ fn main() -> ExitCode {
     }
     eprintln!("soak: running for {:.0} s (seed {:#x})", duration.as_secs_f64(), cfg.seed);
     let mut report = chaos::run(&cfg);
+    // Then the machine runs short for a while (a tenth of the run, 5 to 60 s).
+    let short_for = (duration / 10).clamp(Duration::from_secs(5), Duration::from_secs(60));
+    eprintln!("soak: machine short for {:.0} s", short_for.as_secs_f64());
+    let short_report = short::run(short_for, cfg.seed);
     report.violations.extend(warm_report.violations);
     let mut pids = report.pids.clone();
     pids.extend(&warm_report.pids);
     let problems = hygiene::leftovers(Some(fds_before), 2, &pids);
     println!("{report}");
+    println!("{short_report}");
     println!(
         "  hygiene:              {} problems (descriptors {} before, {} after; zombies, \
          children, /dev/shm, socket files checked)",
@@ -63,7 +68,7 @@ fn main() -> ExitCode {
         println!("    - {p}");
     }
     println!("  wall time:            {:.1} s", t0.elapsed().as_secs_f64());
-    if report.violations.is_empty() && problems.is_empty() {
+    if report.violations.is_empty() && problems.is_empty() && short_report.violations == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
