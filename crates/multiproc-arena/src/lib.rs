@@ -37,6 +37,7 @@
 mod alloc;
 mod arena;
 mod error;
+pub mod fork;
 pub mod futex;
 pub mod liveness;
 mod loom;

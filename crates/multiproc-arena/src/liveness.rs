@@ -278,13 +278,12 @@ static PID: AtomicU32 = AtomicU32::new(0);
 static REGISTRY: AtomicI32 = AtomicI32::new(-1);
 /// 0 idle, 1 a thread is claiming (others spin: claims are rare and short).
 static CLAIMING: AtomicU32 = AtomicU32::new(0);
-/// 0 = the fork handler is not registered yet, 1 = registering, 2 = registered.
-static AT_FORK: AtomicU32 = AtomicU32::new(0);
 /// The errno of a failed claim (-1: not a regular file), 0 if none.
 static CLAIM_ERRNO: AtomicI32 = AtomicI32::new(0);
 static UNKNOWN: AtomicU64 = AtomicU64::new(0);
 
-/// Runs in the child of every `fork()` through libc, before anything else there: drop the
+/// Runs in the child of every `fork()` through libc (from [`crate::fork`]'s handler), before
+/// anything else there: drop the
 /// parent's identity and close the child's copy of the registry description (the parent's
 /// lock stays: the parent still holds a descriptor of it). Async-signal-safe: atomics and
 /// `close` only.
@@ -293,7 +292,7 @@ static UNKNOWN: AtomicU64 = AtomicU64::new(0);
 /// own (open, fcntl and getrandom are async-signal-safe; nothing here allocates): a child
 /// that runs out of descriptors later can still prove deaths, and is provably alive or dead
 /// from its first instruction.
-unsafe extern "C" fn after_fork_in_child() {
+pub(crate) fn after_fork_in_child() {
     let had = CURRENT.swap(0, Ordering::Relaxed);
     PID.store(0, Ordering::Relaxed);
     CLAIMING.store(0, Ordering::Relaxed);
@@ -306,26 +305,8 @@ unsafe extern "C" fn after_fork_in_child() {
     }
 }
 
-/// Registers the fork handler once. Runs from `.init_array` (before `main`, while the
-/// process has one thread), and again (a no-op) on a first claim.
-extern "C" fn register_at_fork() {
-    if AT_FORK.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-        // Failing to register (ENOMEM) leaves AT_FORK at 1: claims then fall back to an
-        // unverifiable identity, since a forked child could not drop its parent's.
-        if crate::sys::at_fork_child(after_fork_in_child).is_ok() {
-            AT_FORK.store(2, Ordering::Release);
-        }
-    }
-}
-
-#[cfg(not(multiproc_loom))]
-#[used]
-#[link_section = ".init_array"]
-static REGISTER_AT_FORK: extern "C" fn() = register_at_fork;
-
 #[cold]
 fn claim() -> Identity {
-    register_at_fork();
     loop {
         if CLAIMING.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             break;
@@ -363,7 +344,9 @@ fn join_registry() -> Result<Identity, i32> {
         io::ErrorKind::InvalidData => -1,
         _ => e.raw_os_error().unwrap_or(libc::EIO),
     };
-    if AT_FORK.load(Ordering::Acquire) != 2 {
+    // Without the fork handler a forked child could not drop its parent's identity: refuse
+    // to make a provable one.
+    if !crate::fork::registered() {
         return Err(libc::ENOMEM);
     }
     let (fd, dev, ino) = crate::sys::open_registry(REGISTRY_PATH).map_err(errno)?;

@@ -3,10 +3,11 @@
 //! The reference count lives in the block, next to the value, so it counts handles in every
 //! process: clones and drops in any process adjust it, and the last drop frees the block.
 //! Passing a handle to another process (handle transfer) takes a reference for the receiver.
-//! A forked child inherits the parent's handles without taking references, so it must not drop
-//! what it did not clone: the fork start method of `multiproc-spawn` hands the target closure
-//! to the child and forgets it in the parent, which keeps the counts exact. A process killed
-//! while holding references leaks them (the block stays allocated), never frees early.
+//! A forked child's inherited handles are counted for it by the arena's fork handler (see
+//! [`fork`](crate::fork)), whoever forked — the spawn crate, `libc::fork`, nix — so parent
+//! and child may each drop their copies. A process killed while holding references leaks
+//! them (the block stays allocated), never frees early; a count that would fall below zero
+//! aborts.
 
 #[cfg(not(multiproc_loom))]
 pub use real::*;
@@ -18,7 +19,7 @@ mod real {
     use crate::shm_safe::ShmSafe;
     use std::marker::PhantomData;
     use std::ptr::NonNull;
-    use std::sync::atomic::{fence, AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     /// Precedes the values of every block handed out by `Shared`/`Array`.
     #[repr(C)]
@@ -100,7 +101,7 @@ mod real {
                 }
                 data
             };
-            Ok(Block {
+            let b = Block {
                 arena: arena.clone(),
                 off,
                 // SAFETY: pointers into a live mapping are non-null.
@@ -109,7 +110,18 @@ mod real {
                 data: unsafe { NonNull::new_unchecked(data) },
                 len,
                 _owns: PhantomData,
-            })
+            };
+            b.register();
+            Ok(b)
+        }
+
+        /// Records this handle in the process's registry (for forks and
+        /// [`release_handles`](crate::fork::release_handles)).
+        fn register(&self) {
+            crate::fork::acquired(&self.header().refs, || {
+                let (size, align) = layout::<T>(self.len).expect("layout was valid");
+                crate::fork::Release { arena: self.arena.clone(), off: self.off, size, align }
+            });
         }
 
         /// Rebuilds a handle from a received (arena, offset), checking every claim.
@@ -131,7 +143,7 @@ mod real {
             if htag != tag || hlen != len as u64 || refs == 0 {
                 return Err(bad("no live block of this type at the offset"));
             }
-            Ok(Block {
+            let b = Block {
                 arena,
                 off,
                 // SAFETY: inside a live mapping.
@@ -140,7 +152,9 @@ mod real {
                 data: unsafe { NonNull::new_unchecked(base.add(data_offset::<T>()).cast()) },
                 len,
                 _owns: PhantomData,
-            })
+            };
+            b.register();
+            Ok(b)
         }
 
         fn header(&self) -> &BlockHeader {
@@ -163,16 +177,18 @@ mod real {
     impl<T: ShmSafe> Clone for Block<T> {
         fn clone(&self) -> Self {
             self.add_ref();
-            Block { arena: self.arena.clone(), ..*self }
+            let b = Block { arena: self.arena.clone(), ..*self };
+            b.register();
+            b
         }
     }
 
     impl<T: ShmSafe> Drop for Block<T> {
         fn drop(&mut self) {
-            if self.header().refs.fetch_sub(1, Ordering::Release) != 1 {
+            crate::fork::released(&self.header().refs);
+            if !crate::fork::drop_ref(&self.header().refs) {
                 return;
             }
-            fence(Ordering::Acquire);
             let (size, align) = layout::<T>(self.len).expect("layout was valid at creation");
             // SAFETY: the count reached zero, so no handle in any process uses the block;
             // it was allocated with this size and alignment. ShmSafe values need no drop.

@@ -21,19 +21,22 @@ pub struct Child {
 }
 
 /// Forks; the child runs `f` and exits with its return value (101 if it panics), without
-/// running destructors of the parent's objects. In the parent `f` is forgotten, not dropped.
+/// running destructors of the parent's objects (it gives back every shared-object reference
+/// it holds first: [`fork::release_handles`](crate::fork::release_handles)). The parent drops
+/// `f` as any value: the child's copies of its handles were counted at the fork.
 pub fn fork(f: impl FnOnce() -> i32) -> Child {
     // SAFETY: test support; callers fork from tests whose other threads hold no locks the
     // child needs (the child only runs `f`, which the test controls, then `_exit`s).
     match unsafe { crate::sys::fork() }.expect("fork") {
         0 => {
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
+            // Give back the references the child inherited or took (it skips destructors).
+            crate::fork::release_handles();
             crate::sys::exit_now(code)
         }
         pid => {
-            // The child owns the closure's captures now (it drops them); dropping them here
-            // too would release cross-process references twice.
-            std::mem::forget(f);
+            // The child's copies of the captured handles were counted for it at the fork.
+            drop(f);
             Child { pid, exit: None }
         }
     }
@@ -224,7 +227,7 @@ pub fn fork_in(setup: Setup, f: impl FnOnce() -> i32) -> Child {
                         crate::sys::exit_now(code)
                     }
                     Ok(pid) => {
-                        std::mem::forget(f);
+                        drop(f);
                         match s::wait_blocking(pid).map(crate::sys::decode_wait_status) {
                             Ok(Ok(code)) => code,
                             _ => 101,

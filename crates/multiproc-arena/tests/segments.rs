@@ -126,16 +126,19 @@ fn forked_child_writes_parent_reads() {
     let v = Shared::new(AtomicU64::new(0)).unwrap();
     let shm = SharedMemory::create(1 << 20).unwrap();
     let arena = Arena::new(1 << 20).unwrap();
+    let seen = Shared::new(AtomicU64::new(0)).unwrap();
     let (v2, shm_name, arena2) = (v.clone(), shm.name().to_string(), arena.clone());
-    let child = fork(move || {
+    let child = fork(|| {
         v2.store(0xfeed, Ordering::Release);
         let s = SharedMemory::open(&shm_name).unwrap();
         s.populate().unwrap();
         s.write(1000, &[7u8; 1000]).unwrap();
         // An object allocated by the child after fork is visible to the parent through the
-        // shared arena (the child leaks its handle on purpose; the parent frees by offset).
+        // shared arena while the child lives; the child forgets its handle, and its exit
+        // (which skips destructors) still gives the reference back.
         let late = Shared::new_in(&arena2, AtomicU64::new(77)).unwrap();
         std::mem::forget(late);
+        seen.store(arena2.used() as u64, Ordering::Release);
         0
     });
     child.expect_success(T);
@@ -143,60 +146,9 @@ fn forked_child_writes_parent_reads() {
     let mut buf = [0u8; 1000];
     shm.read(1000, &mut buf).unwrap();
     assert_eq!(buf, [7u8; 1000]);
-    assert!(arena.used() > 0, "the child's allocation shows in the shared header");
-}
-
-#[test]
-fn shared_refcount_frees_on_last_drop() {
-    let arena = Arena::new(1 << 20).unwrap();
-    let a = Shared::new_in(&arena, AtomicU64::new(5)).unwrap();
-    let used = arena.used();
-    assert!(used > 0);
-    let b = a.clone();
-    assert_eq!(a.ref_count(), 2);
-    assert!(Shared::ptr_eq(&a, &b));
-    drop(a);
-    assert_eq!(arena.used(), used);
-    drop(b);
-    assert_eq!(arena.used(), 0);
-}
-
-#[test]
-fn two_processes_allocate_concurrently_without_overlap() {
-    let arena = Arena::new(8 << 20).unwrap();
-    let fail = Shared::new_in(&arena, AtomicU64::new(0)).unwrap();
-    let mut kids = Vec::new();
-    for id in 1..=2u64 {
-        let (arena, fail) = (arena.clone(), fail.clone());
-        kids.push(fork(move || {
-            for round in 0..2000u64 {
-                let size = 16 << (round % 6);
-                let b = arena.alloc_raw(size, 8).unwrap();
-                let p = arena.ptr(b, size).unwrap().cast::<u64>();
-                let stamp = id << 32 | round;
-                for i in 0..size / 8 {
-                    // SAFETY: the block is ours (size bytes, 8-aligned) until we free it.
-                    unsafe { p.add(i).write_volatile(stamp) };
-                }
-                std::thread::yield_now();
-                for i in 0..size / 8 {
-                    // SAFETY: as above.
-                    if unsafe { p.add(i).read_volatile() } != stamp {
-                        fail.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                // SAFETY: allocated above with this layout, freed once.
-                unsafe { arena.free_raw(b, size, 8) };
-            }
-            0
-        }));
-    }
-    for k in kids {
-        k.expect_success(T);
-    }
-    assert_eq!(fail.load(Ordering::Relaxed), 0, "a block was handed to two owners");
-    drop(fail);
-    assert_eq!(arena.used(), 0);
+    assert!(seen.load(Ordering::Acquire) > 0, "the child's allocation showed in the header");
+    // (Exact counts after the child's exit: tests/fork_counts.rs, alone in its binary, since
+    // children that other tests of this binary fork and kill keep what they inherited.)
 }
 
 #[test]

@@ -245,9 +245,13 @@ pub(crate) fn send_outcome(sock: BorrowedFd<'_>, out: Outcome) -> i32 {
     code
 }
 
-/// Flushes Rust's stdout and exits without running the parent's destructors or exit hooks.
+/// Flushes Rust's stdout, gives back shared-object references, and exits without running the
+/// parent's destructors or exit hooks.
 fn finish(code: i32, flush_stdout: bool) -> ! {
     state::exit_handler();
+    // Destructors do not run: give back the shared-object references this process holds
+    // (inherited at the fork or taken since), so that nothing is leaked.
+    multiproc_arena::fork::release_handles();
     if flush_stdout {
         use std::io::Write;
         let _ = std::io::stdout().flush();

@@ -311,9 +311,9 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
         };
 
         let launched = match plan {
-            Plan::Fork(closure) => launch_fork(closure, info, daemon, true)?,
+            Plan::Fork(closure) => launch_fork(closure, info, daemon)?,
             Plan::ForkFn(t, enc) => {
-                match launch_fork(t.fork_body(enc.clone()), info, daemon, false) {
+                match launch_fork(t.fork_body(enc.clone()), info, daemon) {
                     // The child adopts the encoding's references; the parent's copies of the
                     // arguments (and of the encoding) go now.
                     Ok(l) => l,
@@ -367,15 +367,13 @@ fn launch_exec(method: StartMethod, daemon: bool, boot: &Boot, enc: &Encoded) ->
     }
 }
 
-/// Forks a child that runs `closure`. `forget`: the closure (what it captured) now belongs
-/// to the child alone, so the parent must not drop it (a captured handle's cross-process
-/// reference would be released twice); a closure that holds only parent-owned memory (an
-/// encoding the child decodes) is dropped in the parent.
+/// Forks a child that runs `closure`. The parent drops its copy of the closure like any
+/// value: the handles it captured were counted for the child by the arena's fork handler
+/// (see `multiproc_arena::fork`), so each side releases its own.
 fn launch_fork<R: Serialize>(
     closure: Box<dyn FnOnce() -> R>,
     info: Info,
     daemon: bool,
-    forget: bool,
 ) -> Result<Launched> {
     let info = Box::new(info);
     let st = state::state();
@@ -401,11 +399,7 @@ fn launch_fork<R: Serialize>(
         }
         Ok(pid) => {
             drop(child_end);
-            if forget {
-                std::mem::forget(closure);
-            } else {
-                drop(closure);
-            }
+            drop(closure);
             let pidfd = sys::pidfd_open(pid).map_err(|e| {
                 sys::kill_and_reap(pid);
                 Error::io(e, "pidfd_open")

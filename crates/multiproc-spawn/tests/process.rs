@@ -497,21 +497,6 @@ per_method!(
     }
 );
 
-fn bump(v: Shared<AtomicU64>) -> u64 {
-    v.fetch_add(5, SeqCst) + 5
-}
-
-// An arena handle in the arguments is the same memory in the child.
-per_method!(
-    fn shared_memory_argument(m) {
-        let v = Shared::new(AtomicU64::new(10)).unwrap();
-        let h = Process::builder().start_method(m).target(bump, v.clone()).start().unwrap();
-        assert_eq!(h.join().unwrap(), 15);
-        assert_eq!(v.load(SeqCst), 15);
-        assert_eq!(v.ref_count(), 1, "the child's reference was released");
-    }
-);
-
 fn make_shared(x: u64) -> Shared<AtomicU64> {
     Shared::new(AtomicU64::new(x)).unwrap()
 }
@@ -625,21 +610,6 @@ fn closures_need_fork() {
     assert_eq!(h.join().unwrap(), 6);
 }
 
-#[test]
-fn fork_closure_keeps_shared_counts_exact() {
-    let v = Shared::new(AtomicU64::new(0)).unwrap();
-    let c = v.clone();
-    assert_eq!(v.ref_count(), 2);
-    let h = Process::builder()
-        .start_method(StartMethod::Fork)
-        .target_closure(move || c.fetch_add(1, SeqCst) + 1)
-        .start()
-        .unwrap();
-    assert_eq!(h.join().unwrap(), 1);
-    // The child dropped its (inherited) clone; the parent forgot its copy of the closure.
-    assert!(wait_until(LONG, || v.ref_count() == 1), "{}", v.ref_count());
-}
-
 fn pinned_cpu_count(_: ()) -> usize {
     assert!(sys::pin_to_cpu0());
     cpu_count()
@@ -709,30 +679,6 @@ fn handles_and_errors_are_send_and_sync() {
     check::<JoinError>();
     check::<ParentProcess>();
 }
-
-fn pass_on((v, m, depth): (Shared<AtomicU64>, StartMethod, u32)) -> u64 {
-    v.fetch_add(1, SeqCst);
-    if depth > 0 {
-        let h = Process::builder()
-            .start_method(m)
-            .target(pass_on, (v.clone(), m, depth - 1))
-            .start()
-            .unwrap();
-        h.join().unwrap();
-    }
-    v.load(SeqCst)
-}
-
-// PL30: a child passes the handle it received on to a grandchild.
-per_method!(
-    fn handles_pass_through_generations(m) {
-        let v = Shared::new(AtomicU64::new(0)).unwrap();
-        let h = Process::builder().start_method(m).target(pass_on, (v.clone(), m, 2)).start().unwrap();
-        assert_eq!(h.join().unwrap(), 3);
-        assert_eq!(v.load(SeqCst), 3);
-        assert!(wait_until(LONG, || v.ref_count() == 1), "{}", v.ref_count());
-    }
-);
 
 // EX04: interrupt() with SIGINT's default action is -SIGINT.
 per_method!(

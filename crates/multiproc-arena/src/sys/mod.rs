@@ -448,12 +448,15 @@ pub(crate) fn close_raw(fd: RawFd) {
     };
 }
 
-/// Registers `child` to run in the child after every `fork()` made through libc. The only
-/// `pthread_atfork` registration of the arena.
-pub(crate) fn at_fork_child(child: unsafe extern "C" fn()) -> io::Result<()> {
-    // SAFETY: registers a handler with no prepare/parent parts; `child` must be
-    // async-signal-safe (the caller's obligation, documented on the handler).
-    let r = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+/// Registers the fork handlers (`pthread_atfork`): the arena's only registration.
+pub(crate) fn at_fork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) -> io::Result<()> {
+    // SAFETY: registers three handlers; `child` must be async-signal-safe (the caller's
+    // obligation, documented on the handler).
+    let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
     if r == 0 {
         Ok(())
     } else {

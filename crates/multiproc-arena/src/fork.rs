@@ -1,0 +1,216 @@
+//! The arena's one fork handler, and handles counted across any fork.
+//!
+//! Every `fork()` made through libc (the spawn crate's, `libc::fork`, nix's) runs the
+//! handler registered here before `main` (one `pthread_atfork` registration for the whole
+//! arena):
+//! - *prepare* takes the handle registry's lock (so no thread is half way through an update
+//!   when the address space is copied) and counts every handle the child will inherit in its
+//!   block's shared reference count — before the fork, so that the parent, free to drop its
+//!   own copies as soon as `fork` returns, can never free a block the child still holds;
+//! - *parent* releases the lock;
+//! - *child* releases it, bumps [`epoch`], and lets [`liveness`](crate::liveness) give the
+//!   child an identity of its own.
+//!
+//! So parent and child may each drop their copies: the block is freed once, by the last.
+//!
+//! The registry maps each block this process holds handles of (by the address of its
+//! shared count) to how many it holds. A process that ends without dropping its handles —
+//! killed, or `_exit` after a fork — leaks their references (the blocks stay allocated, never
+//! freed early) unless it calls [`release_handles`] first, as the spawn crate's forked
+//! children and [`testing::fork`](crate::testing::fork) do. A count that would fall below
+//! zero aborts the process: a block is never freed twice.
+//!
+//! Everything the child half does is async-signal-safe: atomics, and a walk over a map that
+//! allocates nothing.
+
+use std::cell::UnsafeCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+/// Changes in every forked child: per-process caches compare it to see they were inherited
+/// (cheaper than a `getpid` system call).
+#[inline]
+pub fn epoch() -> u64 {
+    EPOCH.load(Ordering::Relaxed)
+}
+
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// What the registry keeps per block: the local handle count and what freeing needs.
+pub(crate) struct Held {
+    count: u32,
+    release: Release,
+}
+
+/// How to give a block back when the last reference goes (for [`release_handles`]).
+pub(crate) struct Release {
+    pub(crate) arena: crate::Arena,
+    pub(crate) off: crate::Offset<u8>,
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+}
+
+struct Registry {
+    locked: AtomicBool,
+    map: UnsafeCell<Option<HashMap<usize, Held>>>,
+}
+
+// SAFETY: `map` is only touched while `locked` is held (acquire/release spin lock).
+unsafe impl Sync for Registry {}
+
+static REGISTRY: Registry = Registry { locked: AtomicBool::new(false), map: UnsafeCell::new(None) };
+
+fn lock() {
+    while REGISTRY
+        .locked
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::hint::spin_loop();
+    }
+}
+
+fn unlock() {
+    REGISTRY.locked.store(false, Ordering::Release);
+}
+
+/// Runs `f` on the map under the lock.
+fn with_map<R>(f: impl FnOnce(&mut HashMap<usize, Held>) -> R) -> R {
+    lock();
+    // SAFETY: the lock is held, so this is the only reference to the map.
+    let map = unsafe { &mut *REGISTRY.map.get() };
+    let r = f(map.get_or_insert_with(HashMap::new));
+    unlock();
+    r
+}
+
+/// This process took one more handle of the block whose shared count is `refs`.
+pub(crate) fn acquired(refs: &AtomicU32, release: impl FnOnce() -> Release) {
+    let key = refs as *const AtomicU32 as usize;
+    // Build what freeing needs outside the lock (it clones an Arc).
+    let mut release = Some(release);
+    let fresh = with_map(|m| match m.get_mut(&key) {
+        Some(h) => {
+            h.count += 1;
+            true
+        }
+        None => false,
+    });
+    if !fresh {
+        let r = (release.take().expect("once"))();
+        with_map(|m| m.entry(key).or_insert(Held { count: 0, release: r }).count += 1);
+    }
+}
+
+/// This process dropped one handle of the block whose shared count is `refs`.
+pub(crate) fn released(refs: &AtomicU32) {
+    let key = refs as *const AtomicU32 as usize;
+    let gone = with_map(|m| {
+        let h = m.get_mut(&key)?;
+        h.count -= 1;
+        if h.count == 0 {
+            m.remove(&key)
+        } else {
+            None
+        }
+    });
+    drop(gone); // the Arena clone, outside the lock
+}
+
+/// Drops one shared reference; `true` when it was the last (the caller frees the block).
+/// Aborts the process if the count was already zero.
+pub(crate) fn drop_ref(refs: &AtomicU32) -> bool {
+    let old = refs.fetch_sub(1, Ordering::Release);
+    if old == 0 {
+        eprintln!("multiproc-arena: a shared object's reference count fell below zero");
+        std::process::abort();
+    }
+    if old == 1 {
+        std::sync::atomic::fence(Ordering::Acquire);
+        true
+    } else {
+        false
+    }
+}
+
+/// Gives back every reference this process holds (the handles themselves must not be
+/// dropped afterwards): for a forked child about to `_exit` without running destructors, so
+/// that what it inherited is not leaked. Frees the blocks whose last reference it held.
+pub fn release_handles() {
+    let map = with_map(std::mem::take);
+    for (key, h) in map {
+        // SAFETY: the key is the address of a live block's count: the registry held a
+        // reference (and an Arena clone keeping the mapping) until now.
+        let refs = unsafe { &*(key as *const AtomicU32) };
+        for _ in 0..h.count {
+            if drop_ref(refs) {
+                let r = &h.release;
+                // SAFETY: the count reached zero, so no handle in any process uses the
+                // block; it was allocated with this size and alignment.
+                unsafe { r.arena.free_raw(r.off, r.size, r.align) };
+                break;
+            }
+        }
+    }
+}
+
+/// How many handles of shared objects this process holds (all blocks together).
+pub fn handles_held() -> u64 {
+    with_map(|m| m.values().map(|h| h.count as u64).sum())
+}
+
+/// Before the fork, in the parent: take the lock and count the child's copies of every
+/// handle now, so that the parent, which may drop its own as soon as `fork` returns, can
+/// never bring a count to zero while the child still holds the block. (If the fork then
+/// fails, those counts are leaked: the blocks stay allocated, never freed early.)
+extern "C" fn prepare() {
+    lock();
+    // SAFETY: the lock is held.
+    if let Some(m) = unsafe { &*REGISTRY.map.get() } {
+        for (&key, h) in m {
+            // SAFETY: this process holds `h.count` references to this live block (the map
+            // entry proves it), so the count's address is valid.
+            let refs = unsafe { &*(key as *const AtomicU32) };
+            let old = refs.fetch_add(h.count, Ordering::Relaxed);
+            if old > u32::MAX / 2 {
+                // Overflow is near: better an abort than a count that wraps to zero.
+                std::process::abort();
+            }
+        }
+    }
+}
+
+extern "C" fn parent() {
+    unlock();
+}
+
+extern "C" fn child() {
+    // `prepare` took the lock in the parent before the fork and counted this child's
+    // handles; this thread (the only one in the child) holds the lock now.
+    unlock();
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+    crate::liveness::after_fork_in_child();
+}
+
+static REGISTERED: AtomicU32 = AtomicU32::new(0);
+
+/// Registers the handler once; 2 when registered. Runs from `.init_array` (before `main`,
+/// while the process has one thread), and again (a no-op) on first use.
+pub(crate) extern "C" fn register() {
+    if REGISTERED.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        && crate::sys::at_fork(prepare, parent, child).is_ok()
+    {
+        REGISTERED.store(2, Ordering::Release);
+    }
+}
+
+/// Whether the handler is registered (a forked child will drop its parent's identity).
+pub(crate) fn registered() -> bool {
+    register();
+    REGISTERED.load(Ordering::Acquire) == 2
+}
+
+#[cfg(not(multiproc_loom))]
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_AT_FORK: extern "C" fn() = register;
