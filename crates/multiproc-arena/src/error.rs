@@ -39,6 +39,8 @@ pub enum ErrorKind {
     NoSpace,
     /// The process (`EMFILE`) or the system (`ENFILE`) has no file descriptors left.
     NoDescriptors,
+    /// A named object holds another type than the one asked for (or is no named object).
+    WrongType,
     /// Some other operating-system error; see [`Error::source`](std::error::Error::source).
     Io,
 }
@@ -105,6 +107,7 @@ impl fmt::Display for ErrorKind {
                 "no memory left for shared memory (/dev/shm or the memory limit is full)"
             }
             ErrorKind::NoDescriptors => "no file descriptors left",
+            ErrorKind::WrongType => "the named object holds another type",
             ErrorKind::Io => "I/O error",
         };
         f.write_str(s)

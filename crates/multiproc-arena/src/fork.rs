@@ -36,18 +36,22 @@ pub fn epoch() -> u64 {
 
 static EPOCH: AtomicU64 = AtomicU64::new(0);
 
-/// What the registry keeps per block: the local handle count and what freeing needs.
+/// What the registry keeps per shared object: the local handle count, the width of its
+/// shared count, and what freeing needs.
 pub(crate) struct Held {
     count: u32,
+    wide: bool,
     release: Release,
 }
 
-/// How to give a block back when the last reference goes (for [`release_handles`]).
-pub(crate) struct Release {
-    pub(crate) arena: crate::Arena,
-    pub(crate) off: crate::Offset<u8>,
-    pub(crate) size: usize,
-    pub(crate) align: usize,
+/// How to give an object back when the last reference goes (for [`release_handles`]): the
+/// arena blocks to free, as `(offset, size, align)`.
+#[derive(Debug)]
+pub struct Release {
+    /// The arena holding the blocks (kept mapped while the registry holds a reference).
+    pub arena: crate::Arena,
+    /// The blocks, as allocated.
+    pub blocks: Vec<(crate::Offset<u8>, usize, usize)>,
 }
 
 struct Registry {
@@ -86,25 +90,43 @@ fn with_map<R>(f: impl FnOnce(&mut HashMap<usize, Held>) -> R) -> R {
 
 /// This process took one more handle of the block whose shared count is `refs`.
 pub(crate) fn acquired(refs: &AtomicU32, release: impl FnOnce() -> Release) {
-    let key = refs as *const AtomicU32 as usize;
-    // Build what freeing needs outside the lock (it clones an Arc).
-    let mut release = Some(release);
+    acquired_at(refs as *const AtomicU32 as usize, false, release)
+}
+
+/// This process took a reference (held through one handle) to an object whose shared count
+/// is the 64-bit `refs` and whose memory is `release`'s blocks: counted for every forked
+/// child from now on, until [`released_wide`]. For crates whose objects keep their own
+/// count (the queue).
+pub fn acquired_wide(refs: &AtomicU64, release: impl FnOnce() -> Release) {
+    acquired_at(refs as *const AtomicU64 as usize, true, release)
+}
+
+fn acquired_at(key: usize, wide: bool, release: impl FnOnce() -> Release) {
     let fresh = with_map(|m| match m.get_mut(&key) {
         Some(h) => {
             h.count += 1;
-            true
+            false
         }
-        None => false,
+        None => true,
     });
-    if !fresh {
-        let r = (release.take().expect("once"))();
-        with_map(|m| m.entry(key).or_insert(Held { count: 0, release: r }).count += 1);
+    if fresh {
+        // Build what freeing needs outside the lock (it clones an Arc and allocates).
+        let r = release();
+        with_map(|m| m.entry(key).or_insert(Held { count: 0, wide, release: r }).count += 1);
     }
 }
 
 /// This process dropped one handle of the block whose shared count is `refs`.
 pub(crate) fn released(refs: &AtomicU32) {
-    let key = refs as *const AtomicU32 as usize;
+    released_at(refs as *const AtomicU32 as usize)
+}
+
+/// The counterpart of [`acquired_wide`].
+pub fn released_wide(refs: &AtomicU64) {
+    released_at(refs as *const AtomicU64 as usize)
+}
+
+fn released_at(key: usize) {
     let gone = with_map(|m| {
         let h = m.get_mut(&key)?;
         h.count -= 1;
@@ -114,7 +136,22 @@ pub(crate) fn released(refs: &AtomicU32) {
             None
         }
     });
-    drop(gone); // the Arena clone, outside the lock
+    drop(gone); // the Arena clone and the block list, outside the lock
+}
+
+/// [`drop_ref`] for a 64-bit count: `true` when it was the last reference.
+pub fn drop_ref_wide(refs: &AtomicU64) -> bool {
+    let old = refs.fetch_sub(1, Ordering::Release);
+    if old == 0 {
+        eprintln!("multiproc-arena: a shared object's reference count fell below zero");
+        std::process::abort();
+    }
+    if old == 1 {
+        std::sync::atomic::fence(Ordering::Acquire);
+        true
+    } else {
+        false
+    }
 }
 
 /// Drops one shared reference; `true` when it was the last (the caller frees the block).
@@ -139,15 +176,22 @@ pub(crate) fn drop_ref(refs: &AtomicU32) -> bool {
 pub fn release_handles() {
     let map = with_map(std::mem::take);
     for (key, h) in map {
-        // SAFETY: the key is the address of a live block's count: the registry held a
-        // reference (and an Arena clone keeping the mapping) until now.
-        let refs = unsafe { &*(key as *const AtomicU32) };
         for _ in 0..h.count {
-            if drop_ref(refs) {
+            let last = if h.wide {
+                // SAFETY: the key is the address of a live object's count: the registry held
+                // a reference (and an Arena clone keeping the mapping) until now.
+                drop_ref_wide(unsafe { &*(key as *const AtomicU64) })
+            } else {
+                // SAFETY: as above.
+                drop_ref(unsafe { &*(key as *const AtomicU32) })
+            };
+            if last {
                 let r = &h.release;
-                // SAFETY: the count reached zero, so no handle in any process uses the
-                // block; it was allocated with this size and alignment.
-                unsafe { r.arena.free_raw(r.off, r.size, r.align) };
+                for &(off, size, align) in &r.blocks {
+                    // SAFETY: the count reached zero, so no handle in any process uses the
+                    // object; its blocks were allocated with these sizes and alignments.
+                    unsafe { r.arena.free_raw(off, size, align) };
+                }
                 break;
             }
         }
@@ -168,10 +212,16 @@ extern "C" fn prepare() {
     // SAFETY: the lock is held.
     if let Some(m) = unsafe { &*REGISTRY.map.get() } {
         for (&key, h) in m {
-            // SAFETY: this process holds `h.count` references to this live block (the map
-            // entry proves it), so the count's address is valid.
-            let refs = unsafe { &*(key as *const AtomicU32) };
-            let old = refs.fetch_add(h.count, Ordering::Relaxed);
+            let old = if h.wide {
+                // SAFETY: this process holds `h.count` references to this live object (the
+                // map entry proves it), so the count's address is valid.
+                let refs = unsafe { &*(key as *const AtomicU64) };
+                refs.fetch_add(h.count as u64, Ordering::Relaxed).min(u32::MAX as u64) as u32
+            } else {
+                // SAFETY: as above.
+                let refs = unsafe { &*(key as *const AtomicU32) };
+                refs.fetch_add(h.count, Ordering::Relaxed)
+            };
             if old > u32::MAX / 2 {
                 // Overflow is near: better an abort than a count that wraps to zero.
                 std::process::abort();

@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// `b"MPROCSEG"` as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MPROCSEG");
@@ -25,11 +25,14 @@ const SHM_DIR: &str = "/dev/shm";
 pub const MAX_NAME_LEN: usize = 250;
 
 const STATE_READY: u32 = 1;
-const FLAG_PERSIST: u32 = 1;
+pub(crate) const FLAG_PERSIST: u32 = 1;
 pub(crate) const FLAG_ARENA: u32 = 2;
 /// Some process maps this named segment without holding the in-use lock (taking it failed):
 /// [`cleanup_orphans`] never removes it.
 const FLAG_UNTRACKED: u32 = 4;
+/// The name goes when its last user does (named objects): every user's drop checks, through
+/// the in-use locks, whether another process still has the file open, and unlinks if not.
+pub(crate) const FLAG_LAST_USER: u32 = 8;
 /// The byte of a named segment's file on which every process that has the file open holds
 /// an open-file-description read lock (far past any data: locks are advisory and need no
 /// bytes). The kernel drops a process's lock when it dies, so "no lock" proves that no
@@ -55,7 +58,14 @@ pub(crate) struct SegmentHeader {
     creator_id: u64,
     /// The length the creator asked for (usable bytes before rounding to pages).
     user_len: u64,
-    _reserved: [u64; 9],
+    /// A named object's block (see [`crate::named`]): its offset in the segment's arena, 0
+    /// until published (with Release, after `root_tag` and `root_len`).
+    pub(crate) root: AtomicU64,
+    /// The named object's type tag.
+    pub(crate) root_tag: AtomicU64,
+    /// The named object's element count.
+    pub(crate) root_len: AtomicU64,
+    _reserved: [u64; 6],
 }
 
 #[cfg(not(multiproc_loom))]
@@ -74,6 +84,9 @@ mod layout {
     const_assert_eq!(offset_of!(SegmentHeader, flags), 36);
     const_assert_eq!(offset_of!(SegmentHeader, creator_id), 40);
     const_assert_eq!(offset_of!(SegmentHeader, user_len), 48);
+    const_assert_eq!(offset_of!(SegmentHeader, root), 56);
+    const_assert_eq!(offset_of!(SegmentHeader, root_tag), 64);
+    const_assert_eq!(offset_of!(SegmentHeader, root_len), 72);
 }
 
 /// A mapped shared-memory segment.
@@ -386,6 +399,11 @@ impl Segment {
         self.header().flags.load(Ordering::Acquire)
     }
 
+    /// Sets header flags (atomically; seen by every process).
+    pub(crate) fn set_flags(&self, flags: u32) {
+        self.header().flags.fetch_or(flags, Ordering::AcqRel);
+    }
+
     /// Keeps the name after the creator drops the segment or dies (like a file); remove it
     /// with [`Segment::unlink`] or [`Segment::unlink_name`].
     pub fn persist(&mut self) {
@@ -428,6 +446,21 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        let flags = self.flags();
+        if self.name.is_some() && flags & FLAG_LAST_USER != 0 {
+            // The last user removes the name (our own description's lock is not reported).
+            if flags & FLAG_PERSIST == 0
+                && matches!(
+                    crate::sys::ofd_locked_by_other(self.file.as_fd(), IN_USE_OFFSET),
+                    Ok(false)
+                )
+            {
+                if let Some(n) = &self.name {
+                    let _ = std::fs::remove_file(shm_path(n));
+                }
+            }
+            return;
+        }
         // Only the creating process unlinks (a forked child inherits the struct, not the duty).
         if self.unlink_on_drop && self.creator == crate::sys::getpid() {
             if let Some(n) = &self.name {

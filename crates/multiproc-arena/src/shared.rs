@@ -120,12 +120,24 @@ mod real {
         fn register(&self) {
             crate::fork::acquired(&self.header().refs, || {
                 let (size, align) = layout::<T>(self.len).expect("layout was valid");
-                crate::fork::Release { arena: self.arena.clone(), off: self.off, size, align }
+                crate::fork::Release {
+                    arena: self.arena.clone(),
+                    blocks: vec![(self.off, size, align)],
+                }
             });
         }
 
-        /// Rebuilds a handle from a received (arena, offset), checking every claim.
+        /// Rebuilds a handle from a received (arena, offset), checking every claim; the
+        /// sender took the reference it adopts.
         fn adopt(arena: Arena, off: Offset<u8>, len: usize, tag: u64) -> Result<Self> {
+            let b = Self::adopt_unregistered(arena, off, len, tag)?;
+            b.register();
+            Ok(b)
+        }
+
+        /// [`adopt`](Self::adopt) without recording the handle (the caller does, once it
+        /// holds a reference).
+        fn adopt_unregistered(arena: Arena, off: Offset<u8>, len: usize, tag: u64) -> Result<Self> {
             let bad = |why: &str| Error::new(ErrorKind::InvalidHandle, why.to_string());
             if tag != type_tag::<T>() {
                 return Err(bad("element type differs from the sender's"));
@@ -153,7 +165,6 @@ mod real {
                 len,
                 _owns: PhantomData,
             };
-            b.register();
             Ok(b)
         }
 
@@ -166,6 +177,22 @@ mod real {
             // SAFETY: `len` initialised values of T live at `data` while we hold a reference;
             // T: ShmSafe is Sync, so shared access from several processes is allowed.
             unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
+        }
+
+        /// Takes a reference unless the count already fell to zero (the block is being
+        /// freed): for opening a named object, which no existing handle keeps alive.
+        fn try_add_ref(&self) -> bool {
+            let refs = &self.header().refs;
+            let mut n = refs.load(Ordering::Relaxed);
+            loop {
+                if n == 0 || n >= u32::MAX / 2 {
+                    return false;
+                }
+                match refs.compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed) {
+                    Ok(_) => return true,
+                    Err(x) => n = x,
+                }
+            }
         }
 
         fn add_ref(&self) {
@@ -237,6 +264,76 @@ mod real {
         }
     }
 
+    /// A named arena just large enough for one block of `bytes`, whose name goes with its
+    /// last user.
+    fn named_arena(name: &str, bytes: usize) -> Result<Arena> {
+        let arena = Arena::create(name, bytes.saturating_add(4096).max(16 * 1024))?;
+        arena.segment().set_flags(crate::segment::FLAG_LAST_USER);
+        Ok(arena)
+    }
+
+    /// Records the named object's block in its segment header (the last step: openers
+    /// wait for it).
+    fn publish(arena: &Arena, off: Offset<u8>, len: usize, tag: u64) {
+        let h = arena.segment().header();
+        h.root_tag.store(tag, Ordering::Relaxed);
+        h.root_len.store(len as u64, Ordering::Relaxed);
+        h.root.store(off.raw(), Ordering::Release);
+    }
+
+    /// Opens the named object `name` as `len` values of `T`, taking a reference.
+    fn open_root<T: ShmSafe>(name: &str, len: usize) -> Result<Block<T>> {
+        let arena = Arena::open(name)?;
+        let h = arena.segment().header();
+        let off = h.root.load(Ordering::Acquire);
+        if off == 0 {
+            return Err(Error::new(ErrorKind::NotInitialized, format!("{name}: being created")));
+        }
+        let (tag, n) = (h.root_tag.load(Ordering::Relaxed), h.root_len.load(Ordering::Relaxed));
+        if tag != type_tag::<T>() || n != len as u64 {
+            return Err(Error::new(
+                ErrorKind::WrongType,
+                format!("{name} does not hold {len} x {}", std::any::type_name::<T>()),
+            ));
+        }
+        let b = Block::adopt_unregistered(arena, Offset::from_raw(off), len, tag)?;
+        if !b.try_add_ref() {
+            return Err(Error::new(ErrorKind::NotFound, format!("{name}: its last user left")));
+        }
+        b.register();
+        Ok(b)
+    }
+
+    /// `create()`, or `open()` if the name exists (retrying briefly while its creator is
+    /// still making it, or if it vanished in between).
+    fn open_or_create<S>(
+        name: &str,
+        create: impl FnOnce() -> Result<S>,
+        open: impl Fn(&str) -> Result<S>,
+    ) -> Result<S> {
+        let mut create = Some(create);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match open(name) {
+                Ok(s) => return Ok(s),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    if let Some(c) = create.take() {
+                        match c() {
+                            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                            other => return other,
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::NotInitialized => {}
+                Err(e) => return Err(e),
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::new(ErrorKind::NotInitialized, format!("{name}: never ready")));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// A `T` in shared memory with a cross-process reference count (an `Arc` whose count is
     /// shared by every process). Dereferences to `&T`; mutate through atomics or a lock.
     ///
@@ -270,6 +367,44 @@ mod real {
         /// How many handles exist across all processes (a snapshot).
         pub fn ref_count(&self) -> u32 {
             self.0.header().refs.load(Ordering::Relaxed)
+        }
+
+        /// Places `value` under `name` (a named segment in `/dev/shm`, mode 0600) that any
+        /// process of the user can [`open_named`](Self::open_named), parent or not. The name
+        /// goes when the last process using the object drops it, or is SIGKILLed (then the
+        /// next [`cleanup_orphans`](crate::cleanup_orphans) removes it), unless
+        /// [`persist_name`](Self::persist_name) keeps it. `AlreadyExists` if the name is
+        /// taken.
+        pub fn create_named(name: &str, value: T) -> Result<Self> {
+            let arena = named_arena(name, std::mem::size_of::<T>())?;
+            let s = Self::new_in(&arena, value)?;
+            publish(&arena, s.0.off, 1, type_tag::<T>());
+            Ok(s)
+        }
+
+        /// Opens the value another process placed under `name` with
+        /// [`create_named`](Self::create_named). `NotFound` if there is none, `WrongType`
+        /// if it holds another type, `NotInitialized` while its creator is still making it.
+        pub fn open_named(name: &str) -> Result<Self> {
+            open_root::<T>(name, 1).map(Shared)
+        }
+
+        /// Opens `name`, or creates it with `init()` if it does not exist; exactly one of
+        /// several racing processes creates it, the others open what it made.
+        pub fn open_or_create_named(name: &str, init: impl FnOnce() -> T) -> Result<Self> {
+            open_or_create(name, || Self::create_named(name, init()), Self::open_named)
+        }
+
+        /// Keeps the name after every user is gone (remove it with
+        /// [`Segment::unlink_name`](crate::Segment::unlink_name)); for named objects only.
+        pub fn persist_name(&self) {
+            let seg = self.0.arena.segment();
+            if seg.flags() & crate::segment::FLAG_PERSIST == 0 {
+                // The name holds a reference of its own (never given back: the object's
+                // memory is the named segment's, and goes with the file).
+                self.0.add_ref();
+                seg.set_flags(crate::segment::FLAG_PERSIST);
+            }
         }
 
         /// Whether two handles share one value.

@@ -46,6 +46,12 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// For an [`ErrorKind::Arena`] error, the arena's kind: `NotFound`, `AlreadyExists`,
+    /// `WrongType` for the named constructors, `NoSpace`, `NoDescriptors`, ….
+    pub fn arena_kind(&self) -> Option<multiproc_arena::ErrorKind> {
+        self.source.as_ref().map(|e| e.kind())
+    }
 }
 
 impl From<ErrorKind> for Error {
@@ -68,7 +74,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::TooManyReleases => "semaphore or lock released too many times",
             ErrorKind::BrokenBarrier => "the barrier is broken",
             ErrorKind::InvalidArgument => "invalid argument",
-            ErrorKind::Arena => "could not place the object in shared memory",
+            ErrorKind::Arena => "could not place or find the object in shared memory",
         })
     }
 }

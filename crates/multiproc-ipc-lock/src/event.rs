@@ -60,6 +60,34 @@ impl Event {
         Ok(Event { state: Shared::new_in(arena, EventState { word: AtomicU32::new(0) })? })
     }
 
+    /// Creates an event under `name` that unrelated processes of the user can
+    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
+    /// the last process using it drops it, or is SIGKILLed (then the next
+    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
+    pub fn create_named(name: &str) -> Result<Event> {
+        Ok(Event { state: Shared::create_named(name, EventState { word: AtomicU32::new(0) })? })
+    }
+
+    /// Opens the event another process created under `name`: `NotFound` if there is
+    /// none, `WrongType` if the name holds another kind of object.
+    pub fn open(name: &str) -> Result<Event> {
+        Ok(Event { state: Shared::open_named(name)? })
+    }
+
+    /// Keeps the name after every user is gone (a named object only; remove it with
+    /// `multiproc_arena::Segment::unlink_name`).
+    pub fn persist_name(&self) {
+        self.state.persist_name()
+    }
+
+    /// Opens `name`, creating it if it does not exist (one of several racing processes
+    /// creates it).
+    pub fn open_or_create(name: &str) -> Result<Event> {
+        Ok(Event {
+            state: Shared::open_or_create_named(name, || EventState { word: AtomicU32::new(0) })?,
+        })
+    }
+
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
         self.state.word.load(Ordering::Acquire) & SET != 0

@@ -78,6 +78,32 @@ impl RLock {
         Ok(RLock { state: Shared::new_in(arena, Self::fresh())? })
     }
 
+    /// Creates a recursive lock under `name` that unrelated processes of the user can
+    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
+    /// the last process using it drops it, or is SIGKILLed (then the next
+    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
+    pub fn create_named(name: &str) -> Result<RLock> {
+        Ok(RLock { state: Shared::create_named(name, Self::fresh())? })
+    }
+
+    /// Opens the rlock another process created under `name`: `NotFound` if there is
+    /// none, `WrongType` if the name holds another kind of object.
+    pub fn open(name: &str) -> Result<RLock> {
+        Ok(RLock { state: Shared::open_named(name)? })
+    }
+
+    /// Keeps the name after every user is gone (a named object only; remove it with
+    /// `multiproc_arena::Segment::unlink_name`).
+    pub fn persist_name(&self) {
+        self.state.persist_name()
+    }
+
+    /// Opens `name`, creating it if it does not exist (one of several racing processes
+    /// creates it).
+    pub fn open_or_create(name: &str) -> Result<RLock> {
+        Ok(RLock { state: Shared::open_or_create_named(name, Self::fresh)? })
+    }
+
     fn fresh() -> RLockState {
         RLockState {
             raw: RawLock::new(),

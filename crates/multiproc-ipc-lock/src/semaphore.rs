@@ -306,6 +306,28 @@ impl Semaphore {
         Ok(Semaphore { state: Shared::new_in(arena, SemState::new(value, SEMAPHORE_VALUE_MAX)?)? })
     }
 
+    /// Creates a semaphore with `value` under `name` that unrelated processes of the user can
+    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
+    /// the last process using it drops it, or is SIGKILLed (then the next
+    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
+    pub fn create_named(name: &str, value: u32) -> Result<Semaphore> {
+        Ok(Semaphore {
+            state: Shared::create_named(name, SemState::new(value, SEMAPHORE_VALUE_MAX)?)?,
+        })
+    }
+
+    /// Opens the semaphore another process created under `name`: `NotFound` if there is
+    /// none, `WrongType` if the name holds another kind of object.
+    pub fn open(name: &str) -> Result<Semaphore> {
+        Ok(Semaphore { state: Shared::open_named(name)? })
+    }
+
+    /// Keeps the name after every user is gone (a named object only; remove it with
+    /// `multiproc_arena::Segment::unlink_name`).
+    pub fn persist_name(&self) {
+        self.state.persist_name()
+    }
+
     /// Gives back one unit, waking a waiter; returns the new value. An error of kind
     /// [`TooManyReleases`](ErrorKind::TooManyReleases) above [`SEMAPHORE_VALUE_MAX`].
     pub fn release(&self) -> Result<u32> {
@@ -328,6 +350,26 @@ impl BoundedSemaphore {
     /// A bounded semaphore holding `value` units (also its maximum), in `arena`.
     pub fn new_in(arena: &Arena, value: u32) -> Result<BoundedSemaphore> {
         Ok(BoundedSemaphore { state: Shared::new_in(arena, SemState::new(value, value)?)? })
+    }
+
+    /// Creates a semaphore with `value` under `name` that unrelated processes of the user can
+    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
+    /// the last process using it drops it, or is SIGKILLed (then the next
+    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
+    pub fn create_named(name: &str, value: u32) -> Result<BoundedSemaphore> {
+        Ok(BoundedSemaphore { state: Shared::create_named(name, SemState::new(value, value)?)? })
+    }
+
+    /// Opens the semaphore another process created under `name`: `NotFound` if there is
+    /// none, `WrongType` if the name holds another kind of object.
+    pub fn open(name: &str) -> Result<BoundedSemaphore> {
+        Ok(BoundedSemaphore { state: Shared::open_named(name)? })
+    }
+
+    /// Keeps the name after every user is gone (a named object only; remove it with
+    /// `multiproc_arena::Segment::unlink_name`).
+    pub fn persist_name(&self) {
+        self.state.persist_name()
     }
 
     /// Gives back one unit; an error of kind [`TooManyReleases`](ErrorKind::TooManyReleases)

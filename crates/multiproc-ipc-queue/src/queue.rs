@@ -7,7 +7,7 @@ use crate::ring::{
 };
 use crate::shm::{self, ShmMem, MAX_SPILLS, MAX_STREAMS};
 use crate::{spill, stream};
-use multiproc_arena::sync::atomic::{fence, AtomicU64, Ordering};
+use multiproc_arena::sync::atomic::{AtomicU64, Ordering};
 use multiproc_arena::Arena;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -70,13 +70,18 @@ pub(crate) struct Inner {
     pub(crate) ring: Ring<ShmMem>,
     /// `(fork epoch + 1) << 16 | party index`, 0 before registration.
     me: AtomicU64,
-    /// Fork epoch in which this handle took its reference.
-    epoch: u64,
 }
 
 impl Inner {
+    /// A process's handle on a queue whose reference it holds (the creator's, the sender's
+    /// taken for it, or one it took on opening): recorded in the arena's fork registry, so a
+    /// forked child's inherited handle is counted for it (see `multiproc_arena::fork`).
     fn new(mem: ShmMem) -> Inner {
-        Inner { ring: Ring::new(mem), me: AtomicU64::new(0), epoch: crate::sys::fork_epoch() }
+        let inner = Inner { ring: Ring::new(mem), me: AtomicU64::new(0) };
+        multiproc_arena::fork::acquired_wide(&inner.ring.header().refs, || {
+            inner.ring.mem.release()
+        });
+        inner
     }
 
     /// This process's party index, registering on first use (and again after a fork).
@@ -95,14 +100,11 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // A forked child inherits handles without taking references: it must not give
-        // back what it did not take.
-        if crate::sys::fork_epoch() != self.epoch {
-            return;
-        }
+        // A forked child's inherited handle was counted for it at the fork: it gives back
+        // its own reference like any process.
         let h = self.ring.header();
-        if h.refs.fetch_sub(1, Ordering::Release) == 1 {
-            fence(Ordering::Acquire);
+        multiproc_arena::fork::released_wide(&h.refs);
+        if multiproc_arena::fork::drop_ref_wide(&h.refs) {
             // SAFETY: the count reached zero: no handle in any process uses the queue.
             unsafe { self.ring.mem.free() };
         }

@@ -265,6 +265,18 @@ impl ShmMem {
     ///
     /// # Safety
     /// No handle in any process uses the queue any more (the reference count hit zero).
+    /// What the arena's fork registry needs to give this queue back (see
+    /// `multiproc_arena::fork`).
+    pub(crate) fn release(&self) -> multiproc_arena::fork::Release {
+        multiproc_arena::fork::Release {
+            arena: self.arena.clone(),
+            blocks: vec![
+                (self.data_off, self.n_slots * SLOT_BYTES, 4096),
+                (self.ctrl_off, self.ctrl_size, CTRL_ALIGN),
+            ],
+        }
+    }
+
     pub(crate) unsafe fn free(&self) {
         // SAFETY: allocated in `create` with these layouts; the caller promises no users.
         unsafe {

@@ -351,6 +351,11 @@ fn transferred_handle_keeps_queue_alive() {
     let q2: Queue<u32> = transfer::decode(&msg.bytes, msg.fds).unwrap();
     assert_eq!(q2.get().unwrap(), 9);
     drop(q2);
+    // (A child another test forked meanwhile may hold an inherited copy for a moment.)
+    let t0 = std::time::Instant::now();
+    while arena.used() != used0 && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     assert_eq!(arena.used(), used0, "the last handle frees the queue");
 }
 
