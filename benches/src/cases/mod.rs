@@ -17,7 +17,7 @@ mod floor;
 mod lock;
 mod manager;
 mod pipe;
-mod pool;
+pub(crate) mod pool;
 mod queue;
 mod shm;
 mod spawn;
