@@ -565,7 +565,7 @@ mod tests {
             [
                 "shm.segment_lifecycle_4kib",
                 "shm.write_64mib",
-                "floor.memcpy_64mib",
+                "floor.memfd_first_touch_64mib",
                 "floor.shm_lifecycle_4kib"
             ]
         );

@@ -138,7 +138,10 @@ fn a_whole_run_writes_the_report() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("shm.write_64mib") && table.contains("floor.memcpy_64mib"), "{table}");
+    assert!(
+        table.contains("shm.write_64mib") && table.contains("floor.memfd_first_touch_64mib"),
+        "{table}"
+    );
     let json = std::fs::read_to_string(dir.join("report.json")).unwrap();
     assert!(json.starts_with("[\n  {\"case\": \"shm.segment_lifecycle_4kib\", \"unit\": \"µs\""));
     assert_eq!(json.matches("\"case\"").count(), 4, "{json}");

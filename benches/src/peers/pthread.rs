@@ -24,57 +24,8 @@ pub(crate) const PEERS: &[Peer] = &[
     },
 ];
 
-/// A robust process-shared mutex at the start of a shared mapping (the counter lives at 256).
-struct RobustMutex {
-    map: sys::SharedMap,
-}
-
-impl RobustMutex {
-    fn new() -> RobustMutex {
-        let map = sys::SharedMap::new(4096).expect("mmap");
-        let m = map.as_ptr().cast::<libc::pthread_mutex_t>();
-        // SAFETY: `m` points at zeroed shared memory large and aligned enough for a
-        // pthread_mutex_t; the attribute object lives on this stack frame until destroyed.
-        unsafe {
-            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
-            assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
-            assert_eq!(
-                libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
-                0
-            );
-            assert_eq!(libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST), 0);
-            assert_eq!(libc::pthread_mutex_init(m, &attr), 0);
-            libc::pthread_mutexattr_destroy(&mut attr);
-        }
-        RobustMutex { map }
-    }
-
-    fn raw(&self) -> *mut libc::pthread_mutex_t {
-        self.map.as_ptr().cast()
-    }
-
-    /// Locks; a holder that died is recovered from (`EOWNERDEAD` → consistent), as a robust
-    /// lock's user must.
-    fn lock(&self) {
-        // SAFETY: initialised in `new`, shared by fork.
-        match unsafe { libc::pthread_mutex_lock(self.raw()) } {
-            0 => {}
-            libc::EOWNERDEAD => {
-                // SAFETY: we hold the mutex after EOWNERDEAD.
-                assert_eq!(unsafe { libc::pthread_mutex_consistent(self.raw()) }, 0);
-            }
-            e => panic!("pthread_mutex_lock: {e}"),
-        }
-    }
-
-    fn unlock(&self) {
-        // SAFETY: locked by this thread.
-        assert_eq!(unsafe { libc::pthread_mutex_unlock(self.raw()) }, 0);
-    }
-}
-
 fn uncontended(o: &Opts) -> f64 {
-    let m = RobustMutex::new();
+    let m = sys::RobustMutex::new();
     let n = o.iters(20_000_000, 6_000_000);
     let d = timed(o.warm(n), n, |_| {
         m.lock();
@@ -84,8 +35,8 @@ fn uncontended(o: &Opts) -> f64 {
 }
 
 fn contended_2proc(o: &Opts) -> f64 {
-    let m = RobustMutex::new();
-    let counter = m.map.u64_at(256);
+    let m = sys::RobustMutex::new();
+    let counter = m.map().u64_at(256);
     let n = o.iters(5_000_000, 2_000_000);
     let work = || {
         for _ in 0..n {
