@@ -205,7 +205,9 @@ fn rtt(o: &Opts, n: u64, blocking: bool) -> f64 {
     let notifier = blocking
         .then(|| event(&node, tag, "ping-ev").notifier_builder().create().expect("notifier"));
     let end = End { tx, rx, events: notifier.zip(listener) };
-    let d = crate::cases::timed(o.warm(n), n, |i| {
+    // Busy-polling receivers: a warm-up of at least SPIN_WARM, as pipe.rtt_active's.
+    let min_warm = if blocking { std::time::Duration::ZERO } else { crate::cases::SPIN_WARM };
+    let d = crate::cases::timed_warm_for(min_warm, o.warm(n), n, |i| {
         end.send(i);
         assert_eq!(end.recv(), i);
     });
