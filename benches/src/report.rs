@@ -35,6 +35,8 @@ pub(crate) struct Row {
     pub(crate) python: Figure,
     /// The floor's median (or the ideal), in the case's unit.
     pub(crate) floor: Option<f64>,
+    /// The Rust peers measured for this case (name, median), in the case's unit.
+    pub(crate) peers: Vec<(&'static str, Figure)>,
 }
 
 impl Row {
@@ -50,6 +52,40 @@ impl Row {
     /// multiproc ÷ floor.
     pub(crate) fn vs_floor(&self) -> Option<f64> {
         self.ratio(self.floor)
+    }
+
+    /// The best measured peer (name, figure) by the case's direction.
+    pub(crate) fn best_peer(&self) -> Option<(&'static str, f64)> {
+        let better = |a: f64, b: f64| if self.case.better == Better::Lower { a < b } else { a > b };
+        self.peers.iter().filter_map(|(n, f)| Some((*n, f.value()?))).fold(None, |best, (n, v)| {
+            match best {
+                Some((_, b)) if !better(v, b) => best,
+                _ => Some((n, v)),
+            }
+        })
+    }
+
+    /// multiproc ÷ the best peer.
+    pub(crate) fn vs_best_peer(&self) -> Option<f64> {
+        self.ratio(self.best_peer().map(|p| p.1))
+    }
+
+    /// The peers cell: `name figure (multiproc÷peer×)`, joined by ` · `; `—` when none.
+    fn peers_cell(&self) -> String {
+        if self.peers.is_empty() {
+            return "—".into();
+        }
+        self.peers
+            .iter()
+            .map(|(n, f)| match f {
+                Figure::Value(v) => {
+                    format!("{n} {} ({})", fmt_num(*v), fmt_ratio(self.ratio(Some(*v))))
+                }
+                Figure::Failed(_) => format!("{n} FAILED"),
+                _ => format!("{n} —"),
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
     }
 
     /// A ratio turned into "times better" (above 1: multiproc is better).
@@ -180,7 +216,7 @@ fn unit_cell(c: &Case) -> String {
     format!("{} {}", c.unit, if c.better == Better::Lower { "↓" } else { "↑" })
 }
 
-fn cells(r: &Row) -> [String; 7] {
+fn cells(r: &Row) -> [String; 9] {
     let fig = |f: &Figure, absent: &str| match f {
         Figure::Value(v) => fmt_num(*v),
         Figure::Absent => absent.into(),
@@ -195,29 +231,40 @@ fn cells(r: &Row) -> [String; 7] {
         r.floor.map_or_else(|| "—".into(), fmt_num),
         fmt_ratio(r.vs_python()),
         fmt_ratio(r.vs_floor()),
+        r.peers_cell(),
+        fmt_ratio(r.vs_best_peer()),
     ]
 }
 
-const HEADERS: [&str; 7] =
-    ["case", "unit", "multiproc", "CPython", "floor", "multiproc÷CPython", "multiproc÷floor"];
+const HEADERS: [&str; 9] = [
+    "case",
+    "unit",
+    "multiproc",
+    "CPython",
+    "floor",
+    "multiproc÷CPython",
+    "multiproc÷floor",
+    "Rust peers (multiproc÷peer)",
+    "multiproc÷best peer",
+];
 
 /// The plain-text table for stdout.
 pub(crate) fn table(rows: &[Row]) -> String {
-    let body: Vec<[String; 7]> = rows.iter().map(cells).collect();
+    let body: Vec<[String; 9]> = rows.iter().map(cells).collect();
     let width = |i: usize| {
         body.iter().map(|c| c[i].chars().count()).chain([HEADERS[i].chars().count()]).max()
     };
-    let w: Vec<usize> = (0..7).map(|i| width(i).unwrap_or(0)).collect();
+    let w: Vec<usize> = (0..9).map(|i| width(i).unwrap_or(0)).collect();
     let line = |c: &[String]| {
         let mut s = String::new();
         for (i, cell) in c.iter().enumerate() {
             let pad = w[i] - cell.chars().count();
-            if i < 2 {
+            if i < 2 || i == 7 {
                 s += &format!("{cell}{}", " ".repeat(pad));
             } else {
                 s += &format!("{}{cell}", " ".repeat(pad));
             }
-            if i < 6 {
+            if i < 8 {
                 s += " | ";
             }
         }
@@ -263,22 +310,29 @@ fn json_num(v: f64) -> String {
 }
 
 /// `report.json`: one object per row with a multiproc number, exactly the keys
-/// case, unit, better, multiproc, python, floor.
+/// case, unit, better, multiproc, python, floor, peers (`{NAME: figure, …}`, the peers measured
+/// for the case, in its unit; `{}` when none).
 pub(crate) fn json(rows: &[Row]) -> String {
     let objs: Vec<String> = rows
         .iter()
         .filter_map(|r| {
             let m = r.multiproc.value()?;
             let opt = |v: Option<f64>| v.map_or_else(|| "null".into(), json_num);
+            let peers: Vec<String> = r
+                .peers
+                .iter()
+                .filter_map(|(n, f)| Some(format!("{}: {}", json_str(n), json_num(f.value()?))))
+                .collect();
             Some(format!(
                 "  {{\"case\": {}, \"unit\": {}, \"better\": {}, \"multiproc\": {}, \"python\": {}, \
-                 \"floor\": {}}}",
+                 \"floor\": {}, \"peers\": {{{}}}}}",
                 json_str(r.case.name),
                 json_str(r.case.unit),
                 json_str(r.case.better.as_str()),
                 json_num(m),
                 opt(r.python.value()),
-                opt(r.floor)
+                opt(r.floor),
+                peers.join(", ")
             ))
         })
         .collect();
@@ -295,7 +349,7 @@ pub(crate) fn markdown(rows: &[Row], m: &Machine, notes: &[String]) -> String {
     let _ = writeln!(s, "Measured {}.  ", m.line());
     let _ = writeln!(s, "{}; each figure from fresh processes, sides alternated.\n", m.how);
     let _ = writeln!(s, "| {} |", HEADERS.join(" | "));
-    let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|");
+    let _ = writeln!(s, "|---|---|--:|--:|--:|--:|--:|---|--:|");
     for r in rows {
         let c = cells(r);
         let _ = writeln!(s, "| `{}` | {} |", c[0], c[1..].join(" | "));
@@ -304,7 +358,8 @@ pub(crate) fn markdown(rows: &[Row], m: &Machine, notes: &[String]) -> String {
         s,
         "\n↓ lower is better, ↑ higher is better. A ratio below 1× on a ↓ row (above 1× on a ↑ \
          row) means multiproc is ahead. `floor.*` rows are the hardware limits measured in the \
-         same run (see `benches/README.md`)."
+         same run; the Rust peers are other crates doing the case's work, measured in the same \
+         run by the same harness (see `benches/README.md`)."
     );
     for n in notes {
         let _ = writeln!(s, "\n{n}");
@@ -319,13 +374,18 @@ fn esc(s: &str) -> String {
 /// `report.svg`: per case, how many times better than CPython (a bar from 1×) and what share of
 /// the hardware floor it reaches (a diamond), on one log axis where right is better.
 pub(crate) fn svg(rows: &[Row], m: &Machine) -> String {
-    let plotted: Vec<(&Row, Option<f64>, Option<f64>)> = rows
+    // Per row: times better than CPython, share of the floor, times better than the best peer.
+    type Plotted<'a> = (&'a Row, Option<f64>, Option<f64>, Option<f64>);
+    let plotted: Vec<Plotted<'_>> = rows
         .iter()
         .filter(|r| !r.case.is_floor())
-        .map(|r| (r, r.advantage(r.vs_python()), r.advantage(r.vs_floor())))
-        .filter(|(_, a, b)| a.is_some() || b.is_some())
+        .map(|r| {
+            let peer = r.advantage(r.vs_best_peer());
+            (r, r.advantage(r.vs_python()), r.advantage(r.vs_floor()), peer)
+        })
+        .filter(|(_, a, b, c)| a.is_some() || b.is_some() || c.is_some())
         .collect();
-    let vals: Vec<f64> = plotted.iter().flat_map(|(_, a, b)| [*a, *b]).flatten().collect();
+    let vals: Vec<f64> = plotted.iter().flat_map(|(_, a, b, c)| [*a, *b, *c]).flatten().collect();
     let lo_v = vals.iter().copied().fold(1.0f64, f64::min).max(1e-6);
     let hi_v = vals.iter().copied().fold(1.0f64, f64::max).min(1e6);
     let mut lo = lo_v.log10().floor() as i32;
@@ -334,7 +394,7 @@ pub(crate) fn svg(rows: &[Row], m: &Machine) -> String {
         lo -= 1;
         hi += 1;
     }
-    let (left, right, top, row_h) = (250.0, 870.0, 96.0, 30.0);
+    let (left, right, top, row_h) = (250.0, 870.0, 110.0, 36.0);
     let width = 960.0;
     let height = top + row_h * plotted.len().max(1) as f64 + 56.0;
     let x = |v: f64| {
@@ -351,8 +411,8 @@ pub(crate) fn svg(rows: &[Row], m: &Machine) -> String {
     let _ = writeln!(s, "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
     let _ = writeln!(
         s,
-        "<text x=\"20\" y=\"26\" font-size=\"17\" font-weight=\"bold\">multiproc against CPython \
-         and the hardware floor (log scale, right is better)</text>"
+        "<text x=\"20\" y=\"26\" font-size=\"17\" font-weight=\"bold\">multiproc against CPython, \
+         the Rust peers and the hardware floor (log scale, right is better)</text>"
     );
     let _ = writeln!(s, "<text x=\"20\" y=\"46\" fill=\"#555\">{}</text>", esc(&m.line()));
     // legend
@@ -362,7 +422,10 @@ pub(crate) fn svg(rows: &[Row], m: &Machine) -> String {
          <rect x=\"40\" y=\"58\" width=\"18\" height=\"10\" fill=\"#c62828\"/>\
          <text x=\"64\" y=\"68\">bar: times faster than CPython (green ahead, red behind)</text>\
          <path d=\"M 470 57 l 6 6 l -6 6 l -6 -6 z\" fill=\"#ef6c00\"/>\
-         <text x=\"484\" y=\"68\">diamond: share of the floor reached (1× = at the floor)</text>"
+         <text x=\"484\" y=\"68\">diamond: share of the floor reached (1× = at the floor)</text>\
+         <circle cx=\"20\" cy=\"82\" r=\"5\" fill=\"#1565c0\"/>\
+         <text x=\"30\" y=\"86\">circle: times better than the best Rust peer of the case \
+         (iceoryx2, ipc-channel, crossbeam-channel, procspawn, pthread-robust, threads)</text>"
     );
     let bottom = top + row_h * plotted.len().max(1) as f64;
     for d in lo..=hi {
@@ -402,7 +465,7 @@ pub(crate) fn svg(rows: &[Row], m: &Machine) -> String {
         (left + right) / 2.0,
         bottom + 40.0
     );
-    for (i, (r, adv_py, adv_floor)) in plotted.iter().enumerate() {
+    for (i, (r, adv_py, adv_floor, adv_peer)) in plotted.iter().enumerate() {
         let yc = top + row_h * i as f64 + row_h / 2.0;
         if i % 2 == 1 {
             let _ = writeln!(
@@ -452,6 +515,21 @@ pub(crate) fn svg(rows: &[Row], m: &Machine) -> String {
                 fmt_num(*f)
             );
         }
+        if let (Some(a), Some((name, _))) = (adv_peer, r.best_peer()) {
+            let xp = x(*a);
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{xp:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"#1565c0\" stroke=\"white\">\
+                 <title>{}× vs {}</title></circle><text x=\"{xp:.1}\" y=\"{:.1}\" \
+                 text-anchor=\"middle\" font-size=\"10\" fill=\"#1565c0\">{} {}</text>",
+                yc + 6.0,
+                fmt_num(*a),
+                esc(name),
+                yc + 16.0,
+                fmt_num(*a),
+                esc(name)
+            );
+        }
     }
     if plotted.is_empty() {
         let _ = writeln!(
@@ -490,33 +568,46 @@ mod tests {
     }
 
     fn row(case: &'static Case, m: Figure, p: Figure, floor: Option<f64>) -> Row {
-        Row { case, multiproc: m, python: p, floor }
+        Row { case, multiproc: m, python: p, floor, peers: Vec::new() }
     }
 
     #[test]
     fn json_has_exactly_the_keys_and_skips_absent_rows() {
         let shm = crate::cases::find("shm.write_64mib").unwrap();
         let pipe = crate::cases::find("pipe.rtt_blocking").unwrap();
+        let mut with_peers = row(shm, Figure::Value(5000.0), Figure::Value(1000.0), Some(10_000.0));
+        with_peers.peers = vec![
+            ("iceoryx2", Figure::Value(10_000.0)),
+            ("threads", Figure::Failed("boom".into())),
+            ("ipc-channel", Figure::Value(2500.0)),
+        ];
         let rows = [
-            row(shm, Figure::Value(5000.0), Figure::Value(1000.0), Some(10_000.0)),
+            with_peers,
             row(pipe, Figure::Absent, Figure::Value(40.0), Some(12.0)),
             row(shm, Figure::Value(1.5), Figure::Unavailable, None),
         ];
+        assert_eq!(rows[0].best_peer(), Some(("iceoryx2", 10_000.0)));
+        assert_eq!(rows[0].vs_best_peer(), Some(0.5));
         let j = json(&rows);
         assert_eq!(
             j,
             "[\n  {\"case\": \"shm.write_64mib\", \"unit\": \"MB/s\", \"better\": \"higher\", \
-             \"multiproc\": 5000, \"python\": 1000, \"floor\": 10000},\n  {\"case\": \
-             \"shm.write_64mib\", \"unit\": \"MB/s\", \"better\": \"higher\", \"multiproc\": 1.5, \
-             \"python\": null, \"floor\": null}\n]\n"
+             \"multiproc\": 5000, \"python\": 1000, \"floor\": 10000, \"peers\": {\"iceoryx2\": \
+             10000, \"ipc-channel\": 2500}},\n  {\"case\": \"shm.write_64mib\", \"unit\": \"MB/s\", \
+             \"better\": \"higher\", \"multiproc\": 1.5, \"python\": null, \"floor\": null, \
+             \"peers\": {}}\n]\n"
         );
         let t = table(&rows);
         assert!(t.contains("not yet") && t.contains("n/a") && t.contains("5.00×"), "{t}");
+        assert!(t.contains("iceoryx2 10.0k (0.500×) · threads FAILED · ipc-channel 2500 (2.00×)"));
         let m = Machine::detect(None, Scale::Smoke, 1);
         let svg = svg(&rows, &m);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("shm.write_64mib") && svg.contains("5.00×"));
         let md = markdown(&rows, &m, &["a note".into()]);
-        assert!(md.contains("| `pipe.rtt_blocking` | µs ↓ | not yet | 40.0 | 12.0 | — | — |"));
+        assert!(
+            md.contains("| `pipe.rtt_blocking` | µs ↓ | not yet | 40.0 | 12.0 | — | — | — | — |")
+        );
+        assert!(svg.contains("0.500 iceoryx2"), "the best peer's circle");
     }
 }

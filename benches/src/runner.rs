@@ -2,6 +2,7 @@
 //! CPython side, floors) round-robin over the repetitions, takes medians and writes the report.
 
 use crate::cases::{self, Case, Floor, Opts, Scale};
+use crate::peers::{self, Peer};
 use crate::report::{self, Figure, Machine, Row};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -9,9 +10,11 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
-usage: bench-runner [--quick] [--reps N] [--no-python] [--skip-absent] [--out DIR] [CASE...]
-       bench-runner --list
-       bench-runner case NAME [--quick|--smoke]   (one figure of the multiproc side)
+usage: bench-runner [--quick] [--reps N] [--no-python] [--no-peers] [--skip-absent] [--out DIR]
+                    [CASE...]
+       bench-runner --list | --list-peers
+       bench-runner case NAME [--quick|--smoke]        (one figure of the multiproc side)
+       bench-runner peer CASE PEER [--quick|--smoke]   (one figure of a Rust peer)
 
 CASE is a case name or a prefix (`queue.`, `lock`); the floors the chosen cases are read
 against are measured too. Default: everything, 5 repetitions (--quick: 3, less work each).";
@@ -41,6 +44,26 @@ pub(crate) fn case_main(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `bench-runner peer CASE PEER [--quick|--smoke]`: measures one peer figure in this process
+/// and prints it on stdout.
+pub(crate) fn peer_main(args: &[String]) -> ExitCode {
+    let (Some(case), Some(name)) = (args.first(), args.get(1)) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let Some(peer) = peers::find(case, name) else {
+        eprintln!("no peer {name:?} of {case:?} in this build (see bench-runner --list-peers)");
+        return ExitCode::from(2);
+    };
+    let v = (peer.run)(&Opts { scale: scale_of(&args[2..]) });
+    if !(v.is_finite() && v > 0.0) {
+        eprintln!("{case} {name}: measured {v}, not a positive number");
+        return ExitCode::FAILURE;
+    }
+    println!("{v}");
+    ExitCode::SUCCESS
+}
+
 fn scale_of(flags: &[String]) -> Scale {
     if flags.iter().any(|f| f == "--smoke") {
         Scale::Smoke
@@ -56,8 +79,10 @@ struct Cli {
     scale: Scale,
     reps: usize,
     python: bool,
+    peers: bool,
     skip_absent: bool,
     list: bool,
+    list_peers: bool,
     out: Option<PathBuf>,
     filters: Vec<String>,
 }
@@ -67,8 +92,10 @@ fn parse(args: &[String]) -> Result<Cli, String> {
         scale: Scale::Full,
         reps: 0,
         python: true,
+        peers: true,
         skip_absent: false,
         list: false,
+        list_peers: false,
         out: None,
         filters: Vec::new(),
     };
@@ -78,6 +105,8 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             "--quick" => cli.scale = Scale::Quick,
             "--smoke" => cli.scale = Scale::Smoke,
             "--no-python" => cli.python = false,
+            "--no-peers" => cli.peers = false,
+            "--list-peers" => cli.list_peers = true,
             "--skip-absent" => cli.skip_absent = true,
             "--list" => cli.list = true,
             "--reps" => {
@@ -137,6 +166,8 @@ fn select(filters: &[String]) -> Result<Vec<&'static Case>, String> {
 enum Side {
     Multiproc,
     Python,
+    /// The peer at this index of the run's peer list.
+    Peer(usize),
 }
 
 /// The CPython interpreter: `$PYTHON` or `python3`, with its version, if it runs and has
@@ -175,6 +206,15 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
                 (false, false) => "-",
             };
             println!("{:<32} {:<7} {:<32} {}", c.name, c.unit, side, c.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    if cli.list_peers {
+        for p in peers::all() {
+            println!("{:<32} {:<18} {}", p.case, p.name, p.about);
+        }
+        if !peers::heavy_built() {
+            println!("(not built: {}; build with --features peers)", peers::HEAVY.join(", "));
         }
         return ExitCode::SUCCESS;
     }
@@ -227,6 +267,21 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
             dropped.join(", ")
         ));
     }
+    // The peers of the measured cases (a peer is read against the multiproc figure).
+    let peer_list: Vec<&Peer> = if cli.peers {
+        rows.iter().filter(|c| c.rust.is_some()).flat_map(|c| peers::of(c.name)).collect()
+    } else {
+        Vec::new()
+    };
+    if !cli.peers {
+        notes.push("--no-peers: the Rust peers were not measured.".into());
+    } else if !peers::heavy_built() {
+        notes.push(format!(
+            "This bench-runner was built without the `peers` feature: {} were not measured \
+             (`cargo xtask bench` builds with it).",
+            peers::HEAVY.join(", ")
+        ));
+    }
     let mut items: Vec<(usize, Side)> = Vec::new();
     for (i, c) in rows.iter().enumerate() {
         if c.rust.is_some() {
@@ -234,6 +289,11 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         }
         if c.python && python.is_some() {
             items.push((i, Side::Python));
+        }
+        for (k, p) in peer_list.iter().enumerate() {
+            if p.case == c.name {
+                items.push((i, Side::Peer(k)));
+            }
         }
     }
     let exe = std::env::current_exe().expect("current_exe");
@@ -282,15 +342,24 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
                     c.arg(&bench_py).arg(case.name).env("PYTHONDONTWRITEBYTECODE", "1");
                     c
                 }
+                Side::Peer(p) => {
+                    let mut c = Command::new(&exe);
+                    c.args(["peer", case.name, peer_list[p].name]);
+                    c
+                }
             };
             cmd.args(scale_flag);
             let t = Instant::now();
             let res = measure(&mut cmd, timeout, &out_path, &err_path);
-            let who = if side == Side::Multiproc { "multiproc" } else { "CPython" };
+            let who = match side {
+                Side::Multiproc => "multiproc",
+                Side::Python => "CPython",
+                Side::Peer(p) => peer_list[p].name,
+            };
             match res {
                 Ok(v) => {
                     eprintln!(
-                        "[{}/{}] {:<32} {:<9} {:>12} {:<7} ({:.1} s)",
+                        "[{}/{}] {:<32} {:<17} {:>12} {:<7} ({:.1} s)",
                         rep + 1,
                         cli.reps,
                         case.name,
@@ -349,22 +418,30 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
                 .and_then(|j| figure(j, Side::Multiproc).value()),
             Floor::Parallel(w) => Some(w.min(cpus as u32) as f64),
         };
+        let peer_figs = peer_list
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.case == c.name)
+            .map(|(k, p)| (p.name, figure(i, Side::Peer(k))))
+            .collect();
         out_rows.push(Row {
             case: c,
             multiproc: figure(i, Side::Multiproc),
             python: python_fig,
             floor,
+            peers: peer_figs,
         });
     }
     let failed: Vec<String> = out_rows
         .iter()
         .flat_map(|r| {
-            [(&r.multiproc, "multiproc"), (&r.python, "CPython")].into_iter().filter_map(
-                move |(f, who)| match f {
+            [(&r.multiproc, "multiproc"), (&r.python, "CPython")]
+                .into_iter()
+                .chain(r.peers.iter().map(|(n, f)| (f, *n)))
+                .filter_map(move |(f, who)| match f {
                     Figure::Failed(e) => Some(format!("{} ({who}): {e}", r.case.name)),
                     _ => None,
-                },
-            )
+                })
         })
         .collect();
     if rows.iter().any(|c| c.rust.is_none()) {
@@ -488,7 +565,7 @@ mod tests {
             [
                 "shm.segment_lifecycle_4kib",
                 "shm.write_64mib",
-                "floor.memcpy_64mib",
+                "floor.memfd_first_touch_64mib",
                 "floor.shm_lifecycle_4kib"
             ]
         );

@@ -238,11 +238,6 @@ impl SharedMap {
         self.ptr
     }
 
-    /// The length in bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// The atomic u32 at byte offset `off` (4-aligned, in bounds).
     pub(crate) fn u32_at(&self, off: usize) -> &AtomicU32 {
         assert!(off % 4 == 0 && off + 4 <= self.len);
@@ -256,6 +251,104 @@ impl SharedMap {
         assert!(off % 8 == 0 && off + 8 <= self.len);
         // SAFETY: as in `u32_at`.
         unsafe { &*self.ptr.add(off).cast::<std::sync::atomic::AtomicU64>() }
+    }
+}
+
+/// A fresh memfd of `len` bytes mapped shared and writable; unmapped and closed on drop. Its
+/// pages are allocated on first touch.
+#[derive(Debug)]
+pub(crate) struct MemfdMap {
+    map: SharedMap,
+    _fd: OwnedFd,
+}
+
+impl MemfdMap {
+    pub(crate) fn new(len: usize) -> io::Result<MemfdMap> {
+        // SAFETY: a valid C string; the returned descriptor is owned below.
+        let fd = unsafe { libc::memfd_create(c"mpbench-floor".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: plain syscall on our descriptor.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: maps `len` bytes of our memfd; unmapped by SharedMap's drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(MemfdMap { map: SharedMap { ptr: ptr.cast(), len }, _fd: fd })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.map.as_ptr()
+    }
+}
+
+/// A robust process-shared mutex at the start of a shared mapping (the counter lives at 256).
+#[derive(Debug)]
+pub(crate) struct RobustMutex {
+    map: SharedMap,
+}
+
+impl RobustMutex {
+    pub(crate) fn new() -> RobustMutex {
+        let map = SharedMap::new(4096).expect("mmap");
+        let m = map.as_ptr().cast::<libc::pthread_mutex_t>();
+        // SAFETY: `m` points at zeroed shared memory large and aligned enough for a
+        // pthread_mutex_t; the attribute object lives on this stack frame until destroyed.
+        unsafe {
+            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+            assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
+            assert_eq!(
+                libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+                0
+            );
+            assert_eq!(libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST), 0);
+            assert_eq!(libc::pthread_mutex_init(m, &attr), 0);
+            libc::pthread_mutexattr_destroy(&mut attr);
+        }
+        RobustMutex { map }
+    }
+
+    /// The shared mapping holding the mutex (bytes from 256 on are free for the caller).
+    pub(crate) fn map(&self) -> &SharedMap {
+        &self.map
+    }
+
+    fn raw(&self) -> *mut libc::pthread_mutex_t {
+        self.map.as_ptr().cast()
+    }
+
+    /// Locks; a holder that died is recovered from (`EOWNERDEAD` → consistent), as a robust
+    /// lock's user must.
+    pub(crate) fn lock(&self) {
+        // SAFETY: initialised in `new`, shared by fork.
+        match unsafe { libc::pthread_mutex_lock(self.raw()) } {
+            0 => {}
+            libc::EOWNERDEAD => {
+                // SAFETY: we hold the mutex after EOWNERDEAD.
+                assert_eq!(unsafe { libc::pthread_mutex_consistent(self.raw()) }, 0);
+            }
+            e => panic!("pthread_mutex_lock: {e}"),
+        }
+    }
+
+    pub(crate) fn unlock(&self) {
+        // SAFETY: locked by this thread.
+        assert_eq!(unsafe { libc::pthread_mutex_unlock(self.raw()) }, 0);
     }
 }
 

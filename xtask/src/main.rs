@@ -3,7 +3,8 @@
 //! - `ci`: fmt --check, clippy -D warnings, tests, docs -D warnings, loom — what `.ci/run` does.
 //! - `loom [-p CRATE]`: the loom models (`--cfg multiproc_loom`, release + debug assertions).
 //! - `tidy`: hygiene checks (also run by `cargo test -p xtask`).
-//! - `bench [--quick] [CASE…]`: the benchmark harness (see `benches/`).
+//! - `bench [--quick] [CASE…]`: the benchmark harness (see `benches/`), built with its `peers`
+//!   feature (iceoryx2, ipc-channel, procspawn), which the workspace's tests leave out.
 //! - `soak --minutes N`: the chaos soak of `tests/` (package `multiproc-tests`).
 //! - `fuzz [--cases N]`: every package's hostile-input tests (`tests/hostile.rs`), release
 //!   mode, with `MULTIPROC_FUZZ_CASES=N` (default 1,000,000).
@@ -119,8 +120,10 @@ fn bench(args: &[String]) -> Result<(), String> {
     if !root().join("benches/Cargo.toml").exists() {
         return Err("the benchmark package (benches/) is not built yet".into());
     }
+    // The heavy Rust peers are behind the `peers` feature, off in `cargo test --workspace`.
     run(cargo()
-        .args(["run", "--release", "-p", "multiproc-benches", "--bin", "bench-runner", "--"])
+        .args(["run", "--release", "-p", "multiproc-benches", "--features", "peers"])
+        .args(["--bin", "bench-runner", "--"])
         .args(args))
 }
 

@@ -17,7 +17,7 @@ mod floor;
 mod lock;
 mod manager;
 mod pipe;
-mod pool;
+pub(crate) mod pool;
 mod queue;
 mod shm;
 mod spawn;
@@ -147,6 +147,32 @@ pub(crate) fn timed(warm: u64, n: u64, mut f: impl FnMut(u64)) -> Duration {
     }
     t.elapsed()
 }
+
+/// As [`timed`], but the warm-up also lasts at least `min_warm` of wall time (spinning peers:
+/// right after a fork both processes may share a CPU until the scheduler spreads them, and the
+/// CPUs' clocks ramp up; a warm-up of a fixed count is over long before that on a fast
+/// machine, so `--quick` and a full run would time different states).
+pub(crate) fn timed_warm_for(
+    min_warm: Duration,
+    warm: u64,
+    n: u64,
+    mut f: impl FnMut(u64),
+) -> Duration {
+    let t0 = Instant::now();
+    let mut i = 0;
+    while i < warm || t0.elapsed() < min_warm {
+        f(i);
+        i += 1;
+    }
+    let t = Instant::now();
+    for k in 0..n {
+        f(i + k);
+    }
+    t.elapsed()
+}
+
+/// The warm-up of the cases whose processes spin for each other (see [`timed_warm_for`]).
+pub(crate) const SPIN_WARM: Duration = Duration::from_millis(200);
 
 /// Microseconds per iteration.
 pub(crate) fn us_per(d: Duration, n: u64) -> f64 {

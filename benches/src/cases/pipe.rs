@@ -61,7 +61,9 @@ fn rtt(o: &Opts, n: u64, spin: Duration) -> f64 {
         a.send(&Some(i)).expect("send");
         assert_eq!(a.recv::<Option<u64>>().expect("recv"), Some(i));
     };
-    let d = super::timed(o.warm(n), n, one);
+    // Spinning receivers: a warm-up of at least SPIN_WARM (see timed_warm_for).
+    let min_warm = if spin > Duration::ZERO { super::SPIN_WARM } else { Duration::ZERO };
+    let d = super::timed_warm_for(min_warm, o.warm(n), n, one);
     a.send(&None::<u64>).expect("send");
     child.join();
     us_per(d, n)
@@ -72,7 +74,7 @@ fn rtt_blocking(o: &Opts) -> f64 {
 }
 
 fn rtt_active(o: &Opts) -> f64 {
-    rtt(o, o.iters(50_000, 5_000), ACTIVE_SPIN)
+    rtt(o, o.iters(50_000, 20_000), ACTIVE_SPIN)
 }
 
 /// CPython's `_payload(size)`: bytes `(i * 7 + 3) & 0xFF` for i in 0..256, repeated.

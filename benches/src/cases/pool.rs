@@ -99,10 +99,10 @@ fn submit(o: &Opts) -> f64 {
 /// piece lasts about as long on both sides (tens of ms). With CPython's step count a piece
 /// would last under a millisecond, and the figure would measure the scheduler's time slices
 /// rather than the pool.
-const STEPS_PER_CPYTHON_STEP: u64 = 100;
+pub(crate) const STEPS_PER_CPYTHON_STEP: u64 = 100;
 
 /// CPython's `cpu_piece`: `k` through `steps` steps of a 64-bit LCG.
-fn cpu_piece((k, steps): (u64, u64)) -> u64 {
+pub(crate) fn cpu_piece((k, steps): (u64, u64)) -> u64 {
     let mut x = k;
     for _ in 0..black_box(steps) {
         x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);

@@ -19,7 +19,7 @@ pub(crate) const CASES: &[Case] = &[
         name: "shm.write_64mib",
         unit: "MB/s",
         better: Better::Higher,
-        floor: Floor::Case("floor.memcpy_64mib"),
+        floor: Floor::Case("floor.memfd_first_touch_64mib"),
         rust: Some(write_64mib),
         python: true,
         about: "a forked child writes 64 MiB into a named segment and exits; the parent reads \
