@@ -45,6 +45,8 @@ mod shared;
 mod shm_safe;
 
 #[cfg(not(multiproc_loom))]
+pub mod named;
+#[cfg(not(multiproc_loom))]
 mod segment;
 #[cfg(not(multiproc_loom))]
 mod shared_memory;

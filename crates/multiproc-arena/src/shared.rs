@@ -264,74 +264,21 @@ mod real {
         }
     }
 
-    /// A named arena just large enough for one block of `bytes`, whose name goes with its
-    /// last user.
-    fn named_arena(name: &str, bytes: usize) -> Result<Arena> {
-        let arena = Arena::create(name, bytes.saturating_add(4096).max(16 * 1024))?;
-        arena.segment().set_flags(crate::segment::FLAG_LAST_USER);
-        Ok(arena)
-    }
-
-    /// Records the named object's block in its segment header (the last step: openers
-    /// wait for it).
-    fn publish(arena: &Arena, off: Offset<u8>, len: usize, tag: u64) {
-        let h = arena.segment().header();
-        h.root_tag.store(tag, Ordering::Relaxed);
-        h.root_len.store(len as u64, Ordering::Relaxed);
-        h.root.store(off.raw(), Ordering::Release);
-    }
-
     /// Opens the named object `name` as `len` values of `T`, taking a reference.
     fn open_root<T: ShmSafe>(name: &str, len: usize) -> Result<Block<T>> {
-        let arena = Arena::open(name)?;
-        let h = arena.segment().header();
-        let off = h.root.load(Ordering::Acquire);
-        if off == 0 {
-            return Err(Error::new(ErrorKind::NotInitialized, format!("{name}: being created")));
-        }
-        let (tag, n) = (h.root_tag.load(Ordering::Relaxed), h.root_len.load(Ordering::Relaxed));
+        let (arena, off, n, tag) = crate::named::root(name)?;
         if tag != type_tag::<T>() || n != len as u64 {
             return Err(Error::new(
                 ErrorKind::WrongType,
                 format!("{name} does not hold {len} x {}", std::any::type_name::<T>()),
             ));
         }
-        let b = Block::adopt_unregistered(arena, Offset::from_raw(off), len, tag)?;
+        let b = Block::adopt_unregistered(arena, off, len, tag)?;
         if !b.try_add_ref() {
             return Err(Error::new(ErrorKind::NotFound, format!("{name}: its last user left")));
         }
         b.register();
         Ok(b)
-    }
-
-    /// `create()`, or `open()` if the name exists (retrying briefly while its creator is
-    /// still making it, or if it vanished in between).
-    fn open_or_create<S>(
-        name: &str,
-        create: impl FnOnce() -> Result<S>,
-        open: impl Fn(&str) -> Result<S>,
-    ) -> Result<S> {
-        let mut create = Some(create);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            match open(name) {
-                Ok(s) => return Ok(s),
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    if let Some(c) = create.take() {
-                        match c() {
-                            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                            other => return other,
-                        }
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::NotInitialized => {}
-                Err(e) => return Err(e),
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(Error::new(ErrorKind::NotInitialized, format!("{name}: never ready")));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
     }
 
     /// A `T` in shared memory with a cross-process reference count (an `Arc` whose count is
@@ -376,9 +323,9 @@ mod real {
         /// [`persist_name`](Self::persist_name) keeps it. `AlreadyExists` if the name is
         /// taken.
         pub fn create_named(name: &str, value: T) -> Result<Self> {
-            let arena = named_arena(name, std::mem::size_of::<T>())?;
+            let arena = crate::named::create(name, std::mem::size_of::<T>() + 4096)?;
             let s = Self::new_in(&arena, value)?;
-            publish(&arena, s.0.off, 1, type_tag::<T>());
+            crate::named::publish(&arena, s.0.off, 1, type_tag::<T>());
             Ok(s)
         }
 
@@ -392,18 +339,21 @@ mod real {
         /// Opens `name`, or creates it with `init()` if it does not exist; exactly one of
         /// several racing processes creates it, the others open what it made.
         pub fn open_or_create_named(name: &str, init: impl FnOnce() -> T) -> Result<Self> {
-            open_or_create(name, || Self::create_named(name, init()), Self::open_named)
+            crate::named::open_or_create(
+                name,
+                || Self::create_named(name, init()),
+                Self::open_named,
+            )
         }
 
         /// Keeps the name after every user is gone (remove it with
         /// [`Segment::unlink_name`](crate::Segment::unlink_name)); for named objects only.
         pub fn persist_name(&self) {
-            let seg = self.0.arena.segment();
-            if seg.flags() & crate::segment::FLAG_PERSIST == 0 {
+            if !crate::named::is_persistent(&self.0.arena) {
                 // The name holds a reference of its own (never given back: the object's
                 // memory is the named segment's, and goes with the file).
                 self.0.add_ref();
-                seg.set_flags(crate::segment::FLAG_PERSIST);
+                crate::named::persist(&self.0.arena);
             }
         }
 

@@ -100,6 +100,24 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// For an error from the arena, the arena's kind: `NotFound`, `AlreadyExists`,
+    /// `WrongType` for the named constructors, `NoSpace`, `NoDescriptors`, ….
+    pub fn arena_kind(&self) -> Option<multiproc_arena::ErrorKind> {
+        self.source.as_ref()?.downcast_ref::<multiproc_arena::Error>().map(|e| e.kind())
+    }
+}
+
+impl From<multiproc_arena::Error> for Error {
+    fn from(e: multiproc_arena::Error) -> Self {
+        Error::arena(e)
+    }
+}
+
+impl multiproc_arena::named::HasArenaKind for Error {
+    fn arena_kind(&self) -> Option<multiproc_arena::ErrorKind> {
+        Error::arena_kind(self)
+    }
 }
 
 impl fmt::Display for Error {

@@ -8,7 +8,7 @@ use crate::ring::{
 use crate::shm::{self, ShmMem, MAX_SPILLS, MAX_STREAMS};
 use crate::{spill, stream};
 use multiproc_arena::sync::atomic::{AtomicU64, Ordering};
-use multiproc_arena::Arena;
+use multiproc_arena::{Arena, Offset};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -223,6 +223,27 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
         // Nobody else knows the queue yet: set before it can be shared.
         crate::ring::Mem::header(&mem).spill_budget.store(self.spill_budget, Ordering::Relaxed);
         Ok(Queue { inner: Arc::new(Inner::new(mem)), _item: PhantomData })
+    }
+
+    /// Creates the queue under `name` (a named segment in `/dev/shm`, mode 0600) that
+    /// unrelated processes of the user can [`Queue::open`]. The name goes when the last
+    /// process using the queue drops it, or is SIGKILLed (then the next
+    /// `multiproc_arena::cleanup_orphans` removes it), unless
+    /// [`Queue::persist_name`] keeps it. A named queue has no spill file (it could not be
+    /// found by name): a message larger than half its ring streams through the ring, so its
+    /// `put` waits for a consumer. `AlreadyExists` if the name is taken.
+    pub fn create_named(self, name: &str) -> Result<Queue<T>> {
+        let arena = multiproc_arena::named::create(name, self.capacity + (1 << 20))?;
+        let q = QueueBuilder { spills: 0, ..self }.build_in(&arena)?;
+        let off = Offset::from_raw(q.inner.ring.mem.ctrl_offset());
+        multiproc_arena::named::publish(&arena, off, 0, type_tag::<T>());
+        Ok(q)
+    }
+
+    /// Opens `name`, creating it with this builder's settings if it does not exist (one
+    /// of several racing processes creates it).
+    pub fn open_or_create_named(self, name: &str) -> Result<Queue<T>> {
+        multiproc_arena::named::open_or_create(name, || self.create_named(name), Queue::open)
     }
 
     /// Creates a [`JoinableQueue`](crate::JoinableQueue) in the global arena.
@@ -521,6 +542,33 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// A builder for a queue with a `maxsize`, a capacity, ...
     pub fn builder() -> QueueBuilder<T> {
         QueueBuilder::new()
+    }
+
+    /// Opens the queue another process created under `name` with
+    /// [`QueueBuilder::create_named`]: `NotFound` if there is none, `WrongType` if the name
+    /// holds another object or a queue of another item type (see [`Error::arena_kind`]).
+    pub fn open(name: &str) -> Result<Self> {
+        let (arena, off, _, tag) = multiproc_arena::named::root(name)?;
+        if tag != type_tag::<T>() {
+            return Err(Error::arena(multiproc_arena::Error::new(
+                multiproc_arena::ErrorKind::WrongType,
+                format!("{name} does not hold a Queue<{}>", std::any::type_name::<T>()),
+            )));
+        }
+        let mem = ShmMem::open_named(arena, off.raw(), tag)?;
+        Ok(Queue { inner: Arc::new(Inner::new(mem)), _item: PhantomData })
+    }
+
+    /// Keeps the name after every user is gone (a named queue only; remove it with
+    /// `multiproc_arena::Segment::unlink_name`).
+    pub fn persist_name(&self) {
+        let arena = self.inner.ring.mem.arena();
+        if !multiproc_arena::named::is_persistent(arena) {
+            // The name holds a reference of its own (the queue's memory is the named
+            // segment's, and goes with the file).
+            self.inner.ring.header().refs.fetch_add(1, Ordering::Relaxed);
+            multiproc_arena::named::persist(arena);
+        }
     }
 
     /// Puts `value`, waiting while the queue is full.

@@ -152,6 +152,46 @@ impl ShmMem {
         })
     }
 
+    /// Maps a named queue (created without spill entries) found by name, taking a reference
+    /// (unless its last user is leaving). Its spill file is a private stand-in: with no
+    /// spill entry, nothing is ever written to it.
+    pub(crate) fn open_named(arena: Arena, ctrl_off: u64, tag: u64) -> Result<ShmMem, Error> {
+        let bad = |why: &str| Error::new(ErrorKind::InvalidHandle, why);
+        let ctrl = arena
+            .ptr(Offset::from_raw(ctrl_off), HEADER)
+            .filter(|_| ctrl_off % CTRL_ALIGN as u64 == 0)
+            .ok_or_else(|| bad("named queue offset outside its arena"))?;
+        // SAFETY: HEADER bytes at `ctrl` are mapped and aligned (checked above); every field
+        // of Header is an atomic, valid for any bit pattern.
+        let h = unsafe { &*ctrl.cast::<Header>() };
+        if h.n_spills.load(Ordering::Relaxed) != 0 {
+            return Err(bad("a named queue has no spill entries"));
+        }
+        let mut n = h.refs.load(Ordering::Relaxed);
+        loop {
+            if n == 0 {
+                return Err(Error::arena(multiproc_arena::Error::new(
+                    multiproc_arena::ErrorKind::NotFound,
+                    "the named queue's last user left",
+                )));
+            }
+            match h.refs.compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(x) => n = x,
+            }
+        }
+        let spill_id = h.spill_id.load(Ordering::Relaxed);
+        let stand_in = crate::sys::memfd("multiproc-queue-spill")
+            .map(File::from)
+            .and_then(|f| f.write_all_at(&spill_file_head(spill_id), 0).map(|()| f))
+            .map_err(|e| Error::io(e, "creating the queue's spill stand-in"));
+        let opened = stand_in.and_then(|f| Self::open(arena, ctrl_off, tag, f.into()));
+        if opened.is_err() {
+            h.refs.fetch_sub(1, Ordering::Release);
+        }
+        opened
+    }
+
     /// Maps a queue received from another process, checking every claim.
     pub(crate) fn open(
         arena: Arena,

@@ -1,0 +1,76 @@
+//! A named queue between unrelated processes: copies of the test binary (children of the
+//! test, not of each other, inheriting nothing) open it by name.
+#![cfg(not(multiproc_loom))]
+
+use multiproc_arena::ErrorKind as AKind;
+use multiproc_ipc_queue::Queue;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+const ROLE: &str = "MULTIPROC_NAMED_QUEUE_ROLE";
+const NAME: &str = "MULTIPROC_NAMED_QUEUE_NAME";
+const PER_PRODUCER: u64 = 50_000;
+
+fn start(test: &str, role: &str, name: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE, role)
+        .env(NAME, name)
+        .spawn()
+        .unwrap()
+}
+
+fn wait_ok(mut c: Child, what: &str) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = c.try_wait().unwrap() {
+            assert!(st.success(), "{what}: {st}");
+            return;
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            let _ = c.kill();
+            panic!("{what}: still running after 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn named_queue_between_unrelated_processes_loses_nothing() {
+    if let (Ok(role), Ok(name)) = (std::env::var(ROLE), std::env::var(NAME)) {
+        let id: u64 = role.parse().unwrap();
+        let q = Queue::<(u64, u64)>::open(&name).unwrap();
+        for seq in 0..PER_PRODUCER {
+            q.put((id, seq)).unwrap();
+        }
+        return;
+    }
+    let test = "named_queue_between_unrelated_processes_loses_nothing";
+    let name = format!("mp-named-queue-{}", std::process::id());
+    let q = Queue::<(u64, u64)>::builder().maxsize(4096).create_named(&name).unwrap();
+    // Opening with another item type, or a name that holds nothing, is a typed error.
+    assert_eq!(Queue::<u32>::open(&name).unwrap_err().arena_kind(), Some(AKind::WrongType));
+    assert_eq!(
+        Queue::<u32>::open(&format!("{name}-none")).unwrap_err().arena_kind(),
+        Some(AKind::NotFound)
+    );
+    let t0 = Instant::now();
+    let kids = [start(test, "0", &name), start(test, "1", &name)];
+    let mut next = [0u64; 2];
+    for _ in 0..2 * PER_PRODUCER {
+        let (id, seq) = q.get_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(seq, next[id as usize], "producer {id}: FIFO, none lost or doubled");
+        next[id as usize] += 1;
+    }
+    for k in kids {
+        wait_ok(k, "a producer");
+    }
+    eprintln!("2 x {PER_PRODUCER} messages through a named queue in {:?}", t0.elapsed());
+    assert!(q.try_get().unwrap_err().is_empty());
+    assert_eq!(q.discarded(), 0);
+    drop(q);
+    assert!(
+        !std::path::Path::new("/dev/shm").join(&name).exists(),
+        "the name went with its last user"
+    );
+}
