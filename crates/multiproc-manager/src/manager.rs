@@ -422,6 +422,69 @@ impl Manager {
         self.create(c, Kind::Service).map(ServiceProxy::from_handle)
     }
 
+    fn named(&self, name: &str, what: Create, kind: Kind) -> Result<Arc<Handle>> {
+        let c = self.client()?;
+        match c.call(&Request::Named { name: name.to_string(), create: what })? {
+            Reply::Created(id) => Ok(Handle::new(c, id, kind)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The list registered on the server under `name`, made empty and registered if there is
+    /// none: how processes that share no parent reach one list (Python's
+    /// `BaseManager.register` with a shared object, then `get_list()` after `connect`).
+    /// Named objects live as long as the server. A name that holds another kind of object is
+    /// [`WrongKind`](ErrorKind::WrongKind); the item type is not recorded (a value that
+    /// does not decode as `T` is a [`Codec`](ErrorKind::Codec) error at use).
+    pub fn named_list<T: Data>(&self, name: &str) -> Result<ListProxy<T>> {
+        self.named(name, Create::List(Vec::new()), Kind::List).map(ListProxy::from_handle)
+    }
+
+    /// The dict registered under `name` (see [`named_list`](Self::named_list)).
+    pub fn named_dict<K: Data, V: Data>(&self, name: &str) -> Result<DictProxy<K, V>> {
+        self.named(name, Create::Dict(Vec::new()), Kind::Dict).map(DictProxy::from_handle)
+    }
+
+    /// The namespace registered under `name` (see [`named_list`](Self::named_list)).
+    pub fn named_namespace(&self, name: &str) -> Result<Namespace> {
+        self.named(name, Create::Namespace, Kind::Namespace).map(Namespace::from_handle)
+    }
+
+    /// The value registered under `name`, holding `init` if it is made now (see
+    /// [`named_list`](Self::named_list)).
+    pub fn named_value<T: Data>(&self, name: &str, init: T) -> Result<ValueProxy<T>> {
+        let v = self.enc(&init)?;
+        self.named(name, Create::Value(v), Kind::Value).map(ValueProxy::from_handle)
+    }
+
+    /// The unbounded queue registered under `name` (see [`named_list`](Self::named_list)).
+    pub fn named_queue<T: Data>(&self, name: &str) -> Result<QueueProxy<T>> {
+        self.named(name, Create::Queue { maxsize: 0 }, Kind::Queue).map(QueueProxy::from_handle)
+    }
+
+    /// The lock registered under `name` (see [`named_list`](Self::named_list)).
+    pub fn named_lock(&self, name: &str) -> Result<LockProxy> {
+        self.named(name, Create::Lock, Kind::Lock).map(LockProxy::from_handle)
+    }
+
+    /// The event registered under `name` (see [`named_list`](Self::named_list)).
+    pub fn named_event(&self, name: &str) -> Result<EventProxy> {
+        self.named(name, Create::Event, Kind::Event).map(EventProxy::from_handle)
+    }
+
+    /// The instance of service `service` registered under `name`, made from `init` if there
+    /// is none (see [`named_list`](Self::named_list)).
+    pub fn named_service<T: Service>(
+        &self,
+        name: &str,
+        service: &str,
+        init: T::Init,
+    ) -> Result<ServiceProxy<T>> {
+        let init = postcard::to_allocvec(&init).map_err(Error::codec)?;
+        let c = Create::Service { name: service.to_string(), init };
+        self.named(name, c, Kind::Service).map(ServiceProxy::from_handle)
+    }
+
     /// How many objects the server holds (Python's `_number_of_objects`).
     pub fn num_objects(&self) -> Result<usize> {
         match self.client()?.call(&Request::Info)? {

@@ -87,6 +87,26 @@ pub(crate) enum Create {
     Service { name: String, init: Vec<u8> },
 }
 
+impl Create {
+    /// The kind of object this creates.
+    pub(crate) fn kind(&self) -> Kind {
+        match self {
+            Create::List(_) => Kind::List,
+            Create::Dict(_) => Kind::Dict,
+            Create::Namespace => Kind::Namespace,
+            Create::Value(_) => Kind::Value,
+            Create::Queue { .. } => Kind::Queue,
+            Create::Lock => Kind::Lock,
+            Create::RLock => Kind::RLock,
+            Create::Semaphore { .. } => Kind::Semaphore,
+            Create::Condition => Kind::Condition,
+            Create::Event => Kind::Event,
+            Create::Barrier { .. } => Kind::Barrier,
+            Create::Service { .. } => Kind::Service,
+        }
+    }
+}
+
 /// One request.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
@@ -121,6 +141,13 @@ pub(crate) enum Request {
     Event(Id, EventOp),
     Barrier(Id, BarrierOp),
     Service(Id, Vec<u8>),
+    /// Gets the object registered under `name`, creating it with `create` (and registering
+    /// it) if there is none: Python's `BaseManager.register` + `get_*` for processes that
+    /// share no parent. The name holds a reference of its own, for the server's life.
+    Named {
+        name: String,
+        create: Create,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

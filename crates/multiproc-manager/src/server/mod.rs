@@ -87,6 +87,9 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     /// The public TCP address, if the server listens on one.
     tcp: Mutex<Option<Address>>,
+    /// Named objects (`Request::Named`): name -> object. Locked before `state`, around a
+    /// whole get-or-create, so that racing clients get one object.
+    names: Mutex<HashMap<String, Id>>,
 }
 
 impl fmt::Debug for Shared {
@@ -124,6 +127,7 @@ impl Shared {
             next_conn: AtomicU64::new(0),
             active: AtomicUsize::new(0),
             tcp: Mutex::default(),
+            names: Mutex::default(),
         })
     }
 
@@ -292,6 +296,7 @@ impl Shared {
     pub(crate) fn handle(&self, cx: &mut Cx<'_>, req: Request) -> Response {
         match req {
             Request::Create(c) => self.create(cx.session, c),
+            Request::Named { name, create } => self.named(cx.session, name, create),
             Request::Incref(id) => {
                 let mut st = lock(&self.state);
                 let slot = st.objects.get_mut(&id).ok_or_else(|| gone(id))?;
@@ -444,6 +449,35 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Gets (or creates and registers) the object named `name`, for `session`.
+    fn named(&self, session: u64, name: String, c: Create) -> Response {
+        let want = c.kind();
+        let mut names = lock(&self.names);
+        if let Some(&id) = names.get(&name) {
+            let mut st = lock(&self.state);
+            let slot = st.objects.get_mut(&id).ok_or_else(|| gone(id))?;
+            if slot.entry.kind != want {
+                let have = slot.entry.kind;
+                return Err(fault(
+                    ErrorKind::WrongKind,
+                    format!("{name:?} is a {have:?}, not a {want:?}"),
+                ));
+            }
+            slot.refs += 1;
+            credit(&mut st, session, id);
+            return Ok(Reply::Created(id));
+        }
+        let Reply::Created(id) = self.create(session, c)? else {
+            return Err(fault(ErrorKind::Protocol, "create answered something else"));
+        };
+        // The name's own reference, for the server's life.
+        if let Some(slot) = lock(&self.state).objects.get_mut(&id) {
+            slot.refs += 1;
+        }
+        names.insert(name, id);
+        Ok(Reply::Created(id))
     }
 
     fn create(&self, session: u64, c: Create) -> Response {
