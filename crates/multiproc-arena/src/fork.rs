@@ -139,7 +139,8 @@ fn released_at(key: usize) {
     drop(gone); // the Arena clone and the block list, outside the lock
 }
 
-/// [`drop_ref`] for a 64-bit count: `true` when it was the last reference.
+/// Drops one reference of a 64-bit count: `true` when it was the last (the caller frees the
+/// object). Aborts the process if the count was already zero.
 pub fn drop_ref_wide(refs: &AtomicU64) -> bool {
     let old = refs.fetch_sub(1, Ordering::Release);
     if old == 0 {

@@ -4,9 +4,18 @@
 //!
 //! Every primitive is a small state in an arena (the
 //! [global one](multiproc_arena::Arena::global) by default, or the one given to `new_in`),
-//! waits on a futex in that memory, is `Clone` (another handle to the same object), is
-//! inherited by forked children, and passes to spawned children and over a `Connection`
-//! through the arena's handle transfer (serde, inside a transfer context).
+//! waits on a futex in that memory, is `Clone` (another handle to the same object), and
+//! crosses processes in three ways, with this crate alone:
+//! - **fork** (any fork through libc: `libc::fork`, nix, `multiproc-spawn`): a child inherits
+//!   the handles, each counted for it by the arena's fork handler, so parent and child drop
+//!   their own copies (see [`multiproc_arena::fork`]; a child that `_exit`s without
+//!   dropping them calls `multiproc_arena::fork::release_handles` first, or leaks them);
+//! - **by name**, between processes that share no parent: `create_named` / `open` /
+//!   `open_or_create` on [`Lock`], [`RLock`], [`Mutex`], [`RwLock`], [`Semaphore`],
+//!   [`BoundedSemaphore`] and [`Event`] (a named segment per object, mode 0600; opening
+//!   another type is a typed error; see `examples/named_counter.rs`);
+//! - **handle transfer** to spawned children and over a `Connection` (serde, inside a
+//!   transfer context).
 //!
 //! - [`Lock`]: non-recursive; any process may release it (Python's `Lock`).
 //! - [`RLock`]: recursive, owned by one thread of one process (Python's `RLock`).
@@ -24,9 +33,11 @@
 //! [`PoisonError`](std::sync::PoisonError) (the guard is still handed over; `clear_poison`
 //! clears it). Python deadlocks there. A waiter that dies never blocks the others, a reader
 //! that dies stops blocking writers, and a [`Barrier`] party that dies while waiting breaks
-//! the barrier for the rest. How: each lock word names its holder's pid, and a waiter that
-//! slept 20 ms without the holder changing checks the holder's liveness (pid and start time,
-//! immune to PID reuse) — see the notes on `RawLock` in `src/raw.rs` for the measurements.
+//! the barrier for the rest. How: each lock word names its holder's arena identity, and a
+//! waiter that slept 20 ms without the holder changing asks the kernel whether the holder
+//! died ([`multiproc_arena::liveness`]: a proof, never a guess from a pid or `/proc`, so a
+//! live holder in another PID namespace is never taken over) — see the notes on `RawLock` in
+//! `src/raw.rs` for the measurements.
 //!
 //! Identity is per process and is refreshed in a forked child by a `pthread_atfork` handler,
 //! so children must be made with libc's `fork` (as `multiproc-spawn` and

@@ -15,6 +15,13 @@
 //! The protocols are documented in the `ring`, `spill` and `stream` module sources and
 //! checked with loom.
 //!
+//! A queue crosses processes with this crate alone: by **fork** (any fork through libc; the
+//! child's inherited handle is counted for it, see `multiproc_arena::fork`), **by name**
+//! between processes that share no parent ([`QueueBuilder::create_named`], [`Queue::open`];
+//! a named queue streams large messages instead of spilling them; see
+//! `examples/named_queue.rs`), and by **handle transfer** to spawned children or over a
+//! `Connection`.
+//!
 //! - [`Queue`]: `put`/`get` (blocking, `try_`, `_timeout`), `qsize`, `empty`, `full`,
 //!   `close`, iterators; built with [`QueueBuilder`] (`maxsize`, `capacity`).
 //! - [`JoinableQueue`]: a `Queue` with `task_done` and `join`.

@@ -41,33 +41,43 @@
 #![forbid(unsafe_code)]
 
 /// Shared-memory segments, the arena, `Shared`/`Value`/`Array`, `SharedMemory` (`multiproc-arena`).
+#[doc(inline)]
 pub use multiproc_arena as arena;
+#[doc(inline)]
 pub use multiproc_arena::{Arena, Array, Shared, SharedMemory, ShmSafe, Value};
 
 /// Locks, semaphores, conditions, events, barriers (`multiproc-ipc-lock`).
 #[cfg(feature = "lock")]
+#[doc(inline)]
 pub use multiproc_ipc_lock as lock;
 #[cfg(feature = "lock")]
+#[doc(inline)]
 pub use multiproc_ipc_lock::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, Mutex, RLock, RwLock, Semaphore,
 };
 
 /// Queues in shared memory (`multiproc-ipc-queue`).
 #[cfg(feature = "queue")]
+#[doc(inline)]
 pub use multiproc_ipc_queue as queue;
 #[cfg(feature = "queue")]
+#[doc(inline)]
 pub use multiproc_ipc_queue::{JoinableQueue, Queue, SimpleQueue};
 
 /// Pipes, connections, listeners and clients with an authkey (`multiproc-ipc-pipe`).
 #[cfg(feature = "pipe")]
+#[doc(inline)]
 pub use multiproc_ipc_pipe as pipe;
 #[cfg(feature = "pipe")]
+#[doc(inline)]
 pub use multiproc_ipc_pipe::{Address, Client, Connection, Fd, Listener, Pipe, Waitable};
 
 /// Processes and start methods (`multiproc-spawn`).
 #[cfg(feature = "spawn")]
+#[doc(inline)]
 pub use multiproc_spawn as spawn;
 #[cfg(feature = "spawn")]
+#[doc(inline)]
 pub use multiproc_spawn::{
     active_children, cpu_count, current_process, get_start_method, parent_process,
     set_start_method, Context, JoinError, JoinHandle, Process, Run, StartMethod,
@@ -75,14 +85,18 @@ pub use multiproc_spawn::{
 
 /// The manager server and its proxies (`multiproc-manager`).
 #[cfg(feature = "manager")]
+#[doc(inline)]
 pub use multiproc_manager as manager;
 #[cfg(feature = "manager")]
+#[doc(inline)]
 pub use multiproc_manager::Manager;
 
 /// Process pools and executors (`multiproc-pool`).
 #[cfg(feature = "pool")]
+#[doc(inline)]
 pub use multiproc_pool as pool;
 #[cfg(feature = "pool")]
+#[doc(inline)]
 pub use multiproc_pool::{
     as_completed, Executor, Future, Pool, ProcessPoolExecutor, ReturnWhen, ThreadPoolExecutor,
 };
