@@ -421,6 +421,33 @@ mod real {
             Block::new_with(arena, len, f).map(Array)
         }
 
+        /// `len` values `f(0)`, `f(1)`, … under `name`, for processes that share no parent
+        /// (see [`Shared::create_named`]). `AlreadyExists` if the name is taken.
+        pub fn create_named(name: &str, len: usize, f: impl FnMut(usize) -> T) -> Result<Self> {
+            let bytes = std::mem::size_of::<T>().saturating_mul(len).saturating_add(4096);
+            let arena = crate::named::create(name, bytes)?;
+            let a = Block::new_with(&arena, len, f).map(Array)?;
+            crate::named::publish(&arena, a.0.off, len as u64, type_tag::<T>());
+            Ok(a)
+        }
+
+        /// Opens the array another process created under `name` (any length): `NotFound`,
+        /// `WrongType` (another element type), `NotInitialized`.
+        pub fn open_named(name: &str) -> Result<Self> {
+            let (_, _, len, _) = crate::named::root(name)?;
+            let len = usize::try_from(len)
+                .map_err(|_| Error::new(ErrorKind::WrongType, "length out of range"))?;
+            open_root::<T>(name, len).map(Array)
+        }
+
+        /// Keeps the name after every user is gone (see [`Shared::persist_name`]).
+        pub fn persist_name(&self) {
+            if !crate::named::is_persistent(&self.0.arena) {
+                self.0.add_ref();
+                crate::named::persist(&self.0.arena);
+            }
+        }
+
         /// A raw pointer to the first element, for crates that synchronise access themselves
         /// (byte rings copying with `ptr::copy_nonoverlapping`).
         pub fn as_mut_ptr(&self) -> *mut T {

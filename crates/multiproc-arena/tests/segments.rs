@@ -187,3 +187,38 @@ fn cleanup_keeps_live_and_persisted_segments() {
     assert!(shm_file(&pname).exists());
     persisted.unlink().unwrap();
 }
+
+#[test]
+fn named_shared_values_and_arrays() {
+    use multiproc_arena::{Array, ErrorKind as K};
+    let base = format!("mp-named-arena-{}", std::process::id());
+    let a = Array::create_named(&format!("{base}-a"), 4, |i| AtomicU64::new(i as u64)).unwrap();
+    let b = Array::<AtomicU64>::open_named(&format!("{base}-a")).unwrap();
+    assert_eq!(b.len(), 4);
+    b[3].store(33, Ordering::Relaxed);
+    assert_eq!(a[3].load(Ordering::Relaxed), 33);
+    assert_eq!(
+        Array::<std::sync::atomic::AtomicU32>::open_named(&format!("{base}-a")).unwrap_err().kind(),
+        K::WrongType
+    );
+    let v = Shared::create_named(&format!("{base}-v"), AtomicU64::new(9)).unwrap();
+    assert_eq!(
+        Shared::<AtomicU64>::open_named(&format!("{base}-v")).unwrap().load(Ordering::Relaxed),
+        9
+    );
+    assert_eq!(
+        Shared::<AtomicU64>::create_named(&format!("{base}-v"), AtomicU64::new(1))
+            .unwrap_err()
+            .kind(),
+        K::AlreadyExists
+    );
+    let w = Shared::open_or_create_named(&format!("{base}-w"), || AtomicU64::new(4)).unwrap();
+    assert_eq!(
+        Shared::open_or_create_named(&format!("{base}-w"), || AtomicU64::new(5))
+            .unwrap()
+            .load(Ordering::Relaxed),
+        4
+    );
+    drop((a, b, v, w));
+    assert!(!std::path::Path::new("/dev/shm").join(format!("{base}-a")).exists());
+}

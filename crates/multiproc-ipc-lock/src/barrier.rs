@@ -207,6 +207,14 @@ impl BarrierBuilder {
         let st = self.state()?;
         Ok(Barrier { state: Shared::new_in(arena, st)?, action: self.action })
     }
+
+    /// Creates the barrier under `name`, for processes that share no parent (see
+    /// [`Lock::create_named`](crate::Lock::create_named); the action runs only in the
+    /// processes that set one). `AlreadyExists` if the name is taken.
+    pub fn create_named(self, name: &str) -> Result<Barrier> {
+        let st = self.state()?;
+        Ok(Barrier { state: Shared::create_named(name, st)?, action: self.action })
+    }
 }
 
 impl fmt::Debug for BarrierBuilder {
@@ -236,6 +244,12 @@ impl Barrier {
     /// A builder, to add an action or a default timeout.
     pub fn builder(parties: u32) -> BarrierBuilder {
         BarrierBuilder { parties, action: None, timeout: None }
+    }
+
+    /// Opens the barrier another process created under `name` (no action in this process):
+    /// `NotFound` if there is none, `WrongType` if the name holds another kind of object.
+    pub fn open(name: &str) -> Result<Barrier> {
+        Ok(Barrier { state: Shared::open_named(name)?, action: None })
     }
 
     /// Sets (or replaces) this handle's action; see [`Barrier`].

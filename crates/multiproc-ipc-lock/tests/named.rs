@@ -129,3 +129,30 @@ fn named_objects_persist_when_asked_and_are_cleaned_after_sigkill() {
     cleanup_orphans().unwrap();
     assert!(!exists(&hname), "the SIGKILLed holder's name was not cleaned");
 }
+
+#[test]
+fn named_barrier_rwlock_and_semaphore_open_by_name() {
+    if std::env::var(ROLE).is_ok() {
+        return;
+    }
+    let base = format!("mp-named-more-{}", std::process::id());
+    let b = multiproc_ipc_lock::Barrier::builder(2).create_named(&format!("{base}-b")).unwrap();
+    let b2 = multiproc_ipc_lock::Barrier::open(&format!("{base}-b")).unwrap();
+    let t = std::thread::spawn(move || b2.wait().unwrap());
+    b.wait().unwrap();
+    t.join().unwrap();
+    let rw = multiproc_ipc_lock::RwLock::create_named(&format!("{base}-rw"), [1u32; 4]).unwrap();
+    *multiproc_ipc_lock::RwLock::<[u32; 4]>::open(&format!("{base}-rw"))
+        .unwrap()
+        .write()
+        .unwrap() = [2; 4];
+    assert_eq!(*rw.read().unwrap(), [2; 4]);
+    let s = multiproc_ipc_lock::Semaphore::create_named(&format!("{base}-s"), 1).unwrap();
+    let s2 = multiproc_ipc_lock::Semaphore::open(&format!("{base}-s")).unwrap();
+    assert!(s.try_acquire());
+    assert!(!s2.try_acquire());
+    assert_eq!(
+        multiproc_ipc_lock::Barrier::open(&format!("{base}-rw")).unwrap_err().arena_kind(),
+        Some(AKind::WrongType)
+    );
+}

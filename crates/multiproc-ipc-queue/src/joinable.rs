@@ -31,6 +31,12 @@ use std::time::Duration;
 pub struct JoinableQueue<T>(Queue<T>);
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// Opens the joinable queue another process created under `name` with
+    /// [`QueueBuilder::create_named_joinable`](crate::QueueBuilder::create_named_joinable).
+    pub fn open(name: &str) -> crate::Result<Self> {
+        Queue::open(name).map(JoinableQueue)
+    }
+
     /// A joinable queue in the global arena (default capacity, no item limit).
     pub fn new() -> Result<Self> {
         Queue::new().map(JoinableQueue)

@@ -246,6 +246,12 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
         multiproc_arena::named::open_or_create(name, || self.create_named(name), Queue::open)
     }
 
+    /// [`create_named`](Self::create_named) for a [`JoinableQueue`](crate::JoinableQueue)
+    /// (open it with `JoinableQueue::open`).
+    pub fn create_named_joinable(self, name: &str) -> Result<crate::JoinableQueue<T>> {
+        self.create_named(name).map(crate::JoinableQueue::from)
+    }
+
     /// Creates a [`JoinableQueue`](crate::JoinableQueue) in the global arena.
     pub fn build_joinable(self) -> Result<crate::JoinableQueue<T>> {
         self.build().map(crate::JoinableQueue::from)

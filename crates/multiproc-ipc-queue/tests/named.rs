@@ -74,3 +74,17 @@ fn named_queue_between_unrelated_processes_loses_nothing() {
         "the name went with its last user"
     );
 }
+
+#[test]
+fn named_joinable_queue_opens_by_name() {
+    if std::env::var(ROLE).is_ok() {
+        return;
+    }
+    let name = format!("mp-named-jq-{}", std::process::id());
+    let jq = Queue::<u32>::builder().create_named_joinable(&name).unwrap();
+    let other = multiproc_ipc_queue::JoinableQueue::<u32>::open(&name).unwrap();
+    other.put(5).unwrap();
+    assert_eq!(jq.get().unwrap(), 5);
+    jq.task_done().unwrap();
+    assert!(other.join_timeout(Duration::from_secs(5)));
+}
