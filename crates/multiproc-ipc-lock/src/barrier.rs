@@ -211,6 +211,7 @@ impl BarrierBuilder {
     /// Creates the barrier under `name`, for processes that share no parent (see
     /// [`Lock::create_named`](crate::Lock::create_named); the action runs only in the
     /// processes that set one). `AlreadyExists` if the name is taken.
+    #[cfg(not(multiproc_loom))]
     pub fn create_named(self, name: &str) -> Result<Barrier> {
         let st = self.state()?;
         Ok(Barrier { state: Shared::create_named(name, st)?, action: self.action })
@@ -248,6 +249,7 @@ impl Barrier {
 
     /// Opens the barrier another process created under `name` (no action in this process):
     /// `NotFound` if there is none, `WrongType` if the name holds another kind of object.
+    #[cfg(not(multiproc_loom))]
     pub fn open(name: &str) -> Result<Barrier> {
         Ok(Barrier { state: Shared::open_named(name)?, action: None })
     }

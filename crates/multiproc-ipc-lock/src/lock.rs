@@ -72,24 +72,28 @@ impl Lock {
     /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
     /// the last process using it drops it, or is SIGKILLed (then the next
     /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
+    #[cfg(not(multiproc_loom))]
     pub fn create_named(name: &str) -> Result<Lock> {
         Ok(Lock { raw: Shared::create_named(name, RawLock::new())? })
     }
 
     /// Opens the lock another process created under `name`: `NotFound` if there is
     /// none, `WrongType` if the name holds another kind of object.
+    #[cfg(not(multiproc_loom))]
     pub fn open(name: &str) -> Result<Lock> {
         Ok(Lock { raw: Shared::open_named(name)? })
     }
 
     /// Keeps the name after every user is gone (a named object only; remove it with
     /// `multiproc_arena::Segment::unlink_name`).
+    #[cfg(not(multiproc_loom))]
     pub fn persist_name(&self) {
         self.raw.persist_name()
     }
 
     /// Opens `name`, creating it if it does not exist (one of several racing processes
     /// creates it).
+    #[cfg(not(multiproc_loom))]
     pub fn open_or_create(name: &str) -> Result<Lock> {
         Ok(Lock { raw: Shared::open_or_create_named(name, RawLock::new)? })
     }

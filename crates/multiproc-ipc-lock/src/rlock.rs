@@ -82,24 +82,28 @@ impl RLock {
     /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
     /// the last process using it drops it, or is SIGKILLed (then the next
     /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
+    #[cfg(not(multiproc_loom))]
     pub fn create_named(name: &str) -> Result<RLock> {
         Ok(RLock { state: Shared::create_named(name, Self::fresh())? })
     }
 
     /// Opens the rlock another process created under `name`: `NotFound` if there is
     /// none, `WrongType` if the name holds another kind of object.
+    #[cfg(not(multiproc_loom))]
     pub fn open(name: &str) -> Result<RLock> {
         Ok(RLock { state: Shared::open_named(name)? })
     }
 
     /// Keeps the name after every user is gone (a named object only; remove it with
     /// `multiproc_arena::Segment::unlink_name`).
+    #[cfg(not(multiproc_loom))]
     pub fn persist_name(&self) {
         self.state.persist_name()
     }
 
     /// Opens `name`, creating it if it does not exist (one of several racing processes
     /// creates it).
+    #[cfg(not(multiproc_loom))]
     pub fn open_or_create(name: &str) -> Result<RLock> {
         Ok(RLock { state: Shared::open_or_create_named(name, Self::fresh)? })
     }

@@ -393,23 +393,27 @@ impl<T: ShmSafe> RwLock<T> {
     /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
     /// the last process using it drops it, or is SIGKILLed (then the next
     /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
+    #[cfg(not(multiproc_loom))]
     pub fn create_named(name: &str, value: T) -> Result<Self> {
         Ok(RwLock { state: Shared::create_named(name, RwState::new(value))? })
     }
 
     /// Opens the lock another process created under `name`: `NotFound` if there is none,
     /// `WrongType` if the name holds another kind of object or another `T`.
+    #[cfg(not(multiproc_loom))]
     pub fn open(name: &str) -> Result<Self> {
         Ok(RwLock { state: Shared::open_named(name)? })
     }
 
     /// Keeps the name after every user is gone (a named object only; remove it with
     /// `multiproc_arena::Segment::unlink_name`).
+    #[cfg(not(multiproc_loom))]
     pub fn persist_name(&self) {
         self.state.persist_name()
     }
 
     /// Opens `name`, creating it with `init()` if it does not exist.
+    #[cfg(not(multiproc_loom))]
     pub fn open_or_create(name: &str, init: impl FnOnce() -> T) -> Result<Self> {
         Ok(RwLock { state: Shared::open_or_create_named(name, || RwState::new(init()))? })
     }

@@ -310,6 +310,7 @@ impl Semaphore {
     /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
     /// the last process using it drops it, or is SIGKILLed (then the next
     /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
+    #[cfg(not(multiproc_loom))]
     pub fn create_named(name: &str, value: u32) -> Result<Semaphore> {
         Ok(Semaphore {
             state: Shared::create_named(name, SemState::new(value, SEMAPHORE_VALUE_MAX)?)?,
@@ -318,12 +319,14 @@ impl Semaphore {
 
     /// Opens the semaphore another process created under `name`: `NotFound` if there is
     /// none, `WrongType` if the name holds another kind of object.
+    #[cfg(not(multiproc_loom))]
     pub fn open(name: &str) -> Result<Semaphore> {
         Ok(Semaphore { state: Shared::open_named(name)? })
     }
 
     /// Keeps the name after every user is gone (a named object only; remove it with
     /// `multiproc_arena::Segment::unlink_name`).
+    #[cfg(not(multiproc_loom))]
     pub fn persist_name(&self) {
         self.state.persist_name()
     }
@@ -356,18 +359,21 @@ impl BoundedSemaphore {
     /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
     /// the last process using it drops it, or is SIGKILLed (then the next
     /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
+    #[cfg(not(multiproc_loom))]
     pub fn create_named(name: &str, value: u32) -> Result<BoundedSemaphore> {
         Ok(BoundedSemaphore { state: Shared::create_named(name, SemState::new(value, value)?)? })
     }
 
     /// Opens the semaphore another process created under `name`: `NotFound` if there is
     /// none, `WrongType` if the name holds another kind of object.
+    #[cfg(not(multiproc_loom))]
     pub fn open(name: &str) -> Result<BoundedSemaphore> {
         Ok(BoundedSemaphore { state: Shared::open_named(name)? })
     }
 
     /// Keeps the name after every user is gone (a named object only; remove it with
     /// `multiproc_arena::Segment::unlink_name`).
+    #[cfg(not(multiproc_loom))]
     pub fn persist_name(&self) {
         self.state.persist_name()
     }
