@@ -142,23 +142,18 @@ fn released_at(key: usize) {
 /// Drops one reference of a 64-bit count: `true` when it was the last (the caller frees the
 /// object). Aborts the process if the count was already zero.
 pub fn drop_ref_wide(refs: &AtomicU64) -> bool {
-    let old = refs.fetch_sub(1, Ordering::Release);
-    if old == 0 {
-        eprintln!("multiproc-arena: a shared object's reference count fell below zero");
-        std::process::abort();
-    }
-    if old == 1 {
-        std::sync::atomic::fence(Ordering::Acquire);
-        true
-    } else {
-        false
-    }
+    last_ref(refs.fetch_sub(1, Ordering::Release))
 }
 
 /// Drops one shared reference; `true` when it was the last (the caller frees the block).
 /// Aborts the process if the count was already zero.
 pub(crate) fn drop_ref(refs: &AtomicU32) -> bool {
-    let old = refs.fetch_sub(1, Ordering::Release);
+    last_ref(refs.fetch_sub(1, Ordering::Release) as u64)
+}
+
+/// Whether the count that was `old` before a decrement held the last reference; aborts on
+/// an underflow (a block is never freed twice).
+fn last_ref(old: u64) -> bool {
     if old == 0 {
         eprintln!("multiproc-arena: a shared object's reference count fell below zero");
         std::process::abort();

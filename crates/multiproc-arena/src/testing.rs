@@ -349,3 +349,66 @@ fn run_faulted(
 pub fn set_umask(mask: u32) -> u32 {
     crate::sys::umask(mask)
 }
+
+/// A user's own `fork()` (`libc::fork`, no wrapper of this crate around the child): 0 in the
+/// child, which must end with [`exit_now`]; the child's pid in the parent. For tests of
+/// handles across forks the library did not make.
+///
+/// # Safety
+/// In a multi-threaded parent (the test harness) the child may only use what no other thread
+/// could hold locked: shared memory, futexes, and its own handles.
+pub unsafe fn user_fork() -> u32 {
+    // SAFETY: the caller upholds the post-fork restrictions.
+    unsafe { crate::sys::user_fork::fork() }.expect("fork")
+}
+
+/// `_exit(code)`: ends a [`user_fork`] child without running the parent's destructors.
+pub fn exit_now(code: i32) -> ! {
+    crate::sys::exit_now(code)
+}
+
+/// Waits (bounded: 60 s, then panics) until every pid in `pids` ended, and asserts each
+/// exited 0.
+pub fn wait_all(pids: &mut Vec<u32>) {
+    let t0 = Instant::now();
+    while !pids.is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "children still running: a hang");
+        pids.retain(|&p| match crate::sys::user_fork::exited_ok(p) {
+            None => true,
+            Some(ok) => {
+                assert!(ok, "child {p} failed");
+                false
+            }
+        });
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Starts another copy of the running test binary that runs only `test`, with the
+/// environment `env` (how a test starts processes that share nothing with it but what they
+/// open by name: not forked, nothing inherited).
+pub fn start_copy(test: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let mut c = std::process::Command::new(std::env::current_exe().expect("current_exe"));
+    c.args([test, "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.spawn().expect("starting a copy of the test binary")
+}
+
+/// Waits (bounded by `timeout`, then kills it and panics) for `child` to succeed.
+pub fn wait_success(mut child: std::process::Child, what: &str, timeout: Duration) {
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            assert!(st.success(), "{what}: {st}");
+            return;
+        }
+        if t0.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -2,9 +2,9 @@
 //! (children of the test, not of each other; none inherits anything: they open by name).
 #![cfg(not(multiproc_loom))]
 
+use multiproc_arena::testing::{start_copy, wait_success};
 use multiproc_arena::{cleanup_orphans, ErrorKind as AKind};
 use multiproc_ipc_lock::{Event, Lock, Mutex};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "MULTIPROC_NAMED_TEST_ROLE";
@@ -12,28 +12,12 @@ const NAME: &str = "MULTIPROC_NAMED_TEST_NAME";
 const PER_PROCESS: u64 = 500_000;
 
 /// Starts this test binary again, running only `test` in `role`.
-fn start(test: &str, role: &str, name: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .env(NAME, name)
-        .spawn()
-        .unwrap()
+fn start(test: &str, role: &str, name: &str) -> std::process::Child {
+    start_copy(test, &[(ROLE, role), (NAME, name)])
 }
 
-fn wait_ok(mut c: Child, what: &str) {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            assert!(st.success(), "{what}: {st}");
-            return;
-        }
-        if t0.elapsed() > Duration::from_secs(120) {
-            let _ = c.kill();
-            panic!("{what}: still running after 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn wait_ok(c: std::process::Child, what: &str) {
+    wait_success(c, what, Duration::from_secs(120))
 }
 
 fn exists(name: &str) -> bool {

@@ -2,37 +2,21 @@
 //! test, not of each other, inheriting nothing) open it by name.
 #![cfg(not(multiproc_loom))]
 
+use multiproc_arena::testing::{start_copy, wait_success};
 use multiproc_arena::ErrorKind as AKind;
 use multiproc_ipc_queue::Queue;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "MULTIPROC_NAMED_QUEUE_ROLE";
 const NAME: &str = "MULTIPROC_NAMED_QUEUE_NAME";
 const PER_PRODUCER: u64 = 50_000;
 
-fn start(test: &str, role: &str, name: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(ROLE, role)
-        .env(NAME, name)
-        .spawn()
-        .unwrap()
+fn start(test: &str, role: &str, name: &str) -> std::process::Child {
+    start_copy(test, &[(ROLE, role), (NAME, name)])
 }
 
-fn wait_ok(mut c: Child, what: &str) {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = c.try_wait().unwrap() {
-            assert!(st.success(), "{what}: {st}");
-            return;
-        }
-        if t0.elapsed() > Duration::from_secs(120) {
-            let _ = c.kill();
-            panic!("{what}: still running after 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+fn wait_ok(c: std::process::Child, what: &str) {
+    wait_success(c, what, Duration::from_secs(120))
 }
 
 #[test]

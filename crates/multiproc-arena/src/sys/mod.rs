@@ -578,3 +578,28 @@ pub(crate) fn umask(mask: u32) -> u32 {
     // SAFETY: umask has no preconditions.
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
+
+/// Test support: a user's own `fork()` and `_exit` and `waitpid`, exactly as a program that
+/// uses only libc would call them (the arena's fork handler runs, as for any fork).
+pub(crate) mod user_fork {
+    use std::io;
+
+    /// `libc::fork()`: 0 in the child, the child's pid in the parent.
+    ///
+    /// # Safety
+    /// As [`super::fork`]: in a multi-threaded parent the child may only use what no other
+    /// thread could hold locked.
+    pub(crate) unsafe fn fork() -> io::Result<u32> {
+        // SAFETY: the caller upholds the post-fork restrictions.
+        unsafe { super::fork() }
+    }
+
+    /// `waitpid(pid, WNOHANG)`: `None` while it runs, else whether it exited 0.
+    pub(crate) fn exited_ok(pid: u32) -> Option<bool> {
+        match super::try_wait(pid) {
+            Ok(Some(st)) => Some(super::decode_wait_status(st) == Ok(0)),
+            Ok(None) => None,
+            Err(_) => Some(false),
+        }
+    }
+}

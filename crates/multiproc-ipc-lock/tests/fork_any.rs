@@ -1,40 +1,25 @@
-//! Handles counted across a fork the library did not make: this crate alone, `libc::fork`
-//! 1,000 times; every child uses the mutex and drops its handles, the parent drops its own;
-//! the count is exact, nothing is freed twice (a second object made afterwards does not land
-//! on the first's memory) and every block comes back. Alone in its binary: other tests'
-//! killed children would keep references they inherited from this one.
+//! Handles counted across a fork the library did not make: this crate alone, a plain
+//! `fork()` 1,000 times; every child uses the mutex and drops its handles, the parent drops
+//! its own; the count is exact, nothing is freed twice (a second object made afterwards does
+//! not land on the first's memory) and every block comes back. Alone in its binary: other
+//! tests' killed children would keep references they inherited from this one.
 #![cfg(not(multiproc_loom))]
 
-mod sys;
-
+use multiproc_arena::testing::{exit_now, user_fork, wait_all};
 use multiproc_arena::Arena;
 use multiproc_ipc_lock::Mutex;
-use std::time::{Duration, Instant};
-
-fn wait_all(pids: &mut Vec<libc::pid_t>) {
-    let t0 = Instant::now();
-    while !pids.is_empty() {
-        assert!(t0.elapsed() < Duration::from_secs(60), "children still running: a hang");
-        pids.retain(|&p| match sys::try_wait(p) {
-            None => true,
-            Some(ok) => {
-                assert!(ok, "child {p} failed");
-                false
-            }
-        });
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 #[test]
-fn thousand_libc_forks_drop_their_handles_and_the_count_is_exact() {
+fn thousand_plain_forks_drop_their_handles_and_the_count_is_exact() {
     let arena = Arena::new(1 << 20).unwrap();
     let m = Mutex::new_in(&arena, 0u64).unwrap();
     let used = arena.used();
     let mut pids = Vec::new();
     for i in 0..1000 {
         let mine = m.clone();
-        let pid = sys::fork();
+        // SAFETY: the child only uses the mutex (shared memory, futexes), drops its handles
+        // and _exits: nothing another thread of the test binary could hold is needed.
+        let pid = unsafe { user_fork() };
         if pid == 0 {
             {
                 let extra = mine.clone();
@@ -43,7 +28,7 @@ fn thousand_libc_forks_drop_their_handles_and_the_count_is_exact() {
             }
             drop(mine); // the inherited copy of the clone
             drop(m); // and of the original: the child holds nothing now
-            sys::exit_now(0);
+            exit_now(0);
         }
         drop(mine); // the parent's copy of the same handle
         pids.push(pid);
