@@ -135,8 +135,17 @@ impl ProcessPoolExecutor {
 
 impl<S: 'static> ProcessPoolExecutor<S> {
     /// An executor from pool settings (initializer, worker state, `max_tasks_per_child`,
-    /// per-task timeout, start method).
+    /// per-task timeout, start method). As CPython's, it refuses `max_tasks_per_child`
+    /// with the fork start method ([`Unsupported`](crate::ErrorKind::Unsupported)): a
+    /// recycled worker would be forked from a parent whose other threads may hold locks
+    /// (`Pool` allows it, as CPython's `Pool` does).
     pub fn from_builder(b: PoolBuilder<S>) -> Result<Self> {
+        if b.recycles_under_fork() {
+            return Err(crate::Error::new(
+                crate::ErrorKind::Unsupported,
+                "max_tasks_per_child is incompatible with the fork start method",
+            ));
+        }
         Ok(ProcessPoolExecutor { pool: b.build()? })
     }
 

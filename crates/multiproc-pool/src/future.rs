@@ -484,10 +484,14 @@ impl<R: Send + 'static> Waitable for Slot<R> {
         lock(&self.state).listeners.retain(|(x, _)| !Arc::ptr_eq(x, l));
     }
 
-    /// (done, failed)
+    /// (done, raised): `raised` only for a task that finished with an error — a cancelled
+    /// future did not raise (CPython's `FIRST_EXCEPTION` does not return for it).
     fn state(&self) -> (bool, bool) {
         let s = lock(&self.state);
-        (matches!(s.phase, Phase::Finished | Phase::Cancelled), s.failed)
+        (
+            matches!(s.phase, Phase::Finished | Phase::Cancelled),
+            s.phase == Phase::Finished && s.failed,
+        )
     }
 
     fn driver(&self) -> Option<Arc<dyn Driver>> {
@@ -838,6 +842,20 @@ mod tests {
             wait(vec![ok, bad, blocked], ReturnWhen::FirstException, Some(Duration::from_secs(5)));
         th.join().unwrap();
         assert_eq!((w.done.len(), w.not_done.len()), (2, 1));
+
+        // A cancelled future is done but did not raise: FIRST_EXCEPTION keeps waiting (here
+        // until the timeout), as CPython's does.
+        let (cancelled, _sc) = pending::<i32>();
+        assert!(cancelled.cancel());
+        let (still, _ss) = pending::<i32>();
+        let t0 = Instant::now();
+        let w = wait(
+            vec![cancelled, still],
+            ReturnWhen::FirstException,
+            Some(Duration::from_millis(60)),
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(50), "returned at once for a cancellation");
+        assert_eq!((w.done.len(), w.not_done.len()), (1, 1));
 
         let (a, sa) = pending::<i32>();
         let (b, _sb) = pending::<i32>();

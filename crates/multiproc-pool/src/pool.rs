@@ -201,6 +201,13 @@ impl<S: 'static> PoolBuilder<S> {
         self
     }
 
+    /// Whether workers are recycled (`max_tasks_per_child`) under the fork start method,
+    /// which CPython's `ProcessPoolExecutor` refuses.
+    pub(crate) fn recycles_under_fork(&self) -> bool {
+        self.max_tasks_per_child.is_some()
+            && self.method.unwrap_or_else(multiproc_spawn::get_start_method) == StartMethod::Fork
+    }
+
     /// Starts the workers. If one cannot be started, those already started are killed and
     /// the error is returned.
     pub fn build(self) -> Result<Pool<S>> {

@@ -280,3 +280,17 @@ fn executor_initializers() {
         }
     });
 }
+
+/// CPython refuses `max_tasks_per_child` with the fork context for its executor.
+#[test]
+fn executor_refuses_worker_recycling_under_fork() {
+    use multiproc_pool::{ErrorKind, Pool, ProcessPoolExecutor};
+    use multiproc_spawn::StartMethod;
+    let b =
+        Pool::<()>::builder().processes(1).start_method(StartMethod::Fork).max_tasks_per_child(2);
+    let e = ProcessPoolExecutor::from_builder(b).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    let b =
+        Pool::<()>::builder().processes(1).start_method(StartMethod::Spawn).max_tasks_per_child(2);
+    assert!(ProcessPoolExecutor::from_builder(b).is_ok());
+}
