@@ -75,6 +75,12 @@ impl Builder {
         self
     }
 
+    /// Whether the child will be daemonic: the flag set with [`daemon`](Self::daemon), else
+    /// the current process's (Python's `Process.daemon` before `start`).
+    pub fn is_daemon(&self) -> bool {
+        self.daemon.unwrap_or_else(|| state::state().info().daemon)
+    }
+
     /// The start method (default: the context's, else the process-wide one).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
@@ -226,6 +232,11 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.cfg = self.cfg.daemon(daemon);
         self
+    }
+
+    /// Whether the process will be daemonic once started; see [`Builder::is_daemon`].
+    pub fn is_daemon(&self) -> bool {
+        self.cfg.is_daemon()
     }
 
     /// Sets the start method; see [`Builder::start_method`].

@@ -378,7 +378,10 @@ per_method!(
             if let Some(d) = d {
                 b = b.daemon(d);
             }
-            let h = b.target(daemon_flag, ()).start().unwrap();
+            assert_eq!(b.is_daemon(), want, "readable before the start");
+            let b = b.target(daemon_flag, ());
+            assert_eq!(b.is_daemon(), want);
+            let h = b.start().unwrap();
             assert_eq!(h.daemon(), want);
             assert_eq!(h.join().unwrap(), want);
         }
