@@ -134,14 +134,14 @@ impl ClusterExecutorBuilder {
     pub fn connect(self) -> Result<ClusterExecutor> {
         let key = match self.authkey {
             Some(k) => k,
-            None => std::env::var_os(AUTHKEY_ENV)
-                .map(|v| v.into_encoded_bytes())
-                .ok_or_else(|| {
+            None => {
+                std::env::var_os(AUTHKEY_ENV).map(|v| v.into_encoded_bytes()).ok_or_else(|| {
                     Error::new(
                         ErrorKind::InvalidArgument,
                         format!("no authkey: set one with .authkey() or {AUTHKEY_ENV}"),
                     )
-                })?,
+                })?
+            }
         };
         if key.is_empty() {
             return Err(Error::new(ErrorKind::InvalidArgument, "the authkey is empty"));
@@ -152,9 +152,8 @@ impl ClusterExecutorBuilder {
         if self.ttl < Duration::from_millis(300) {
             return Err(Error::new(ErrorKind::InvalidArgument, "ttl must be at least 300 ms"));
         }
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| {
-            Error::redis(e, format!("bad Redis URL {}", redact(&self.url)))
-        })?;
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|e| Error::redis(e, format!("bad Redis URL {}", redact(&self.url))))?;
         let keys = Keys::new(&self.namespace);
         let id = wire::random_hex();
         let mut con = client
@@ -206,7 +205,12 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-fn beat(con: &mut redis::Connection, keys: &Keys, id: &str, ttl: Duration) -> redis::RedisResult<()> {
+fn beat(
+    con: &mut redis::Connection,
+    keys: &Keys,
+    id: &str,
+    ttl: Duration,
+) -> redis::RedisResult<()> {
     let ms = ttl.as_millis() as u64;
     redis::pipe()
         .cmd("SET")
@@ -375,7 +379,12 @@ impl ClusterExecutor {
 
     /// [`Executor::map`] with `chunksize` items per task: one Redis entry and one local
     /// pool task per chunk (a host dying fails, or retries, its whole chunk).
-    pub fn map_chunked<T, R, F, I>(&self, f: F, items: I, chunksize: usize) -> TaskResult<ExecutorMap<R>>
+    pub fn map_chunked<T, R, F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> TaskResult<ExecutorMap<R>>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
@@ -400,7 +409,10 @@ impl ClusterExecutor {
         I: IntoIterator<Item = T>,
     {
         if chunksize == 0 {
-            return Err(TaskError::new(TaskErrorKind::InvalidArgument, "chunksize must be at least 1"));
+            return Err(TaskError::new(
+                TaskErrorKind::InvalidArgument,
+                "chunksize must be at least 1",
+            ));
         }
         let sealed = RemoteFn::of::<T, R, F>(&f)?.seal(&self.shared.key);
         let mut futs = Vec::new();
@@ -523,7 +535,11 @@ impl Executor for ClusterExecutor {
         if wait {
             let mut st = lock(&sh.st);
             while !st.pending.is_empty() && !sh.stop.load(Ordering::SeqCst) {
-                st = sh.cv.wait_timeout(st, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
+                st = sh
+                    .cv
+                    .wait_timeout(st, Duration::from_millis(50))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
             drop(st);
             self.stop_threads();
@@ -571,7 +587,11 @@ fn sender(sh: Arc<Shared>) {
                 if !st.outbox.is_empty() {
                     break;
                 }
-                st = sh.cv.wait_timeout(st, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+                st = sh
+                    .cv
+                    .wait_timeout(st, Duration::from_millis(100))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
             let n = st.outbox.len().min(SEND_BATCH);
             st.outbox.drain(..n).collect()
@@ -595,9 +615,13 @@ fn sender(sh: Arc<Shared>) {
             }
             Some(Err(e)) => {
                 // Not a connection problem (say, an ACL refusal): the tasks fail.
-                let err = TaskError::new(TaskErrorKind::NotRunning, format!("redis refused the task: {e}"));
+                let err = TaskError::new(
+                    TaskErrorKind::NotRunning,
+                    format!("redis refused the task: {e}"),
+                );
                 let mut st = lock(&sh.st);
-                let waiters: Vec<_> = batch.iter().filter_map(|o| st.pending.remove(&o.id)).collect();
+                let waiters: Vec<_> =
+                    batch.iter().filter_map(|o| st.pending.remove(&o.id)).collect();
                 drop(st);
                 for w in waiters {
                     w.waiter.finish(wire::failed(&err, "(none)"));
@@ -644,11 +668,15 @@ fn collector(sh: Arc<Shared>) {
                     .filter(|(_, e)| e.stream_id.is_some() && e.waiter.all_cancelled())
                     .map(|(k, _)| *k)
                     .collect();
-                ids.iter().filter_map(|k| st.pending.remove(k)).filter_map(|e| e.stream_id).collect()
+                ids.iter()
+                    .filter_map(|k| st.pending.remove(k))
+                    .filter_map(|e| e.stream_id)
+                    .collect()
             };
             if !doomed.is_empty() {
                 sh.cv.notify_all();
-                let r = conn.run(|con| redis::cmd("XDEL").arg(&tasks).arg(&doomed).query::<()>(con));
+                let r =
+                    conn.run(|con| redis::cmd("XDEL").arg(&tasks).arg(&doomed).query::<()>(con));
                 if r.is_none() {
                     return;
                 }
@@ -693,7 +721,10 @@ fn collector(sh: Arc<Shared>) {
                     continue;
                 }
                 let Ok(msg) = postcard::from_bytes::<ResultMsg>(m) else {
-                    eprintln!("multiproc-cluster: dropped an undecodable result entry {}", entry.id);
+                    eprintln!(
+                        "multiproc-cluster: dropped an undecodable result entry {}",
+                        entry.id
+                    );
                     continue;
                 };
                 let Some(e) = lock(&sh.st).pending.remove(&msg.id) else { continue };

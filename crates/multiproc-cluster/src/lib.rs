@@ -59,7 +59,9 @@ mod error;
 mod wire;
 mod worker;
 
-pub use crate::client::{ClusterExecutor, ClusterExecutorBuilder, HostInsights, TaskOptions, AUTHKEY_ENV};
+pub use crate::client::{
+    ClusterExecutor, ClusterExecutorBuilder, HostInsights, TaskOptions, AUTHKEY_ENV,
+};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::worker::{
     run_worker_if_requested, worker, WorkerBuilder, HEARTBEAT_ENV, NAMESPACE_ENV, NAME_ENV,

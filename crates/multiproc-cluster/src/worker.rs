@@ -12,7 +12,7 @@ use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, Stream
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -150,14 +150,14 @@ impl WorkerBuilder {
     pub fn run(self) -> Result<Infallible> {
         let key = match self.authkey {
             Some(k) => k,
-            None => std::env::var_os(AUTHKEY_ENV).map(|v| v.into_encoded_bytes()).ok_or_else(
-                || {
+            None => {
+                std::env::var_os(AUTHKEY_ENV).map(|v| v.into_encoded_bytes()).ok_or_else(|| {
                     Error::new(
                         ErrorKind::InvalidArgument,
                         format!("no authkey: set one with .authkey() or {AUTHKEY_ENV}"),
                     )
-                },
-            )?,
+                })?
+            }
         };
         if key.is_empty() {
             return Err(Error::new(ErrorKind::InvalidArgument, "the authkey is empty"));
@@ -169,16 +169,24 @@ impl WorkerBuilder {
             .map_err(|e| Error::redis(e, format!("bad Redis URL {}", redact(&self.url))))?;
         let keys = Keys::new(&self.namespace);
         {
-            let mut con = client.get_connection_with_timeout(Duration::from_secs(5)).map_err(
-                |e| Error::redis(e, format!("cannot connect to {}", redact(&self.url))),
-            )?;
+            let mut con = client
+                .get_connection_with_timeout(Duration::from_secs(5))
+                .map_err(|e| Error::redis(e, format!("cannot connect to {}", redact(&self.url))))?;
             ensure_group(&mut con, &keys.tasks())
                 .map_err(|e| Error::redis(e, "cannot create the task stream's group"))?;
+        }
+        // Fail now, not at the first task, if processes cannot start; the build identity
+        // is computed now too, not while a task waits.
+        let pool = Pool::builder().processes(processes).build().map_err(Error::pool)?;
+        let _ = multiproc_pool::remote::build_id();
+        {
+            // The first heartbeat says the host is ready.
+            let mut con = client
+                .get_connection_with_timeout(Duration::from_secs(5))
+                .map_err(|e| Error::redis(e, format!("cannot connect to {}", redact(&self.url))))?;
             beat(&mut con, &keys, &name, self.heartbeat)
                 .map_err(|e| Error::redis(e, "cannot write the heartbeat"))?;
         }
-        // Fail now, not at the first task, if processes cannot start.
-        let pool = Pool::builder().processes(processes).build().map_err(Error::pool)?;
         let stop = Arc::new(AtomicBool::new(false));
         let w = Arc::new(Worker {
             keys,
@@ -223,7 +231,12 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn beat(con: &mut redis::Connection, keys: &Keys, name: &str, lease: Duration) -> redis::RedisResult<()> {
+fn beat(
+    con: &mut redis::Connection,
+    keys: &Keys,
+    name: &str,
+    lease: Duration,
+) -> redis::RedisResult<()> {
     redis::cmd("SET")
         .arg(keys.worker(name))
         .arg(1)
@@ -453,7 +466,11 @@ fn read_loop(w: &Arc<Worker>, tx: mpsc::Sender<Done>) {
             let mut n = lock(&w.in_flight);
             let deadline = Instant::now() + Duration::from_millis(200);
             while *n >= capacity && Instant::now() < deadline {
-                n = w.in_flight_cv.wait_timeout(n, Duration::from_millis(20)).unwrap_or_else(|p| p.into_inner()).0;
+                n = w
+                    .in_flight_cv
+                    .wait_timeout(n, Duration::from_millis(20))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
             capacity.saturating_sub(*n)
         };
@@ -564,7 +581,11 @@ fn reap(w: &Arc<Worker>, conn: &mut Conn, clients: &mut Clients, tx: &mpsc::Send
 fn forget_dead_consumers(w: &Arc<Worker>, conn: &mut Conn) {
     let tasks = w.keys.tasks();
     let Some(Ok(info)) = conn.run(|con| {
-        redis::cmd("XINFO").arg("CONSUMERS").arg(&tasks).arg(GROUP).query::<Vec<HashMap<String, redis::Value>>>(con)
+        redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&tasks)
+            .arg(GROUP)
+            .query::<Vec<HashMap<String, redis::Value>>>(con)
     }) else {
         return;
     };
@@ -585,7 +606,12 @@ fn forget_dead_consumers(w: &Arc<Worker>, conn: &mut Conn) {
         );
         if gone {
             let _ = conn.run(|con| {
-                redis::cmd("XGROUP").arg("DELCONSUMER").arg(&tasks).arg(GROUP).arg(&name).query::<i64>(con)
+                redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&tasks)
+                    .arg(GROUP)
+                    .arg(&name)
+                    .query::<i64>(con)
             });
         }
     }

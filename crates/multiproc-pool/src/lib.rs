@@ -86,10 +86,10 @@ mod pool;
 mod portable;
 #[cfg(not(multiproc_loom))]
 mod progress;
-#[doc(hidden)]
-pub mod ring;
 #[cfg(not(multiproc_loom))]
 pub mod remote;
+#[doc(hidden)]
+pub mod ring;
 #[cfg(not(multiproc_loom))]
 mod shm;
 #[cfg(not(multiproc_loom))]

@@ -150,9 +150,8 @@ pub fn short_hex(id: &[u8]) -> String {
 /// Appends `item`'s encoding to `out` (items of a task lie back to back); on failure `out`
 /// is unchanged and the error is [`ErrorKind::Codec`].
 pub fn encode_item<T: Serialize>(item: &T, out: &mut Vec<u8>) -> Result<()> {
-    encode_append(item, out).map_err(|e| {
-        Error::new(ErrorKind::Codec, format!("cannot serialise the argument: {e}"))
-    })
+    encode_append(item, out)
+        .map_err(|e| Error::new(ErrorKind::Codec, format!("cannot serialise the argument: {e}")))
 }
 
 /// The outcomes of `count` items as [`Pool::submit_remote`] produced them: each a value,
@@ -169,7 +168,12 @@ impl<S: 'static> Pool<S> {
     /// [`decode_outcomes`]), or the task's error ([`ErrorKind::WorkerDied`],
     /// [`ErrorKind::TaskTimedOut`], …) that fails all of them. A pool with worker state runs
     /// `f` with a codec error per item: remote functions take no state.
-    pub fn submit_remote(&self, f: RemoteFn, payload: Vec<u8>, count: u32) -> Result<Future<Vec<u8>>> {
+    pub fn submit_remote(
+        &self,
+        f: RemoteFn,
+        payload: Vec<u8>,
+        count: u32,
+    ) -> Result<Future<Vec<u8>>> {
         let slot = Slot::new(Some(self.inner().driver()));
         let fut = Future::from_slot(slot.clone());
         let sink: Arc<dyn crate::core::Sink> = Arc::new(RawSink { slot });
@@ -227,5 +231,67 @@ impl<R> Promise<R> {
     /// Whether the future finished or was cancelled.
     pub fn is_done(&self) -> bool {
         self.slot.is_done()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(x: u32) -> u64 {
+        x as u64 * 2
+    }
+
+    #[test]
+    fn seal_round_trips_and_refuses_other_builds_keys_and_bytes() {
+        let f = RemoteFn::of(&double).unwrap();
+        let sealed = f.seal(b"key");
+        assert_eq!(RemoteFn::unseal(&sealed, b"key").unwrap(), f);
+        let e = RemoteFn::unseal(&sealed, b"other key").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert!(e.to_string().contains("signature"), "{e}");
+        let mut flipped = sealed;
+        flipped[35] ^= 1;
+        assert_eq!(RemoteFn::unseal(&flipped, b"key").unwrap_err().kind(), ErrorKind::Refused);
+        assert_eq!(RemoteFn::unseal(&sealed[1..], b"key").unwrap_err().kind(), ErrorKind::Refused);
+        // A key holder running another build: refused, naming both builds.
+        let other = [7u8; 32];
+        let tag = seal_mac(b"key", &other, f.offset).finalize().into_bytes();
+        let mut foreign = [0u8; SEALED_LEN];
+        foreign[..32].copy_from_slice(&other);
+        foreign[32..40].copy_from_slice(&f.offset.to_le_bytes());
+        foreign[40..].copy_from_slice(&tag);
+        let e = RemoteFn::unseal(&foreign, b"key").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert!(
+            e.to_string().contains("different build") && e.to_string().contains("0707070707"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn capturing_closures_cannot_travel() {
+        let k = 3u32;
+        let e = RemoteFn::of(&move |x: u32| x + k).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn a_pool_runs_a_remote_fn_and_outcomes_decode() {
+        let pool =
+            Pool::builder().processes(1).start_method(crate::StartMethod::Fork).build().unwrap();
+        let f = RemoteFn::unseal(&RemoteFn::of(&double).unwrap().seal(b"k"), b"k").unwrap();
+        let mut payload = Vec::new();
+        for x in [1u32, 2, 3] {
+            encode_item(&x, &mut payload).unwrap();
+        }
+        let mut fut = pool.submit_remote(f, payload, 3).unwrap();
+        let data = fut.result_timeout(std::time::Duration::from_secs(20)).unwrap();
+        let outs: Vec<u64> =
+            decode_outcomes::<u64>(3, &data).into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(outs, [2, 4, 6]);
+        let (p, fut) = Promise::<u8>::new();
+        assert!(!p.is_done() && p.set_running() && p.complete(Ok(1)) && p.is_done());
+        assert_eq!(fut.result().unwrap(), 1);
     }
 }

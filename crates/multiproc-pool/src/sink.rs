@@ -15,7 +15,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Decodes `count` outcomes; a malformed buffer fails the rest.
-pub(crate) fn decode_items<R: DeserializeOwned>(count: u32, mut data: &[u8], mut each: impl FnMut(Result<R>)) {
+pub(crate) fn decode_items<R: DeserializeOwned>(
+    count: u32,
+    mut data: &[u8],
+    mut each: impl FnMut(Result<R>),
+) {
     for i in 0..count {
         match take_outcome::<R>(&mut data) {
             Ok(Ok(v)) => each(Ok(v)),
