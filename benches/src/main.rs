@@ -14,6 +14,9 @@ mod sys;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // The `cluster.*` cases re-run this binary as their worker host.
+    #[cfg(feature = "cluster")]
+    multiproc_cluster::run_worker_if_requested();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         // The posix_spawn floor's child: exits at once.

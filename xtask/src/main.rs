@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         "soak" => soak(rest),
         "fuzz" => fuzz(rest),
         _ => {
-            eprintln!("usage: cargo xtask <ci | loom [-p CRATE] | tidy | bench [--quick] [CASE...] | soak --minutes N | fuzz [--cases N]>");
+            eprintln!("usage: cargo xtask <ci | loom [-p CRATE] | tidy | bench [--quick] [--cluster] [CASE...] | soak --minutes N | fuzz [--cases N]>");
             return ExitCode::from(2);
         }
     };
@@ -119,9 +119,15 @@ fn bench(args: &[String]) -> Result<(), String> {
     if !root().join("benches/Cargo.toml").exists() {
         return Err("the benchmark package (benches/) is not built yet".into());
     }
-    run(cargo()
-        .args(["run", "--release", "-p", "multiproc-benches", "--bin", "bench-runner", "--"])
-        .args(args))
+    // `--cluster` opts in to the cluster.* cases (they need redis-server).
+    let cluster = args.iter().any(|a| a == "--cluster");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "--cluster").collect();
+    let mut c = cargo();
+    c.args(["run", "--release", "-p", "multiproc-benches", "--bin", "bench-runner"]);
+    if cluster {
+        c.args(["--features", "cluster"]);
+    }
+    run(c.arg("--").args(rest))
 }
 
 fn soak(args: &[String]) -> Result<(), String> {

@@ -65,6 +65,6 @@ pub use crate::client::{
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::worker::{
     run_worker_if_requested, worker, WorkerBuilder, HEARTBEAT_ENV, NAMESPACE_ENV, NAME_ENV,
-    PROCESSES_ENV, WORKER_ENV,
+    PREFETCH_ENV, PROCESSES_ENV, WORKER_ENV,
 };
 pub use multiproc_pool::{as_completed, wait, Executor, ExecutorMap, Future, ReturnWhen};

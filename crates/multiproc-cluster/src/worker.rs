@@ -9,7 +9,7 @@ use crate::wire::{self, Keys, Outcome, ResultMsg, TaskMsg, GROUP};
 use multiproc_pool::remote::RemoteFn;
 use multiproc_pool::{ErrorKind as TaskErrorKind, Pool};
 use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
@@ -28,6 +28,8 @@ pub const NAME_ENV: &str = "MULTIPROC_CLUSTER_NAME";
 pub const NAMESPACE_ENV: &str = "MULTIPROC_CLUSTER_NAMESPACE";
 /// The heartbeat lease in milliseconds (default 5000).
 pub const HEARTBEAT_ENV: &str = "MULTIPROC_CLUSTER_HEARTBEAT_MS";
+/// Tasks a host takes ahead of its free processes (default: twice its processes).
+pub const PREFETCH_ENV: &str = "MULTIPROC_CLUSTER_PREFETCH";
 
 /// Entries kept in the log of rejected entries.
 const REJECTED_KEEP: isize = 1000;
@@ -44,6 +46,7 @@ pub struct WorkerBuilder {
     processes: Option<usize>,
     name: Option<String>,
     heartbeat: Duration,
+    prefetch: Option<usize>,
 }
 
 impl fmt::Debug for WorkerBuilder {
@@ -54,6 +57,7 @@ impl fmt::Debug for WorkerBuilder {
             .field("processes", &self.processes)
             .field("name", &self.name)
             .field("heartbeat", &self.heartbeat)
+            .field("prefetch", &self.prefetch)
             .finish_non_exhaustive()
     }
 }
@@ -90,12 +94,14 @@ impl WorkerBuilder {
             processes: None,
             name: None,
             heartbeat: Duration::from_secs(5),
+            prefetch: None,
         }
     }
 
     /// Takes settings not yet made in code from `MULTIPROC_CLUSTER_PROCESSES`,
-    /// `MULTIPROC_CLUSTER_NAME`, `MULTIPROC_CLUSTER_NAMESPACE` and
-    /// `MULTIPROC_CLUSTER_HEARTBEAT_MS` (the authkey is read at `run`).
+    /// `MULTIPROC_CLUSTER_NAME`, `MULTIPROC_CLUSTER_NAMESPACE`,
+    /// `MULTIPROC_CLUSTER_HEARTBEAT_MS` and `MULTIPROC_CLUSTER_PREFETCH` (the authkey is read
+    /// at `run`).
     pub fn from_env(mut self) -> Self {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         if self.processes.is_none() {
@@ -109,6 +115,9 @@ impl WorkerBuilder {
         }
         if let Some(ms) = var(HEARTBEAT_ENV).and_then(|v| v.parse::<u64>().ok()) {
             self.heartbeat = Duration::from_millis(ms.max(300));
+        }
+        if self.prefetch.is_none() {
+            self.prefetch = var(PREFETCH_ENV).and_then(|v| v.parse().ok());
         }
         self
     }
@@ -145,6 +154,14 @@ impl WorkerBuilder {
         self
     }
 
+    /// How many tasks the host holds at once (default: twice its processes, at least its
+    /// processes). More hides Redis round trips for short tasks; but when a host dies, every
+    /// task it held fails with `WorkerDied` (or is retried), started or not.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = Some(n);
+        self
+    }
+
     /// Starts the local pool and serves tasks until the process is killed; returns only on
     /// a setup error.
     pub fn run(self) -> Result<Infallible> {
@@ -168,35 +185,35 @@ impl WorkerBuilder {
         let client = redis::Client::open(self.url.as_str())
             .map_err(|e| Error::redis(e, format!("bad Redis URL {}", redact(&self.url))))?;
         let keys = Keys::new(&self.namespace);
-        {
-            let mut con = client
-                .get_connection_with_timeout(Duration::from_secs(5))
-                .map_err(|e| Error::redis(e, format!("cannot connect to {}", redact(&self.url))))?;
-            ensure_group(&mut con, &keys.tasks())
-                .map_err(|e| Error::redis(e, "cannot create the task stream's group"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        // Redis may come up after the hosts: wait for it (with backoff), but fail on what
+        // waiting cannot fix (a refused password, say).
+        let mut conn = Conn::new(client.clone(), Some(Duration::from_secs(5)), stop.clone());
+        if let Some(Err(e)) = conn.run(|con| ensure_group(con, &keys.tasks())) {
+            return Err(Error::redis(e, format!("cannot use {}", redact(&self.url))));
         }
         // Fail now, not at the first task, if processes cannot start; the build identity
         // is computed now too, not while a task waits.
         let pool = Pool::builder().processes(processes).build().map_err(Error::pool)?;
         let _ = multiproc_pool::remote::build_id();
-        {
-            // The first heartbeat says the host is ready.
-            let mut con = client
-                .get_connection_with_timeout(Duration::from_secs(5))
-                .map_err(|e| Error::redis(e, format!("cannot connect to {}", redact(&self.url))))?;
-            beat(&mut con, &keys, &name, self.heartbeat)
-                .map_err(|e| Error::redis(e, "cannot write the heartbeat"))?;
+        // The first heartbeat says the host is ready.
+        if let Some(Err(e)) = conn.run(|con| beat(con, &keys, &name, self.heartbeat)) {
+            return Err(Error::redis(e, "cannot write the heartbeat"));
         }
-        let stop = Arc::new(AtomicBool::new(false));
+        drop(conn);
         let w = Arc::new(Worker {
             keys,
             key,
             name,
             processes,
+            prefetch: self.prefetch.unwrap_or(processes * 2).max(processes),
             heartbeat: self.heartbeat,
             pools: Mutex::new(HashMap::from([(0, Arc::new(pool))])),
             in_flight: Mutex::new(0),
             in_flight_cv: Condvar::new(),
+            held: Mutex::new(HashSet::new()),
+            running: Mutex::new(Vec::new()),
+            running_cv: Condvar::new(),
             redis: client,
             stop,
         });
@@ -205,6 +222,11 @@ impl WorkerBuilder {
         std::thread::Builder::new()
             .name("cluster-heartbeat".into())
             .spawn(move || heartbeat_loop(&hb))
+            .map_err(|e| Error::new(ErrorKind::Pool, format!("thread: {e}")))?;
+        let dw = w.clone();
+        std::thread::Builder::new()
+            .name("cluster-drive".into())
+            .spawn(move || drive_loop(&dw))
             .map_err(|e| Error::new(ErrorKind::Pool, format!("thread: {e}")))?;
         let rw = w.clone();
         std::thread::Builder::new()
@@ -250,11 +272,17 @@ struct Worker {
     key: Vec<u8>,
     name: String,
     processes: usize,
+    prefetch: usize,
     heartbeat: Duration,
     /// Local pools by per-task timeout in ms (0: none).
     pools: Mutex<HashMap<u64, Arc<Pool>>>,
     in_flight: Mutex<usize>,
     in_flight_cv: Condvar,
+    /// Entries this process holds: running, or answered and not yet acknowledged.
+    held: Mutex<HashSet<String>>,
+    /// Futures of running tasks, for the driver thread to wait on.
+    running: Mutex<Vec<multiproc_pool::Future<Vec<u8>>>>,
+    running_cv: Condvar,
     redis: redis::Client,
     stop: Arc<AtomicBool>,
 }
@@ -309,6 +337,7 @@ impl Worker {
 
     /// Removes an entry that will not run (and not be answered).
     fn drop_entry(&self, conn: &mut Conn, entry: &str) {
+        lock(&self.held).remove(entry);
         let tasks = self.keys.tasks();
         let _ = conn.run(|con| {
             redis::pipe()
@@ -369,6 +398,7 @@ fn handle(
     e: &StreamId,
     died: Option<(&str, usize)>,
 ) {
+    lock(&w.held).insert(e.id.clone());
     let (Some(m), Some(s)) = (field(e, "m"), field(e, "s")) else {
         w.log_rejected(conn, &e.id, "unsigned or malformed entry (fields m and s missing)");
         w.drop_entry(conn, &e.id);
@@ -442,19 +472,48 @@ fn handle(
         let msg = ResultMsg { id, host, busy_us, outcome };
         let _ = tx.send(Done { entry, client, ttl_ms, msg, ran: true });
     });
+    lock(&w.running).push(fut);
+    w.running_cv.notify_all();
+}
+
+/// Waits on the running tasks' futures, so the local pool collects their results on this
+/// thread the moment they exist (the done-callbacks then hand them to the reply thread);
+/// otherwise the pool's own background thread would, after a grace period meant for a
+/// caller about to wait.
+fn drive_loop(w: &Arc<Worker>) {
+    loop {
+        let futs = {
+            let mut r = lock(&w.running);
+            while r.is_empty() {
+                r = w.running_cv.wait(r).unwrap_or_else(|p| p.into_inner());
+            }
+            std::mem::take(&mut *r)
+        };
+        let waited = multiproc_pool::wait(
+            futs,
+            multiproc_pool::ReturnWhen::FirstCompleted,
+            Some(Duration::from_millis(5)),
+        );
+        drop(waited.done);
+        lock(&w.running).extend(waited.not_done);
+    }
 }
 
 fn read_loop(w: &Arc<Worker>, tx: mpsc::Sender<Done>) {
     let mut conn = Conn::new(w.redis.clone(), Some(Duration::from_secs(5)), w.stop.clone());
     let mut clients = Clients { seen: HashMap::new() };
     let tasks = w.keys.tasks();
-    let capacity = w.processes * 2;
+    let capacity = w.prefetch;
     let mut next_reap = Instant::now() + w.heartbeat / 2;
     let mut gen_seen = 0;
     loop {
         if conn.generation != gen_seen {
             // After a reconnect (Redis restarted?) every host needs time to renew its
-            // heartbeat before any looks dead.
+            // heartbeat before any looks dead; and entries Redis handed to this host while
+            // the answer was lost are taken up now.
+            if gen_seen != 0 {
+                recover_own(w, &mut conn, &mut clients, &tx);
+            }
             gen_seen = conn.generation;
             next_reap = Instant::now() + w.heartbeat;
         }
@@ -510,6 +569,49 @@ fn read_loop(w: &Arc<Worker>, tx: mpsc::Sender<Done>) {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
+    }
+}
+
+/// Takes up the entries pending for this host that it does not hold: Redis delivered them
+/// (and recorded the delivery) but the reply never arrived, as when Redis dies mid-reply.
+fn recover_own(w: &Arc<Worker>, conn: &mut Conn, clients: &mut Clients, tx: &mpsc::Sender<Done>) {
+    let tasks = w.keys.tasks();
+    let Some(Ok(pending)) = conn.run(|con| {
+        redis::cmd("XPENDING")
+            .arg(&tasks)
+            .arg(GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(1000)
+            .arg(&w.name)
+            .query::<StreamPendingCountReply>(con)
+    }) else {
+        return;
+    };
+    let lost: Vec<String> = {
+        let held = lock(&w.held);
+        pending.ids.into_iter().map(|p| p.id).filter(|id| !held.contains(id)).collect()
+    };
+    if lost.is_empty() {
+        return;
+    }
+    let claimed = conn.run(|con| {
+        redis::cmd("XCLAIM")
+            .arg(&tasks)
+            .arg(GROUP)
+            .arg(&w.name)
+            .arg(0)
+            .arg(&lost)
+            .query::<StreamClaimReply>(con)
+    });
+    let Some(Ok(claimed)) = claimed else { return };
+    eprintln!(
+        "multiproc-cluster worker {}: took up {} entries delivered while the reply was lost",
+        w.name,
+        claimed.ids.len()
+    );
+    for e in &claimed.ids {
+        handle(w, conn, clients, tx, e, None);
     }
 }
 
@@ -575,6 +677,7 @@ fn reap(w: &Arc<Worker>, conn: &mut Conn, clients: &mut Clients, tx: &mpsc::Send
         }
     }
     forget_dead_consumers(w, conn);
+    recover_own(w, conn, clients, tx);
 }
 
 /// Removes group members that are gone and hold nothing, so the group stays bounded.
@@ -670,8 +773,17 @@ fn reply_loop(w: &Arc<Worker>, rx: mpsc::Receiver<Done>) {
             }
             p.query::<()>(con)
         });
-        if let Some(Err(e)) = r {
-            eprintln!("multiproc-cluster worker {}: writing results failed: {e}", w.name);
+        match r {
+            Some(Ok(())) => {
+                let mut held = lock(&w.held);
+                for d in &batch {
+                    held.remove(&d.entry);
+                }
+            }
+            Some(Err(e)) => {
+                eprintln!("multiproc-cluster worker {}: writing results failed: {e}", w.name)
+            }
+            None => {}
         }
         let ran = batch.iter().filter(|d| d.ran).count();
         if ran > 0 {

@@ -203,6 +203,17 @@ fn kill_mid_map(
     let name = victim.name.clone();
     drop(victim); // SIGKILL to the host and its pool
     let outs: Vec<_> = it.collect();
+    // The dead host leaves the group once it holds nothing.
+    let mut con = redis.con();
+    eventually(10, "the dead host to leave the consumer group", || {
+        let v: Vec<redis::Value> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg("k:tasks")
+            .arg("workers")
+            .query(&mut con)
+            .unwrap();
+        v.len() == 2
+    });
     (outs, runs(&path), name)
 }
 
@@ -298,7 +309,7 @@ fn redis_restart_with_aof_during_a_run() {
     let _g = serial();
     bounded(90, || {
         let mut redis = Redis::unix(true);
-        let _hosts: Vec<Host> =
+        let hosts: Vec<Host> =
             ["r1", "r2"].iter().map(|n| Host::start(&redis, "r", n, 2)).collect();
         hosts_ready(&redis, "r", 2);
         let ex = connect(&redis, "r");
@@ -323,7 +334,13 @@ fn redis_restart_with_aof_during_a_run() {
         std::thread::sleep(Duration::from_millis(300));
         redis.start(); // same socket, same AOF
         let outs = collector.join().unwrap();
-        assert_eq!(outs.len(), 3000);
+        for h in &hosts {
+            for l in h.log_text().lines().filter(|l| l.contains("took up") || l.contains("is gone"))
+            {
+                eprintln!("{}: {l}", h.name);
+            }
+        }
+        assert_eq!(outs.len(), 3000, "{:?}", outs.last());
         for (i, r) in outs.iter().enumerate() {
             assert_eq!(*r.as_ref().unwrap_or_else(|e| panic!("item {i}: {e}")), 2);
         }
