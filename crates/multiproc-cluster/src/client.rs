@@ -747,3 +747,12 @@ fn collector(sh: Arc<Shared>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_are_printed_without_passwords() {
+        assert_eq!(super::redact("redis://alice:secret@h:6379/0"), "redis://…@h:6379/0");
+        assert_eq!(super::redact("redis+unix:///tmp/r.sock"), "redis+unix:///tmp/r.sock");
+    }
+}

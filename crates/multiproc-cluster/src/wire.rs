@@ -158,3 +158,37 @@ pub(crate) fn task_error(kind: u8, detail: String) -> TaskError {
 pub(crate) fn random_hex() -> String {
     format!("{:016x}", multiproc_arena::random_u64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_bind_key_payload_and_direction() {
+        let s = sign_task(b"k", b"payload");
+        assert!(verify_task(b"k", b"payload", &s));
+        assert!(!verify_task(b"other", b"payload", &s));
+        assert!(!verify_task(b"k", b"payloaD", &s));
+        assert!(!verify_task(b"k", b"payload", &s[..31]));
+        assert!(!verify_result(b"k", b"payload", &s), "a task signature is no result signature");
+        assert!(verify_result(b"k", b"r", &sign_result(b"k", b"r")));
+    }
+
+    #[test]
+    fn task_errors_travel_with_their_kind_and_host() {
+        let e =
+            TaskError::new(TaskErrorKind::WorkerDied, "worker 12 ended with signal 9 (SIGKILL)");
+        let Outcome::Failed { kind, detail } = failed(&e, "host-a/7") else { panic!() };
+        let back = task_error(kind, detail);
+        assert_eq!(back.kind(), TaskErrorKind::WorkerDied);
+        assert_eq!(
+            back.detail(),
+            Some("on host host-a/7: worker 12 ended with signal 9 (SIGKILL)")
+        );
+        assert_eq!(task_error(250, "?".into()).kind(), TaskErrorKind::Codec);
+        for k in KINDS {
+            let Outcome::Failed { kind, .. } = failure(*k, String::new()) else { panic!() };
+            assert_eq!(task_error(kind, String::new()).kind(), *k);
+        }
+    }
+}
