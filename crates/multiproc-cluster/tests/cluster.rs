@@ -416,3 +416,18 @@ fn setup_errors_are_clear() {
         .unwrap_err();
     assert_eq!(e.kind(), multiproc_cluster::ErrorKind::InvalidArgument);
 }
+
+/// `rediss://` (cargo feature `tls-insecure`, for the self-signed test certificate;
+/// `.ci/run` runs it).
+#[cfg(feature = "tls-insecure")]
+#[test]
+fn tls_url() {
+    let _g = serial();
+    bounded(60, || {
+        let redis = Redis::tls();
+        let _h = Host::start(&redis, "s", "tls-host", 1);
+        let ex = connect(&redis, "s");
+        let got: Vec<u64> = ex.map(square, 0..2000u64).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(got, (0..2000u64).map(|i| i * i).collect::<Vec<_>>());
+    });
+}

@@ -149,6 +149,45 @@ impl Redis {
         r
     }
 
+    /// TLS only (a test certificate valid until 2126), on a random loopback port, with the self-signed test certificate in
+    /// `tests/tls/` (the URL skips verification: `#insecure`).
+    pub fn tls() -> Redis {
+        let dir = TempDir::new("redis-tls");
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+        let cert = certs.join("cert.pem").display().to_string();
+        let key = certs.join("key.pem").display().to_string();
+        let args: Vec<String> = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--tls-cert-file".into(),
+            cert.clone(),
+            "--tls-key-file".into(),
+            key,
+            "--tls-ca-cert-file".into(),
+            cert,
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--dir".into(),
+            dir.0.display().to_string(),
+            "--save".into(),
+            "".into(),
+            "--logfile".into(),
+            dir.0.join("redis.log").display().to_string(),
+        ];
+        let url = format!("rediss://127.0.0.1:{port}/#insecure");
+        let mut r = Redis { dir, child: None, args, url, socket: PathBuf::new() };
+        r.start();
+        r
+    }
+
     pub fn start(&mut self) {
         let child = Command::new(redis_server())
             .args(&self.args)
@@ -160,18 +199,16 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(mut c) = redis::Client::open(self.url.as_str())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-            {
-                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    return;
-                }
+            let r = redis::Client::open(self.url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if r.is_ok() {
+                return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not come up: see {:?}",
-                self.dir.0
-            );
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(self.dir.0.join("redis.log")).unwrap_or_default();
+                panic!("redis-server did not come up ({r:?}); its log:\n{log}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
