@@ -5,7 +5,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::wire::{self, Keys, Outcome, ResultMsg, TaskMsg};
 use multiproc_pool::remote::{decode_outcomes, encode_item, Promise, RemoteFn};
 use multiproc_pool::{
-    Error as TaskError, ErrorKind as TaskErrorKind, Executor, ExecutorMap, Future,
+    Error as TaskError, ErrorKind as TaskErrorKind, Executor, ExecutorMap, Future, ProgressFn,
     Result as TaskResult,
 };
 use redis::streams::StreamReadReply;
@@ -226,6 +226,76 @@ fn beat(
         .query(con)
 }
 
+/// A map's options: chunk size, [`TaskOptions`], progress reporting; from
+/// [`ClusterExecutor::job`].
+pub struct ClusterJob<'a> {
+    ex: &'a ClusterExecutor,
+    chunksize: usize,
+    opts: TaskOptions,
+    progress: Option<ProgressFn>,
+}
+
+impl fmt::Debug for ClusterJob<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterJob")
+            .field("chunksize", &self.chunksize)
+            .field("opts", &self.opts)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl ClusterJob<'_> {
+    /// Items per task (one Redis entry, one local pool task).
+    pub fn chunksize(mut self, n: usize) -> Self {
+        self.chunksize = n;
+        self
+    }
+
+    /// Retries of each chunk after its host died (see [`TaskOptions::retries`]).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.opts.retries = n;
+        self
+    }
+
+    /// A time limit for each chunk (see [`TaskOptions::timeout`]).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.opts.timeout = Some(d);
+        self
+    }
+
+    /// Calls `f(done, Some(total))` as each item's result comes back, from whichever host
+    /// ran it (on the executor's result thread: keep it short).
+    pub fn progress(mut self, f: impl Fn(usize, Option<usize>) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+
+    /// Applies `f` to every item on the cluster; the iterator yields the outcomes in input
+    /// order.
+    pub fn map<T, R, F, I>(self, f: F, items: I) -> TaskResult<ExecutorMap<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let futs = self.ex.map_futures(self.opts, f, items, self.chunksize)?;
+        if let Some(cb) = self.progress {
+            let total = futs.len();
+            let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            for fut in &futs {
+                let (cb, done) = (cb.clone(), done.clone());
+                fut.add_done_callback(move |_| {
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    cb(n, Some(total));
+                });
+            }
+        }
+        Ok(ExecutorMap::from_futures(futs))
+    }
+}
+
 /// Finishes the futures of one task.
 trait Waiter: Send {
     fn finish(self: Box<Self>, outcome: Outcome);
@@ -408,6 +478,22 @@ impl ClusterExecutor {
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
+        Ok(ExecutorMap::from_futures(self.map_futures(opts, f, items, chunksize)?))
+    }
+
+    fn map_futures<T, R, F, I>(
+        &self,
+        opts: TaskOptions,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> TaskResult<Vec<Future<R>>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
         if chunksize == 0 {
             return Err(TaskError::new(
                 TaskErrorKind::InvalidArgument,
@@ -436,7 +522,7 @@ impl ClusterExecutor {
                 self.enqueue(&sealed, payload, n, opts, Box::new(Promises { ps }))?;
             }
         }
-        Ok(ExecutorMap::from_futures(futs))
+        Ok(futs)
     }
 
     fn enqueue(
@@ -474,6 +560,16 @@ impl ClusterExecutor {
         drop(st);
         sh.cv.notify_all();
         Ok(())
+    }
+
+    /// Options for the next map: `ex.job().chunksize(100).retries(1).progress(cb).map(f, items)`.
+    pub fn job(&self) -> ClusterJob<'_> {
+        ClusterJob {
+            ex: self,
+            chunksize: self.shared.chunksize,
+            opts: self.shared.defaults,
+            progress: None,
+        }
     }
 
     /// What this executor's tasks did on each host, by host name.

@@ -10,7 +10,8 @@
 //!
 //! - [`ClusterExecutor`] / [`ClusterExecutorBuilder`]: `submit`, `map` (with a chunk size),
 //!   `shutdown`, through the [`Executor`] trait; [`TaskOptions`] per task (retries, time
-//!   limit); [`HostInsights`] per host. Futures are the pool's [`Future`]s: `result`,
+//!   limit); [`ClusterJob`] for a map's chunk size, options and progress callback;
+//!   [`HostInsights`] per host. Futures are the pool's [`Future`]s: `result`,
 //!   `cancel`, callbacks, `.await`, and [`wait`] / [`as_completed`].
 //! - [`worker`], [`run_worker_if_requested`], [`WorkerBuilder`]: a worker host.
 //! - [`Error`] / [`ErrorKind`]: setup errors; tasks fail with [`multiproc_pool::Error`].
@@ -60,7 +61,7 @@ mod wire;
 mod worker;
 
 pub use crate::client::{
-    ClusterExecutor, ClusterExecutorBuilder, HostInsights, TaskOptions, AUTHKEY_ENV,
+    ClusterExecutor, ClusterExecutorBuilder, ClusterJob, HostInsights, TaskOptions, AUTHKEY_ENV,
 };
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::worker::{

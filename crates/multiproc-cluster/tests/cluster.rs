@@ -96,6 +96,20 @@ fn map_100k_over_three_hosts_in_order() {
         assert_eq!((w.done.len(), w.not_done.len()), (5, 0));
         let fut = ex.submit(square, 12u64).unwrap();
         assert_eq!(block_on(fut).unwrap(), 144);
+        // Progress across hosts.
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let it = ex
+            .job()
+            .chunksize(10)
+            .progress(move |done, total| s2.lock().unwrap().push((done, total)))
+            .map(square, 0..100u64)
+            .unwrap();
+        assert_eq!(it.map(|r| r.unwrap()).sum::<u64>(), (0..100u64).map(|i| i * i).sum());
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 100);
+        assert_eq!(seen.iter().map(|p| p.0).max(), Some(100));
+        assert!(seen.iter().all(|p| p.1 == Some(100)));
         ex.shutdown(true, false);
         assert!(matches!(ex.submit(square, 1u64), Err(e) if e.kind() == TaskErrorKind::NotRunning));
         // The executor left nothing: its heartbeat and result stream are gone, tasks deleted.
