@@ -620,20 +620,37 @@ fn recover_own(w: &Arc<Worker>, conn: &mut Conn, clients: &mut Clients, tx: &mps
 /// that hold nothing.
 fn reap(w: &Arc<Worker>, conn: &mut Conn, clients: &mut Clients, tx: &mpsc::Sender<Done>) {
     let tasks = w.keys.tasks();
-    let Some(Ok(pending)) = conn.run(|con| {
-        redis::cmd("XPENDING")
-            .arg(&tasks)
-            .arg(GROUP)
-            .arg("-")
-            .arg("+")
-            .arg(1000)
-            .query::<StreamPendingCountReply>(con)
-    }) else {
-        return;
-    };
+    // Only entries idle for half a lease can belong to a host whose lease lapsed (it
+    // renews every quarter lease); pages of 1,000, at most 20 per round.
+    let idle_ms = (w.heartbeat / 2).as_millis() as u64;
+    let mut ids = Vec::new();
+    let mut start = "-".to_string();
+    for _ in 0..20 {
+        let Some(Ok(page)) = conn.run(|con| {
+            redis::cmd("XPENDING")
+                .arg(&tasks)
+                .arg(GROUP)
+                .arg("IDLE")
+                .arg(idle_ms)
+                .arg(&start)
+                .arg("+")
+                .arg(1000)
+                .query::<StreamPendingCountReply>(con)
+        }) else {
+            return;
+        };
+        let full = page.ids.len() == 1000;
+        if let Some(last) = page.ids.last() {
+            start = format!("({}", last.id);
+        }
+        ids.extend(page.ids);
+        if !full {
+            break;
+        }
+    }
     let mut alive: HashMap<String, bool> = HashMap::new();
     let mut by_dead: HashMap<String, Vec<(String, usize)>> = HashMap::new();
-    for p in pending.ids {
+    for p in ids {
         if p.consumer == w.name {
             continue;
         }
