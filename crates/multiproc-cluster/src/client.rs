@@ -156,6 +156,8 @@ impl ClusterExecutorBuilder {
             .map_err(|e| Error::redis(e, format!("bad Redis URL {}", redact(&self.url))))?;
         let keys = Keys::new(&self.namespace);
         let id = wire::random_hex();
+        // The executable's hash, once, now rather than at the first submit.
+        let _ = multiproc_pool::remote::build_id();
         let mut con = client
             .get_connection_with_timeout(Duration::from_secs(5))
             .map_err(|e| Error::redis(e, format!("cannot connect to {}", redact(&self.url))))?;
