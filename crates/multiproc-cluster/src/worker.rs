@@ -31,6 +31,9 @@ pub const HEARTBEAT_ENV: &str = "MULTIPROC_CLUSTER_HEARTBEAT_MS";
 /// Tasks a host takes ahead of its free processes (default: twice its processes).
 pub const PREFETCH_ENV: &str = "MULTIPROC_CLUSTER_PREFETCH";
 
+/// Local pools per host: one without a time limit, and one per distinct limit.
+const MAX_POOLS: usize = 9;
+
 /// Entries kept in the log of rejected entries.
 const REJECTED_KEEP: isize = 1000;
 
@@ -302,6 +305,17 @@ impl Worker {
         let mut pools = lock(&self.pools);
         if let Some(p) = pools.get(&timeout_ms) {
             return Ok(p.clone());
+        }
+        // Each distinct time limit costs a pool of `processes` workers on every host.
+        if pools.len() >= MAX_POOLS {
+            return Err(multiproc_pool::Error::new(
+                TaskErrorKind::InvalidArgument,
+                format!(
+                    "a host runs at most {} distinct task time limits (a pool each); use \
+                     fewer distinct values",
+                    MAX_POOLS - 1
+                ),
+            ));
         }
         let p = Arc::new(
             Pool::builder()
