@@ -18,6 +18,9 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // A process started by procspawn (a peer) runs its function here and exits.
     peers::init();
+    // The `cluster.*` cases re-run this binary as their worker host.
+    #[cfg(feature = "cluster")]
+    multiproc_cluster::run_worker_if_requested();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         // The posix_spawn floor's child: exits at once.

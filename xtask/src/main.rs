@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         "soak" => soak(rest),
         "fuzz" => fuzz(rest),
         _ => {
-            eprintln!("usage: cargo xtask <ci | loom [-p CRATE] | tidy | bench [--quick] [CASE...] | soak --minutes N | fuzz [--cases N]>");
+            eprintln!("usage: cargo xtask <ci | loom [-p CRATE] | tidy | bench [--quick] [--cluster] [CASE...] | soak --minutes N | fuzz [--cases N]>");
             return ExitCode::from(2);
         }
     };
@@ -120,11 +120,14 @@ fn bench(args: &[String]) -> Result<(), String> {
     if !root().join("benches/Cargo.toml").exists() {
         return Err("the benchmark package (benches/) is not built yet".into());
     }
-    // The heavy Rust peers are behind the `peers` feature, off in `cargo test --workspace`.
-    run(cargo()
-        .args(["run", "--release", "-p", "multiproc-benches", "--features", "peers"])
-        .args(["--bin", "bench-runner", "--"])
-        .args(args))
+    // The heavy Rust peers are behind the `peers` feature, off in `cargo test --workspace`;
+    // `--cluster` opts in to the cluster.* cases (they need redis-server).
+    let cluster = args.iter().any(|a| a == "--cluster");
+    let rest: Vec<&String> = args.iter().filter(|a| *a != "--cluster").collect();
+    let mut c = cargo();
+    c.args(["run", "--release", "-p", "multiproc-benches", "--bin", "bench-runner"]);
+    c.args(["--features", if cluster { "peers,cluster" } else { "peers" }]);
+    run(c.arg("--").args(rest))
 }
 
 fn soak(args: &[String]) -> Result<(), String> {

@@ -13,6 +13,8 @@ use crate::sys;
 use std::time::{Duration, Instant};
 
 mod arena;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod floor;
 mod lock;
 mod manager;
@@ -120,6 +122,8 @@ pub(crate) fn all() -> Vec<&'static Case> {
         lock::CASES,
         manager::CASES,
         pool::CASES,
+        #[cfg(feature = "cluster")]
+        cluster::CASES,
         shm::CASES,
         arena::CASES,
         floor::CASES,

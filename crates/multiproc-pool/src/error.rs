@@ -84,6 +84,9 @@ pub enum ErrorKind {
     Spawn,
     /// The result was already taken from this future.
     AlreadyTaken,
+    /// The task was refused, never run: it came from a different build of the program, or
+    /// its signature did not verify (see `remote`).
+    Refused,
 }
 
 impl fmt::Display for ErrorKind {
@@ -103,6 +106,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Unsupported => "not supported with this start method",
             ErrorKind::Spawn => "could not start a worker process",
             ErrorKind::AlreadyTaken => "the result was already taken",
+            ErrorKind::Refused => "the task was refused",
         })
     }
 }

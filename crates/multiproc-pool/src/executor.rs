@@ -64,6 +64,19 @@ pub struct ExecutorMap<R> {
     finished: bool,
 }
 
+impl<R> ExecutorMap<R> {
+    /// The iterator over `futures`, in order (for executors with their own `map`).
+    pub fn from_futures(futures: impl IntoIterator<Item = Future<R>>) -> Self {
+        ExecutorMap { futs: futures.into_iter().collect(), deadline: None, finished: false }
+    }
+
+    /// Gives up at `deadline`, as [`Executor::map_timeout`] does.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}
+
 impl<R> fmt::Debug for ExecutorMap<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExecutorMap").field("left", &self.futs.len()).finish()

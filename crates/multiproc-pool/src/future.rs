@@ -90,7 +90,7 @@ impl<R> Slot<R> {
         lock(&self.state).phase == Phase::Cancelled
     }
 
-    fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         matches!(lock(&self.state).phase, Phase::Finished | Phase::Cancelled)
     }
 

@@ -12,6 +12,8 @@
 //!   [`Future`] (`result`, `result_timeout`, `cancel`, `running`, `done`, done-callbacks, and
 //!   `std::future::Future` for `.await`), `map` ([`ExecutorMap`]), `shutdown`.
 //! - [`wait`] with [`ReturnWhen`], [`as_completed`], [`as_completed_timeout`].
+//! - [`remote`]: tasks for another copy of this program (sealed [`remote::RemoteFn`]s,
+//!   [`Pool::submit_remote`], [`remote::Promise`]), the base of `multiproc-cluster`.
 //! - [`WorkerInsights`]: per-worker tasks, items, busy and waiting time.
 //! - [`Error`] / [`ErrorKind`]: [`WorkerDied`](ErrorKind::WorkerDied) names the signal or
 //!   exit code ([`WorkerExit`]); [`Panicked`](ErrorKind::Panicked) carries the panic message.
@@ -84,6 +86,8 @@ mod pool;
 mod portable;
 #[cfg(not(multiproc_loom))]
 mod progress;
+#[cfg(not(multiproc_loom))]
+pub mod remote;
 #[doc(hidden)]
 pub mod ring;
 #[cfg(not(multiproc_loom))]

@@ -15,7 +15,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Decodes `count` outcomes; a malformed buffer fails the rest.
-fn decode_items<R: DeserializeOwned>(count: u32, mut data: &[u8], mut each: impl FnMut(Result<R>)) {
+pub(crate) fn decode_items<R: DeserializeOwned>(
+    count: u32,
+    mut data: &[u8],
+    mut each: impl FnMut(Result<R>),
+) {
     for i in 0..count {
         match take_outcome::<R>(&mut data) {
             Ok(Ok(v)) => each(Ok(v)),
@@ -48,6 +52,33 @@ impl<R: DeserializeOwned + Send + 'static> Sink for SingleSink<R> {
             }
         });
         self.slot.complete(out.unwrap_or_else(|| Err(Error::new(ErrorKind::Codec, "no result"))));
+    }
+
+    fn fail(&self, _first: u64, _count: u32, err: &Error) {
+        self.slot.complete(Err(err.clone()));
+    }
+
+    fn start(&self) -> bool {
+        self.slot.set_running()
+    }
+
+    fn eager(&self) -> bool {
+        true
+    }
+
+    fn cancel(&self, _first: u64, _count: u32) {
+        self.slot.cancel();
+    }
+}
+
+/// One task, its encoded outcomes as they are (`Pool::submit_remote`).
+pub(crate) struct RawSink {
+    pub(crate) slot: Arc<Slot<Vec<u8>>>,
+}
+
+impl Sink for RawSink {
+    fn deliver(&self, _first: u64, _count: u32, data: &[u8]) {
+        self.slot.complete(Ok(data.to_vec()));
     }
 
     fn fail(&self, _first: u64, _count: u32, err: &Error) {

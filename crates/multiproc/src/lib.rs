@@ -18,6 +18,7 @@
 //! | [`spawn`] | `multiproc-spawn` | [`Process`], [`JoinHandle`], [`StartMethod`], [`Context`], [`current_process`], … |
 //! | [`manager`] | `multiproc-manager` | [`Manager`] and its typed proxies |
 //! | [`pool`] | `multiproc-pool` | [`Pool`], [`ProcessPoolExecutor`], [`ThreadPoolExecutor`], [`Executor`], [`pool::wait`], [`as_completed`] |
+//! | `cluster` | `multiproc-cluster` | `ClusterExecutor`: the `Executor` across hosts on Redis Streams (feature `cluster`, **off by default**) |
 //!
 //! ```
 //! use multiproc::{Process, Queue};
@@ -100,3 +101,10 @@ pub use multiproc_pool as pool;
 pub use multiproc_pool::{
     as_completed, Executor, Future, Pool, ProcessPoolExecutor, ReturnWhen, ThreadPoolExecutor,
 };
+
+/// The executor across hosts, on Redis Streams (`multiproc-cluster`; feature `cluster`, off
+/// by default).
+#[cfg(feature = "cluster")]
+pub use multiproc_cluster as cluster;
+#[cfg(feature = "cluster")]
+pub use multiproc_cluster::ClusterExecutor;

@@ -36,3 +36,13 @@ fn the_arena_reexports_work_end_to_end() {
     assert_eq!(v.load(std::sync::atomic::Ordering::Relaxed), 3);
     assert!(cpu_count() >= 1);
 }
+
+#[cfg(feature = "cluster")]
+#[test]
+fn the_cluster_feature_reexports_the_cluster_crate() {
+    fn same<T: 'static, U: 'static>() -> bool {
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<U>()
+    }
+    assert!(same::<multiproc::ClusterExecutor, multiproc_cluster::ClusterExecutor>());
+    assert!(same::<multiproc::cluster::TaskOptions, multiproc_cluster::TaskOptions>());
+}
