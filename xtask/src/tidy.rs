@@ -2,6 +2,7 @@
 //!
 //! - every `unsafe {` block has a `// SAFETY:` comment within the three lines above it;
 //! - `libc::` function calls appear only in `sys` modules (`sys.rs`, `sys/…`);
+//! - memory, randomness, fork-hook and futex system calls only in `multiproc-arena`;
 //! - once the umbrella crate exists, it re-exports every member crate;
 //! - no absolute path of a developer's machine in the sources.
 
@@ -49,6 +50,18 @@ pub(crate) fn run(root: &Path) -> Result<(), Vec<String>> {
             if !in_sys(f) && !rel.starts_with("xtask") && calls_libc(code) {
                 problems.push(format!("{rel}:{}: libc call outside a sys module", i + 1));
             }
+            // One owner per system-call family: memory, randomness, fork hooks and the futex
+            // belong to the arena (crates above use multiproc_arena::{os, fork, futex}).
+            if rel.starts_with("crates/") && !rel.starts_with("crates/multiproc-arena/") {
+                for call in ARENA_OWNED {
+                    if code.contains(call) {
+                        problems.push(format!(
+                            "{rel}:{}: {call} belongs to multiproc-arena (use its os/fork/futex)",
+                            i + 1
+                        ));
+                    }
+                }
+            }
             for bad in ["/work/", "/home/", "/root/"] {
                 if line.contains(bad) && !rel.starts_with("xtask") {
                     problems.push(format!("{rel}:{}: machine-specific path {bad}", i + 1));
@@ -77,6 +90,16 @@ pub(crate) fn run(root: &Path) -> Result<(), Vec<String>> {
         Err(problems)
     }
 }
+
+/// System calls that only `multiproc-arena` makes.
+const ARENA_OWNED: [&str; 6] = [
+    "libc::memfd_create",
+    "libc::pthread_atfork",
+    "libc::getrandom",
+    "libc::mmap",
+    "libc::munmap",
+    "SYS_futex",
+];
 
 /// A call of a libc function (`libc::name(`), as opposed to a constant or a type.
 fn calls_libc(code: &str) -> bool {

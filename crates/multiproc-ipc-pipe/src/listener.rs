@@ -202,7 +202,7 @@ fn hs_message(ty: u8, body: &[u8]) -> Vec<u8> {
 
 fn nonce() -> Result<[u8; NONCE]> {
     let mut n = [0u8; NONCE];
-    sys::getrandom(&mut n).map_err(|e| Error::io(e, "getrandom"))?;
+    multiproc_arena::os::random_bytes(&mut n).map_err(|e| Error::io(e, "getrandom"))?;
     Ok(n)
 }
 
@@ -393,7 +393,7 @@ impl ListenerBuilder {
         let mut tries = 0;
         let dir = loop {
             let mut r = [0u8; 8];
-            sys::getrandom(&mut r).map_err(|e| Error::io(e, "getrandom"))?;
+            multiproc_arena::os::random_bytes(&mut r).map_err(|e| Error::io(e, "getrandom"))?;
             let me = multiproc_arena::Identity::current().bits();
             let name = format!("multiproc-{me:016x}-{:016x}", u64::from_le_bytes(r));
             let dir = base.join(name);

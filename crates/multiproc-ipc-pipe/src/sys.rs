@@ -210,25 +210,6 @@ pub(crate) fn epoll_wait(
     Ok(())
 }
 
-/// Fills `buf` with random bytes from the kernel (`getrandom`).
-pub(crate) fn getrandom(buf: &mut [u8]) -> io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: `rest` is a valid writable buffer of `rest.len()` bytes.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        filled += n as usize;
-    }
-    Ok(())
-}
-
 /// A Unix socket address: a path, or a Linux abstract name.
 #[derive(Clone, Copy)]
 pub(crate) enum UnixAddr<'a> {

@@ -8,7 +8,7 @@ use crate::ring::{
     MAX_PARTIES, MIN_LOG_SLOTS, PARTY_READY, READING, SLOT_BYTES, WRITING,
 };
 use crate::spill::SpillEntry;
-use crate::sys::FileMap;
+use multiproc_arena::os::FileMap;
 use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use multiproc_arena::{Arena, Offset, ProcessId};
 use std::fs::File;
@@ -92,7 +92,7 @@ impl ShmMem {
             total: ctrl_size,
         } = ctrl_layout(n_slots, n_parties, n_streams, n_spills);
         let spill_id = random_id();
-        let spill = crate::sys::memfd("multiproc-queue-spill")
+        let spill = multiproc_arena::os::memfd("multiproc-queue-spill")
             .map(File::from)
             .and_then(|f| f.write_all_at(&spill_file_head(spill_id), 0).map(|()| f))
             .map_err(|e| Error::io(e, "creating the queue's spill file"))?;
@@ -181,7 +181,7 @@ impl ShmMem {
             }
         }
         let spill_id = h.spill_id.load(Ordering::Relaxed);
-        let stand_in = crate::sys::memfd("multiproc-queue-spill")
+        let stand_in = multiproc_arena::os::memfd("multiproc-queue-spill")
             .map(File::from)
             .and_then(|f| f.write_all_at(&spill_file_head(spill_id), 0).map(|()| f))
             .map_err(|e| Error::io(e, "creating the queue's spill stand-in"));

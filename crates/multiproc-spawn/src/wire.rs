@@ -69,7 +69,7 @@ pub(crate) fn frame(
         put_header(&mut buf, magic, kind, 0, len as u64);
         return Ok(Frame { bytes: buf, fds });
     }
-    let memfd = sys::memfd_create(c"multiproc-frame")?;
+    let memfd = multiproc_arena::os::memfd("multiproc-frame")?;
     File::from(memfd.try_clone()?).write_all(&buf[HEADER..])?;
     buf.truncate(HEADER);
     put_header(&mut buf, magic, kind, FLAG_MEMFD, len as u64);

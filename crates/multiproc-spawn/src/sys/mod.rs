@@ -422,14 +422,6 @@ pub(crate) fn default_sigchld() {
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
 }
 
-/// Creates an anonymous memory file (close-on-exec).
-pub(crate) fn memfd_create(name: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: `name` is NUL-terminated and outlives the call; the flags are valid.
-    let fd = cvt(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
-    // SAFETY: the kernel just returned this descriptor; nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// The socket's send buffer size (`SO_SNDBUF`).
 pub(crate) fn send_buffer(sock: BorrowedFd<'_>) -> io::Result<usize> {
     let mut v: c_int = 0;
