@@ -13,6 +13,12 @@
 //!
 //! So parent and child may each drop their copies: the block is freed once, by the last.
 //!
+//! The price: a child that never gives its inherited references back keeps the objects
+//! allocated — one that is SIGKILLed, or one that `exec`s another program after a plain
+//! `fork()` (`posix_spawn`, which `std::process::Command` and the spawn start method use,
+//! runs no fork handler and costs nothing; a `Command` with `pre_exec` falls back to fork).
+//! The objects are never freed early; their memory comes back when the arena goes.
+//!
 //! The registry maps each block this process holds handles of (by the address of its
 //! shared count) to how many it holds. A process that ends without dropping its handles —
 //! killed, or `_exit` after a fork — leaks their references (the blocks stay allocated, never
