@@ -9,13 +9,27 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// The calling process, as this crate knows it (Python's `current_process()`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CurrentProcess {
     name: String,
     pid: u32,
     daemon: bool,
     identity: Vec<u32>,
     method: Option<StartMethod>,
+    authkey: Vec<u8>,
+}
+
+impl fmt::Debug for CurrentProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not the authkey: a Debug print must not leak the secret.
+        f.debug_struct("CurrentProcess")
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("daemon", &self.daemon)
+            .field("identity", &self.identity)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CurrentProcess {
@@ -45,6 +59,13 @@ impl CurrentProcess {
         self.method
     }
 
+    /// Python's `current_process().authkey`: 32 random bytes in the main process, inherited
+    /// by every child (unless its builder set another with `authkey`). A key to share with
+    /// the process tree, e.g. for a `Listener`/`Client` or a manager.
+    pub fn authkey(&self) -> &[u8] {
+        &self.authkey
+    }
+
     /// Always true: the calling process is running.
     pub fn is_alive(&self) -> bool {
         true
@@ -60,6 +81,7 @@ pub fn current_process() -> CurrentProcess {
         daemon: info.daemon,
         identity: info.identity,
         method: info.method.and_then(StartMethod::from_u8),
+        authkey: info.authkey,
     }
 }
 

@@ -50,6 +50,7 @@ pub struct Builder {
     name: Option<String>,
     daemon: Option<bool>,
     method: Option<StartMethod>,
+    authkey: Option<Vec<u8>>,
 }
 
 impl Builder {
@@ -72,6 +73,13 @@ impl Builder {
     /// it at a normal exit.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = Some(daemon);
+        self
+    }
+
+    /// The child's authentication key (Python's `Process.authkey`; default: this process's,
+    /// [`CurrentProcess::authkey`](crate::CurrentProcess::authkey)).
+    pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.authkey = Some(key.into());
         self
     }
 
@@ -234,6 +242,12 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
         self
     }
 
+    /// Sets the child's authkey; see [`Builder::authkey`].
+    pub fn authkey(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.cfg = self.cfg.authkey(key);
+        self
+    }
+
     /// Whether the process will be daemonic once started; see [`Builder::is_daemon`].
     pub fn is_daemon(&self) -> bool {
         self.cfg.is_daemon()
@@ -319,6 +333,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
                 identity: ProcessId::current().identity_bits(),
                 name: me.name.clone(),
             }),
+            authkey: self.cfg.authkey.clone().unwrap_or_else(|| me.authkey.clone()),
         };
 
         let launched = match plan {

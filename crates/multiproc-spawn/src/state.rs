@@ -37,6 +37,8 @@ pub(crate) struct Info {
     /// The method that started this process (None in the main process).
     pub(crate) method: Option<u8>,
     pub(crate) parent: Option<ParentInfo>,
+    /// Python's `Process.authkey`: random in the main process, inherited by children.
+    pub(crate) authkey: Vec<u8>,
 }
 
 impl Info {
@@ -47,8 +49,21 @@ impl Info {
             daemon: false,
             method: None,
             parent: None,
+            authkey: random_authkey(),
         }
     }
+}
+
+/// 32 random bytes (Python's `os.urandom(32)` for the main process's authkey).
+fn random_authkey() -> Vec<u8> {
+    let mut k = vec![0u8; 32];
+    if multiproc_arena::os::random_bytes(&mut k).is_err() {
+        // No kernel randomness (never on supported kernels): still unique per process.
+        for (i, c) in k.chunks_mut(8).enumerate() {
+            c.copy_from_slice(&multiproc_arena::random_u64().wrapping_add(i as u64).to_le_bytes());
+        }
+    }
+    k
 }
 
 /// A live child in the registry (for `active_children` and the exit handler).

@@ -731,3 +731,22 @@ per_method!(
         }
     }
 );
+
+fn my_authkey(_: ()) -> Vec<u8> {
+    current_process().authkey().to_vec()
+}
+
+// Python's Process.authkey: random in the main process, inherited by children under every
+// start method, settable per child; not shown by Debug.
+per_method!(
+    fn authkey_is_inherited_and_settable(m) {
+        let mine = current_process().authkey().to_vec();
+        assert_eq!(mine.len(), 32);
+        assert_ne!(mine, vec![0u8; 32]);
+        let h = Process::builder().start_method(m).target(my_authkey, ()).start().unwrap();
+        assert_eq!(h.join().unwrap(), mine, "inherited");
+        let h = Process::builder().start_method(m).authkey(b"other".to_vec()).target(my_authkey, ()).start().unwrap();
+        assert_eq!(h.join().unwrap(), b"other".to_vec());
+        assert!(!format!("{:?}", current_process()).contains(&format!("{:?}", mine)));
+    }
+);
