@@ -41,7 +41,6 @@ pub mod fork;
 pub mod futex;
 pub mod liveness;
 mod loom;
-#[cfg(not(multiproc_loom))]
 #[path = "sys/os.rs"]
 pub mod os;
 mod shared;
