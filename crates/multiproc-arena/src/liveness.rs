@@ -160,6 +160,12 @@ impl Identity {
         // life of the process (closed only in a forked child's handler, after which
         // REGISTRY is -1 and this branch is not taken); the borrow ends in this function.
         let fd = unsafe { BorrowedFd::borrow_raw(reg) };
+        // The number must still be the registry: if the program closed it and the number went
+        // to another file, a probe there would find no lock and prove nothing.
+        match crate::sys::dev_ino(fd) {
+            Ok((dev, ino)) if fingerprint(dev, ino) == me.registry() => {}
+            _ => return unknown(),
+        }
         match crate::sys::ofd_locked_by_other(fd, self.token() as u64) {
             Ok(true) => Liveness::Alive,
             Ok(false) => Liveness::Dead,
@@ -435,6 +441,44 @@ mod tests {
         assert_eq!(ProcessId::from_parts(1, 0).liveness(), Liveness::Unknown);
         assert!(Identity::from_bits(0).is_none());
         assert!(Identity::from_bits(1 << 31).is_none());
+    }
+
+    /// A program that closes the registry descriptor (and whose next file takes the number)
+    /// gets "cannot tell", never a proof of death from probing the wrong file.
+    #[test]
+    fn a_closed_and_reused_registry_number_proves_nothing() {
+        let me = Identity::current();
+        let free = (1..1000u64)
+            .map(|k| {
+                Identity(
+                    (me.registry() as u64) << 32 | ((me.token() as u64 + k) & TOKEN_MASK).max(1),
+                )
+            })
+            .find(|i| i.liveness() == Liveness::Dead)
+            .expect("some token is free");
+        let mut child = crate::testing::fork(|| {
+            use std::os::fd::AsRawFd;
+            let reg = REGISTRY.load(Ordering::Acquire);
+            crate::sys::close_raw(reg);
+            // Open files until one takes the registry's number (lower free numbers go first).
+            let mut held = Vec::new();
+            while !held.last().is_some_and(|f: &std::fs::File| f.as_raw_fd() == reg) {
+                if held.len() > 4096 {
+                    return 2;
+                }
+                held.push(std::fs::File::open("/dev/null").unwrap());
+            }
+            if free.liveness() == Liveness::Unknown {
+                0
+            } else {
+                1
+            }
+        });
+        let exit = child.wait_timeout(std::time::Duration::from_secs(10));
+        assert!(
+            matches!(exit, Some(crate::testing::Exit::Code(0))),
+            "a probe through a reused descriptor number judged a process dead: {exit:?}"
+        );
     }
 
     #[test]

@@ -409,6 +409,16 @@ pub(crate) fn open_registry(path: &std::ffi::CStr) -> io::Result<(OwnedFd, u64, 
     Ok((fd, st.st_dev, st.st_ino))
 }
 
+/// `(st_dev, st_ino)` of an open descriptor.
+pub(crate) fn dev_ino(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fd` is open (borrowed); `st` is a writable stat buffer.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    Ok((st.st_dev, st.st_ino))
+}
+
 fn ofd_flock(kind: libc::c_int, offset: u64) -> libc::flock {
     // SAFETY: flock is plain old data; all-zero is a valid value (l_pid must be 0 for OFD
     // requests).
