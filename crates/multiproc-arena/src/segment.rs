@@ -279,6 +279,18 @@ impl Segment {
             .map_err(|e| Error::io(e, format!("opening /{bare}")))?;
         let seg = Self::map_existing(file, Some(bare.to_string()))?;
         seg.hold_in_use();
+        // A cleanup holds the in-use byte exclusively while it unlinks an orphan: if it did so
+        // between our open and our lock, the name no longer leads to this file.
+        let ours = crate::sys::dev_ino(seg.file.as_fd()).ok();
+        let named = std::fs::metadata(shm_path(bare)).ok().map(|m| {
+            (std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m))
+        });
+        if ours.is_none() || ours != named {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("/{bare} was removed as an orphan"),
+            ));
+        }
         Ok(seg)
     }
 
@@ -448,11 +460,13 @@ impl Drop for Segment {
     fn drop(&mut self) {
         let flags = self.flags();
         if self.name.is_some() && flags & FLAG_LAST_USER != 0 {
-            // The last user removes the name (our own description's lock is not reported).
+            // The last user removes the name: our description turns its shared in-use lock
+            // into an exclusive one only if no other holds one, and keeps openers out until
+            // the name is gone (see `open`).
             if flags & FLAG_PERSIST == 0
                 && matches!(
-                    crate::sys::ofd_locked_by_other(self.file.as_fd(), IN_USE_OFFSET),
-                    Ok(false)
+                    crate::sys::ofd_try_exclusive(self.file.as_fd(), IN_USE_OFFSET),
+                    Ok(true)
                 )
             {
                 if let Some(n) = &self.name {
@@ -506,6 +520,7 @@ pub fn cleanup_orphans() -> Result<usize> {
         }
         let Ok(f) = OpenOptions::new()
             .read(true)
+            .write(true)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(entry.path())
         else {
@@ -523,8 +538,11 @@ pub fn cleanup_orphans() -> Result<usize> {
         if half(36) & (FLAG_PERSIST | FLAG_UNTRACKED) != 0 {
             continue;
         }
-        // Our descriptor is a description of its own: any lock it reports is another's.
-        if !matches!(crate::sys::ofd_locked_by_other(f.as_fd(), IN_USE_OFFSET), Ok(false)) {
+        // Our descriptor is a description of its own. Taking the in-use byte exclusively
+        // succeeds only if no process holds it (a kernel proof that nobody has the file
+        // open), and keeps any opener out until the name is gone (`open` checks after taking
+        // its own lock that the name still leads to its file). The lock goes with `f`.
+        if !matches!(crate::sys::ofd_try_exclusive(f.as_fd(), IN_USE_OFFSET), Ok(true)) {
             continue;
         }
         if std::fs::remove_file(entry.path()).is_ok() {

@@ -439,6 +439,19 @@ pub(crate) fn ofd_set(fd: BorrowedFd<'_>, offset: u64, read: bool) -> io::Result
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) }).map(|_| ())
 }
 
+/// Tries to take an exclusive open-file-description lock on the byte at `offset` of `fd`
+/// (`F_OFD_SETLK`, `F_WRLCK`, non-blocking): `Ok(false)` if another description holds any
+/// lock there. `fd` must be open for writing.
+pub(crate) fn ofd_try_exclusive(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
+    let fl = ofd_flock(libc::F_WRLCK, offset);
+    // SAFETY: `fd` is open; `fl` is a valid flock that outlives the call.
+    match cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) }) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether another open file description holds a lock on the byte at `offset` of `fd`
 /// (`F_OFD_GETLK` for a write lock; locks of `fd`'s own description are not reported).
 pub(crate) fn ofd_locked_by_other(fd: BorrowedFd<'_>, offset: u64) -> io::Result<bool> {
