@@ -1,13 +1,30 @@
-//! Futex wait/wake on words in shared memory.
+//! Futex wait/wake on words in shared memory: the one wait/wake layer of the workspace.
 //!
 //! The words live in `MAP_SHARED` mappings, so the futexes are the shared (not `PRIVATE`)
 //! kind. Deadlines are absolute CLOCK_MONOTONIC times (`FUTEX_WAIT_BITSET`): a spurious
 //! wake-up followed by another wait does not stretch a timeout.
 //!
+//! Two levels:
+//! - [`wait`] / [`wake`] (and the `_low` forms for the low half of a 64-bit word): the raw
+//!   futex, "sleep while the word holds this value".
+//! - [`park`] with a [`Deadline`] and an optional liveness poll: what every blocking call of
+//!   the crates above uses. A waiter whose waker may die (a lock holder, a queue producer)
+//!   sleeps at most `poll` at a time and gets [`Wake::Poll`] to check the peer's liveness.
+//!
 //! Measured on the 2-vCPU machines this project runs on: a futex round trip between two
 //! processes costs ~12 µs (the wake-up dominates); a busy-spin round trip ~0.35 µs. Callers
 //! that expect a quick answer spin a bounded number of iterations first ([`spin_until`]) —
 //! bounded, because on two cores a spinner that never sleeps steals its peer's core.
+//!
+//! # Under loom (`--cfg multiproc_loom`)
+//!
+//! Waits are modelled exactly: a loom mutex and condvar stand for the kernel's futex queue,
+//! which compares the word under its lock, as the kernel does under its hash-bucket lock. A
+//! sleeper that the protocol fails to wake is a loom deadlock, so a lost wake-up fails the
+//! model. A wait with a finite deadline never blocks: it yields and times out after one more
+//! wait. A wait that polls for dead peers blocks until woken or until a model thread "dies"
+//! ([`model_death`], which wakes every sleeper to poll); after a death such waits only
+//! yield, as the real ones whose poll interval runs out.
 
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,10 +40,8 @@ pub const DEFAULT_SPIN: u32 = 1000;
 /// changed, or a spurious wake-up). Callers loop on their own condition.
 #[inline]
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
-    if let Some(d) = deadline {
-        if Instant::now() >= d {
-            return false;
-        }
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return false;
     }
     #[cfg(not(multiproc_loom))]
     {
@@ -34,10 +49,27 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool 
     }
     #[cfg(multiproc_loom)]
     {
-        // Loom stand-in: a wait is a loom-visible yield; callers re-check their condition.
-        let _ = (word.load(Ordering::Acquire), expected);
-        loom::thread::yield_now();
-        true
+        model::wait(addr_of(word), || word.load(Ordering::SeqCst) != expected, deadline)
+    }
+}
+
+/// [`wait`] on the low 32 bits of a 64-bit word: blocks while `*word as u32 == expected`.
+///
+/// For a state word that keeps a futex-sized part (flags and a small id) beside more data in
+/// the same atomic (the lock crate's word holds its holder's whole
+/// [`Identity`](crate::Identity), so a waiter never sees a holder half recorded).
+#[inline]
+pub fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Instant>) -> bool {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return false;
+    }
+    #[cfg(not(multiproc_loom))]
+    {
+        crate::sys::futex_wait_low(word, expected, deadline)
+    }
+    #[cfg(multiproc_loom)]
+    {
+        model::wait(addr_of(word), || word.load(Ordering::SeqCst) as u32 != expected, deadline)
     }
 }
 
@@ -50,32 +82,7 @@ pub fn wake(word: &AtomicU32, n: u32) -> usize {
     }
     #[cfg(multiproc_loom)]
     {
-        let _ = (word, n);
-        0
-    }
-}
-
-/// [`wait`] on the low 32 bits of a 64-bit word: blocks while `*word as u32 == expected`.
-///
-/// For a state word that keeps a futex-sized part (flags and a small id) beside more data in
-/// the same atomic (the lock crate's word holds its holder's whole
-/// [`Identity`](crate::Identity), so a waiter never sees a holder half recorded).
-#[inline]
-pub fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Instant>) -> bool {
-    if let Some(d) = deadline {
-        if Instant::now() >= d {
-            return false;
-        }
-    }
-    #[cfg(not(multiproc_loom))]
-    {
-        crate::sys::futex_wait_low(word, expected, deadline)
-    }
-    #[cfg(multiproc_loom)]
-    {
-        let _ = (word.load(Ordering::Acquire), expected);
-        loom::thread::yield_now();
-        true
+        model::wake(addr_of(word), n)
     }
 }
 
@@ -88,8 +95,7 @@ pub fn wake_low(word: &AtomicU64, n: u32) -> usize {
     }
     #[cfg(multiproc_loom)]
     {
-        let _ = (word, n);
-        0
+        model::wake(addr_of(word), n)
     }
 }
 
@@ -134,5 +140,271 @@ pub fn wait_while_eq(word: &AtomicU32, expected: u32, deadline: Option<Instant>)
         if !wait(word, expected, deadline) {
             return word.load(Ordering::Acquire);
         }
+    }
+}
+
+/// Why [`park`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Woken, the word changed, or spuriously: look again.
+    Woken,
+    /// The poll interval elapsed (only with a poll): check the peer's liveness, look again.
+    Poll,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// When a blocking call gives up: never, or at an instant.
+///
+/// Under loom a finite deadline is a count of waits (it passes after one more), so models
+/// with timeouts terminate without a clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(DeadlineRepr);
+
+#[cfg(not(multiproc_loom))]
+type DeadlineRepr = Option<Instant>;
+#[cfg(multiproc_loom)]
+type DeadlineRepr = Option<u32>;
+
+impl Deadline {
+    /// Waits forever.
+    #[inline]
+    pub fn never() -> Self {
+        Deadline(None)
+    }
+
+    /// Gives up `timeout` from now (never, if that overflows the clock).
+    #[inline]
+    pub fn after(timeout: Duration) -> Self {
+        #[cfg(not(multiproc_loom))]
+        {
+            Deadline(deadline_after(timeout))
+        }
+        #[cfg(multiproc_loom)]
+        {
+            Deadline(Some(if timeout.is_zero() { 0 } else { 1 }))
+        }
+    }
+
+    /// `None` waits forever, `Some(t)` gives up after `t`.
+    #[inline]
+    pub fn from_option(timeout: Option<Duration>) -> Self {
+        timeout.map_or(Self::never(), Self::after)
+    }
+
+    /// Whether the deadline has passed.
+    #[inline]
+    pub fn passed(&mut self) -> bool {
+        #[cfg(not(multiproc_loom))]
+        {
+            self.0.is_some_and(|d| Instant::now() >= d)
+        }
+        #[cfg(multiproc_loom)]
+        {
+            self.0 == Some(0)
+        }
+    }
+
+    /// Whether this deadline is finite.
+    #[inline]
+    pub fn is_finite(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Time left, `None` for never (zero once passed). Under loom: zero or one second.
+    pub fn remaining(&self) -> Option<Duration> {
+        #[cfg(not(multiproc_loom))]
+        {
+            self.0.map(|d| d.saturating_duration_since(Instant::now()))
+        }
+        #[cfg(multiproc_loom)]
+        {
+            self.0.map(|n| Duration::from_secs(u64::from(n > 0)))
+        }
+    }
+}
+
+/// Sleeps while `*word == expected`, until woken, the deadline passes, or — with `poll` —
+/// at most `poll` (then [`Wake::Poll`]: check the peer that should wake you is alive).
+#[inline]
+pub fn park(word: &AtomicU32, expected: u32, dl: &mut Deadline, poll: Option<Duration>) -> Wake {
+    #[cfg(not(multiproc_loom))]
+    {
+        park_with(dl, poll, |until| wait(word, expected, until))
+    }
+    #[cfg(multiproc_loom)]
+    {
+        model::park(addr_of(word), || word.load(Ordering::SeqCst) != expected, dl, poll.is_some())
+    }
+}
+
+/// [`park`] on the low half of a 64-bit word (see [`wait_low`]).
+#[inline]
+pub fn park_low(
+    word: &AtomicU64,
+    expected: u32,
+    dl: &mut Deadline,
+    poll: Option<Duration>,
+) -> Wake {
+    #[cfg(not(multiproc_loom))]
+    {
+        park_with(dl, poll, |until| wait_low(word, expected, until))
+    }
+    #[cfg(multiproc_loom)]
+    {
+        model::park(
+            addr_of(word),
+            || word.load(Ordering::SeqCst) as u32 != expected,
+            dl,
+            poll.is_some(),
+        )
+    }
+}
+
+#[cfg(not(multiproc_loom))]
+#[inline]
+fn park_with(
+    dl: &mut Deadline,
+    poll: Option<Duration>,
+    sleep: impl FnOnce(Option<Instant>) -> bool,
+) -> Wake {
+    let now = Instant::now();
+    if dl.0.is_some_and(|d| now >= d) {
+        return Wake::TimedOut;
+    }
+    let (until, is_poll) = match (poll, dl.0) {
+        (None, d) => (d, false),
+        (Some(p), Some(d)) if d <= now + p => (Some(d), false),
+        (Some(p), _) => (Some(now + p), true),
+    };
+    if sleep(until) {
+        Wake::Woken
+    } else if is_poll {
+        Wake::Poll
+    } else {
+        Wake::TimedOut
+    }
+}
+
+/// A model thread died (loom only): every sleeper wakes to poll, and from now on waits that
+/// poll only yield — what the real waits' poll timers do once a peer is gone.
+#[cfg(multiproc_loom)]
+pub fn model_death() {
+    model::death();
+}
+
+#[cfg(multiproc_loom)]
+fn addr_of<T>(word: &T) -> usize {
+    word as *const T as usize
+}
+
+#[cfg(multiproc_loom)]
+mod model {
+    use super::{Deadline, Wake};
+    use loom::sync::{Condvar, Mutex};
+    use std::time::Instant;
+
+    struct Sleeper {
+        addr: usize,
+        ticket: u64,
+        /// 0 asleep, 1 woken, 2 woken to poll.
+        state: u8,
+    }
+
+    struct Queue {
+        sleepers: Vec<Sleeper>,
+        next: u64,
+        dead: bool,
+    }
+
+    struct Park {
+        q: Mutex<Queue>,
+        cv: Condvar,
+    }
+
+    loom::lazy_static! {
+        static ref PARK: Park = Park {
+            q: Mutex::new(Queue { sleepers: Vec::new(), next: 0, dead: false }),
+            cv: Condvar::new(),
+        };
+    }
+
+    /// The raw wait: a finite deadline yields (the caller re-checks); none blocks exactly.
+    pub(super) fn wait(addr: usize, changed: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
+        if deadline.is_some() {
+            loom::thread::yield_now();
+            return true;
+        }
+        sleep(addr, changed, false) != Wake::TimedOut
+    }
+
+    pub(super) fn park(
+        addr: usize,
+        changed: impl Fn() -> bool,
+        dl: &mut Deadline,
+        poll: bool,
+    ) -> Wake {
+        if let Some(n) = dl.0 {
+            if n == 0 {
+                return Wake::TimedOut;
+            }
+            dl.0 = Some(n - 1);
+            loom::thread::yield_now();
+            return Wake::Woken;
+        }
+        sleep(addr, changed, poll)
+    }
+
+    /// The futex: sleeps on `addr` unless `changed()` (checked under the queue's lock, which
+    /// every waker takes after changing the word).
+    fn sleep(addr: usize, changed: impl Fn() -> bool, poll: bool) -> Wake {
+        let mut q = PARK.q.lock().unwrap();
+        if poll && q.dead {
+            drop(q);
+            loom::thread::yield_now();
+            return Wake::Poll;
+        }
+        if changed() {
+            return Wake::Woken;
+        }
+        let ticket = q.next;
+        q.next += 1;
+        q.sleepers.push(Sleeper { addr, ticket, state: 0 });
+        loop {
+            q = PARK.cv.wait(q).unwrap();
+            let pos = q.sleepers.iter().position(|s| s.ticket == ticket).expect("own entry");
+            match q.sleepers[pos].state {
+                0 => continue,
+                s => {
+                    q.sleepers.remove(pos);
+                    return if s == 2 && poll { Wake::Poll } else { Wake::Woken };
+                }
+            }
+        }
+    }
+
+    pub(super) fn wake(addr: usize, n: u32) -> usize {
+        let mut q = PARK.q.lock().unwrap();
+        let mut woken = 0usize;
+        for s in q.sleepers.iter_mut().filter(|s| s.addr == addr && s.state == 0) {
+            if woken as u64 >= u64::from(n) {
+                break;
+            }
+            s.state = 1;
+            woken += 1;
+        }
+        if woken > 0 {
+            PARK.cv.notify_all();
+        }
+        woken
+    }
+
+    pub(super) fn death() {
+        let mut q = PARK.q.lock().unwrap();
+        q.dead = true;
+        for s in q.sleepers.iter_mut().filter(|s| s.state == 0) {
+            s.state = 2;
+        }
+        PARK.cv.notify_all();
     }
 }

@@ -92,11 +92,6 @@ mod imp {
         static ID: Cell<u64> = Cell::new(0);
     }
 
-    /// Whether any model thread died.
-    pub(crate) fn any_dead() -> bool {
-        !REGISTRY.dead.lock().unwrap().is_empty()
-    }
-
     /// Model "processes" share one registry (fingerprint 1) with tokens 1, 2, …
     pub(crate) fn me() -> Me {
         let id = ID.with(|c| {
@@ -123,7 +118,7 @@ mod imp {
 }
 
 #[cfg(multiproc_loom)]
-pub(crate) use imp::{any_dead, mark_dead};
+pub(crate) use imp::mark_dead;
 
 #[cfg(all(test, not(multiproc_loom)))]
 mod tests {

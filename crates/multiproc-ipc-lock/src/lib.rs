@@ -93,6 +93,6 @@ pub mod loom_support {
     /// sleeper wakes to check (as the real code's poll timer would).
     pub fn die() {
         crate::ident::mark_dead(crate::ident::me().id);
-        crate::wait::wake_everyone_to_poll();
+        multiproc_arena::futex::model_death();
     }
 }
