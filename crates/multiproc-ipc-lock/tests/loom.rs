@@ -50,6 +50,32 @@ fn lock_excludes() {
     });
 }
 
+/// Two sleepers behind a holder: the release wakes one, and that one's release must wake the
+/// other (a woken waiter re-acquires with `WAITERS` set). Without that retry the second
+/// sleeper is never woken: a deadlock in the arena's futex model.
+#[test]
+fn lock_two_sleepers_are_both_woken() {
+    loom::model(|| {
+        let lock = Lock::new().unwrap();
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let g = lock.lock().unwrap();
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (lock, cell) = (lock.clone(), cell.clone());
+                thread::spawn(move || {
+                    let _g = lock.lock().unwrap();
+                    bump(&cell);
+                })
+            })
+            .collect();
+        drop(g);
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(peek(&cell), 2);
+    });
+}
+
 #[test]
 fn lock_timeout_then_release_by_another_thread() {
     loom::model(|| {
