@@ -58,6 +58,8 @@ pub mod testing;
 pub mod transfer;
 
 pub use crate::arena::{Arena, Offset};
+#[doc(hidden)]
+pub use crate::error::write_source;
 pub use crate::error::{errno_name, is_resource_shortage, Error, ErrorKind, Result};
 pub use crate::liveness::{Identity, Liveness, ProcessId};
 pub use crate::loom::sync;

@@ -3,75 +3,51 @@
 
 use std::fmt;
 
-/// What went wrong, without the details; see [`Error::kind`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The item could not be serialised (its `Serialize` impl failed, or it holds a handle
-    /// such as a queue or lock, which cannot travel through a queue's bytes).
-    Encode,
-    /// A message could not be deserialised into the queue's item type. The message was
-    /// consumed; the queue goes on.
-    Decode,
-    /// The arena has no room for the queue.
-    Arena,
-    /// More live processes use the queue than its party table holds.
-    TooManyProcesses,
-    /// `task_done` was called more times than items were put.
-    TaskDoneTooManyTimes,
-    /// A received queue handle is invalid (wrong type, no queue at its offset).
-    InvalidHandle,
-    /// A large (streamed or spilled) message could not be buffered or mapped in this
-    /// process. The message was consumed; the queue goes on.
-    OutOfMemory,
-    /// The system ran short while creating the queue or joining it: no file descriptor
-    /// (`EMFILE`/`ENFILE`) or no memory (`ENOSPC`/`ENOMEM`) left; the source names which.
-    /// Nothing was changed; the same call succeeds once the resource is back.
-    Resources,
-}
+multiproc_arena::error_type! {
+    /// The error type of `multiproc-ipc-queue` (besides [`PutError`] and [`GetError`]).
+    pub struct Error {}
 
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ErrorKind::Encode => "the item could not be serialised",
-            ErrorKind::Decode => "a message could not be deserialised into the item type",
-            ErrorKind::Arena => "no room in the arena for the queue",
-            ErrorKind::TooManyProcesses => "too many processes use this queue",
-            ErrorKind::TaskDoneTooManyTimes => "task_done() called too many times",
-            ErrorKind::InvalidHandle => "invalid queue handle",
-            ErrorKind::OutOfMemory => "a large message could not be buffered or mapped",
-            ErrorKind::Resources => "the system has no descriptor or memory left for the queue",
-        })
+    /// What went wrong, without the details; see [`Error::kind`].
+    pub enum ErrorKind {
+        /// The item could not be serialised (its `Serialize` impl failed, or it holds a handle
+        /// such as a queue or lock, which cannot travel through a queue's bytes).
+        Encode => "the item could not be serialised",
+        /// A message could not be deserialised into the queue's item type. The message was
+        /// consumed; the queue goes on.
+        Decode => "a message could not be deserialised into the item type",
+        /// The arena has no room for the queue.
+        Arena => "no room in the arena for the queue",
+        /// More live processes use the queue than its party table holds.
+        TooManyProcesses => "too many processes use this queue",
+        /// `task_done` was called more times than items were put.
+        TaskDoneTooManyTimes => "task_done() called too many times",
+        /// A received queue handle is invalid (wrong type, no queue at its offset).
+        InvalidHandle => "invalid queue handle",
+        /// A large (streamed or spilled) message could not be buffered or mapped in this
+        /// process. The message was consumed; the queue goes on.
+        OutOfMemory => "a large message could not be buffered or mapped",
+        /// The system ran short while creating the queue or joining it: no file descriptor
+        /// (`EMFILE`/`ENFILE`) or no memory (`ENOSPC`/`ENOMEM`) left; the source names which.
+        /// Nothing was changed; the same call succeeds once the resource is back.
+        Resources => "the system has no descriptor or memory left for the queue",
+    }
+
+    io {
+        Encode => InvalidInput,
+        Decode => InvalidData,
+        OutOfMemory => OutOfMemory,
+        Resources => OutOfMemory,
     }
 }
-
-/// The error type of `multiproc-ipc-queue` (besides [`PutError`] and [`GetError`]).
-#[derive(Debug)]
-pub struct Error {
-    kind: ErrorKind,
-    detail: Option<String>,
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
-}
-
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        Error { kind, detail: Some(detail.into()), source: None }
-    }
-
-    pub(crate) fn kind_only(kind: ErrorKind) -> Self {
-        Error { kind, detail: None, source: None }
-    }
-
     pub(crate) fn arena(e: multiproc_arena::Error) -> Self {
         use multiproc_arena::ErrorKind as A;
         let kind = match e.kind() {
             A::NoSpace | A::NoDescriptors => ErrorKind::Resources,
             _ => ErrorKind::Arena,
         };
-        Error { kind, detail: None, source: Some(Box::new(e)) }
+        Error::with_source(kind, "", e)
     }
 
     pub(crate) fn io(e: std::io::Error, what: &str) -> Self {
@@ -80,31 +56,21 @@ impl Error {
         } else {
             ErrorKind::Arena
         };
-        let name = e.raw_os_error().and_then(multiproc_arena::errno_name);
-        let detail = match name {
-            Some(n) => format!("{what}: {n}"),
-            None => what.to_string(),
-        };
-        Error { kind, detail: Some(detail), source: Some(Box::new(e)) }
+        Error::with_source(kind, what, e)
     }
 
     pub(crate) fn encode(e: postcard::Error) -> Self {
-        Error { kind: ErrorKind::Encode, detail: None, source: Some(Box::new(e)) }
+        Error::with_source(ErrorKind::Encode, "", e)
     }
 
     pub(crate) fn decode(e: postcard::Error) -> Self {
-        Error { kind: ErrorKind::Decode, detail: None, source: Some(Box::new(e)) }
-    }
-
-    /// What kind of error this is.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
+        Error::with_source(ErrorKind::Decode, "", e)
     }
 
     /// For an error from the arena, the arena's kind: `NotFound`, `AlreadyExists`,
     /// `WrongType` for the named constructors, `NoSpace`, `NoDescriptors`, ….
     pub fn arena_kind(&self) -> Option<multiproc_arena::ErrorKind> {
-        self.source.as_ref()?.downcast_ref::<multiproc_arena::Error>().map(|e| e.kind())
+        self.source_as::<multiproc_arena::Error>().map(|e| e.kind())
     }
 }
 
@@ -117,31 +83,6 @@ impl From<multiproc_arena::Error> for Error {
 impl multiproc_arena::named::HasArenaKind for Error {
     fn arena_kind(&self) -> Option<multiproc_arena::ErrorKind> {
         Error::arena_kind(self)
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        if let Some(d) = &self.detail {
-            write!(f, ": {d}")?;
-        }
-        if let Some(s) = &self.source {
-            write!(f, " ({s})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| &**e as _)
-    }
-}
-
-impl From<ErrorKind> for Error {
-    fn from(kind: ErrorKind) -> Self {
-        Error::kind_only(kind)
     }
 }
 

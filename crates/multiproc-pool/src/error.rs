@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How a worker process ended.
@@ -18,146 +17,88 @@ impl fmt::Display for WorkerExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             WorkerExit::Code(c) => write!(f, "exit code {c}"),
-            WorkerExit::Signal(s) => write!(f, "signal {s} ({})", signal_name(s)),
+            WorkerExit::Signal(s) => {
+                write!(f, "signal {s} ({})", multiproc_spawn::Signal(s).name())
+            }
         }
     }
 }
 
-/// The conventional name of a signal number (`9` → `SIGKILL`).
-pub(crate) fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        4 => "SIGILL",
-        5 => "SIGTRAP",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        11 => "SIGSEGV",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        24 => "SIGXCPU",
-        25 => "SIGXFSZ",
-        31 => "SIGSYS",
-        _ => "signal",
+multiproc_arena::error_type! {
+    /// The error type of `multiproc-pool`: a task's failure or a pool operation's.
+    ///
+    /// Cheap to clone: when one event fails several tasks (a worker dying with a chunk of
+    /// items), each gets its own `Error`.
+    pub struct Error {
+        exit: Option<WorkerExit> = None,
+    }
+
+    /// What went wrong, without the details; see [`Error::kind`].
+    pub enum ErrorKind {
+        /// The task panicked; [`Error::panic_message`] has the message.
+        Panicked => "task panicked",
+        /// The worker running the task died (killed by a signal, or exited) before the task
+        /// finished; [`Error::worker_exit`] says how. The rest of the pool carries on.
+        WorkerDied => "the worker running the task died",
+        /// The task ran past the pool's per-task timeout; its worker was killed and replaced.
+        TaskTimedOut => "task timed out; its worker was killed",
+        /// Waiting for a result timed out; the task goes on and the wait can be repeated.
+        Timeout => "timed out waiting for the result",
+        /// The future was cancelled before it started.
+        Cancelled => "task was cancelled",
+        /// The task's argument or result could not be (de)serialised.
+        Codec => "could not serialise the task's argument or result",
+        /// A worker's initializer (or state constructor) failed; the pool is broken.
+        Initializer => "worker initializer failed",
+        /// The pool was terminated (or the executor shut down with `cancel_futures`, or
+        /// dropped) before the task finished.
+        Terminated => "the pool was terminated before the task finished",
+        /// The pool no longer accepts work (`close`, `terminate`, `shutdown`, or broken).
+        NotRunning => "the pool is not running",
+        /// `join` was called on a pool that is still running (call `close` or `terminate`
+        /// first).
+        StillRunning => "the pool is still running (call close or terminate first)",
+        /// An argument was out of range (zero processes, zero chunksize, …).
+        InvalidArgument => "invalid argument",
+        /// The operation is not supported with this start method (a capturing closure outside
+        /// fork).
+        Unsupported => "not supported with this start method",
+        /// Starting a worker process failed; [`source`](std::error::Error::source) has the
+        /// operating-system error.
+        Spawn => "could not start a worker process",
+        /// The result was already taken from this future.
+        AlreadyTaken => "the result was already taken",
+        /// The task was refused, never run: it came from a different build of the program, or
+        /// its signature did not verify (see `remote`).
+        Refused => "the task was refused",
+    }
+
+    io {
+        Timeout => TimedOut,
+        TaskTimedOut => TimedOut,
+        InvalidArgument => InvalidInput,
+        Unsupported => Unsupported,
     }
 }
-
-/// What went wrong, without the details; see [`Error::kind`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The task panicked; [`Error::panic_message`] has the message.
-    Panicked,
-    /// The worker running the task died (killed by a signal, or exited) before the task
-    /// finished; [`Error::worker_exit`] says how. The rest of the pool carries on.
-    WorkerDied,
-    /// The task ran past the pool's per-task timeout; its worker was killed and replaced.
-    TaskTimedOut,
-    /// Waiting for a result timed out; the task goes on and the wait can be repeated.
-    Timeout,
-    /// The future was cancelled before it started.
-    Cancelled,
-    /// The task's argument or result could not be (de)serialised.
-    Codec,
-    /// A worker's initializer (or state constructor) failed; the pool is broken.
-    Initializer,
-    /// The pool was terminated (or the executor shut down with `cancel_futures`, or dropped)
-    /// before the task finished.
-    Terminated,
-    /// The pool no longer accepts work (`close`, `terminate`, `shutdown`, or broken).
-    NotRunning,
-    /// `join` was called on a pool that is still running (call `close` or `terminate` first).
-    StillRunning,
-    /// An argument was out of range (zero processes, zero chunksize, …).
-    InvalidArgument,
-    /// The operation is not supported with this start method (a capturing closure outside
-    /// fork).
-    Unsupported,
-    /// Starting a worker process failed; [`source`](std::error::Error::source) has the
-    /// operating-system error.
-    Spawn,
-    /// The result was already taken from this future.
-    AlreadyTaken,
-    /// The task was refused, never run: it came from a different build of the program, or
-    /// its signature did not verify (see `remote`).
-    Refused,
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ErrorKind::Panicked => "task panicked",
-            ErrorKind::WorkerDied => "the worker running the task died",
-            ErrorKind::TaskTimedOut => "task timed out; its worker was killed",
-            ErrorKind::Timeout => "timed out waiting for the result",
-            ErrorKind::Cancelled => "task was cancelled",
-            ErrorKind::Codec => "could not serialise the task's argument or result",
-            ErrorKind::Initializer => "worker initializer failed",
-            ErrorKind::Terminated => "the pool was terminated before the task finished",
-            ErrorKind::NotRunning => "the pool is not running",
-            ErrorKind::StillRunning => "the pool is still running (call close or terminate first)",
-            ErrorKind::InvalidArgument => "invalid argument",
-            ErrorKind::Unsupported => "not supported with this start method",
-            ErrorKind::Spawn => "could not start a worker process",
-            ErrorKind::AlreadyTaken => "the result was already taken",
-            ErrorKind::Refused => "the task was refused",
-        })
-    }
-}
-
-/// The error type of `multiproc-pool`: a task's failure or a pool operation's.
-///
-/// Cheap to clone: when one event fails several tasks (a worker dying with a chunk of
-/// items), each gets its own `Error`.
-#[derive(Clone)]
-pub struct Error {
-    kind: ErrorKind,
-    detail: Option<Arc<str>>,
-    exit: Option<WorkerExit>,
-    source: Option<Arc<io::Error>>,
-}
-
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An error of `kind` with a human-readable detail.
-    pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        let d: String = detail.into();
-        Error { kind, detail: Some(d.into()), exit: None, source: None }
-    }
-
-    pub(crate) fn kind_only(kind: ErrorKind) -> Self {
-        Error { kind, detail: None, exit: None, source: None }
-    }
-
     pub(crate) fn worker_died(exit: WorkerExit, pid: u32) -> Self {
-        Error {
-            kind: ErrorKind::WorkerDied,
-            detail: Some(format!("worker {pid} ended with {exit}").into()),
-            exit: Some(exit),
-            source: None,
-        }
+        let mut e = Error::new(ErrorKind::WorkerDied, format!("worker {pid} ended with {exit}"));
+        e.exit = Some(exit);
+        e
     }
 
     pub(crate) fn task_timed_out(after: Duration, pid: u32) -> Self {
-        Error {
-            kind: ErrorKind::TaskTimedOut,
-            detail: Some(format!("ran longer than {after:?}; worker {pid} killed").into()),
-            exit: Some(WorkerExit::Signal(libc_sigkill())),
-            source: None,
-        }
+        let mut e = Error::new(
+            ErrorKind::TaskTimedOut,
+            format!("ran longer than {after:?}; worker {pid} killed"),
+        );
+        e.exit = Some(WorkerExit::Signal(multiproc_spawn::Signal::KILL.number()));
+        e
     }
 
     pub(crate) fn io(kind: ErrorKind, err: io::Error, what: impl Into<String>) -> Self {
-        let d: String = what.into();
-        Error { kind, detail: Some(d.into()), exit: None, source: Some(Arc::new(err)) }
+        Error::with_source(kind, what, err)
     }
 
     /// Whether this is the system running short (no process, memory or descriptor left):
@@ -187,16 +128,6 @@ impl Error {
 
     pub(crate) fn invalid(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::InvalidArgument, detail)
-    }
-
-    /// What kind of error this is.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-
-    /// The details (a panic message, the worker's pid and exit, …), if any.
-    pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
     }
 
     /// For [`ErrorKind::Panicked`]: the panic message, with the location in the worker.
@@ -232,64 +163,6 @@ impl Error {
     /// Whether this is a timeout of a *wait* ([`ErrorKind::Timeout`]): the work goes on.
     pub fn is_timeout(&self) -> bool {
         self.kind == ErrorKind::Timeout
-    }
-}
-
-const fn libc_sigkill() -> i32 {
-    9
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind);
-        if let Some(s) = &self.detail {
-            d.field("detail", s);
-        }
-        if let Some(e) = &self.exit {
-            d.field("exit", e);
-        }
-        if let Some(e) = &self.source {
-            d.field("source", e);
-        }
-        d.finish()
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        if let Some(d) = &self.detail {
-            write!(f, ": {d}")?;
-        }
-        if let Some(s) = &self.source {
-            write!(f, " ({s})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| &**e as _)
-    }
-}
-
-impl From<ErrorKind> for Error {
-    fn from(kind: ErrorKind) -> Self {
-        Error::kind_only(kind)
-    }
-}
-
-impl From<Error> for io::Error {
-    fn from(e: Error) -> io::Error {
-        let kind = match e.kind {
-            ErrorKind::Timeout | ErrorKind::TaskTimedOut => io::ErrorKind::TimedOut,
-            ErrorKind::InvalidArgument => io::ErrorKind::InvalidInput,
-            ErrorKind::Unsupported => io::ErrorKind::Unsupported,
-            _ => io::ErrorKind::Other,
-        };
-        io::Error::new(kind, e)
     }
 }
 

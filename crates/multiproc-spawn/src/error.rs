@@ -4,58 +4,53 @@
 use std::fmt;
 use std::io;
 
-/// What went wrong when starting a process; see [`Error::kind`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The calling process is daemonic, and daemonic processes may not have children
-    /// (Python's rule: a daemon is killed with its parent and could not clean them up).
-    DaemonicParent,
-    /// A closure target needs [`StartMethod::Fork`](crate::StartMethod::Fork): only a forked
-    /// child shares the memory the closure captured. Use `target(fn, args)` for the other
-    /// start methods.
-    ClosureNeedsFork,
-    /// The arguments could not be serialised (no process was created).
-    Encode,
-    /// The target function does not live in the main executable (it is in a shared library),
-    /// so a re-executed child cannot find it.
-    Unsupported,
-    /// The start method was set already ([`set_start_method`](crate::set_start_method) may
-    /// be called once; use [`force_start_method`](crate::force_start_method) to change it).
-    AlreadySet,
-    /// The forkserver could not be started or did not answer.
-    Forkserver,
-    /// The system ran short: no process slot (`EAGAIN` under `RLIMIT_NPROC` or the pid
-    /// limit), no memory (`ENOMEM`) or no descriptor (`EMFILE`/`ENFILE`) left; the message
-    /// names which. Nothing was started; the same call may succeed once the resource is back.
-    Resources,
-    /// An operating-system call failed; see [`Error::source`](std::error::Error::source).
-    Io,
-}
+multiproc_arena::error_type! {
+    /// The error of starting a process or changing a process-wide setting.
+    pub struct Error {}
 
-/// The error of starting a process or changing a process-wide setting.
-#[derive(Debug)]
-pub struct Error {
-    kind: ErrorKind,
-    detail: String,
-    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
-}
-
-/// `Result` with this crate's [`Error`].
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl Error {
-    pub(crate) fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        Error { kind, detail: detail.into(), source: None }
+    /// What went wrong when starting a process; see [`Error::kind`].
+    pub enum ErrorKind {
+        /// The calling process is daemonic, and daemonic processes may not have children
+        /// (Python's rule: a daemon is killed with its parent and could not clean them up).
+        DaemonicParent => "daemonic processes are not allowed to have children",
+        /// A closure target needs [`StartMethod::Fork`](crate::StartMethod::Fork): only a forked
+        /// child shares the memory the closure captured. Use `target(fn, args)` for the other
+        /// start methods.
+        ClosureNeedsFork => "a closure target can only be started with StartMethod::Fork \
+                 (use target(fn, args) for spawn and forkserver)",
+        /// The arguments could not be serialised (no process was created).
+        Encode => "the process arguments could not be serialised",
+        /// The target function does not live in the main executable (it is in a shared library),
+        /// so a re-executed child cannot find it.
+        Unsupported => "the target cannot be started with this start method",
+        /// The start method was set already ([`set_start_method`](crate::set_start_method) may
+        /// be called once; use [`force_start_method`](crate::force_start_method) to change it).
+        AlreadySet => "the start method has already been set",
+        /// The forkserver could not be started or did not answer.
+        Forkserver => "the forkserver failed",
+        /// The system ran short: no process slot (`EAGAIN` under `RLIMIT_NPROC` or the pid
+        /// limit), no memory (`ENOMEM`) or no descriptor (`EMFILE`/`ENFILE`) left; the message
+        /// names which. Nothing was started; the same call may succeed once the resource is back.
+        Resources => "the system has no process, memory or descriptor left",
+        /// An operating-system call failed; see [`Error::source`](std::error::Error::source).
+        Io => "I/O error",
     }
 
+    io {
+        Encode => InvalidInput,
+        ClosureNeedsFork => InvalidInput,
+        Unsupported => Unsupported,
+    }
+}
+
+impl Error {
     pub(crate) fn io(err: io::Error, what: impl Into<String>) -> Self {
         let kind = if multiproc_arena::is_resource_shortage(&err) {
             ErrorKind::Resources
         } else {
             ErrorKind::Io
         };
-        Error { kind, detail: what.into(), source: Some(Box::new(err)) }
+        Error::with_source(kind, what, err)
     }
 
     /// The arguments did not serialise: `Encode`, unless a handle in them could not be
@@ -68,72 +63,7 @@ impl Error {
         };
         let detail =
             if kind == ErrorKind::Resources { "passing the arguments' handles" } else { "" };
-        Error { kind, detail: detail.into(), source: Some(Box::new(err)) }
-    }
-
-    pub(crate) fn with_source(
-        kind: ErrorKind,
-        detail: impl Into<String>,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
-        Error { kind, detail: detail.into(), source: Some(Box::new(source)) }
-    }
-
-    /// What kind of error this is.
-    pub fn kind(&self) -> ErrorKind {
-        self.kind
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ErrorKind::DaemonicParent => "daemonic processes are not allowed to have children",
-            ErrorKind::ClosureNeedsFork => {
-                "a closure target can only be started with StartMethod::Fork \
-                 (use target(fn, args) for spawn and forkserver)"
-            }
-            ErrorKind::Encode => "the process arguments could not be serialised",
-            ErrorKind::Unsupported => "the target cannot be started with this start method",
-            ErrorKind::AlreadySet => "the start method has already been set",
-            ErrorKind::Forkserver => "the forkserver failed",
-            ErrorKind::Resources => "the system has no process, memory or descriptor left",
-            ErrorKind::Io => "I/O error",
-        })
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.kind)?;
-        if !self.detail.is_empty() {
-            write!(f, ": {}", self.detail)?;
-        }
-        if let Some(s) = &self.source {
-            let errno = s.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error);
-            match errno.and_then(multiproc_arena::errno_name) {
-                Some(name) => write!(f, " ({name}: {s})")?,
-                None => write!(f, " ({s})")?,
-            }
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as _)
-    }
-}
-
-impl From<Error> for io::Error {
-    fn from(e: Error) -> io::Error {
-        let kind = match e.kind {
-            ErrorKind::Encode | ErrorKind::ClosureNeedsFork => io::ErrorKind::InvalidInput,
-            ErrorKind::Unsupported => io::ErrorKind::Unsupported,
-            _ => io::ErrorKind::Other,
-        };
-        io::Error::new(kind, e)
+        Error::with_source(kind, detail, err)
     }
 }
 
