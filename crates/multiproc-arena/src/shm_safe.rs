@@ -11,8 +11,9 @@
 /// - be valid for the all-zero bit pattern is *not* required, but every bit pattern another
 ///   process can store must be a valid value (plain integers, atomics, arrays of them).
 ///
-/// It is implemented for the integer and float primitives, `bool`, atomics, arrays and
-/// `Offset`. Mark your own `#[repr(C)]` struct whose fields are all `ShmSafe`:
+/// It is implemented for the integer and float primitives, atomics, arrays and `Offset`. Not
+/// for `bool` or `char`: another process can store any byte there, and a `bool` that is
+/// neither 0 nor 1 is undefined behaviour — use `AtomicBool` or a `u8` flag. Mark your own `#[repr(C)]` struct whose fields are all `ShmSafe`:
 ///
 /// ```
 /// use multiproc_arena::ShmSafe;
@@ -44,6 +45,13 @@
 /// needs::<&'static u64>();
 /// ```
 ///
+/// Nor are types with invalid bit patterns:
+///
+/// ```compile_fail
+/// fn needs<T: multiproc_arena::ShmSafe>() {}
+/// needs::<bool>();
+/// ```
+///
 /// # Safety
 ///
 /// Implement it only for types meeting every point above; the crates of multiproc copy and
@@ -59,7 +67,7 @@ macro_rules! shm_safe {
     };
 }
 
-shm_safe!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, ());
+shm_safe!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, ());
 shm_safe!(
     std::sync::atomic::AtomicBool,
     std::sync::atomic::AtomicU8,
