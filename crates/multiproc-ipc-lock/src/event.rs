@@ -49,49 +49,9 @@ pub struct Event {
     state: Shared<EventState>,
 }
 
+crate::handle::shared_handle!(Event, state, "clear event", EventState { word: AtomicU32::new(0) });
+
 impl Event {
-    /// A new, clear event in the [global arena](Arena::global).
-    pub fn new() -> Result<Event> {
-        Ok(Event { state: Shared::new(EventState { word: AtomicU32::new(0) })? })
-    }
-
-    /// A new, clear event in `arena`.
-    pub fn new_in(arena: &Arena) -> Result<Event> {
-        Ok(Event { state: Shared::new_in(arena, EventState { word: AtomicU32::new(0) })? })
-    }
-
-    /// Creates an event under `name` that unrelated processes of the user can
-    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
-    /// the last process using it drops it, or is SIGKILLed (then the next
-    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
-    #[cfg(not(multiproc_loom))]
-    pub fn create_named(name: &str) -> Result<Event> {
-        Ok(Event { state: Shared::create_named(name, EventState { word: AtomicU32::new(0) })? })
-    }
-
-    /// Opens the event another process created under `name`: `NotFound` if there is
-    /// none, `WrongType` if the name holds another kind of object.
-    #[cfg(not(multiproc_loom))]
-    pub fn open(name: &str) -> Result<Event> {
-        Ok(Event { state: Shared::open_named(name)? })
-    }
-
-    /// Keeps the name after every user is gone (a named object only; remove it with
-    /// `multiproc_arena::Segment::unlink_name`).
-    #[cfg(not(multiproc_loom))]
-    pub fn persist_name(&self) {
-        self.state.persist_name()
-    }
-
-    /// Opens `name`, creating it if it does not exist (one of several racing processes
-    /// creates it).
-    #[cfg(not(multiproc_loom))]
-    pub fn open_or_create(name: &str) -> Result<Event> {
-        Ok(Event {
-            state: Shared::open_or_create_named(name, || EventState { word: AtomicU32::new(0) })?,
-        })
-    }
-
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
         self.state.word.load(Ordering::Acquire) & SET != 0
@@ -179,17 +139,5 @@ impl Event {
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Event").field("set", &self.is_set()).finish()
-    }
-}
-
-impl serde::Serialize for Event {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.state.serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Event {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(Event { state: Shared::deserialize(d)? })
     }
 }

@@ -64,6 +64,7 @@ mod cell;
 mod condition;
 mod error;
 mod event;
+mod handle;
 mod ident;
 mod lock;
 mod mutex;

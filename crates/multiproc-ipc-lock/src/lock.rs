@@ -57,47 +57,9 @@ pub(crate) fn to_try_lock_result<G>(a: Acquire, g: impl FnOnce() -> G) -> TryLoc
     }
 }
 
+crate::handle::shared_handle!(Lock, raw, "unlocked lock", RawLock::new());
+
 impl Lock {
-    /// A new, unlocked lock in the [global arena](Arena::global).
-    pub fn new() -> Result<Lock> {
-        Ok(Lock { raw: Shared::new(RawLock::new())? })
-    }
-
-    /// A new, unlocked lock in `arena`.
-    pub fn new_in(arena: &Arena) -> Result<Lock> {
-        Ok(Lock { raw: Shared::new_in(arena, RawLock::new())? })
-    }
-
-    /// Creates a lock under `name` that unrelated processes of the user can
-    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
-    /// the last process using it drops it, or is SIGKILLed (then the next
-    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
-    #[cfg(not(multiproc_loom))]
-    pub fn create_named(name: &str) -> Result<Lock> {
-        Ok(Lock { raw: Shared::create_named(name, RawLock::new())? })
-    }
-
-    /// Opens the lock another process created under `name`: `NotFound` if there is
-    /// none, `WrongType` if the name holds another kind of object.
-    #[cfg(not(multiproc_loom))]
-    pub fn open(name: &str) -> Result<Lock> {
-        Ok(Lock { raw: Shared::open_named(name)? })
-    }
-
-    /// Keeps the name after every user is gone (a named object only; remove it with
-    /// `multiproc_arena::Segment::unlink_name`).
-    #[cfg(not(multiproc_loom))]
-    pub fn persist_name(&self) {
-        self.raw.persist_name()
-    }
-
-    /// Opens `name`, creating it if it does not exist (one of several racing processes
-    /// creates it).
-    #[cfg(not(multiproc_loom))]
-    pub fn open_or_create(name: &str) -> Result<Lock> {
-        Ok(Lock { raw: Shared::open_or_create_named(name, RawLock::new)? })
-    }
-
     pub(crate) fn raw(&self) -> &RawLock {
         &self.raw
     }
@@ -194,17 +156,5 @@ impl fmt::Debug for Lock {
 impl fmt::Debug for LockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard").field("lock", self.lock).finish()
-    }
-}
-
-impl serde::Serialize for Lock {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.raw.serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Lock {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(Lock { raw: Shared::deserialize(d)? })
     }
 }

@@ -67,47 +67,9 @@ pub struct Saved {
     count: u32,
 }
 
+crate::handle::shared_handle!(RLock, state, "unlocked recursive lock", RLock::fresh());
+
 impl RLock {
-    /// A new, unlocked recursive lock in the [global arena](Arena::global).
-    pub fn new() -> Result<RLock> {
-        Ok(RLock { state: Shared::new(Self::fresh())? })
-    }
-
-    /// A new, unlocked recursive lock in `arena`.
-    pub fn new_in(arena: &Arena) -> Result<RLock> {
-        Ok(RLock { state: Shared::new_in(arena, Self::fresh())? })
-    }
-
-    /// Creates a recursive lock under `name` that unrelated processes of the user can
-    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
-    /// the last process using it drops it, or is SIGKILLed (then the next
-    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
-    #[cfg(not(multiproc_loom))]
-    pub fn create_named(name: &str) -> Result<RLock> {
-        Ok(RLock { state: Shared::create_named(name, Self::fresh())? })
-    }
-
-    /// Opens the rlock another process created under `name`: `NotFound` if there is
-    /// none, `WrongType` if the name holds another kind of object.
-    #[cfg(not(multiproc_loom))]
-    pub fn open(name: &str) -> Result<RLock> {
-        Ok(RLock { state: Shared::open_named(name)? })
-    }
-
-    /// Keeps the name after every user is gone (a named object only; remove it with
-    /// `multiproc_arena::Segment::unlink_name`).
-    #[cfg(not(multiproc_loom))]
-    pub fn persist_name(&self) {
-        self.state.persist_name()
-    }
-
-    /// Opens `name`, creating it if it does not exist (one of several racing processes
-    /// creates it).
-    #[cfg(not(multiproc_loom))]
-    pub fn open_or_create(name: &str) -> Result<RLock> {
-        Ok(RLock { state: Shared::open_or_create_named(name, Self::fresh)? })
-    }
-
     fn fresh() -> RLockState {
         RLockState {
             raw: RawLock::new(),
@@ -270,17 +232,5 @@ impl fmt::Debug for RLock {
 impl fmt::Debug for RLockGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RLockGuard").field("lock", self.lock).finish()
-    }
-}
-
-impl serde::Serialize for RLock {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.state.serialize(s)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for RLock {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(RLock { state: Shared::deserialize(d)? })
     }
 }

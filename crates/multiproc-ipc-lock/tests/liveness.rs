@@ -241,48 +241,27 @@ fn dead_holder_is_recovered(kind: Kind) {
     }
 }
 
-#[test]
-fn lock_live_holder_never_taken_over() {
-    live_holder_is_never_taken_over(Kind::Lock);
+/// One test per lock kind and check, so a failure names both.
+macro_rules! per_kind {
+    ($($name:ident: $check:ident($($kind:ident),+);)+) => {
+        $(
+            #[test]
+            fn $name() {
+                $($check(Kind::$kind);)+
+            }
+        )+
+    };
 }
 
-#[test]
-fn rlock_live_holder_never_taken_over_nor_reentered() {
-    live_holder_is_never_taken_over(Kind::RLock);
-}
-
-#[test]
-fn mutex_live_holder_never_taken_over() {
-    live_holder_is_never_taken_over(Kind::Mutex);
-}
-
-#[test]
-fn rwlock_live_writer_never_taken_over() {
-    live_holder_is_never_taken_over(Kind::RwWrite);
-}
-
-#[test]
-fn rwlock_live_reader_never_dropped() {
-    live_holder_is_never_taken_over(Kind::RwRead);
-}
-
-#[test]
-fn lock_dead_holder_recovered_in_every_setup() {
-    dead_holder_is_recovered(Kind::Lock);
-}
-
-#[test]
-fn rlock_dead_holder_recovered_in_every_setup() {
-    dead_holder_is_recovered(Kind::RLock);
-}
-
-#[test]
-fn mutex_dead_holder_recovered_in_every_setup() {
-    dead_holder_is_recovered(Kind::Mutex);
-}
-
-#[test]
-fn rwlock_dead_writer_and_reader_recovered_in_every_setup() {
-    dead_holder_is_recovered(Kind::RwWrite);
-    dead_holder_is_recovered(Kind::RwRead);
+per_kind! {
+    lock_live_holder_never_taken_over: live_holder_is_never_taken_over(Lock);
+    rlock_live_holder_never_taken_over_nor_reentered: live_holder_is_never_taken_over(RLock);
+    mutex_live_holder_never_taken_over: live_holder_is_never_taken_over(Mutex);
+    rwlock_live_writer_never_taken_over: live_holder_is_never_taken_over(RwWrite);
+    rwlock_live_reader_never_dropped: live_holder_is_never_taken_over(RwRead);
+    lock_dead_holder_recovered_in_every_setup: dead_holder_is_recovered(Lock);
+    rlock_dead_holder_recovered_in_every_setup: dead_holder_is_recovered(RLock);
+    mutex_dead_holder_recovered_in_every_setup: dead_holder_is_recovered(Mutex);
+    rwlock_dead_writer_and_reader_recovered_in_every_setup:
+        dead_holder_is_recovered(RwWrite, RwRead);
 }

@@ -28,41 +28,37 @@ fn peek(cell: &UnsafeCell<u32>) -> u32 {
     cell.with(|p| unsafe { *p })
 }
 
-#[test]
-fn lock_excludes() {
-    loom::model(|| {
-        let lock = Lock::new().unwrap();
-        let cell = Arc::new(UnsafeCell::new(0u32));
-        let hs: Vec<_> = (0..2)
-            .map(|_| {
-                let (lock, cell) = (lock.clone(), cell.clone());
-                thread::spawn(move || {
-                    let _g = lock.lock().unwrap();
-                    bump(&cell);
-                })
-            })
-            .collect();
-        for h in hs {
-            h.join().unwrap();
-        }
-        assert_eq!(peek(&cell), 2);
-        assert!(!lock.locked());
-    });
+/// Runs `f` on a new model thread with a clone of `x` (the model's "other process").
+fn on_thread<T, R>(x: &T, f: impl FnOnce(T) -> R + 'static) -> thread::JoinHandle<R>
+where
+    T: Clone + 'static,
+    R: 'static,
+{
+    let x = x.clone();
+    thread::spawn(move || f(x))
 }
 
-/// Two sleepers behind a holder: the release wakes one, and that one's release must wake the
-/// other (a woken waiter re-acquires with `WAITERS` set). Without that retry the second
-/// sleeper is never woken: a deadlock in the arena's futex model.
-#[test]
-fn lock_two_sleepers_are_both_woken() {
-    loom::model(|| {
+/// [`on_thread`] with clones of two values.
+fn on_thread2<T, U, R>(x: &T, y: &U, f: impl FnOnce(T, U) -> R + 'static) -> thread::JoinHandle<R>
+where
+    T: Clone + 'static,
+    U: Clone + 'static,
+    R: 'static,
+{
+    let (x, y) = (x.clone(), y.clone());
+    thread::spawn(move || f(x, y))
+}
+
+/// Two threads each take `lock` and bump a cell, while the main thread holds the lock at the
+/// start (`held_first`) or not; every bump must happen, under the lock.
+fn two_lockers(held_first: bool) {
+    loom::model(move || {
         let lock = Lock::new().unwrap();
         let cell = Arc::new(UnsafeCell::new(0u32));
-        let g = lock.lock().unwrap();
+        let g = held_first.then(|| lock.lock().unwrap());
         let hs: Vec<_> = (0..2)
             .map(|_| {
-                let (lock, cell) = (lock.clone(), cell.clone());
-                thread::spawn(move || {
+                on_thread2(&lock, &cell, move |lock, cell| {
                     let _g = lock.lock().unwrap();
                     bump(&cell);
                 })
@@ -73,7 +69,21 @@ fn lock_two_sleepers_are_both_woken() {
             h.join().unwrap();
         }
         assert_eq!(peek(&cell), 2);
+        assert!(!lock.locked());
     });
+}
+
+#[test]
+fn lock_excludes() {
+    two_lockers(false);
+}
+
+/// Two sleepers behind a holder: the release wakes one, and that one's release must wake the
+/// other (a woken waiter re-acquires with `WAITERS` set). Without that retry the second
+/// sleeper is never woken: a deadlock in the arena's futex model.
+#[test]
+fn lock_two_sleepers_are_both_woken() {
+    two_lockers(true);
 }
 
 #[test]
@@ -81,8 +91,7 @@ fn lock_timeout_then_release_by_another_thread() {
     loom::model(|| {
         let lock = Lock::new().unwrap();
         assert!(lock.acquire(true, None).unwrap());
-        let l2 = lock.clone();
-        let h = thread::spawn(move || l2.acquire(true, Some(TICK)).unwrap());
+        let h = on_thread(&lock, move |l2| l2.acquire(true, Some(TICK)).unwrap());
         // Python's Lock may be released by anyone.
         lock.release().unwrap();
         let got = h.join().unwrap();
@@ -97,13 +106,11 @@ fn lock_timeout_then_release_by_another_thread() {
 fn lock_dead_holder_is_taken_over_poisoned() {
     loom::model(|| {
         let lock = Lock::new().unwrap();
-        let l2 = lock.clone();
-        let holder = thread::spawn(move || {
+        let holder = on_thread(&lock, move |l2| {
             std::mem::forget(l2.lock().unwrap());
             die();
         });
-        let l3 = lock.clone();
-        let waiter = thread::spawn(move || {
+        let waiter = on_thread(&lock, move |l3| {
             // Either before the holder (clean, then released) or after its death (poisoned).
             drop(l3.lock());
         });
@@ -121,8 +128,7 @@ fn lock_dead_holder_is_taken_over_poisoned() {
 fn mutex_counts() {
     loom::model(|| {
         let m = Mutex::new(0u32).unwrap();
-        let m2 = m.clone();
-        let h = thread::spawn(move || *m2.lock().unwrap() += 1);
+        let h = on_thread(&m, move |m2| *m2.lock().unwrap() += 1);
         *m.lock().unwrap() += 1;
         h.join().unwrap();
         assert_eq!(*m.lock().unwrap(), 2);
@@ -134,8 +140,7 @@ fn rlock_recursion_and_ownership() {
     loom::model(|| {
         let r = RLock::new().unwrap();
         let cell = Arc::new(UnsafeCell::new(0u32));
-        let (r2, c2) = (r.clone(), cell.clone());
-        let h = thread::spawn(move || {
+        let h = on_thread2(&r, &cell, move |r2, c2| {
             let _a = r2.lock().unwrap();
             let _b = r2.lock().unwrap();
             bump(&c2);
@@ -158,8 +163,7 @@ fn rlock_recursion_and_ownership() {
 fn rlock_dead_owner() {
     loom::model(|| {
         let r = RLock::new().unwrap();
-        let r2 = r.clone();
-        let h = thread::spawn(move || {
+        let h = on_thread(&r, move |r2| {
             std::mem::forget(r2.lock().unwrap());
             std::mem::forget(r2.lock().unwrap());
             die();
@@ -176,12 +180,8 @@ fn rlock_dead_owner() {
 fn semaphore_two_releases_wake_two_sleepers() {
     loom::model(|| {
         let s = Semaphore::new(0).unwrap();
-        let hs: Vec<_> = (0..2)
-            .map(|_| {
-                let s = s.clone();
-                thread::spawn(move || assert!(s.acquire(true, None)))
-            })
-            .collect();
+        let hs: Vec<_> =
+            (0..2).map(|_| on_thread(&s, move |s| assert!(s.acquire(true, None)))).collect();
         s.release().unwrap();
         s.release().unwrap();
         for h in hs {
@@ -195,10 +195,8 @@ fn semaphore_two_releases_wake_two_sleepers() {
 fn semaphore_timeout_does_not_strand_a_sleeper() {
     loom::model(|| {
         let s = Semaphore::new(0).unwrap();
-        let s1 = s.clone();
-        let timed = thread::spawn(move || s1.acquire_timeout(TICK));
-        let s2 = s.clone();
-        let blocking = thread::spawn(move || assert!(s2.acquire(true, None)));
+        let timed = on_thread(&s, move |s1| s1.acquire_timeout(TICK));
+        let blocking = on_thread(&s, move |s2| assert!(s2.acquire(true, None)));
         s.release().unwrap();
         let got = timed.join().unwrap();
         if got {
@@ -214,8 +212,7 @@ fn semaphore_excludes() {
     loom::model(|| {
         let s = Semaphore::new(1).unwrap();
         let cell = Arc::new(UnsafeCell::new(0u32));
-        let (s2, c2) = (s.clone(), cell.clone());
-        let h = thread::spawn(move || {
+        let h = on_thread2(&s, &cell, move |s2, c2| {
             let _p = s2.permit();
             bump(&c2);
         });
@@ -231,15 +228,14 @@ fn semaphore_excludes() {
 #[test]
 fn condition_no_lost_wakeup() {
     loom::model(|| {
-        let m = Mutex::new(false).unwrap();
+        let m = Mutex::new(0u8).unwrap();
         let cond = Condition::with_lock(m.clone()).unwrap();
-        let (m2, c2) = (m.clone(), cond.clone());
-        let h = thread::spawn(move || {
+        let h = on_thread2(&m, &cond, move |m2, c2| {
             let g = m2.lock().unwrap();
-            let g = c2.wait_while(g, |ready| !*ready).unwrap();
-            assert!(*g);
+            let g = c2.wait_while(g, |ready| *ready == 0).unwrap();
+            assert_eq!(*g, 1);
         });
-        *m.lock().unwrap() = true;
+        *m.lock().unwrap() = 1;
         cond.notify_one().unwrap();
         h.join().unwrap();
     });
@@ -249,8 +245,7 @@ fn condition_no_lost_wakeup() {
 fn condition_timeout_races_notify() {
     loom::model(|| {
         let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
-        let c2 = cond.clone();
-        let h = thread::spawn(move || {
+        let h = on_thread(&cond, move |c2| {
             let _g = c2.get_lock().lock().unwrap();
             c2.wait_timeout(TICK).unwrap()
         });
@@ -273,8 +268,7 @@ fn condition_notify_one_wakes_exactly_one() {
         let queued = Arc::new(AtomicU32::new(0));
         let hs: Vec<_> = (0..2)
             .map(|_| {
-                let (c, q) = (cond.clone(), queued.clone());
-                thread::spawn(move || {
+                on_thread2(&cond, &queued, move |c, q| {
                     let _g = c.get_lock().lock().unwrap();
                     q.fetch_add(1, Ordering::SeqCst);
                     c.wait().unwrap();
@@ -302,8 +296,7 @@ fn condition_notify_one_wakes_exactly_one() {
 fn event_set_wakes_a_waiter() {
     loom::model(|| {
         let e = Event::new().unwrap();
-        let e2 = e.clone();
-        let h = thread::spawn(move || e2.wait());
+        let h = on_thread(&e, move |e2| e2.wait());
         e.set();
         h.join().unwrap();
         assert!(e.is_set());
@@ -314,8 +307,7 @@ fn event_set_wakes_a_waiter() {
 fn event_set_then_clear_races_a_timed_waiter() {
     loom::model(|| {
         let e = Event::new().unwrap();
-        let e2 = e.clone();
-        let h = thread::spawn(move || e2.wait_timeout(TICK));
+        let h = on_thread(&e, move |e2| e2.wait_timeout(TICK));
         e.set();
         e.clear();
         let _ = h.join().unwrap();
@@ -327,8 +319,7 @@ fn event_set_then_clear_races_a_timed_waiter() {
 fn event_timeout() {
     loom::model(|| {
         let e = Event::new().unwrap();
-        let e2 = e.clone();
-        let h = thread::spawn(move || e2.wait_timeout(TICK));
+        let h = on_thread(&e, move |e2| e2.wait_timeout(TICK));
         e.set();
         let _ = h.join().unwrap();
         assert!(e.wait_timeout(TICK));
@@ -346,8 +337,7 @@ fn barrier_two_parties_and_action() {
             })
             .build()
             .unwrap();
-        let (b2, ran2) = (b.clone(), ran.clone());
-        let h = thread::spawn(move || {
+        let h = on_thread2(&b, &ran, move |b2, ran2| {
             let i = b2.wait().unwrap();
             assert_eq!(ran2.load(Ordering::SeqCst), 1);
             i
@@ -364,8 +354,7 @@ fn barrier_two_parties_and_action() {
 fn barrier_timeout_is_seen_alike_by_both() {
     loom::model(|| {
         let b = Barrier::new(2).unwrap();
-        let b2 = b.clone();
-        let h = thread::spawn(move || b2.wait_timeout(TICK).is_ok());
+        let h = on_thread(&b, move |b2| b2.wait_timeout(TICK).is_ok());
         let mine = b.wait_timeout(TICK).is_ok();
         let theirs = h.join().unwrap();
         assert_eq!(mine, theirs);
@@ -377,8 +366,7 @@ fn barrier_timeout_is_seen_alike_by_both() {
 fn barrier_abort_and_reset() {
     loom::model(|| {
         let b = Barrier::new(2).unwrap();
-        let b2 = b.clone();
-        let h = thread::spawn(move || b2.wait());
+        let h = on_thread(&b, move |b2| b2.wait());
         b.abort();
         assert!(h.join().unwrap().is_err());
         assert!(b.broken());
@@ -392,8 +380,7 @@ fn barrier_abort_and_reset() {
 fn barrier_reset_breaks_a_waiter() {
     loom::model(|| {
         let b = Barrier::new(2).unwrap();
-        let b2 = b.clone();
-        let h = thread::spawn(move || b2.wait().is_err());
+        let h = on_thread(&b, move |b2| b2.wait().is_err());
         b.reset();
         // The waiter either arrived before the reset (broken) or after it (then it waits
         // for a second party: give it one).
@@ -411,8 +398,7 @@ fn rwlock_excludes_writer() {
     loom::model(|| {
         let rw = RwLock::new(0u32).unwrap();
         let cell = Arc::new(UnsafeCell::new(0u32));
-        let (rw2, c2) = (rw.clone(), cell.clone());
-        let h = thread::spawn(move || {
+        let h = on_thread2(&rw, &cell, move |rw2, c2| {
             let _w = rw2.write().unwrap();
             bump(&c2);
         });
@@ -430,8 +416,7 @@ fn rwlock_excludes_writer() {
 fn rwlock_dead_writer_poisons_readers() {
     loom::model(|| {
         let rw = RwLock::new(0u32).unwrap();
-        let rw2 = rw.clone();
-        thread::spawn(move || {
+        on_thread(&rw, move |rw2| {
             let mut w = rw2.write().unwrap();
             *w = 1;
             std::mem::forget(w);
@@ -450,8 +435,7 @@ fn rwlock_dead_writer_poisons_readers() {
 fn rwlock_dead_reader_does_not_block_the_writer() {
     loom::model(|| {
         let rw = RwLock::new(0u32).unwrap();
-        let rw2 = rw.clone();
-        thread::spawn(move || {
+        on_thread(&rw, move |rw2| {
             std::mem::forget(rw2.read().unwrap());
             die();
         })
@@ -467,8 +451,7 @@ fn rwlock_writer_timeout_leaves_it_usable() {
     loom::model(|| {
         let rw = RwLock::new(0u32).unwrap();
         let r = rw.read().unwrap();
-        let rw2 = rw.clone();
-        let h = thread::spawn(move || {
+        let h = on_thread(&rw, move |rw2| {
             if let Ok(mut w) = rw2.try_write_for(TICK) {
                 *w += 1;
             }
@@ -492,16 +475,13 @@ fn rwlock_idle_entry_taken_over_while_its_owner_reenters() {
         let rw = RwLock::new(0u32).unwrap();
         let cell = Arc::new(UnsafeCell::new(0u32));
         drop(rw.read().unwrap()); // main: an idle entry
-        let rw2 = rw.clone();
-        thread::spawn(move || drop(rw2.read().unwrap())).join().unwrap(); // a second one
-        let (rw3, cell3) = (rw.clone(), cell.clone());
-        let taker = thread::spawn(move || {
+        on_thread(&rw, move |rw2| drop(rw2.read().unwrap())).join().unwrap(); // a second one
+        let taker = on_thread2(&rw, &cell, move |rw3, cell3| {
             let g = rw3.read().unwrap();
             let _ = peek(&cell3);
             drop(g);
         });
-        let (rw4, cell4) = (rw.clone(), cell.clone());
-        let writer = thread::spawn(move || {
+        let writer = on_thread2(&rw, &cell, move |rw4, cell4| {
             let _w = rw4.write().unwrap();
             bump(&cell4);
         });
