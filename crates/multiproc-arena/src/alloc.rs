@@ -41,19 +41,12 @@ pub(crate) struct ArenaHeader {
 pub(crate) const ARENA_MAGIC: u64 = u64::from_le_bytes(*b"MPARENA1");
 
 #[cfg(not(multiproc_loom))]
-mod layout {
-    use super::ArenaHeader;
-    use static_assertions::{assert_eq_align, const_assert, const_assert_eq};
-    use std::mem::{offset_of, size_of};
-    assert_eq_align!(ArenaHeader, u64);
-    const_assert_eq!(offset_of!(ArenaHeader, magic), 0);
-    const_assert_eq!(offset_of!(ArenaHeader, limit), 8);
-    const_assert_eq!(offset_of!(ArenaHeader, bump), 16);
-    const_assert_eq!(offset_of!(ArenaHeader, used), 24);
-    const_assert_eq!(offset_of!(ArenaHeader, heads), 32);
-    const_assert_eq!(size_of::<ArenaHeader>(), 32 + 8 * super::NUM_CLASSES);
-    const_assert!(size_of::<ArenaHeader>() as u64 <= super::HEAP_START);
-}
+const _: () = assert!(std::mem::size_of::<ArenaHeader>() as u64 <= HEAP_START);
+crate::assert_layout!(
+    ArenaHeader { magic: 0, limit: 8, bump: 16, used: 24, heads: 32 },
+    size 32 + 8 * NUM_CLASSES,
+    align u64
+);
 
 /// Where the allocator's words live.
 pub(crate) trait Memory {

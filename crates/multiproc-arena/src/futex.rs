@@ -34,23 +34,82 @@ use std::time::{Duration, Instant};
 /// choosing: the lock crate uses 100.
 pub const DEFAULT_SPIN: u32 = 1000;
 
+/// A futex word: a whole `AtomicU32`, or the low half of an `AtomicU64` (little-endian).
+trait Word {
+    /// The 32 bits the kernel compares.
+    #[cfg_attr(not(multiproc_loom), allow(dead_code))]
+    fn low(&self) -> u32;
+    /// The word's address, the model's key.
+    #[cfg(multiproc_loom)]
+    fn addr(&self) -> usize
+    where
+        Self: Sized,
+    {
+        addr_of(self)
+    }
+    /// The kernel's (or the model's) wait.
+    fn sleep(&self, expected: u32, deadline: Option<Instant>) -> bool;
+    /// The kernel's (or the model's) wake.
+    fn wake_n(&self, n: u32) -> usize;
+}
+
+impl Word for AtomicU32 {
+    #[inline]
+    fn low(&self) -> u32 {
+        self.load(Ordering::SeqCst)
+    }
+    #[inline]
+    fn sleep(&self, expected: u32, deadline: Option<Instant>) -> bool {
+        #[cfg(not(multiproc_loom))]
+        return crate::sys::futex_wait(self, expected, deadline);
+        #[cfg(multiproc_loom)]
+        return model::wait(addr_of(self), || self.low() != expected, deadline);
+    }
+    #[inline]
+    fn wake_n(&self, n: u32) -> usize {
+        #[cfg(not(multiproc_loom))]
+        return crate::sys::futex_wake(self, n);
+        #[cfg(multiproc_loom)]
+        return model::wake(addr_of(self), n);
+    }
+}
+
+impl Word for AtomicU64 {
+    #[inline]
+    fn low(&self) -> u32 {
+        self.load(Ordering::SeqCst) as u32
+    }
+    #[inline]
+    fn sleep(&self, expected: u32, deadline: Option<Instant>) -> bool {
+        #[cfg(not(multiproc_loom))]
+        return crate::sys::futex_wait_low(self, expected, deadline);
+        #[cfg(multiproc_loom)]
+        return model::wait(addr_of(self), || self.low() != expected, deadline);
+    }
+    #[inline]
+    fn wake_n(&self, n: u32) -> usize {
+        #[cfg(not(multiproc_loom))]
+        return crate::sys::futex_wake_low(self, n);
+        #[cfg(multiproc_loom)]
+        return model::wake(addr_of(self), n);
+    }
+}
+
+#[inline]
+fn wait_on(word: &impl Word, expected: u32, deadline: Option<Instant>) -> bool {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        return false;
+    }
+    word.sleep(expected, deadline)
+}
+
 /// Blocks while `*word == expected`, until woken, `deadline` passes, or spuriously.
 ///
 /// Returns `false` only when the deadline passed; `true` means "look again" (woken, value
 /// changed, or a spurious wake-up). Callers loop on their own condition.
 #[inline]
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
-    if deadline.is_some_and(|d| Instant::now() >= d) {
-        return false;
-    }
-    #[cfg(not(multiproc_loom))]
-    {
-        crate::sys::futex_wait(word, expected, deadline)
-    }
-    #[cfg(multiproc_loom)]
-    {
-        model::wait(addr_of(word), || word.load(Ordering::SeqCst) != expected, deadline)
-    }
+    wait_on(word, expected, deadline)
 }
 
 /// [`wait`] on the low 32 bits of a 64-bit word: blocks while `*word as u32 == expected`.
@@ -60,43 +119,19 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool 
 /// [`Identity`](crate::Identity), so a waiter never sees a holder half recorded).
 #[inline]
 pub fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Instant>) -> bool {
-    if deadline.is_some_and(|d| Instant::now() >= d) {
-        return false;
-    }
-    #[cfg(not(multiproc_loom))]
-    {
-        crate::sys::futex_wait_low(word, expected, deadline)
-    }
-    #[cfg(multiproc_loom)]
-    {
-        model::wait(addr_of(word), || word.load(Ordering::SeqCst) as u32 != expected, deadline)
-    }
+    wait_on(word, expected, deadline)
 }
 
 /// Wakes at most `n` waiters blocked in [`wait`] on `word`; returns how many were woken.
 #[inline]
 pub fn wake(word: &AtomicU32, n: u32) -> usize {
-    #[cfg(not(multiproc_loom))]
-    {
-        crate::sys::futex_wake(word, n)
-    }
-    #[cfg(multiproc_loom)]
-    {
-        model::wake(addr_of(word), n)
-    }
+    word.wake_n(n)
 }
 
 /// [`wake`] for waiters in [`wait_low`] on `word`.
 #[inline]
 pub fn wake_low(word: &AtomicU64, n: u32) -> usize {
-    #[cfg(not(multiproc_loom))]
-    {
-        crate::sys::futex_wake_low(word, n)
-    }
-    #[cfg(multiproc_loom)]
-    {
-        model::wake(addr_of(word), n)
-    }
+    word.wake_n(n)
 }
 
 /// Wakes one waiter.
@@ -228,14 +263,7 @@ impl Deadline {
 /// at most `poll` (then [`Wake::Poll`]: check the peer that should wake you is alive).
 #[inline]
 pub fn park(word: &AtomicU32, expected: u32, dl: &mut Deadline, poll: Option<Duration>) -> Wake {
-    #[cfg(not(multiproc_loom))]
-    {
-        park_with(dl, poll, |until| wait(word, expected, until))
-    }
-    #[cfg(multiproc_loom)]
-    {
-        model::park(addr_of(word), || word.load(Ordering::SeqCst) != expected, dl, poll.is_some())
-    }
+    park_on(word, expected, dl, poll)
 }
 
 /// [`park`] on the low half of a 64-bit word (see [`wait_low`]).
@@ -246,18 +274,18 @@ pub fn park_low(
     dl: &mut Deadline,
     poll: Option<Duration>,
 ) -> Wake {
+    park_on(word, expected, dl, poll)
+}
+
+#[inline]
+fn park_on(word: &impl Word, expected: u32, dl: &mut Deadline, poll: Option<Duration>) -> Wake {
     #[cfg(not(multiproc_loom))]
     {
-        park_with(dl, poll, |until| wait_low(word, expected, until))
+        park_with(dl, poll, |until| wait_on(word, expected, until))
     }
     #[cfg(multiproc_loom)]
     {
-        model::park(
-            addr_of(word),
-            || word.load(Ordering::SeqCst) as u32 != expected,
-            dl,
-            poll.is_some(),
-        )
+        model::park(word.addr(), || word.low() != expected, dl, poll.is_some())
     }
 }
 

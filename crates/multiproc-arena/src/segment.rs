@@ -69,25 +69,24 @@ pub(crate) struct SegmentHeader {
 }
 
 #[cfg(not(multiproc_loom))]
-mod layout {
-    use super::SegmentHeader;
-    use static_assertions::{assert_eq_align, assert_eq_size, const_assert_eq};
-    use std::mem::offset_of;
-    assert_eq_size!(SegmentHeader, [u8; 128]);
-    assert_eq_align!(SegmentHeader, u64);
-    const_assert_eq!(offset_of!(SegmentHeader, magic), 0);
-    const_assert_eq!(offset_of!(SegmentHeader, version), 8);
-    const_assert_eq!(offset_of!(SegmentHeader, state), 12);
-    const_assert_eq!(offset_of!(SegmentHeader, size), 16);
-    const_assert_eq!(offset_of!(SegmentHeader, id), 24);
-    const_assert_eq!(offset_of!(SegmentHeader, creator_pid), 32);
-    const_assert_eq!(offset_of!(SegmentHeader, flags), 36);
-    const_assert_eq!(offset_of!(SegmentHeader, creator_id), 40);
-    const_assert_eq!(offset_of!(SegmentHeader, user_len), 48);
-    const_assert_eq!(offset_of!(SegmentHeader, root), 56);
-    const_assert_eq!(offset_of!(SegmentHeader, root_tag), 64);
-    const_assert_eq!(offset_of!(SegmentHeader, root_len), 72);
-}
+crate::assert_layout!(
+    SegmentHeader {
+        magic: 0,
+        version: 8,
+        state: 12,
+        size: 16,
+        id: 24,
+        creator_pid: 32,
+        flags: 36,
+        creator_id: 40,
+        user_len: 48,
+        root: 56,
+        root_tag: 64,
+        root_len: 72,
+    },
+    size 128,
+    align u64
+);
 
 /// A mapped shared-memory segment.
 ///

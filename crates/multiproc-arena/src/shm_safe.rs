@@ -92,3 +92,26 @@ shm_safe!(
 
 // SAFETY: an array of ShmSafe values is ShmSafe (same layout rules, no pointers).
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+
+/// Asserts at compile time where each field of a shared-memory struct lies, and its size and
+/// alignment: the layout other processes (and other builds) rely on.
+///
+/// ```
+/// #[repr(C)]
+/// struct Header {
+///     magic: u64,
+///     len: u32,
+///     flags: u32,
+/// }
+/// multiproc_arena::assert_layout!(Header { magic: 0, len: 8, flags: 12 }, size 16, align u64);
+/// ```
+#[macro_export]
+macro_rules! assert_layout {
+    ($T:ty { $($field:ident: $off:expr),+ $(,)? }, size $size:expr, align $align:ty) => {
+        const _: () = {
+            $( assert!(::std::mem::offset_of!($T, $field) == $off); )+
+            assert!(::std::mem::size_of::<$T>() == $size);
+            assert!(::std::mem::align_of::<$T>() == ::std::mem::align_of::<$align>());
+        };
+    };
+}
