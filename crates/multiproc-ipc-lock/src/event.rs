@@ -49,7 +49,9 @@ pub struct Event {
     state: Shared<EventState>,
 }
 
-crate::handle::shared_handle!(Event, state, "clear event", EventState { word: AtomicU32::new(0) });
+crate::handle::shared_handle!(Event, state, "clear event", || EventState {
+    word: AtomicU32::new(0)
+});
 
 impl Event {
     /// Whether the flag is set.

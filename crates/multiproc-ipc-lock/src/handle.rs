@@ -1,19 +1,24 @@
 //! The constructors and serde impls that every argument-free primitive of this crate shares
 //! (a handle is one [`Shared`](multiproc_arena::Shared) block): one definition instead of a
-//! copy per type, so `Lock`, `RLock` and `Event` cannot drift apart.
+//! copy per type, so `Lock`, `RLock`, `Event`, `Semaphore` and `BoundedSemaphore` cannot
+//! drift apart.
 
-/// For `$T { $field: Shared<_> }` whose fresh state is `$init`: `new`, `new_in`, the named
-/// constructors (`create_named`, `open`, `open_or_create`, `persist_name`) and serde.
+/// For `$T { $field: Shared<_> }` whose fresh state is `$init` (which may use `?` and the
+/// constructor arguments): `new`, `new_in`, the named constructors (`create_named`, `open`,
+/// `open_or_create`, `persist_name`) and serde.
 macro_rules! shared_handle {
-    ($T:ident, $field:ident, $what:literal, $init:expr) => {
+    ($T:ident, $field:ident, $what:literal, || $init:expr) => {
+        crate::handle::shared_handle!($T, $field, $what, | | $init);
+    };
+    ($T:ident, $field:ident, $what:literal, |$($arg:ident: $aty:ty),*| $init:expr) => {
         impl $T {
             #[doc = concat!("A new ", $what, " in the [global arena](Arena::global).")]
-            pub fn new() -> Result<$T> {
+            pub fn new($($arg: $aty),*) -> Result<$T> {
                 Ok($T { $field: Shared::new($init)? })
             }
 
             #[doc = concat!("A new ", $what, " in `arena`.")]
-            pub fn new_in(arena: &Arena) -> Result<$T> {
+            pub fn new_in(arena: &Arena, $($arg: $aty),*) -> Result<$T> {
                 Ok($T { $field: Shared::new_in(arena, $init)? })
             }
 
@@ -23,7 +28,7 @@ macro_rules! shared_handle {
             /// next `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name
             /// is taken.
             #[cfg(not(multiproc_loom))]
-            pub fn create_named(name: &str) -> Result<$T> {
+            pub fn create_named(name: &str, $($arg: $aty),*) -> Result<$T> {
                 Ok($T { $field: Shared::create_named(name, $init)? })
             }
 
@@ -42,11 +47,12 @@ macro_rules! shared_handle {
                 self.$field.persist_name()
             }
 
-            /// Opens `name`, creating it if it does not exist (one of several racing
-            /// processes creates it).
+            /// Opens `name`, creating it with these arguments if it does not exist (one of
+            /// several racing processes creates it; the others open what it made).
             #[cfg(not(multiproc_loom))]
-            pub fn open_or_create(name: &str) -> Result<$T> {
-                Ok($T { $field: Shared::open_or_create_named(name, || $init)? })
+            pub fn open_or_create(name: &str, $($arg: $aty),*) -> Result<$T> {
+                let fresh = $init;
+                Ok($T { $field: Shared::open_or_create_named(name, move || fresh)? })
             }
         }
 

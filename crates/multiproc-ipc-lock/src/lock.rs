@@ -57,7 +57,7 @@ pub(crate) fn to_try_lock_result<G>(a: Acquire, g: impl FnOnce() -> G) -> TryLoc
     }
 }
 
-crate::handle::shared_handle!(Lock, raw, "unlocked lock", RawLock::new());
+crate::handle::shared_handle!(Lock, raw, "unlocked lock", || RawLock::new());
 
 impl Lock {
     pub(crate) fn raw(&self) -> &RawLock {

@@ -67,7 +67,7 @@ pub struct Saved {
     count: u32,
 }
 
-crate::handle::shared_handle!(RLock, state, "unlocked recursive lock", RLock::fresh());
+crate::handle::shared_handle!(RLock, state, "unlocked recursive lock", || RLock::fresh());
 
 impl RLock {
     fn fresh() -> RLockState {

@@ -218,23 +218,6 @@ macro_rules! semaphore_api {
             }
         }
 
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(
-                &self,
-                s: S,
-            ) -> std::result::Result<S::Ok, S::Error> {
-                self.state.serialize(s)
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(
-                d: D,
-            ) -> std::result::Result<Self, D::Error> {
-                Ok($name { state: Shared::deserialize(d)? })
-            }
-        }
-
         /// One unit of a semaphore, given back on drop.
         #[must_use = "the unit is given back as soon as the guard is dropped"]
         pub struct $guard<'a> {
@@ -294,43 +277,17 @@ pub struct BoundedSemaphore {
 
 semaphore_api!(Semaphore, SemaphoreGuard);
 semaphore_api!(BoundedSemaphore, BoundedSemaphoreGuard);
+crate::handle::shared_handle!(Semaphore, state, "semaphore holding `value` units", |value: u32| {
+    SemState::new(value, SEMAPHORE_VALUE_MAX)?
+});
+crate::handle::shared_handle!(
+    BoundedSemaphore,
+    state,
+    "bounded semaphore holding `value` units (also its maximum)",
+    |value: u32| SemState::new(value, value)?
+);
 
 impl Semaphore {
-    /// A semaphore holding `value` units, in the [global arena](Arena::global).
-    pub fn new(value: u32) -> Result<Semaphore> {
-        Ok(Semaphore { state: Shared::new(SemState::new(value, SEMAPHORE_VALUE_MAX)?)? })
-    }
-
-    /// A semaphore holding `value` units, in `arena`.
-    pub fn new_in(arena: &Arena, value: u32) -> Result<Semaphore> {
-        Ok(Semaphore { state: Shared::new_in(arena, SemState::new(value, SEMAPHORE_VALUE_MAX)?)? })
-    }
-
-    /// Creates a semaphore with `value` under `name` that unrelated processes of the user can
-    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
-    /// the last process using it drops it, or is SIGKILLed (then the next
-    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
-    #[cfg(not(multiproc_loom))]
-    pub fn create_named(name: &str, value: u32) -> Result<Semaphore> {
-        Ok(Semaphore {
-            state: Shared::create_named(name, SemState::new(value, SEMAPHORE_VALUE_MAX)?)?,
-        })
-    }
-
-    /// Opens the semaphore another process created under `name`: `NotFound` if there is
-    /// none, `WrongType` if the name holds another kind of object.
-    #[cfg(not(multiproc_loom))]
-    pub fn open(name: &str) -> Result<Semaphore> {
-        Ok(Semaphore { state: Shared::open_named(name)? })
-    }
-
-    /// Keeps the name after every user is gone (a named object only; remove it with
-    /// `multiproc_arena::Segment::unlink_name`).
-    #[cfg(not(multiproc_loom))]
-    pub fn persist_name(&self) {
-        self.state.persist_name()
-    }
-
     /// Gives back one unit, waking a waiter; returns the new value. An error of kind
     /// [`TooManyReleases`](ErrorKind::TooManyReleases) above [`SEMAPHORE_VALUE_MAX`].
     pub fn release(&self) -> Result<u32> {
@@ -344,40 +301,6 @@ impl Semaphore {
 }
 
 impl BoundedSemaphore {
-    /// A bounded semaphore holding `value` units (also its maximum), in the
-    /// [global arena](Arena::global).
-    pub fn new(value: u32) -> Result<BoundedSemaphore> {
-        Ok(BoundedSemaphore { state: Shared::new(SemState::new(value, value)?)? })
-    }
-
-    /// A bounded semaphore holding `value` units (also its maximum), in `arena`.
-    pub fn new_in(arena: &Arena, value: u32) -> Result<BoundedSemaphore> {
-        Ok(BoundedSemaphore { state: Shared::new_in(arena, SemState::new(value, value)?)? })
-    }
-
-    /// Creates a semaphore with `value` under `name` that unrelated processes of the user can
-    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
-    /// the last process using it drops it, or is SIGKILLed (then the next
-    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
-    #[cfg(not(multiproc_loom))]
-    pub fn create_named(name: &str, value: u32) -> Result<BoundedSemaphore> {
-        Ok(BoundedSemaphore { state: Shared::create_named(name, SemState::new(value, value)?)? })
-    }
-
-    /// Opens the semaphore another process created under `name`: `NotFound` if there is
-    /// none, `WrongType` if the name holds another kind of object.
-    #[cfg(not(multiproc_loom))]
-    pub fn open(name: &str) -> Result<BoundedSemaphore> {
-        Ok(BoundedSemaphore { state: Shared::open_named(name)? })
-    }
-
-    /// Keeps the name after every user is gone (a named object only; remove it with
-    /// `multiproc_arena::Segment::unlink_name`).
-    #[cfg(not(multiproc_loom))]
-    pub fn persist_name(&self) {
-        self.state.persist_name()
-    }
-
     /// Gives back one unit; an error of kind [`TooManyReleases`](ErrorKind::TooManyReleases)
     /// if that would exceed the initial value. Returns the new value.
     pub fn release(&self) -> Result<u32> {
