@@ -257,6 +257,23 @@ impl<'de> serde::Deserialize<'de> for RingMem {
     }
 }
 
+/// Under loom a ring lives on the heap and cannot travel.
+#[cfg(multiproc_loom)]
+impl serde::Serialize for RingMem {
+    fn serialize<S: serde::Serializer>(&self, _s: S) -> std::result::Result<S::Ok, S::Error> {
+        use crate::error::{Error, ErrorKind};
+        Err(serde::ser::Error::custom(Error::kind_only(ErrorKind::NoTransferContext)))
+    }
+}
+
+#[cfg(multiproc_loom)]
+impl<'de> serde::Deserialize<'de> for RingMem {
+    fn deserialize<D: serde::Deserializer<'de>>(_d: D) -> std::result::Result<Self, D::Error> {
+        use crate::error::{Error, ErrorKind};
+        Err(serde::de::Error::custom(Error::kind_only(ErrorKind::NoTransferContext)))
+    }
+}
+
 fn header(kind: u8, len: usize) -> u64 {
     len as u64 | (kind as u64) << 32 | CHECK << 56
 }
