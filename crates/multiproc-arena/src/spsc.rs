@@ -191,10 +191,9 @@ impl RingMem {
             let end = (self.base as *mut u8).wrapping_add((HEADER_WORDS + self.words) * 8);
             for p in parts {
                 assert!(p.len() <= end as usize - dst as usize, "record beyond the data");
-                // SAFETY: `dst..dst + p.len()` lies within the data (checked above); the
-                // producer alone owns the words between `tail` and `head + capacity` until it
-                // publishes `tail`, and a process has one producer per ring (its claim), which
-                // writes through `&mut self`: nothing else in this process accesses them.
+                // SAFETY: in the data (checked above); the producer (one per process: its
+                // claim; writing through `&mut self`) alone owns the words from `tail` to
+                // `head + capacity` until it publishes `tail`: nothing else touches them.
                 unsafe { std::ptr::copy_nonoverlapping(p.as_ptr(), dst, p.len()) };
                 dst = dst.wrapping_add(p.len());
             }

@@ -212,9 +212,7 @@ impl Tx {
                 Wake::Woken => {}
                 Wake::Poll if gone() => return Err(NoRoom::Gone),
                 Wake::Poll => {}
-                Wake::TimedOut if self.has_room(len).map_err(|_| NoRoom::Corrupt)? => {
-                    return Ok(())
-                }
+                Wake::TimedOut if self.has_room(len).map_err(|_| NoRoom::Corrupt)? => return Ok(()),
                 Wake::TimedOut => return Err(NoRoom::TimedOut),
             }
         }

@@ -1,12 +1,12 @@
 //! [`Connection`]: one end of a message channel between processes, and [`Pipe`].
 
+use crate::bell::{Bell, NoRoom, Rx, Tx, MARK, MSG};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::Signal;
 use crate::frame::{
     Header, Mode, Progress, RecvState, Source, FIRST_PAYLOAD, FIRST_RECORD, HEADER_LEN,
     KEEP_CAPACITY, MAX_LEN, MAX_RECORD,
 };
-use crate::bell::{Bell, NoRoom, Rx, Tx, MARK, MSG};
 use crate::sys;
 use multiproc_arena::futex::Deadline;
 use multiproc_arena::spsc::{Rec, RingMem, HEADER_WORDS};
@@ -600,9 +600,8 @@ impl Connection {
             }
             std::hint::spin_loop();
         }
-        let mut dl = Deadline::from_option(
-            deadline.map(|d| d.saturating_duration_since(Instant::now())),
-        );
+        let mut dl =
+            Deadline::from_option(deadline.map(|d| d.saturating_duration_since(Instant::now())));
         match tx.wait_room(len, &mut dl, || sys::hung_up(self.fd.as_fd())) {
             Ok(()) => Ok(()),
             Err(NoRoom::Corrupt) => {
@@ -953,7 +952,9 @@ impl Connection {
     /// in the ring (so the connection is ready although the socket may not be).
     pub(crate) fn pending(&self) -> bool {
         match self.recv.try_lock() {
-            Ok(g) => g.st.in_progress() || g.st.eof || g.rx.as_ref().is_some_and(|rx| rx.nonempty()),
+            Ok(g) => {
+                g.st.in_progress() || g.st.eof || g.rx.as_ref().is_some_and(|rx| rx.nonempty())
+            }
             Err(_) => false,
         }
     }

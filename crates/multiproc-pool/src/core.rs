@@ -41,8 +41,8 @@ use crate::launch::{Launcher, WorkerProc};
 use crate::ring::{sleep_unless, Pop, Receiver, Sender};
 use crate::shm::{GlobalShm, SlotShm, RES_SPACE, TASK_SPACE, TASK_WAITING, WAKE_AT};
 use crate::worker::{WorkerBoot, WorkerLocal};
-use multiproc_arena::sync::atomic::Ordering;
 use multiproc_arena::futex::{self, Deadline, Wake};
+use multiproc_arena::sync::atomic::Ordering;
 use multiproc_arena::Arena;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -559,11 +559,14 @@ impl Inner {
             }
             let at_quota =
                 self.cfg.max_tasks_per_child != 0 && w.sent >= self.cfg.max_tasks_per_child;
-            if w.retiring && !at_quota && w.inflight.is_empty() && !w.stop_sent {
-                if w.tasks.try_push(&[MSG_STOP]) {
-                    w.stop_sent = true;
-                    w.shm.wake_if_waiting(TASK_WAITING);
-                }
+            if w.retiring
+                && !at_quota
+                && w.inflight.is_empty()
+                && !w.stop_sent
+                && w.tasks.try_push(&[MSG_STOP])
+            {
+                w.stop_sent = true;
+                w.shm.wake_if_waiting(TASK_WAITING);
             }
         }
         // Start workers for empty slots.

@@ -88,12 +88,7 @@ pub(crate) fn run(boot: &WorkerBoot, local: &WorkerLocal) -> i32 {
         eprintln!("multiproc-pool: a worker's rings are in use in this process already");
         return 1;
     };
-    let mut w = Worker {
-        tasks,
-        results,
-        boot,
-        out: Vec::with_capacity(256),
-    };
+    let mut w = Worker { tasks, results, boot, out: Vec::with_capacity(256) };
     let init: Option<crate::func::InitFn> = match (&local.init, &boot.init_off) {
         (Some(i), _) => Some(i.clone()),
         (None, Some((off, arg))) => {
@@ -274,8 +269,12 @@ impl Worker<'_> {
     fn wait_space(&self, len: usize) -> bool {
         self.boot.global.ring();
         let flag = self.boot.slot.futex(RES_SPACE);
-        let wake =
-            sleep_unless(flag, || self.results.fits(len), &mut Deadline::never(), Some(PARENT_CHECK));
+        let wake = sleep_unless(
+            flag,
+            || self.results.fits(len),
+            &mut Deadline::never(),
+            Some(PARENT_CHECK),
+        );
         wake != Wake::Poll || parent_alive(self.boot)
     }
 }
