@@ -30,7 +30,7 @@
 //! allocates nothing.
 
 use std::cell::UnsafeCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Changes in every forked child: per-process caches compare it to see they were inherited
@@ -63,12 +63,19 @@ pub struct Release {
 struct Registry {
     locked: AtomicBool,
     map: UnsafeCell<Option<HashMap<usize, Held>>>,
+    /// Process-local claims (see [`claim`]).
+    claims: UnsafeCell<Option<HashSet<usize>>>,
 }
 
-// SAFETY: `map` is only touched while `locked` is held (acquire/release spin lock).
+// SAFETY: `map` and `claims` are only touched while `locked` is held (acquire/release spin
+// lock).
 unsafe impl Sync for Registry {}
 
-static REGISTRY: Registry = Registry { locked: AtomicBool::new(false), map: UnsafeCell::new(None) };
+static REGISTRY: Registry = Registry {
+    locked: AtomicBool::new(false),
+    map: UnsafeCell::new(None),
+    claims: UnsafeCell::new(None),
+};
 
 fn lock() {
     while REGISTRY
@@ -90,6 +97,33 @@ fn with_map<R>(f: impl FnOnce(&mut HashMap<usize, Held>) -> R) -> R {
     // SAFETY: the lock is held, so this is the only reference to the map.
     let map = unsafe { &mut *REGISTRY.map.get() };
     let r = f(map.get_or_insert_with(HashMap::new));
+    unlock();
+    r
+}
+
+/// Claims `key` for this process (an object that must have one user per process, such as one
+/// end of a [`spsc`](crate::spsc) ring, by its address here): `false` if it is claimed already.
+/// Under the registry's lock, which the fork handler holds across a fork, so a forked child
+/// inherits exactly the claims of the objects it inherits.
+pub(crate) fn claim(key: usize) -> bool {
+    with_claims(|c| c.insert(key))
+}
+
+/// Gives a [`claim`] back.
+pub(crate) fn unclaim(key: usize) {
+    with_claims(|c| c.remove(&key));
+}
+
+/// Whether `key` is claimed in this process.
+pub(crate) fn claimed(key: usize) -> bool {
+    with_claims(|c| c.contains(&key))
+}
+
+fn with_claims<R>(f: impl FnOnce(&mut HashSet<usize>) -> R) -> R {
+    lock();
+    // SAFETY: the lock is held, so this is the only reference to the set.
+    let claims = unsafe { &mut *REGISTRY.claims.get() };
+    let r = f(claims.get_or_insert_with(HashSet::new));
     unlock();
     r
 }

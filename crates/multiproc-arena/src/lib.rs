@@ -13,6 +13,8 @@
 //!   `RawValue` / `RawArray`).
 //! - [`SharedMemory`]: named shared bytes (Python's `shared_memory.SharedMemory`).
 //! - [`ShmSafe`]: the marker for types allowed in shared memory.
+//! - [`spsc`]: a single-producer, single-consumer ring of records in shared memory (the
+//!   pipe's and the pool's data path).
 //! - [`futex`]: wait/wake with absolute deadlines; [`sync`]: the std/loom atomics shim.
 //! - [`Identity`], [`liveness`]: who a process is in shared memory, and a kernel proof that it
 //!   died (an open-file-description lock per process), valid across PID namespaces and
@@ -45,6 +47,7 @@ mod loom;
 pub mod os;
 mod shared;
 mod shm_safe;
+pub mod spsc;
 
 #[cfg(not(multiproc_loom))]
 pub mod named;

@@ -1,16 +1,16 @@
 //! [`Connection`]: one end of a message channel between processes, and [`Pipe`].
 
+use crate::bell::{Bell, NoRoom, Rx, Tx, MARK, MSG};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::Signal;
 use crate::frame::{
     Header, Mode, Progress, RecvState, Source, FIRST_PAYLOAD, FIRST_RECORD, HEADER_LEN,
     KEEP_CAPACITY, MAX_LEN, MAX_RECORD,
 };
-use crate::ring::{Bell, Rec, Ring, MARK, MSG, WATCHING};
 use crate::sys;
-use multiproc_arena::transfer;
-#[cfg(not(multiproc_loom))]
-use multiproc_arena::Segment;
+use multiproc_arena::futex::Deadline;
+use multiproc_arena::spsc::{Rec, RingMem, HEADER_WORDS};
+use multiproc_arena::{transfer, Arena};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -18,7 +18,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Creates connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe`).
@@ -42,12 +42,12 @@ impl Pipe {
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> Result<(Connection, Connection)> {
         let (a, b) = pair()?;
-        let seg = ring_segment()?;
+        let mems = ring_mems()?;
         let mut a = Connection::from_parts(a, true, true, false);
         let mut b = Connection::from_parts(b, true, true, false);
-        if let Some(seg) = seg {
-            a.attach(Shm::open(seg.clone(), 0, true, true)?);
-            b.attach(Shm::open(seg, 1, true, true)?);
+        if let Some(mems) = mems {
+            a.attach(Shm { mems: mems.clone(), end: 0 })?;
+            b.attach(Shm { mems, end: 1 })?;
         }
         Ok((a, b))
     }
@@ -59,21 +59,19 @@ impl Pipe {
         let (r, w) = pair()?;
         sys::shutdown(r.as_fd(), libc::SHUT_WR).map_err(|e| Error::io(e, "shutdown"))?;
         sys::shutdown(w.as_fd(), libc::SHUT_RD).map_err(|e| Error::io(e, "shutdown"))?;
-        let seg = ring_segment()?;
+        let mems = ring_mems()?;
         let mut r = Connection::from_parts(r, true, false, false);
         let mut w = Connection::from_parts(w, false, true, false);
-        if let Some(seg) = seg {
-            r.attach(Shm::open(seg.clone(), 0, true, false)?);
-            w.attach(Shm::open(seg, 1, false, true)?);
+        if let Some(mems) = mems {
+            r.attach(Shm { mems: mems.clone(), end: 0 })?;
+            w.attach(Shm { mems, end: 1 })?;
         }
         Ok((r, w))
     }
 }
 
-/// Data bytes of each direction's ring.
-const RING_CAP: usize = 64 << 10;
-/// The control blocks' page at the start of a pipe's segment.
-const CTRL_SPACE: usize = 4096;
+/// Data words of each direction's ring (64 KiB).
+const RING_WORDS: usize = 8 << 10;
 /// How long a sender waits for a spinning receiver to come back into its receive before it
 /// rings the doorbell (at most; and only when the receiver spins).
 const BELL_GRACE: Duration = Duration::from_micros(2);
@@ -90,63 +88,48 @@ fn ring_enabled() -> bool {
     *ON.get_or_init(|| std::env::var_os("MULTIPROC_PIPE_RING").map_or(true, |v| v != "0"))
 }
 
-fn ring_segment() -> Result<Option<Arc<Segment>>> {
+/// A new pipe's two rings (one per direction) in an arena of their own.
+fn ring_mems() -> Result<Option<[RingMem; 2]>> {
     if cfg!(multiproc_loom) || !ring_enabled() {
         return Ok(None);
     }
-    let seg = Segment::anonymous(CTRL_SPACE + 2 * RING_CAP).map_err(|e| {
+    let err = |e: multiproc_arena::Error| {
         Error::new(ErrorKind::Io, format!("creating the pipe's shared memory: {e}"))
-    })?;
-    Ok(Some(Arc::new(seg)))
+    };
+    // The allocator rounds each block up to a power of two: room for twice the rings
+    // (untouched pages of the memfd cost nothing).
+    let arena = Arena::new(4 * (HEADER_WORDS + RING_WORDS) * 8 + (64 << 10)).map_err(err)?;
+    let ring = || RingMem::new_in(&arena, RING_WORDS).map_err(err);
+    Ok(Some([ring()?, ring()?]))
 }
 
-/// Under loom there are no segments (pipes are socket-only); this stand-in is never made.
-#[cfg(multiproc_loom)]
-#[derive(Debug, Serialize, Deserialize)]
-struct Segment;
-
-#[cfg(multiproc_loom)]
-impl Segment {
-    fn anonymous(_: usize) -> Result<Segment> {
-        Err(Error::new(ErrorKind::Io, "no shared memory under loom"))
-    }
-    fn len(&self) -> usize {
-        0
-    }
-    fn as_ptr(&self) -> *mut u8 {
-        std::ptr::null_mut()
-    }
-}
-
-/// A pipe end's shared memory: the segment, which end this is, and its rings — `tx` is the
-/// ring written by this end, `rx` the one written by the other.
+/// A pipe end's shared memory: both directions' rings and which end this is (`mems[end]` is
+/// written by this end, the other by the peer).
 struct Shm {
-    seg: Arc<Segment>,
+    mems: [RingMem; 2],
     end: u8,
-    tx: Option<Ring>,
-    rx: Option<Ring>,
 }
 
 impl Shm {
-    fn open(seg: Arc<Segment>, end: u8, rx: bool, tx: bool) -> Result<Shm> {
-        if seg.len() < CTRL_SPACE + 2 * RING_CAP || end > 1 {
-            return Err(Error::new(ErrorKind::Protocol, "a pipe's shared memory is too small"));
-        }
-        let base = seg.as_ptr();
-        let ring = |dir: usize| {
-            // SAFETY: the segment holds two 128-byte control blocks at the start of its
-            // first page and `RING_CAP` data bytes per direction after it (checked above);
-            // `Shm` keeps the mapping alive as long as the rings.
-            unsafe {
-                Ring::new(
-                    base.add(dir * std::mem::size_of::<crate::ring::Ctrl>()).cast(),
-                    base.add(CTRL_SPACE + dir * RING_CAP),
-                    RING_CAP,
-                )
-            }
+    /// This end's halves: the producer of its own ring (if it sends), the consumer of the
+    /// peer's (if it receives).
+    fn halves(&self, rx: bool, tx: bool) -> Result<(Option<Rx>, Option<Tx>)> {
+        let e = self.end as usize;
+        let dup = || {
+            Error::new(
+                ErrorKind::InvalidInput,
+                "this pipe end is open in this process already (a pipe end passed back to \
+                 its own process must be dropped there first)",
+            )
         };
-        let e = end as usize;
-        Ok(Shm { tx: tx.then(|| ring(e)), rx: rx.then(|| ring(1 - e)), end, seg })
+        let rx = if rx { Some(Rx::new(&self.mems[1 - e]).ok_or_else(dup)?) } else { None };
+        let tx = if tx { Some(Tx::new(&self.mems[e]).ok_or_else(dup)?) } else { None };
+        Ok((rx, tx))
+    }
+
+    /// The ring this end receives from.
+    fn rx_mem(&self) -> &RingMem {
+        &self.mems[1 - self.end as usize]
     }
 }
 
@@ -189,6 +172,14 @@ fn pair() -> Result<(OwnedFd, OwnedFd)> {
 struct SendState {
     buf: Vec<u8>,
     link: Link,
+    /// A pipe end's producer half of its ring.
+    tx: Option<Tx>,
+}
+
+/// Receiving state: the frame decoder and a pipe end's consumer half of the peer's ring.
+struct RecvSide {
+    st: RecvState,
+    rx: Option<Rx>,
 }
 
 impl Link {
@@ -250,7 +241,7 @@ pub struct Connection {
     /// Set by [`shutdown`](Self::shutdown).
     shut: AtomicBool,
     send: Mutex<SendState>,
-    recv: Mutex<RecvState>,
+    recv: Mutex<RecvSide>,
     /// The shared-memory rings of a [`Pipe`] end.
     shm: Option<Shm>,
 }
@@ -316,24 +307,21 @@ impl Connection {
             spin_ns: AtomicU64::new(0),
             shut: AtomicBool::new(false),
             send: Mutex::new(SendState::default()),
-            recv: Mutex::new(RecvState::new(mode)),
+            recv: Mutex::new(RecvSide { st: RecvState::new(mode), rx: None }),
             shm: None,
         }
     }
 
     /// Adds the shared-memory rings (a [`Pipe`] end).
-    fn attach(&mut self, shm: Shm) {
-        self.recv.get_mut().unwrap_or_else(|e| e.into_inner()).doorbells = true;
+    fn attach(&mut self, shm: Shm) -> Result<()> {
+        let (rx, tx) = shm.halves(self.readable, self.writable)?;
+        let recv = self.recv.get_mut().unwrap_or_else(|e| e.into_inner());
+        recv.st.doorbells = true;
+        recv.rx = rx;
+        self.send.get_mut().unwrap_or_else(|e| e.into_inner()).tx = tx;
         self.shm = Some(shm);
         self.set_spin(self.spin());
-    }
-
-    fn tx_ring(&self) -> Option<&Ring> {
-        self.shm.as_ref().and_then(|s| s.tx.as_ref())
-    }
-
-    fn rx_ring(&self) -> Option<&Ring> {
-        self.shm.as_ref().and_then(|s| s.rx.as_ref())
+        Ok(())
     }
 
     /// Wraps a connected socket whose peer speaks this crate's frames: a Unix
@@ -389,8 +377,8 @@ impl Connection {
     /// receiver waits up to 2 µs for it to come back into its receive before it rings.
     pub fn set_spin(&self, spin: Duration) {
         self.spin_ns.store(spin.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
-        if let Some(rx) = self.rx_ring() {
-            rx.set_spin_hint(spin.as_micros().min(u32::MAX as u128) as u32);
+        if let Some(shm) = self.shm.as_ref().filter(|_| self.readable) {
+            crate::bell::set_spin_hint(shm.rx_mem(), spin.as_micros().min(u32::MAX as u128) as u32);
         }
     }
 
@@ -457,7 +445,8 @@ impl Connection {
         let header = self.header_for(len, fds.len())?;
         st.buf[..HEADER_LEN].copy_from_slice(&header);
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-        let res = self.send_message(&mut st.link, &[&st.buf], &borrowed, deadline);
+        let st = &mut *st;
+        let res = self.send_message(&mut st.link, st.tx.as_mut(), &[&st.buf], &borrowed, deadline);
         if st.buf.capacity() > KEEP_CAPACITY {
             st.buf = Vec::new();
         }
@@ -478,7 +467,8 @@ impl Connection {
         self.check_write()?;
         let header = self.header_for(bytes.len(), 0)?;
         let mut st = lock(&self.send);
-        self.send_message(&mut st.link, &[&header, bytes], &[], deadline)
+        let st = &mut *st;
+        self.send_message(&mut st.link, st.tx.as_mut(), &[&header, bytes], &[], deadline)
     }
 
     /// Sends one message given as its whole frame (`frame`: the header first, in up to two
@@ -487,11 +477,12 @@ impl Connection {
     fn send_message(
         &self,
         link: &mut Link,
+        tx: Option<&mut Tx>,
         frame: &[&[u8]],
         fds: &[BorrowedFd<'_>],
         deadline: Option<Instant>,
     ) -> Result<()> {
-        let Some(tx) = self.tx_ring() else {
+        let Some(tx) = tx else {
             return self.write_frame(link, frame, fds, deadline, None);
         };
         let total: usize = frame.iter().map(|b| b.len()).sum();
@@ -514,7 +505,7 @@ impl Connection {
     /// receiver is not watching the ring.
     fn ring_send(
         &self,
-        tx: &Ring,
+        tx: &mut Tx,
         link: &mut Link,
         parts: &[&[u8]],
         deadline: Option<Instant>,
@@ -535,7 +526,7 @@ impl Connection {
     }
 
     /// The sender's half of the wake-up handshake, after publishing a record at `at`.
-    fn bell(&self, tx: &Ring, link: &mut Link, at: u64) -> Result<()> {
+    fn bell(&self, tx: &Tx, link: &mut Link, at: u64) -> Result<()> {
         let bell = tx.after_publish(at);
         let mut ring = matches!(bell, Bell::Ring | Bell::Armed);
         if bell == Bell::Armed && tx.peer_spin_us() > 0 {
@@ -547,7 +538,7 @@ impl Connection {
             let mut i = 0u32;
             while ring {
                 std::hint::spin_loop();
-                ring = tx.state() != WATCHING;
+                ring = !tx.watching();
                 i += 1;
                 if i % 32 == 0 && Instant::now() >= until {
                     break;
@@ -587,49 +578,40 @@ impl Connection {
     /// sleeps on the ring's futex in slices, asking between them whether the peer is gone.
     fn wait_room(
         &self,
-        tx: &Ring,
+        tx: &Tx,
         link: &mut Link,
         len: usize,
         deadline: Option<Instant>,
     ) -> Result<()> {
-        let room = |link: &mut Link| match tx.has_room(len) {
-            Ok(r) => Ok(r),
-            Err(_) => {
-                link.broken = true;
-                Err(corrupt())
-            }
-        };
         let spin_until = Instant::now() + PEER_CHECK;
         let mut i = 0u32;
         loop {
-            if room(link)? {
-                return Ok(());
-            }
-            i += 1;
-            if i % 32 != 0 || Instant::now() < spin_until {
-                std::hint::spin_loop();
-                continue;
-            }
-            let seq = match tx.prepare_space_wait(len) {
-                Ok(None) => return Ok(()),
-                Ok(Some(seq)) => seq,
+            match tx.has_room(len) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
                 Err(_) => {
                     link.broken = true;
                     return Err(corrupt());
                 }
-            };
-            let slice = Instant::now() + Duration::from_millis(10);
-            let until = deadline.map_or(slice, |d| d.min(slice));
-            multiproc_arena::futex::wait(tx.space_word(), seq, Some(until));
-            if room(link)? {
-                return Ok(());
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::kind_only(ErrorKind::Timeout));
+            i += 1;
+            if i % 32 == 0 && Instant::now() >= spin_until {
+                break;
             }
-            if sys::hung_up(self.fd.as_fd()) {
+            std::hint::spin_loop();
+        }
+        let mut dl =
+            Deadline::from_option(deadline.map(|d| d.saturating_duration_since(Instant::now())));
+        match tx.wait_room(len, &mut dl, || sys::hung_up(self.fd.as_fd())) {
+            Ok(()) => Ok(()),
+            Err(NoRoom::Corrupt) => {
+                link.broken = true;
+                Err(corrupt())
+            }
+            Err(NoRoom::TimedOut) => Err(Error::kind_only(ErrorKind::Timeout)),
+            Err(NoRoom::Gone) => {
                 link.gone = true;
-                return Err(Error::new(ErrorKind::Disconnected, "the peer closed the connection"));
+                Err(Error::new(ErrorKind::Disconnected, "the peer closed the connection"))
             }
         }
     }
@@ -674,7 +656,7 @@ impl Connection {
         bufs: &[&[u8]],
         fds: &[BorrowedFd<'_>],
         deadline: Option<Instant>,
-        mark: Option<&Ring>,
+        mut mark: Option<&mut Tx>,
     ) -> Result<()> {
         link.check()?;
         let broken = &mut link.broken;
@@ -703,7 +685,7 @@ impl Connection {
             match sys::sendmsg(self.fd.as_fd(), &rest[..k], fds, deadline.is_some()) {
                 Ok(n) => {
                     if sent == 0 {
-                        if let Some(tx) = mark {
+                        if let Some(tx) = mark.as_deref_mut() {
                             if !matches!(tx.try_push(MARK, &[]), Ok(Some(_))) {
                                 *broken = true;
                                 return Err(corrupt());
@@ -824,8 +806,9 @@ impl Connection {
 
     fn recv_deadline<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T> {
         self.check_read()?;
-        let mut st = lock(&self.recv);
-        self.receive_any(&mut st, deadline)?;
+        let mut g = lock(&self.recv);
+        let RecvSide { st, rx } = &mut *g;
+        self.receive_any(st, rx.as_mut(), deadline)?;
         let fds = std::mem::take(&mut st.fds);
         let res = transfer::decode(&st.payload, fds);
         st.finish_frame();
@@ -847,8 +830,9 @@ impl Connection {
 
     fn recv_bytes_deadline(&self, deadline: Option<Instant>) -> Result<Vec<u8>> {
         self.check_read()?;
-        let mut st = lock(&self.recv);
-        self.receive_any(&mut st, deadline)?;
+        let mut g = lock(&self.recv);
+        let RecvSide { st, rx } = &mut *g;
+        self.receive_any(st, rx.as_mut(), deadline)?;
         let len = st.payload.len();
         let out = if st.payload.capacity() <= 2 * len.max(64) {
             std::mem::take(&mut st.payload)
@@ -872,9 +856,9 @@ impl Connection {
 
     fn recv_into_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize> {
         self.check_read()?;
-        let mut st = lock(&self.recv);
-        let st = &mut *st;
-        if let Some(rx) = self.rx_ring() {
+        let mut g = lock(&self.recv);
+        let RecvSide { st, rx } = &mut *g;
+        if let Some(rx) = rx {
             let r = self.ring_recv_into(rx, st, buf, deadline);
             rx.leave();
             return r;
@@ -945,10 +929,12 @@ impl Connection {
         if self.pending() {
             return Ok(true);
         }
-        if let Some(rx) = self.rx_ring() {
+        if self.shm.is_some() {
             // (Another thread receiving holds the state: its receive takes what comes.)
-            if let Ok(mut st) = self.recv.try_lock() {
-                return self.ring_poll(rx, &mut st, deadline_after(timeout));
+            if let Ok(mut g) = self.recv.try_lock() {
+                if let RecvSide { st, rx: Some(rx) } = &mut *g {
+                    return self.ring_poll(rx, st, deadline_after(timeout));
+                }
             }
         }
         match self.wait_readable(deadline_after(timeout)) {
@@ -966,10 +952,8 @@ impl Connection {
     /// in the ring (so the connection is ready although the socket may not be).
     pub(crate) fn pending(&self) -> bool {
         match self.recv.try_lock() {
-            Ok(st) => {
-                st.in_progress()
-                    || st.eof
-                    || (self.readable && self.rx_ring().is_some_and(|rx| rx.nonempty()))
+            Ok(g) => {
+                g.st.in_progress() || g.st.eof || g.rx.as_ref().is_some_and(|rx| rx.nonempty())
             }
             Err(_) => false,
         }
@@ -978,7 +962,7 @@ impl Connection {
     /// After the descriptor polled readable: whether a message really waits (a ring pipe's
     /// socket may hold only stale doorbells, which this drains).
     pub(crate) fn confirm_ready(&self) -> bool {
-        if self.rx_ring().is_none() || !self.readable {
+        if self.shm.is_none() || !self.readable {
             return true;
         }
         self.poll(Duration::ZERO).unwrap_or(true)
@@ -987,8 +971,13 @@ impl Connection {
     // ----- the ring path -----
 
     /// Receives one whole message into `st.payload`/`st.fds`, from the ring or the socket.
-    fn receive_any(&self, st: &mut RecvState, deadline: Option<Instant>) -> Result<()> {
-        let Some(rx) = self.rx_ring() else {
+    fn receive_any(
+        &self,
+        st: &mut RecvState,
+        rx: Option<&mut Rx>,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let Some(rx) = rx else {
             return self.receive(st, deadline, true);
         };
         let r = self.ring_receive(rx, st, deadline);
@@ -996,16 +985,21 @@ impl Connection {
         r
     }
 
-    fn ring_receive(&self, rx: &Ring, st: &mut RecvState, deadline: Option<Instant>) -> Result<()> {
+    fn ring_receive(
+        &self,
+        rx: &mut Rx,
+        st: &mut RecvState,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
         match self.ring_next(rx, st, deadline, None)? {
             Next::Ring(rec) => {
                 st.payload.clear();
-                if st.payload.try_reserve_exact(rec.len).is_err() {
+                if st.payload.try_reserve_exact(rec.len()).is_err() {
                     return Err(Error::new(ErrorKind::Io, "out of memory"));
                 }
-                st.payload.resize(rec.len, 0);
-                rx.copy_out(&rec, &mut st.payload);
-                rx.advance(rec.next);
+                st.payload.resize(rec.len(), 0);
+                rx.read(&rec, &mut st.payload);
+                rx.advance(rec);
                 st.fds.clear();
                 Ok(())
             }
@@ -1019,19 +1013,20 @@ impl Connection {
 
     fn ring_recv_into(
         &self,
-        rx: &Ring,
+        rx: &mut Rx,
         st: &mut RecvState,
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<usize> {
         match self.ring_next(rx, st, deadline, Some(&mut *buf))? {
             Next::Ring(rec) => {
-                if buf.len() < rec.len {
-                    return Err(Error::too_small(rec.len, buf.len()));
+                let len = rec.len();
+                if buf.len() < len {
+                    return Err(Error::too_small(len, buf.len()));
                 }
-                rx.copy_out(&rec, &mut buf[..rec.len]);
-                rx.advance(rec.next);
-                Ok(rec.len)
+                rx.read(&rec, &mut buf[..len]);
+                rx.advance(rec);
+                Ok(len)
             }
             Next::Socket { in_dst } => {
                 let n = self.finish_into(st, buf, in_dst, deadline)?;
@@ -1045,7 +1040,7 @@ impl Connection {
     /// whose first record is read (into `dst` if it is given and at least 64 KiB long).
     fn ring_next(
         &self,
-        rx: &Ring,
+        rx: &mut Rx,
         st: &mut RecvState,
         deadline: Option<Instant>,
         mut dst: Option<&mut [u8]>,
@@ -1061,17 +1056,17 @@ impl Connection {
                 Err(_) => return Err(st.fail(corrupt())),
             };
             match rec {
-                Some(rec) if rec.kind == MSG => {
+                Some(rec) if rec.kind() == MSG => {
                     if st.marks_owed > 0 {
                         return Err(st.fail(corrupt()));
                     }
                     let limit = self.max_message_size();
-                    if rec.len > limit {
+                    if rec.len() > limit {
                         let e = Error::new(
                             ErrorKind::TooLarge,
                             format!(
                                 "incoming message of {} bytes exceeds the limit of {limit}",
-                                rec.len
+                                rec.len()
                             ),
                         );
                         return Err(st.fail(e));
@@ -1082,13 +1077,13 @@ impl Connection {
                     if st.marks_owed > 0 {
                         // The mark of a frame taken already.
                         st.marks_owed -= 1;
-                        rx.advance(rec.next);
+                        rx.advance(rec);
                         continue;
                     }
                     // The frame's first record was sent before its mark was published.
                     match self.read_first_sock(st, dst.as_deref_mut(), deadline.is_none())? {
                         Sock::Frame(in_dst) => {
-                            rx.advance(rec.next);
+                            rx.advance(rec);
                             return Ok(Next::Socket { in_dst });
                         }
                         Sock::Doorbell => rx.took_bell(),
@@ -1135,7 +1130,7 @@ impl Connection {
     /// Spins on the ring for up to [`spin`](Self::spin) (and `deadline`), watching it so
     /// senders need not ring; `true` when a record arrived. Asks the kernel every 50 µs
     /// whether the peer is gone (then stops).
-    fn spin_on(&self, rx: &Ring, deadline: Option<Instant>) -> bool {
+    fn spin_on(&self, rx: &Rx, deadline: Option<Instant>) -> bool {
         let spin = self.spin_ns.load(Ordering::Relaxed);
         if spin == 0 {
             return false;
@@ -1203,9 +1198,9 @@ impl Connection {
 
     /// A frame came on the socket while the ring looked empty: its mark is the next record
     /// (or is about to be published).
-    fn frame_arrived(&self, rx: &Ring, st: &mut RecvState) -> Result<()> {
+    fn frame_arrived(&self, rx: &mut Rx, st: &mut RecvState) -> Result<()> {
         match rx.peek() {
-            Ok(Some(rec)) if rec.kind == MARK => rx.advance(rec.next),
+            Ok(Some(rec)) if rec.kind() == MARK => rx.advance(rec),
             Ok(None) => st.marks_owed += 1,
             _ => return Err(st.fail(corrupt())),
         }
@@ -1215,13 +1210,13 @@ impl Connection {
     /// After a frame taken before its mark: consumes the mark, which the sender publishes
     /// right after its first system call (waits a few ms at most; a mark still missing then
     /// is consumed by a later receive).
-    fn settle_marks(&self, rx: &Ring, st: &mut RecvState) {
+    fn settle_marks(&self, rx: &mut Rx, st: &mut RecvState) {
         let start = Instant::now();
         let mut i = 0u32;
         while st.marks_owed > 0 {
             match rx.peek() {
-                Ok(Some(rec)) if rec.kind == MARK => {
-                    rx.advance(rec.next);
+                Ok(Some(rec)) if rec.kind() == MARK => {
+                    rx.advance(rec);
                     st.marks_owed -= 1;
                     continue;
                 }
@@ -1241,15 +1236,20 @@ impl Connection {
 
     /// [`poll`](Self::poll) of a ring pipe: the ring, then the socket, where stale doorbells
     /// are drained (never a frame: those are only peeked at).
-    fn ring_poll(&self, rx: &Ring, st: &mut RecvState, deadline: Option<Instant>) -> Result<bool> {
+    fn ring_poll(
+        &self,
+        rx: &mut Rx,
+        st: &mut RecvState,
+        deadline: Option<Instant>,
+    ) -> Result<bool> {
         loop {
             if st.in_progress() || st.eof || st.check_broken().is_err() {
                 return Ok(true);
             }
             match rx.peek() {
-                Ok(Some(rec)) if rec.kind == MARK && st.marks_owed > 0 => {
+                Ok(Some(rec)) if rec.kind() == MARK && st.marks_owed > 0 => {
                     st.marks_owed -= 1;
-                    rx.advance(rec.next);
+                    rx.advance(rec);
                     continue;
                 }
                 Ok(Some(_)) | Err(_) => return Ok(true),
@@ -1326,7 +1326,7 @@ struct WireOut<'a> {
     fd: u32,
     flags: u8,
     limit: u64,
-    shm: Option<(&'a Segment, u8)>,
+    shm: Option<(&'a [RingMem; 2], u8)>,
 }
 
 #[derive(Deserialize)]
@@ -1334,7 +1334,7 @@ struct WireIn {
     fd: u32,
     flags: u8,
     limit: u64,
-    shm: Option<(Segment, u8)>,
+    shm: Option<([RingMem; 2], u8)>,
 }
 
 const F_READ: u8 = 1;
@@ -1346,7 +1346,7 @@ impl Serialize for Connection {
         use serde::ser::Error as _;
         // (A receive in progress in another thread holds the lock: as before, that does not
         // stop the send; the receiving thread keeps what it takes.)
-        if self.recv.try_lock().is_ok_and(|st| st.in_progress() || st.marks_owed > 0) {
+        if self.recv.try_lock().is_ok_and(|g| g.st.in_progress() || g.st.marks_owed > 0) {
             return Err(S::Error::custom(
                 "a connection in the middle of receiving a message cannot be sent",
             ));
@@ -1355,7 +1355,7 @@ impl Serialize for Connection {
         let flags = (self.readable as u8 * F_READ)
             | (self.writable as u8 * F_WRITE)
             | (self.tcp as u8 * F_TCP);
-        let shm = self.shm.as_ref().map(|m| (&*m.seg, m.end));
+        let shm = self.shm.as_ref().map(|m| (&m.mems, m.end));
         WireOut { fd, flags, limit: self.max_message_size() as u64, shm }.serialize(s)
     }
 }
@@ -1367,8 +1367,11 @@ impl<'de> Deserialize<'de> for Connection {
         let fd = transfer::take_fd(w.fd).map_err(D::Error::custom)?;
         let (readable, writable) = (w.flags & F_READ != 0, w.flags & F_WRITE != 0);
         let mut c = Connection::from_parts(fd, readable, writable, w.flags & F_TCP != 0);
-        if let Some((seg, end)) = w.shm {
-            c.attach(Shm::open(Arc::new(seg), end, readable, writable).map_err(D::Error::custom)?);
+        if let Some((mems, end)) = w.shm {
+            if end > 1 {
+                return Err(D::Error::custom("a pipe end's shared memory names no end"));
+            }
+            c.attach(Shm { mems, end }).map_err(D::Error::custom)?;
         }
         c.set_max_message_size(w.limit.min(usize::MAX as u64) as usize);
         Ok(c)

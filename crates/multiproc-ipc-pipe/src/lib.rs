@@ -76,13 +76,16 @@
 //! # Ok::<(), multiproc_ipc_pipe::Error>(())
 //! ```
 
+#[cfg(multiproc_loom)]
+#[doc(hidden)]
+pub mod bell;
+#[cfg(not(multiproc_loom))]
+mod bell;
 mod connection;
 mod error;
 mod fd;
 pub mod frame;
 mod listener;
-#[doc(hidden)]
-pub mod ring;
 mod sys;
 mod wait;
 

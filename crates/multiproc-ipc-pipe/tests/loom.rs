@@ -1,7 +1,8 @@
 //! loom models of the pipe's shared-memory ring and its wake-up handshake
 //! (`cargo xtask loom -p multiproc-ipc-pipe`).
 //!
-//! The two processes are loom threads over a heap-backed [`Ring`]; the socket that carries
+//! The two processes are loom threads over the pipe's real halves ([`Tx`], [`Rx`]) of a
+//! heap-backed arena ring, with the arena's exact futex model; the socket that carries
 //! doorbells is a loom `Mutex<u32>` + `Condvar` (a count of doorbell bytes in flight). The
 //! receiver blocks on it exactly as a receive blocks on the socket, so a lost wake-up shows
 //! as a loom deadlock. Each model follows the order of operations of `Connection` (send:
@@ -11,44 +12,44 @@
 
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread;
-use multiproc_ipc_pipe::ring::{Bell, Ctrl, Ring, MSG};
-
-/// The ring's memory on the heap.
-struct Mem {
-    ctrl: Ctrl,
-    data: Box<[u8]>,
-}
+use multiproc_arena::futex::Deadline;
+use multiproc_arena::spsc::RingMem;
+use multiproc_arena::Arena;
+use multiproc_ipc_pipe::bell::{Bell, Rx, Tx, MSG};
 
 struct Shared {
-    mem: Box<Mem>,
+    mem: RingMem,
     /// Doorbell bytes sent and not yet read.
     bells: Mutex<u32>,
     cv: Condvar,
 }
 
-fn shared(cap: usize) -> Arc<Shared> {
+/// A ring of `words` data words (records of at most a quarter of them).
+fn shared(words: usize) -> Arc<Shared> {
     Arc::new(Shared {
-        mem: Box::new(Mem { ctrl: Ctrl::new(), data: vec![0u8; cap].into_boxed_slice() }),
+        mem: RingMem::new_in(&Arena::new(1 << 12).unwrap(), words).unwrap(),
         bells: Mutex::new(0),
         cv: Condvar::new(),
     })
 }
 
-fn ring(s: &Shared) -> Ring {
-    let data = s.mem.data.as_ptr() as *mut u8;
-    // SAFETY: the control block and the data live in `s`, which the caller keeps alive
-    // (an Arc held by the thread) for as long as the Ring; loom threads run one at a time.
-    unsafe { Ring::new(&s.mem.ctrl, data, s.mem.data.len()) }
+fn tx(s: &Shared) -> Tx {
+    Tx::new(&s.mem).unwrap()
+}
+
+fn rx(s: &Shared) -> Rx {
+    Rx::new(&s.mem).unwrap()
 }
 
 /// `Connection::ring_send` + `bell`.
-fn send(s: &Shared, r: &Ring, byte: u8, len: usize) {
+fn send(s: &Shared, r: &mut Tx, byte: u8, len: usize) {
     let payload = vec![byte; len];
     let at = loop {
         match r.try_push(MSG, &[&payload]).unwrap() {
             Some(at) => break at,
-            // (wait_room: the futex wait is a yield under loom)
-            None => loom::thread::yield_now(),
+            // `Connection::wait_room` after its spin: the real futex wait, which blocks
+            // until the consumer wakes it (a lost wake-up deadlocks the model).
+            None => r.wait_room(len, &mut Deadline::never(), || false).unwrap(),
         }
     };
     if matches!(r.after_publish(at), Bell::Ring | Bell::Armed) {
@@ -59,13 +60,13 @@ fn send(s: &Shared, r: &Ring, byte: u8, len: usize) {
 }
 
 /// `Connection::ring_next` + `ring_receive`, with `spin` looks while watching.
-fn recv(s: &Shared, r: &Ring, spin: usize) -> Vec<u8> {
+fn recv(s: &Shared, r: &mut Rx, spin: usize) -> Vec<u8> {
     let mut spun = false;
     loop {
         if let Some(rec) = r.peek().unwrap() {
-            let mut v = vec![0u8; rec.len];
-            r.copy_out(&rec, &mut v);
-            r.advance(rec.next);
+            let mut v = vec![0u8; rec.len()];
+            r.read(&rec, &mut v);
+            r.advance(rec);
             r.leave();
             return v;
         }
@@ -107,16 +108,16 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 #[test]
 fn blocking_receiver_gets_every_message() {
     model(|| {
-        let s = shared(64);
+        let s = shared(16);
         let s2 = s.clone();
         let t = thread::spawn(move || {
-            let r = ring(&s2);
-            send(&s2, &r, 1, 3);
-            send(&s2, &r, 2, 5);
+            let mut r = tx(&s2);
+            send(&s2, &mut r, 1, 3);
+            send(&s2, &mut r, 2, 5);
         });
-        let r = ring(&s);
-        assert_eq!(recv(&s, &r, 0), vec![1; 3]);
-        assert_eq!(recv(&s, &r, 0), vec![2; 5]);
+        let mut r = rx(&s);
+        assert_eq!(recv(&s, &mut r, 0), vec![1; 3]);
+        assert_eq!(recv(&s, &mut r, 0), vec![2; 5]);
         t.join().unwrap();
     });
 }
@@ -126,16 +127,16 @@ fn blocking_receiver_gets_every_message() {
 #[test]
 fn spinning_receiver_never_sleeps_through_a_message() {
     model(|| {
-        let s = shared(64);
+        let s = shared(16);
         let s2 = s.clone();
         let t = thread::spawn(move || {
-            let r = ring(&s2);
-            send(&s2, &r, 7, 1);
-            send(&s2, &r, 8, 1);
+            let mut r = tx(&s2);
+            send(&s2, &mut r, 7, 1);
+            send(&s2, &mut r, 8, 1);
         });
-        let r = ring(&s);
-        assert_eq!(recv(&s, &r, 1), vec![7]);
-        assert_eq!(recv(&s, &r, 1), vec![8]);
+        let mut r = rx(&s);
+        assert_eq!(recv(&s, &mut r, 1), vec![7]);
+        assert_eq!(recv(&s, &mut r, 1), vec![8]);
         t.join().unwrap();
     });
 }
@@ -147,17 +148,17 @@ fn spinning_receiver_never_sleeps_through_a_message() {
 #[test]
 fn message_left_behind_keeps_the_descriptor_readable() {
     model(|| {
-        let s = shared(64);
+        let s = shared(16);
         let s2 = s.clone();
         let t = thread::spawn(move || {
-            let r = ring(&s2);
-            send(&s2, &r, 1, 1);
-            send(&s2, &r, 2, 1);
+            let mut r = tx(&s2);
+            send(&s2, &mut r, 1, 1);
+            send(&s2, &mut r, 2, 1);
         });
-        let r = ring(&s);
-        assert_eq!(recv(&s, &r, 1), vec![1]);
+        let mut r = rx(&s);
+        assert_eq!(recv(&s, &mut r, 1), vec![1]);
         wait_readable(&s);
-        assert_eq!(recv(&s, &r, 0), vec![2]);
+        assert_eq!(recv(&s, &mut r, 0), vec![2]);
         t.join().unwrap();
     });
 }
@@ -168,40 +169,41 @@ fn message_left_behind_keeps_the_descriptor_readable() {
 #[test]
 fn limited_doorbells_still_cover_every_message() {
     model(|| {
-        let s = shared(64);
+        let s = shared(16);
         let s2 = s.clone();
         let t = thread::spawn(move || {
-            let r = ring(&s2).with_bell_limit(2);
+            let mut r = tx(&s2).with_bell_limit(2);
             for b in 1..=3u8 {
-                send(&s2, &r, b, 1);
+                send(&s2, &mut r, b, 1);
             }
         });
-        let r = ring(&s).with_bell_limit(2);
-        assert_eq!(recv(&s, &r, 0), vec![1]);
+        let mut r = rx(&s);
+        assert_eq!(recv(&s, &mut r, 0), vec![1]);
         wait_readable(&s);
-        assert_eq!(recv(&s, &r, 0), vec![2]);
+        assert_eq!(recv(&s, &mut r, 0), vec![2]);
         wait_readable(&s);
-        assert_eq!(recv(&s, &r, 0), vec![3]);
+        assert_eq!(recv(&s, &mut r, 0), vec![3]);
         t.join().unwrap();
     });
 }
 
-/// Records wrap around a small ring (padding at the end) and a sender waits for room:
-/// every message arrives whole and in order.
+/// Records wrap around a small ring (padding at the end) and the sender waits for room in
+/// the real `Tx::wait_room` (a futex wait that only the consumer's `Rx::advance` ends): every
+/// message arrives whole and in order, and no wake-up for room is lost.
 #[test]
 fn wrapping_records_arrive_whole() {
     model(|| {
-        let s = shared(64);
+        let s = shared(16);
         let s2 = s.clone();
         let t = thread::spawn(move || {
-            let r = ring(&s2);
-            for b in 1..=3u8 {
-                send(&s2, &r, b, 16);
+            let mut r = tx(&s2);
+            for b in 1..=5u8 {
+                send(&s2, &mut r, b, 24);
             }
         });
-        let r = ring(&s);
-        for b in 1..=3u8 {
-            assert_eq!(recv(&s, &r, 0), vec![b; 16]);
+        let mut r = rx(&s);
+        for b in 1..=5u8 {
+            assert_eq!(recv(&s, &mut r, 0), vec![b; 24]);
         }
         t.join().unwrap();
     });

@@ -38,11 +38,12 @@ use crate::func::{
 };
 use crate::future::Driver;
 use crate::launch::{Launcher, WorkerProc};
-use crate::ring::{Pop, Ring};
+use crate::ring::{sleep_unless, Pop, Receiver, Sender};
 use crate::shm::{GlobalShm, SlotShm, RES_SPACE, TASK_SPACE, TASK_WAITING, WAKE_AT};
 use crate::worker::{WorkerBoot, WorkerLocal};
+use multiproc_arena::futex::{self, Deadline, Wake};
 use multiproc_arena::sync::atomic::Ordering;
-use multiproc_arena::{futex, Arena};
+use multiproc_arena::Arena;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -127,6 +128,9 @@ enum PoolState {
 
 struct WorkerSlot {
     shm: SlotShm,
+    /// The parent's halves of the slot's rings.
+    tasks: Sender,
+    results: Receiver,
     proc: Option<Box<dyn WorkerProc>>,
     pid: u32,
     ready: bool,
@@ -231,10 +235,16 @@ impl Inner {
         for _ in 0..n {
             slots.push(SlotShm::new(&arena).map_err(shm_err)?);
         }
-        let workers = slots
-            .iter()
-            .map(|s| WorkerSlot {
+        let mut workers = Vec::with_capacity(n);
+        for s in &slots {
+            let (Some(tasks), Some(results)) = (Sender::new(s.tasks()), Receiver::new(s.results()))
+            else {
+                unreachable!("fresh rings have no halves yet");
+            };
+            workers.push(WorkerSlot {
                 shm: s.clone(),
+                tasks,
+                results,
                 proc: None,
                 pid: 0,
                 ready: false,
@@ -248,8 +258,8 @@ impl Inner {
                 partial: Vec::new(),
                 early_deaths: 0,
                 restarts: 0,
-            })
-            .collect();
+            });
+        }
         let inner = Arc::new_cyclic(|weak| Inner {
             core: Mutex::new(Core {
                 state: PoolState::Running,
@@ -324,6 +334,11 @@ impl Inner {
         };
         let w = &mut core.workers[i];
         w.shm.reset();
+        // The previous worker is gone: what it left in the rings goes (its tasks are back in
+        // `pending` or failed, its results were collected).
+        let reclaimed = w.tasks.reclaim();
+        debug_assert!(reclaimed, "the parent holds no task consumer");
+        w.results.skip_all();
         let p = self
             .cfg
             .launcher
@@ -435,11 +450,11 @@ impl Inner {
 
     /// Reads every complete message on worker `i`'s result ring.
     fn drain(&self, core: &mut Core, i: usize, d: &mut Deliveries) {
-        let ring = self.slots[i].results();
         let mut any = false;
         loop {
-            let mut msg = std::mem::take(&mut core.workers[i].partial);
-            let r = ring.pop(&mut msg);
+            let w = &mut core.workers[i];
+            let mut msg = std::mem::take(&mut w.partial);
+            let r = w.results.pop(&mut msg);
             if r == Pop::Empty {
                 core.workers[i].partial = msg;
                 break;
@@ -544,12 +559,14 @@ impl Inner {
             }
             let at_quota =
                 self.cfg.max_tasks_per_child != 0 && w.sent >= self.cfg.max_tasks_per_child;
-            if w.retiring && !at_quota && w.inflight.is_empty() && !w.stop_sent {
-                let ring = w.shm.tasks();
-                if ring.try_push(&[MSG_STOP]) {
-                    w.stop_sent = true;
-                    w.shm.wake_if_waiting(TASK_WAITING);
-                }
+            if w.retiring
+                && !at_quota
+                && w.inflight.is_empty()
+                && !w.stop_sent
+                && w.tasks.try_push(&[MSG_STOP])
+            {
+                w.stop_sent = true;
+                w.shm.wake_if_waiting(TASK_WAITING);
             }
         }
         // Start workers for empty slots.
@@ -656,7 +673,6 @@ impl Inner {
         while let Some(front) = core.pending.front() {
             let need_gen = front.func.needs_gen();
             let len = crate::func::TASK_HEADER + front.payload.len();
-            let words = Ring::words_for(len);
             let mut best: Option<usize> = None;
             for (i, w) in core.workers.iter().enumerate() {
                 if w.proc.is_none() || w.retiring || w.gen < need_gen || w.inflight.len() >= depth {
@@ -665,9 +681,8 @@ impl Inner {
                 if quota != 0 && w.sent >= quota {
                     continue;
                 }
-                let ring = self.slots[i].tasks();
-                let fits = if len <= ring.max_fragment() {
-                    ring.free() >= words
+                let fits = if len <= w.tasks.max_fragment() {
+                    w.tasks.fits(len)
                 } else {
                     w.inflight.is_empty()
                 };
@@ -693,9 +708,8 @@ impl Inner {
             scratch.extend_from_slice(&idx.to_le_bytes());
             scratch.extend_from_slice(&off.to_le_bytes());
             scratch.extend_from_slice(&rec.payload);
-            let ring = self.slots[i].tasks();
-            let sent = if scratch.len() <= ring.max_fragment() {
-                ring.try_push(&scratch)
+            let sent = if scratch.len() <= w.tasks.max_fragment() {
+                w.tasks.try_push(&scratch)
             } else {
                 self.stream(i, w, &scratch)
             };
@@ -724,21 +738,15 @@ impl Inner {
     /// rare). False if the worker died meanwhile.
     fn stream(&self, i: usize, w: &mut WorkerSlot, msg: &[u8]) -> bool {
         let slot = &self.slots[i];
-        let ring = slot.tasks();
-        let max = ring.max_fragment();
+        let max = w.tasks.max_fragment();
         let mut rest = msg;
         while !rest.is_empty() {
             let n = rest.len().min(max);
             let more = n < rest.len();
-            while !ring.try_push_record(&rest[..n], more) {
+            while !w.tasks.try_push_record(&rest[..n], more) {
                 slot.wake_if_waiting(TASK_WAITING);
-                let flag = slot.futex(TASK_SPACE);
-                flag.store(1, Ordering::SeqCst);
-                multiproc_arena::sync::atomic::fence(Ordering::SeqCst);
-                if ring.free() < Ring::words_for(n) {
-                    futex::wait(flag, 1, Some(Instant::now() + Duration::from_millis(5)));
-                }
-                flag.store(0, Ordering::Relaxed);
+                let mut dl = Deadline::after(Duration::from_millis(5));
+                sleep_unless(slot.futex(TASK_SPACE), || w.tasks.fits(n), &mut dl, None);
                 if let Some(p) = w.proc.as_mut() {
                     if let Some(exit) = p.try_wait() {
                         // Put the exit back for the sweep to handle: simplest is to remember
@@ -773,10 +781,11 @@ impl Inner {
     }
 
     fn results_waiting(&self) -> bool {
-        self.slots.iter().any(|s| s.results().used() > 0)
+        self.slots.iter().any(|s| s.results().used_words() > 0)
     }
 
     fn results_waiting_seqcst(&self) -> bool {
+        multiproc_arena::sync::atomic::fence(Ordering::SeqCst);
         self.slots.iter().any(|s| !s.results().is_empty_seqcst())
     }
 
@@ -839,11 +848,12 @@ impl Inner {
         self.global.parent_waiting().fetch_add(1, Ordering::SeqCst);
         let mut timed_out = false;
         if !self.results_waiting_seqcst() && !cond() {
-            let mut until = Instant::now() + POLL;
+            let mut wait = POLL;
             if let Some(d) = deadline {
-                until = until.min(d);
+                wait = wait.min(d.saturating_duration_since(Instant::now()));
             }
-            timed_out = !futex::wait(bell, seq, Some(until)) || bell.load(Ordering::SeqCst) == seq;
+            let wake = futex::park(bell, seq, &mut Deadline::after(wait), None);
+            timed_out = wake == Wake::TimedOut || bell.load(Ordering::SeqCst) == seq;
         }
         self.global.parent_waiting().fetch_sub(1, Ordering::SeqCst);
         timed_out

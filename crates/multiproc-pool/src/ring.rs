@@ -1,37 +1,40 @@
-//! A single-producer single-consumer ring of 64-bit words in shared memory, carrying
-//! variable-length byte messages.
+//! The pool's rings: the arena's [`spsc`] ring carrying byte messages in fragments, and the
+//! sleep handshake of the flags beside them.
 //!
-//! Each pool worker has two: tasks (parent → worker) and results (worker → parent). The
-//! parent is the only producer of one and the only consumer of the other, so no CAS is
-//! needed: the producer owns `tail`, the consumer owns `head`, both are word counts that
-//! only grow (the index is `pos & mask`).
+//! Each pool worker has two rings: tasks (parent → worker) and results (worker → parent). A
+//! message larger than a fragment ([`Sender::max_fragment`], a quarter of the ring) is split
+//! into records of kind [`MORE`] and a last one of kind [`LAST`]; the receiver reassembles. A
+//! producer killed mid-record never published it: the record does not exist for the
+//! consumer, which is what makes a dead worker's half-written result harmless.
 //!
-//! A record is one header word followed by the payload bytes packed little-endian into
-//! words: `header = MAGIC << 40 | MORE << 32 | len`. A message larger than a fragment
-//! limit is split into records flagged `MORE` except the last; the consumer reassembles. The
-//! producer writes the payload with relaxed stores and publishes with a `Release` store of
-//! `tail`; the consumer reads after an `Acquire` load of `tail` and frees with a `Release`
-//! store of `head`. A producer killed mid-record never published it: the record does not
-//! exist for the consumer, which is what makes a dead worker's half-written result harmless.
+//! # Sleeping (Dekker)
 //!
-//! Sleeping is the caller's business (futex words next to the ring); this module only says
-//! whether data or space is there. Public only for the loom models (`tests/loom.rs`).
+//! A side that must wait (a worker for tasks, a worker for room for its result, the parent
+//! for room to stream a large task) raises its futex flag, issues a SeqCst fence, looks at
+//! the ring again, and parks on the flag only if it still has to wait ([`sleep_unless`]). The
+//! other side changes the ring, issues a SeqCst fence, and wakes the flag if it is raised
+//! ([`wake_if_waiting`]). Of the two loads after the fences at least one sees the other's
+//! store, so either the sleeper sees the change or the other side wakes it.
+//!
+//! Public (hidden) only for the loom models (`tests/loom.rs`).
 
-use multiproc_arena::sync::atomic::{fence, AtomicU64, Ordering};
+use multiproc_arena::futex::{self, Deadline, Wake};
+use multiproc_arena::spsc::{Consumer, Producer, RingMem};
+use multiproc_arena::sync::atomic::{fence, AtomicU32, Ordering};
+use std::time::Duration;
 
-const MAGIC: u64 = 0xA5;
-const MORE: u64 = 1 << 32;
+/// Record kind: the last (or only) fragment of a message.
+pub const LAST: u8 = 1;
+/// Record kind: a fragment that more follow.
+pub const MORE: u8 = 2;
 
-/// The two ends of one ring: positions and storage.
-#[derive(Debug, Clone, Copy)]
-pub struct Ring<'a> {
-    head: &'a AtomicU64,
-    tail: &'a AtomicU64,
-    data: &'a [AtomicU64],
-    mask: u64,
+/// The producing half of a ring.
+#[derive(Debug)]
+pub struct Sender {
+    p: Producer,
 }
 
-/// What [`Ring::pop`] found.
+/// What [`Receiver::pop`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pop {
     /// Nothing published.
@@ -42,110 +45,78 @@ pub enum Pop {
     Complete,
 }
 
-impl<'a> Ring<'a> {
-    /// `data.len()` must be a power of two.
-    pub fn new(head: &'a AtomicU64, tail: &'a AtomicU64, data: &'a [AtomicU64]) -> Self {
-        debug_assert!(data.len().is_power_of_two() && data.len() >= 16);
-        Ring { head, tail, data, mask: data.len() as u64 - 1 }
-    }
-
-    /// Capacity in words.
-    pub fn capacity(&self) -> usize {
-        self.data.len()
+impl Sender {
+    /// The producer of `mem`, or `None` while this process has one.
+    pub fn new(mem: &RingMem) -> Option<Sender> {
+        Some(Sender { p: Producer::new(mem)? })
     }
 
     /// Largest payload of one record, in bytes.
     pub fn max_fragment(&self) -> usize {
-        (self.data.len() / 4) * 8
+        self.p.max_record()
     }
 
-    /// Words a message of `len` bytes takes when sent whole (no fragmenting).
-    pub fn words_for(len: usize) -> usize {
-        1 + len.div_ceil(8)
+    /// Whether a fragment of `len` bytes (at most [`max_fragment`](Self::max_fragment)) fits
+    /// now.
+    pub fn fits(&self, len: usize) -> bool {
+        len <= self.max_fragment() && self.p.has_room(len).unwrap_or(false)
     }
 
-    /// Free words (producer side).
-    pub fn free(&self) -> usize {
-        let tail = self.tail.load(Ordering::Relaxed);
-        let head = self.head.load(Ordering::Acquire);
-        self.data.len() - (tail - head) as usize
-    }
-
-    /// Used words (consumer side).
-    pub fn used(&self) -> usize {
-        let head = self.head.load(Ordering::Relaxed);
-        let tail = self.tail.load(Ordering::Acquire);
-        (tail - head) as usize
-    }
-
-    /// Whether nothing is published, for the sleep handshake: the sleeper stores its flag,
-    /// then calls this (a `SeqCst` fence, then the positions); the other side publishes,
-    /// fences, then reads the flag. One of the two sees the other (Dekker with fences).
-    pub fn is_empty_seqcst(&self) -> bool {
-        fence(Ordering::SeqCst);
-        self.head.load(Ordering::SeqCst) == self.tail.load(Ordering::SeqCst)
-    }
-
-    /// Writes one record if `1 + ceil(len/8)` words are free; `more` flags a fragment that is
-    /// not the last. Returns whether it was written.
-    pub fn try_push_record(&self, bytes: &[u8], more: bool) -> bool {
-        debug_assert!(bytes.len() <= self.max_fragment());
-        let words = Self::words_for(bytes.len());
-        if self.free() < words {
-            return false;
-        }
-        let tail = self.tail.load(Ordering::Relaxed);
-        let header = (MAGIC << 40) | if more { MORE } else { 0 } | bytes.len() as u64;
-        self.data[(tail & self.mask) as usize].store(header, Ordering::Relaxed);
-        let mut pos = tail + 1;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            self.data[(pos & self.mask) as usize].store(w, Ordering::Relaxed);
-            pos += 1;
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            self.data[(pos & self.mask) as usize].store(u64::from_le_bytes(b), Ordering::Relaxed);
-            pos += 1;
-        }
-        debug_assert_eq!(pos - tail, words as u64);
-        self.tail.store(pos, Ordering::Release);
-        true
+    /// Writes one record if it fits now; `more` flags a fragment that is not the last.
+    pub fn try_push_record(&mut self, bytes: &[u8], more: bool) -> bool {
+        matches!(self.p.try_push(if more { MORE } else { LAST }, &[bytes]), Ok(Some(_)))
     }
 
     /// Writes a whole message as one record if it fits now (and is not larger than a
     /// fragment).
-    pub fn try_push(&self, bytes: &[u8]) -> bool {
+    pub fn try_push(&mut self, bytes: &[u8]) -> bool {
         bytes.len() <= self.max_fragment() && self.try_push_record(bytes, false)
     }
 
-    /// Reads one record, appending its payload to `out`.
-    pub fn pop(&self, out: &mut Vec<u8>) -> Pop {
-        let head = self.head.load(Ordering::Relaxed);
-        let tail = self.tail.load(Ordering::Acquire);
-        if head == tail {
-            return Pop::Empty;
-        }
-        let header = self.data[(head & self.mask) as usize].load(Ordering::Relaxed);
-        assert_eq!(header >> 40, MAGIC, "corrupt ring record header {header:#x}");
-        let len = (header & 0xFFFF_FFFF) as usize;
-        let more = header & MORE != 0;
-        out.reserve(len);
-        let mut pos = head + 1;
-        let mut left = len;
-        while left > 0 {
-            let w = self.data[(pos & self.mask) as usize].load(Ordering::Relaxed);
-            let b = w.to_le_bytes();
-            let n = left.min(8);
-            out.extend_from_slice(&b[..n]);
-            left -= n;
-            pos += 1;
-        }
-        debug_assert!(pos <= tail);
-        self.head.store(pos, Ordering::Release);
+    /// Words published and not consumed yet.
+    pub fn used_words(&self) -> u64 {
+        self.p.mem().used_words()
+    }
+
+    /// Data words of the ring.
+    pub fn capacity_words(&self) -> usize {
+        self.p.mem().capacity_words()
+    }
+
+    /// Takes back what the (dead) consumer left unread, for its replacement.
+    pub fn reclaim(&mut self) -> bool {
+        self.p.reclaim()
+    }
+}
+
+/// The consuming half of a ring.
+#[derive(Debug)]
+pub struct Receiver {
+    c: Consumer,
+}
+
+impl Receiver {
+    /// The consumer of `mem`, or `None` while this process has one.
+    pub fn new(mem: &RingMem) -> Option<Receiver> {
+        Some(Receiver { c: Consumer::new(mem)? })
+    }
+
+    /// Whether a record is waiting.
+    pub fn nonempty(&self) -> bool {
+        self.c.nonempty()
+    }
+
+    /// Reads one record, appending its payload to `out`. Panics on a corrupt ring (a pool's
+    /// rings are written only by its own processes).
+    pub fn pop(&mut self, out: &mut Vec<u8>) -> Pop {
+        let rec = match self.c.peek() {
+            Ok(Some(rec)) => rec,
+            Ok(None) => return Pop::Empty,
+            Err(e) => panic!("{e}"),
+        };
+        self.c.append_to(&rec, out);
+        let more = rec.kind() == MORE;
+        self.c.advance(rec);
         if more {
             Pop::Partial
         } else {
@@ -153,89 +124,89 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Resets both positions (only when neither end is in use: a dead worker's ring before
-    /// its replacement starts).
-    pub fn reset(&self) {
-        self.head.store(0, Ordering::SeqCst);
-        self.tail.store(0, Ordering::SeqCst);
+    /// Drops everything the (dead) producer published, for its replacement.
+    pub fn skip_all(&mut self) {
+        self.c.skip_all()
+    }
+}
+
+/// The sleeper's half of the handshake: raises `flag`, fences, and parks on it unless
+/// `ready()` holds by then (`Wake::Woken` without sleeping). The flag is down again on
+/// return.
+pub fn sleep_unless(
+    flag: &AtomicU32,
+    ready: impl Fn() -> bool,
+    dl: &mut Deadline,
+    poll: Option<Duration>,
+) -> Wake {
+    flag.store(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    let wake = if ready() { Wake::Woken } else { futex::park(flag, 1, dl, poll) };
+    flag.store(0, Ordering::Relaxed);
+    wake
+}
+
+/// The other side's half, after it changed the ring: fences, and wakes the sleeper on
+/// `flag` if it raised the flag.
+pub fn wake_if_waiting(flag: &AtomicU32) {
+    fence(Ordering::SeqCst);
+    if flag.load(Ordering::Relaxed) != 0 {
+        flag.store(0, Ordering::SeqCst);
+        futex::wake_all(flag);
     }
 }
 
 #[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
+    use multiproc_arena::Arena;
 
-    fn words(n: usize) -> Vec<AtomicU64> {
-        (0..n).map(|_| AtomicU64::new(0)).collect()
+    fn ring(words: usize) -> (Sender, Receiver) {
+        let arena = Arena::new(1 << 20).unwrap();
+        let mem = RingMem::new_in(&arena, words).unwrap();
+        (Sender::new(&mem).unwrap(), Receiver::new(&mem).unwrap())
     }
 
     #[test]
-    fn messages_round_trip_and_wrap() {
-        let (h, t) = (AtomicU64::new(0), AtomicU64::new(0));
-        let data = words(64);
-        let r = Ring::new(&h, &t, &data);
-        let mut out = Vec::new();
-        assert_eq!(r.pop(&mut out), Pop::Empty);
-        for round in 0..200u32 {
-            let msg: Vec<u8> = (0..(round % 37) as u8).collect();
-            assert!(r.try_push(&msg));
-            out.clear();
-            assert_eq!(r.pop(&mut out), Pop::Complete);
-            assert_eq!(out, msg);
-        }
-        assert_eq!(r.used(), 0);
-        assert_eq!(r.free(), 64);
-    }
-
-    #[test]
-    fn full_ring_refuses_and_fragments_reassemble() {
-        let (h, t) = (AtomicU64::new(0), AtomicU64::new(0));
-        let data = words(32);
-        let r = Ring::new(&h, &t, &data);
-        assert_eq!(r.max_fragment(), 64);
-        assert!(r.try_push(&[1; 64])); // 9 words
-        assert!(r.try_push(&[2; 64]));
-        assert!(r.try_push(&[3; 64]));
-        assert!(!r.try_push(&[4; 64]), "27 of 32 used");
-        assert!(!r.try_push(&[0; 65]), "larger than a fragment");
+    fn fragments_reassemble_and_a_full_ring_refuses() {
+        let (mut s, mut r) = ring(32);
+        assert_eq!(s.max_fragment(), 64);
+        assert!(s.try_push(&[1; 64]) && s.try_push(&[2; 64]) && s.try_push(&[3; 64]));
+        assert!(!s.try_push(&[4; 64]), "27 of 32 words used");
+        assert!(!s.try_push(&[0; 65]), "larger than a fragment");
         let mut out = Vec::new();
         for i in 1..=3u8 {
             out.clear();
             assert_eq!(r.pop(&mut out), Pop::Complete);
             assert_eq!(out, vec![i; 64]);
         }
-        assert!(r.try_push_record(&[7; 10], true));
-        assert!(r.try_push_record(&[8; 3], false));
+        assert!(s.try_push_record(&[7; 10], true));
+        assert!(s.try_push_record(&[8; 3], false));
         out.clear();
         assert_eq!(r.pop(&mut out), Pop::Partial);
         assert_eq!(r.pop(&mut out), Pop::Complete);
         assert_eq!(out.len(), 13);
         assert_eq!(&out[10..], &[8, 8, 8]);
+        assert_eq!(r.pop(&mut out), Pop::Empty);
+        assert_eq!(s.used_words(), 0);
     }
 
     #[test]
-    fn spsc_threads_stream() {
-        let h = AtomicU64::new(0);
-        let t = AtomicU64::new(0);
-        let data = words(128);
-        let r = Ring::new(&h, &t, &data);
+    fn a_raised_flag_is_woken_and_a_ready_sleeper_does_not_park() {
+        let flag = AtomicU32::new(0);
+        let w = sleep_unless(&flag, || true, &mut Deadline::never(), None);
+        assert_eq!((w, flag.load(Ordering::Relaxed)), (Wake::Woken, 0));
+        let w = sleep_unless(&flag, || false, &mut Deadline::after(Duration::from_millis(5)), None);
+        assert_eq!(w, Wake::TimedOut);
         std::thread::scope(|s| {
             s.spawn(|| {
-                for i in 0..20_000u32 {
-                    let msg = i.to_le_bytes().repeat((i % 9) as usize + 1);
-                    while !r.try_push(&msg) {
-                        std::hint::spin_loop();
-                    }
+                while flag.load(Ordering::SeqCst) == 0 {
+                    std::thread::yield_now();
                 }
+                wake_if_waiting(&flag);
             });
-            let mut out = Vec::new();
-            for i in 0..20_000u32 {
-                out.clear();
-                while r.pop(&mut out) == Pop::Empty {
-                    std::hint::spin_loop();
-                }
-                assert_eq!(out, i.to_le_bytes().repeat((i % 9) as usize + 1));
-            }
+            let mut dl = Deadline::after(Duration::from_secs(10));
+            assert_eq!(sleep_unless(&flag, || false, &mut dl, None), Wake::Woken);
         });
     }
 }

@@ -5,8 +5,8 @@
 //! drops its handles) leaks nothing beyond the pool's life, and a replacement worker reuses
 //! its slot's memory after the parent [`reset`](SlotShm::reset)s it.
 //!
-//! Slot words (`Array<AtomicU64>`), each group on its own cache line:
-//! - `TASK_HEAD` (worker), `TASK_TAIL` (parent), `RES_HEAD` (parent), `RES_TAIL` (worker);
+//! Per slot: the task and result rings ([`RingMem`]s, see [`crate::ring`]), and words
+//! (`Array<AtomicU64>`), each group on its own cache line:
 //! - written by the worker: `STARTED` (seq of the last task it began; tasks are numbered
 //!   from 1 per worker process), `STARTED_AT` (when, ns since the pool's epoch), `BUSY_NS`,
 //!   `WAIT_NS`, `TASKS`, `ITEMS` (insights);
@@ -15,22 +15,18 @@
 //!
 //! Futex words (`Array<AtomicU32>`): `TASK_WAITING` (the worker sleeps for tasks),
 //! `RES_SPACE` (the worker sleeps for room in a full result ring), `TASK_SPACE` (the parent
-//! sleeps for room to stream a large task). Each is 1 while its sleeper is (about to be)
-//! asleep. Global: `DOORBELL` (a counter the parent's threads sleep on) and `PARENT_WAITING`
-//! (how many of them do).
+//! sleeps for room to stream a large task), the flags of [`crate::ring::sleep_unless`].
+//! Global: `DOORBELL` (a counter the parent's threads sleep on) and `PARENT_WAITING` (how
+//! many of them do).
 
-use crate::ring::Ring;
+use multiproc_arena::spsc::{RingMem, HEADER_WORDS};
 use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use multiproc_arena::{Arena, Array};
 use serde::{Deserialize, Serialize};
 
-/// Words per ring (128 KiB).
+/// Data words per ring (128 KiB).
 pub(crate) const RING_WORDS: usize = 1 << 14;
 
-const TASK_HEAD: usize = 0;
-const TASK_TAIL: usize = 8;
-const RES_HEAD: usize = 16;
-const RES_TAIL: usize = 24;
 pub(crate) const STARTED: usize = 32;
 pub(crate) const STARTED_AT: usize = 33;
 pub(crate) const BUSY_NS: usize = 34;
@@ -39,7 +35,6 @@ pub(crate) const TASKS: usize = 36;
 pub(crate) const ITEMS: usize = 37;
 pub(crate) const WAKE_AT: usize = 40;
 const CTL_WORDS: usize = 64;
-const SLOT_WORDS: usize = CTL_WORDS + 2 * RING_WORDS;
 
 pub(crate) const TASK_WAITING: usize = 0;
 pub(crate) const RES_SPACE: usize = 16;
@@ -53,6 +48,8 @@ const GLOBAL_FUTEXES: usize = 32;
 /// One worker slot's shared memory.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct SlotShm {
+    tasks: RingMem,
+    results: RingMem,
     words: Array<AtomicU64>,
     futex: Array<AtomicU32>,
 }
@@ -65,32 +62,30 @@ pub(crate) struct GlobalShm {
 
 /// Bytes of arena a pool of `slots` workers needs.
 pub(crate) fn arena_bytes(slots: usize) -> usize {
-    // Generous: the allocator rounds blocks up; untouched pages of a memfd cost nothing.
-    slots * 2 * (SLOT_WORDS * 8 + SLOT_FUTEXES * 4 + 4096) + (1 << 20)
+    // Generous: the allocator rounds blocks up to powers of two; untouched pages of a memfd
+    // cost nothing.
+    let ring = 2 * (HEADER_WORDS + RING_WORDS) * 8;
+    slots * (2 * ring + 2 * (CTL_WORDS * 8 + SLOT_FUTEXES * 4) + 8192) + (1 << 20)
 }
 
 impl SlotShm {
     pub(crate) fn new(arena: &Arena) -> multiproc_arena::Result<Self> {
         Ok(SlotShm {
-            words: Array::from_fn_in(arena, SLOT_WORDS, |_| AtomicU64::new(0))?,
+            tasks: RingMem::new_in(arena, RING_WORDS)?,
+            results: RingMem::new_in(arena, RING_WORDS)?,
+            words: Array::from_fn_in(arena, CTL_WORDS, |_| AtomicU64::new(0))?,
             futex: Array::from_fn_in(arena, SLOT_FUTEXES, |_| AtomicU32::new(0))?,
         })
     }
 
-    pub(crate) fn tasks(&self) -> Ring<'_> {
-        Ring::new(
-            &self.words[TASK_HEAD],
-            &self.words[TASK_TAIL],
-            &self.words[CTL_WORDS..CTL_WORDS + RING_WORDS],
-        )
+    /// The task ring (parent → worker).
+    pub(crate) fn tasks(&self) -> &RingMem {
+        &self.tasks
     }
 
-    pub(crate) fn results(&self) -> Ring<'_> {
-        Ring::new(
-            &self.words[RES_HEAD],
-            &self.words[RES_TAIL],
-            &self.words[CTL_WORDS + RING_WORDS..],
-        )
+    /// The result ring (worker → parent).
+    pub(crate) fn results(&self) -> &RingMem {
+        &self.results
     }
 
     pub(crate) fn word(&self, i: usize) -> &AtomicU64 {
@@ -101,10 +96,9 @@ impl SlotShm {
         &self.futex[i]
     }
 
-    /// Zeroes positions and control words for a new worker process in this slot.
+    /// Zeroes the control words for a new worker process in this slot (the parent empties
+    /// the rings through its halves).
     pub(crate) fn reset(&self) {
-        self.tasks().reset();
-        self.results().reset();
         for i in [STARTED, STARTED_AT, WAKE_AT] {
             self.words[i].store(0, Ordering::SeqCst);
         }
@@ -115,12 +109,7 @@ impl SlotShm {
 
     /// Wakes the sleeper on futex word `i` if it flagged itself (after a `SeqCst` fence).
     pub(crate) fn wake_if_waiting(&self, i: usize) {
-        multiproc_arena::sync::atomic::fence(Ordering::SeqCst);
-        let w = &self.futex[i];
-        if w.load(Ordering::Relaxed) != 0 {
-            w.store(0, Ordering::SeqCst);
-            multiproc_arena::futex::wake_all(w);
-        }
+        crate::ring::wake_if_waiting(&self.futex[i]);
     }
 }
 

@@ -10,12 +10,12 @@ use crate::func::{
     install_panic_hook, panic_message, InitFn, Runner, MSG_INIT_FAILED, MSG_READY, MSG_RESULT,
     MSG_STOP, MSG_TASK, RESULT_HEADER, TASK_HEADER,
 };
-use crate::ring::{Pop, Ring};
+use crate::ring::{sleep_unless, Pop, Receiver, Sender};
 use crate::shm::{
     GlobalShm, SlotShm, BUSY_NS, ITEMS, RES_SPACE, STARTED, STARTED_AT, TASKS, TASK_SPACE,
     TASK_WAITING, WAIT_NS, WAKE_AT,
 };
-use multiproc_arena::futex;
+use multiproc_arena::futex::{Deadline, Wake};
 use multiproc_arena::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 use std::any::Any;
@@ -80,12 +80,15 @@ pub(crate) fn run(boot: &WorkerBoot, local: &WorkerLocal) -> i32 {
     }
     crate::func::set_in_worker(true);
     let epoch = local_epoch(boot, local);
-    let mut w = Worker {
-        tasks: boot.slot.tasks(),
-        results: boot.slot.results(),
-        boot,
-        out: Vec::with_capacity(256),
+    // The parent holds the other halves; in a process of its own (or a forked child) these
+    // are this process's only ones.
+    let (Some(tasks), Some(results)) =
+        (Receiver::new(boot.slot.tasks()), Sender::new(boot.slot.results()))
+    else {
+        eprintln!("multiproc-pool: a worker's rings are in use in this process already");
+        return 1;
     };
+    let mut w = Worker { tasks, results, boot, out: Vec::with_capacity(256) };
     let init: Option<crate::func::InitFn> = match (&local.init, &boot.init_off) {
         (Some(i), _) => Some(i.clone()),
         (None, Some((off, arg))) => {
@@ -179,8 +182,8 @@ pub(crate) fn run(boot: &WorkerBoot, local: &WorkerLocal) -> i32 {
 }
 
 struct Worker<'a> {
-    tasks: Ring<'a>,
-    results: Ring<'a>,
+    tasks: Receiver,
+    results: Sender,
     boot: &'a WorkerBoot,
     out: Vec<u8>,
 }
@@ -205,7 +208,7 @@ impl Worker<'_> {
             let mut found = false;
             'spin: while Instant::now() < spin_until {
                 for _ in 0..64 {
-                    if self.tasks.used() > 0 {
+                    if self.tasks.nonempty() {
                         found = true;
                         break 'spin;
                     }
@@ -215,16 +218,15 @@ impl Worker<'_> {
             if found {
                 continue;
             }
-            let flag = slot.futex(TASK_WAITING);
-            flag.store(1, Ordering::SeqCst);
-            if !self.tasks.is_empty_seqcst() {
-                flag.store(0, Ordering::Relaxed);
-                continue;
-            }
-            let woken = futex::wait(flag, 1, Some(Instant::now() + PARENT_CHECK));
-            flag.store(0, Ordering::Relaxed);
+            let ready = || !slot.tasks().is_empty_seqcst();
+            let wake = sleep_unless(
+                slot.futex(TASK_WAITING),
+                ready,
+                &mut Deadline::never(),
+                Some(PARENT_CHECK),
+            );
             // Only a quiet spell is worth a look at /proc: a wake-up came from the parent.
-            if !woken && !parent_alive(self.boot) {
+            if wake == Wake::Poll && !parent_alive(self.boot) {
                 return false;
             }
         }
@@ -239,7 +241,7 @@ impl Worker<'_> {
         loop {
             let (frag, more) = if rest.len() > max { (&rest[..max], true) } else { (rest, false) };
             while !self.results.try_push_record(frag, more) {
-                if !self.wait_space(Ring::words_for(frag.len())) {
+                if !self.wait_space(frag.len()) {
                     return;
                 }
             }
@@ -253,29 +255,27 @@ impl Worker<'_> {
         if g.parent_waiting().load(Ordering::Relaxed) != 0 {
             let wake_at = self.boot.slot.word(WAKE_AT).load(Ordering::Relaxed);
             if urgent
-                || self.tasks.used() == 0
+                || !self.tasks.nonempty()
                 || seq >= wake_at
-                || self.results.used() >= self.results.capacity() / 2
+                || self.results.used_words() >= self.results.capacity_words() as u64 / 2
             {
                 g.ring();
             }
         }
     }
 
-    /// Sleeps until `words` are free on the result ring; false if the parent died.
-    fn wait_space(&self, words: usize) -> bool {
-        let slot = &self.boot.slot;
+    /// Sleeps until a fragment of `len` bytes fits on the result ring; false if the parent
+    /// died.
+    fn wait_space(&self, len: usize) -> bool {
         self.boot.global.ring();
-        let flag = slot.futex(RES_SPACE);
-        flag.store(1, Ordering::SeqCst);
-        multiproc_arena::sync::atomic::fence(Ordering::SeqCst);
-        if self.results.free() >= words {
-            flag.store(0, Ordering::Relaxed);
-            return true;
-        }
-        let woken = futex::wait(flag, 1, Some(Instant::now() + PARENT_CHECK));
-        flag.store(0, Ordering::Relaxed);
-        woken || parent_alive(self.boot)
+        let flag = self.boot.slot.futex(RES_SPACE);
+        let wake = sleep_unless(
+            flag,
+            || self.results.fits(len),
+            &mut Deadline::never(),
+            Some(PARENT_CHECK),
+        );
+        wake != Wake::Poll || parent_alive(self.boot)
     }
 }
 

@@ -1,106 +1,109 @@
-//! Loom models of the pool's shared-memory ring (processes are loom threads): messages and
-//! fragments arrive whole and in order, and the sleep handshake loses no wake-up.
+//! Loom models of the pool's rings (processes are loom threads): messages and fragments
+//! arrive whole and in order through the real `Sender`/`Receiver`, and the real sleep
+//! handshake (`ring::sleep_unless` / `ring::wake_if_waiting`, what the worker's receive and
+//! result-space waits and the parent's task streaming call) loses no wake-up: the futex
+//! wait is the arena's exact model, so a sleeper nobody wakes deadlocks the model.
 #![cfg(multiproc_loom)]
 
-use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use loom::sync::atomic::AtomicU32;
 use loom::sync::Arc;
-use multiproc_pool::ring::{Pop, Ring};
+use loom::thread;
+use multiproc_arena::futex::{Deadline, Wake};
+use multiproc_arena::spsc::RingMem;
+use multiproc_arena::Arena;
+use multiproc_pool::ring::{sleep_unless, wake_if_waiting, Pop, Receiver, Sender};
 
-struct Mem {
-    head: AtomicU64,
-    tail: AtomicU64,
-    data: Vec<AtomicU64>,
-    waiting: AtomicU32,
+/// A 16-word ring (fragments of at most 32 bytes) and a futex flag beside it.
+struct Slot {
+    mem: RingMem,
+    flag: AtomicU32,
 }
 
-fn mem() -> Arc<Mem> {
-    Arc::new(Mem {
-        head: AtomicU64::new(0),
-        tail: AtomicU64::new(0),
-        data: (0..16).map(|_| AtomicU64::new(0)).collect(),
-        waiting: AtomicU32::new(0),
-    })
+fn slot() -> Arc<Slot> {
+    let mem = RingMem::new_in(&Arena::new(1 << 12).unwrap(), 16).unwrap();
+    Arc::new(Slot { mem, flag: AtomicU32::new(0) })
 }
 
-fn ring(m: &Mem) -> Ring<'_> {
-    Ring::new(&m.head, &m.tail, &m.data)
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(f);
 }
 
-#[test]
-fn messages_and_fragments_arrive_whole() {
-    loom::model(|| {
-        let m = mem();
-        let p = m.clone();
-        let producer = loom::thread::spawn(move || {
-            let r = ring(&p);
-            assert!(r.try_push(&[1, 2, 3, 4, 5, 6, 7, 8, 9]));
-            // A 12-byte message in two fragments.
-            assert!(r.try_push_record(&[10; 8], true));
-            assert!(r.try_push_record(&[11; 4], false));
-        });
-        let r = ring(&m);
-        let mut got = Vec::new();
-        let mut buf = Vec::new();
-        while got.len() < 2 {
-            match r.pop(&mut buf) {
-                Pop::Empty => loom::thread::yield_now(),
-                Pop::Partial => {}
-                Pop::Complete => got.push(std::mem::take(&mut buf)),
-            }
+/// The worker's receive: pop, else sleep on the flag until the ring is non-empty.
+fn recv(s: &Slot, r: &mut Receiver, out: &mut Vec<u8>) {
+    loop {
+        match r.pop(out) {
+            Pop::Complete => return,
+            Pop::Partial => continue,
+            Pop::Empty => {}
         }
+        let ready = || !s.mem.is_empty_seqcst();
+        assert_eq!(sleep_unless(&s.flag, ready, &mut Deadline::never(), None), Wake::Woken);
+    }
+}
+
+/// The parent's dispatch: push, then wake the worker if it sleeps.
+fn send(s: &Slot, w: &mut Sender, bytes: &[u8], more: bool) {
+    while !w.try_push_record(bytes, more) {
+        thread::yield_now();
+    }
+    wake_if_waiting(&s.flag);
+}
+
+/// A message and a two-fragment message reach a worker that sleeps whenever the ring is
+/// empty: both arrive whole, and the worker is always woken.
+#[test]
+fn messages_and_fragments_reach_a_sleeping_worker() {
+    model(|| {
+        let s = slot();
+        let s2 = s.clone();
+        let producer = thread::spawn(move || {
+            let mut w = Sender::new(&s2.mem).unwrap();
+            send(&s2, &mut w, &[1, 2, 3, 4, 5, 6, 7, 8, 9], false);
+            send(&s2, &mut w, &[10; 8], true);
+            send(&s2, &mut w, &[11; 4], false);
+        });
+        let mut r = Receiver::new(&s.mem).unwrap();
+        let mut got = Vec::new();
+        recv(&s, &mut r, &mut got);
+        assert_eq!(got, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        got.clear();
+        recv(&s, &mut r, &mut got);
+        assert_eq!(got, [vec![10; 8], vec![11; 4]].concat());
         producer.join().unwrap();
-        assert_eq!(got[0], vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        assert_eq!(got[1], [vec![10; 8], vec![11; 4]].concat());
-        assert_eq!(r.used(), 0);
     });
 }
 
+/// A worker whose result ring is full sleeps for room (`wait_space`); the parent's drain
+/// frees room and wakes it: every result arrives, the worker never sleeps through the room.
 #[test]
-fn space_is_reused_only_after_the_reader_is_done() {
-    loom::model(|| {
-        let m = mem();
-        let p = m.clone();
-        // 16 words: three 5-word messages fit, a fourth must wait for the first to be read.
-        let producer = loom::thread::spawn(move || {
-            let r = ring(&p);
-            for i in 0..4u8 {
-                while !r.try_push(&[i; 32]) {
-                    loom::thread::yield_now();
+fn a_producer_waiting_for_room_is_woken() {
+    model(|| {
+        let s = slot();
+        let s2 = s.clone();
+        let producer = thread::spawn(move || {
+            let mut w = Sender::new(&s2.mem).unwrap();
+            for i in 0..5u8 {
+                while !w.try_push(&[i; 24]) {
+                    let fits = || w.fits(24);
+                    assert_eq!(
+                        sleep_unless(&s2.flag, fits, &mut Deadline::never(), None),
+                        Wake::Woken
+                    );
                 }
             }
         });
-        let r = ring(&m);
+        let mut r = Receiver::new(&s.mem).unwrap();
         let mut buf = Vec::new();
-        for i in 0..4u8 {
+        for i in 0..5u8 {
             buf.clear();
             while r.pop(&mut buf) == Pop::Empty {
-                loom::thread::yield_now();
+                thread::yield_now();
             }
-            assert_eq!(buf, vec![i; 32]);
+            assert_eq!(buf, vec![i; 24]);
+            wake_if_waiting(&s.flag);
         }
         producer.join().unwrap();
-    });
-}
-
-#[test]
-fn no_lost_wakeup() {
-    loom::model(|| {
-        let m = mem();
-        let p = m.clone();
-        let producer = loom::thread::spawn(move || {
-            let r = ring(&p);
-            assert!(r.try_push(&[42]));
-            // `SlotShm::wake_if_waiting`: fence, then look at the sleeper's flag.
-            fence(Ordering::SeqCst);
-            p.waiting.load(Ordering::Relaxed) != 0
-        });
-        // The worker's `recv`: flag, re-check (a fence inside), sleep only on an empty ring.
-        m.waiting.store(1, Ordering::SeqCst);
-        let sleeps = ring(&m).is_empty_seqcst();
-        let woken = producer.join().unwrap();
-        assert!(!sleeps || woken, "the consumer sleeps and nobody wakes it");
-        let mut buf = Vec::new();
-        assert_eq!(ring(&m).pop(&mut buf), Pop::Complete);
-        assert_eq!(buf, vec![42]);
     });
 }
