@@ -61,7 +61,7 @@
 //!
 //! [multiproc]: https://docs.rs/multiproc
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![cfg_attr(multiproc_loom, allow(dead_code, unused_imports))]
 
 #[cfg(not(multiproc_loom))]
@@ -82,8 +82,6 @@ mod insights;
 mod launch;
 #[cfg(not(multiproc_loom))]
 mod pool;
-#[cfg(not(multiproc_loom))]
-mod portable;
 #[cfg(not(multiproc_loom))]
 mod progress;
 #[cfg(not(multiproc_loom))]

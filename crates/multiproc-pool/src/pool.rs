@@ -4,13 +4,13 @@
 use crate::chunk::default_chunksize;
 use crate::core::{Config, Inner, Sink, TaskRec};
 use crate::error::{Error, ErrorKind, Result};
-use crate::func::{encode_append, FuncRef, InitFn};
+use crate::func::{encode_append, FuncRef, InitFn, InitRef};
 use crate::future::{AsyncResult, Future, Slot};
 use crate::insights::WorkerInsights;
 use crate::launch::SpawnLauncher;
 use crate::progress::{Progress, ProgressFn};
 use crate::sink::{CollectSink, SingleSink, StreamSink};
-use crate::task::{init0_shim_ptr, init_shim_ptr, shim_ptr, Plain, Star, StarFn, TaskFn};
+use crate::task::{init0_ref, init_ref, shim_ref, Plain, Star, StarFn, TaskFn};
 use multiproc_spawn::StartMethod;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -44,8 +44,9 @@ pub struct PoolBuilder<S = ()> {
     max_tasks_per_child: Option<usize>,
     task_timeout: Option<Duration>,
     init: Option<InitFn>,
-    init_off: Option<(i64, Vec<u8>)>,
-    init_portable: bool,
+    /// The initializer by name and its encoded argument, if it can be named (spawn and
+    /// forkserver workers need it).
+    init_ref: Option<(InitRef, Vec<u8>)>,
     _state: PhantomData<fn() -> S>,
 }
 
@@ -89,15 +90,10 @@ impl Pool {
             max_tasks_per_child: None,
             task_timeout: None,
             init: None,
-            init_off: None,
-            init_portable: true,
+            init_ref: None,
             _state: PhantomData,
         }
     }
-}
-
-fn is_zst<F>() -> bool {
-    std::mem::size_of::<F>() == 0
 }
 
 impl PoolBuilder<()> {
@@ -126,13 +122,9 @@ impl PoolBuilder<()> {
         self,
         init: F,
     ) -> PoolBuilder<S2> {
-        let portable = is_zst::<F>();
-        let init_off = portable.then(|| {
-            let off = crate::portable::init_offset(init0_shim_ptr::<S2, F>());
-            (off, Vec::new())
-        });
+        let init_ref = init0_ref::<S2, F>(&init).ok().map(|r| (r, Vec::new()));
         let f: InitFn = Arc::new(move || Box::new(init()) as Box<dyn Any>);
-        self.with_init(f, init_off, portable)
+        self.with_init(f, init_ref)
     }
 
     /// [`worker_state`](Self::worker_state) with an argument: `init(arg)` builds each
@@ -144,29 +136,21 @@ impl PoolBuilder<()> {
         A: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         F: Fn(A) -> S2 + Send + Sync + 'static,
     {
-        let portable = is_zst::<F>();
         let mut bytes = Vec::new();
         let encoded = encode_append(&arg, &mut bytes).is_ok();
-        let init_off = (portable && encoded)
-            .then(|| (crate::portable::init_offset(init_shim_ptr::<S2, A, F>()), bytes));
+        let init_ref = init_ref::<S2, A, F>(&init).ok().filter(|_| encoded).map(|r| (r, bytes));
         let f: InitFn = Arc::new(move || Box::new(init(arg.clone())) as Box<dyn Any>);
-        self.with_init(f, init_off, portable && encoded)
+        self.with_init(f, init_ref)
     }
 
-    fn with_init<S2>(
-        self,
-        f: InitFn,
-        init_off: Option<(i64, Vec<u8>)>,
-        portable: bool,
-    ) -> PoolBuilder<S2> {
+    fn with_init<S2>(self, f: InitFn, init_ref: Option<(InitRef, Vec<u8>)>) -> PoolBuilder<S2> {
         PoolBuilder {
             processes: self.processes,
             method: self.method,
             max_tasks_per_child: self.max_tasks_per_child,
             task_timeout: self.task_timeout,
             init: Some(f),
-            init_off,
-            init_portable: portable,
+            init_ref,
             _state: PhantomData,
         }
     }
@@ -222,7 +206,7 @@ impl<S: 'static> PoolBuilder<S> {
             return Err(Error::invalid("max_tasks_per_child must be at least 1"));
         }
         let method = self.method.unwrap_or_else(multiproc_spawn::get_start_method);
-        if method != StartMethod::Fork && self.init.is_some() && !self.init_portable {
+        if method != StartMethod::Fork && self.init.is_some() && self.init_ref.is_none() {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 "an initializer that captures (or whose argument cannot be serialised) \
@@ -235,7 +219,7 @@ impl<S: 'static> PoolBuilder<S> {
             task_timeout: self.task_timeout,
             launcher: Arc::new(SpawnLauncher { method }),
             init: if method == StartMethod::Fork { self.init } else { None },
-            init_off: if method == StartMethod::Fork { None } else { self.init_off },
+            init_off: if method == StartMethod::Fork { None } else { self.init_ref },
         };
         if method == StartMethod::Fork {
             // Before any fork: see `install_panic_hook`.
@@ -284,10 +268,8 @@ impl<S: 'static> Pool<S> {
         R: Serialize + 'static,
         F: TaskFn<S, T, R, M>,
     {
-        if is_zst::<F>() {
-            return Ok(FuncRef::Portable(
-                crate::portable::shim_offset(shim_ptr::<S, T, R, M, F>()),
-            ));
+        if let Ok(r) = shim_ref::<S, T, R, M, F>(&f) {
+            return Ok(FuncRef::Portable(r));
         }
         if !self.closure_ok {
             return Err(Error::new(

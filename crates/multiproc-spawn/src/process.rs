@@ -334,6 +334,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
                 name: me.name.clone(),
             }),
             authkey: self.cfg.authkey.clone().unwrap_or_else(|| me.authkey.clone()),
+            fn_key: me.fn_key,
         };
 
         let launched = match plan {
