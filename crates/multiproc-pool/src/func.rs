@@ -353,6 +353,59 @@ mod tests {
         assert!(d.is_empty());
     }
 
+    fn add_one(x: u32) -> u32 {
+        x + 1
+    }
+
+    #[test]
+    fn a_named_task_runs_and_a_garbled_name_fails_its_items() {
+        let good = crate::task::shim_ref::<(), u32, u32, crate::task::Plain, _>(&add_one)
+            .unwrap()
+            .to_bytes();
+        let mut input = Vec::new();
+        for x in [1u32, 2] {
+            encode_append(&x, &mut input).unwrap();
+        }
+        let mut portable = Portable::default();
+        let mut state: Box<dyn Any> = Box::new(());
+        let mut out = vec![9u8];
+        portable.run(good, &mut state, &input, 2, &mut out);
+        let mut d = &out[1..];
+        assert_eq!(take_outcome::<u32>(&mut d).unwrap(), Ok(2));
+        assert_eq!(take_outcome::<u32>(&mut d).unwrap(), Ok(3));
+        assert!(d.is_empty() && out[0] == 9);
+        for i in [0, 9, 20] {
+            let mut bad = good;
+            bad[i] ^= 4;
+            let mut out = Vec::new();
+            portable.run(bad, &mut state, &input, 2, &mut out);
+            let mut d = &out[..];
+            for _ in 0..2 {
+                let (tag, msg) = take_outcome::<u32>(&mut d).unwrap().unwrap_err();
+                assert_eq!(tag, TAG_CODEC);
+                assert!(msg.starts_with("bad task function: "), "{msg}");
+            }
+            assert!(d.is_empty());
+        }
+        // The good name again, after the cache held a bad one.
+        let mut out = Vec::new();
+        portable.run(good, &mut state, &input, 1, &mut out);
+        assert_eq!(take_outcome::<u32>(&mut &out[..]).unwrap(), Ok(2));
+    }
+
+    #[test]
+    fn a_garbled_initializer_name_fails_the_start() {
+        let r = crate::task::init0_ref::<u8, _>(&|| 5u8).unwrap();
+        let s = portable_init(&r, &[])();
+        assert_eq!(s.downcast_ref::<u8>(), Some(&5));
+        let mut b = r.to_bytes();
+        b[12] ^= 1;
+        let init = portable_init(&InitRef::from_bytes(b), &[]);
+        let p = catch_unwind(AssertUnwindSafe(|| init())).map(|_| ()).unwrap_err();
+        let msg = payload_text(&*p);
+        assert!(msg.starts_with("bad initializer: ") && msg.contains("not for a fn"), "{msg}");
+    }
+
     #[test]
     fn bad_state_type_and_bad_input_are_codec_errors() {
         let r = runner::<String, u32, u32, _>(|_, x| x);
