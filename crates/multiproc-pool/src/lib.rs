@@ -95,6 +95,8 @@ mod sink;
 #[cfg(not(multiproc_loom))]
 mod task;
 #[cfg(not(multiproc_loom))]
+mod wait;
+#[cfg(not(multiproc_loom))]
 mod worker;
 
 #[cfg(not(multiproc_loom))]
@@ -102,9 +104,7 @@ pub use crate::error::{Error, ErrorKind, Result, WorkerExit};
 #[cfg(not(multiproc_loom))]
 pub use crate::executor::{Executor, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor};
 #[cfg(not(multiproc_loom))]
-pub use crate::future::{
-    as_completed, as_completed_timeout, wait, AsCompleted, AsyncResult, Future, ReturnWhen, Waited,
-};
+pub use crate::future::{AsyncResult, Future};
 #[cfg(not(multiproc_loom))]
 pub use crate::insights::WorkerInsights;
 #[cfg(not(multiproc_loom))]
@@ -113,5 +113,7 @@ pub use crate::pool::{cpu_count, Imap, Job, Pool, PoolBuilder};
 pub use crate::progress::ProgressFn;
 #[cfg(not(multiproc_loom))]
 pub use crate::task::{Plain, StarFn, Stateful, TaskFn};
+#[cfg(not(multiproc_loom))]
+pub use crate::wait::{as_completed, as_completed_timeout, wait, AsCompleted, ReturnWhen, Waited};
 #[cfg(not(multiproc_loom))]
 pub use multiproc_spawn::StartMethod;
