@@ -2,7 +2,7 @@
 //! [`ThreadPoolExecutor`].
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::future::{Future, Slot};
+use crate::future::{lock, Future, Slot};
 use crate::pool::{Pool, PoolBuilder};
 use crate::task::{Plain, TaskFn};
 use multiproc_spawn::StartMethod;
@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// What both executors do: submit a call and get a [`Future`], map, shut down.
@@ -225,9 +225,6 @@ struct TpShared {
     done_cv: Condvar,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Python's `ThreadPoolExecutor`: the same [`Executor`] on threads of this process.
 /// Threads start on demand up to `max_workers`.

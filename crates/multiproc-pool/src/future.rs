@@ -475,17 +475,19 @@ impl<R: Send + 'static> Waitable for Slot<R> {
     }
 }
 
+/// A pending future and its slot, for tests.
+#[cfg(test)]
+pub(crate) fn pending<R>() -> (Future<R>, Arc<Slot<R>>) {
+    let slot = Slot::new(None);
+    (Future::from_slot(slot.clone()), slot)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::future::Future as _;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
-
-    fn pending<R>() -> (Future<R>, Arc<Slot<R>>) {
-        let slot = Slot::new(None);
-        (Future::from_slot(slot.clone()), slot)
-    }
 
     #[test]
     fn callbacks_run_on_result_error_cancel_and_after_the_end() {

@@ -367,7 +367,7 @@ impl<S: 'static> Pool<S> {
             )));
             return Ok(fut);
         }
-        let sink: Arc<dyn Sink> = Arc::new(SingleSink { slot });
+        let sink: Arc<dyn Sink> = Arc::new(SingleSink::first_value(slot));
         self.inner.submit([TaskRec::new(sink, 0, 1, func, payload)])?;
         Ok(fut)
     }

@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::func::{encode_append, FuncRef, ShimRef};
 use crate::future::{Future, Slot};
 use crate::pool::Pool;
-use crate::sink::{decode_items, RawSink};
+use crate::sink::{decode_items, SingleSink};
 use crate::task::{shim_ref, Plain};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -111,7 +111,7 @@ impl<S: 'static> Pool<S> {
     ) -> Result<Future<Vec<u8>>> {
         let slot = Slot::new(Some(self.inner().driver()));
         let fut = Future::from_slot(slot.clone());
-        let sink: Arc<dyn crate::core::Sink> = Arc::new(RawSink { slot });
+        let sink: Arc<dyn crate::core::Sink> = Arc::new(SingleSink::raw(slot));
         self.inner().submit([crate::core::TaskRec::new(
             sink,
             0,

@@ -249,12 +249,7 @@ impl<R> fmt::Debug for AsCompleted<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::future::Slot;
-
-    fn pending<R>() -> (Future<R>, Arc<Slot<R>>) {
-        let slot = Slot::new(None);
-        (Future::from_slot(slot.clone()), slot)
-    }
+    use crate::future::pending;
 
     #[test]
     fn wait_and_as_completed() {
