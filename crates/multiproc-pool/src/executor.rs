@@ -1,9 +1,10 @@
 //! Python's `concurrent.futures`: the [`Executor`] trait, [`ProcessPoolExecutor`] and
 //! [`ThreadPoolExecutor`].
 
+use crate::builder::PoolBuilder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::future::{lock, Future, Slot};
-use crate::pool::{Pool, PoolBuilder};
+use crate::pool::Pool;
 use crate::task::{Plain, TaskFn};
 use multiproc_spawn::StartMethod;
 use serde::de::DeserializeOwned;
@@ -224,7 +225,6 @@ struct TpShared {
     cv: Condvar,
     done_cv: Condvar,
 }
-
 
 /// Python's `ThreadPoolExecutor`: the same [`Executor`] on threads of this process.
 /// Threads start on demand up to `max_workers`.

@@ -65,6 +65,8 @@
 #![cfg_attr(multiproc_loom, allow(dead_code, unused_imports))]
 
 #[cfg(not(multiproc_loom))]
+mod builder;
+#[cfg(not(multiproc_loom))]
 mod chunk;
 #[cfg(not(multiproc_loom))]
 mod core;
@@ -78,6 +80,8 @@ mod func;
 mod future;
 #[cfg(not(multiproc_loom))]
 mod insights;
+#[cfg(not(multiproc_loom))]
+mod job;
 #[cfg(not(multiproc_loom))]
 mod launch;
 #[cfg(not(multiproc_loom))]
@@ -100,6 +104,8 @@ mod wait;
 mod worker;
 
 #[cfg(not(multiproc_loom))]
+pub use crate::builder::PoolBuilder;
+#[cfg(not(multiproc_loom))]
 pub use crate::error::{Error, ErrorKind, Result, WorkerExit};
 #[cfg(not(multiproc_loom))]
 pub use crate::executor::{Executor, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor};
@@ -108,7 +114,9 @@ pub use crate::future::{AsyncResult, Future};
 #[cfg(not(multiproc_loom))]
 pub use crate::insights::WorkerInsights;
 #[cfg(not(multiproc_loom))]
-pub use crate::pool::{cpu_count, Imap, Job, Pool, PoolBuilder};
+pub use crate::job::{Imap, Job};
+#[cfg(not(multiproc_loom))]
+pub use crate::pool::{cpu_count, Pool};
 #[cfg(not(multiproc_loom))]
 pub use crate::progress::ProgressFn;
 #[cfg(not(multiproc_loom))]
