@@ -216,11 +216,11 @@ impl<A: 'static, R: 'static> FnRef<A, R> {
         let Some(addr) = child::address_of(self.offset) else {
             return Err(refused("the function reference does not lie in this executable"));
         };
-        // SAFETY: the tag verified above is computed only by `new`, from a `fn(A) -> R` (the
+        // The tag verified above is computed only by `new`, from a `fn(A) -> R` (the
         // signature hash, a `TypeId`, matches) of this same executable (its fingerprint is in
         // the tag, and `address_of` checked the address lies in it), relocated by the same
-        // anchor distance in every process of the tree; a fn pointer and a usize have the
-        // same size.
+        // anchor distance in every process of the tree.
+        // SAFETY: `addr` is that `fn(A) -> R` here (above); a fn pointer is a usize wide.
         Ok(unsafe { std::mem::transmute::<usize, fn(A) -> R>(addr) })
     }
 
@@ -290,11 +290,12 @@ fn stateless<T>() -> bool {
 /// The trampoline of [`FnRef::of_adapted`]: reproduces the zero-sized `F` and `G`, and calls
 /// `adapter(&f, a)`.
 fn call_zero_sized<F, G: Fn(&F, A) -> R, A, R>(a: A) -> R {
-    // SAFETY: this function is instantiated only by `FnRef::of_adapted::<F, G>`, which takes
-    // a value of each (so both types are inhabited) and checks that both are zero-sized and
+    // This function is instantiated only by `FnRef::of_adapted::<F, G>`, which takes a
+    // value of each (so both types are inhabited) and checks that both are zero-sized and
     // without drop glue: function items or closures without captures, whose one value holds
-    // no bytes and no resources. Reading a zero-sized value from a dangling, well-aligned
-    // pointer reads no memory.
+    // no bytes and no resources.
+    // SAFETY: `F` and `G` are such types (above); a zero-sized read of a dangling,
+    // well-aligned pointer reads no memory.
     let (f, adapter): (F, G) = unsafe {
         (
             std::ptr::NonNull::<F>::dangling().as_ptr().read(),
