@@ -115,7 +115,7 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) launcher: Arc<dyn Launcher>,
     pub(crate) init: Option<InitFn>,
-    pub(crate) init_off: Option<(i64, Vec<u8>)>,
+    pub(crate) init_off: Option<(crate::func::InitRef, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -706,7 +706,7 @@ impl Inner {
             scratch.extend_from_slice(&rec.count.to_le_bytes());
             let (idx, off) = rec.func.encode();
             scratch.extend_from_slice(&idx.to_le_bytes());
-            scratch.extend_from_slice(&off.to_le_bytes());
+            scratch.extend_from_slice(&off);
             scratch.extend_from_slice(&rec.payload);
             let sent = if scratch.len() <= w.tasks.max_fragment() {
                 w.tasks.try_push(&scratch)
