@@ -1,31 +1,26 @@
 //! The container requests: list, dict, namespace, value, queue.
 
 use super::objects::{gone, Object, QueueFail};
+use super::session::refs_of;
 use super::wait::lock;
 use super::{fault, index_fault, kind_fault, Cx, Shared};
 use crate::error::ErrorKind;
 use crate::protocol::*;
+use std::sync::Mutex;
 
 impl Shared {
     pub(super) fn list(&self, cx: &mut Cx<'_>, id: Id, op: ListOp) -> Response {
-        let e = self.lookup(id)?;
-        let Object::List(m) = &e.obj else { return Err(kind_fault(id, e.kind)) };
         let s = cx.session;
-        // Values coming in: count their references first; give them back on failure.
         let incoming: Vec<Id> = match &op {
             ListOp::Append(v) | ListOp::Set(_, v) | ListOp::Insert(_, v) => v.refs.clone(),
-            ListOp::Extend(vs) => vs.iter().flat_map(|v| v.refs.iter().copied()).collect(),
+            ListOp::Extend(vs) => refs_of(vs),
             _ => Vec::new(),
         };
-        self.incoming(&incoming)?;
-        let mut g = lock(m);
-        if e.is_dead() {
-            drop(g);
-            self.release(incoming);
-            return Err(gone(id));
-        }
-        let mut released = Vec::new();
-        let r = match op {
+        let pick: Pick<_> = |o| match o {
+            Object::List(m) => Some(m),
+            _ => None,
+        };
+        self.on_container(s, id, incoming, pick, |g, mv| match op {
             ListOp::Append(v) => {
                 g.push(v);
                 Ok(Reply::Unit)
@@ -35,19 +30,16 @@ impl Shared {
                 Ok(Reply::Unit)
             }
             ListOp::Get(i) => match g.get(i as usize) {
-                Some(v) => {
-                    self.copy_out(s, &v.refs);
-                    Ok(Reply::Value(v.clone()))
-                }
+                Some(v) => Ok(self.read_out(s, v)),
                 None => Err(index_fault(i, g.len())),
             },
             ListOp::Set(i, v) => match g.get_mut(i as usize) {
                 Some(slot) => {
-                    released = std::mem::replace(slot, v).refs;
+                    mv.released = std::mem::replace(slot, v).refs;
                     Ok(Reply::Unit)
                 }
                 None => {
-                    released = v.refs;
+                    mv.released = v.refs;
                     Err(index_fault(i, g.len()))
                 }
             },
@@ -56,12 +48,8 @@ impl Shared {
                 let len = g.len();
                 let i = at.unwrap_or(len.saturating_sub(1) as u64);
                 if (i as usize) < len {
-                    let v = g.remove(i as usize);
-                    drop(g);
-                    self.give(s, &v.refs);
-                    return Ok(Reply::Value(v));
-                }
-                if len == 0 {
+                    Ok(mv.give(g.remove(i as usize)))
+                } else if len == 0 {
                     Err(fault(ErrorKind::IndexOutOfRange, "pop from an empty list"))
                 } else {
                     Err(index_fault(i, len))
@@ -72,7 +60,7 @@ impl Shared {
                     g.insert(i as usize, v);
                     Ok(Reply::Unit)
                 } else {
-                    released = v.refs;
+                    mv.released = v.refs;
                     Err(fault(
                         ErrorKind::IndexOutOfRange,
                         format!("insertion index {i} beyond the length {}", g.len()),
@@ -81,7 +69,7 @@ impl Shared {
             }
             ListOp::Remove(b) => match g.iter().position(|v| v.bytes == b) {
                 Some(i) => {
-                    released = g.remove(i).refs;
+                    mv.released = g.remove(i).refs;
                     Ok(Reply::Unit)
                 }
                 None => Err(fault(ErrorKind::ValueNotFound, "list.remove(x): x not in list")),
@@ -92,7 +80,7 @@ impl Shared {
             },
             ListOp::Count(b) => Ok(Reply::Count(g.iter().filter(|v| v.bytes == b).count() as u64)),
             ListOp::Clear => {
-                released = std::mem::take(&mut *g).into_iter().flat_map(|v| v.refs).collect();
+                mv.released = std::mem::take(g).into_iter().flat_map(|v| v.refs).collect();
                 Ok(Reply::Unit)
             }
             ListOp::Snapshot => {
@@ -119,56 +107,28 @@ impl Shared {
             }
             ListOp::Truncate(n) => {
                 if (n as usize) < g.len() {
-                    released = g.drain(n as usize..).flat_map(|v| v.refs).collect();
+                    mv.released = g.drain(n as usize..).flat_map(|v| v.refs).collect();
                 }
                 Ok(Reply::Unit)
             }
-        };
-        drop(g);
-        self.release(released);
-        r
+        })
     }
 
     pub(super) fn dict(&self, cx: &mut Cx<'_>, id: Id, op: DictOp) -> Response {
-        let e = self.lookup(id)?;
-        let Object::Dict(m) = &e.obj else { return Err(kind_fault(id, e.kind)) };
         let s = cx.session;
         let incoming: Vec<Id> = match &op {
             DictOp::Insert(_, v) | DictOp::SetDefault(_, v) => v.refs.clone(),
-            DictOp::Update(kvs) => kvs.iter().flat_map(|(_, v)| v.refs.iter().copied()).collect(),
+            DictOp::Update(kvs) => refs_of(kvs.iter().map(|(_, v)| v)),
             _ => Vec::new(),
         };
-        self.incoming(&incoming)?;
-        let mut g = lock(m);
-        if e.is_dead() {
-            drop(g);
-            self.release(incoming);
-            return Err(gone(id));
-        }
-        let mut released = Vec::new();
-        let mut given = Vec::new();
-        let r = match op {
-            DictOp::Get(k) => {
-                let v = g.get(&k).cloned();
-                if let Some(v) = &v {
-                    self.copy_out(s, &v.refs);
-                }
-                Ok(Reply::MaybeValue(v))
-            }
-            DictOp::Insert(k, v) => {
-                let old = g.insert(k, v);
-                if let Some(o) = &old {
-                    given.clone_from(&o.refs);
-                }
-                Ok(Reply::MaybeValue(old))
-            }
-            DictOp::Remove(k) => {
-                let old = g.remove(&k);
-                if let Some(o) = &old {
-                    given.clone_from(&o.refs);
-                }
-                Ok(Reply::MaybeValue(old))
-            }
+        let pick: Pick<_> = |o| match o {
+            Object::Dict(m) => Some(m),
+            _ => None,
+        };
+        self.on_container(s, id, incoming, pick, |g, mv| match op {
+            DictOp::Get(k) => Ok(self.maybe_out(s, g.get(&k))),
+            DictOp::Insert(k, v) => Ok(mv.give_maybe(g.insert(k, v))),
+            DictOp::Remove(k) => Ok(mv.give_maybe(g.remove(&k))),
             DictOp::ContainsKey(k) => Ok(Reply::Bool(g.get(&k).is_some())),
             DictOp::Keys => Ok(Reply::Keys(g.iter().map(|(k, _)| k.clone()).collect())),
             DictOp::Values => {
@@ -183,65 +143,48 @@ impl Shared {
             DictOp::Update(kvs) => {
                 for (k, v) in kvs {
                     if let Some(old) = g.insert(k, v) {
-                        released.extend(old.refs);
+                        mv.released.extend(old.refs);
                     }
                 }
                 Ok(Reply::Unit)
             }
             DictOp::SetDefault(k, v) => {
                 if g.get(&k).is_some() {
-                    released = v.refs;
+                    mv.released = v.refs;
                 } else {
                     g.insert(k.clone(), v);
                 }
-                let cur = g.get(&k).expect("present").clone();
-                self.copy_out(s, &cur.refs);
-                Ok(Reply::Value(cur))
+                Ok(self.read_out(s, g.get(&k).expect("present")))
             }
             DictOp::PopItem => match g.pop_last() {
                 Some((k, v)) => {
-                    given.clone_from(&v.refs);
+                    mv.given.clone_from(&v.refs);
                     Ok(Reply::Items(vec![(k, v)]))
                 }
                 None => Err(fault(ErrorKind::KeyNotFound, "popitem(): dictionary is empty")),
             },
             DictOp::Clear => {
-                released = g.take_all().into_iter().flat_map(|(_, v)| v.refs).collect();
+                mv.released = g.take_all().into_iter().flat_map(|(_, v)| v.refs).collect();
                 Ok(Reply::Unit)
             }
-        };
-        drop(g);
-        self.give(s, &given);
-        self.release(released);
-        r
+        })
     }
 
     pub(super) fn namespace(&self, cx: &mut Cx<'_>, id: Id, op: NsOp) -> Response {
-        let e = self.lookup(id)?;
-        let Object::Namespace(m) = &e.obj else { return Err(kind_fault(id, e.kind)) };
+        let s = cx.session;
         let incoming = match &op {
             NsOp::Set(_, v) => v.refs.clone(),
             _ => Vec::new(),
         };
-        self.incoming(&incoming)?;
-        let mut g = lock(m);
-        if e.is_dead() {
-            drop(g);
-            self.release(incoming);
-            return Err(gone(id));
-        }
-        let mut released = Vec::new();
-        let r = match op {
-            NsOp::Get(name) => {
-                let v = g.get(&name).cloned();
-                if let Some(v) = &v {
-                    self.copy_out(cx.session, &v.refs);
-                }
-                Ok(Reply::MaybeValue(v))
-            }
+        let pick: Pick<_> = |o| match o {
+            Object::Namespace(m) => Some(m),
+            _ => None,
+        };
+        self.on_container(s, id, incoming, pick, |g, mv| match op {
+            NsOp::Get(name) => Ok(self.maybe_out(s, g.get(&name))),
             NsOp::Set(name, v) => {
                 if let Some(old) = g.insert(name, v) {
-                    released = old.refs;
+                    mv.released = old.refs;
                 }
                 Ok(Reply::Unit)
             }
@@ -249,68 +192,48 @@ impl Shared {
                 let old = g.remove(&name);
                 let had = old.is_some();
                 if let Some(o) = old {
-                    released = o.refs;
+                    mv.released = o.refs;
                 }
                 Ok(Reply::Bool(had))
             }
             NsOp::Names => Ok(Reply::Names(g.keys().cloned().collect())),
             NsOp::Items => {
-                self.copy_out_all(cx.session, g.values());
+                self.copy_out_all(s, g.values());
                 Ok(Reply::Fields(g.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
             }
-        };
-        drop(g);
-        self.release(released);
-        r
+        })
     }
 
     pub(super) fn value(&self, cx: &mut Cx<'_>, id: Id, op: ValueOp) -> Response {
-        let e = self.lookup(id)?;
-        let Object::Value(m) = &e.obj else { return Err(kind_fault(id, e.kind)) };
+        let s = cx.session;
         let incoming = match &op {
             ValueOp::Set(v) | ValueOp::Swap(v) | ValueOp::CompareAndSwap { new: v, .. } => {
                 v.refs.clone()
             }
             ValueOp::Get => Vec::new(),
         };
-        self.incoming(&incoming)?;
-        let mut g = lock(m);
-        if e.is_dead() {
-            drop(g);
-            self.release(incoming);
-            return Err(gone(id));
-        }
-        let mut released = Vec::new();
-        let mut given = Vec::new();
-        let r = match op {
-            ValueOp::Get => {
-                self.copy_out(cx.session, &g.refs);
-                Ok(Reply::Value(g.clone()))
-            }
+        let pick: Pick<_> = |o| match o {
+            Object::Value(m) => Some(m),
+            _ => None,
+        };
+        self.on_container(s, id, incoming, pick, |g, mv| match op {
+            ValueOp::Get => Ok(self.read_out(s, g)),
             ValueOp::Set(v) => {
-                released = std::mem::replace(&mut *g, v).refs;
+                mv.released = std::mem::replace(g, v).refs;
                 Ok(Reply::Unit)
             }
-            ValueOp::Swap(v) => {
-                let old = std::mem::replace(&mut *g, v);
-                given.clone_from(&old.refs);
-                Ok(Reply::Value(old))
-            }
+            ValueOp::Swap(v) => Ok(mv.give(std::mem::replace(g, v))),
             ValueOp::CompareAndSwap { current, new } => {
                 if g.bytes == current {
-                    released = std::mem::replace(&mut *g, new).refs;
+                    mv.released = std::mem::replace(g, new).refs;
                     Ok(Reply::Cas(Ok(())))
                 } else {
-                    released = new.refs;
-                    self.copy_out(cx.session, &g.refs);
+                    mv.released = new.refs;
+                    self.copy_out(s, &g.refs);
                     Ok(Reply::Cas(Err(g.clone())))
                 }
             }
-        };
-        drop(g);
-        self.give(cx.session, &given);
-        self.release(released);
-        r
+        })
     }
 
     pub(super) fn queue(&self, cx: &mut Cx<'_>, id: Id, op: QueueOp) -> Response {
@@ -362,5 +285,77 @@ impl Shared {
                 Err(QueueFail::PeerGone) => Err(fault(ErrorKind::Disconnected, "client gone")),
             },
         }
+    }
+}
+
+/// Which kind of object a container request needs: its state, or `None` for another kind.
+type Pick<T> = fn(&Object) -> Option<&Mutex<T>>;
+
+/// The references a container operation moved, settled once the container's lock is dropped.
+#[derive(Default)]
+struct Moves {
+    /// Given up by the container and dropped.
+    released: Vec<Id>,
+    /// Given up by the container to the client, with the value it takes out.
+    given: Vec<Id>,
+}
+
+impl Moves {
+    /// A value taken out of the container, for the client.
+    fn give(&mut self, v: Stored) -> Reply {
+        self.given.clone_from(&v.refs);
+        Reply::Value(v)
+    }
+
+    /// A value that was replaced or removed, if any, for the client.
+    fn give_maybe(&mut self, old: Option<Stored>) -> Reply {
+        if let Some(o) = &old {
+            self.given.clone_from(&o.refs);
+        }
+        Reply::MaybeValue(old)
+    }
+}
+
+impl Shared {
+    /// Runs `op` on container `id` under its lock. `pick` says which kind of object it must
+    /// be; the references of the values coming in are counted first and given back if the
+    /// object is freed meanwhile; the references `op` moves are settled after the lock.
+    fn on_container<T>(
+        &self,
+        session: u64,
+        id: Id,
+        incoming: Vec<Id>,
+        pick: Pick<T>,
+        op: impl FnOnce(&mut T, &mut Moves) -> Response,
+    ) -> Response {
+        let e = self.lookup(id)?;
+        let m = pick(&e.obj).ok_or_else(|| kind_fault(id, e.kind))?;
+        self.incoming(&incoming)?;
+        let mut g = lock(m);
+        if e.is_dead() {
+            drop(g);
+            self.release(incoming);
+            return Err(gone(id));
+        }
+        let mut mv = Moves::default();
+        let r = op(&mut g, &mut mv);
+        drop(g);
+        self.give(session, &mv.given);
+        self.release(mv.released);
+        r
+    }
+
+    /// A copy of a value the container keeps, for `session` (which gets its references).
+    fn read_out(&self, session: u64, v: &Stored) -> Reply {
+        self.copy_out(session, &v.refs);
+        Reply::Value(v.clone())
+    }
+
+    /// [`read_out`](Self::read_out) of a value that may be absent.
+    fn maybe_out(&self, session: u64, v: Option<&Stored>) -> Reply {
+        if let Some(v) = v {
+            self.copy_out(session, &v.refs);
+        }
+        Reply::MaybeValue(v.cloned())
     }
 }

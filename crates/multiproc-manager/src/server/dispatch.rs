@@ -1,6 +1,7 @@
 //! Request dispatch: the table requests, creation, and the synchronisation objects.
 
 use super::objects::{gone, Object, OrderedMap, QueueObj};
+use super::session::refs_of;
 use super::sync::{BarrierObj, CondObj, EventObj, LockObj, SemObj};
 use super::wait::lock;
 use super::{credit, fault, kind_fault, Cx, Shared};
@@ -201,14 +202,11 @@ impl Shared {
     fn create(&self, session: u64, c: Create) -> Response {
         let (kind, obj) = match c {
             Create::List(items) => {
-                let refs: Vec<Id> = items.iter().flat_map(|s| s.refs.iter().copied()).collect();
-                self.incoming(&refs)?;
+                self.incoming(&refs_of(&items))?;
                 (Kind::List, Object::List(Mutex::new(items)))
             }
             Create::Dict(items) => {
-                let refs: Vec<Id> =
-                    items.iter().flat_map(|(_, s)| s.refs.iter().copied()).collect();
-                self.incoming(&refs)?;
+                self.incoming(&refs_of(items.iter().map(|(_, s)| s)))?;
                 let mut m = OrderedMap::default();
                 let mut replaced = Vec::new();
                 for (k, v) in items {

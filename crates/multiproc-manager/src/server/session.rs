@@ -149,8 +149,7 @@ impl Shared {
         session: u64,
         vals: impl IntoIterator<Item = &'a Stored>,
     ) {
-        let refs: Vec<Id> = vals.into_iter().flat_map(|s| s.refs.iter().copied()).collect();
-        self.copy_out(session, &refs);
+        self.copy_out(session, &refs_of(vals));
     }
 
     pub(super) fn note_lock(&self, session: u64, id: Id) {
@@ -169,4 +168,9 @@ pub(super) fn credit(st: &mut State, session: u64, id: Id) {
     if let Some(s) = st.sessions.get_mut(&session) {
         *s.refs.entry(id).or_insert(0) += 1;
     }
+}
+
+/// The references held by `vals`.
+pub(super) fn refs_of<'a>(vals: impl IntoIterator<Item = &'a Stored>) -> Vec<Id> {
+    vals.into_iter().flat_map(|s| s.refs.iter().copied()).collect()
 }
