@@ -2,7 +2,7 @@
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, PutError, Result};
-use crate::handle::{proxy_common, unexpected, Handle};
+use crate::handle::{boolean, count, proxy_common, unexpected, unit, Handle};
 use crate::protocol::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,27 +15,6 @@ use std::time::Duration;
 /// Bounds a value type of a proxy must meet: serialisable both ways.
 pub trait Data: Serialize + DeserializeOwned {}
 impl<T: Serialize + DeserializeOwned> Data for T {}
-
-fn count(r: Reply) -> Result<usize> {
-    match r {
-        Reply::Count(n) => Ok(n as usize),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn unit(r: Reply) -> Result<()> {
-    match r {
-        Reply::Unit => Ok(()),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn boolean(r: Reply) -> Result<bool> {
-    match r {
-        Reply::Bool(b) => Ok(b),
-        other => Err(unexpected(&other)),
-    }
-}
 
 impl Handle {
     /// Decodes a value read from the server (the session matters only for nested proxies).
@@ -97,17 +76,9 @@ pub struct ListProxy<T> {
     _t: PhantomData<fn() -> T>,
 }
 
-proxy_common!(ListProxy<T>, Kind::List);
+proxy_common!(ListProxy<T>, Kind::List, List(ListOp));
 
 impl<T: Data> ListProxy<T> {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        ListProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: ListOp) -> Result<Reply> {
-        self.h.call(&Request::List(self.h.id, op))
-    }
-
     /// Appends a value.
     pub fn append(&self, value: T) -> Result<()> {
         self.op(ListOp::Append(self.h.enc(&value)?)).and_then(unit)
@@ -279,17 +250,9 @@ pub struct DictProxy<K, V> {
     _t: PhantomData<fn() -> (K, V)>,
 }
 
-proxy_common!(DictProxy<K, V>, Kind::Dict);
+proxy_common!(DictProxy<K, V>, Kind::Dict, Dict(DictOp));
 
 impl<K: Data, V: Data> DictProxy<K, V> {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        DictProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: DictOp) -> Result<Reply> {
-        self.h.call(&Request::Dict(self.h.id, op))
-    }
-
     /// The value for `key`, if any. Like `HashMap`, it takes any borrowed form of the key
     /// that serialises the same (`&str` for `String`, `&[T]` for `Vec<T>`).
     pub fn get<Q: ?Sized + Serialize>(&self, key: &Q) -> Result<Option<V>>
@@ -411,17 +374,9 @@ pub struct Namespace {
     _t: PhantomData<()>,
 }
 
-proxy_common!(Namespace, Kind::Namespace);
+proxy_common!(Namespace, Kind::Namespace, Namespace(NsOp));
 
 impl Namespace {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        Namespace { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: NsOp) -> Result<Reply> {
-        self.h.call(&Request::Namespace(self.h.id, op))
-    }
-
     /// Sets field `name`.
     pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<()> {
         self.op(NsOp::Set(name.to_string(), self.h.enc(&value)?)).and_then(unit)
@@ -477,17 +432,9 @@ pub struct ValueProxy<T> {
     _t: PhantomData<fn() -> T>,
 }
 
-proxy_common!(ValueProxy<T>, Kind::Value);
+proxy_common!(ValueProxy<T>, Kind::Value, Value(ValueOp));
 
 impl<T: Data> ValueProxy<T> {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        ValueProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: ValueOp) -> Result<Reply> {
-        self.h.call(&Request::Value(self.h.id, op))
-    }
-
     /// The value.
     pub fn get(&self) -> Result<T> {
         let r = self.op(ValueOp::Get)?;
@@ -541,17 +488,9 @@ pub struct QueueProxy<T> {
     _t: PhantomData<fn() -> T>,
 }
 
-proxy_common!(QueueProxy<T>, Kind::Queue);
+proxy_common!(QueueProxy<T>, Kind::Queue, Queue(QueueOp));
 
 impl<T: Data> QueueProxy<T> {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        QueueProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: QueueOp) -> Result<Reply> {
-        self.h.call(&Request::Queue(self.h.id, op))
-    }
-
     fn put_wait(&self, value: T, wait: Wait) -> std::result::Result<(), PutError<T>> {
         let stored = match self.h.enc(&value) {
             Ok(s) => s,

@@ -6,33 +6,12 @@
 
 use crate::client::thread_token;
 use crate::error::{Error, ErrorKind, LockError, LockResult, Result};
-use crate::handle::{proxy_common, unexpected, Handle};
+use crate::handle::{boolean, count, proxy_common, unexpected, unit, Handle};
 use crate::protocol::*;
 use crate::service::Service;
 use std::marker::PhantomData;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
-
-fn unit(r: Reply) -> Result<()> {
-    match r {
-        Reply::Unit => Ok(()),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn boolean(r: Reply) -> Result<bool> {
-    match r {
-        Reply::Bool(b) => Ok(b),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn count(r: Reply) -> Result<usize> {
-    match r {
-        Reply::Count(n) => Ok(n as usize),
-        other => Err(unexpected(&other)),
-    }
-}
 
 /// Turns an acquisition reply into std's poisoning shape around `guard`.
 fn acquired<G>(r: Result<Reply>, guard: impl FnOnce() -> G) -> LockResult<G> {
@@ -48,14 +27,10 @@ fn acquired<G>(r: Result<Reply>, guard: impl FnOnce() -> G) -> LockResult<G> {
 }
 
 macro_rules! lock_api {
-    ($name:ident, $guard:ident, $req:ident, $op:ident) => {
+    ($name:ident, $guard:ident, $op:ident) => {
         impl $name {
-            pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-                $name { h, _t: PhantomData }
-            }
-
             fn acquire_wait(&self, wait: Wait) -> Result<Reply> {
-                self.h.call(&Request::$req(self.h.id, $op::Acquire { owner: thread_token(), wait }))
+                self.op($op::Acquire { owner: thread_token(), wait })
             }
 
             /// Acquires, waiting as long as it takes. A lock whose previous holder died while
@@ -92,7 +67,7 @@ macro_rules! lock_api {
 
             /// Whether the lock is held by anyone.
             pub fn is_locked(&self) -> Result<bool> {
-                self.h.call(&Request::$req(self.h.id, $op::Locked)).and_then(boolean)
+                self.op($op::Locked).and_then(boolean)
             }
         }
 
@@ -118,63 +93,60 @@ macro_rules! lock_api {
 
 // ---- Lock / RLock -------------------------------------------------------------------------
 
-/// `release`, `is_poisoned` and `clear_poison` of the two proxies of the server's `Lock`
-/// object (which serves both kinds; the docs say what differs).
-macro_rules! lock_release_poison {
-    ($name:ident, #[$release:meta], #[$poisoned:meta]) => {
+/// The two proxies of the server's `Lock` object (which serves both kinds; the docs say
+/// what differs): the struct, the common proxy items, the lock API, and `release`,
+/// `is_poisoned` and `clear_poison`.
+macro_rules! lock_object_proxy {
+    ($(#[$doc:meta])* $name:ident, $guard:ident, $kind:expr, #[$release:meta], #[$poisoned:meta]) => {
+        $(#[$doc])*
+        pub struct $name {
+            h: Arc<Handle>,
+            _t: PhantomData<()>,
+        }
+
+        proxy_common!($name, $kind, Lock(LockOp));
+        lock_api!($name, $guard, LockOp);
+
         impl $name {
             #[$release]
             pub fn release(&self) -> Result<()> {
-                self.h
-                    .call(&Request::Lock(self.h.id, LockOp::Release { owner: thread_token() }))
-                    .and_then(unit)
+                self.op(LockOp::Release { owner: thread_token() }).and_then(unit)
             }
 
             #[$poisoned]
             pub fn is_poisoned(&self) -> Result<bool> {
-                self.h.call(&Request::Lock(self.h.id, LockOp::IsPoisoned)).and_then(boolean)
+                self.op(LockOp::IsPoisoned).and_then(boolean)
             }
 
             /// Clears the poison flag.
             pub fn clear_poison(&self) -> Result<()> {
-                self.h.call(&Request::Lock(self.h.id, LockOp::ClearPoison)).and_then(unit)
+                self.op(LockOp::ClearPoison).and_then(unit)
             }
         }
     };
 }
 
-/// A proxy of a manager `Lock`.
-///
-/// As in Python, it is not owner-bound: any process may [`release`](Self::release) it. Beyond
-/// Python, a lock whose holder process dies (or drops its last connection) is released by the
-/// server and *poisoned*: the next acquirer gets it wrapped in [`LockError::Poisoned`], as with
-/// [`std::sync::Mutex`], until [`clear_poison`](Self::clear_poison).
-pub struct LockProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
-}
-
-proxy_common!(LockProxy, Kind::Lock);
-lock_api!(LockProxy, LockGuard, Lock, LockOp);
-
-lock_release_poison!(
+lock_object_proxy!(
+    /// A proxy of a manager `Lock`.
+    ///
+    /// As in Python, it is not owner-bound: any process may [`release`](Self::release) it.
+    /// Beyond Python, a lock whose holder process dies (or drops its last connection) is
+    /// released by the server and *poisoned*: the next acquirer gets it wrapped in
+    /// [`LockError::Poisoned`], as with [`std::sync::Mutex`], until
+    /// [`clear_poison`](Self::clear_poison).
     LockProxy,
+    LockGuard,
+    Kind::Lock,
     #[doc = "Releases the lock (held by anyone: [`NotOwner`](ErrorKind::NotOwner) only if unlocked)."],
     #[doc = "Whether a holder died holding the lock since the poison was last cleared."]
 );
 
-/// A proxy of a manager `RLock`: recursive, owned by the thread (of the process) that acquired
-/// it. Poisoned like [`LockProxy`] when its owner dies holding it.
-pub struct RLockProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
-}
-
-proxy_common!(RLockProxy, Kind::RLock);
-lock_api!(RLockProxy, RLockGuard, Lock, LockOp);
-
-lock_release_poison!(
+lock_object_proxy!(
+    /// A proxy of a manager `RLock`: recursive, owned by the thread (of the process) that
+    /// acquired it. Poisoned like [`LockProxy`] when its owner dies holding it.
     RLockProxy,
+    RLockGuard,
+    Kind::RLock,
     #[doc = "Releases one level ([`NotOwner`](ErrorKind::NotOwner) if the calling thread does not own it)."],
     #[doc = "Whether an owner died holding the lock since the poison was last cleared."]
 );
@@ -187,19 +159,19 @@ pub struct ConditionProxy {
     _t: PhantomData<()>,
 }
 
-proxy_common!(ConditionProxy, Kind::Condition);
-lock_api!(ConditionProxy, ConditionGuard, Condition, CondOp);
+proxy_common!(ConditionProxy, Kind::Condition, Condition(CondOp));
+lock_api!(ConditionProxy, ConditionGuard, CondOp);
 
 impl ConditionProxy {
     /// Releases one level of the lock.
     pub fn release(&self) -> Result<()> {
         let op = CondOp::Release { owner: thread_token() };
-        self.h.call(&Request::Condition(self.h.id, op)).and_then(unit)
+        self.op(op).and_then(unit)
     }
 
     fn wait_for_notify(&self, wait: Wait) -> Result<bool> {
         let op = CondOp::Wait { owner: thread_token(), wait };
-        self.h.call(&Request::Condition(self.h.id, op)).and_then(boolean)
+        self.op(op).and_then(boolean)
     }
 
     /// Releases the lock (which the caller must hold: [`NotOwner`](ErrorKind::NotOwner)
@@ -247,7 +219,7 @@ impl ConditionProxy {
     /// Wakes up to `n` waiters (the caller must hold the lock).
     pub fn notify_n(&self, n: usize) -> Result<()> {
         let op = CondOp::Notify { owner: thread_token(), n: n as u64 };
-        self.h.call(&Request::Condition(self.h.id, op)).and_then(unit)
+        self.op(op).and_then(unit)
     }
 
     /// Wakes every waiter (the caller must hold the lock).
@@ -265,15 +237,11 @@ pub struct SemaphoreProxy {
     _t: PhantomData<()>,
 }
 
-proxy_common!(SemaphoreProxy, Kind::Semaphore);
+proxy_common!(SemaphoreProxy, Kind::Semaphore, Semaphore(SemOp));
 
 impl SemaphoreProxy {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        SemaphoreProxy { h, _t: PhantomData }
-    }
-
     fn acquire_wait(&self, wait: Wait) -> Result<bool> {
-        self.h.call(&Request::Semaphore(self.h.id, SemOp::Acquire(wait))).and_then(boolean)
+        self.op(SemOp::Acquire(wait)).and_then(boolean)
     }
 
     /// Takes a permit, waiting for one.
@@ -299,12 +267,12 @@ impl SemaphoreProxy {
 
     /// Gives `n` permits back.
     pub fn release_n(&self, n: usize) -> Result<()> {
-        self.h.call(&Request::Semaphore(self.h.id, SemOp::Release(n as u64))).and_then(unit)
+        self.op(SemOp::Release(n as u64)).and_then(unit)
     }
 
     /// The number of free permits.
     pub fn get_value(&self) -> Result<usize> {
-        self.h.call(&Request::Semaphore(self.h.id, SemOp::Value)).and_then(count)
+        self.op(SemOp::Value).and_then(count)
     }
 }
 
@@ -316,17 +284,9 @@ pub struct EventProxy {
     _t: PhantomData<()>,
 }
 
-proxy_common!(EventProxy, Kind::Event);
+proxy_common!(EventProxy, Kind::Event, Event(EventOp));
 
 impl EventProxy {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        EventProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: EventOp) -> Result<Reply> {
-        self.h.call(&Request::Event(self.h.id, op))
-    }
-
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) -> Result<()> {
         self.op(EventOp::Set).and_then(unit)
@@ -365,17 +325,9 @@ pub struct BarrierProxy {
     _t: PhantomData<()>,
 }
 
-proxy_common!(BarrierProxy, Kind::Barrier);
+proxy_common!(BarrierProxy, Kind::Barrier, Barrier(BarrierOp));
 
 impl BarrierProxy {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        BarrierProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: BarrierOp) -> Result<Reply> {
-        self.h.call(&Request::Barrier(self.h.id, op))
-    }
-
     /// Waits for all parties (or the barrier's default timeout); returns this party's arrival
     /// index, `0..parties` (exactly one party gets 0).
     pub fn wait(&self) -> Result<usize> {
@@ -424,10 +376,6 @@ pub struct ServiceProxy<S> {
 proxy_common!(ServiceProxy<S>, Kind::Service);
 
 impl<S: Service> ServiceProxy<S> {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        ServiceProxy { h, _t: PhantomData }
-    }
-
     /// Calls the instance. A panic inside it comes back as
     /// [`ServiceFailed`](ErrorKind::ServiceFailed) with the message.
     pub fn call(&self, request: S::Request) -> Result<S::Response> {
