@@ -8,12 +8,13 @@ use crate::error::{ErrorKind, Result};
 use crate::protocol::*;
 use crate::transport::{self, pipe_error, Connection, Listener};
 use crate::Address;
+use multiproc_arena::futex::{self, Deadline, Wake};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Most connections served at once; more are closed at once.
-const MAX_CONNECTIONS: usize = 4096;
+const MAX_CONNECTIONS: u32 = 4096;
 
 /// Longest an unauthenticated connection may take to prove its key.
 const PRE_AUTH_LIMIT: Duration = Duration::from_secs(2);
@@ -23,9 +24,10 @@ const ACCEPT_POLL: Duration = Duration::from_millis(20);
 impl Shared {
     /// Stops serving: no new connections, every open one is shut down.
     pub(crate) fn stop(&self) {
-        if self.shutdown.swap(true, Ordering::AcqRel) {
+        if self.shutdown.swap(1, Ordering::AcqRel) != 0 {
             return;
         }
+        futex::wake_all(&self.shutdown);
         for c in lock(&self.conns).values() {
             let _ = c.shutdown();
         }
@@ -151,19 +153,39 @@ impl Shared {
                 .stack_size(1 << 20)
                 .spawn(move || {
                     me.serve_conn(conn);
-                    me.active.fetch_sub(1, Ordering::AcqRel);
+                    me.conn_thread_done();
                 });
             if spawned.is_err() {
-                self.active.fetch_sub(1, Ordering::AcqRel);
+                self.conn_thread_done();
             }
+        }
+    }
+
+    pub(super) fn conn_thread_done(&self) {
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            futex::wake_all(&self.active);
         }
     }
 
     /// Waits (bounded) for the connection threads to finish after a stop.
     pub(crate) fn wait_idle(&self, limit: Duration) {
-        let t0 = Instant::now();
-        while self.active.load(Ordering::Acquire) > 0 && t0.elapsed() < limit {
-            std::thread::sleep(Duration::from_millis(2));
+        let deadline = futex::deadline_after(limit);
+        loop {
+            let n = self.active.load(Ordering::Acquire);
+            if n == 0 || !futex::wait(&self.active, n, deadline) {
+                return;
+            }
+        }
+    }
+
+    /// Sleeps until the server stops; every `poll` asks `alive()`, and stops the server
+    /// when it answers `false` (the owner of a launched server died).
+    pub(crate) fn wait_stop_unless(&self, poll: Duration, mut alive: impl FnMut() -> bool) {
+        let mut never = Deadline::never();
+        while !self.is_shut_down() {
+            if futex::park(&self.shutdown, 0, &mut never, Some(poll)) == Wake::Poll && !alive() {
+                self.stop();
+            }
         }
     }
 

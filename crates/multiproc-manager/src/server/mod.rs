@@ -34,9 +34,10 @@ use crate::protocol::{Fault, Id, Kind};
 use crate::service::Registry;
 use crate::transport::Connection;
 use crate::Address;
+use multiproc_arena::sync::atomic::AtomicU32;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,10 +78,14 @@ pub(crate) struct Shared {
     cfg: ServerConfig,
     state: Mutex<State>,
     server_id: u64,
-    shutdown: AtomicBool,
+    /// 0 while serving, 1 once stopped (a futex word: [`Shared::stop`] wakes the waiters of
+    /// [`Shared::wait_stop_unless`]).
+    shutdown: AtomicU32,
     conns: Mutex<HashMap<u64, Arc<Connection>>>,
     next_conn: AtomicU64,
-    active: AtomicUsize,
+    /// Connection threads running (a futex word: the last one out wakes
+    /// [`Shared::wait_idle`]).
+    active: AtomicU32,
     /// The public TCP address, if the server listens on one.
     tcp: Mutex<Option<Address>>,
     /// Named objects (`Request::Named`): name -> object. Locked before `state`, around a
@@ -118,16 +123,16 @@ impl Shared {
             cfg,
             state: Mutex::default(),
             server_id: multiproc_arena::random_u64(),
-            shutdown: AtomicBool::new(false),
+            shutdown: AtomicU32::new(0),
             conns: Mutex::default(),
             next_conn: AtomicU64::new(0),
-            active: AtomicUsize::new(0),
+            active: AtomicU32::new(0),
             tcp: Mutex::default(),
             names: Mutex::default(),
         })
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
-        self.shutdown.load(Ordering::Acquire)
+        self.shutdown.load(Ordering::Acquire) != 0
     }
 }

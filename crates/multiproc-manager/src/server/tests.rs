@@ -1,5 +1,6 @@
 use super::*;
 use crate::protocol::*;
+use std::time::Instant;
 
 fn server() -> (Arc<Shared>, u64) {
     let sh = Shared::new(ServerConfig {
@@ -213,4 +214,55 @@ fn unknown_service_is_a_typed_error() {
     let r =
         sh.handle_plain(s, Request::Create(Create::Service { name: "nope".into(), init: vec![] }));
     assert_eq!(r.unwrap_err().kind, ErrorKind::NoSuchService);
+}
+
+#[test]
+fn a_stop_wakes_the_owner_watch_at_once_and_a_dead_owner_stops_the_server() {
+    let (sh, _) = server();
+    let watch = sh.clone();
+    let polls = Arc::new(AtomicU64::new(0));
+    let p = polls.clone();
+    let t = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        watch.wait_stop_unless(Duration::from_secs(30), || {
+            p.fetch_add(1, Ordering::Relaxed);
+            true
+        });
+        t0.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    sh.stop();
+    let waited = t.join().unwrap();
+    assert!(waited < Duration::from_secs(5), "woken by the stop, not the poll: {waited:?}");
+    assert_eq!(polls.load(Ordering::Relaxed), 0);
+
+    let (sh, _) = server();
+    let mut asked = 0;
+    sh.wait_stop_unless(Duration::from_millis(5), || {
+        asked += 1;
+        asked < 3
+    });
+    assert!(sh.is_shut_down());
+    assert_eq!(asked, 3);
+}
+
+#[test]
+fn wait_idle_returns_when_the_last_connection_thread_ends_or_at_its_limit() {
+    let (sh, _) = server();
+    sh.active.fetch_add(2, Ordering::AcqRel);
+    let t0 = Instant::now();
+    sh.wait_idle(Duration::from_millis(30));
+    assert!(t0.elapsed() >= Duration::from_millis(30), "two threads still run");
+    let me = sh.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        me.conn_thread_done();
+        std::thread::sleep(Duration::from_millis(20));
+        me.conn_thread_done();
+    });
+    let t0 = Instant::now();
+    sh.wait_idle(Duration::from_secs(30));
+    assert!(t0.elapsed() < Duration::from_secs(5), "woken by the last thread: {:?}", t0.elapsed());
+    assert_eq!(sh.active.load(Ordering::Acquire), 0);
+    t.join().unwrap();
 }
