@@ -3,7 +3,7 @@
 use super::objects::{gone, Object, QueueFail};
 use super::session::refs_of;
 use super::wait::lock;
-use super::{fault, index_fault, kind_fault, Cx, Shared};
+use super::{fault, index_fault, Cx, Pick, Shared};
 use crate::error::ErrorKind;
 use crate::protocol::*;
 use std::sync::Mutex;
@@ -16,11 +16,7 @@ impl Shared {
             ListOp::Extend(vs) => refs_of(vs),
             _ => Vec::new(),
         };
-        let pick: Pick<_> = |o| match o {
-            Object::List(m) => Some(m),
-            _ => None,
-        };
-        self.on_container(s, id, incoming, pick, |g, mv| match op {
+        self.on_container(s, id, incoming, pick!(Object::List), |g, mv| match op {
             ListOp::Append(v) => {
                 g.push(v);
                 Ok(Reply::Unit)
@@ -121,11 +117,7 @@ impl Shared {
             DictOp::Update(kvs) => refs_of(kvs.iter().map(|(_, v)| v)),
             _ => Vec::new(),
         };
-        let pick: Pick<_> = |o| match o {
-            Object::Dict(m) => Some(m),
-            _ => None,
-        };
-        self.on_container(s, id, incoming, pick, |g, mv| match op {
+        self.on_container(s, id, incoming, pick!(Object::Dict), |g, mv| match op {
             DictOp::Get(k) => Ok(self.maybe_out(s, g.get(&k))),
             DictOp::Insert(k, v) => Ok(mv.give_maybe(g.insert(k, v))),
             DictOp::Remove(k) => Ok(mv.give_maybe(g.remove(&k))),
@@ -176,11 +168,7 @@ impl Shared {
             NsOp::Set(_, v) => v.refs.clone(),
             _ => Vec::new(),
         };
-        let pick: Pick<_> = |o| match o {
-            Object::Namespace(m) => Some(m),
-            _ => None,
-        };
-        self.on_container(s, id, incoming, pick, |g, mv| match op {
+        self.on_container(s, id, incoming, pick!(Object::Namespace), |g, mv| match op {
             NsOp::Get(name) => Ok(self.maybe_out(s, g.get(&name))),
             NsOp::Set(name, v) => {
                 if let Some(old) = g.insert(name, v) {
@@ -212,11 +200,7 @@ impl Shared {
             }
             ValueOp::Get => Vec::new(),
         };
-        let pick: Pick<_> = |o| match o {
-            Object::Value(m) => Some(m),
-            _ => None,
-        };
-        self.on_container(s, id, incoming, pick, |g, mv| match op {
+        self.on_container(s, id, incoming, pick!(Object::Value), |g, mv| match op {
             ValueOp::Get => Ok(self.read_out(s, g)),
             ValueOp::Set(v) => {
                 mv.released = std::mem::replace(g, v).refs;
@@ -237,9 +221,7 @@ impl Shared {
     }
 
     pub(super) fn queue(&self, cx: &mut Cx<'_>, id: Id, op: QueueOp) -> Response {
-        let e = self.lookup(id)?;
-        let Object::Queue(q) = &e.obj else { return Err(kind_fault(id, e.kind)) };
-        match op {
+        self.on_object(id, pick!(Object::Queue), |e, q| match op {
             QueueOp::Put(v, wait) => {
                 self.incoming(&v.refs)?;
                 if e.is_dead() {
@@ -284,12 +266,9 @@ impl Shared {
                 }
                 Err(QueueFail::PeerGone) => Err(fault(ErrorKind::Disconnected, "client gone")),
             },
-        }
+        })
     }
 }
-
-/// Which kind of object a container request needs: its state, or `None` for another kind.
-type Pick<T> = fn(&Object) -> Option<&Mutex<T>>;
 
 /// The references a container operation moved, settled once the container's lock is dropped.
 #[derive(Default)]
@@ -325,24 +304,24 @@ impl Shared {
         session: u64,
         id: Id,
         incoming: Vec<Id>,
-        pick: Pick<T>,
+        pick: Pick<Mutex<T>>,
         op: impl FnOnce(&mut T, &mut Moves) -> Response,
     ) -> Response {
-        let e = self.lookup(id)?;
-        let m = pick(&e.obj).ok_or_else(|| kind_fault(id, e.kind))?;
-        self.incoming(&incoming)?;
-        let mut g = lock(m);
-        if e.is_dead() {
+        self.on_object(id, pick, |e, m| {
+            self.incoming(&incoming)?;
+            let mut g = lock(m);
+            if e.is_dead() {
+                drop(g);
+                self.release(incoming);
+                return Err(gone(id));
+            }
+            let mut mv = Moves::default();
+            let r = op(&mut g, &mut mv);
             drop(g);
-            self.release(incoming);
-            return Err(gone(id));
-        }
-        let mut mv = Moves::default();
-        let r = op(&mut g, &mut mv);
-        drop(g);
-        self.give(session, &mv.given);
-        self.release(mv.released);
-        r
+            self.give(session, &mv.given);
+            self.release(mv.released);
+            r
+        })
     }
 
     /// A copy of a value the container keeps, for `session` (which gets its references).

@@ -4,7 +4,7 @@ use super::objects::{gone, Object, OrderedMap, QueueObj};
 use super::session::refs_of;
 use super::sync::{BarrierObj, CondObj, EventObj, LockObj, SemObj};
 use super::wait::lock;
-use super::{credit, fault, kind_fault, Cx, Shared};
+use super::{credit, fault, Cx, Shared};
 use crate::error::ErrorKind;
 use crate::protocol::*;
 use std::collections::BTreeMap;
@@ -95,36 +95,28 @@ impl Shared {
             Request::Namespace(id, op) => self.namespace(cx, id, op),
             Request::Value(id, op) => self.value(cx, id, op),
             Request::Queue(id, op) => self.queue(cx, id, op),
-            Request::Lock(id, op) => {
-                let e = self.lookup(id)?;
-                let Object::Lock(l) = &e.obj else { return Err(kind_fault(id, e.kind)) };
-                match op {
-                    LockOp::Acquire { owner, wait } => {
-                        let r = l.acquire((cx.session, owner), wait, cx.probe)?;
-                        if matches!(r, Reply::Acquired { acquired: true, .. }) {
-                            self.note_lock(cx.session, id);
-                        }
-                        Ok(r)
+            Request::Lock(id, op) => self.on_object(id, pick!(Object::Lock), |_, l| match op {
+                LockOp::Acquire { owner, wait } => {
+                    let r = l.acquire((cx.session, owner), wait, cx.probe)?;
+                    if matches!(r, Reply::Acquired { acquired: true, .. }) {
+                        self.note_lock(cx.session, id);
                     }
-                    LockOp::Release { owner } => l.release((cx.session, owner)),
-                    LockOp::Locked => l.locked(),
-                    LockOp::ClearPoison => l.clear_poison(),
-                    LockOp::IsPoisoned => l.is_poisoned(),
+                    Ok(r)
                 }
-            }
+                LockOp::Release { owner } => l.release((cx.session, owner)),
+                LockOp::Locked => l.locked(),
+                LockOp::ClearPoison => l.clear_poison(),
+                LockOp::IsPoisoned => l.is_poisoned(),
+            }),
             Request::Semaphore(id, op) => {
-                let e = self.lookup(id)?;
-                let Object::Semaphore(s) = &e.obj else { return Err(kind_fault(id, e.kind)) };
-                match op {
+                self.on_object(id, pick!(Object::Semaphore), |_, s| match op {
                     SemOp::Acquire(wait) => s.acquire(wait, cx.probe),
                     SemOp::Release(n) => s.release(n),
                     SemOp::Value => s.value(),
-                }
+                })
             }
             Request::Condition(id, op) => {
-                let e = self.lookup(id)?;
-                let Object::Condition(c) = &e.obj else { return Err(kind_fault(id, e.kind)) };
-                match op {
+                self.on_object(id, pick!(Object::Condition), |_, c| match op {
                     CondOp::Acquire { owner, wait } => {
                         let r = c.acquire((cx.session, owner), wait, cx.probe)?;
                         self.note_lock(cx.session, id);
@@ -134,39 +126,31 @@ impl Shared {
                     CondOp::Wait { owner, wait } => c.wait((cx.session, owner), wait, cx.probe),
                     CondOp::Notify { owner, n } => c.notify((cx.session, owner), n),
                     CondOp::Locked => c.locked(),
-                }
+                })
             }
-            Request::Event(id, op) => {
-                let e = self.lookup(id)?;
-                let Object::Event(ev) = &e.obj else { return Err(kind_fault(id, e.kind)) };
-                match op {
-                    EventOp::Set => ev.set(true),
-                    EventOp::Clear => ev.set(false),
-                    EventOp::IsSet => ev.is_set(),
-                    EventOp::Wait(w) => ev.wait(w, cx.probe),
-                }
-            }
+            Request::Event(id, op) => self.on_object(id, pick!(Object::Event), |_, ev| match op {
+                EventOp::Set => ev.set(true),
+                EventOp::Clear => ev.set(false),
+                EventOp::IsSet => ev.is_set(),
+                EventOp::Wait(w) => ev.wait(w, cx.probe),
+            }),
             Request::Barrier(id, op) => {
-                let e = self.lookup(id)?;
-                let Object::Barrier(b) = &e.obj else { return Err(kind_fault(id, e.kind)) };
-                match op {
+                self.on_object(id, pick!(Object::Barrier), |_, b| match op {
                     BarrierOp::Wait(w) => b.wait(w, cx.probe),
                     BarrierOp::Abort => b.abort(),
                     BarrierOp::Reset => b.reset(),
                     BarrierOp::Parties => b.parties(),
                     BarrierOp::NWaiting => b.n_waiting(),
                     BarrierOp::Broken => b.broken(),
-                }
+                })
             }
-            Request::Service(id, req) => {
-                let e = self.lookup(id)?;
-                let Object::Service(m) = &e.obj else { return Err(kind_fault(id, e.kind)) };
+            Request::Service(id, req) => self.on_object(id, pick!(Object::Service), |_, m| {
                 let mut g = lock(m);
                 match g.as_mut() {
                     Some(svc) => svc.call(&req).map(Reply::Bytes),
                     None => Err(gone(id)),
                 }
-            }
+            }),
         }
     }
 

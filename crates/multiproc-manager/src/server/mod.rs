@@ -15,6 +15,17 @@
 //! session with the references of a value it reads); the table mutex is never held while
 //! taking an object's mutex.
 
+/// The state of a kind of object in an [`Object`](objects::Object), as a [`Pick`]:
+/// `pick!(Object::List)` is `Some(&list)` for a list and `None` for any other kind.
+macro_rules! pick {
+    ($variant:path) => {
+        (|o| match o {
+            $variant(x) => Some(x),
+            _ => None,
+        }) as $crate::server::Pick<_>
+    };
+}
+
 mod conn;
 mod containers;
 mod dispatch;
@@ -25,7 +36,7 @@ pub(crate) mod sync;
 mod tests;
 pub(crate) mod wait;
 
-use self::objects::Entry;
+use self::objects::{Entry, Object};
 use self::session::credit;
 use self::wait::Probe;
 use crate::authkey::AuthKey;
@@ -98,6 +109,9 @@ impl fmt::Debug for Shared {
         f.debug_struct("Shared").field("server_id", &self.server_id).finish_non_exhaustive()
     }
 }
+
+/// Which kind of object a request needs: its state, or `None` for another kind.
+pub(crate) type Pick<T> = fn(&Object) -> Option<&T>;
 
 /// The context of one request: its session and a way to see whether its client left.
 pub(crate) struct Cx<'a> {

@@ -2,8 +2,8 @@
 
 use super::objects::{gone, Entry, Object};
 use super::wait::lock;
-use super::{Session, Shared, Slot, State};
-use crate::protocol::{Fault, Id, Kind, Stored};
+use super::{kind_fault, Pick, Session, Shared, Slot, State};
+use crate::protocol::{Fault, Id, Kind, Response, Stored};
 use std::sync::Arc;
 
 impl Shared {
@@ -63,6 +63,19 @@ impl Shared {
 
     pub(super) fn lookup(&self, id: Id) -> Result<Arc<Entry>, Fault> {
         lock(&self.state).objects.get(&id).map(|s| s.entry.clone()).ok_or_else(|| gone(id))
+    }
+
+    /// Runs `f` on object `id` with its state as `pick` finds it; a
+    /// [`WrongKind`](crate::ErrorKind::WrongKind) fault if it is another kind of object.
+    pub(super) fn on_object<T>(
+        &self,
+        id: Id,
+        pick: Pick<T>,
+        f: impl FnOnce(&Entry, &T) -> Response,
+    ) -> Response {
+        let e = self.lookup(id)?;
+        let obj = pick(&e.obj).ok_or_else(|| kind_fault(id, e.kind))?;
+        f(&e, obj)
     }
 
     pub(super) fn insert(&self, session: u64, kind: Kind, obj: Object) -> Id {
