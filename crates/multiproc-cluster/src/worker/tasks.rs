@@ -1,7 +1,6 @@
 //! Taking tasks: reading the stream, checking and running each entry, writing the results,
 //! and the heartbeat.
 
-use super::reap::{reap, recover_own};
 use super::{beat, Done, Worker};
 use crate::common::{field, lock};
 use crate::conn::{ensure_group, Conn};
@@ -146,26 +145,36 @@ pub(super) fn drive_loop(w: Arc<Worker>) {
     }
 }
 
+/// The state of the thread that takes tasks: its connection, the clients seen, and the
+/// way to the reply thread.
+pub(super) struct Reader {
+    pub(super) w: Arc<Worker>,
+    pub(super) conn: Conn,
+    pub(super) clients: Clients,
+    pub(super) tx: mpsc::Sender<Done>,
+}
+
 pub(super) fn read_loop(w: &Arc<Worker>, tx: mpsc::Sender<Done>) {
-    let mut conn = Conn::new(w.redis.clone(), Some(Duration::from_secs(5)), w.stop.clone());
-    let mut clients = Clients { seen: HashMap::new() };
+    let conn = Conn::new(w.redis.clone(), Some(Duration::from_secs(5)), w.stop.clone());
+    let clients = Clients { seen: HashMap::new() };
+    let mut rd = Reader { w: w.clone(), conn, clients, tx };
     let tasks = w.keys.tasks();
     let capacity = w.prefetch;
     let mut next_reap = Instant::now() + w.heartbeat / 2;
     let mut gen_seen = 0;
     loop {
-        if conn.generation != gen_seen {
+        if rd.conn.generation != gen_seen {
             // After a reconnect (Redis restarted?) every host needs time to renew its
             // heartbeat before any looks dead; and entries Redis handed to this host while
             // the answer was lost are taken up now.
             if gen_seen != 0 {
-                recover_own(w, &mut conn, &mut clients, &tx);
+                rd.recover_own();
             }
-            gen_seen = conn.generation;
+            gen_seen = rd.conn.generation;
             next_reap = Instant::now() + w.heartbeat;
         }
         if Instant::now() >= next_reap {
-            reap(w, &mut conn, &mut clients, &tx);
+            rd.reap();
             next_reap = Instant::now() + w.heartbeat / 2;
         }
         let free = {
@@ -183,7 +192,7 @@ pub(super) fn read_loop(w: &Arc<Worker>, tx: mpsc::Sender<Done>) {
         if free == 0 {
             continue;
         }
-        let r = conn.run(|con| {
+        let r = rd.conn.run(|con| {
             redis::cmd("XREADGROUP")
                 .arg("GROUP")
                 .arg(GROUP)
@@ -202,14 +211,15 @@ pub(super) fn read_loop(w: &Arc<Worker>, tx: mpsc::Sender<Done>) {
             Some(Ok(Some(reply))) => {
                 for k in reply.keys {
                     for e in &k.ids {
-                        handle(w, &mut conn, &mut clients, &tx, e, None);
+                        let Reader { w, conn, clients, tx } = &mut rd;
+                        handle(w, conn, clients, tx, e, None);
                     }
                 }
             }
             Some(Ok(None)) => {}
             Some(Err(e)) if e.code() == Some("NOGROUP") => {
                 // Redis restarted without its data: the group is made again.
-                let _ = conn.run(|con| ensure_group(con, &tasks));
+                let _ = rd.conn.run(|con| ensure_group(con, &tasks));
             }
             Some(Err(e)) => {
                 eprintln!("multiproc-cluster worker {}: reading tasks failed: {e}", w.name);
