@@ -2,14 +2,12 @@
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, PutError, Result};
-use crate::handle::{boolean, count, proxy_common, unexpected, unit, Handle};
+use crate::handle::{boolean, count, proxy, unexpected, unit, Handle};
 use crate::protocol::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
-use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Bounds a value type of a proxy must meet: serialisable both ways.
@@ -65,18 +63,15 @@ impl Handle {
 
 // ---- list ---------------------------------------------------------------------------------
 
-/// A proxy of a list held by the manager (Python's `ListProxy`).
-///
-/// Values are stored serialised; `remove`, `index`, `contains` and `count` compare the
-/// serialised bytes (so `0.0` and `-0.0` differ, and a NaN equals itself). Indices are
-/// `usize`, as in Rust; out-of-range ones are an [`IndexOutOfRange`](ErrorKind::IndexOutOfRange)
-/// error.
-pub struct ListProxy<T> {
-    h: Arc<Handle>,
-    _t: PhantomData<fn() -> T>,
+proxy! {
+    /// A proxy of a list held by the manager (Python's `ListProxy`).
+    ///
+    /// Values are stored serialised; `remove`, `index`, `contains` and `count` compare the
+    /// serialised bytes (so `0.0` and `-0.0` differ, and a NaN equals itself). Indices are
+    /// `usize`, as in Rust; out-of-range ones are an
+    /// [`IndexOutOfRange`](ErrorKind::IndexOutOfRange) error.
+    pub struct ListProxy<T>: Kind::List, List(ListOp);
 }
-
-proxy_common!(ListProxy<T>, Kind::List, List(ListOp));
 
 impl<T: Data> ListProxy<T> {
     /// Appends a value.
@@ -242,15 +237,12 @@ impl<T: Data> Iterator for ListIter<'_, T> {
 
 // ---- dict ---------------------------------------------------------------------------------
 
-/// A proxy of a dict held by the manager (Python's `DictProxy`), in insertion order.
-///
-/// Keys are compared by their serialised bytes and may not hold proxies.
-pub struct DictProxy<K, V> {
-    h: Arc<Handle>,
-    _t: PhantomData<fn() -> (K, V)>,
+proxy! {
+    /// A proxy of a dict held by the manager (Python's `DictProxy`), in insertion order.
+    ///
+    /// Keys are compared by their serialised bytes and may not hold proxies.
+    pub struct DictProxy<K, V>: Kind::Dict, Dict(DictOp);
 }
-
-proxy_common!(DictProxy<K, V>, Kind::Dict, Dict(DictOp));
 
 impl<K: Data, V: Data> DictProxy<K, V> {
     /// The value for `key`, if any. Like `HashMap`, it takes any borrowed form of the key
@@ -367,14 +359,11 @@ impl<K: Data, V: Data> DictProxy<K, V> {
 
 // ---- namespace ----------------------------------------------------------------------------
 
-/// A proxy of a namespace held by the manager (Python's `Namespace`): named fields, each of
-/// its own serde type.
-pub struct Namespace {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
+proxy! {
+    /// A proxy of a namespace held by the manager (Python's `Namespace`): named fields, each of
+    /// its own serde type.
+    pub struct Namespace: Kind::Namespace, Namespace(NsOp);
 }
-
-proxy_common!(Namespace, Kind::Namespace, Namespace(NsOp));
 
 impl Namespace {
     /// Sets field `name`.
@@ -426,13 +415,10 @@ impl Namespace {
 
 // ---- value --------------------------------------------------------------------------------
 
-/// A proxy of a single value held by the manager (Python's manager `Value`).
-pub struct ValueProxy<T> {
-    h: Arc<Handle>,
-    _t: PhantomData<fn() -> T>,
+proxy! {
+    /// A proxy of a single value held by the manager (Python's manager `Value`).
+    pub struct ValueProxy<T>: Kind::Value, Value(ValueOp);
 }
-
-proxy_common!(ValueProxy<T>, Kind::Value, Value(ValueOp));
 
 impl<T: Data> ValueProxy<T> {
     /// The value.
@@ -481,14 +467,11 @@ impl<T: Data> ValueProxy<T> {
 
 // ---- queue --------------------------------------------------------------------------------
 
-/// A proxy of a FIFO queue held by the manager (Python's manager `Queue`, with
-/// `task_done`/`join` as its `JoinableQueue`).
-pub struct QueueProxy<T> {
-    h: Arc<Handle>,
-    _t: PhantomData<fn() -> T>,
+proxy! {
+    /// A proxy of a FIFO queue held by the manager (Python's manager `Queue`, with
+    /// `task_done`/`join` as its `JoinableQueue`).
+    pub struct QueueProxy<T>: Kind::Queue, Queue(QueueOp);
 }
-
-proxy_common!(QueueProxy<T>, Kind::Queue, Queue(QueueOp));
 
 impl<T: Data> QueueProxy<T> {
     fn put_wait(&self, value: T, wait: Wait) -> std::result::Result<(), PutError<T>> {

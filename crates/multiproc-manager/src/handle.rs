@@ -209,12 +209,21 @@ pub(crate) fn count(r: Reply) -> Result<usize> {
     }
 }
 
-/// Implements `Clone`, `Debug`, `Serialize`, `Deserialize`, [`FromHandle`] and
-/// `id`/`address` for a proxy type that is a `{ h: Arc<Handle>, _t: PhantomData<..> }`
-/// struct; with `Variant(OpType)` also `fn op(&self, OpType)`, the proxy's request to its
-/// object (`Request::Variant(id, op)`).
-macro_rules! proxy_common {
-    ($name:ident $(<$($p:ident),*>)?, $kind:expr $(, $req:ident($op:ty))?) => {
+/// Defines a proxy type: a `{ h: Arc<Handle>, _t: PhantomData<..> }` struct with `Clone`,
+/// `Debug`, `Serialize`, `Deserialize`, [`FromHandle`] and `id`/`address`; with
+/// `Variant(OpType)` also `fn op(&self, OpType)`, the proxy's request to its object
+/// (`Request::Variant(id, op)`).
+macro_rules! proxy {
+    (
+        $(#[$doc:meta])*
+        pub struct $name:ident $(<$($p:ident),*>)?: $kind:expr $(, $req:ident($op:ty))?;
+    ) => {
+        $(#[$doc])*
+        pub struct $name $(<$($p),*>)? {
+            h: std::sync::Arc<crate::handle::Handle>,
+            _t: std::marker::PhantomData<fn() -> ($($($p,)*)?)>,
+        }
+
         impl $(<$($p),*>)? Clone for $name $(<$($p),*>)? {
             fn clone(&self) -> Self {
                 Self { h: self.h.clone(), _t: std::marker::PhantomData }
@@ -266,4 +275,4 @@ macro_rules! proxy_common {
         }
     };
 }
-pub(crate) use proxy_common;
+pub(crate) use proxy;

@@ -6,11 +6,10 @@
 
 use crate::client::thread_token;
 use crate::error::{Error, ErrorKind, LockError, LockResult, Result};
-use crate::handle::{boolean, count, proxy_common, unexpected, unit, Handle};
+use crate::handle::{boolean, count, proxy, unexpected, unit};
 use crate::protocol::*;
 use crate::service::Service;
-use std::marker::PhantomData;
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 /// Turns an acquisition reply into std's poisoning shape around `guard`.
@@ -94,17 +93,17 @@ macro_rules! lock_api {
 // ---- Lock / RLock -------------------------------------------------------------------------
 
 /// The two proxies of the server's `Lock` object (which serves both kinds; the docs say
-/// what differs): the struct, the common proxy items, the lock API, and `release`,
+/// what differs): the proxy type, the lock API, and `release`,
 /// `is_poisoned` and `clear_poison`.
 macro_rules! lock_object_proxy {
-    ($(#[$doc:meta])* $name:ident, $guard:ident, $kind:expr, #[$release:meta], #[$poisoned:meta]) => {
-        $(#[$doc])*
-        pub struct $name {
-            h: Arc<Handle>,
-            _t: PhantomData<()>,
+    (
+        $(#[$doc:meta])*
+        $name:ident, $guard:ident, $kind:expr, #[$release:meta], #[$poisoned:meta]
+    ) => {
+        proxy! {
+            $(#[$doc])*
+            pub struct $name: $kind, Lock(LockOp);
         }
-
-        proxy_common!($name, $kind, Lock(LockOp));
         lock_api!($name, $guard, LockOp);
 
         impl $name {
@@ -153,13 +152,10 @@ lock_object_proxy!(
 
 // ---- Condition ----------------------------------------------------------------------------
 
-/// A proxy of a manager `Condition` (over its own recursive lock, as Python's default).
-pub struct ConditionProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
+proxy! {
+    /// A proxy of a manager `Condition` (over its own recursive lock, as Python's default).
+    pub struct ConditionProxy: Kind::Condition, Condition(CondOp);
 }
-
-proxy_common!(ConditionProxy, Kind::Condition, Condition(CondOp));
 lock_api!(ConditionProxy, ConditionGuard, CondOp);
 
 impl ConditionProxy {
@@ -230,14 +226,11 @@ impl ConditionProxy {
 
 // ---- Semaphore ----------------------------------------------------------------------------
 
-/// A proxy of a manager `Semaphore` or `BoundedSemaphore`. Not owned: a permit taken by a
-/// process that dies is not given back.
-pub struct SemaphoreProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
+proxy! {
+    /// A proxy of a manager `Semaphore` or `BoundedSemaphore`. Not owned: a permit taken by a
+    /// process that dies is not given back.
+    pub struct SemaphoreProxy: Kind::Semaphore, Semaphore(SemOp);
 }
-
-proxy_common!(SemaphoreProxy, Kind::Semaphore, Semaphore(SemOp));
 
 impl SemaphoreProxy {
     fn acquire_wait(&self, wait: Wait) -> Result<bool> {
@@ -278,13 +271,10 @@ impl SemaphoreProxy {
 
 // ---- Event --------------------------------------------------------------------------------
 
-/// A proxy of a manager `Event`.
-pub struct EventProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
+proxy! {
+    /// A proxy of a manager `Event`.
+    pub struct EventProxy: Kind::Event, Event(EventOp);
 }
-
-proxy_common!(EventProxy, Kind::Event, Event(EventOp));
 
 impl EventProxy {
     /// Sets the flag and wakes every waiter.
@@ -315,17 +305,14 @@ impl EventProxy {
 
 // ---- Barrier ------------------------------------------------------------------------------
 
-/// A proxy of a manager `Barrier`.
-///
-/// Beyond Python: a party whose process dies while waiting breaks the barrier, so the others
-/// get [`BrokenBarrier`](ErrorKind::BrokenBarrier) rather than waiting forever. (Python's
-/// `action` callable is not supported: run it in the party that gets index 0.)
-pub struct BarrierProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
+proxy! {
+    /// A proxy of a manager `Barrier`.
+    ///
+    /// Beyond Python: a party whose process dies while waiting breaks the barrier, so the others
+    /// get [`BrokenBarrier`](ErrorKind::BrokenBarrier) rather than waiting forever. (Python's
+    /// `action` callable is not supported: run it in the party that gets index 0.)
+    pub struct BarrierProxy: Kind::Barrier, Barrier(BarrierOp);
 }
-
-proxy_common!(BarrierProxy, Kind::Barrier, Barrier(BarrierOp));
 
 impl BarrierProxy {
     /// Waits for all parties (or the barrier's default timeout); returns this party's arrival
@@ -367,13 +354,10 @@ impl BarrierProxy {
 
 // ---- services -----------------------------------------------------------------------------
 
-/// A typed proxy of an instance of a custom [`Service`] living in the server.
-pub struct ServiceProxy<S> {
-    h: Arc<Handle>,
-    _t: PhantomData<fn() -> S>,
+proxy! {
+    /// A typed proxy of an instance of a custom [`Service`] living in the server.
+    pub struct ServiceProxy<S>: Kind::Service;
 }
-
-proxy_common!(ServiceProxy<S>, Kind::Service);
 
 impl<S: Service> ServiceProxy<S> {
     /// Calls the instance. A panic inside it comes back as
