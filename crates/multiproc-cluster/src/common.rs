@@ -10,6 +10,28 @@ use std::thread::JoinHandle;
 /// set in code.
 pub const AUTHKEY_ENV: &str = "MULTIPROC_CLUSTER_AUTHKEY";
 
+/// The setters an executor's builder and a worker host's builder share (fields `authkey:
+/// Option<Vec<u8>>` and `namespace: String`): both sides must agree on them.
+macro_rules! authkey_and_namespace_setters {
+    () => {
+        /// The key that signs tasks and results (default: the `MULTIPROC_CLUSTER_AUTHKEY`
+        /// environment variable; one of them is required). Executors and workers must have
+        /// the same key.
+        pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
+            self.authkey = Some(key.as_ref().to_vec());
+            self
+        }
+
+        /// The prefix of every Redis key (default `multiproc`): executors and workers of one
+        /// namespace work together, others never see each other.
+        pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+            self.namespace = ns.into();
+            self
+        }
+    };
+}
+pub(crate) use authkey_and_namespace_setters;
+
 /// Locks `m`, recovering from poisoning (the state stays consistent between statements).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -3,7 +3,7 @@
 mod io;
 
 use self::io::{beat, collector, sender};
-use crate::common::{authkey, lock, redact, redis_client, spawn};
+use crate::common::{authkey, authkey_and_namespace_setters, lock, redact, redis_client, spawn};
 use crate::conn::ensure_group;
 use crate::error::{Error, ErrorKind, Result};
 use crate::wire::{self, Keys, Outcome, TaskMsg};
@@ -84,19 +84,7 @@ impl fmt::Debug for ClusterExecutorBuilder {
 }
 
 impl ClusterExecutorBuilder {
-    /// The key that signs tasks and results (default: the `MULTIPROC_CLUSTER_AUTHKEY`
-    /// environment variable; one of them is required). Workers must have the same key.
-    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.authkey = Some(key.as_ref().to_vec());
-        self
-    }
-
-    /// The prefix of every Redis key (default `multiproc`): executors and workers of one
-    /// namespace work together, others never see each other.
-    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
-        self.namespace = ns.into();
-        self
-    }
+    authkey_and_namespace_setters!();
 
     /// Default retries of every task (see [`TaskOptions::retries`]).
     pub fn retries(mut self, n: u32) -> Self {

@@ -6,7 +6,7 @@ mod reap;
 mod tasks;
 
 use self::tasks::{drive_loop, heartbeat_loop, read_loop, reply_loop};
-use crate::common::{authkey, lock, redact, redis_client, spawn};
+use crate::common::{authkey, authkey_and_namespace_setters, lock, redact, redis_client, spawn};
 use crate::conn::{ensure_group, Conn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::wire::{Keys, ResultMsg, GROUP};
@@ -123,17 +123,7 @@ impl WorkerBuilder {
         self
     }
 
-    /// The key tasks must be signed with (default: `MULTIPROC_CLUSTER_AUTHKEY`).
-    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.authkey = Some(key.as_ref().to_vec());
-        self
-    }
-
-    /// The key prefix shared with the executors (default `multiproc`).
-    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
-        self.namespace = ns.into();
-        self
-    }
+    authkey_and_namespace_setters!();
 
     /// Local worker processes (default: the number of CPUs).
     pub fn processes(mut self, n: usize) -> Self {
