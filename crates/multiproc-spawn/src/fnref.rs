@@ -147,12 +147,12 @@ fn tag(offset: i64, sig: u64) -> u64 {
 }
 
 fn refused(why: impl Into<String>) -> Error {
-    Error::new(ErrorKind::Unsupported, why)
+    Error::new(ErrorKind::InvalidReference, why)
 }
 
 impl<A: 'static, R: 'static> FnRef<A, R> {
     /// A reference to `f`, which must lie in the main executable (not in a shared library,
-    /// whose place differs from process to process): [`ErrorKind::Unsupported`] otherwise.
+    /// whose place differs from process to process): [`ErrorKind::InvalidReference`] otherwise.
     pub fn new(f: fn(A) -> R) -> Result<FnRef<A, R>> {
         let offset = child::offset_of(f as usize).ok_or_else(|| {
             refused("the function is not in the main executable, so it has no name there")
@@ -197,7 +197,7 @@ impl<A: 'static, R: 'static> FnRef<A, R> {
     }
 
     /// The function, if this reference was made for a `fn(A) -> R` by a process of this
-    /// process tree running this executable ([`ErrorKind::Unsupported`] otherwise: a
+    /// process tree running this executable ([`ErrorKind::InvalidReference`] otherwise: a
     /// reference of another type, another program or another tree, or garbled bytes).
     pub fn resolve(&self) -> Result<fn(A) -> R> {
         if self.sig != sig::<A, R>() {
@@ -256,7 +256,7 @@ impl<A: 'static, R: 'static> FnRef<A, R> {
 
     /// The reference sealed in `bytes`, if they were sealed under `key` by a process running
     /// this very executable, for a `fn(A) -> R`; re-tagged for this process tree.
-    /// [`ErrorKind::Unsupported`] for bytes of the wrong length, a bad HMAC, another build
+    /// [`ErrorKind::InvalidReference`] for bytes of the wrong length, a bad HMAC, another build
     /// (the error names both) or another type.
     pub fn unseal(bytes: &[u8], key: &[u8]) -> Result<FnRef<A, R>> {
         if bytes.len() != SEALED_FNREF_LEN {
@@ -365,7 +365,7 @@ mod tests {
             let mut b = r.to_bytes();
             b[i] ^= 0x40;
             let e = FnRef::<u32, u64>::from_bytes(b).resolve().unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+            assert_eq!(e.kind(), ErrorKind::InvalidReference, "{e}");
         }
         // The right bytes read as another type.
         let e = FnRef::<u32, u32>::from_bytes(r.to_bytes()).resolve().unwrap_err();

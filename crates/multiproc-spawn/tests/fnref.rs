@@ -64,7 +64,7 @@ fn a_reference_sealed_for_another_host_comes_back_only_with_the_key() {
     let back = FnRef::<u32, u64>::unseal(&sealed, b"cluster key").unwrap();
     assert_eq!(back.resolve().unwrap()(2), 6);
     let e = FnRef::<u32, u64>::unseal(&sealed, b"another key").unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert_eq!(e.kind(), ErrorKind::InvalidReference);
     // A garbled reference is never sealed.
     let mut garbled = r.to_bytes();
     garbled[0] ^= 1;
