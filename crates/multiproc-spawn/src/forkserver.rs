@@ -160,6 +160,12 @@ pub(crate) fn launch(boot: &Frame) -> Result<Launched> {
     for _ in 0..2 {
         if !guard.as_ref().is_some_and(Server::alive) {
             if let Some(old) = guard.take() {
+                multiproc_arena::event!(
+                    warn,
+                    target: "multiproc::spawn",
+                    old_pid = old.pid,
+                    "the forkserver died; starting a new one"
+                );
                 old.shutdown(st);
             }
             *guard = Some(start_server(st)?);
@@ -180,6 +186,12 @@ pub(crate) fn launch(boot: &Frame) -> Result<Launched> {
                 ));
             }
             Err(RequestError::Broken(e)) => {
+                multiproc_arena::event!(
+                    warn,
+                    target: "multiproc::spawn",
+                    error = %e,
+                    "the forkserver stopped answering; restarting it and retrying once"
+                );
                 last = Some(e);
                 if let Some(old) = guard.take() {
                     old.shutdown(st);
