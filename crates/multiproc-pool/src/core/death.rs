@@ -22,18 +22,7 @@ impl Inner {
             return;
         }
         core.state = PoolState::Broken(err.clone());
-        for rec in core.pending.drain(..) {
-            d.fail(rec, err.clone());
-        }
-        for w in core.workers.iter_mut() {
-            for rec in w.inflight.drain(..) {
-                d.fail(rec, err.clone());
-            }
-            if let Some(p) = w.proc.as_mut() {
-                p.kill();
-                w.killed = true;
-            }
-        }
+        core.fail_all(&err, d);
     }
 
     /// Reaps dead workers (failing or re-queueing their tasks), kills late tasks, stops

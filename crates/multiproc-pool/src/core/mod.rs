@@ -152,6 +152,45 @@ pub(crate) struct Core {
     launch_retry: Option<(Instant, Duration)>,
 }
 
+impl Core {
+    /// Kills every live worker (it is reaped later).
+    fn kill_all(&mut self) {
+        for w in self.workers.iter_mut() {
+            if let Some(p) = w.proc.as_mut() {
+                p.kill();
+                w.killed = true;
+            }
+        }
+    }
+
+    /// Fails every queued and running task with `err` and kills the workers.
+    fn fail_all(&mut self, err: &Error, d: &mut Deliveries) {
+        for rec in self.pending.drain(..) {
+            d.fail(rec, err.clone());
+        }
+        for w in self.workers.iter_mut() {
+            for rec in w.inflight.drain(..) {
+                d.fail(rec, err.clone());
+            }
+        }
+        self.kill_all();
+    }
+
+    /// Waits up to `limit` for every worker to exit (killed already), then forgets them.
+    fn reap_all(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        for w in self.workers.iter_mut() {
+            while let Some(p) = w.proc.as_mut() {
+                if p.try_wait().is_some() || Instant::now() >= deadline {
+                    w.proc = None;
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+}
+
 type ItemBatch = (Arc<dyn Sink>, u64, u32, usize, usize);
 
 /// Results collected under the lock, handed to sinks after it is released.
@@ -275,12 +314,8 @@ impl Inner {
             for i in 0..n {
                 if let Err(e) = inner.launch(&mut core, i) {
                     // Do not leave the ones already started behind (Python's PO33).
-                    for w in core.workers.iter_mut() {
-                        if let Some(p) = w.proc.as_mut() {
-                            p.kill();
-                        }
-                    }
-                    inner.reap_all(&mut core, Duration::from_secs(5));
+                    core.kill_all();
+                    core.reap_all(Duration::from_secs(5));
                     core.state = PoolState::Terminated;
                     core.bg_stop = true;
                     return Err(e);
@@ -443,38 +478,14 @@ impl Inner {
             if !matches!(core.state, PoolState::Broken(_)) {
                 core.state = PoolState::Terminated;
             }
-            for rec in core.pending.drain(..) {
-                d.fail(rec, err.clone());
-            }
-            for w in core.workers.iter_mut() {
-                for rec in w.inflight.drain(..) {
-                    d.fail(rec, err.clone());
-                }
-                if let Some(p) = w.proc.as_mut() {
-                    p.kill();
-                    w.killed = true;
-                }
-            }
+            core.fail_all(&err, &mut d);
         }
-        self.reap_all(&mut core, Duration::from_secs(5));
+        core.reap_all(Duration::from_secs(5));
         core.bg_stop = true;
         drop(core);
         d.run();
         self.global.ring();
         self.bg_cv.notify_all();
-    }
-
-    fn reap_all(&self, core: &mut Core, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        for w in core.workers.iter_mut() {
-            while let Some(p) = w.proc.as_mut() {
-                if p.try_wait().is_some() || Instant::now() >= deadline {
-                    w.proc = None;
-                    break;
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-        }
     }
 
     /// `join()`: waits until every worker exited (after `close` or `terminate`).
@@ -517,19 +528,7 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         let core = self.core.get_mut().unwrap_or_else(|p| p.into_inner());
-        for w in core.workers.iter_mut() {
-            if let Some(p) = w.proc.as_mut() {
-                p.kill();
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        for w in core.workers.iter_mut() {
-            while let Some(p) = w.proc.as_mut() {
-                if p.try_wait().is_some() || Instant::now() >= deadline {
-                    w.proc = None;
-                }
-                std::thread::sleep(Duration::from_micros(100));
-            }
-        }
+        core.kill_all();
+        core.reap_all(Duration::from_secs(2));
     }
 }
