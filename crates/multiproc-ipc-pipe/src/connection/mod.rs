@@ -12,9 +12,9 @@ use crate::sys;
 use multiproc_arena::spsc::{RingMem, HEADER_WORDS};
 use multiproc_arena::Arena;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Creates connected pairs of [`Connection`]s (Python's `multiprocessing.Pipe`).
@@ -38,14 +38,7 @@ impl Pipe {
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> Result<(Connection, Connection)> {
         let (a, b) = pair()?;
-        let mems = ring_mems()?;
-        let mut a = Connection::from_parts(a, true, true, false);
-        let mut b = Connection::from_parts(b, true, true, false);
-        if let Some(mems) = mems {
-            a.attach(Shm { mems: mems.clone(), end: 0 })?;
-            b.attach(Shm { mems, end: 1 })?;
-        }
-        Ok((a, b))
+        pipe_ends(a, b, (true, true), (true, true))
     }
 
     /// A one-way pipe `(reader, writer)` (Python's `Pipe(duplex=False)`): the reader only
@@ -55,14 +48,7 @@ impl Pipe {
         let (r, w) = pair()?;
         sys::shutdown(r.as_fd(), libc::SHUT_WR).map_err(|e| Error::io(e, "shutdown"))?;
         sys::shutdown(w.as_fd(), libc::SHUT_RD).map_err(|e| Error::io(e, "shutdown"))?;
-        let mems = ring_mems()?;
-        let mut r = Connection::from_parts(r, true, false, false);
-        let mut w = Connection::from_parts(w, false, true, false);
-        if let Some(mems) = mems {
-            r.attach(Shm { mems: mems.clone(), end: 0 })?;
-            w.attach(Shm { mems, end: 1 })?;
-        }
-        Ok((r, w))
+        pipe_ends(r, w, (true, false), (false, true))
     }
 }
 
@@ -138,6 +124,24 @@ fn corrupt() -> Error {
 
 /// Asked-for send buffer of a pipe socket: large records, several in flight.
 const PIPE_SNDBUF: usize = 1 << 20;
+
+/// The two ends of a pipe over the socketpair `a`, `b`, each `(readable, writable)`, with
+/// their rings (unless rings are off).
+fn pipe_ends(
+    a: OwnedFd,
+    b: OwnedFd,
+    a_dir: (bool, bool),
+    b_dir: (bool, bool),
+) -> Result<(Connection, Connection)> {
+    let mems = ring_mems()?;
+    let mut a = Connection::from_parts(a, a_dir.0, a_dir.1, false);
+    let mut b = Connection::from_parts(b, b_dir.0, b_dir.1, false);
+    if let Some(mems) = mems {
+        a.attach(Shm { mems: mems.clone(), end: 0 })?;
+        b.attach(Shm { mems, end: 1 })?;
+    }
+    Ok((a, b))
+}
 
 fn pair() -> Result<(OwnedFd, OwnedFd)> {
     let (a, b) = sys::socketpair(libc::SOCK_SEQPACKET).map_err(|e| Error::io(e, "socketpair"))?;
@@ -236,10 +240,6 @@ impl fmt::Debug for Connection {
             .field("ring", &self.shm.is_some())
             .finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where a receive stops waiting: never, or at a deadline.
@@ -389,17 +389,7 @@ impl Connection {
     }
 }
 
-impl AsFd for Connection {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl AsRawFd for Connection {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
+crate::impl_as_fd!(Connection, fd);
 
 /// The socket alone: a [`Pipe`] end's shared ring is dropped, so its peer's small messages
 /// would no longer be seen; use this for connections made by [`Listener`](crate::Listener) /

@@ -1,32 +1,16 @@
 //! Receiving from the socket, and `poll`.
 
-use super::{deadline_after, lock, Connection, RecvSide};
+use super::{deadline_after, Connection, RecvSide};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{Progress, RecvState, Source, FIRST_PAYLOAD};
+use crate::lock;
 use crate::sys;
 use multiproc_arena::transfer;
 use serde::de::DeserializeOwned;
 use std::io;
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-pub(super) struct SockSource<'a> {
-    pub(super) fd: BorrowedFd<'a>,
-}
-
-impl Source for SockSource<'_> {
-    fn read(
-        &mut self,
-        a: &mut [MaybeUninit<u8>],
-        b: &mut [MaybeUninit<u8>],
-        fds: &mut Vec<OwnedFd>,
-        block: bool,
-    ) -> io::Result<(usize, bool)> {
-        sys::recvmsg(self.fd, a, b, fds, !block)
-    }
-}
 
 impl Connection {
     /// Waits until `st` holds a whole frame (or its header only, without `payload`).
@@ -37,7 +21,7 @@ impl Connection {
         payload: bool,
     ) -> Result<()> {
         let limit = self.max_message_size();
-        let mut src = SockSource { fd: self.fd.as_fd() };
+        let mut src = Source::Sock(self.fd.as_fd());
         self.retry(deadline, |block| {
             let mut p = st.read_header(&mut src, limit, block)?;
             if p == Progress::Ready && payload {
@@ -176,7 +160,7 @@ impl Connection {
             rx.leave();
             return r;
         }
-        let mut src = SockSource { fd: self.fd.as_fd() };
+        let mut src = Source::Sock(self.fd.as_fd());
         // Payload bytes that are in `buf` only.
         let mut in_dst = 0;
         if self.record.is_some() && st.header().is_none() && buf.len() >= FIRST_PAYLOAD {
@@ -206,7 +190,7 @@ impl Connection {
         mut in_dst: usize,
         deadline: Option<Instant>,
     ) -> Result<usize> {
-        let mut src = SockSource { fd: self.fd.as_fd() };
+        let mut src = Source::Sock(self.fd.as_fd());
         let len = st.header().expect("header complete").len as usize;
         if buf.len() < len {
             st.keep(&buf[..in_dst]);

@@ -1,11 +1,10 @@
 //! The receive side of a pipe's shared ring: taking inline records, keeping socket frames
 //! in order with their marks, spinning, and `poll` of a ring pipe.
 
-use super::recv::SockSource;
 use super::{corrupt, Connection, PEER_CHECK, SPIN_POLITE};
 use crate::bell::{Rx, MARK, MSG};
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::{Progress, RecvState, Signal, FIRST_PAYLOAD};
+use crate::frame::{Progress, RecvState, Signal, Source, FIRST_PAYLOAD};
 use crate::sys;
 use multiproc_arena::spsc::Rec;
 use std::io;
@@ -239,7 +238,7 @@ impl Connection {
         block: bool,
     ) -> Result<Sock> {
         let limit = self.max_message_size();
-        let mut src = SockSource { fd: self.fd.as_fd() };
+        let mut src = Source::Sock(self.fd.as_fd());
         st.signal = None;
         let got = match dst {
             Some(d) if d.len() >= FIRST_PAYLOAD => {

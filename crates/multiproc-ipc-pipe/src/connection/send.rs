@@ -1,10 +1,11 @@
 //! Sending: a message inline through a pipe's ring (with the doorbell handshake) or as a
 //! frame on the socket.
 
-use super::{corrupt, deadline_after, lock, Connection, Link, BELL_GRACE, PEER_CHECK};
+use super::{corrupt, deadline_after, Connection, Link, BELL_GRACE, PEER_CHECK};
 use crate::bell::{Bell, NoRoom, Tx, MARK, MSG};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{Header, FIRST_RECORD, HEADER_LEN, KEEP_CAPACITY};
+use crate::lock;
 use crate::sys;
 use multiproc_arena::futex::Deadline;
 use multiproc_arena::transfer;

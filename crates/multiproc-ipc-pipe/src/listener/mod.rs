@@ -30,15 +30,16 @@ use self::handshake::{
 };
 use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result};
+use crate::lock;
 use crate::sys;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Default [`handshake_timeout`](ListenerBuilder::handshake_timeout) and client connect
@@ -417,10 +418,6 @@ impl fmt::Debug for Listener {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Listener {
     /// A builder for the options (authkey, handshake timeout, message limit).
     pub fn builder() -> ListenerBuilder {
@@ -576,17 +573,7 @@ impl Listener {
     }
 }
 
-impl AsFd for Listener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.epoll.as_fd()
-    }
-}
-
-impl AsRawFd for Listener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.epoll.as_raw_fd()
-    }
-}
+crate::impl_as_fd!(Listener, epoll);
 
 impl crate::Waitable for Listener {}
 
