@@ -1,5 +1,5 @@
-//! The pool's rings: the arena's [`spsc`](multiproc_arena::spsc) ring carrying byte messages
-//! in fragments, and the sleep handshake of the flags beside them.
+//! The pool's rings: the arena's [`spsc`](multiproc_arena::spsc) ring carrying byte messages in fragments, and the
+//! sleep handshake of the flags beside them.
 //!
 //! Each pool worker has two rings: tasks (parent → worker) and results (worker → parent). A
 //! message larger than a fragment ([`Sender::max_fragment`], a quarter of the ring) is split
