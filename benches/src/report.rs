@@ -98,13 +98,13 @@ impl Row {
 /// Where and when the run happened.
 #[derive(Debug)]
 pub(crate) struct Machine {
-    pub(crate) date: String,
-    pub(crate) arch: String,
-    pub(crate) cpu: String,
-    pub(crate) cpus: usize,
-    pub(crate) kernel: String,
-    pub(crate) python: Option<String>,
-    pub(crate) how: String,
+    date: String,
+    arch: String,
+    cpu: String,
+    cpus: usize,
+    kernel: String,
+    python: Option<String>,
+    how: String,
 }
 
 impl Machine {
@@ -178,28 +178,24 @@ pub(crate) fn utc_date(secs: u64) -> String {
 
 /// A number with about three significant digits; k/M/G above 10,000.
 pub(crate) fn fmt_num(v: f64) -> String {
+    // From the top: at or above `min`, `v / div` with `decimals` and `suffix`.
+    const STEPS: [(f64, f64, usize, &str); 9] = [
+        (1e10, 1e9, 1, "G"),
+        (1e9, 1e9, 2, "G"),
+        (1e7, 1e6, 1, "M"),
+        (1e6, 1e6, 2, "M"),
+        (1e5, 1e3, 0, "k"),
+        (1e4, 1e3, 1, "k"),
+        (100.0, 1.0, 0, ""),
+        (10.0, 1.0, 1, ""),
+        (1.0, 1.0, 2, ""),
+    ];
     let a = v.abs();
     if !v.is_finite() {
         return format!("{v}");
     }
-    if a >= 1e10 {
-        format!("{:.1}G", v / 1e9)
-    } else if a >= 1e9 {
-        format!("{:.2}G", v / 1e9)
-    } else if a >= 1e7 {
-        format!("{:.1}M", v / 1e6)
-    } else if a >= 1e6 {
-        format!("{:.2}M", v / 1e6)
-    } else if a >= 1e5 {
-        format!("{:.0}k", v / 1e3)
-    } else if a >= 1e4 {
-        format!("{:.1}k", v / 1e3)
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
+    if let Some(&(_, div, decimals, suffix)) = STEPS.iter().find(|s| a >= s.0) {
+        format!("{:.*}{suffix}", decimals, v / div)
     } else if a >= 1e-6 {
         let decimals = 2 - a.log10().floor() as i32;
         format!("{v:.*}", decimals as usize)

@@ -6,16 +6,20 @@
 //! (`clippy.toml`, `cargo xtask tidy`).
 #![allow(clippy::disallowed_methods)]
 
+use multiproc_arena::os::cvt;
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::AtomicU32;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
+/// Makes the raw call `call` (negative with `errno` on failure, as [`cvt`] reads it) again
+/// while it fails with `EINTR`.
+fn retry_eintr<T: Copy + Default + PartialOrd>(mut call: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        match cvt(call()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
     }
 }
 
@@ -40,17 +44,9 @@ pub(crate) fn exit_now(code: i32) -> ! {
 /// `waitpid(pid, 0)`, retried on EINTR; returns the raw wait status.
 pub(crate) fn wait(pid: u32) -> io::Result<i32> {
     let mut status = 0;
-    loop {
-        // SAFETY: `status` is a valid, writable int; `pid` is a child of ours.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
-        if r >= 0 {
-            return Ok(status);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    // SAFETY: `status` is a valid, writable int; `pid` is a child of ours.
+    retry_eintr(|| unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) })?;
+    Ok(status)
 }
 
 /// Describes a wait status: `Ok(())` for exit code 0, otherwise what happened.
@@ -93,12 +89,7 @@ impl Spawner {
         let args: Vec<CString> =
             args.iter().map(|a| CString::new(*a)).collect::<Result<_, _>>().map_err(bad)?;
         let env: Vec<CString> = std::env::vars_os()
-            .filter_map(|(k, v)| {
-                let mut kv = k.as_bytes().to_vec();
-                kv.push(b'=');
-                kv.extend_from_slice(v.as_bytes());
-                CString::new(kv).ok()
-            })
+            .filter_map(|(k, v)| CString::new([k.as_bytes(), b"=", v.as_bytes()].concat()).ok())
             .collect();
         let mut argv: Vec<_> = args.iter().map(|a| a.as_ptr() as *mut libc::c_char).collect();
         argv.push(std::ptr::null_mut());
@@ -145,14 +136,8 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         // SAFETY: `buf` is a valid readable buffer of `buf.len()` bytes.
-        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let n =
+            retry_eintr(|| unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })?;
         buf = &buf[n as usize..];
     }
     Ok(())
@@ -164,14 +149,9 @@ pub(crate) fn read_exact(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<bool>
     while got < buf.len() {
         let rest = &mut buf[got..];
         // SAFETY: `rest` is a valid writable buffer of `rest.len()` bytes.
-        let n = unsafe { libc::read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        let n = retry_eintr(|| unsafe {
+            libc::read(fd.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len())
+        })?;
         if n == 0 {
             if got == 0 {
                 return Ok(false);
@@ -216,16 +196,25 @@ pub(crate) struct SharedMap {
 impl SharedMap {
     /// Maps `len` bytes.
     pub(crate) fn new(len: usize) -> io::Result<SharedMap> {
-        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        SharedMap::map(len, None)
+    }
+
+    /// Maps the first `len` bytes of the file `fd` (shared and writable).
+    pub(crate) fn of_file(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedMap> {
+        SharedMap::map(len, Some(fd))
+    }
+
+    /// `mmap(PROT_READ|PROT_WRITE, MAP_SHARED)` of `len` bytes: of `fd` from offset 0, or
+    /// anonymous.
+    fn map(len: usize, fd: Option<BorrowedFd<'_>>) -> io::Result<SharedMap> {
+        let (flags, raw) = match fd {
+            Some(fd) => (libc::MAP_SHARED, fd.as_raw_fd()),
+            None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
+        };
+        // SAFETY: a fresh mapping chosen by the kernel (no address hint), of a descriptor
+        // borrowed for the call or of no file; no existing memory is affected.
         let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, raw, 0)
         };
         if p == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
@@ -264,32 +253,9 @@ pub(crate) struct MemfdMap {
 
 impl MemfdMap {
     pub(crate) fn new(len: usize) -> io::Result<MemfdMap> {
-        // SAFETY: a valid C string; the returned descriptor is owned below.
-        let fd = unsafe { libc::memfd_create(c"mpbench-floor".as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a new descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: plain syscall on our descriptor.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: maps `len` bytes of our memfd; unmapped by SharedMap's drop.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(MemfdMap { map: SharedMap { ptr: ptr.cast(), len }, _fd: fd })
+        let fd = multiproc_arena::os::memfd("mpbench-floor")?;
+        truncate(fd.as_fd(), len)?;
+        Ok(MemfdMap { map: SharedMap::of_file(fd.as_fd(), len)?, _fd: fd })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut u8 {
@@ -352,6 +318,12 @@ impl RobustMutex {
     }
 }
 
+/// `ftruncate(fd, len)`.
+fn truncate(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
+    // SAFETY: ftruncate takes a descriptor (borrowed for the call) and a length.
+    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) }).map(drop)
+}
+
 impl Drop for SharedMap {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` describe a mapping we own; no reference into it outlives `self`.
@@ -369,42 +341,19 @@ pub(crate) fn shm_lifecycle(name: &CStr, len: usize, word: u64) -> io::Result<()
         // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     };
-    let map = |fd: &OwnedFd, len: usize| -> io::Result<*mut u64> {
-        // SAFETY: mapping a shm object we hold open; a fresh mapping affects nothing else.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(p.cast())
-    };
     let a = open(libc::O_CREAT | libc::O_EXCL | libc::O_RDWR)?;
-    // SAFETY: ftruncate on an fd we own.
-    cvt(unsafe { libc::ftruncate(a.as_raw_fd(), len as libc::off_t) })?;
-    let pa = map(&a, len)?;
-    // SAFETY: `pa` maps at least 8 bytes (len ≥ 8), page aligned.
-    unsafe { pa.write_volatile(word) };
+    truncate(a.as_fd(), len)?;
+    let pa = SharedMap::of_file(a.as_fd(), len)?;
+    pa.u64_at(0).store(word, Ordering::Relaxed);
     let b = open(libc::O_RDWR)?;
     // SAFETY: an all-zero stat is a valid value; fstat fills it.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable stat; `b` is open.
     cvt(unsafe { libc::fstat(b.as_raw_fd(), &mut st) })?;
-    let pb = map(&b, st.st_size as usize)?;
-    // SAFETY: `pb` maps the same object, at least 8 bytes.
-    let seen = unsafe { pb.read_volatile() };
-    // SAFETY: both mappings are ours, with the lengths they were made with.
-    unsafe {
-        libc::munmap(pb.cast(), st.st_size as usize);
-        libc::munmap(pa.cast(), len);
-    }
+    let pb = SharedMap::of_file(b.as_fd(), st.st_size as usize)?;
+    let seen = pb.u64_at(0).load(Ordering::Relaxed);
+    drop(pb);
+    drop(pa);
     drop(b);
     drop(a);
     // SAFETY: `name` is a valid NUL-terminated string.

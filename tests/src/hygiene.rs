@@ -76,15 +76,17 @@ impl Proc {
     }
 }
 
+/// The start time of `pid` (field 22 of `/proc/<pid>/stat`, clock ticks after boot) while it
+/// runs: `None` once it is gone or a zombie (its state, field 3, is `Z` or `X`).
 fn stat_start(pid: u32) -> Option<u64> {
-    let line = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &line[line.rfind(')')? + 2..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 3 on: after the command name, which is in parentheses and may hold anything.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_ascii_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).copied();
+    match field(3)? {
+        "Z" | "X" => None,
+        _ => field(22)?.parse().ok(),
     }
-    fields.nth(22 - 4)?.parse().ok()
 }
 
 /// Which of `ids` still run (zombies count as ended; a pid reused by another process does

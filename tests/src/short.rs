@@ -48,11 +48,33 @@ impl std::fmt::Display for ShortReport {
     }
 }
 
-const OPS: usize = 0;
-const NOSPACE: usize = 1;
-const NODESC: usize = 2;
-const MSGS: usize = 3;
-const BAD: usize = 4;
+/// What the workload counts, in shared memory (it runs in a forked child): see
+/// [`ShortReport`].
+#[derive(Debug, Clone, Copy)]
+enum Count {
+    Ops,
+    NoSpace,
+    NoDesc,
+    Msgs,
+    Bad,
+}
+
+/// The workload's [`Count`]s.
+struct Counters(Array<AtomicU64>);
+
+impl Counters {
+    fn get(&self, k: Count) -> u64 {
+        self.0[k as usize].load(SeqCst)
+    }
+
+    fn add(&self, k: Count) {
+        self.0[k as usize].fetch_add(1, SeqCst);
+    }
+
+    fn set(&self, k: Count, v: u64) {
+        self.0[k as usize].store(v, SeqCst);
+    }
+}
 
 const MIB: usize = 1 << 20;
 
@@ -62,17 +84,17 @@ fn open_fds() -> u64 {
 
 /// Runs the phase for `duration` (about 60% short, then restored).
 pub fn run(duration: Duration, seed: u64) -> ShortReport {
-    let c: Array<AtomicU64> = Array::from_fn(8, |_| AtomicU64::new(0)).expect("counters");
+    let c = Counters(Array::from_fn(8, |_| AtomicU64::new(0)).expect("counters"));
     let body = || workload(duration, seed, &c);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         with_small_dev_shm(4 * MIB as u64, duration + Duration::from_secs(120), body)
     }));
     let mut r = ShortReport {
-        ops: c[OPS].load(SeqCst),
-        no_space: c[NOSPACE].load(SeqCst),
-        no_descriptors: c[NODESC].load(SeqCst),
-        messages: c[MSGS].load(SeqCst),
-        violations: c[BAD].load(SeqCst),
+        ops: c.get(Count::Ops),
+        no_space: c.get(Count::NoSpace),
+        no_descriptors: c.get(Count::NoDesc),
+        messages: c.get(Count::Msgs),
+        violations: c.get(Count::Bad),
         skipped: None,
     };
     match outcome {
@@ -86,10 +108,10 @@ pub fn run(duration: Duration, seed: u64) -> ShortReport {
     r
 }
 
-fn workload(duration: Duration, seed: u64, c: &Array<AtomicU64>) {
+fn workload(duration: Duration, seed: u64, c: &Counters) {
     let bad = |what: String| {
         eprintln!("machine short: VIOLATION: {what}");
-        c[BAD].fetch_add(1, SeqCst);
+        c.add(Count::Bad);
     };
     let mut rng = Rng::new(seed);
     // Made before the fault: they must survive it.
@@ -104,7 +126,7 @@ fn workload(duration: Duration, seed: u64, c: &Array<AtomicU64>) {
     let short_for = duration.mul_f64(0.6);
     let mut hoard = Vec::new(); // descriptors taken to keep the process short of them
     while t0.elapsed() < short_for {
-        c[OPS].fetch_add(1, SeqCst);
+        c.add(Count::Ops);
         match rng.below(7) {
             0 => {
                 let size = 64 * 1024 + rng.below(2 * MIB as u64) as usize;
@@ -117,10 +139,10 @@ fn workload(duration: Duration, seed: u64, c: &Array<AtomicU64>) {
                         kept.push((s, b));
                     }
                     Err(e) if e.kind() == AKind::NoSpace => {
-                        c[NOSPACE].fetch_add(1, SeqCst);
+                        c.add(Count::NoSpace);
                     }
                     Err(e) if e.kind() == AKind::NoDescriptors => {
-                        c[NODESC].fetch_add(1, SeqCst);
+                        c.add(Count::NoDesc);
                     }
                     Err(e) => bad(format!("segment creation failed with {:?}: {e}", e.kind())),
                 }
@@ -132,10 +154,10 @@ fn workload(duration: Duration, seed: u64, c: &Array<AtomicU64>) {
             2 => match Arena::new(MIB) {
                 Ok(a) => drop(a),
                 Err(e) if e.kind() == AKind::NoDescriptors => {
-                    c[NODESC].fetch_add(1, SeqCst);
+                    c.add(Count::NoDesc);
                 }
                 Err(e) if e.kind() == AKind::NoSpace => {
-                    c[NOSPACE].fetch_add(1, SeqCst);
+                    c.add(Count::NoSpace);
                 }
                 Err(e) => bad(format!("arena creation failed with {:?}: {e}", e.kind())),
             },
@@ -143,7 +165,7 @@ fn workload(duration: Duration, seed: u64, c: &Array<AtomicU64>) {
                 Ok(()) => sent += 1,
                 Err(PutError::Full(_)) => {}
                 Err(PutError::Failed(_, e)) if e.kind() == QKind::Resources => {
-                    c[NODESC].fetch_add(1, SeqCst);
+                    c.add(Count::NoDesc);
                 }
                 Err(e) => bad(format!("put failed: {e}")),
             },
@@ -212,7 +234,7 @@ fn workload(duration: Duration, seed: u64, c: &Array<AtomicU64>) {
             }
         }
     }
-    c[MSGS].store(got, SeqCst);
+    c.set(Count::Msgs, got);
     let total = *m.lock().unwrap_or_else(|p| p.into_inner());
     if total != counted {
         bad(format!("the mutex counted {total}, {counted} increments were made"));

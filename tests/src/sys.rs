@@ -2,19 +2,12 @@
 //! hostile peers, dropping privileges), kept apart as the project's lint rules ask.
 #![allow(clippy::disallowed_methods)]
 
+use multiproc::arena::os::cvt;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
 
 /// Sends `sig` to `pid`; false if it failed (the process is gone).
 pub fn kill(pid: u32, sig: i32) -> bool {
@@ -25,10 +18,7 @@ pub fn kill(pid: u32, sig: i32) -> bool {
 /// A pidfd for `pid` (immune to pid reuse from the moment it is open).
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open(2) takes two integers and returns a new descriptor or -1.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let r = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) })?;
     // SAFETY: the kernel just returned this descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
 }
@@ -36,7 +26,7 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// Sends `sig` to the process a pidfd names.
 pub fn pidfd_send_signal(fd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: pidfd_send_signal(2) with a null siginfo and no flags reads no memory of ours.
-    let r = unsafe {
+    cvt(unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             fd.as_raw_fd(),
@@ -44,12 +34,8 @@ pub fn pidfd_send_signal(fd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
             std::ptr::null::<libc::siginfo_t>(),
             0,
         )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    })
+    .map(drop)
 }
 
 fn sockaddr(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
@@ -111,14 +97,10 @@ pub fn accept_timeout(l: BorrowedFd<'_>, timeout: Duration) -> io::Result<OwnedF
 /// Sends one record (or bytes on a stream) without SIGPIPE.
 pub fn send(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     // SAFETY: the pointer and length describe `bytes`, which outlives the call.
-    let r = unsafe {
+    cvt(unsafe {
         libc::send(fd.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), libc::MSG_NOSIGNAL)
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
+    })
+    .map(|n| n as usize)
 }
 
 /// Whether `fd` becomes readable (or hung up) within `timeout`.
@@ -127,15 +109,10 @@ pub fn poll_in(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
     let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
     loop {
         // SAFETY: one valid pollfd, count 1.
-        let r = unsafe { libc::poll(&mut p, 1, ms) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        match cvt(unsafe { libc::poll(&mut p, 1, ms) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(|n| n > 0),
         }
-        return Ok(r > 0);
     }
 }
 
@@ -146,14 +123,10 @@ pub fn recv_timeout(fd: BorrowedFd<'_>, buf: &mut [u8], timeout: Duration) -> io
         return Err(io::Error::new(io::ErrorKind::TimedOut, "recv timed out"));
     }
     // SAFETY: the pointer and length describe `buf`, which outlives the call.
-    let r = unsafe {
+    cvt(unsafe {
         libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
+    })
+    .map(|n| n as usize)
 }
 
 /// Drops to `uid`/`gid` with no supplementary groups (a forked child playing another user).

@@ -85,12 +85,13 @@ fn ci() -> Result<(), String> {
     loom(&[])
 }
 
-/// Crates that have loom models (`crates/<name>/tests/loom.rs`).
-fn loom_crates() -> Vec<String> {
+/// Member crates that have the test `name` (`crates/<crate>/tests/<name>.rs`), sorted.
+fn crates_with_test(name: &str) -> Vec<String> {
+    let test = format!("tests/{name}.rs");
     let mut v: Vec<String> = std::fs::read_dir(root().join("crates"))
         .map(|d| {
             d.flatten()
-                .filter(|e| e.path().join("tests/loom.rs").exists())
+                .filter(|e| e.path().join(&test).exists())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
@@ -101,7 +102,8 @@ fn loom_crates() -> Vec<String> {
 
 fn loom(args: &[String]) -> Result<(), String> {
     let crates = match args {
-        [] => loom_crates(),
+        // Crates that have loom models.
+        [] => crates_with_test("loom"),
         [p, name] if p == "-p" => vec![name.clone()],
         _ => return Err("usage: cargo xtask loom [-p CRATE]".into()),
     };
@@ -141,15 +143,7 @@ fn soak(args: &[String]) -> Result<(), String> {
 
 /// Packages with hostile-input tests (`tests/hostile.rs`): member crates, then `tests/`.
 fn hostile_packages() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(root().join("crates"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.path().join("tests/hostile.rs").exists())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
+    let mut v = crates_with_test("hostile");
     if root().join("tests/tests/hostile.rs").exists() {
         v.push("multiproc-tests".into());
     }

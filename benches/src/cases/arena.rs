@@ -2,7 +2,7 @@
 //! `multiprocessing.heap.BufferWrapper` (what `RawValue`/`RawArray` allocate from), which is a
 //! per-process heap: after fork each process allocates from its own.
 
-use super::{fork, ns_per, timed, Better, Case, Floor, Opts, Start};
+use super::{both_processes, ns_per, timed, Better, Case, Floor, Opts};
 use multiproc_arena::Arena;
 
 pub(crate) const CASES: &[Case] = &[
@@ -46,17 +46,7 @@ fn alloc_free_2proc(o: &Opts) -> f64 {
     let n = o.iters(4_000_000, 1_500_000);
     let work = || (0..n).for_each(|i| pair(&arena, i));
     (0..o.warm(n)).for_each(|i| pair(&arena, i));
-    let start = Start::new();
-    let child = fork(|| {
-        start.ready_then_wait();
-        work();
-        start.done();
-    });
-    let t = start.go(1);
-    work();
-    start.wait_done(1);
-    let d = t.elapsed();
-    child.join();
+    let d = both_processes(work);
     assert_eq!(arena.used(), 0, "a block leaked");
     ns_per(d, 2 * n)
 }

@@ -2,11 +2,15 @@
 //! case does, written with raw libc (`crate::sys`) and nothing around it. Each case is read
 //! against one of these, measured in the same run.
 
-use super::{fork, mb_per_s, ns_per, timed, us_per, Better, Case, Floor, Opts, Start};
+use super::{
+    fork, lock_contended_2proc, lock_uncontended, mb_per_s, timed, us_per, Better, Case, Floor,
+    Opts, Start,
+};
 use crate::sys;
 use std::hint::black_box;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 const fn floor(
     name: &'static str,
@@ -212,99 +216,101 @@ fn spin_rtt(o: &Opts) -> f64 {
     word_ping_pong(o, o.iters(300_000, 100_000), |_, _| std::hint::spin_loop(), |_| {})
 }
 
-/// A minimal SPSC ring of u64 in a shared mapping: `head` (consumer) and `tail` (producer) on
-/// their own cache lines. Unbatched: for every message each side reads the other's index and
-/// publishes its own (no cached index, no batch publish), as a queue's put/get pair does.
+/// The two ends of a single-producer single-consumer ring of `cap` slots in `map`: `head` (the
+/// consumer's index) at byte 0 and `tail` (the producer's) at 128, on their own cache lines.
+/// Unbatched: for every message each side reads the other's index and publishes its own (no
+/// cached index, no batch publish), as a queue's put/get pair does. A forked producer waits
+/// for a free slot and `produce(i)` fills message `i`'s; this process waits for message `i` and
+/// `consume(i)` checks it in place (nonzero: a wrong message). Returns the time of the last `n`
+/// of `warm + n` messages and the OR of what `consume` returned.
+fn spsc_ring(
+    map: &sys::SharedMap,
+    cap: u64,
+    warm: u64,
+    n: u64,
+    produce: impl Fn(u64),
+    mut consume: impl FnMut(u64) -> u64,
+) -> (Duration, u64) {
+    let head = map.u64_at(0);
+    let tail = map.u64_at(128);
+    let start = Start::new();
+    let total = warm + n;
+    let child = fork(|| {
+        start.ready_then_wait();
+        for i in 0..total {
+            while i - head.load(Ordering::Acquire) >= cap {
+                std::hint::spin_loop();
+            }
+            produce(i);
+            tail.store(i + 1, Ordering::Release);
+        }
+    });
+    let mut bad = 0u64;
+    let mut take = |i: u64| {
+        while i >= tail.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        bad |= consume(i);
+        head.store(i + 1, Ordering::Release);
+    };
+    start.go(1);
+    (0..warm).for_each(&mut take);
+    let t = Instant::now();
+    (warm..total).for_each(&mut take);
+    let d = t.elapsed();
+    child.join();
+    (d, bad)
+}
+
+/// A minimal SPSC ring ([`spsc_ring`]) of 1024 u64 slots in a shared mapping; the consumer
+/// checks every value.
 fn spsc_ring_u64(o: &Opts) -> f64 {
     const CAP: u64 = 1024;
     const SLOTS: usize = 256;
     let n = o.iters(20_000_000, 6_000_000);
     let map = sys::SharedMap::new(SLOTS + CAP as usize * 8).expect("mmap");
-    let head = map.u64_at(0);
-    let tail = map.u64_at(128);
     let slot = |i: u64| map.u64_at(SLOTS + (i % CAP) as usize * 8);
     let value = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let start = Start::new();
-    let warm = o.warm(n);
-    let total = warm + n;
-    let child = fork(|| {
-        start.ready_then_wait();
-        for i in 0..total {
-            while i - head.load(Ordering::Acquire) >= CAP {
-                std::hint::spin_loop();
-            }
-            slot(i).store(value(i), Ordering::Relaxed);
-            tail.store(i + 1, Ordering::Release);
-        }
-    });
-    let mut bad = 0u64;
-    let mut consume = |i: u64| {
-        while i >= tail.load(Ordering::Acquire) {
-            std::hint::spin_loop();
-        }
-        bad |= slot(i).load(Ordering::Relaxed) ^ value(i);
-        head.store(i + 1, Ordering::Release);
-    };
-    start.go(1);
-    (0..warm).for_each(&mut consume);
-    let t = std::time::Instant::now();
-    (warm..total).for_each(&mut consume);
-    let d = t.elapsed();
-    child.join();
+    let (d, bad) = spsc_ring(
+        &map,
+        CAP,
+        o.warm(n),
+        n,
+        |i| slot(i).store(value(i), Ordering::Relaxed),
+        |i| slot(i).load(Ordering::Relaxed) ^ value(i),
+    );
     assert_eq!(bad, 0, "the ring delivered a wrong value");
     n as f64 / d.as_secs_f64()
 }
 
-/// Byte messages of `size` through a ring of 4 MiB of slots in a shared mapping: the producer copies
-/// the payload in and stamps the message index in its first word; the consumer checks the
-/// stamp and compares every other byte in place. The least a message channel can do: one copy
-/// in, one read out.
+/// Byte messages of `size` through a ring ([`spsc_ring`]) of 4 MiB of slots in a shared
+/// mapping: the producer copies the payload in and stamps the message index in its first word;
+/// the consumer checks the stamp and compares every other byte in place. The least a message
+/// channel can do: one copy in, one read out.
 fn shm_ring_bytes(o: &Opts, size: usize, n: u64) -> f64 {
     // A 4 MiB ring whatever the message size: measured here, it beats rings that fit in L2
     // (lines bounce between the cores' caches) and rings larger than needed.
     let slots = ((4 << 20) / size).max(2) as u64;
     const DATA: usize = 4096;
     let map = sys::SharedMap::new(DATA + slots as usize * size).expect("mmap");
-    let head = map.u64_at(0);
-    let tail = map.u64_at(128);
     let slot = |i: u64| {
         // SAFETY: slot `i % slots` lies inside the mapping; the ring protocol (head/tail with
         // acquire/release) gives it to one side at a time.
         unsafe { map.as_ptr().add(DATA + (i % slots) as usize * size) }
     };
     let payload: Vec<u8> = (0..size).map(|i| (i * 7 + 3) as u8).collect();
-    let start = Start::new();
-    let warm = o.warm(n);
-    let total = warm + n;
-    let child = fork(|| {
-        start.ready_then_wait();
-        for i in 0..total {
-            while i - head.load(Ordering::Acquire) >= slots {
-                std::hint::spin_loop();
-            }
-            // SAFETY: the slot is free (the consumer is done with it) and `size` long.
-            let dst = unsafe { std::slice::from_raw_parts_mut(slot(i), size) };
-            dst.copy_from_slice(&payload);
-            dst[..8].copy_from_slice(&i.to_le_bytes());
-            tail.store(i + 1, Ordering::Release);
-        }
-    });
-    let mut bad = 0u64;
-    let mut consume = |i: u64| {
-        while i >= tail.load(Ordering::Acquire) {
-            std::hint::spin_loop();
-        }
+    let produce = |i: u64| {
+        // SAFETY: the slot is free (the consumer is done with it) and `size` long.
+        let dst = unsafe { std::slice::from_raw_parts_mut(slot(i), size) };
+        dst.copy_from_slice(&payload);
+        dst[..8].copy_from_slice(&i.to_le_bytes());
+    };
+    let consume = |i: u64| {
         // SAFETY: the slot holds a published message, ours until head moves past it.
         let msg = unsafe { std::slice::from_raw_parts(slot(i), size) };
-        bad |= u64::from(msg[..8] != i.to_le_bytes() || msg[8..] != payload[8..]);
-        head.store(i + 1, Ordering::Release);
+        u64::from(msg[..8] != i.to_le_bytes() || msg[8..] != payload[8..])
     };
-    start.go(1);
-    (0..warm).for_each(&mut consume);
-    let t = std::time::Instant::now();
-    (warm..total).for_each(&mut consume);
-    let d = t.elapsed();
-    child.join();
+    let (d, bad) = spsc_ring(&map, slots, o.warm(n), n, produce, consume);
     assert_eq!(bad, 0, "the ring delivered a wrong message");
     mb_per_s(size as u64 * n, d)
 }
@@ -396,39 +402,16 @@ impl RawMutex<'_> {
 fn futex_mutex(o: &Opts) -> f64 {
     let map = sys::SharedMap::new(4096).expect("mmap");
     let m = RawMutex(map.u32_at(0));
-    let n = o.iters(20_000_000, 6_000_000);
-    let d = timed(o.warm(n), n, |_| {
+    lock_uncontended(o, || {
         m.lock();
         m.unlock();
-    });
-    ns_per(d, n)
+    })
 }
 
 fn futex_mutex_2proc(o: &Opts) -> f64 {
     let map = sys::SharedMap::new(4096).expect("mmap");
     let m = RawMutex(map.u32_at(0));
-    let counter = map.u64_at(64);
-    let n = o.iters(5_000_000, 2_000_000);
-    let work = || {
-        for _ in 0..n {
-            m.lock();
-            counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            m.unlock();
-        }
-    };
-    let start = Start::new();
-    let child = fork(|| {
-        start.ready_then_wait();
-        work();
-        start.done();
-    });
-    let t = start.go(1);
-    work();
-    start.wait_done(1);
-    let d = t.elapsed();
-    child.join();
-    assert_eq!(counter.load(Ordering::Relaxed), 2 * n, "the mutex let two holders in");
-    ns_per(d, 2 * n)
+    lock_contended_2proc(o, map.u64_at(64), || m.lock(), |()| m.unlock())
 }
 
 fn shm_lifecycle_4kib(o: &Opts) -> f64 {

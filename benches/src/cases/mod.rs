@@ -10,6 +10,7 @@
 //! set `rust: Some(that_fn)` in its row.
 
 use crate::sys;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod arena;
@@ -20,7 +21,7 @@ mod lock;
 mod manager;
 mod pipe;
 pub(crate) mod pool;
-mod queue;
+pub(crate) mod queue;
 mod shm;
 mod spawn;
 
@@ -250,6 +251,54 @@ pub(crate) fn spin_until(mut cond: impl FnMut() -> bool) {
             assert!(t0.elapsed() < Duration::from_secs(60), "spun for a minute: a peer died?");
         }
     }
+}
+
+/// This process and a forked child each run `work`, released together from a [`Start`] line
+/// (the fork is not timed); returns the wall time from the release until both are done.
+pub(crate) fn both_processes(work: impl Fn()) -> Duration {
+    let start = Start::new();
+    let child = fork(|| {
+        start.ready_then_wait();
+        work();
+        start.done();
+    });
+    let t = start.go(1);
+    work();
+    start.wait_done(1);
+    let d = t.elapsed();
+    child.join();
+    d
+}
+
+/// The lock figures, as benches/python/bench.py measures them (`lock.*`, their floors
+/// `floor.futex_mutex*` and peers): `acquire_release` is one acquire+release of a lock nobody
+/// else wants, timed `n` times (`o.iters(20M, 6M)`); nanoseconds each.
+pub(crate) fn lock_uncontended(o: &Opts, mut acquire_release: impl FnMut()) -> f64 {
+    let n = o.iters(20_000_000, 6_000_000);
+    ns_per(timed(o.warm(n), n, |_| acquire_release()), n)
+}
+
+/// The contended lock figures (`lock.contended_2proc` and its floor and peers): two processes
+/// ([`both_processes`]) each do `n` times (`o.iters(5M, 2M)`): `lock()`, increment `counter`,
+/// `unlock(guard)`. The counter is a plain one (CPython's RawValue: read and written
+/// separately, so only the lock keeps increments from being lost), in memory both share.
+/// Nanoseconds per operation over all, the counter checked.
+pub(crate) fn lock_contended_2proc<G>(
+    o: &Opts,
+    counter: &AtomicU64,
+    lock: impl Fn() -> G,
+    unlock: impl Fn(G),
+) -> f64 {
+    let n = o.iters(5_000_000, 2_000_000);
+    let d = both_processes(|| {
+        for _ in 0..n {
+            let g = lock();
+            counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            unlock(g);
+        }
+    });
+    assert_eq!(counter.load(Ordering::Relaxed), 2 * n, "the lock let two holders in");
+    ns_per(d, 2 * n)
 }
 
 /// A start line for two or more processes in a [`sys::SharedMap`]: children call

@@ -50,8 +50,30 @@ fn warm_up(q: &Queue<u64>) {
     }
 }
 
-/// `producers` forked processes put `n / producers` u64s each (`k << 48 | i`); the parent
-/// gets them all and checks each producer's order. Messages per second.
+/// Producer `k`'s message `i` in the u64 cases (and their peers): `k << 48 | i`.
+pub(crate) fn tagged(k: u64, i: u64) -> u64 {
+    k << 48 | i
+}
+
+/// The consumer's check in the u64 cases: each producer's [`tagged`] messages arrive in order.
+#[derive(Debug)]
+pub(crate) struct ProducerOrder(Vec<u64>);
+
+impl ProducerOrder {
+    pub(crate) fn new(producers: u64) -> ProducerOrder {
+        ProducerOrder(vec![0; producers as usize])
+    }
+
+    /// Checks that `v` is the next message of its producer.
+    pub(crate) fn check(&mut self, v: u64) {
+        let (k, i) = ((v >> 48) as usize, v & ((1 << 48) - 1));
+        assert_eq!(self.0[k], i, "per-producer order");
+        self.0[k] = i + 1;
+    }
+}
+
+/// `producers` forked processes put `n / producers` u64s each ([`tagged`]); the parent gets
+/// them all and checks each producer's order. Messages per second.
 fn u64_rate(producers: u64, n: u64) -> f64 {
     let q: Queue<u64> = Queue::new().expect("queue");
     let per = n / producers;
@@ -62,19 +84,16 @@ fn u64_rate(producers: u64, n: u64) -> f64 {
             fork(move || {
                 start.ready_then_wait();
                 for i in 0..per {
-                    q.put(k << 48 | i).expect("put");
+                    q.put(tagged(k, i)).expect("put");
                 }
             })
         })
         .collect();
     warm_up(&q);
     let t = start.go(producers as u32);
-    let mut next = vec![0u64; producers as usize];
+    let mut order = ProducerOrder::new(producers);
     for _ in 0..per * producers {
-        let v = q.get().expect("get");
-        let (k, i) = ((v >> 48) as usize, v & ((1 << 48) - 1));
-        assert_eq!(next[k], i, "per-producer order");
-        next[k] = i + 1;
+        order.check(q.get().expect("get"));
     }
     let d = t.elapsed();
     kids.into_iter().for_each(Child::join);

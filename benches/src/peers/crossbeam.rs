@@ -6,6 +6,7 @@
 //! has a bounded buffer).
 
 use super::Peer;
+use crate::cases::queue::{tagged, ProducerOrder};
 use crate::cases::Opts;
 use std::sync::Barrier;
 use std::time::Instant;
@@ -43,18 +44,15 @@ fn u64_rate(producers: u64, n: u64) -> f64 {
             s.spawn(move || {
                 start.wait();
                 for i in 0..per {
-                    tx.send(k << 48 | i).expect("send");
+                    tx.send(tagged(k, i)).expect("send");
                 }
             });
         }
         start.wait();
         let t = Instant::now();
-        let mut next = vec![0u64; producers as usize];
+        let mut order = ProducerOrder::new(producers);
         for _ in 0..per * producers {
-            let v = rx.recv().expect("recv");
-            let (k, i) = ((v >> 48) as usize, v & ((1 << 48) - 1));
-            assert_eq!(next[k], i, "per-producer order");
-            next[k] = i + 1;
+            order.check(rx.recv().expect("recv"));
         }
         (per * producers) as f64 / t.elapsed().as_secs_f64()
     });

@@ -22,7 +22,9 @@ use iceoryx2::port::notifier::Notifier;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
-use std::time::Instant;
+use iceoryx2::service::builder::publish_subscribe::Builder as PubSubBuilder;
+use std::fmt::Debug;
+use std::time::{Duration, Instant};
 
 pub(crate) const PEERS: &[Peer] = &[
     Peer {
@@ -65,9 +67,23 @@ fn name(tag: u32, what: &str) -> ServiceName {
     s.as_str().try_into().expect("service name")
 }
 
-/// A u64 publish/subscribe service with a subscriber buffer of `buffer` samples; `overflow`:
-/// whether a full buffer drops the oldest sample (iceoryx2's default) instead of making the
-/// publisher wait.
+/// A publish/subscribe service of one publisher and one subscriber, without history, with a
+/// subscriber buffer of `buffer` samples; `overflow`: whether a full buffer drops the oldest
+/// sample (iceoryx2's default) instead of making the publisher wait.
+fn one_to_one<P: Debug + IceoryxSend + ?Sized>(
+    service: PubSubBuilder<P, (), ipc::Service>,
+    buffer: usize,
+    overflow: bool,
+) -> PubSubBuilder<P, (), ipc::Service> {
+    service
+        .max_publishers(1)
+        .max_subscribers(1)
+        .history_size(0)
+        .subscriber_max_buffer_size(buffer)
+        .enable_safe_overflow(overflow)
+}
+
+/// A u64 service ([`one_to_one`]).
 fn u64_service(
     node: &Node,
     tag: u32,
@@ -75,15 +91,8 @@ fn u64_service(
     buffer: usize,
     overflow: bool,
 ) -> iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, u64, ()> {
-    node.service_builder(&name(tag, what))
-        .publish_subscribe::<u64>()
-        .max_publishers(1)
-        .max_subscribers(1)
-        .history_size(0)
-        .subscriber_max_buffer_size(buffer)
-        .enable_safe_overflow(overflow)
-        .open_or_create()
-        .expect("iceoryx2 service")
+    let service = node.service_builder(&name(tag, what)).publish_subscribe::<u64>();
+    one_to_one(service, buffer, overflow).open_or_create().expect("iceoryx2 service")
 }
 
 fn publisher(node: &Node, tag: u32, what: &str, buffer: usize) -> Publisher<ipc::Service, u64, ()> {
@@ -172,6 +181,34 @@ impl Credit {
     }
 }
 
+/// The subscriber's side of the one-way cases: busy-polls `take` (one `receive`; true if it
+/// took a sample, which it checks as sample `i`, 0-based) until `warm + n` samples are taken,
+/// telling `credit` how many every `every`. Returns the time of the last `n`.
+fn take_all(
+    credit: &Credit,
+    every: u64,
+    warm: u64,
+    n: u64,
+    mut take: impl FnMut(u64) -> bool,
+) -> Duration {
+    let mut got = 0u64;
+    let mut t = Instant::now();
+    while got < warm + n {
+        if take(got) {
+            got += 1;
+            if got % every == 0 {
+                credit.taken(got);
+            }
+            if got == warm {
+                t = Instant::now();
+            }
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+    t.elapsed()
+}
+
 /// Round trips of a u64 to a forked echo child: µs each.
 fn rtt(o: &Opts, n: u64, blocking: bool) -> f64 {
     let tag = std::process::id();
@@ -247,23 +284,9 @@ fn q1to1_u64(o: &Opts) -> f64 {
     let rx = subscriber(&node, tag, "queue", BUFFER);
     sub_up.go(1);
     pub_up.go(1);
-    let mut next = 0u64;
-    let mut t = Instant::now();
-    while next < warm + n {
-        if let Some(s) = rx.receive().expect("receive") {
-            assert_eq!(*s, next, "order");
-            next += 1;
-            if next % EVERY == 0 {
-                credit.taken(next);
-            }
-            if next == warm {
-                t = Instant::now();
-            }
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-    let d = t.elapsed();
+    let d = take_all(&credit, EVERY, warm, n, |i| {
+        rx.receive().expect("receive").map(|s| assert_eq!(*s, i, "order")).is_some()
+    });
     child.join();
     n as f64 / d.as_secs_f64()
 }
@@ -276,15 +299,8 @@ fn throughput_1mib(o: &Opts) -> f64 {
     let tag = std::process::id();
     let payload: Vec<u8> = (0..MIB).map(|i| ((i % 256) * 7 + 3) as u8).collect();
     let service = |node: &Node| {
-        node.service_builder(&name(tag, "bytes"))
-            .publish_subscribe::<[u8]>()
-            .max_publishers(1)
-            .max_subscribers(1)
-            .history_size(0)
-            .subscriber_max_buffer_size(BUFFER)
-            .enable_safe_overflow(false)
-            .open_or_create()
-            .expect("iceoryx2 service")
+        let service = node.service_builder(&name(tag, "bytes")).publish_subscribe::<[u8]>();
+        one_to_one(service, BUFFER, false).open_or_create().expect("iceoryx2 service")
     };
     let credit = Credit::new();
     let (sub_up, pub_up) = (Start::new(), Start::new());
@@ -308,22 +324,10 @@ fn throughput_1mib(o: &Opts) -> f64 {
     let rx = service(&node).subscriber_builder().create().expect("subscriber");
     sub_up.go(1);
     pub_up.go(1);
-    let mut got = 0u64;
-    let mut t = Instant::now();
-    while got < warm + n {
-        if let Some(s) = rx.receive().expect("receive") {
-            assert!(s.payload() == &payload[..], "a message arrived changed");
-            drop(s);
-            got += 1;
-            credit.taken(got);
-            if got == warm {
-                t = Instant::now();
-            }
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-    let d = t.elapsed();
+    let d = take_all(&credit, 1, warm, n, |_| {
+        let s = rx.receive().expect("receive");
+        s.map(|s| assert!(s.payload() == &payload[..], "a message arrived changed")).is_some()
+    });
     child.join();
     mb_per_s(MIB as u64 * n, d)
 }

@@ -5,9 +5,8 @@
 //! plain shared counter and releasing, wall time over all operations, the counter checked.
 
 use super::Peer;
-use crate::cases::{fork, ns_per, timed, Opts, Start};
+use crate::cases::{lock_contended_2proc, lock_uncontended, Opts};
 use crate::sys;
-use std::sync::atomic::Ordering;
 
 pub(crate) const PEERS: &[Peer] = &[
     Peer {
@@ -26,36 +25,13 @@ pub(crate) const PEERS: &[Peer] = &[
 
 fn uncontended(o: &Opts) -> f64 {
     let m = sys::RobustMutex::new();
-    let n = o.iters(20_000_000, 6_000_000);
-    let d = timed(o.warm(n), n, |_| {
+    lock_uncontended(o, || {
         m.lock();
         m.unlock();
-    });
-    ns_per(d, n)
+    })
 }
 
 fn contended_2proc(o: &Opts) -> f64 {
     let m = sys::RobustMutex::new();
-    let counter = m.map().u64_at(256);
-    let n = o.iters(5_000_000, 2_000_000);
-    let work = || {
-        for _ in 0..n {
-            m.lock();
-            counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-            m.unlock();
-        }
-    };
-    let start = Start::new();
-    let child = fork(|| {
-        start.ready_then_wait();
-        work();
-        start.done();
-    });
-    let t = start.go(1);
-    work();
-    start.wait_done(1);
-    let d = t.elapsed();
-    child.join();
-    assert_eq!(counter.load(Ordering::Relaxed), 2 * n, "the mutex let two holders in");
-    ns_per(d, 2 * n)
+    lock_contended_2proc(o, m.map().u64_at(256), || m.lock(), |()| m.unlock())
 }

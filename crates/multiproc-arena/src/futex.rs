@@ -23,7 +23,7 @@
 //! sleeper that the protocol fails to wake is a loom deadlock, so a lost wake-up fails the
 //! model. A wait with a finite deadline never blocks: it yields and times out after one more
 //! wait. A wait that polls for dead peers blocks until woken or until a model thread "dies"
-//! ([`model_death`], which wakes every sleeper to poll); after a death such waits only
+//! (`model_death`, which wakes every sleeper to poll); after a death such waits only
 //! yield, as the real ones whose poll interval runs out.
 
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -58,6 +58,7 @@ mod shared_memory;
 mod sys;
 #[doc(hidden)]
 pub mod testing;
+pub mod trace;
 pub mod transfer;
 
 pub use crate::arena::{Arena, Offset};

@@ -545,6 +545,12 @@ pub fn cleanup_orphans() -> Result<usize> {
             continue;
         }
         if std::fs::remove_file(entry.path()).is_ok() {
+            crate::event!(
+                info,
+                target: "multiproc::arena",
+                name = %entry.file_name().to_string_lossy(),
+                "removed an orphaned named segment (no process had it open)"
+            );
             removed += 1;
         }
     }

@@ -451,3 +451,57 @@ pub fn wait_success(mut child: std::process::Child, what: &str, timeout: Duratio
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A `tracing` subscriber that keeps every event's target and message, for tests that check
+/// what multiproc reports (feature `tracing`).
+#[cfg(feature = "tracing")]
+#[derive(Debug, Clone, Default)]
+pub struct EventLog(std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+#[cfg(feature = "tracing")]
+impl EventLog {
+    /// Runs `f` with this log as the thread's subscriber.
+    pub fn capture<R>(&self, f: impl FnOnce() -> R) -> R {
+        tracing::subscriber::with_default(self.clone(), f)
+    }
+
+    /// The events so far: `(target, message)`.
+    pub fn events(&self) -> Vec<(String, String)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether an event of `target` has a message containing `text`.
+    pub fn has(&self, target: &str, text: &str) -> bool {
+        self.events().iter().any(|(t, m)| t == target && m.contains(text))
+    }
+}
+
+#[cfg(feature = "tracing")]
+impl tracing::Subscriber for EventLog {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{v:?}");
+                } else {
+                    self.0 += &format!(" {}={v:?}", field.name());
+                }
+            }
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        let target = event.metadata().target().to_string();
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((target, m.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}

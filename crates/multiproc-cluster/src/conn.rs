@@ -84,6 +84,11 @@ impl Conn {
         }
     }
 
+    /// Whether `key` exists; `None` if Redis could not say (stopped, or an error).
+    pub(crate) fn exists(&mut self, key: &str) -> Option<bool> {
+        self.run(|con| redis::cmd("EXISTS").arg(key).query::<bool>(con)).and_then(|r| r.ok())
+    }
+
     /// Sleeps the backoff (in slices, watching the stop flag); false if stopped.
     fn pause(&self, backoff: &mut Duration) -> bool {
         let until = std::time::Instant::now() + *backoff;

@@ -55,14 +55,16 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod common;
 mod conn;
 mod error;
 mod wire;
 mod worker;
 
 pub use crate::client::{
-    ClusterExecutor, ClusterExecutorBuilder, ClusterJob, HostInsights, TaskOptions, AUTHKEY_ENV,
+    ClusterExecutor, ClusterExecutorBuilder, ClusterJob, HostInsights, TaskOptions,
 };
+pub use crate::common::AUTHKEY_ENV;
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::worker::{
     run_worker_if_requested, worker, WorkerBuilder, HEARTBEAT_ENV, NAMESPACE_ENV, NAME_ENV,

@@ -65,7 +65,6 @@ fn runs(path: &str) -> HashMap<u64, usize> {
 
 #[test]
 fn map_100k_over_three_hosts_in_order() {
-    let _g = serial();
     bounded(120, || {
         let redis = Redis::unix(false);
         let _hosts: Vec<Host> =
@@ -147,7 +146,6 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 #[test]
 fn tcp_with_acl_user_in_the_url_and_task_faults() {
-    let _g = serial();
     bounded(60, || {
         let redis = Redis::tcp_acl();
         let _h = Host::start(&redis, "t", "solo", 2);
@@ -233,7 +231,6 @@ fn kill_mid_map(
 
 #[test]
 fn killed_host_fails_only_its_tasks_and_nothing_runs_twice() {
-    let _g = serial();
     bounded(90, || {
         let (outs, runs, victim) = kill_mid_map(0);
         assert_eq!(outs.len(), 240, "nothing lost");
@@ -260,7 +257,6 @@ fn killed_host_fails_only_its_tasks_and_nothing_runs_twice() {
 
 #[test]
 fn killed_host_with_retries_loses_nothing() {
-    let _g = serial();
     bounded(90, || {
         let (outs, runs, _) = kill_mid_map(2);
         assert_eq!(outs.len(), 240);
@@ -274,7 +270,6 @@ fn killed_host_with_retries_loses_nothing() {
 
 #[test]
 fn killed_client_leaves_nothing_behind() {
-    let _g = serial();
     bounded(60, || {
         let redis = Redis::unix(false);
         let _hosts: Vec<Host> =
@@ -320,7 +315,6 @@ fn client_entry() {
 
 #[test]
 fn redis_restart_with_aof_during_a_run() {
-    let _g = serial();
     bounded(90, || {
         let mut redis = Redis::unix(true);
         let hosts: Vec<Host> =
@@ -363,7 +357,6 @@ fn redis_restart_with_aof_during_a_run() {
 
 #[test]
 fn forged_tasks_are_rejected_and_logged() {
-    let _g = serial();
     bounded(60, || {
         let redis = Redis::unix(false);
         let host = Host::start(&redis, "f", "guard", 1);
@@ -436,7 +429,6 @@ fn setup_errors_are_clear() {
 #[cfg(feature = "tls-insecure")]
 #[test]
 fn tls_url() {
-    let _g = serial();
     bounded(60, || {
         let redis = Redis::tls();
         let _h = Host::start(&redis, "s", "tls-host", 1);

@@ -151,6 +151,12 @@ impl RawLock {
         match self.word.compare_exchange(v, new, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => {
                 self.note_pid();
+                multiproc_arena::event!(
+                    warn,
+                    target: "multiproc::lock",
+                    dead_holder = holder,
+                    "lock taken over from a dead holder (poisoned)"
+                );
                 Some(Acquire::Poisoned)
             }
             Err(_) => None,

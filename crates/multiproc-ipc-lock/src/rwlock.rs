@@ -202,7 +202,16 @@ impl<T> RwState<T> {
         if c != 0 && e.count.compare_exchange(c, 0, Ordering::SeqCst, Ordering::Relaxed).is_err() {
             return false;
         }
-        e.id.compare_exchange(id, 0, Ordering::Release, Ordering::Relaxed).is_ok()
+        let freed = e.id.compare_exchange(id, 0, Ordering::Release, Ordering::Relaxed).is_ok();
+        if freed && !idle {
+            multiproc_arena::event!(
+                info,
+                target: "multiproc::lock",
+                dead_reader = id,
+                "rwlock read entry of a dead reader reclaimed"
+            );
+        }
+        freed
     }
 
     /// Clears the entries of reading processes the kernel proved dead.
@@ -289,6 +298,12 @@ impl<T> RwState<T> {
         let ok =
             self.w.word().compare_exchange(v, POISON, Ordering::Relaxed, Ordering::Relaxed).is_ok();
         if ok {
+            multiproc_arena::event!(
+                warn,
+                target: "multiproc::lock",
+                dead_holder = holder,
+                "rwlock write lock released for a dead writer (poisoned)"
+            );
             wait::wake_all64(self.w.word());
         }
         ok

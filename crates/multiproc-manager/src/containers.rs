@@ -2,40 +2,17 @@
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, PutError, Result};
-use crate::handle::{proxy_common, unexpected, Handle};
+use crate::handle::{boolean, count, proxy, unexpected, unit, Handle};
 use crate::protocol::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
-use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Bounds a value type of a proxy must meet: serialisable both ways.
 pub trait Data: Serialize + DeserializeOwned {}
 impl<T: Serialize + DeserializeOwned> Data for T {}
-
-fn count(r: Reply) -> Result<usize> {
-    match r {
-        Reply::Count(n) => Ok(n as usize),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn unit(r: Reply) -> Result<()> {
-    match r {
-        Reply::Unit => Ok(()),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn boolean(r: Reply) -> Result<bool> {
-    match r {
-        Reply::Bool(b) => Ok(b),
-        other => Err(unexpected(&other)),
-    }
-}
 
 impl Handle {
     /// Decodes a value read from the server (the session matters only for nested proxies).
@@ -86,28 +63,17 @@ impl Handle {
 
 // ---- list ---------------------------------------------------------------------------------
 
-/// A proxy of a list held by the manager (Python's `ListProxy`).
-///
-/// Values are stored serialised; `remove`, `index`, `contains` and `count` compare the
-/// serialised bytes (so `0.0` and `-0.0` differ, and a NaN equals itself). Indices are
-/// `usize`, as in Rust; out-of-range ones are an [`IndexOutOfRange`](ErrorKind::IndexOutOfRange)
-/// error.
-pub struct ListProxy<T> {
-    h: Arc<Handle>,
-    _t: PhantomData<fn() -> T>,
+proxy! {
+    /// A proxy of a list held by the manager (Python's `ListProxy`).
+    ///
+    /// Values are stored serialised; `remove`, `index`, `contains` and `count` compare the
+    /// serialised bytes (so `0.0` and `-0.0` differ, and a NaN equals itself). Indices are
+    /// `usize`, as in Rust; out-of-range ones are an
+    /// [`IndexOutOfRange`](ErrorKind::IndexOutOfRange) error.
+    pub struct ListProxy<T>: Kind::List, List(ListOp);
 }
 
-proxy_common!(ListProxy<T>, Kind::List);
-
 impl<T: Data> ListProxy<T> {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        ListProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: ListOp) -> Result<Reply> {
-        self.h.call(&Request::List(self.h.id, op))
-    }
-
     /// Appends a value.
     pub fn append(&self, value: T) -> Result<()> {
         self.op(ListOp::Append(self.h.enc(&value)?)).and_then(unit)
@@ -271,25 +237,14 @@ impl<T: Data> Iterator for ListIter<'_, T> {
 
 // ---- dict ---------------------------------------------------------------------------------
 
-/// A proxy of a dict held by the manager (Python's `DictProxy`), in insertion order.
-///
-/// Keys are compared by their serialised bytes and may not hold proxies.
-pub struct DictProxy<K, V> {
-    h: Arc<Handle>,
-    _t: PhantomData<fn() -> (K, V)>,
+proxy! {
+    /// A proxy of a dict held by the manager (Python's `DictProxy`), in insertion order.
+    ///
+    /// Keys are compared by their serialised bytes and may not hold proxies.
+    pub struct DictProxy<K, V>: Kind::Dict, Dict(DictOp);
 }
 
-proxy_common!(DictProxy<K, V>, Kind::Dict);
-
 impl<K: Data, V: Data> DictProxy<K, V> {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        DictProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: DictOp) -> Result<Reply> {
-        self.h.call(&Request::Dict(self.h.id, op))
-    }
-
     /// The value for `key`, if any. Like `HashMap`, it takes any borrowed form of the key
     /// that serialises the same (`&str` for `String`, `&[T]` for `Vec<T>`).
     pub fn get<Q: ?Sized + Serialize>(&self, key: &Q) -> Result<Option<V>>
@@ -404,24 +359,13 @@ impl<K: Data, V: Data> DictProxy<K, V> {
 
 // ---- namespace ----------------------------------------------------------------------------
 
-/// A proxy of a namespace held by the manager (Python's `Namespace`): named fields, each of
-/// its own serde type.
-pub struct Namespace {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
+proxy! {
+    /// A proxy of a namespace held by the manager (Python's `Namespace`): named fields, each of
+    /// its own serde type.
+    pub struct Namespace: Kind::Namespace, Namespace(NsOp);
 }
 
-proxy_common!(Namespace, Kind::Namespace);
-
 impl Namespace {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        Namespace { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: NsOp) -> Result<Reply> {
-        self.h.call(&Request::Namespace(self.h.id, op))
-    }
-
     /// Sets field `name`.
     pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<()> {
         self.op(NsOp::Set(name.to_string(), self.h.enc(&value)?)).and_then(unit)
@@ -471,23 +415,12 @@ impl Namespace {
 
 // ---- value --------------------------------------------------------------------------------
 
-/// A proxy of a single value held by the manager (Python's manager `Value`).
-pub struct ValueProxy<T> {
-    h: Arc<Handle>,
-    _t: PhantomData<fn() -> T>,
+proxy! {
+    /// A proxy of a single value held by the manager (Python's manager `Value`).
+    pub struct ValueProxy<T>: Kind::Value, Value(ValueOp);
 }
 
-proxy_common!(ValueProxy<T>, Kind::Value);
-
 impl<T: Data> ValueProxy<T> {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        ValueProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: ValueOp) -> Result<Reply> {
-        self.h.call(&Request::Value(self.h.id, op))
-    }
-
     /// The value.
     pub fn get(&self) -> Result<T> {
         let r = self.op(ValueOp::Get)?;
@@ -534,24 +467,13 @@ impl<T: Data> ValueProxy<T> {
 
 // ---- queue --------------------------------------------------------------------------------
 
-/// A proxy of a FIFO queue held by the manager (Python's manager `Queue`, with
-/// `task_done`/`join` as its `JoinableQueue`).
-pub struct QueueProxy<T> {
-    h: Arc<Handle>,
-    _t: PhantomData<fn() -> T>,
+proxy! {
+    /// A proxy of a FIFO queue held by the manager (Python's manager `Queue`, with
+    /// `task_done`/`join` as its `JoinableQueue`).
+    pub struct QueueProxy<T>: Kind::Queue, Queue(QueueOp);
 }
 
-proxy_common!(QueueProxy<T>, Kind::Queue);
-
 impl<T: Data> QueueProxy<T> {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        QueueProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: QueueOp) -> Result<Reply> {
-        self.h.call(&Request::Queue(self.h.id, op))
-    }
-
     fn put_wait(&self, value: T, wait: Wait) -> std::result::Result<(), PutError<T>> {
         let stored = match self.h.enc(&value) {
             Ok(s) => s,

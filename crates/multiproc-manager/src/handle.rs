@@ -180,10 +180,50 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
     }
 }
 
-/// Implements `Clone`, `Debug`, `Serialize`, `Deserialize` and `id`/`address` for a proxy
-/// type that is a `{ h: Arc<Handle>, .. }` struct.
-macro_rules! proxy_common {
-    ($name:ident $(<$($p:ident),*>)?, $kind:expr) => {
+/// A proxy type: made from a handle that its session already counts.
+pub(crate) trait FromHandle {
+    fn from_handle(h: Arc<Handle>) -> Self;
+}
+
+/// The reply of a request that answers nothing.
+pub(crate) fn unit(r: Reply) -> Result<()> {
+    match r {
+        Reply::Unit => Ok(()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The reply of a yes/no question.
+pub(crate) fn boolean(r: Reply) -> Result<bool> {
+    match r {
+        Reply::Bool(b) => Ok(b),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// The reply of a request that answers a count (a length, an index, a permit count).
+pub(crate) fn count(r: Reply) -> Result<usize> {
+    match r {
+        Reply::Count(n) => Ok(n as usize),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Defines a proxy type: a `{ h: Arc<Handle>, _t: PhantomData<..> }` struct with `Clone`,
+/// `Debug`, `Serialize`, `Deserialize`, [`FromHandle`] and `id`/`address`; with
+/// `Variant(OpType)` also `fn op(&self, OpType)`, the proxy's request to its object
+/// (`Request::Variant(id, op)`).
+macro_rules! proxy {
+    (
+        $(#[$doc:meta])*
+        pub struct $name:ident $(<$($p:ident),*>)?: $kind:expr $(, $req:ident($op:ty))?;
+    ) => {
+        $(#[$doc])*
+        pub struct $name $(<$($p),*>)? {
+            h: std::sync::Arc<crate::handle::Handle>,
+            _t: std::marker::PhantomData<fn() -> ($($($p,)*)?)>,
+        }
+
         impl $(<$($p),*>)? Clone for $name $(<$($p),*>)? {
             fn clone(&self) -> Self {
                 Self { h: self.h.clone(), _t: std::marker::PhantomData }
@@ -207,6 +247,11 @@ macro_rules! proxy_common {
                 Ok(Self { h: crate::handle::deserialize(d, $kind)?, _t: std::marker::PhantomData })
             }
         }
+        impl $(<$($p),*>)? crate::handle::FromHandle for $name $(<$($p),*>)? {
+            fn from_handle(h: std::sync::Arc<crate::handle::Handle>) -> Self {
+                Self { h, _t: std::marker::PhantomData }
+            }
+        }
         impl $(<$($p),*>)? $name $(<$($p),*>)? {
             /// The object's id on its server (stable for the object's life).
             pub fn id(&self) -> u64 {
@@ -222,7 +267,12 @@ macro_rules! proxy_common {
             pub fn same_object(&self, other: &Self) -> bool {
                 self.h.id == other.h.id && self.h.server_id() == other.h.server_id()
             }
+            $(
+            fn op(&self, op: $op) -> crate::error::Result<crate::protocol::Reply> {
+                self.h.call(&crate::protocol::Request::$req(self.h.id, op))
+            }
+            )?
         }
     };
 }
-pub(crate) use proxy_common;
+pub(crate) use proxy;

@@ -76,15 +76,9 @@ fn server_main<S: ServiceSet>(args: ServerArgs) {
     drop(args.ready);
     let owner = ProcessId::from_parts(args.owner.0, args.owner.1);
     let watch = shared.clone();
-    let _ = std::thread::Builder::new().name("mpmgr-owner".into()).spawn(move || {
-        while !watch.is_shut_down() {
-            if !owner.is_alive() {
-                watch.stop();
-                break;
-            }
-            std::thread::sleep(OWNER_POLL);
-        }
-    });
+    let _ = std::thread::Builder::new()
+        .name("mpmgr-owner".into())
+        .spawn(move || watch.wait_stop_unless(OWNER_POLL, || owner.is_alive()));
     shared.accept_loop(&listener);
     shared.stop();
     shared.wait_idle(Duration::from_secs(1));

@@ -5,7 +5,7 @@ use crate::authkey::AuthKey;
 use crate::client::{Client, ClientConfig};
 use crate::containers::{Data, DictProxy, ListProxy, Namespace, QueueProxy, ValueProxy};
 use crate::error::{Error, ErrorKind, Result};
-use crate::handle::{unexpected, Handle};
+use crate::handle::{unexpected, FromHandle, Handle};
 use crate::protocol::*;
 use crate::server::{ServerConfig, Shared};
 use crate::service::{Registry, Service, ServiceSet};
@@ -303,10 +303,25 @@ impl Manager {
         }
     }
 
-    fn create(&self, what: Create, kind: Kind) -> Result<Arc<Handle>> {
+    /// A new object made from `what`, as its proxy `P`.
+    fn create<P: FromHandle>(&self, what: Create) -> Result<P> {
+        self.make(None, what)
+    }
+
+    /// The object registered under `name`, made from `what` if there is none.
+    fn named<P: FromHandle>(&self, name: &str, what: Create) -> Result<P> {
+        self.make(Some(name), what)
+    }
+
+    fn make<P: FromHandle>(&self, name: Option<&str>, what: Create) -> Result<P> {
         let c = self.client()?;
-        match c.call(&Request::Create(what))? {
-            Reply::Created(id) => Ok(Handle::new(c, id, kind)),
+        let kind = what.kind();
+        let req = match name {
+            None => Request::Create(what),
+            Some(name) => Request::Named { name: name.to_string(), create: what },
+        };
+        match c.call(&req)? {
+            Reply::Created(id) => Ok(P::from_handle(Handle::new(c, id, kind))),
             other => Err(unexpected(&other)),
         }
     }
@@ -317,18 +332,18 @@ impl Manager {
 
     /// A new empty list.
     pub fn list<T: Data>(&self) -> Result<ListProxy<T>> {
-        self.create(Create::List(Vec::new()), Kind::List).map(ListProxy::from_handle)
+        self.create(Create::List(Vec::new()))
     }
 
     /// A new list holding `items`.
     pub fn list_from<T: Data>(&self, items: impl IntoIterator<Item = T>) -> Result<ListProxy<T>> {
         let vs = items.into_iter().map(|v| self.enc(&v)).collect::<Result<Vec<_>>>()?;
-        self.create(Create::List(vs), Kind::List).map(ListProxy::from_handle)
+        self.create(Create::List(vs))
     }
 
     /// A new empty dict.
     pub fn dict<K: Data, V: Data>(&self) -> Result<DictProxy<K, V>> {
-        self.create(Create::Dict(Vec::new()), Kind::Dict).map(DictProxy::from_handle)
+        self.create(Create::Dict(Vec::new()))
     }
 
     /// A new dict holding `pairs`.
@@ -341,18 +356,18 @@ impl Manager {
             .into_iter()
             .map(|(k, v)| Ok((crate::codec::encode_key(&c, &k)?, crate::codec::encode(&c, &v)?)))
             .collect::<Result<Vec<_>>>()?;
-        self.create(Create::Dict(kvs), Kind::Dict).map(DictProxy::from_handle)
+        self.create(Create::Dict(kvs))
     }
 
     /// A new namespace (named fields).
     pub fn namespace(&self) -> Result<Namespace> {
-        self.create(Create::Namespace, Kind::Namespace).map(Namespace::from_handle)
+        self.create(Create::Namespace)
     }
 
     /// A new single value.
     pub fn value<T: Data>(&self, value: T) -> Result<ValueProxy<T>> {
         let v = self.enc(&value)?;
-        self.create(Create::Value(v), Kind::Value).map(ValueProxy::from_handle)
+        self.create(Create::Value(v))
     }
 
     /// A new unbounded queue.
@@ -362,40 +377,37 @@ impl Manager {
 
     /// A new queue holding at most `maxsize` values (0: unbounded).
     pub fn bounded_queue<T: Data>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
-        let c = Create::Queue { maxsize: maxsize as u64 };
-        self.create(c, Kind::Queue).map(QueueProxy::from_handle)
+        self.create(Create::Queue { maxsize: maxsize as u64 })
     }
 
     /// A new lock.
     pub fn lock(&self) -> Result<LockProxy> {
-        self.create(Create::Lock, Kind::Lock).map(LockProxy::from_handle)
+        self.create(Create::Lock)
     }
 
     /// A new recursive lock.
     pub fn rlock(&self) -> Result<RLockProxy> {
-        self.create(Create::RLock, Kind::RLock).map(RLockProxy::from_handle)
+        self.create(Create::RLock)
     }
 
     /// A new semaphore with `value` permits (releases beyond it are allowed).
     pub fn semaphore(&self, value: usize) -> Result<SemaphoreProxy> {
-        let c = Create::Semaphore { value: value as u64, bounded: false };
-        self.create(c, Kind::Semaphore).map(SemaphoreProxy::from_handle)
+        self.create(Create::Semaphore { value: value as u64, bounded: false })
     }
 
     /// A new bounded semaphore: releasing above `value` is an error.
     pub fn bounded_semaphore(&self, value: usize) -> Result<SemaphoreProxy> {
-        let c = Create::Semaphore { value: value as u64, bounded: true };
-        self.create(c, Kind::Semaphore).map(SemaphoreProxy::from_handle)
+        self.create(Create::Semaphore { value: value as u64, bounded: true })
     }
 
     /// A new condition variable (with its own recursive lock).
     pub fn condition(&self) -> Result<ConditionProxy> {
-        self.create(Create::Condition, Kind::Condition).map(ConditionProxy::from_handle)
+        self.create(Create::Condition)
     }
 
     /// A new event (unset).
     pub fn event(&self) -> Result<EventProxy> {
-        self.create(Create::Event, Kind::Event).map(EventProxy::from_handle)
+        self.create(Create::Event)
     }
 
     /// A new barrier for `parties` parties.
@@ -409,8 +421,7 @@ impl Manager {
     }
 
     fn barrier_inner(&self, parties: usize, timeout: Option<Duration>) -> Result<BarrierProxy> {
-        let c = Create::Barrier { parties: parties as u64, timeout: wait_from(timeout) };
-        self.create(c, Kind::Barrier).map(BarrierProxy::from_handle)
+        self.create(Create::Barrier { parties: parties as u64, timeout: wait_from(timeout) })
     }
 
     /// A new instance of the service registered as `name`, created in the server from
@@ -418,16 +429,7 @@ impl Manager {
     /// ([`NoSuchService`](ErrorKind::NoSuchService) otherwise).
     pub fn service<T: Service>(&self, name: &str, init: T::Init) -> Result<ServiceProxy<T>> {
         let init = postcard::to_allocvec(&init).map_err(Error::codec)?;
-        let c = Create::Service { name: name.to_string(), init };
-        self.create(c, Kind::Service).map(ServiceProxy::from_handle)
-    }
-
-    fn named(&self, name: &str, what: Create, kind: Kind) -> Result<Arc<Handle>> {
-        let c = self.client()?;
-        match c.call(&Request::Named { name: name.to_string(), create: what })? {
-            Reply::Created(id) => Ok(Handle::new(c, id, kind)),
-            other => Err(unexpected(&other)),
-        }
+        self.create(Create::Service { name: name.to_string(), init })
     }
 
     /// The list registered on the server under `name`, made empty and registered if there is
@@ -437,39 +439,39 @@ impl Manager {
     /// [`WrongKind`](ErrorKind::WrongKind); the item type is not recorded (a value that
     /// does not decode as `T` is a [`Codec`](ErrorKind::Codec) error at use).
     pub fn named_list<T: Data>(&self, name: &str) -> Result<ListProxy<T>> {
-        self.named(name, Create::List(Vec::new()), Kind::List).map(ListProxy::from_handle)
+        self.named(name, Create::List(Vec::new()))
     }
 
     /// The dict registered under `name` (see [`named_list`](Self::named_list)).
     pub fn named_dict<K: Data, V: Data>(&self, name: &str) -> Result<DictProxy<K, V>> {
-        self.named(name, Create::Dict(Vec::new()), Kind::Dict).map(DictProxy::from_handle)
+        self.named(name, Create::Dict(Vec::new()))
     }
 
     /// The namespace registered under `name` (see [`named_list`](Self::named_list)).
     pub fn named_namespace(&self, name: &str) -> Result<Namespace> {
-        self.named(name, Create::Namespace, Kind::Namespace).map(Namespace::from_handle)
+        self.named(name, Create::Namespace)
     }
 
     /// The value registered under `name`, holding `init` if it is made now (see
     /// [`named_list`](Self::named_list)).
     pub fn named_value<T: Data>(&self, name: &str, init: T) -> Result<ValueProxy<T>> {
         let v = self.enc(&init)?;
-        self.named(name, Create::Value(v), Kind::Value).map(ValueProxy::from_handle)
+        self.named(name, Create::Value(v))
     }
 
     /// The unbounded queue registered under `name` (see [`named_list`](Self::named_list)).
     pub fn named_queue<T: Data>(&self, name: &str) -> Result<QueueProxy<T>> {
-        self.named(name, Create::Queue { maxsize: 0 }, Kind::Queue).map(QueueProxy::from_handle)
+        self.named(name, Create::Queue { maxsize: 0 })
     }
 
     /// The lock registered under `name` (see [`named_list`](Self::named_list)).
     pub fn named_lock(&self, name: &str) -> Result<LockProxy> {
-        self.named(name, Create::Lock, Kind::Lock).map(LockProxy::from_handle)
+        self.named(name, Create::Lock)
     }
 
     /// The event registered under `name` (see [`named_list`](Self::named_list)).
     pub fn named_event(&self, name: &str) -> Result<EventProxy> {
-        self.named(name, Create::Event, Kind::Event).map(EventProxy::from_handle)
+        self.named(name, Create::Event)
     }
 
     /// The instance of service `service` registered under `name`, made from `init` if there
@@ -481,8 +483,7 @@ impl Manager {
         init: T::Init,
     ) -> Result<ServiceProxy<T>> {
         let init = postcard::to_allocvec(&init).map_err(Error::codec)?;
-        let c = Create::Service { name: service.to_string(), init };
-        self.named(name, c, Kind::Service).map(ServiceProxy::from_handle)
+        self.named(name, Create::Service { name: service.to_string(), init })
     }
 
     /// How many objects the server holds (Python's `_number_of_objects`).

@@ -6,33 +6,11 @@
 
 use crate::client::thread_token;
 use crate::error::{Error, ErrorKind, LockError, LockResult, Result};
-use crate::handle::{proxy_common, unexpected, Handle};
+use crate::handle::{boolean, count, proxy, unexpected, unit};
 use crate::protocol::*;
 use crate::service::Service;
-use std::marker::PhantomData;
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
-
-fn unit(r: Reply) -> Result<()> {
-    match r {
-        Reply::Unit => Ok(()),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn boolean(r: Reply) -> Result<bool> {
-    match r {
-        Reply::Bool(b) => Ok(b),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn count(r: Reply) -> Result<usize> {
-    match r {
-        Reply::Count(n) => Ok(n as usize),
-        other => Err(unexpected(&other)),
-    }
-}
 
 /// Turns an acquisition reply into std's poisoning shape around `guard`.
 fn acquired<G>(r: Result<Reply>, guard: impl FnOnce() -> G) -> LockResult<G> {
@@ -48,14 +26,10 @@ fn acquired<G>(r: Result<Reply>, guard: impl FnOnce() -> G) -> LockResult<G> {
 }
 
 macro_rules! lock_api {
-    ($name:ident, $guard:ident, $req:ident, $op:ident) => {
+    ($name:ident, $guard:ident, $op:ident) => {
         impl $name {
-            pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-                $name { h, _t: PhantomData }
-            }
-
             fn acquire_wait(&self, wait: Wait) -> Result<Reply> {
-                self.h.call(&Request::$req(self.h.id, $op::Acquire { owner: thread_token(), wait }))
+                self.op($op::Acquire { owner: thread_token(), wait })
             }
 
             /// Acquires, waiting as long as it takes. A lock whose previous holder died while
@@ -92,7 +66,7 @@ macro_rules! lock_api {
 
             /// Whether the lock is held by anyone.
             pub fn is_locked(&self) -> Result<bool> {
-                self.h.call(&Request::$req(self.h.id, $op::Locked)).and_then(boolean)
+                self.op($op::Locked).and_then(boolean)
             }
         }
 
@@ -118,88 +92,82 @@ macro_rules! lock_api {
 
 // ---- Lock / RLock -------------------------------------------------------------------------
 
-/// `release`, `is_poisoned` and `clear_poison` of the two proxies of the server's `Lock`
-/// object (which serves both kinds; the docs say what differs).
-macro_rules! lock_release_poison {
-    ($name:ident, #[$release:meta], #[$poisoned:meta]) => {
+/// The two proxies of the server's `Lock` object (which serves both kinds; the docs say
+/// what differs): the proxy type, the lock API, and `release`,
+/// `is_poisoned` and `clear_poison`.
+macro_rules! lock_object_proxy {
+    (
+        $(#[$doc:meta])*
+        $name:ident, $guard:ident, $kind:expr, #[$release:meta], #[$poisoned:meta]
+    ) => {
+        proxy! {
+            $(#[$doc])*
+            pub struct $name: $kind, Lock(LockOp);
+        }
+        lock_api!($name, $guard, LockOp);
+
         impl $name {
             #[$release]
             pub fn release(&self) -> Result<()> {
-                self.h
-                    .call(&Request::Lock(self.h.id, LockOp::Release { owner: thread_token() }))
-                    .and_then(unit)
+                self.op(LockOp::Release { owner: thread_token() }).and_then(unit)
             }
 
             #[$poisoned]
             pub fn is_poisoned(&self) -> Result<bool> {
-                self.h.call(&Request::Lock(self.h.id, LockOp::IsPoisoned)).and_then(boolean)
+                self.op(LockOp::IsPoisoned).and_then(boolean)
             }
 
             /// Clears the poison flag.
             pub fn clear_poison(&self) -> Result<()> {
-                self.h.call(&Request::Lock(self.h.id, LockOp::ClearPoison)).and_then(unit)
+                self.op(LockOp::ClearPoison).and_then(unit)
             }
         }
     };
 }
 
-/// A proxy of a manager `Lock`.
-///
-/// As in Python, it is not owner-bound: any process may [`release`](Self::release) it. Beyond
-/// Python, a lock whose holder process dies (or drops its last connection) is released by the
-/// server and *poisoned*: the next acquirer gets it wrapped in [`LockError::Poisoned`], as with
-/// [`std::sync::Mutex`], until [`clear_poison`](Self::clear_poison).
-pub struct LockProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
-}
-
-proxy_common!(LockProxy, Kind::Lock);
-lock_api!(LockProxy, LockGuard, Lock, LockOp);
-
-lock_release_poison!(
+lock_object_proxy!(
+    /// A proxy of a manager `Lock`.
+    ///
+    /// As in Python, it is not owner-bound: any process may [`release`](Self::release) it.
+    /// Beyond Python, a lock whose holder process dies (or drops its last connection) is
+    /// released by the server and *poisoned*: the next acquirer gets it wrapped in
+    /// [`LockError::Poisoned`], as with [`std::sync::Mutex`], until
+    /// [`clear_poison`](Self::clear_poison).
     LockProxy,
+    LockGuard,
+    Kind::Lock,
     #[doc = "Releases the lock (held by anyone: [`NotOwner`](ErrorKind::NotOwner) only if unlocked)."],
     #[doc = "Whether a holder died holding the lock since the poison was last cleared."]
 );
 
-/// A proxy of a manager `RLock`: recursive, owned by the thread (of the process) that acquired
-/// it. Poisoned like [`LockProxy`] when its owner dies holding it.
-pub struct RLockProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
-}
-
-proxy_common!(RLockProxy, Kind::RLock);
-lock_api!(RLockProxy, RLockGuard, Lock, LockOp);
-
-lock_release_poison!(
+lock_object_proxy!(
+    /// A proxy of a manager `RLock`: recursive, owned by the thread (of the process) that
+    /// acquired it. Poisoned like [`LockProxy`] when its owner dies holding it.
     RLockProxy,
+    RLockGuard,
+    Kind::RLock,
     #[doc = "Releases one level ([`NotOwner`](ErrorKind::NotOwner) if the calling thread does not own it)."],
     #[doc = "Whether an owner died holding the lock since the poison was last cleared."]
 );
 
 // ---- Condition ----------------------------------------------------------------------------
 
-/// A proxy of a manager `Condition` (over its own recursive lock, as Python's default).
-pub struct ConditionProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
+proxy! {
+    /// A proxy of a manager `Condition` (over its own recursive lock, as Python's default).
+    pub struct ConditionProxy: Kind::Condition, Condition(CondOp);
 }
-
-proxy_common!(ConditionProxy, Kind::Condition);
-lock_api!(ConditionProxy, ConditionGuard, Condition, CondOp);
+lock_api!(ConditionProxy, ConditionGuard, CondOp);
 
 impl ConditionProxy {
     /// Releases one level of the lock.
     pub fn release(&self) -> Result<()> {
         let op = CondOp::Release { owner: thread_token() };
-        self.h.call(&Request::Condition(self.h.id, op)).and_then(unit)
+        self.op(op).and_then(unit)
     }
 
     fn wait_for_notify(&self, wait: Wait) -> Result<bool> {
         let op = CondOp::Wait { owner: thread_token(), wait };
-        self.h.call(&Request::Condition(self.h.id, op)).and_then(boolean)
+        self.op(op).and_then(boolean)
     }
 
     /// Releases the lock (which the caller must hold: [`NotOwner`](ErrorKind::NotOwner)
@@ -247,7 +215,7 @@ impl ConditionProxy {
     /// Wakes up to `n` waiters (the caller must hold the lock).
     pub fn notify_n(&self, n: usize) -> Result<()> {
         let op = CondOp::Notify { owner: thread_token(), n: n as u64 };
-        self.h.call(&Request::Condition(self.h.id, op)).and_then(unit)
+        self.op(op).and_then(unit)
     }
 
     /// Wakes every waiter (the caller must hold the lock).
@@ -258,22 +226,15 @@ impl ConditionProxy {
 
 // ---- Semaphore ----------------------------------------------------------------------------
 
-/// A proxy of a manager `Semaphore` or `BoundedSemaphore`. Not owned: a permit taken by a
-/// process that dies is not given back.
-pub struct SemaphoreProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
+proxy! {
+    /// A proxy of a manager `Semaphore` or `BoundedSemaphore`. Not owned: a permit taken by a
+    /// process that dies is not given back.
+    pub struct SemaphoreProxy: Kind::Semaphore, Semaphore(SemOp);
 }
 
-proxy_common!(SemaphoreProxy, Kind::Semaphore);
-
 impl SemaphoreProxy {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        SemaphoreProxy { h, _t: PhantomData }
-    }
-
     fn acquire_wait(&self, wait: Wait) -> Result<bool> {
-        self.h.call(&Request::Semaphore(self.h.id, SemOp::Acquire(wait))).and_then(boolean)
+        self.op(SemOp::Acquire(wait)).and_then(boolean)
     }
 
     /// Takes a permit, waiting for one.
@@ -299,34 +260,23 @@ impl SemaphoreProxy {
 
     /// Gives `n` permits back.
     pub fn release_n(&self, n: usize) -> Result<()> {
-        self.h.call(&Request::Semaphore(self.h.id, SemOp::Release(n as u64))).and_then(unit)
+        self.op(SemOp::Release(n as u64)).and_then(unit)
     }
 
     /// The number of free permits.
     pub fn get_value(&self) -> Result<usize> {
-        self.h.call(&Request::Semaphore(self.h.id, SemOp::Value)).and_then(count)
+        self.op(SemOp::Value).and_then(count)
     }
 }
 
 // ---- Event --------------------------------------------------------------------------------
 
-/// A proxy of a manager `Event`.
-pub struct EventProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
+proxy! {
+    /// A proxy of a manager `Event`.
+    pub struct EventProxy: Kind::Event, Event(EventOp);
 }
 
-proxy_common!(EventProxy, Kind::Event);
-
 impl EventProxy {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        EventProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: EventOp) -> Result<Reply> {
-        self.h.call(&Request::Event(self.h.id, op))
-    }
-
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) -> Result<()> {
         self.op(EventOp::Set).and_then(unit)
@@ -355,27 +305,16 @@ impl EventProxy {
 
 // ---- Barrier ------------------------------------------------------------------------------
 
-/// A proxy of a manager `Barrier`.
-///
-/// Beyond Python: a party whose process dies while waiting breaks the barrier, so the others
-/// get [`BrokenBarrier`](ErrorKind::BrokenBarrier) rather than waiting forever. (Python's
-/// `action` callable is not supported: run it in the party that gets index 0.)
-pub struct BarrierProxy {
-    h: Arc<Handle>,
-    _t: PhantomData<()>,
+proxy! {
+    /// A proxy of a manager `Barrier`.
+    ///
+    /// Beyond Python: a party whose process dies while waiting breaks the barrier, so the others
+    /// get [`BrokenBarrier`](ErrorKind::BrokenBarrier) rather than waiting forever. (Python's
+    /// `action` callable is not supported: run it in the party that gets index 0.)
+    pub struct BarrierProxy: Kind::Barrier, Barrier(BarrierOp);
 }
 
-proxy_common!(BarrierProxy, Kind::Barrier);
-
 impl BarrierProxy {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        BarrierProxy { h, _t: PhantomData }
-    }
-
-    fn op(&self, op: BarrierOp) -> Result<Reply> {
-        self.h.call(&Request::Barrier(self.h.id, op))
-    }
-
     /// Waits for all parties (or the barrier's default timeout); returns this party's arrival
     /// index, `0..parties` (exactly one party gets 0).
     pub fn wait(&self) -> Result<usize> {
@@ -415,19 +354,12 @@ impl BarrierProxy {
 
 // ---- services -----------------------------------------------------------------------------
 
-/// A typed proxy of an instance of a custom [`Service`] living in the server.
-pub struct ServiceProxy<S> {
-    h: Arc<Handle>,
-    _t: PhantomData<fn() -> S>,
+proxy! {
+    /// A typed proxy of an instance of a custom [`Service`] living in the server.
+    pub struct ServiceProxy<S>: Kind::Service;
 }
 
-proxy_common!(ServiceProxy<S>, Kind::Service);
-
 impl<S: Service> ServiceProxy<S> {
-    pub(crate) fn from_handle(h: Arc<Handle>) -> Self {
-        ServiceProxy { h, _t: PhantomData }
-    }
-
     /// Calls the instance. A panic inside it comes back as
     /// [`ServiceFailed`](ErrorKind::ServiceFailed) with the message.
     pub fn call(&self, request: S::Request) -> Result<S::Response> {

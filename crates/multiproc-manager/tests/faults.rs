@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{child, join, kill, wait_until, LIMIT};
+use common::{child_ready, join, kill, wait_until, LIMIT};
 use multiproc_manager::*;
 use std::io::Write;
 use std::net::TcpStream;
@@ -27,8 +27,7 @@ fn a_client_killed_holding_a_lock_poisons_it_for_the_next() {
     let m = Manager::start().unwrap();
     let l = m.lock().unwrap();
     let ready = m.event().unwrap();
-    let h = child(hold_lock_forever, (l.clone(), ready.clone()));
-    ready.wait_timeout(LIMIT).unwrap();
+    let h = child_ready(hold_lock_forever, l.clone(), &ready);
     assert!(matches!(l.try_lock(), Err(LockError::WouldBlock)));
     let t0 = Instant::now();
     kill(h);
@@ -44,9 +43,7 @@ fn a_client_killed_holding_a_lock_poisons_it_for_the_next() {
     drop(l.lock().unwrap());
 
     let r = m.rlock().unwrap();
-    ready.clear().unwrap();
-    let h = child(hold_rlock_forever, (r.clone(), ready.clone()));
-    ready.wait_timeout(LIMIT).unwrap();
+    let h = child_ready(hold_rlock_forever, r.clone(), &ready);
     kill(h);
     let g = match r.try_lock_for(LIMIT) {
         Err(LockError::Poisoned(p)) => p.into_inner(),
@@ -81,8 +78,7 @@ fn a_client_killed_mid_request_costs_nothing_lasting() {
     // Blocked in a lock acquire: its pending request must not take the lock later.
     let l = m.lock().unwrap();
     l.acquire().unwrap();
-    let h = child(block_on_lock, (l.clone(), ready.clone()));
-    ready.wait_timeout(LIMIT).unwrap();
+    let h = child_ready(block_on_lock, l.clone(), &ready);
     std::thread::sleep(Duration::from_millis(50));
     kill(h);
     std::thread::sleep(Duration::from_millis(100));
@@ -93,8 +89,7 @@ fn a_client_killed_mid_request_costs_nothing_lasting() {
     // Blocked in a queue get: its pending get must not swallow a later item.
     ready.clear().unwrap();
     let q = m.queue::<u32>().unwrap();
-    let h = child(block_on_get, (q.clone(), ready.clone()));
-    ready.wait_timeout(LIMIT).unwrap();
+    let h = child_ready(block_on_get, q.clone(), &ready);
     std::thread::sleep(Duration::from_millis(50));
     kill(h);
     std::thread::sleep(Duration::from_millis(100));
@@ -104,8 +99,7 @@ fn a_client_killed_mid_request_costs_nothing_lasting() {
     // Waiting at a barrier: the barrier breaks instead of waiting for the dead party forever.
     ready.clear().unwrap();
     let b = m.barrier(3).unwrap();
-    let h = child(block_on_barrier, (b.clone(), ready.clone()));
-    ready.wait_timeout(LIMIT).unwrap();
+    let h = child_ready(block_on_barrier, b.clone(), &ready);
     wait_until("the party waits", || b.n_waiting().unwrap() == 1);
     kill(h);
     let t0 = Instant::now();
@@ -131,8 +125,7 @@ fn objects_of_a_crashed_client_are_freed() {
     let m = Manager::start().unwrap();
     let ready = m.event().unwrap();
     let base = m.num_objects().unwrap();
-    let h = child(make_objects_and_die, (m.clone(), ready.clone()));
-    ready.wait_timeout(LIMIT).unwrap();
+    let h = child_ready(make_objects_and_die, m.clone(), &ready);
     assert_eq!(m.num_objects().unwrap(), base + 11);
     kill(h);
     wait_until("the dead client's objects freed", || m.num_objects().unwrap() == base);
@@ -269,8 +262,7 @@ fn a_blocked_get_is_answered_when_an_item_arrives() {
     let m = Manager::start().unwrap();
     let q = m.queue::<u32>().unwrap();
     let ready = m.event().unwrap();
-    let h = child(block_on_get, (q.clone(), ready.clone()));
-    ready.wait_timeout(LIMIT).unwrap();
+    let h = child_ready(block_on_get, q.clone(), &ready);
     q.put(42).unwrap();
     wait_then_join(h);
     assert!(q.is_empty().unwrap());

@@ -1,16 +1,17 @@
 //! Python's `concurrent.futures`: the [`Executor`] trait, [`ProcessPoolExecutor`] and
 //! [`ThreadPoolExecutor`].
 
+use crate::builder::PoolBuilder;
 use crate::error::{Error, ErrorKind, Result};
-use crate::future::{Future, Slot};
-use crate::pool::{Pool, PoolBuilder};
+use crate::future::{lock, Future, Slot};
+use crate::pool::Pool;
 use crate::task::{Plain, TaskFn};
 use multiproc_spawn::StartMethod;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// What both executors do: submit a call and get a [`Future`], map, shut down.
@@ -223,10 +224,6 @@ struct TpShared {
     st: Mutex<TpState>,
     cv: Condvar,
     done_cv: Condvar,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Python's `ThreadPoolExecutor`: the same [`Executor`] on threads of this process.

@@ -5,6 +5,7 @@
 //! of the value (`TAG_OK`) or of a message (`TAG_PANIC`, `TAG_CODEC`). Items are caught one by
 //! one (`catch_unwind`), so a panic fails only its own item.
 
+use multiproc_spawn::{FnRef, FNREF_LEN};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
@@ -25,8 +26,9 @@ pub(crate) const MSG_READY: u8 = 0x10;
 pub(crate) const MSG_INIT_FAILED: u8 = 0x11;
 pub(crate) const MSG_RESULT: u8 = 0x12;
 
-/// Bytes before the payload of a task message: kind, seq, count, table index, shim offset.
-pub(crate) const TASK_HEADER: usize = 1 + 8 + 4 + 4 + 8;
+/// Bytes before the payload of a task message: kind, seq, count, table index, function
+/// reference.
+pub(crate) const TASK_HEADER: usize = 1 + 8 + 4 + 4 + FNREF_LEN;
 /// Bytes before the items of a result message: kind, id, busy ns, count.
 pub(crate) const RESULT_HEADER: usize = 1 + 8 + 8 + 4;
 
@@ -37,20 +39,31 @@ pub(crate) type Runner = Arc<dyn Fn(&mut dyn Any, &[u8], u32, &mut Vec<u8>) + Se
 /// Builds a worker's state (runs once per worker process).
 pub(crate) type InitFn = Arc<dyn Fn() -> Box<dyn Any> + Send + Sync>;
 
-/// A task function as a plain function pointer (a monomorphised shim over a zero-sized
-/// function), which crosses `exec` by name.
-pub(crate) type ShimFn = fn(&mut dyn Any, &[u8], u32, &mut Vec<u8>);
+/// What a task function named across processes works on: the worker's state, the chunk's
+/// encoded arguments, and the buffer its outcomes are appended to (moved in and back out).
+pub(crate) struct TaskIo {
+    pub(crate) state: Box<dyn Any>,
+    pub(crate) input: Vec<u8>,
+    pub(crate) count: u32,
+    pub(crate) out: Vec<u8>,
+}
 
-/// A state constructor as a plain function pointer, given its encoded argument.
-pub(crate) type InitShim = fn(&[u8]) -> Box<dyn Any>;
+/// A task function by name (every start method): see [`crate::task::shim_ref`].
+pub(crate) type ShimRef = FnRef<TaskIo, TaskIo>;
+
+/// A resolved [`ShimRef`].
+type ShimFn = fn(TaskIo) -> TaskIo;
+
+/// A state constructor by name, given its encoded argument.
+pub(crate) type InitRef = FnRef<Vec<u8>, Box<dyn Any>>;
 
 /// How a task names its function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FuncRef {
     /// Entry of the pool's closure table (fork: workers started after it was added).
     Table(u32),
-    /// A shim by offset (every start method).
-    Portable(i64),
+    /// A checked reference (every start method).
+    Portable(ShimRef),
 }
 
 impl FuncRef {
@@ -62,12 +75,68 @@ impl FuncRef {
         }
     }
 
-    pub(crate) fn encode(self) -> (u32, i64) {
+    /// The table index (`u32::MAX` for a reference) and the reference's bytes.
+    pub(crate) fn encode(self) -> (u32, [u8; FNREF_LEN]) {
         match self {
-            FuncRef::Table(i) => (i, 0),
-            FuncRef::Portable(o) => (u32::MAX, o),
+            FuncRef::Table(i) => (i, [0; FNREF_LEN]),
+            FuncRef::Portable(r) => (u32::MAX, r.to_bytes()),
         }
     }
+}
+
+/// A worker's resolved task function, kept while the tasks name the same one.
+#[derive(Default)]
+pub(crate) struct Portable {
+    last: Option<([u8; FNREF_LEN], Result<ShimFn, String>)>,
+    input: Vec<u8>,
+}
+
+impl Portable {
+    /// Runs the task function named by `bytes` on `count` items of `input`, appending their
+    /// outcomes to `out`; a reference that does not resolve fails each item with its reason.
+    pub(crate) fn run(
+        &mut self,
+        bytes: [u8; FNREF_LEN],
+        state: &mut Box<dyn Any>,
+        input: &[u8],
+        count: u32,
+        out: &mut Vec<u8>,
+    ) {
+        let f = match &self.last {
+            Some((b, f)) if *b == bytes => f,
+            _ => {
+                let f = ShimRef::from_bytes(bytes).resolve().map_err(|e| e.to_string());
+                &self.last.insert((bytes, f)).1
+            }
+        };
+        let f = match f {
+            Ok(f) => *f,
+            Err(why) => return fail_all(out, count, &format!("bad task function: {why}")),
+        };
+        let mut buf = std::mem::take(&mut self.input);
+        buf.clear();
+        buf.extend_from_slice(input);
+        let io = f(TaskIo {
+            state: std::mem::replace(state, Box::new(())),
+            input: buf,
+            count,
+            out: std::mem::take(out),
+        });
+        *state = io.state;
+        *out = io.out;
+        self.input = io.input;
+    }
+}
+
+/// The state constructor named by `r`, run on `arg`; a reference that does not resolve
+/// fails the worker's start (an initializer error) with its reason.
+pub(crate) fn portable_init(r: &InitRef, arg: &[u8]) -> InitFn {
+    let f = r.resolve();
+    let arg = arg.to_vec();
+    Arc::new(move || match &f {
+        Ok(f) => f(arg.clone()),
+        Err(e) => panic!("bad initializer: {e}"),
+    })
 }
 
 /// An `Extend<u8>` over a borrowed `Vec`, so postcard can append to a buffer we keep (and
@@ -158,6 +227,13 @@ pub(crate) fn panic_message(p: Box<dyn Any + Send>) -> String {
     LAST_PANIC.with(|l| l.borrow_mut().take()).unwrap_or_else(|| payload_text(&*p))
 }
 
+/// Fails each of `count` items with `msg`.
+pub(crate) fn fail_all(out: &mut Vec<u8>, count: u32, msg: &str) {
+    for _ in 0..count {
+        push_failure(out, TAG_CODEC, msg);
+    }
+}
+
 /// A [`Runner`] for `f` over a worker state `S`.
 pub(crate) fn runner<S, T, R, F>(f: F) -> Runner
 where
@@ -167,14 +243,26 @@ where
     F: Fn(&mut S, T) -> R + Send + Sync + 'static,
 {
     Arc::new(move |state: &mut dyn Any, input: &[u8], count: u32, out: &mut Vec<u8>| {
-        let Some(state) = state.downcast_mut::<S>() else {
-            for _ in 0..count {
-                push_failure(out, TAG_CODEC, "worker state has an unexpected type");
-            }
-            return;
-        };
-        run_items(input, count, out, |t| f(state, t));
+        run_on_state(state, input, count, out, |s: &mut S, t| f(s, t))
     })
+}
+
+/// Runs `call` on each of `count` items of `input` with the worker state, which must be an
+/// `S` (each item fails with a codec error otherwise).
+pub(crate) fn run_on_state<S: 'static, T, R>(
+    state: &mut dyn Any,
+    input: &[u8],
+    count: u32,
+    out: &mut Vec<u8>,
+    mut call: impl FnMut(&mut S, T) -> R,
+) where
+    T: DeserializeOwned,
+    R: Serialize,
+{
+    match state.downcast_mut::<S>() {
+        Some(state) => run_items(input, count, out, |t| call(state, t)),
+        None => fail_all(out, count, "worker state has an unexpected type"),
+    }
 }
 
 /// Decodes `count` arguments from `input` one by one and runs `call` on each.
@@ -195,10 +283,7 @@ pub(crate) fn run_items<T, R>(
             }
             Err(e) => {
                 let msg = format!("cannot decode the task's argument: {e}");
-                for _ in i..count {
-                    push_failure(out, TAG_CODEC, &msg);
-                }
-                return;
+                return fail_all(out, count - i, &msg);
             }
         };
         match catch_unwind(AssertUnwindSafe(|| call(arg))) {
@@ -266,6 +351,59 @@ mod tests {
         assert!(msg.starts_with("two is bad (at ") && msg.contains("func.rs"), "{msg}");
         assert_eq!(take_outcome::<u64>(&mut d).unwrap(), Ok(30));
         assert!(d.is_empty());
+    }
+
+    fn add_one(x: u32) -> u32 {
+        x + 1
+    }
+
+    #[test]
+    fn a_named_task_runs_and_a_garbled_name_fails_its_items() {
+        let good = crate::task::shim_ref::<(), u32, u32, crate::task::Plain, _>(&add_one)
+            .unwrap()
+            .to_bytes();
+        let mut input = Vec::new();
+        for x in [1u32, 2] {
+            encode_append(&x, &mut input).unwrap();
+        }
+        let mut portable = Portable::default();
+        let mut state: Box<dyn Any> = Box::new(());
+        let mut out = vec![9u8];
+        portable.run(good, &mut state, &input, 2, &mut out);
+        let mut d = &out[1..];
+        assert_eq!(take_outcome::<u32>(&mut d).unwrap(), Ok(2));
+        assert_eq!(take_outcome::<u32>(&mut d).unwrap(), Ok(3));
+        assert!(d.is_empty() && out[0] == 9);
+        for i in [0, 9, 20] {
+            let mut bad = good;
+            bad[i] ^= 4;
+            let mut out = Vec::new();
+            portable.run(bad, &mut state, &input, 2, &mut out);
+            let mut d = &out[..];
+            for _ in 0..2 {
+                let (tag, msg) = take_outcome::<u32>(&mut d).unwrap().unwrap_err();
+                assert_eq!(tag, TAG_CODEC);
+                assert!(msg.starts_with("bad task function: "), "{msg}");
+            }
+            assert!(d.is_empty());
+        }
+        // The good name again, after the cache held a bad one.
+        let mut out = Vec::new();
+        portable.run(good, &mut state, &input, 1, &mut out);
+        assert_eq!(take_outcome::<u32>(&mut &out[..]).unwrap(), Ok(2));
+    }
+
+    #[test]
+    fn a_garbled_initializer_name_fails_the_start() {
+        let r = crate::task::init0_ref::<u8, _>(&|| 5u8).unwrap();
+        let s = portable_init(&r, &[])();
+        assert_eq!(s.downcast_ref::<u8>(), Some(&5));
+        let mut b = r.to_bytes();
+        b[12] ^= 1;
+        let init = portable_init(&InitRef::from_bytes(b), &[]);
+        let p = catch_unwind(AssertUnwindSafe(|| init())).map(|_| ()).unwrap_err();
+        let msg = payload_text(&*p);
+        assert!(msg.starts_with("bad initializer: ") && msg.contains("not for a fn"), "{msg}");
     }
 
     #[test]

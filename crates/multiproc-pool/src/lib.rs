@@ -61,9 +61,11 @@
 //!
 //! [multiproc]: https://docs.rs/multiproc
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 #![cfg_attr(multiproc_loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(multiproc_loom))]
+mod builder;
 #[cfg(not(multiproc_loom))]
 mod chunk;
 #[cfg(not(multiproc_loom))]
@@ -79,11 +81,11 @@ mod future;
 #[cfg(not(multiproc_loom))]
 mod insights;
 #[cfg(not(multiproc_loom))]
+mod job;
+#[cfg(not(multiproc_loom))]
 mod launch;
 #[cfg(not(multiproc_loom))]
 mod pool;
-#[cfg(not(multiproc_loom))]
-mod portable;
 #[cfg(not(multiproc_loom))]
 mod progress;
 #[cfg(not(multiproc_loom))]
@@ -97,23 +99,29 @@ mod sink;
 #[cfg(not(multiproc_loom))]
 mod task;
 #[cfg(not(multiproc_loom))]
+mod wait;
+#[cfg(not(multiproc_loom))]
 mod worker;
 
+#[cfg(not(multiproc_loom))]
+pub use crate::builder::PoolBuilder;
 #[cfg(not(multiproc_loom))]
 pub use crate::error::{Error, ErrorKind, Result, WorkerExit};
 #[cfg(not(multiproc_loom))]
 pub use crate::executor::{Executor, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor};
 #[cfg(not(multiproc_loom))]
-pub use crate::future::{
-    as_completed, as_completed_timeout, wait, AsCompleted, AsyncResult, Future, ReturnWhen, Waited,
-};
+pub use crate::future::{AsyncResult, Future};
 #[cfg(not(multiproc_loom))]
 pub use crate::insights::WorkerInsights;
 #[cfg(not(multiproc_loom))]
-pub use crate::pool::{cpu_count, Imap, Job, Pool, PoolBuilder};
+pub use crate::job::{Imap, Job};
+#[cfg(not(multiproc_loom))]
+pub use crate::pool::{cpu_count, Pool};
 #[cfg(not(multiproc_loom))]
 pub use crate::progress::ProgressFn;
 #[cfg(not(multiproc_loom))]
 pub use crate::task::{Plain, StarFn, Stateful, TaskFn};
+#[cfg(not(multiproc_loom))]
+pub use crate::wait::{as_completed, as_completed_timeout, wait, AsCompleted, ReturnWhen, Waited};
 #[cfg(not(multiproc_loom))]
 pub use multiproc_spawn::StartMethod;

@@ -1,9 +1,9 @@
 //! Running tasks for another copy of this program: the pieces an executor across hosts
 //! (`multiproc-cluster`) builds on.
 //!
-//! A task function travels as a [`RemoteFn`]: the offset of its shim in this executable,
+//! A task function travels as a [`RemoteFn`]: a [`multiproc_spawn::FnRef`] to its shim,
 //! which means the same function only in a byte-identical executable. So it crosses a
-//! process boundary only *sealed*: [`RemoteFn::seal`] binds the offset to this build's
+//! process boundary only *sealed*: [`RemoteFn::seal`] binds the reference to this build's
 //! identity ([`build_id`], a SHA-256 of the executable) with an HMAC under a key, and
 //! [`RemoteFn::unseal`] gives it back only if the HMAC verifies under the same key and the
 //! build is this one — a task from a different build, or bytes written by someone without
@@ -13,52 +13,24 @@
 //! of a [`Future`], for executors that finish futures themselves.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::func::{encode_append, FuncRef};
+use crate::func::{encode_append, FuncRef, ShimRef};
 use crate::future::{Future, Slot};
 use crate::pool::Pool;
-use crate::sink::{decode_items, RawSink};
-use crate::task::{shim_ptr, Plain};
-use hmac::{Hmac, Mac};
+use crate::sink::{decode_items, SingleSink};
+use crate::task::{shim_ref, Plain};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::fmt;
-use std::io::Read;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-type HmacSha256 = Hmac<Sha256>;
-
-/// Bytes of a sealed [`RemoteFn`]: build identity, offset, HMAC.
-pub const SEALED_LEN: usize = 32 + 8 + 32;
-
-const SEAL_DOMAIN: &[u8] = b"multiproc-pool remote fn v1";
+/// Bytes of a sealed [`RemoteFn`]: build identity, offset, type hash, HMAC.
+pub const SEALED_LEN: usize = multiproc_spawn::SEALED_FNREF_LEN;
 
 /// This executable's identity: the SHA-256 of `/proc/self/exe`, computed once per process
 /// (a few hundred milliseconds for a large debug binary). Two processes can exchange
 /// [`RemoteFn`]s only if their identities are equal.
 pub fn build_id() -> &'static [u8; 32] {
-    static ID: OnceLock<[u8; 32]> = OnceLock::new();
-    ID.get_or_init(|| {
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        match std::fs::File::open("/proc/self/exe") {
-            Ok(mut f) => loop {
-                match f.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => h.update(&buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        // Unreadable: an identity no other process shares, so nothing is
-                        // accepted from (or run for) another process.
-                        h.update(multiproc_arena::random_u64().to_le_bytes());
-                        break;
-                    }
-                }
-            },
-            Err(_) => h.update(multiproc_arena::random_u64().to_le_bytes()),
-        }
-        h.finalize().into()
-    })
+    multiproc_spawn::build_id()
 }
 
 /// A task function named for another process running this same executable (see the
@@ -66,85 +38,48 @@ pub fn build_id() -> &'static [u8; 32] {
 /// received with [`unseal`](Self::unseal).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct RemoteFn {
-    offset: i64,
+    func: ShimRef,
 }
 
 impl fmt::Debug for RemoteFn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteFn").field("offset", &self.offset).finish()
+        f.debug_struct("RemoteFn").field("func", &self.func).finish()
     }
-}
-
-fn seal_mac(key: &[u8], build: &[u8], offset: i64) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes a key of any length");
-    mac.update(SEAL_DOMAIN);
-    mac.update(build);
-    mac.update(&offset.to_le_bytes());
-    mac
 }
 
 impl RemoteFn {
     /// `f` as a remote function of one argument. `f` must be a function item or a closure
     /// without captures ([`ErrorKind::Unsupported`] otherwise: a captured value cannot
     /// travel by name).
-    pub fn of<T, R, F>(_f: &F) -> Result<RemoteFn>
+    pub fn of<T, R, F>(f: &F) -> Result<RemoteFn>
     where
         T: DeserializeOwned + 'static,
         R: Serialize + 'static,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
-        if std::mem::size_of::<F>() != 0 {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "a closure that captures cannot run in another process by name; pass a \
-                 function item or a closure without captures",
-            ));
-        }
-        Ok(RemoteFn { offset: crate::portable::shim_offset(shim_ptr::<(), T, R, Plain, F>()) })
+        Ok(RemoteFn { func: shim_ref::<(), T, R, Plain, F>(f)? })
     }
 
-    /// The sealed form: this build's identity, the offset and an HMAC-SHA256 over both
+    /// The sealed form: this build's identity, the function and an HMAC-SHA256 over both
     /// under `key`.
     pub fn seal(&self, key: &[u8]) -> [u8; SEALED_LEN] {
-        let build = build_id();
-        let tag = seal_mac(key, build, self.offset).finalize().into_bytes();
-        let mut out = [0u8; SEALED_LEN];
-        out[..32].copy_from_slice(build);
-        out[32..40].copy_from_slice(&self.offset.to_le_bytes());
-        out[40..].copy_from_slice(&tag);
-        out
+        self.func.seal(key).expect("a RemoteFn holds a reference checked in this process")
     }
 
     /// The function sealed in `bytes`, if they were sealed under `key` by a process running
     /// this very executable. [`ErrorKind::Refused`] for a different build (the error says
     /// both identities), a bad HMAC, or bytes of the wrong length.
     pub fn unseal(bytes: &[u8], key: &[u8]) -> Result<RemoteFn> {
-        if bytes.len() != SEALED_LEN {
-            return Err(Error::new(ErrorKind::Refused, "a sealed function of the wrong length"));
+        match ShimRef::unseal(bytes, key) {
+            Ok(func) => Ok(RemoteFn { func }),
+            Err(e) => Err(Error::new(ErrorKind::Refused, e.to_string())),
         }
-        let offset = i64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes"));
-        // The HMAC first: only a key holder's claim about its build is worth reporting.
-        seal_mac(key, &bytes[..32], offset)
-            .verify_slice(&bytes[40..])
-            .map_err(|_| Error::new(ErrorKind::Refused, "the function's signature is wrong"))?;
-        if bytes[..32] != build_id()[..] {
-            return Err(Error::new(
-                ErrorKind::Refused,
-                format!(
-                    "the task comes from a different build of the program (build {}, this \
-                     one is {}); run the same executable everywhere",
-                    short_hex(&bytes[..32]),
-                    short_hex(build_id())
-                ),
-            ));
-        }
-        Ok(RemoteFn { offset })
     }
 }
 
 /// The first 8 bytes of an identity in hex.
 pub fn short_hex(id: &[u8]) -> String {
-    id.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    multiproc_spawn::short_hex(id)
 }
 
 /// Appends `item`'s encoding to `out` (items of a task lie back to back); on failure `out`
@@ -176,12 +111,12 @@ impl<S: 'static> Pool<S> {
     ) -> Result<Future<Vec<u8>>> {
         let slot = Slot::new(Some(self.inner().driver()));
         let fut = Future::from_slot(slot.clone());
-        let sink: Arc<dyn crate::core::Sink> = Arc::new(RawSink { slot });
+        let sink: Arc<dyn crate::core::Sink> = Arc::new(SingleSink::raw(slot));
         self.inner().submit([crate::core::TaskRec::new(
             sink,
             0,
             count,
-            FuncRef::Portable(f.offset),
+            FuncRef::Portable(f.func),
             payload,
         )])?;
         Ok(fut)
@@ -243,30 +178,19 @@ mod tests {
     }
 
     #[test]
-    fn seal_round_trips_and_refuses_other_builds_keys_and_bytes() {
+    fn seal_round_trips_and_refuses_other_keys_and_bytes() {
         let f = RemoteFn::of(&double).unwrap();
         let sealed = f.seal(b"key");
         assert_eq!(RemoteFn::unseal(&sealed, b"key").unwrap(), f);
         let e = RemoteFn::unseal(&sealed, b"other key").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Refused);
         assert!(e.to_string().contains("signature"), "{e}");
-        let mut flipped = sealed;
-        flipped[35] ^= 1;
-        assert_eq!(RemoteFn::unseal(&flipped, b"key").unwrap_err().kind(), ErrorKind::Refused);
+        for i in [0, 35, 44, SEALED_LEN - 1] {
+            let mut flipped = sealed;
+            flipped[i] ^= 1;
+            assert_eq!(RemoteFn::unseal(&flipped, b"key").unwrap_err().kind(), ErrorKind::Refused);
+        }
         assert_eq!(RemoteFn::unseal(&sealed[1..], b"key").unwrap_err().kind(), ErrorKind::Refused);
-        // A key holder running another build: refused, naming both builds.
-        let other = [7u8; 32];
-        let tag = seal_mac(b"key", &other, f.offset).finalize().into_bytes();
-        let mut foreign = [0u8; SEALED_LEN];
-        foreign[..32].copy_from_slice(&other);
-        foreign[32..40].copy_from_slice(&f.offset.to_le_bytes());
-        foreign[40..].copy_from_slice(&tag);
-        let e = RemoteFn::unseal(&foreign, b"key").unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Refused);
-        assert!(
-            e.to_string().contains("different build") && e.to_string().contains("0707070707"),
-            "{e}"
-        );
     }
 
     #[test]

@@ -3,16 +3,12 @@
 use crate::core::Sink;
 use crate::error::{Error, ErrorKind, Result};
 use crate::func::{take_outcome, TAG_PANIC};
-use crate::future::Slot;
+use crate::future::{lock, Slot};
 use crate::progress::Progress;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Decodes `count` outcomes; a malformed buffer fails the rest.
 pub(crate) fn decode_items<R: DeserializeOwned>(
@@ -29,56 +25,46 @@ pub(crate) fn decode_items<R: DeserializeOwned>(
             }
             Err(msg) => {
                 let e = Error::new(ErrorKind::Codec, msg);
-                for _ in i..count {
-                    each(Err(e.clone()));
-                }
-                return;
+                return (i..count).for_each(|_| each(Err(e.clone())));
             }
         }
     }
 }
 
-/// One task, one future (`apply_async`, `submit`).
+/// One task, one future: the first item's value (`apply_async`, `submit`), or the encoded
+/// outcomes as they are (`Pool::submit_remote`).
 pub(crate) struct SingleSink<R> {
-    pub(crate) slot: Arc<Slot<R>>,
+    slot: Arc<Slot<R>>,
+    finish: fn(u32, &[u8]) -> Result<R>,
 }
 
-impl<R: DeserializeOwned + Send + 'static> Sink for SingleSink<R> {
+impl<R: DeserializeOwned> SingleSink<R> {
+    /// Completes `slot` with the first item's outcome.
+    pub(crate) fn first_value(slot: Arc<Slot<R>>) -> Self {
+        SingleSink { slot, finish: first_outcome::<R> }
+    }
+}
+
+impl SingleSink<Vec<u8>> {
+    /// Completes `slot` with the outcomes' bytes.
+    pub(crate) fn raw(slot: Arc<Slot<Vec<u8>>>) -> Self {
+        SingleSink { slot, finish: |_, data| Ok(data.to_vec()) }
+    }
+}
+
+fn first_outcome<R: DeserializeOwned>(count: u32, data: &[u8]) -> Result<R> {
+    let mut out = None;
+    decode_items::<R>(count, data, |r| {
+        if out.is_none() {
+            out = Some(r)
+        }
+    });
+    out.unwrap_or_else(|| Err(Error::new(ErrorKind::Codec, "no result")))
+}
+
+impl<R: Send + 'static> Sink for SingleSink<R> {
     fn deliver(&self, _first: u64, count: u32, data: &[u8]) {
-        let mut out = None;
-        decode_items::<R>(count, data, |r| {
-            if out.is_none() {
-                out = Some(r)
-            }
-        });
-        self.slot.complete(out.unwrap_or_else(|| Err(Error::new(ErrorKind::Codec, "no result"))));
-    }
-
-    fn fail(&self, _first: u64, _count: u32, err: &Error) {
-        self.slot.complete(Err(err.clone()));
-    }
-
-    fn start(&self) -> bool {
-        self.slot.set_running()
-    }
-
-    fn eager(&self) -> bool {
-        true
-    }
-
-    fn cancel(&self, _first: u64, _count: u32) {
-        self.slot.cancel();
-    }
-}
-
-/// One task, its encoded outcomes as they are (`Pool::submit_remote`).
-pub(crate) struct RawSink {
-    pub(crate) slot: Arc<Slot<Vec<u8>>>,
-}
-
-impl Sink for RawSink {
-    fn deliver(&self, _first: u64, _count: u32, data: &[u8]) {
-        self.slot.complete(Ok(data.to_vec()));
+        self.slot.complete((self.finish)(count, data));
     }
 
     fn fail(&self, _first: u64, _count: u32, err: &Error) {

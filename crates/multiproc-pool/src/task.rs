@@ -4,7 +4,8 @@
 //! zero-sized: it is sent to workers by name and runs under every start method. A closure
 //! that captures runs under fork only (workers forked after it was first used see it).
 
-use crate::func::{run_items, InitShim, ShimFn};
+use crate::error::{Error, ErrorKind, Result};
+use crate::func::{run_on_state, InitRef, ShimRef, TaskIo};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
@@ -89,55 +90,50 @@ where
     }
 }
 
-/// The shim that runs zero-sized `F` in a worker (see [`crate::portable`]).
-pub(crate) fn shim<S, T, R, M, F>(state: &mut dyn Any, input: &[u8], count: u32, out: &mut Vec<u8>)
+/// `f` (zero-sized: a function item or a closure without captures) as a task function by
+/// name, for workers started by any method; [`ErrorKind::Unsupported`] for a closure that
+/// captures.
+pub(crate) fn shim_ref<S, T, R, M, F>(f: &F) -> Result<ShimRef>
 where
     S: 'static,
-    T: DeserializeOwned,
-    R: Serialize,
+    T: DeserializeOwned + 'static,
+    R: Serialize + 'static,
     F: TaskFn<S, T, R, M>,
 {
-    let f: F = crate::portable::conjure();
-    let Some(state) = state.downcast_mut::<S>() else {
-        crate::func::runner::<S, T, R, _>(move |s: &mut S, t: T| f.call(s, t))(
-            state, input, count, out,
-        );
-        return;
+    let run = |f: &F, mut io: TaskIo| {
+        let (state, out) = (&mut *io.state, &mut io.out);
+        run_on_state(state, &io.input, io.count, out, |s: &mut S, t: T| f.call(s, t));
+        io
     };
-    run_items(input, count, out, |t| f.call(state, t));
+    ShimRef::of_adapted(f, &run).map_err(captures)
 }
 
-/// `shim` as a function pointer.
-pub(crate) fn shim_ptr<S, T, R, M, F>() -> ShimFn
+/// `init` (zero-sized) as a state constructor by name that decodes its argument `A`.
+pub(crate) fn init_ref<S, A, F>(init: &F) -> Result<InitRef>
 where
     S: 'static,
-    T: DeserializeOwned,
-    R: Serialize,
-    F: TaskFn<S, T, R, M>,
+    A: DeserializeOwned + 'static,
+    F: Fn(A) -> S + Send + Sync + 'static,
 {
-    shim::<S, T, R, M, F>
+    let run = |f: &F, arg: Vec<u8>| -> Box<dyn Any> {
+        let a: A = postcard::from_bytes(&arg)
+            .unwrap_or_else(|e| panic!("cannot decode the initializer's argument: {e}"));
+        Box::new(f(a))
+    };
+    InitRef::of_adapted(init, &run).map_err(captures)
 }
 
-/// Builds a worker state with zero-sized `F` and its postcard-encoded argument.
-pub(crate) fn init_shim<S: 'static, A: DeserializeOwned, F: Fn(A) -> S>(
-    arg: &[u8],
-) -> Box<dyn Any> {
-    let f: F = crate::portable::conjure();
-    let a: A = postcard::from_bytes(arg)
-        .unwrap_or_else(|e| panic!("cannot decode the initializer's argument: {e}"));
-    Box::new(f(a))
+/// `init` (zero-sized, no argument) as a state constructor by name.
+pub(crate) fn init0_ref<S, F>(init: &F) -> Result<InitRef>
+where
+    S: 'static,
+    F: Fn() -> S + Send + Sync + 'static,
+{
+    InitRef::of_adapted(init, &|f: &F, _: Vec<u8>| -> Box<dyn Any> { Box::new(f()) })
+        .map_err(captures)
 }
 
-pub(crate) fn init_shim_ptr<S: 'static, A: DeserializeOwned, F: Fn(A) -> S>() -> InitShim {
-    init_shim::<S, A, F>
-}
-
-/// Builds a worker state with zero-sized `F` that takes no argument.
-pub(crate) fn init0_shim<S: 'static, F: Fn() -> S>(_: &[u8]) -> Box<dyn Any> {
-    let f: F = crate::portable::conjure();
-    Box::new(f())
-}
-
-pub(crate) fn init0_shim_ptr<S: 'static, F: Fn() -> S>() -> InitShim {
-    init0_shim::<S, F>
+/// A function that cannot be named across processes.
+fn captures(e: multiproc_spawn::Error) -> Error {
+    Error::new(ErrorKind::Unsupported, e.to_string())
 }

@@ -39,7 +39,7 @@ pub(crate) struct WorkerBoot {
     /// `getppid`: a forkserver worker's parent is the server.)
     pub(crate) parent: (u32, u64),
     /// The state constructor by name, and its encoded argument (spawn, forkserver).
-    pub(crate) init_off: Option<(i64, Vec<u8>)>,
+    pub(crate) init_off: Option<(crate::func::InitRef, Vec<u8>)>,
 }
 
 /// What a forked worker also gets, by inheritance: closures and the initializer.
@@ -91,11 +91,7 @@ pub(crate) fn run(boot: &WorkerBoot, local: &WorkerLocal) -> i32 {
     let mut w = Worker { tasks, results, boot, out: Vec::with_capacity(256) };
     let init: Option<crate::func::InitFn> = match (&local.init, &boot.init_off) {
         (Some(i), _) => Some(i.clone()),
-        (None, Some((off, arg))) => {
-            let f = crate::portable::init_at(*off);
-            let arg = arg.clone();
-            Some(std::sync::Arc::new(move || f(&arg)))
-        }
+        (None, Some((r, arg))) => Some(crate::func::portable_init(r, arg)),
         (None, None) => None,
     };
     let mut state: Box<dyn Any> = match &init {
@@ -120,8 +116,7 @@ pub(crate) fn run(boot: &WorkerBoot, local: &WorkerLocal) -> i32 {
     let mut msg = Vec::with_capacity(256);
     let mut seq = 0u64;
     let slot = &boot.slot;
-    let mut shim: Option<crate::func::ShimFn> = None;
-    let mut shim_off: Option<i64> = None;
+    let mut portable = crate::func::Portable::default();
     loop {
         msg.clear();
         let t_wait = Instant::now();
@@ -138,7 +133,7 @@ pub(crate) fn run(boot: &WorkerBoot, local: &WorkerLocal) -> i32 {
         let id = u64::from_le_bytes(msg[1..9].try_into().expect("8"));
         let count = u32::from_le_bytes(msg[9..13].try_into().expect("4"));
         let func = u32::from_le_bytes(msg[13..17].try_into().expect("4"));
-        let off = i64::from_le_bytes(msg[17..25].try_into().expect("8"));
+        let fref = msg[17..TASK_HEADER].try_into().expect("a reference's bytes");
         seq += 1;
         slot.word(STARTED_AT).store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
         slot.word(STARTED).store(seq, Ordering::SeqCst);
@@ -151,11 +146,7 @@ pub(crate) fn run(boot: &WorkerBoot, local: &WorkerLocal) -> i32 {
         debug_assert_eq!(w.out.len(), RESULT_HEADER);
         let input = &msg[TASK_HEADER..];
         if func == u32::MAX {
-            if shim_off != Some(off) {
-                shim = Some(crate::portable::shim_at(off));
-                shim_off = Some(off);
-            }
-            shim.expect("set above")(&mut *state, input, count, &mut w.out);
+            portable.run(fref, &mut state, input, count, &mut w.out);
         } else {
             match local.table.get(func as usize) {
                 Some(r) => r(&mut *state, input, count, &mut w.out),

@@ -99,7 +99,8 @@ pub(crate) fn offset_of(addr: usize) -> Option<i64> {
     (sys::object_base(addr)? == base).then(|| (addr as i64).wrapping_sub(anchor() as i64))
 }
 
-fn address_of(off: i64) -> Option<usize> {
+/// `anchor + off`, if it lies in the object (executable) that holds this crate.
+pub(crate) fn address_of(off: i64) -> Option<usize> {
     let addr = (anchor() as i64).wrapping_add(off) as usize;
     (sys::object_base(addr)? == anchor_base()?).then_some(addr)
 }

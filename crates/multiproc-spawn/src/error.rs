@@ -23,6 +23,10 @@ multiproc_arena::error_type! {
         /// The target function does not live in the main executable (it is in a shared library),
         /// so a re-executed child cannot find it.
         Unsupported => "the target cannot be started with this start method",
+        /// A function reference ([`FnRef`](crate::FnRef)) was refused: of another type,
+        /// made by another program or process tree, garbled, sealed under another key, or
+        /// naming a function outside the main executable. Nothing was called.
+        InvalidReference => "invalid function reference",
         /// The start method was set already ([`set_start_method`](crate::set_start_method) may
         /// be called once; use [`force_start_method`](crate::force_start_method) to change it).
         AlreadySet => "the start method has already been set",
@@ -37,6 +41,7 @@ multiproc_arena::error_type! {
     }
 
     io {
+        InvalidReference => InvalidData,
         Encode => InvalidInput,
         ClosureNeedsFork => InvalidInput,
         Unsupported => Unsupported,

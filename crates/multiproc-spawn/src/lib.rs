@@ -14,6 +14,8 @@
 //! - [`StartMethod`] (default [`Forkserver`](StartMethod::Forkserver), and why), [`Context`],
 //!   [`set_start_method`], [`get_start_method`].
 //! - [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`].
+//! - [`FnRef`]: a function of this executable named for another process (a pool's task),
+//!   checked before it becomes callable; [`FnRef::seal`] for another host ([`build_id`]).
 //!
 //! # How it works
 //!
@@ -86,6 +88,7 @@
 mod child;
 mod current;
 mod error;
+mod fnref;
 mod forkserver;
 mod handle;
 mod method;
@@ -99,6 +102,7 @@ pub use crate::current::{
     ParentProcess,
 };
 pub use crate::error::{Error, ErrorKind, JoinError, PanicLocation, Result, Signal};
+pub use crate::fnref::{build_id, short_hex, FnRef, FNREF_LEN, SEALED_FNREF_LEN};
 #[doc(hidden)]
 pub use crate::forkserver::forkserver_pid;
 pub use crate::handle::JoinHandle;

@@ -334,6 +334,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
                 name: me.name.clone(),
             }),
             authkey: self.cfg.authkey.clone().unwrap_or_else(|| me.authkey.clone()),
+            fn_key: me.fn_key,
         };
 
         let launched = match plan {
@@ -426,11 +427,7 @@ fn launch_fork<R: Serialize>(
         Ok(pid) => {
             drop(child_end);
             drop(closure);
-            let pidfd = sys::pidfd_open(pid).map_err(|e| {
-                sys::kill_and_reap(pid);
-                Error::io(e, "pidfd_open")
-            })?;
-            Ok(Launched { pid, pidfd, sock: parent_end, status: None })
+            launched(pid, parent_end)
         }
     }
 }
@@ -485,9 +482,15 @@ fn launch_spawn(daemon: bool) -> Result<Launched> {
     .map_err(|e| Error::io(e, "posix_spawn of /proc/self/exe"))?;
     drop(sock);
     drop(lifeline);
+    launched(pid, parent_end)
+}
+
+/// A child this process started (fork, spawn) with `sock` its end of the result socket: its
+/// pidfd opened, or the child killed and reaped if that fails.
+fn launched(pid: u32, sock: UnixStream) -> Result<Launched> {
     let pidfd = sys::pidfd_open(pid).map_err(|e| {
         sys::kill_and_reap(pid);
         Error::io(e, "pidfd_open")
     })?;
-    Ok(Launched { pid, pidfd, sock: parent_end, status: None })
+    Ok(Launched { pid, pidfd, sock, status: None })
 }

@@ -39,6 +39,9 @@ pub(crate) struct Info {
     pub(crate) parent: Option<ParentInfo>,
     /// Python's `Process.authkey`: random in the main process, inherited by children.
     pub(crate) authkey: Vec<u8>,
+    /// The key of this process tree's [`FnRef`](crate::FnRef) tags: random in the main
+    /// process, inherited by every child (never settable, never shown).
+    pub(crate) fn_key: [u64; 2],
 }
 
 impl Info {
@@ -50,6 +53,7 @@ impl Info {
             method: None,
             parent: None,
             authkey: random_authkey(),
+            fn_key: [multiproc_arena::random_u64(), multiproc_arena::random_u64()],
         }
     }
 }
@@ -426,6 +430,7 @@ pub(crate) fn install_child(info: Box<Info>, result_fd: RawFd) {
     if let Some(m) = info.method.and_then(StartMethod::from_u8) {
         crate::method::force_start_method(m);
     }
+    crate::fnref::forget_key();
     CHILD.info.store(Box::into_raw(info), Ordering::Release);
     CHILD.result_fd.store(result_fd, Ordering::Release);
     CHILD.pid.store(pid, Ordering::Release);

@@ -22,6 +22,16 @@ fn sleep_forever(f: Array<AtomicU64>) -> u64 {
     }
 }
 
+/// A daemonic child that sets `f[0]` and sleeps until it is killed.
+fn sleeper(m: StartMethod, f: &Array<AtomicU64>) -> JoinHandle<u64> {
+    Process::builder()
+        .daemon(true)
+        .start_method(m)
+        .target(sleep_forever, f.clone())
+        .start()
+        .unwrap()
+}
+
 fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
@@ -238,12 +248,7 @@ per_method!(
 
 fn check_signal_end(m: StartMethod, sig: Signal, kill: bool) {
     let f = flags(1);
-    let mut h = Process::builder()
-        .daemon(true)
-        .start_method(m)
-        .target(sleep_forever, f.clone())
-        .start()
-        .unwrap();
+    let mut h = sleeper(m, &f);
     wait_flag(&f, 0, LONG);
     // JT01: a zero timeout returns at once, leaving the child running.
     let (r, _, own) = timed(|| h.join_timeout(Duration::ZERO).is_none());
@@ -289,12 +294,7 @@ per_method!(
         let f = flags(1);
         let hs: Vec<_> = (0..10)
             .map(|_| {
-                let h = Process::builder()
-                    .daemon(true)
-                    .start_method(m)
-                    .target(sleep_forever, f.clone())
-                    .start()
-                    .unwrap();
+                let h = sleeper(m, &f);
                 h.terminate().unwrap();
                 h
             })
@@ -312,12 +312,7 @@ per_method!(
 per_method!(
     fn kill_just_started(m) {
         let f = flags(1);
-        let mut h = Process::builder()
-            .daemon(true)
-            .start_method(m)
-            .target(sleep_forever, f.clone())
-            .start()
-            .unwrap();
+        let mut h = sleeper(m, &f);
         h.kill().unwrap();
         assert!(matches!(h.join_timeout(LONG), Some(Err(JoinError::Signaled(Signal::KILL)))));
     }
@@ -328,7 +323,7 @@ per_method!(
     fn join_timeout_bounds(m) {
         let f = flags(1);
         let mut h =
-            Process::builder().daemon(true).start_method(m).target(sleep_forever, f.clone()).start().unwrap();
+            sleeper(m, &f);
         for ms in [0u64, 200, 500] {
             let t = Duration::from_millis(ms);
             // `own`: the wall time minus the time this thread waited for a CPU, so that a
@@ -688,7 +683,7 @@ per_method!(
     fn interrupt(m) {
         let f = flags(1);
         let mut h =
-            Process::builder().daemon(true).start_method(m).target(sleep_forever, f.clone()).start().unwrap();
+            sleeper(m, &f);
         wait_flag(&f, 0, LONG);
         h.interrupt().unwrap();
         match h.join_timeout(LONG).expect("ended") {

@@ -26,9 +26,7 @@ pub(crate) fn run() -> Result<(), Box<dyn std::error::Error>> {
     let children = (0..3)
         .map(|_| Process::builder().target_run(Greeter { name: "alvin".into() }).start())
         .collect::<Result<Vec<_>, _>>()?;
-    for c in children {
-        c.join()?;
-    }
+    children.into_iter().try_for_each(|c| c.join())?;
     println!("end");
     Ok(())
 }

@@ -11,13 +11,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
+use crate::os::cvt;
 
 /// Creates an anonymous memory file (`memfd_create`) with close-on-exec set.
 pub(crate) fn memfd_create(name: &str) -> io::Result<OwnedFd> {

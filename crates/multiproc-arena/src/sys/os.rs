@@ -17,6 +17,20 @@ pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     crate::sys::getrandom(buf)
 }
 
+/// The result of a raw system call that reports failure as a negative return (`-1` with
+/// `errno` set): `Err` of `errno` then, else the return value. For the raw calls of the
+/// packages above the arena (`c_int`, `c_long` and `ssize_t` returns alike).
+///
+/// ```
+/// use multiproc_arena::os::cvt;
+/// assert_eq!(cvt(3i32).unwrap(), 3);
+/// assert_eq!(cvt(0isize).unwrap(), 0);
+/// assert!(cvt(-1i64).is_err());
+/// ```
+pub fn cvt<T: Copy + Default + PartialOrd>(ret: T) -> io::Result<T> {
+    (ret >= T::default()).then_some(ret).ok_or_else(io::Error::last_os_error)
+}
+
 /// A read-only shared mapping of part of a file, unmapped on drop.
 pub struct FileMap {
     ptr: *mut libc::c_void,

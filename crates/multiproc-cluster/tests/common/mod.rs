@@ -16,8 +16,10 @@ pub fn serial() -> MutexGuard<'static, ()> {
     M.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs `f` on a thread and fails the test if it takes longer than `secs`.
+/// Runs `f` on a thread, one such test at a time ([`serial`]), and fails the test if it
+/// takes longer than `secs`.
 pub fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let _g = serial();
     let (tx, rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
         let _ = tx.send(f());
@@ -112,6 +114,12 @@ pub struct Redis {
     pub socket: PathBuf,
 }
 
+/// A loopback TCP port free a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 impl Redis {
     /// On a Unix socket; `aof`: appendonly with fsync at every write.
     pub fn unix(aof: bool) -> Redis {
@@ -124,43 +132,26 @@ impl Redis {
             socket.display().to_string(),
             "--unixsocketperm".into(),
             "700".into(),
-            "--dir".into(),
-            dir.0.display().to_string(),
-            "--save".into(),
-            "".into(),
             "--daemonize".into(),
             "no".into(),
-            "--logfile".into(),
-            dir.0.join("redis.log").display().to_string(),
         ];
         if aof {
             args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
         }
         let url = format!("redis+unix://{}", socket.display());
-        let mut r = Redis { dir, child: None, args, url, socket };
-        r.start();
-        r
+        Redis::launch(dir, args, url, socket)
     }
 
     /// On a random loopback port, with an ACL user `alice` (password `wonderland`) and the
     /// default user off; the URL carries the credentials.
     pub fn tcp_acl() -> Redis {
         let dir = TempDir::new("redis-tcp");
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let args: Vec<String> = vec![
             "--port".into(),
             port.to_string(),
             "--bind".into(),
             "127.0.0.1".into(),
-            "--dir".into(),
-            dir.0.display().to_string(),
-            "--save".into(),
-            "".into(),
-            "--logfile".into(),
-            dir.0.join("redis.log").display().to_string(),
             "--user".into(),
             "alice".into(),
             "on".into(),
@@ -173,20 +164,14 @@ impl Redis {
             "off".into(),
         ];
         let url = format!("redis://alice:wonderland@127.0.0.1:{port}/");
-        let socket = PathBuf::new();
-        let mut r = Redis { dir, child: None, args, url, socket };
-        r.start();
-        r
+        Redis::launch(dir, args, url, PathBuf::new())
     }
 
     /// TLS only (a test certificate valid until 2126), on a random loopback port, with the self-signed test certificate in
     /// `tests/tls/` (the URL skips verification: `#insecure`).
     pub fn tls() -> Redis {
         let dir = TempDir::new("redis-tls");
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let certs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
         let cert = certs.join("cert.pem").display().to_string();
         let key = certs.join("key.pem").display().to_string();
@@ -205,15 +190,18 @@ impl Redis {
             cert,
             "--tls-auth-clients".into(),
             "no".into(),
-            "--dir".into(),
-            dir.0.display().to_string(),
-            "--save".into(),
-            "".into(),
-            "--logfile".into(),
-            dir.0.join("redis.log").display().to_string(),
         ];
         let url = format!("rediss://127.0.0.1:{port}/#insecure");
-        let mut r = Redis { dir, child: None, args, url, socket: PathBuf::new() };
+        Redis::launch(dir, args, url, PathBuf::new())
+    }
+
+    /// Starts redis-server with `args` (where and how it listens) and what every test server
+    /// shares: its data and its log in `dir`, no snapshots.
+    fn launch(dir: TempDir, mut args: Vec<String>, url: String, socket: PathBuf) -> Redis {
+        let log = dir.0.join("redis.log").display().to_string();
+        args.extend(["--dir".into(), dir.0.display().to_string(), "--save".into(), "".into()]);
+        args.extend(["--logfile".into(), log]);
+        let mut r = Redis { dir, child: None, args, url, socket };
         r.start();
         r
     }

@@ -210,43 +210,36 @@ impl Entry {
 
     /// Empties a freed object; returns the references its values held.
     pub(crate) fn drain(&self) -> Vec<Id> {
-        let mut refs = Vec::new();
-        let mut eat = |s: Stored| refs.extend(s.refs);
         match &self.obj {
-            Object::List(m) => {
-                let mut g = lock(m);
-                self.dead.store(true, Ordering::Release);
-                std::mem::take(&mut *g).into_iter().for_each(&mut eat);
-            }
-            Object::Dict(m) => {
-                let mut g = lock(m);
-                self.dead.store(true, Ordering::Release);
-                g.take_all().into_iter().for_each(|(_, v)| eat(v));
-            }
-            Object::Namespace(m) => {
-                let mut g = lock(m);
-                self.dead.store(true, Ordering::Release);
-                std::mem::take(&mut *g).into_values().for_each(&mut eat);
-            }
-            Object::Value(m) => {
-                let mut g = lock(m);
-                self.dead.store(true, Ordering::Release);
-                eat(std::mem::take(&mut *g));
-            }
-            Object::Queue(q) => {
-                let mut g = lock(&q.state);
-                self.dead.store(true, Ordering::Release);
-                std::mem::take(&mut g.items).into_iter().for_each(&mut eat);
-            }
+            Object::List(m) => self.empty(m, std::mem::take),
+            Object::Dict(m) => self.empty(m, |g| g.take_all().into_iter().map(|(_, v)| v)),
+            Object::Namespace(m) => self.empty(m, |g| std::mem::take(g).into_values()),
+            Object::Value(m) => self.empty(m, |g| [std::mem::take(g)]),
+            Object::Queue(q) => self.empty(&q.state, |g| std::mem::take(&mut g.items)),
             Object::Service(m) => {
                 let svc = lock(m).take();
                 self.dead.store(true, Ordering::Release);
                 // A user Drop that panics must not take the server down.
                 let _ = catch_unwind(AssertUnwindSafe(move || drop(svc)));
+                Vec::new()
             }
-            _ => self.dead.store(true, Ordering::Release),
+            _ => {
+                self.dead.store(true, Ordering::Release);
+                Vec::new()
+            }
         }
-        refs
+    }
+
+    /// Marks the object dead under the lock of its state `m` (so no request puts values in
+    /// after), takes its values out with `take`, and returns their references.
+    fn empty<T, I: IntoIterator<Item = Stored>>(
+        &self,
+        m: &Mutex<T>,
+        take: impl FnOnce(&mut T) -> I,
+    ) -> Vec<Id> {
+        let mut g = lock(m);
+        self.dead.store(true, Ordering::Release);
+        take(&mut g).into_iter().flat_map(|s| s.refs).collect()
     }
 
     /// Releases (and poisons) a lock held by a session that ended. After a clean goodbye a

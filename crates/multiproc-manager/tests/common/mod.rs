@@ -1,6 +1,7 @@
 //! Shared test helpers: child processes with bounded waits.
 #![allow(dead_code, unreachable_pub)]
 
+use multiproc_manager::EventProxy;
 use multiproc_spawn::{JoinHandle, Process};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,6 +18,19 @@ where
     R: Serialize + DeserializeOwned + 'static,
 {
     Process::builder().daemon(true).target(f, args).start().expect("start child")
+}
+
+/// Starts `f((obj, ready))` in a child process and waits (within [`LIMIT`]) until the child
+/// sets `ready`, cleared first: the child is then at the point the test needs.
+pub fn child_ready<T, R>(f: fn((T, EventProxy)) -> R, obj: T, ready: &EventProxy) -> JoinHandle<R>
+where
+    T: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    ready.clear().expect("clear the ready event");
+    let h = child(f, (obj, ready.clone()));
+    assert!(ready.wait_timeout(LIMIT).expect("wait for the child"), "child {} not ready", h.pid());
+    h
 }
 
 /// Joins within [`LIMIT`]; panics on a hang or a failure.

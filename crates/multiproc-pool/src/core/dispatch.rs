@@ -150,7 +150,7 @@ impl Inner {
             scratch.extend_from_slice(&rec.count.to_le_bytes());
             let (idx, off) = rec.func.encode();
             scratch.extend_from_slice(&idx.to_le_bytes());
-            scratch.extend_from_slice(&off.to_le_bytes());
+            scratch.extend_from_slice(&off);
             scratch.extend_from_slice(&rec.payload);
             let sent = if scratch.len() <= w.tasks.max_fragment() {
                 w.tasks.try_push(&scratch)

@@ -101,7 +101,7 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) launcher: Arc<dyn Launcher>,
     pub(crate) init: Option<InitFn>,
-    pub(crate) init_off: Option<(i64, Vec<u8>)>,
+    pub(crate) init_off: Option<(crate::func::InitRef, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]

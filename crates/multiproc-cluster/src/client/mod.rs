@@ -1,33 +1,28 @@
 //! [`ClusterExecutor`]: submit calls to worker hosts through Redis; get [`Future`]s.
 
-use crate::conn::{ensure_group, Conn};
+mod io;
+
+use self::io::{beat, collector, sender};
+use crate::common::{authkey, authkey_and_namespace_setters, lock, redact, redis_client, spawn};
+use crate::conn::ensure_group;
 use crate::error::{Error, ErrorKind, Result};
-use crate::wire::{self, Keys, Outcome, ResultMsg, TaskMsg};
+use crate::wire::{self, Keys, Outcome, TaskMsg};
 use multiproc_pool::remote::{decode_outcomes, encode_item, Promise, RemoteFn};
 use multiproc_pool::{
     Error as TaskError, ErrorKind as TaskErrorKind, Executor, ExecutorMap, Future, ProgressFn,
     Result as TaskResult,
 };
-use redis::streams::StreamReadReply;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// The environment variable a client and a worker read their authkey from when none is
-/// set in code.
-pub const AUTHKEY_ENV: &str = "MULTIPROC_CLUSTER_AUTHKEY";
+use std::time::Duration;
 
 /// Tasks written to Redis per round trip.
 const SEND_BATCH: usize = 512;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Per-task settings: retries after a worker host dies, and a time limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,19 +84,7 @@ impl fmt::Debug for ClusterExecutorBuilder {
 }
 
 impl ClusterExecutorBuilder {
-    /// The key that signs tasks and results (default: the `MULTIPROC_CLUSTER_AUTHKEY`
-    /// environment variable; one of them is required). Workers must have the same key.
-    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.authkey = Some(key.as_ref().to_vec());
-        self
-    }
-
-    /// The prefix of every Redis key (default `multiproc`): executors and workers of one
-    /// namespace work together, others never see each other.
-    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
-        self.namespace = ns.into();
-        self
-    }
+    authkey_and_namespace_setters!();
 
     /// Default retries of every task (see [`TaskOptions::retries`]).
     pub fn retries(mut self, n: u32) -> Self {
@@ -132,28 +115,14 @@ impl ClusterExecutorBuilder {
     /// Connects and starts the executor's two threads (one writes tasks, one reads
     /// results).
     pub fn connect(self) -> Result<ClusterExecutor> {
-        let key = match self.authkey {
-            Some(k) => k,
-            None => {
-                std::env::var_os(AUTHKEY_ENV).map(|v| v.into_encoded_bytes()).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::InvalidArgument,
-                        format!("no authkey: set one with .authkey() or {AUTHKEY_ENV}"),
-                    )
-                })?
-            }
-        };
-        if key.is_empty() {
-            return Err(Error::new(ErrorKind::InvalidArgument, "the authkey is empty"));
-        }
+        let key = authkey(self.authkey)?;
         if self.chunksize == 0 {
             return Err(Error::new(ErrorKind::InvalidArgument, "chunksize must be at least 1"));
         }
         if self.ttl < Duration::from_millis(300) {
             return Err(Error::new(ErrorKind::InvalidArgument, "ttl must be at least 300 ms"));
         }
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|e| Error::redis(e, format!("bad Redis URL {}", redact(&self.url))))?;
+        let client = redis_client(&self.url)?;
         let keys = Keys::new(&self.namespace);
         let id = wire::random_hex();
         // The executable's hash, once, now rather than at the first submit.
@@ -183,49 +152,12 @@ impl ClusterExecutorBuilder {
             insights: Mutex::new(HashMap::new()),
             redis: client,
         });
-        let mut threads = Vec::new();
-        for (name, f) in [
-            ("cluster-send", sender as fn(Arc<Shared>)),
-            ("cluster-collect", collector as fn(Arc<Shared>)),
-        ] {
-            let s = shared.clone();
-            let h = std::thread::Builder::new()
-                .name(name.into())
-                .spawn(move || f(s))
-                .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("thread: {e}")))?;
-            threads.push(h);
-        }
+        let threads = vec![
+            spawn("cluster-send", sender, shared.clone(), ErrorKind::InvalidArgument)?,
+            spawn("cluster-collect", collector, shared.clone(), ErrorKind::InvalidArgument)?,
+        ];
         Ok(ClusterExecutor { shared, threads: Mutex::new(threads) })
     }
-}
-
-/// The URL without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
-fn beat(
-    con: &mut redis::Connection,
-    keys: &Keys,
-    id: &str,
-    ttl: Duration,
-) -> redis::RedisResult<()> {
-    let ms = ttl.as_millis() as u64;
-    redis::pipe()
-        .cmd("SET")
-        .arg(keys.client(id))
-        .arg(1)
-        .arg("PX")
-        .arg(ms)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(keys.results(id))
-        .arg(ms)
-        .ignore()
-        .query(con)
 }
 
 /// A map's options: chunk size, [`TaskOptions`], progress reporting; from
@@ -657,200 +589,5 @@ impl Executor for ClusterExecutor {
 impl Drop for ClusterExecutor {
     fn drop(&mut self) {
         self.shutdown(true, false);
-    }
-}
-
-/// Writes queued tasks to the stream, a batch per round trip.
-fn sender(sh: Arc<Shared>) {
-    let mut conn = Conn::new(sh.redis.clone(), Some(Duration::from_secs(10)), sh.stop.clone());
-    let tasks = sh.keys.tasks();
-    loop {
-        let batch: Vec<Outgoing> = {
-            let mut st = lock(&sh.st);
-            loop {
-                if sh.stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                // Tasks cancelled before they were written are dropped here.
-                while let Some(o) = st.outbox.front() {
-                    let dead = st.pending.get(&o.id).map_or(true, |e| e.waiter.all_cancelled());
-                    if !dead {
-                        break;
-                    }
-                    let id = o.id;
-                    st.outbox.pop_front();
-                    st.pending.remove(&id);
-                    sh.cv.notify_all();
-                }
-                if !st.outbox.is_empty() {
-                    break;
-                }
-                st = sh
-                    .cv
-                    .wait_timeout(st, Duration::from_millis(100))
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-            let n = st.outbox.len().min(SEND_BATCH);
-            st.outbox.drain(..n).collect()
-        };
-        let r = conn.run(|con| {
-            let mut p = redis::pipe();
-            for o in &batch {
-                p.cmd("XADD").arg(&tasks).arg("*").arg("m").arg(&o.m[..]).arg("s").arg(&o.s[..]);
-            }
-            p.query::<Vec<String>>(con)
-        });
-        match r {
-            None => return,
-            Some(Ok(ids)) => {
-                let mut st = lock(&sh.st);
-                for (o, sid) in batch.iter().zip(ids) {
-                    if let Some(e) = st.pending.get_mut(&o.id) {
-                        e.stream_id = Some(sid);
-                    }
-                }
-            }
-            Some(Err(e)) => {
-                // Not a connection problem (say, an ACL refusal): the tasks fail.
-                let err = TaskError::new(
-                    TaskErrorKind::NotRunning,
-                    format!("redis refused the task: {e}"),
-                );
-                let mut st = lock(&sh.st);
-                let waiters: Vec<_> =
-                    batch.iter().filter_map(|o| st.pending.remove(&o.id)).collect();
-                drop(st);
-                for w in waiters {
-                    w.waiter.finish(wire::failed(&err, "(none)"));
-                }
-                sh.cv.notify_all();
-            }
-        }
-    }
-}
-
-fn field<'a>(map: &'a HashMap<String, redis::Value>, k: &str) -> Option<&'a [u8]> {
-    match map.get(k) {
-        Some(redis::Value::BulkString(b)) => Some(b),
-        _ => None,
-    }
-}
-
-/// Reads results, finishes futures, keeps the client's keys alive, and removes the
-/// entries of cancelled tasks.
-fn collector(sh: Arc<Shared>) {
-    let mut conn = Conn::new(sh.redis.clone(), Some(Duration::from_secs(5)), sh.stop.clone());
-    let results = sh.keys.results(&sh.id);
-    let tasks = sh.keys.tasks();
-    let mut last = "0".to_string();
-    let beat_every = sh.ttl / 3;
-    let mut next_beat = Instant::now();
-    let mut next_sweep = Instant::now() + Duration::from_millis(100);
-    loop {
-        if sh.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        if Instant::now() >= next_beat {
-            if conn.run(|con| beat(con, &sh.keys, &sh.id, sh.ttl)).is_none() {
-                return;
-            }
-            next_beat = Instant::now() + beat_every;
-        }
-        if Instant::now() >= next_sweep {
-            let doomed: Vec<String> = {
-                let mut st = lock(&sh.st);
-                let ids: Vec<u64> = st
-                    .pending
-                    .iter()
-                    .filter(|(_, e)| e.stream_id.is_some() && e.waiter.all_cancelled())
-                    .map(|(k, _)| *k)
-                    .collect();
-                ids.iter()
-                    .filter_map(|k| st.pending.remove(k))
-                    .filter_map(|e| e.stream_id)
-                    .collect()
-            };
-            if !doomed.is_empty() {
-                sh.cv.notify_all();
-                let r =
-                    conn.run(|con| redis::cmd("XDEL").arg(&tasks).arg(&doomed).query::<()>(con));
-                if r.is_none() {
-                    return;
-                }
-            }
-            next_sweep = Instant::now() + Duration::from_millis(100);
-        }
-        let read = conn.run(|con| {
-            redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(1024)
-                .arg("BLOCK")
-                .arg(100)
-                .arg("STREAMS")
-                .arg(&results)
-                .arg(&last)
-                .query::<Option<StreamReadReply>>(con)
-        });
-        let reply = match read {
-            None => return,
-            Some(Ok(Some(r))) => r,
-            Some(Ok(None)) => continue,
-            Some(Err(e)) => {
-                eprintln!("multiproc-cluster: reading results failed: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        let mut seen = Vec::new();
-        for k in reply.keys {
-            for entry in k.ids {
-                last = entry.id.clone();
-                seen.push(entry.id.clone());
-                let (Some(m), Some(s)) = (field(&entry.map, "m"), field(&entry.map, "s")) else {
-                    eprintln!("multiproc-cluster: dropped a malformed result entry {}", entry.id);
-                    continue;
-                };
-                if !wire::verify_result(&sh.key, m, s) {
-                    eprintln!(
-                        "multiproc-cluster: dropped result entry {}: bad signature (not signed with this executor's authkey)",
-                        entry.id
-                    );
-                    continue;
-                }
-                let Ok(msg) = postcard::from_bytes::<ResultMsg>(m) else {
-                    eprintln!(
-                        "multiproc-cluster: dropped an undecodable result entry {}",
-                        entry.id
-                    );
-                    continue;
-                };
-                let Some(e) = lock(&sh.st).pending.remove(&msg.id) else { continue };
-                {
-                    let mut ins = lock(&sh.insights);
-                    let h = ins.entry(msg.host.clone()).or_insert_with(|| HostInsights {
-                        host: msg.host.clone(),
-                        ..HostInsights::default()
-                    });
-                    h.tasks += 1;
-                    h.items += e.waiter.count();
-                    h.busy += Duration::from_micros(msg.busy_us);
-                }
-                e.waiter.finish(msg.outcome);
-            }
-        }
-        sh.cv.notify_all();
-        if !seen.is_empty() {
-            let _ = conn.run(|con| redis::cmd("XDEL").arg(&results).arg(&seen).query::<()>(con));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn urls_are_printed_without_passwords() {
-        assert_eq!(super::redact("redis://alice:secret@h:6379/0"), "redis://…@h:6379/0");
-        assert_eq!(super::redact("redis+unix:///tmp/r.sock"), "redis+unix:///tmp/r.sock");
     }
 }

@@ -1,0 +1,340 @@
+//! The container requests: list, dict, namespace, value, queue.
+
+use super::objects::{gone, Object, QueueFail};
+use super::session::refs_of;
+use super::wait::lock;
+use super::{fault, index_fault, Cx, Pick, Shared};
+use crate::error::ErrorKind;
+use crate::protocol::*;
+use std::sync::Mutex;
+
+impl Shared {
+    pub(super) fn list(&self, cx: &mut Cx<'_>, id: Id, op: ListOp) -> Response {
+        let s = cx.session;
+        let incoming: Vec<Id> = match &op {
+            ListOp::Append(v) | ListOp::Set(_, v) | ListOp::Insert(_, v) => v.refs.clone(),
+            ListOp::Extend(vs) => refs_of(vs),
+            _ => Vec::new(),
+        };
+        self.on_container(s, id, incoming, pick!(Object::List), |g, mv| match op {
+            ListOp::Append(v) => {
+                g.push(v);
+                Ok(Reply::Unit)
+            }
+            ListOp::Extend(vs) => {
+                g.extend(vs);
+                Ok(Reply::Unit)
+            }
+            ListOp::Get(i) => match g.get(i as usize) {
+                Some(v) => Ok(self.read_out(s, v)),
+                None => Err(index_fault(i, g.len())),
+            },
+            ListOp::Set(i, v) => match g.get_mut(i as usize) {
+                Some(slot) => {
+                    mv.released = std::mem::replace(slot, v).refs;
+                    Ok(Reply::Unit)
+                }
+                None => {
+                    mv.released = v.refs;
+                    Err(index_fault(i, g.len()))
+                }
+            },
+            ListOp::Len => Ok(Reply::Count(g.len() as u64)),
+            ListOp::Pop(at) => {
+                let len = g.len();
+                let i = at.unwrap_or(len.saturating_sub(1) as u64);
+                if (i as usize) < len {
+                    Ok(mv.give(g.remove(i as usize)))
+                } else if len == 0 {
+                    Err(fault(ErrorKind::IndexOutOfRange, "pop from an empty list"))
+                } else {
+                    Err(index_fault(i, len))
+                }
+            }
+            ListOp::Insert(i, v) => {
+                if i as usize <= g.len() {
+                    g.insert(i as usize, v);
+                    Ok(Reply::Unit)
+                } else {
+                    mv.released = v.refs;
+                    Err(fault(
+                        ErrorKind::IndexOutOfRange,
+                        format!("insertion index {i} beyond the length {}", g.len()),
+                    ))
+                }
+            }
+            ListOp::Remove(b) => match g.iter().position(|v| v.bytes == b) {
+                Some(i) => {
+                    mv.released = g.remove(i).refs;
+                    Ok(Reply::Unit)
+                }
+                None => Err(fault(ErrorKind::ValueNotFound, "list.remove(x): x not in list")),
+            },
+            ListOp::Index(b) => match g.iter().position(|v| v.bytes == b) {
+                Some(i) => Ok(Reply::Count(i as u64)),
+                None => Err(fault(ErrorKind::ValueNotFound, "value is not in the list")),
+            },
+            ListOp::Count(b) => Ok(Reply::Count(g.iter().filter(|v| v.bytes == b).count() as u64)),
+            ListOp::Clear => {
+                mv.released = std::mem::take(g).into_iter().flat_map(|v| v.refs).collect();
+                Ok(Reply::Unit)
+            }
+            ListOp::Snapshot => {
+                self.copy_out_all(s, g.iter());
+                Ok(Reply::Values(g.clone()))
+            }
+            ListOp::Slice(a, b) => {
+                let len = g.len() as u64;
+                let b = if b == u64::MAX { len } else { b };
+                if a > b || b > len {
+                    Err(fault(
+                        ErrorKind::IndexOutOfRange,
+                        format!("range {a}..{b} out of range for a list of length {len}"),
+                    ))
+                } else {
+                    let part = &g[a as usize..b as usize];
+                    self.copy_out_all(s, part.iter());
+                    Ok(Reply::Values(part.to_vec()))
+                }
+            }
+            ListOp::Reverse => {
+                g.reverse();
+                Ok(Reply::Unit)
+            }
+            ListOp::Truncate(n) => {
+                if (n as usize) < g.len() {
+                    mv.released = g.drain(n as usize..).flat_map(|v| v.refs).collect();
+                }
+                Ok(Reply::Unit)
+            }
+        })
+    }
+
+    pub(super) fn dict(&self, cx: &mut Cx<'_>, id: Id, op: DictOp) -> Response {
+        let s = cx.session;
+        let incoming: Vec<Id> = match &op {
+            DictOp::Insert(_, v) | DictOp::SetDefault(_, v) => v.refs.clone(),
+            DictOp::Update(kvs) => refs_of(kvs.iter().map(|(_, v)| v)),
+            _ => Vec::new(),
+        };
+        self.on_container(s, id, incoming, pick!(Object::Dict), |g, mv| match op {
+            DictOp::Get(k) => Ok(self.maybe_out(s, g.get(&k))),
+            DictOp::Insert(k, v) => Ok(mv.give_maybe(g.insert(k, v))),
+            DictOp::Remove(k) => Ok(mv.give_maybe(g.remove(&k))),
+            DictOp::ContainsKey(k) => Ok(Reply::Bool(g.get(&k).is_some())),
+            DictOp::Keys => Ok(Reply::Keys(g.iter().map(|(k, _)| k.clone()).collect())),
+            DictOp::Values => {
+                self.copy_out_all(s, g.iter().map(|(_, v)| v));
+                Ok(Reply::Values(g.iter().map(|(_, v)| v.clone()).collect()))
+            }
+            DictOp::Items => {
+                self.copy_out_all(s, g.iter().map(|(_, v)| v));
+                Ok(Reply::Items(g.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+            }
+            DictOp::Len => Ok(Reply::Count(g.len() as u64)),
+            DictOp::Update(kvs) => {
+                for (k, v) in kvs {
+                    if let Some(old) = g.insert(k, v) {
+                        mv.released.extend(old.refs);
+                    }
+                }
+                Ok(Reply::Unit)
+            }
+            DictOp::SetDefault(k, v) => {
+                if g.get(&k).is_some() {
+                    mv.released = v.refs;
+                } else {
+                    g.insert(k.clone(), v);
+                }
+                Ok(self.read_out(s, g.get(&k).expect("present")))
+            }
+            DictOp::PopItem => match g.pop_last() {
+                Some((k, v)) => {
+                    mv.given.clone_from(&v.refs);
+                    Ok(Reply::Items(vec![(k, v)]))
+                }
+                None => Err(fault(ErrorKind::KeyNotFound, "popitem(): dictionary is empty")),
+            },
+            DictOp::Clear => {
+                mv.released = g.take_all().into_iter().flat_map(|(_, v)| v.refs).collect();
+                Ok(Reply::Unit)
+            }
+        })
+    }
+
+    pub(super) fn namespace(&self, cx: &mut Cx<'_>, id: Id, op: NsOp) -> Response {
+        let s = cx.session;
+        let incoming = match &op {
+            NsOp::Set(_, v) => v.refs.clone(),
+            _ => Vec::new(),
+        };
+        self.on_container(s, id, incoming, pick!(Object::Namespace), |g, mv| match op {
+            NsOp::Get(name) => Ok(self.maybe_out(s, g.get(&name))),
+            NsOp::Set(name, v) => {
+                if let Some(old) = g.insert(name, v) {
+                    mv.released = old.refs;
+                }
+                Ok(Reply::Unit)
+            }
+            NsOp::Remove(name) => {
+                let old = g.remove(&name);
+                let had = old.is_some();
+                if let Some(o) = old {
+                    mv.released = o.refs;
+                }
+                Ok(Reply::Bool(had))
+            }
+            NsOp::Names => Ok(Reply::Names(g.keys().cloned().collect())),
+            NsOp::Items => {
+                self.copy_out_all(s, g.values());
+                Ok(Reply::Fields(g.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+            }
+        })
+    }
+
+    pub(super) fn value(&self, cx: &mut Cx<'_>, id: Id, op: ValueOp) -> Response {
+        let s = cx.session;
+        let incoming = match &op {
+            ValueOp::Set(v) | ValueOp::Swap(v) | ValueOp::CompareAndSwap { new: v, .. } => {
+                v.refs.clone()
+            }
+            ValueOp::Get => Vec::new(),
+        };
+        self.on_container(s, id, incoming, pick!(Object::Value), |g, mv| match op {
+            ValueOp::Get => Ok(self.read_out(s, g)),
+            ValueOp::Set(v) => {
+                mv.released = std::mem::replace(g, v).refs;
+                Ok(Reply::Unit)
+            }
+            ValueOp::Swap(v) => Ok(mv.give(std::mem::replace(g, v))),
+            ValueOp::CompareAndSwap { current, new } => {
+                if g.bytes == current {
+                    mv.released = std::mem::replace(g, new).refs;
+                    Ok(Reply::Cas(Ok(())))
+                } else {
+                    mv.released = new.refs;
+                    self.copy_out(s, &g.refs);
+                    Ok(Reply::Cas(Err(g.clone())))
+                }
+            }
+        })
+    }
+
+    pub(super) fn queue(&self, cx: &mut Cx<'_>, id: Id, op: QueueOp) -> Response {
+        self.on_object(id, pick!(Object::Queue), |e, q| match op {
+            QueueOp::Put(v, wait) => {
+                self.incoming(&v.refs)?;
+                if e.is_dead() {
+                    self.release(v.refs);
+                    return Err(gone(id));
+                }
+                match q.put(v, wait, cx.probe) {
+                    Ok(()) => {
+                        // Freed meanwhile? Then the value's references must not leak.
+                        if e.is_dead() {
+                            let refs = e.drain();
+                            self.release(refs);
+                        }
+                        Ok(Reply::Unit)
+                    }
+                    Err((v, why)) => {
+                        self.release(v.refs);
+                        Err(match why {
+                            QueueFail::Timeout => fault(ErrorKind::Full, "queue is full"),
+                            QueueFail::PeerGone => fault(ErrorKind::Disconnected, "client gone"),
+                        })
+                    }
+                }
+            }
+            QueueOp::Get(wait) => match q.get(wait, cx.probe) {
+                Ok(v) => {
+                    self.give(cx.session, &v.refs);
+                    Ok(Reply::Value(v))
+                }
+                Err(QueueFail::Timeout) => Err(fault(ErrorKind::Empty, "queue is empty")),
+                Err(QueueFail::PeerGone) => Err(fault(ErrorKind::Disconnected, "client gone")),
+            },
+            QueueOp::Len => {
+                let g = lock(&q.state);
+                Ok(Reply::QueueLen { len: g.items.len() as u64, maxsize: g.maxsize })
+            }
+            QueueOp::TaskDone => q.task_done().map(|()| Reply::Unit),
+            QueueOp::Join(wait) => match q.join(wait, cx.probe) {
+                Ok(()) => Ok(Reply::Unit),
+                Err(QueueFail::Timeout) => {
+                    Err(fault(ErrorKind::Timeout, "unfinished tasks remain after the timeout"))
+                }
+                Err(QueueFail::PeerGone) => Err(fault(ErrorKind::Disconnected, "client gone")),
+            },
+        })
+    }
+}
+
+/// The references a container operation moved, settled once the container's lock is dropped.
+#[derive(Default)]
+struct Moves {
+    /// Given up by the container and dropped.
+    released: Vec<Id>,
+    /// Given up by the container to the client, with the value it takes out.
+    given: Vec<Id>,
+}
+
+impl Moves {
+    /// A value taken out of the container, for the client.
+    fn give(&mut self, v: Stored) -> Reply {
+        self.given.clone_from(&v.refs);
+        Reply::Value(v)
+    }
+
+    /// A value that was replaced or removed, if any, for the client.
+    fn give_maybe(&mut self, old: Option<Stored>) -> Reply {
+        if let Some(o) = &old {
+            self.given.clone_from(&o.refs);
+        }
+        Reply::MaybeValue(old)
+    }
+}
+
+impl Shared {
+    /// Runs `op` on container `id` under its lock. `pick` says which kind of object it must
+    /// be; the references of the values coming in are counted first and given back if the
+    /// object is freed meanwhile; the references `op` moves are settled after the lock.
+    fn on_container<T>(
+        &self,
+        session: u64,
+        id: Id,
+        incoming: Vec<Id>,
+        pick: Pick<Mutex<T>>,
+        op: impl FnOnce(&mut T, &mut Moves) -> Response,
+    ) -> Response {
+        self.on_object(id, pick, |e, m| {
+            self.incoming(&incoming)?;
+            let mut g = lock(m);
+            if e.is_dead() {
+                drop(g);
+                self.release(incoming);
+                return Err(gone(id));
+            }
+            let mut mv = Moves::default();
+            let r = op(&mut g, &mut mv);
+            drop(g);
+            self.give(session, &mv.given);
+            self.release(mv.released);
+            r
+        })
+    }
+
+    /// A copy of a value the container keeps, for `session` (which gets its references).
+    fn read_out(&self, session: u64, v: &Stored) -> Reply {
+        self.copy_out(session, &v.refs);
+        Reply::Value(v.clone())
+    }
+
+    /// [`read_out`](Self::read_out) of a value that may be absent.
+    fn maybe_out(&self, session: u64, v: Option<&Stored>) -> Reply {
+        if let Some(v) = v {
+            self.copy_out(session, &v.refs);
+        }
+        Reply::MaybeValue(v.cloned())
+    }
+}
