@@ -247,6 +247,45 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// xorshift64*: a small deterministic generator for hostile-input tests (a fixed seed per
+/// test, so a failing case replays).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (0 is replaced: xorshift would stay at 0).
+    pub fn new(seed: u64) -> Rng {
+        Rng(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// How many cases a hostile-input test runs: `default`, or `MULTIPROC_FUZZ_CASES` (what
+/// `cargo xtask fuzz --cases N` sets) when that is larger.
+pub fn fuzz_cases(default: usize) -> usize {
+    std::env::var("MULTIPROC_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(default, |n: usize| n.max(default))
+}
+
 /// Exit code of a child that could not set up its fault (no privilege): the test is skipped.
 pub const SKIP_CODE: i32 = 77;
 

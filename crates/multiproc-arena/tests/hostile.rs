@@ -2,32 +2,15 @@
 //! headers and handle-transfer messages. Deterministic pseudo-random cases (set
 //! `MULTIPROC_FUZZ_CASES` for more); none may panic, and each must end in `Ok` or a typed error.
 
+use multiproc_arena::testing::{fuzz_cases, Rng};
 use multiproc_arena::{transfer, Arena, Array, ErrorKind, Segment, Shared};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::AtomicU64;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-fn cases(default: u64) -> u64 {
-    std::env::var("MULTIPROC_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
-}
-
 #[test]
 fn mutated_segment_headers_never_panic() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let n = cases(3_000);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
+    let n = fuzz_cases(3_000);
     let mut outcomes = std::collections::BTreeMap::new();
     for _ in 0..n {
         let seg = Segment::anonymous(4096).unwrap();
@@ -36,7 +19,7 @@ fn mutated_segment_headers_never_panic() {
         // Flip 1-4 random bytes of the 64 meaningful header bytes, sometimes truncate.
         for _ in 0..1 + rng.below(4) {
             let at = rng.below(64);
-            file.write_all_at(&[rng.next() as u8], at).unwrap();
+            file.write_all_at(&[rng.next_u64() as u8], at).unwrap();
         }
         if rng.below(4) == 0 {
             file.set_len(rng.below(3 * 4096)).unwrap();
@@ -54,8 +37,8 @@ fn mutated_segment_headers_never_panic() {
 
 #[test]
 fn random_transfer_messages_never_panic() {
-    let mut rng = Rng(0x1234_5678_9abc_def1);
-    let n = cases(20_000);
+    let mut rng = Rng::new(0x1234_5678_9abc_def1);
+    let n = fuzz_cases(20_000);
     let arena = Arena::new(1 << 16).unwrap();
     let v = Shared::new_in(&arena, AtomicU64::new(1)).unwrap();
     let mut accepted = 0u64;
@@ -64,12 +47,12 @@ fn random_transfer_messages_never_panic() {
         let mut bytes = if i % 2 == 0 {
             transfer::encode(&(v.clone(), arena.clone())).unwrap().bytes
         } else {
-            (0..rng.below(48)).map(|_| rng.next() as u8).collect()
+            (0..rng.below(48)).map(|_| rng.next_u64() as u8).collect()
         };
         for _ in 0..rng.below(4) {
             if !bytes.is_empty() {
                 let at = rng.below(bytes.len() as u64) as usize;
-                bytes[at] = rng.next() as u8;
+                bytes[at] = rng.next_u64() as u8;
             }
         }
         if rng.below(5) == 0 {

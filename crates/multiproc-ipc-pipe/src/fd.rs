@@ -3,7 +3,7 @@
 
 use multiproc_arena::transfer;
 use serde::{Deserialize, Serialize};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 /// An owned descriptor — a file, a socket, a pidfd — that can be put in a message: sending
 /// it passes a duplicate to the receiver with SCM_RIGHTS (or to a spawned child as an
@@ -40,17 +40,7 @@ impl<T: Into<OwnedFd>> From<T> for Fd {
     }
 }
 
-impl AsFd for Fd {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-}
-
-impl AsRawFd for Fd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
+crate::impl_as_fd!(Fd, 0);
 
 impl crate::Waitable for Fd {}
 

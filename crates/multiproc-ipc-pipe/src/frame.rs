@@ -27,9 +27,10 @@
 //! ```
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys;
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 /// Length of a frame header in bytes.
 pub const HEADER_LEN: usize = 8;
@@ -104,8 +105,16 @@ pub fn encode_frame(payload: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Where the receive state machine gets bytes: a socket, or memory in tests.
-pub(crate) trait Source {
+/// Where the receive state machine gets bytes.
+pub(crate) enum Source<'a> {
+    /// A connected socket.
+    Sock(BorrowedFd<'a>),
+    /// Bytes in memory, for [`FrameDecoder`]: a byte stream (each push continues it), or one
+    /// record per push.
+    Mem { data: &'a [u8], pos: usize, records: bool },
+}
+
+impl Source<'_> {
     /// Reads into `a` then `b` (`b` may be empty), appending received descriptors to `fds`.
     /// Returns the byte count (`0` is end of stream) and whether a record was cut short
     /// because it did not fit (record sockets only). With `block == false`, nothing available
@@ -116,7 +125,24 @@ pub(crate) trait Source {
         b: &mut [MaybeUninit<u8>],
         fds: &mut Vec<OwnedFd>,
         block: bool,
-    ) -> io::Result<(usize, bool)>;
+    ) -> io::Result<(usize, bool)> {
+        let (data, pos, records) = match self {
+            Source::Sock(fd) => return sys::recvmsg(*fd, a, b, fds, !block),
+            Source::Mem { data, pos, records } => (*data, pos, *records),
+        };
+        let rest = &data[*pos..];
+        if rest.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut n = 0;
+        for (d, s) in a.iter_mut().chain(b.iter_mut()).zip(rest) {
+            d.write(*s);
+            n += 1;
+        }
+        let cut = records && n < rest.len();
+        *pos = if records { data.len() } else { *pos + n };
+        Ok((n, cut))
+    }
 }
 
 /// How a connection's socket delivers frames.
@@ -295,7 +321,7 @@ impl RecvState {
     /// `block`).
     pub(crate) fn read_header(
         &mut self,
-        src: &mut impl Source,
+        src: &mut Source<'_>,
         limit: usize,
         block: bool,
     ) -> Result<Progress> {
@@ -311,7 +337,7 @@ impl RecvState {
 
     fn read_header_stream(
         &mut self,
-        src: &mut impl Source,
+        src: &mut Source<'_>,
         limit: usize,
         block: bool,
     ) -> Result<Progress> {
@@ -347,7 +373,7 @@ impl RecvState {
 
     fn read_first_record(
         &mut self,
-        src: &mut impl Source,
+        src: &mut Source<'_>,
         limit: usize,
         block: bool,
     ) -> Result<Progress> {
@@ -377,7 +403,7 @@ impl RecvState {
     /// or `None` when nothing has arrived.
     pub(crate) fn read_first_record_into(
         &mut self,
-        src: &mut impl Source,
+        src: &mut Source<'_>,
         limit: usize,
         block: bool,
         dst: &mut [u8],
@@ -432,7 +458,7 @@ impl RecvState {
     }
 
     /// Reads the payload of the current frame (header already complete) into `self.payload`.
-    pub(crate) fn read_payload(&mut self, src: &mut impl Source, block: bool) -> Result<Progress> {
+    pub(crate) fn read_payload(&mut self, src: &mut Source<'_>, block: bool) -> Result<Progress> {
         while self.owed() > 0 {
             let owed = self.owed();
             let want = match self.mode {
@@ -471,7 +497,7 @@ impl RecvState {
     /// error every byte received moves into `self.payload`, so nothing is lost.
     pub(crate) fn read_payload_direct(
         &mut self,
-        src: &mut impl Source,
+        src: &mut Source<'_>,
         dst: &mut [u8],
         in_dst: usize,
         block: bool,
@@ -535,36 +561,6 @@ pub struct FrameDecoder {
     limit: usize,
 }
 
-/// A byte stream (each push continues it) or one record per push.
-struct MemSource<'a> {
-    data: &'a [u8],
-    pos: usize,
-    records: bool,
-}
-
-impl Source for MemSource<'_> {
-    fn read(
-        &mut self,
-        a: &mut [MaybeUninit<u8>],
-        b: &mut [MaybeUninit<u8>],
-        _fds: &mut Vec<OwnedFd>,
-        _block: bool,
-    ) -> io::Result<(usize, bool)> {
-        let rest = &self.data[self.pos..];
-        if rest.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let mut n = 0;
-        for (d, s) in a.iter_mut().chain(b.iter_mut()).zip(rest) {
-            d.write(*s);
-            n += 1;
-        }
-        let cut = self.records && n < rest.len();
-        self.pos = if self.records { self.data.len() } else { self.pos + n };
-        Ok((n, cut))
-    }
-}
-
 impl FrameDecoder {
     /// A decoder of a byte stream (a TCP or Unix stream connection) that accepts payloads up
     /// to `max_message_size` bytes.
@@ -584,7 +580,7 @@ impl FrameDecoder {
     /// later call repeats it.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         let records = self.state.mode == Mode::Records;
-        let mut src = MemSource { data: bytes, pos: 0, records };
+        let mut src = Source::Mem { data: bytes, pos: 0, records };
         let mut out = Vec::new();
         if records && bytes.is_empty() {
             // An empty record reads as end of stream on a socket.

@@ -76,6 +76,24 @@
 //! # Ok::<(), multiproc_ipc_pipe::Error>(())
 //! ```
 
+/// `AsFd` and `AsRawFd` of a type through its descriptor field `$field`.
+macro_rules! impl_as_fd {
+    ($ty:ty, $field:tt) => {
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(&self.$field)
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(&self.$field)
+            }
+        }
+    };
+}
+pub(crate) use impl_as_fd;
+
 #[cfg(multiproc_loom)]
 #[doc(hidden)]
 pub mod bell;
@@ -97,6 +115,11 @@ pub use crate::listener::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LISTENER_HANDSHAKE_TIMEOUT,
 };
 pub use crate::wait::{wait, Waitable};
+
+/// Locks `m`, taking the state over if a thread panicked while holding it.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 impl Waitable for Connection {
     fn ready_now(&self) -> bool {

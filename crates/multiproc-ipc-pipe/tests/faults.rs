@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{fds, fork_keep, T};
-use multiproc_ipc_pipe::{ErrorKind, Pipe};
+use common::{idle_peer, pipe_to_child, T};
+use multiproc_ipc_pipe::ErrorKind;
 use std::time::{Duration, Instant};
 
 const BOUND: Duration = Duration::from_millis(100);
@@ -34,12 +34,7 @@ fn check_reaction(killed: Instant, dead: Instant, when: Instant) {
 /// The survivor is blocked sending a large message the peer does not read; the peer dies.
 #[test]
 fn peer_killed_mid_send() {
-    let (a, b) = Pipe::new().unwrap();
-    let mut child = fork_keep(&fds(&[&b]), || loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let _ = &b;
-    });
-    drop(b);
+    let (a, mut child) = idle_peer();
     let big = vec![9u8; 64 << 20];
     let sender = std::thread::spawn(move || {
         let r = a.send_bytes(&big);
@@ -56,13 +51,11 @@ fn peer_killed_mid_send() {
 /// The survivor is blocked receiving, part of a message already in; the peer dies.
 #[test]
 fn peer_killed_mid_recv() {
-    let (a, b) = Pipe::new().unwrap();
-    let mut child = fork_keep(&fds(&[&b]), || {
+    let (a, mut child) = pipe_to_child(|b| {
         let big = vec![3u8; 64 << 20];
         b.send_bytes(&big).unwrap();
         0
     });
-    drop(b);
     // Once the sender has started, freeze it (the message is far larger than the socket
     // buffer, so it is stuck part-way) and take the part that arrived.
     assert!(a.poll(T).unwrap());
@@ -92,12 +85,7 @@ fn peer_killed_mid_recv() {
 /// The survivor waits for a message that never comes; the peer dies.
 #[test]
 fn peer_killed_while_waiting() {
-    let (a, b) = Pipe::new().unwrap();
-    let mut child = fork_keep(&fds(&[&b]), || loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let _ = &b;
-    });
-    drop(b);
+    let (a, mut child) = idle_peer();
     let receiver = std::thread::spawn(move || {
         let r = a.recv::<u64>();
         (r, Instant::now())
@@ -124,8 +112,7 @@ fn is_pattern(v: &[u8]) -> bool {
 /// A 100 MiB message each way, intact (and 16 MiB through serde).
 #[test]
 fn hundred_mib_messages() {
-    let (a, b) = Pipe::new().unwrap();
-    let child = fork_keep(&fds(&[&b]), || {
+    let (a, child) = pipe_to_child(|b| {
         let v = b.recv_bytes_timeout(BIG_T).unwrap();
         b.send(&(v.len() == 100 << 20 && is_pattern(&v))).unwrap();
         b.send_bytes(&v).unwrap();
@@ -133,7 +120,6 @@ fn hundred_mib_messages() {
         b.send(&s).unwrap();
         0
     });
-    drop(b);
     let v = pattern(100 << 20);
     a.send_bytes(&v).unwrap();
     assert!(a.recv_timeout::<bool>(BIG_T).unwrap());
@@ -149,14 +135,12 @@ fn hundred_mib_messages() {
 #[test]
 fn signals_do_not_break_transfers() {
     extern "C" fn nothing(_: libc::c_int) {}
-    let (a, b) = Pipe::new().unwrap();
-    let child = fork_keep(&fds(&[&b]), || {
+    let (a, child) = pipe_to_child(|b| {
         common::sys::handle_signal(libc::SIGUSR1, nothing);
         let v = b.recv_bytes_timeout(BIG_T).unwrap();
         b.send_bytes(&v).unwrap();
         0
     });
-    drop(b);
     let v = pattern(32 << 20);
     let pid = child.pid();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

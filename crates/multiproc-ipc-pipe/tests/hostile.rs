@@ -5,27 +5,10 @@
 mod common;
 
 use common::{sys, T};
+use multiproc_arena::testing::{fuzz_cases, Rng};
 use multiproc_ipc_pipe::frame::{encode_frame, FrameDecoder, Header, HEADER_LEN, MAGIC};
 use multiproc_ipc_pipe::{Connection, ErrorKind, Pipe};
 use std::os::fd::AsFd;
-
-/// xorshift64*: a small deterministic generator (the seed is printed on failure).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 const LIMITS: [usize; 5] = [0, 1, 100, 4096, 1 << 20];
 const FIRST_RECORD_ROOM: usize = 64 << 10;
@@ -60,20 +43,11 @@ fn feed(
     (d, Ok(out))
 }
 
-/// Case count: `default`, or `MULTIPROC_FUZZ_CASES` (what `cargo xtask fuzz --cases N` sets)
-/// when that is larger.
-fn cases(default: usize) -> usize {
-    std::env::var("MULTIPROC_FUZZ_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(default, |n: usize| n.max(default))
-}
-
 /// 40,000 random byte strings, each as a stream and as records.
 #[test]
 fn random_bytes() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    for case in 0..cases(40_000) {
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
+    for case in 0..fuzz_cases(40_000) {
         let len = rng.below(80) as usize;
         let mut data = rng.bytes(len);
         if rng.below(3) == 0 && data.len() >= HEADER_LEN {
@@ -91,8 +65,8 @@ fn random_bytes() {
 /// Intact input decodes to exactly the payloads; damaged input is an error or a prefix.
 #[test]
 fn corrupted_and_truncated_frames() {
-    let mut rng = Rng(0xD1B5_4A32_D192_ED03);
-    for case in 0..cases(40_000) {
+    let mut rng = Rng::new(0xD1B5_4A32_D192_ED03);
+    for case in 0..fuzz_cases(40_000) {
         let limit = LIMITS[2 + case % 3];
         let payloads: Vec<Vec<u8>> = (0..1 + rng.below(4))
             .map(|_| {
@@ -138,9 +112,9 @@ fn corrupted_and_truncated_frames() {
 /// from the header when over the limit, and never an allocation beyond what arrived.
 #[test]
 fn huge_declared_lengths() {
-    let mut rng = Rng(0xA076_1D64_78BD_642F);
-    for case in 0..cases(20_000) {
-        let len = rng.next() >> (16 + rng.below(48));
+    let mut rng = Rng::new(0xA076_1D64_78BD_642F);
+    for case in 0..fuzz_cases(20_000) {
+        let len = rng.next_u64() >> (16 + rng.below(48));
         let limit = if case % 2 == 0 { usize::MAX } else { 1 << 20 };
         let records = case % 3 == 0;
         let mut data = Header { len, fds: 0 }.encode().to_vec();
@@ -159,13 +133,13 @@ fn huge_declared_lengths() {
 /// 200,000 random header words through the pure header check.
 #[test]
 fn header_decode_is_total() {
-    let mut rng = Rng(0x94D0_49BB_1331_11EB);
-    for _ in 0..cases(200_000) {
-        let mut w = rng.next();
+    let mut rng = Rng::new(0x94D0_49BB_1331_11EB);
+    for _ in 0..fuzz_cases(200_000) {
+        let mut w = rng.next_u64();
         if rng.below(2) == 0 {
             w = (w & !(0xFF << 56)) | ((MAGIC as u64) << 56);
         }
-        let limit = rng.next() as usize >> rng.below(64);
+        let limit = rng.next_u64() as usize >> rng.below(64);
         if let Ok(h) = Header::decode(w.to_le_bytes(), limit) {
             assert!(h.len <= limit as u64 && h.fds as usize <= multiproc_ipc_pipe::frame::MAX_FDS);
             assert_eq!(Header::decode(h.encode(), limit).unwrap(), h);

@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn tcp_any() -> Address {
@@ -16,6 +17,14 @@ fn tcp_any() -> Address {
 
 fn keyed(key: &[u8]) -> multiproc_ipc_pipe::ListenerBuilder {
     Listener::builder().authkey(key).handshake_timeout(Duration::from_secs(5))
+}
+
+/// A listener with key `k` and the given handshake timeout in a private directory, and its
+/// socket's path (for raw clients).
+fn private_keyed(handshake_timeout: Duration) -> (Listener, PathBuf) {
+    let l = keyed(b"k").handshake_timeout(handshake_timeout).bind_private().unwrap();
+    let Address::Unix(path) = l.address().clone() else { unreachable!() };
+    (l, path)
 }
 
 /// LC05, LC15 (right key half): a child Client sends to the parent's accepted connection, for
@@ -107,12 +116,7 @@ fn keyed_client_unkeyed_listener() {
 /// handshake timeout.
 #[test]
 fn silent_client_does_not_block_others() {
-    let l = Listener::builder()
-        .authkey(b"k")
-        .handshake_timeout(Duration::from_millis(1500))
-        .bind_private()
-        .unwrap();
-    let Address::Unix(path) = l.address().clone() else { unreachable!() };
+    let (l, path) = private_keyed(Duration::from_millis(1500));
     let mut silent = common::sys::seqpacket_connect(&path);
     let silent2 = std::net::TcpStream::connect("127.0.0.1:9").ok(); // nothing: just noise
     drop(silent2);
@@ -143,8 +147,7 @@ fn silent_client_does_not_block_others() {
 /// Garbage instead of a handshake: an error for that client, the listener keeps serving.
 #[test]
 fn garbage_before_handshake() {
-    let l = keyed(b"k").bind_private().unwrap();
-    let Address::Unix(path) = l.address().clone() else { unreachable!() };
+    let (l, path) = private_keyed(Duration::from_secs(5));
     for garbage in [&b"GET / HTTP/1.1\r\n\r\n"[..], b"MPH\x01\x02\xff", &[0u8; 300][..]] {
         let mut s = common::sys::seqpacket_connect(&path);
         s.write_all(garbage).unwrap();
@@ -258,12 +261,7 @@ fn thread_cpu_ticks() -> u64 {
 /// until slots free, and a good client behind them is served once the silent ones expire.
 #[test]
 fn silent_flood_costs_time_not_cpu() {
-    let l = Listener::builder()
-        .authkey(b"k")
-        .handshake_timeout(Duration::from_millis(600))
-        .bind_private()
-        .unwrap();
-    let Address::Unix(path) = l.address().clone() else { unreachable!() };
+    let (l, path) = private_keyed(Duration::from_millis(600));
     let silent: Vec<_> = (0..300).map(|_| common::sys::seqpacket_connect(&path)).collect();
     let addr = l.address().clone();
     let t = std::thread::spawn(move || {

@@ -97,48 +97,52 @@ fn wait_readable(s: &Shared) {
     }
 }
 
-fn model(f: impl Fn() + Sync + Send + 'static) {
+/// Checks every interleaving (up to two preemptions) of one pipe direction over a ring of 16
+/// data words: `sender` on a second thread with the producer half, `receiver` on this one
+/// with the consumer half.
+fn model(sender: fn(&Shared, Tx), receiver: fn(&Shared, &mut Rx)) {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(2);
-    b.check(f);
+    b.check(move || {
+        let s = shared(16);
+        let s2 = s.clone();
+        let t = thread::spawn(move || sender(&s2, tx(&s2)));
+        receiver(&s, &mut rx(&s));
+        t.join().unwrap();
+    });
+}
+
+/// Sends one message of `len` bytes `b` for each `(b, len)`.
+fn send_all(s: &Shared, mut t: Tx, msgs: &[(u8, usize)]) {
+    for &(b, len) in msgs {
+        send(s, &mut t, b, len);
+    }
 }
 
 /// Two messages to a receiver that blocks at once: each arrives, none is lost, no
 /// wake-up is lost (a lost one deadlocks the model).
 #[test]
 fn blocking_receiver_gets_every_message() {
-    model(|| {
-        let s = shared(16);
-        let s2 = s.clone();
-        let t = thread::spawn(move || {
-            let mut r = tx(&s2);
-            send(&s2, &mut r, 1, 3);
-            send(&s2, &mut r, 2, 5);
-        });
-        let mut r = rx(&s);
-        assert_eq!(recv(&s, &mut r, 0), vec![1; 3]);
-        assert_eq!(recv(&s, &mut r, 0), vec![2; 5]);
-        t.join().unwrap();
-    });
+    model(
+        |s, t| send_all(s, t, &[(1, 3), (2, 5)]),
+        |s, r| {
+            assert_eq!(recv(s, r, 0), vec![1; 3]);
+            assert_eq!(recv(s, r, 0), vec![2; 5]);
+        },
+    );
 }
 
 /// A receiver that spins (watching) before it blocks: a sender that sees it watching does
 /// not ring, and the receiver still never sleeps through a message.
 #[test]
 fn spinning_receiver_never_sleeps_through_a_message() {
-    model(|| {
-        let s = shared(16);
-        let s2 = s.clone();
-        let t = thread::spawn(move || {
-            let mut r = tx(&s2);
-            send(&s2, &mut r, 7, 1);
-            send(&s2, &mut r, 8, 1);
-        });
-        let mut r = rx(&s);
-        assert_eq!(recv(&s, &mut r, 1), vec![7]);
-        assert_eq!(recv(&s, &mut r, 1), vec![8]);
-        t.join().unwrap();
-    });
+    model(
+        |s, t| send_all(s, t, &[(7, 1), (8, 1)]),
+        |s, r| {
+            assert_eq!(recv(s, r, 1), vec![7]);
+            assert_eq!(recv(s, r, 1), vec![8]);
+        },
+    );
 }
 
 /// An epoll user: a receive that spins takes one message, then the receiver waits for the
@@ -147,20 +151,14 @@ fn spinning_receiver_never_sleeps_through_a_message() {
 /// descriptor readable — otherwise the model deadlocks.
 #[test]
 fn message_left_behind_keeps_the_descriptor_readable() {
-    model(|| {
-        let s = shared(16);
-        let s2 = s.clone();
-        let t = thread::spawn(move || {
-            let mut r = tx(&s2);
-            send(&s2, &mut r, 1, 1);
-            send(&s2, &mut r, 2, 1);
-        });
-        let mut r = rx(&s);
-        assert_eq!(recv(&s, &mut r, 1), vec![1]);
-        wait_readable(&s);
-        assert_eq!(recv(&s, &mut r, 0), vec![2]);
-        t.join().unwrap();
-    });
+    model(
+        |s, t| send_all(s, t, &[(1, 1), (2, 1)]),
+        |s, r| {
+            assert_eq!(recv(s, r, 1), vec![1]);
+            wait_readable(s);
+            assert_eq!(recv(s, r, 0), vec![2]);
+        },
+    );
 }
 
 /// The same with the doorbell limit at its minimum (2) and three messages, so senders skip
@@ -168,23 +166,16 @@ fn message_left_behind_keeps_the_descriptor_readable() {
 /// still keep the descriptor readable.
 #[test]
 fn limited_doorbells_still_cover_every_message() {
-    model(|| {
-        let s = shared(16);
-        let s2 = s.clone();
-        let t = thread::spawn(move || {
-            let mut r = tx(&s2).with_bell_limit(2);
-            for b in 1..=3u8 {
-                send(&s2, &mut r, b, 1);
-            }
-        });
-        let mut r = rx(&s);
-        assert_eq!(recv(&s, &mut r, 0), vec![1]);
-        wait_readable(&s);
-        assert_eq!(recv(&s, &mut r, 0), vec![2]);
-        wait_readable(&s);
-        assert_eq!(recv(&s, &mut r, 0), vec![3]);
-        t.join().unwrap();
-    });
+    model(
+        |s, t| send_all(s, t.with_bell_limit(2), &[(1, 1), (2, 1), (3, 1)]),
+        |s, r| {
+            assert_eq!(recv(s, r, 0), vec![1]);
+            wait_readable(s);
+            assert_eq!(recv(s, r, 0), vec![2]);
+            wait_readable(s);
+            assert_eq!(recv(s, r, 0), vec![3]);
+        },
+    );
 }
 
 /// Records wrap around a small ring (padding at the end) and the sender waits for room in
@@ -192,19 +183,12 @@ fn limited_doorbells_still_cover_every_message() {
 /// message arrives whole and in order, and no wake-up for room is lost.
 #[test]
 fn wrapping_records_arrive_whole() {
-    model(|| {
-        let s = shared(16);
-        let s2 = s.clone();
-        let t = thread::spawn(move || {
-            let mut r = tx(&s2);
+    model(
+        |s, t| send_all(s, t, &[(1, 24), (2, 24), (3, 24), (4, 24), (5, 24)]),
+        |s, r| {
             for b in 1..=5u8 {
-                send(&s2, &mut r, b, 24);
+                assert_eq!(recv(s, r, 0), vec![b; 24]);
             }
-        });
-        let mut r = rx(&s);
-        for b in 1..=5u8 {
-            assert_eq!(recv(&s, &mut r, 0), vec![b; 24]);
-        }
-        t.join().unwrap();
-    });
+        },
+    );
 }

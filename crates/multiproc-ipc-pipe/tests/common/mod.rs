@@ -4,6 +4,7 @@
 pub(crate) mod sys;
 
 use multiproc_arena::testing::{fork, Child};
+use multiproc_ipc_pipe::{Connection, Pipe};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
@@ -19,6 +20,22 @@ pub(crate) fn fork_keep(keep: &[RawFd], f: impl FnOnce() -> i32) -> Child {
     fork(move || {
         sys::close_all_except(&keep);
         f()
+    })
+}
+
+/// A [`Pipe`] whose second end lives in a forked child that runs `f` with it (see
+/// [`fork_keep`]; the parent's copy is closed): the parent's end and the child.
+pub(crate) fn pipe_to_child(f: impl FnOnce(&Connection) -> i32) -> (Connection, Child) {
+    let (a, b) = Pipe::new().unwrap();
+    let child = fork_keep(&fds(&[&b]), || f(&b));
+    drop(b);
+    (a, child)
+}
+
+/// A peer that holds its end of a [`Pipe`] and never sends or receives.
+pub(crate) fn idle_peer() -> (Connection, Child) {
+    pipe_to_child(|_| loop {
+        std::thread::sleep(Duration::from_secs(1));
     })
 }
 
