@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).
 ///
-/// `S` is the per-worker state (see [`PoolBuilder::worker_state`]); `()` for a plain pool.
+/// `S` is the per-worker state (see [`PoolBuilder::worker_state`](crate::PoolBuilder::worker_state)); `()` for a plain pool.
 /// Dropping the pool terminates it (like leaving Python's `with Pool() as p:`); call
 /// [`close`](Self::close) and [`join`](Self::join) first to let queued work finish.
 pub struct Pool<S = ()> {

@@ -39,7 +39,7 @@ pub const SEALED_FNREF_LEN: usize = 32 + 8 + 8 + 32;
 const SEAL_DOMAIN: &[u8] = b"multiproc-spawn fnref v1";
 
 /// A function `fn(A) -> R` of this executable that another process of this process tree can
-/// call (see the [module docs](self)): made with [`new`](Self::new) from a function pointer
+/// call: made with [`new`](Self::new) from a function pointer
 /// or with [`of`](Self::of) from a function item or closure without captures; sent as
 /// [`to_bytes`](Self::to_bytes) or with serde; turned back into a function with
 /// [`resolve`](Self::resolve), which checks it first.
