@@ -465,6 +465,12 @@ impl EventLog {
         tracing::subscriber::with_default(self.clone(), f)
     }
 
+    /// Makes this log the subscriber of every thread of the process (once per process; for
+    /// events raised on a library's own threads). `false` if another was installed first.
+    pub fn install_global(&self) -> bool {
+        tracing::subscriber::set_global_default(self.clone()).is_ok()
+    }
+
     /// The events so far: `(target, message)`.
     pub fn events(&self) -> Vec<(String, String)> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()

@@ -73,6 +73,7 @@ pub(super) fn hs_send(sock: BorrowedFd<'_>, msg: &[u8], dontwait: bool) -> Resul
 }
 
 fn bad_handshake(why: &str) -> Error {
+    multiproc_arena::event!(warn, target: "multiproc::pipe", why, "authentication failed");
     Error::new(ErrorKind::Authentication, why.to_string())
 }
 

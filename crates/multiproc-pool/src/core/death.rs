@@ -88,7 +88,20 @@ impl Inner {
             for i in 0..core.workers.len() {
                 if core.workers[i].proc.is_none() {
                     match self.launch(core, i) {
-                        Ok(()) => core.launch_retry = None,
+                        Ok(()) => {
+                            core.launch_retry = None;
+                            let w = &core.workers[i];
+                            if w.restarts > 0 {
+                                multiproc_arena::event!(
+                                    info,
+                                    target: "multiproc::pool",
+                                    slot = i,
+                                    pid = w.pid,
+                                    restarts = w.restarts,
+                                    "replacement worker started"
+                                );
+                            }
+                        }
                         // Short of processes (EAGAIN under RLIMIT_NPROC), memory or
                         // descriptors: a condition that passes. The tasks wait in `pending`
                         // (their callers' timeouts bound them) and the start is retried with
@@ -146,6 +159,16 @@ impl Inner {
         }
         let early_deaths = w.early_deaths;
         let pid = w.pid;
+        if !w.retiring || exit != WorkerExit::Code(0) {
+            multiproc_arena::event!(
+                warn,
+                target: "multiproc::pool",
+                pid,
+                exit = %exit,
+                requeued = requeue.len(),
+                "worker died; its slot gets a new worker"
+            );
+        }
         for rec in requeue.into_iter().rev() {
             core.pending.push_front(rec);
         }
