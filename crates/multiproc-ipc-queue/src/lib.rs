@@ -46,7 +46,6 @@
 mod error;
 #[cfg(not(multiproc_loom))]
 mod joinable;
-mod park;
 #[cfg(not(multiproc_loom))]
 mod queue;
 #[doc(hidden)]

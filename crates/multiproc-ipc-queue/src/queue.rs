@@ -683,7 +683,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         if size > spill::MAX_SPILL {
             return Ok(false);
         }
-        if block == Block::No && ring.is_full() {
+        if !block.waits() && ring.is_full() {
             return Err(Fail::Ring(Refused::WouldBlock)); // do not copy for nothing
         }
         let budget = ring.header().spill_budget.load(Ordering::Relaxed);

@@ -81,7 +81,7 @@
 //! makes a system call when it is set, and clears it as it wakes everyone, so a sleeper killed
 //! in its sleep costs one spurious wake-up, never a lasting slowdown.
 
-use multiproc_arena::futex;
+use multiproc_arena::futex::{self, Deadline, Wake};
 use multiproc_arena::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -444,12 +444,12 @@ pub trait Mem {
 }
 
 /// How long an operation may wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Block {
     /// Not at all.
     No,
-    /// Until the instant.
-    Until(Instant),
+    /// Until the deadline (under loom: a count of waits, see [`Deadline`]).
+    Until(Deadline),
     /// For ever.
     Forever,
 }
@@ -457,10 +457,18 @@ pub enum Block {
 impl Block {
     /// `Until(now + d)`, or `Forever` if that overflows.
     pub fn after(d: Duration) -> Block {
-        match futex::deadline_after(d) {
-            Some(t) => Block::Until(t),
-            None => Block::Forever,
+        let dl = Deadline::after(d);
+        if dl.is_finite() {
+            Block::Until(dl)
+        } else {
+            Block::Forever
         }
+    }
+
+    /// Whether the operation may wait at all (not [`Block::No`]).
+    #[inline]
+    pub fn waits(&self) -> bool {
+        !matches!(self, Block::No)
     }
 }
 
@@ -507,7 +515,8 @@ fn spin_backoff(budget: &mut u32, mut cond: impl FnMut() -> bool) -> bool {
 
 /// Tracks one blocking wait: its deadline and when the holder was last checked.
 pub(crate) struct Waiter {
-    block: Block,
+    /// `None`: not blocking ([`Block::No`]).
+    deadline: Option<Deadline>,
     /// Pause instructions left to spin before sleeping (shared by every pause of the wait).
     pub(crate) spin_left: u32,
     #[cfg_attr(multiproc_loom, allow(dead_code))]
@@ -523,7 +532,12 @@ const CLOCK_EVERY: u32 = 8;
 
 impl Waiter {
     pub(crate) fn new(block: Block) -> Self {
-        Waiter { block, spin_left: SPIN, last_check: None, checks: 0 }
+        let deadline = match block {
+            Block::No => None,
+            Block::Until(d) => Some(d),
+            Block::Forever => Some(Deadline::never()),
+        };
+        Waiter { deadline, spin_left: SPIN, last_check: None, checks: 0 }
     }
 
     /// Whether it is time to check a holder's liveness again.
@@ -556,19 +570,17 @@ impl Waiter {
     }
 
     /// Waits for `cond` on the event word `ev`: spins first (once per wait), then sleeps
-    /// until notified, `slice` passes (when some holder must be checked), or the deadline.
-    /// Returns `Err(Timeout)` once the deadline has passed (or `WouldBlock` when not
-    /// blocking); `Ok` means "look again".
+    /// (the arena's [`futex::park`]) until notified, [`CHECK_EVERY`] passes (with `poll`:
+    /// some holder must be checked), or the deadline. Returns `Err(Timeout)` once the
+    /// deadline has passed (or `WouldBlock` when not blocking); `Ok` means "look again".
     pub(crate) fn pause(
         &mut self,
         ev: &AtomicU32,
-        slice: bool,
+        poll: bool,
         mut cond: impl FnMut() -> bool,
     ) -> Result<(), Refused> {
-        let deadline = match self.block {
-            Block::No => return Err(Refused::WouldBlock),
-            Block::Until(t) => Some(t),
-            Block::Forever => None,
+        let Some(deadline) = self.deadline.as_mut() else {
+            return Err(Refused::WouldBlock);
         };
         if self.spin_left > 0 && spin_backoff(&mut self.spin_left, &mut cond) {
             return Ok(());
@@ -577,32 +589,14 @@ impl Waiter {
         if cond() {
             return Ok(());
         }
-        // Under loom time must not steer the model: no slices (the model's polling waits
-        // stand for them, see `park`).
-        let poll = slice;
-        let slice = slice && cfg!(not(multiproc_loom));
-        let until = if slice {
-            let s = futex::deadline_after(CHECK_EVERY);
-            match (s, deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        } else {
-            deadline
-        };
-        let woke = crate::park::wait(ev, seen, until, poll);
-        if !woke {
-            if let Some(d) = deadline {
-                if Instant::now() >= d {
-                    return Err(Refused::Timeout);
-                }
-            }
+        match futex::park(ev, seen, deadline, poll.then_some(CHECK_EVERY)) {
+            Wake::TimedOut => Err(Refused::Timeout),
+            Wake::Woken | Wake::Poll => Ok(()),
         }
-        Ok(())
     }
 
     pub(crate) fn blocking(&self) -> bool {
-        self.block != Block::No
+        self.deadline.is_some()
     }
 }
 
@@ -614,13 +608,6 @@ pub fn prepare_wait(ev: &AtomicU32) -> u32 {
     let seen = ev.fetch_or(1, Ordering::SeqCst) | 1;
     fence(Ordering::SeqCst);
     seen
-}
-
-/// Marks a model thread dead for the exact futex model of the loom tests: wakes every
-/// sleeper (as their time slices would); see `park`.
-#[cfg(multiproc_loom)]
-pub fn model_death() {
-    crate::park::model_death();
 }
 
 /// Wakes everyone sleeping on `ev`, if anyone is (the caller changed what they wait for).
@@ -658,7 +645,7 @@ fn notify_slow(ev: &AtomicU32, mut v: u32) {
             Err(_) => return, // someone else woke them
         }
     }
-    crate::park::wake_all(ev);
+    futex::wake_all(ev);
 }
 
 /// A claimed record a producer is filling; commit or abort it (dropping it aborts).
@@ -914,11 +901,11 @@ impl<M: Mem> Ring<M> {
         h.closed.store(1, Ordering::Release);
         for ev in [&h.ev_commit, &h.ev_release, &h.ev_join] {
             ev.fetch_add(2, Ordering::SeqCst);
-            crate::park::wake_all(ev);
+            futex::wake_all(ev);
         }
         for s in self.mem.streams() {
             s.ev.fetch_add(2, Ordering::SeqCst);
-            crate::park::wake_all(&s.ev);
+            futex::wake_all(&s.ev);
         }
     }
 

@@ -208,7 +208,7 @@ impl<M: Mem> std::fmt::Debug for Sender<'_, M> {
 impl<'a, M: Mem> Sender<'a, M> {
     /// Takes a stream entry and puts (commits) the window record of a `total`-byte message.
     pub fn open(ring: &'a Ring<M>, me: u32, total: u64, block: Block) -> Result<Self, Refused> {
-        if block == Block::No {
+        if !block.waits() {
             return Err(Refused::WouldBlock);
         }
         let (e, gen) = acquire_entry(ring, me, block)?;

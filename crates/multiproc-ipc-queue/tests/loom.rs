@@ -4,17 +4,18 @@
 //! a loom `UnsafeCell`, so a producer writing a slot while a consumer reads it is reported as
 //! a data race. A process "dies" by clearing its liveness flag and stopping between two
 //! steps, leaking what it held (as SIGKILL does); the survivors must recover. Futex waits
-//! are modelled exactly (the crate's `park` module): a sleeper nobody wakes is a loom
+//! are modelled exactly (the arena's futex model, `multiproc_arena::futex`): a sleeper nobody wakes is a loom
 //! deadlock, so every model also checks the wake-ups.
 #![cfg(multiproc_loom)]
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
+use multiproc_arena::futex::model_death;
 use multiproc_arena::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use multiproc_ipc_queue::ring::{
-    model_death, notify, notify_after_sc, prepare_wait, Block, Header, Mem, Party, Refused, Ring,
-    StreamEntry, REC_HDR, SLOT_BYTES,
+    notify, notify_after_sc, prepare_wait, Block, Header, Mem, Party, Refused, Ring, StreamEntry,
+    REC_HDR, SLOT_BYTES,
 };
 use multiproc_ipc_queue::spill::{self, SpillEntry};
 use multiproc_ipc_queue::stream;
