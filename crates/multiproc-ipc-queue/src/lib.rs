@@ -58,8 +58,6 @@ mod simple;
 pub mod spill;
 #[doc(hidden)]
 pub mod stream;
-#[cfg(not(multiproc_loom))]
-mod sys;
 
 #[cfg(not(multiproc_loom))]
 pub use crate::error::{Error, ErrorKind, GetError, PutError, Result};

@@ -87,7 +87,9 @@ impl Inner {
     /// This process's party index, registering on first use (and again after a fork).
     #[inline]
     pub(crate) fn party(&self) -> Result<u32> {
-        let epoch = crate::sys::fork_epoch() + 1;
+        // The arena's fork generation: changes in a forked child, so an inherited index is
+        // noticed without a `getpid` system call.
+        let epoch = multiproc_arena::fork::epoch() + 1;
         let v = self.me.load(Ordering::Relaxed);
         if v >> 16 == epoch {
             return Ok((v & 0xffff) as u32);

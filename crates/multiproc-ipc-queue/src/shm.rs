@@ -91,7 +91,7 @@ impl ShmMem {
             slots: slots_at,
             total: ctrl_size,
         } = ctrl_layout(n_slots, n_parties, n_streams, n_spills);
-        let spill_id = random_id();
+        let spill_id = random_id()?;
         let spill = multiproc_arena::os::memfd("multiproc-queue-spill")
             .map(File::from)
             .and_then(|f| f.write_all_at(&spill_file_head(spill_id), 0).map(|()| f))
@@ -401,7 +401,9 @@ impl Mem for ShmMem {
     }
 
     fn spill_discard(&self, e: usize, len: u64) {
-        crate::sys::punch_hole(self.spill.as_fd(), crate::spill::region(e), len);
+        // Best effort: an error leaves the pages in place until the file goes.
+        let len = len.next_multiple_of(4096);
+        let _ = multiproc_arena::os::punch_hole(self.spill.as_fd(), crate::spill::region(e), len);
     }
 
     fn alive(&self, party: u32) -> bool {
@@ -446,13 +448,13 @@ fn spill_file_head(spill_id: u64) -> [u8; 16] {
     head
 }
 
-/// A random 64-bit identity (std's randomly keyed hasher; not a secret, only unlikely to
-/// repeat).
-fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish()
+/// A random 64-bit identity (not a secret, only unlikely to repeat): the kernel's
+/// randomness through the arena.
+fn random_id() -> Result<u64, Error> {
+    let mut b = [0u8; 8];
+    multiproc_arena::os::random_bytes(&mut b)
+        .map_err(|e| Error::io(e, "drawing the queue's spill identity"))?;
+    Ok(u64::from_le_bytes(b))
 }
 
 /// Registers the calling process in the party table (or finds its entry); returns its index.
