@@ -58,6 +58,8 @@ mod simple;
 pub mod spill;
 #[doc(hidden)]
 pub mod stream;
+#[cfg(not(multiproc_loom))]
+mod wrapper;
 
 #[cfg(not(multiproc_loom))]
 pub use crate::error::{Error, ErrorKind, GetError, PutError, Result};

@@ -359,13 +359,7 @@ pub struct Iter<'a, T> {
 impl<T: Serialize + DeserializeOwned> Iterator for Iter<'_, T> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
-        loop {
-            match self.queue.get() {
-                Ok(v) => return Some(v),
-                Err(GetError::Failed(_)) => continue,
-                Err(_) => return None,
-            }
-        }
+        next_item(|| self.queue.get())
     }
 }
 
@@ -377,12 +371,18 @@ pub struct TryIter<'a, T> {
 impl<T: Serialize + DeserializeOwned> Iterator for TryIter<'_, T> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
-        loop {
-            match self.queue.try_get() {
-                Ok(v) => return Some(v),
-                Err(GetError::Failed(_)) => continue,
-                Err(_) => return None,
-            }
+        next_item(|| self.queue.try_get())
+    }
+}
+
+/// The iterators' step: the next item `get` delivers, skipping messages that do not
+/// deserialise; `None` at the first other error (closed, empty, timed out).
+fn next_item<T>(mut get: impl FnMut() -> Result<T, GetError>) -> Option<T> {
+    loop {
+        match get() {
+            Ok(v) => return Some(v),
+            Err(GetError::Failed(_)) => continue,
+            Err(_) => return None,
         }
     }
 }

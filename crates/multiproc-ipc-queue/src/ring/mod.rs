@@ -82,6 +82,7 @@
 //! in its sleep costs one spurious wake-up, never a lasting slowdown.
 
 mod consume;
+pub(crate) mod entry;
 mod header;
 mod produce;
 mod recover;
@@ -95,9 +96,10 @@ pub(crate) use wait::Waiter;
 pub use wait::{notify, notify_after_sc, prepare_wait, Block, Refused, CHECK_EVERY};
 use wait::{spin_backoff, SPIN};
 pub use word::{
-    advanced, cnt_diff, cnt_of, lap_of, pack, party_of, pos_of, span_of, state_of, CNT_MASK,
-    DISCARDING, EMPTY, FLAG_SPILL, FLAG_STREAM, MAX_LOG_SLOTS, MAX_PARTIES, MIN_LOG_SLOTS,
-    POS_BITS, POS_MASK, READING, READY, REC_HDR, SKIP, SLOT_BYTES, TAIL_CLOSED, WRITING,
+    advanced, cnt_diff, cnt_of, descriptor, lap_of, pack, parse_descriptor, party_of, pos_of,
+    span_of, state_of, CNT_MASK, DESC_BYTES, DISCARDING, EMPTY, FLAG_SPILL, FLAG_STREAM,
+    MAX_LOG_SLOTS, MAX_PARTIES, MIN_LOG_SLOTS, POS_BITS, POS_MASK, READING, READY, REC_HDR, SKIP,
+    SLOT_BYTES, TAIL_CLOSED, WRITING,
 };
 
 use multiproc_arena::futex;

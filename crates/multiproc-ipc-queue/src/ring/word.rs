@@ -102,3 +102,28 @@ pub const fn advanced(w: u64, span: u32) -> u64 {
 pub const fn cnt_diff(a: u64, b: u64) -> u64 {
     a.wrapping_sub(b) & CNT_MASK
 }
+
+/// Bytes of a descriptor: the start of a record that stands for a message kept elsewhere (a
+/// spilled message's entry, or a stream's window).
+pub const DESC_BYTES: usize = 24;
+
+/// Encodes a descriptor: the record header's `flags` carry `flag` and the entry (from bit 8),
+/// then the entry's generation (bytes 8..12) and the message's length (bytes 16..24).
+pub fn descriptor(flag: u32, entry: usize, gen: u32, total: u64) -> [u8; DESC_BYTES] {
+    let mut d = [0u8; DESC_BYTES];
+    d[4..8].copy_from_slice(&(flag | (entry as u32) << 8).to_le_bytes());
+    d[8..12].copy_from_slice(&gen.to_le_bytes());
+    d[16..24].copy_from_slice(&total.to_le_bytes());
+    d
+}
+
+/// Decodes a descriptor whose flags carry `flag`: (entry, generation, length).
+pub fn parse_descriptor(flag: u32, hdr: &[u8]) -> Option<(usize, u32, u64)> {
+    let flags = u32::from_le_bytes(hdr.get(4..8)?.try_into().ok()?);
+    if flags & flag == 0 {
+        return None;
+    }
+    let gen = u32::from_le_bytes(hdr.get(8..12)?.try_into().ok()?);
+    let total = u64::from_le_bytes(hdr.get(16..24)?.try_into().ok()?);
+    Some(((flags >> 8) as usize, gen, total))
+}
