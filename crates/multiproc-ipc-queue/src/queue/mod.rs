@@ -351,29 +351,40 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Queue<T> {
     }
 }
 
-/// Blocking iterator over a queue; see [`Queue::iter`].
-pub struct Iter<'a, T> {
-    queue: &'a Queue<T>,
+/// Defines an iterator over a queue whose items come from `Queue::$get`, skipping messages
+/// that do not deserialise (see [`next_item`]).
+macro_rules! queue_iter {
+    ($(#[$doc:meta])* $name:ident, $get:ident) => {
+        $(#[$doc])*
+        pub struct $name<'a, T> {
+            queue: &'a Queue<T>,
+        }
+
+        impl<T: Serialize + DeserializeOwned> Iterator for $name<'_, T> {
+            type Item = T;
+            fn next(&mut self) -> Option<T> {
+                next_item(|| self.queue.$get())
+            }
+        }
+
+        impl<T> std::fmt::Debug for $name<'_, T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+    };
 }
 
-impl<T: Serialize + DeserializeOwned> Iterator for Iter<'_, T> {
-    type Item = T;
-    fn next(&mut self) -> Option<T> {
-        next_item(|| self.queue.get())
-    }
-}
-
-/// Non-blocking iterator over a queue; see [`Queue::try_iter`].
-pub struct TryIter<'a, T> {
-    queue: &'a Queue<T>,
-}
-
-impl<T: Serialize + DeserializeOwned> Iterator for TryIter<'_, T> {
-    type Item = T;
-    fn next(&mut self) -> Option<T> {
-        next_item(|| self.queue.try_get())
-    }
-}
+queue_iter!(
+    /// Blocking iterator over a queue; see [`Queue::iter`].
+    Iter,
+    get
+);
+queue_iter!(
+    /// Non-blocking iterator over a queue; see [`Queue::try_iter`].
+    TryIter,
+    try_get
+);
 
 /// The iterators' step: the next item `get` delivers, skipping messages that do not
 /// deserialise; `None` at the first other error (closed, empty, timed out).
@@ -384,18 +395,6 @@ fn next_item<T>(mut get: impl FnMut() -> Result<T, GetError>) -> Option<T> {
             Err(GetError::Failed(_)) => continue,
             Err(_) => return None,
         }
-    }
-}
-
-impl<T> std::fmt::Debug for Iter<'_, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Iter").finish_non_exhaustive()
-    }
-}
-
-impl<T> std::fmt::Debug for TryIter<'_, T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TryIter").finish_non_exhaustive()
     }
 }
 
