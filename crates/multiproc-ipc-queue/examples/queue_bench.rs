@@ -12,6 +12,10 @@
 //! Each case runs a few times; the median is printed.
 
 #[cfg(not(multiproc_loom))]
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+#[cfg(not(multiproc_loom))]
 mod bench {
     use multiproc_arena::testing::fork;
     use multiproc_ipc_queue::Queue;
@@ -33,20 +37,8 @@ mod bench {
 
     impl<'de> Deserialize<'de> for Bytes {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> serde::de::Visitor<'de> for V {
-                type Value = Bytes;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("bytes")
-                }
-                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                    Ok(Bytes(Arc::new(v.to_vec())))
-                }
-                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                    Ok(Bytes(Arc::new(v)))
-                }
-            }
-            d.deserialize_byte_buf(V)
+            // The tests' byte string, moved into the shared buffer (no copy).
+            crate::common::Bytes::deserialize(d).map(|b| Bytes(Arc::new(b.0)))
         }
     }
 

@@ -6,7 +6,7 @@ use crate::queue::{Queue, QueueBuilder};
 use crate::ring::Block;
 use multiproc_arena::Arena;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::time::Duration;
 
 /// Python's `multiprocessing.JoinableQueue`: a [`Queue`] (it dereferences to one) plus
@@ -92,26 +92,4 @@ impl<T> std::ops::Deref for JoinableQueue<T> {
     }
 }
 
-impl<T> Clone for JoinableQueue<T> {
-    fn clone(&self) -> Self {
-        JoinableQueue(self.0.clone())
-    }
-}
-
-impl<T> std::fmt::Debug for JoinableQueue<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("JoinableQueue").field(&self.0).finish()
-    }
-}
-
-impl<T> Serialize for JoinableQueue<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
-
-impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableQueue<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Queue::deserialize(d).map(JoinableQueue)
-    }
-}
+crate::wrapper::queue_wrapper!(JoinableQueue);

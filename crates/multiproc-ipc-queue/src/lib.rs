@@ -46,7 +46,6 @@
 mod error;
 #[cfg(not(multiproc_loom))]
 mod joinable;
-mod park;
 #[cfg(not(multiproc_loom))]
 mod queue;
 #[doc(hidden)]
@@ -60,7 +59,7 @@ pub mod spill;
 #[doc(hidden)]
 pub mod stream;
 #[cfg(not(multiproc_loom))]
-mod sys;
+mod wrapper;
 
 #[cfg(not(multiproc_loom))]
 pub use crate::error::{Error, ErrorKind, GetError, PutError, Result};

@@ -26,7 +26,16 @@ const HEADER: usize = std::mem::size_of::<Header>();
 /// Alignment of the control block (the header's 128-byte blocks).
 const CTRL_ALIGN: usize = 128;
 
-/// Byte layout of a control block.
+/// Entries of a queue's tables and slots.
+#[derive(Clone, Copy)]
+struct Counts {
+    slots: usize,
+    parties: usize,
+    streams: usize,
+    spills: usize,
+}
+
+/// Byte layout of a control block: where each table starts, and its size.
 struct Layout {
     parties: usize,
     streams: usize,
@@ -35,12 +44,12 @@ struct Layout {
     total: usize,
 }
 
-fn ctrl_layout(n_slots: usize, n_parties: usize, n_streams: usize, n_spills: usize) -> Layout {
+fn ctrl_layout(n: Counts) -> Layout {
     let parties = HEADER;
-    let streams = (parties + n_parties * std::mem::size_of::<Party>()).next_multiple_of(64);
-    let spills = (streams + n_streams * std::mem::size_of::<StreamEntry>()).next_multiple_of(64);
-    let slots = (spills + n_spills * std::mem::size_of::<SpillEntry>()).next_multiple_of(64);
-    Layout { parties, streams, spills, slots, total: slots + n_slots * 8 }
+    let streams = (parties + n.parties * std::mem::size_of::<Party>()).next_multiple_of(64);
+    let spills = (streams + n.streams * std::mem::size_of::<StreamEntry>()).next_multiple_of(64);
+    let slots = (spills + n.spills * std::mem::size_of::<SpillEntry>()).next_multiple_of(64);
+    Layout { parties, streams, spills, slots, total: slots + n.slots * 8 }
 }
 
 /// A queue's memory in an arena.
@@ -50,15 +59,8 @@ pub(crate) struct ShmMem {
     data: NonNull<u8>,
     ctrl_off: Offset<u8>,
     data_off: Offset<u8>,
-    n_slots: usize,
-    n_parties: usize,
-    n_streams: usize,
-    n_spills: usize,
-    parties_at: usize,
-    streams_at: usize,
-    spills_at: usize,
-    slots_at: usize,
-    ctrl_size: usize,
+    n: Counts,
+    at: Layout,
     /// The spill file (see [`spill`](crate::spill)), one descriptor per queue and process.
     spill: Arc<File>,
 }
@@ -83,21 +85,18 @@ impl ShmMem {
         assert!((MIN_LOG_SLOTS..=MAX_LOG_SLOTS).contains(&log_slots));
         assert!((1..=MAX_PARTIES).contains(&n_parties) && (1..=MAX_STREAMS).contains(&n_streams));
         assert!(n_spills <= MAX_SPILLS);
-        let n_slots = 1usize << log_slots;
-        let Layout {
-            parties: parties_at,
-            streams: streams_at,
-            spills: spills_at,
-            slots: slots_at,
-            total: ctrl_size,
-        } = ctrl_layout(n_slots, n_parties, n_streams, n_spills);
-        let spill_id = random_id();
-        let spill = multiproc_arena::os::memfd("multiproc-queue-spill")
-            .map(File::from)
-            .and_then(|f| f.write_all_at(&spill_file_head(spill_id), 0).map(|()| f))
-            .map_err(|e| Error::io(e, "creating the queue's spill file"))?;
+        let n = Counts {
+            slots: 1 << log_slots,
+            parties: n_parties,
+            streams: n_streams,
+            spills: n_spills,
+        };
+        let at = ctrl_layout(n);
+        let ctrl_size = at.total;
+        let spill_id = random_id()?;
+        let spill = new_spill_file(spill_id, "creating the queue's spill file")?;
         let spill = spill_files::adopt(spill_id, spill);
-        let data_size = n_slots * SLOT_BYTES;
+        let data_size = n.slots * SLOT_BYTES;
         let ctrl_off = arena.alloc_raw(ctrl_size, CTRL_ALIGN).map_err(Error::arena)?;
         let data_off = match arena.alloc_raw(data_size, 4096) {
             Ok(o) => o,
@@ -117,39 +116,43 @@ impl ShmMem {
             h.n_spills = AtomicU32::new(n_spills as u32);
             h.spill_id = AtomicU64::new(spill_id);
             ctrl.cast::<Header>().write(h);
-            for i in 0..n_parties {
-                ctrl.add(parties_at).cast::<Party>().add(i).write(Party::new());
+            for i in 0..n.parties {
+                ctrl.add(at.parties).cast::<Party>().add(i).write(Party::new());
             }
-            for i in 0..n_streams {
-                ctrl.add(streams_at).cast::<StreamEntry>().add(i).write(StreamEntry::new());
+            for i in 0..n.streams {
+                ctrl.add(at.streams).cast::<StreamEntry>().add(i).write(StreamEntry::new());
             }
-            for i in 0..n_spills {
-                ctrl.add(spills_at).cast::<SpillEntry>().add(i).write(SpillEntry::new());
+            for i in 0..n.spills {
+                ctrl.add(at.spills).cast::<SpillEntry>().add(i).write(SpillEntry::new());
             }
-            for i in 0..n_slots {
+            for i in 0..n.slots {
                 // EMPTY on lap 0.
-                ctrl.add(slots_at).cast::<AtomicU64>().add(i).write(AtomicU64::new(0));
+                ctrl.add(at.slots).cast::<AtomicU64>().add(i).write(AtomicU64::new(0));
             }
         }
-        Ok(ShmMem {
-            arena: arena.clone(),
-            // SAFETY: pointers into a live mapping are non-null.
-            ctrl: unsafe { NonNull::new_unchecked(ctrl) },
-            // SAFETY: as above.
-            data: unsafe { NonNull::new_unchecked(data) },
+        Ok(ShmMem::assemble(arena.clone(), (ctrl, ctrl_off), (data, data_off), n, spill))
+    }
+
+    /// A queue's memory: its control block and data block (pointer and offset each) in
+    /// `arena`, with `n` entries and slots, and its spill file.
+    fn assemble(
+        arena: Arena,
+        (ctrl, ctrl_off): (*mut u8, Offset<u8>),
+        (data, data_off): (*mut u8, Offset<u8>),
+        n: Counts,
+        spill: Arc<File>,
+    ) -> ShmMem {
+        let live = "a pointer into a live mapping is not null";
+        ShmMem {
+            arena,
+            ctrl: NonNull::new(ctrl).expect(live),
+            data: NonNull::new(data).expect(live),
             ctrl_off,
             data_off,
-            n_slots,
-            n_parties,
-            n_streams,
-            n_spills,
-            parties_at,
-            streams_at,
-            spills_at,
-            slots_at,
-            ctrl_size,
+            n,
+            at: ctrl_layout(n),
             spill,
-        })
+        }
     }
 
     /// Maps a named queue (created without spill entries) found by name, taking a reference
@@ -181,10 +184,7 @@ impl ShmMem {
             }
         }
         let spill_id = h.spill_id.load(Ordering::Relaxed);
-        let stand_in = multiproc_arena::os::memfd("multiproc-queue-spill")
-            .map(File::from)
-            .and_then(|f| f.write_all_at(&spill_file_head(spill_id), 0).map(|()| f))
-            .map_err(|e| Error::io(e, "creating the queue's spill stand-in"));
+        let stand_in = new_spill_file(spill_id, "creating the queue's spill stand-in");
         let opened = stand_in.and_then(|f| Self::open(arena, ctrl_off, tag, f.into()));
         if opened.is_err() {
             h.refs.fetch_sub(1, Ordering::Release);
@@ -216,24 +216,21 @@ impl ShmMem {
             return Err(bad("the queue's element type differs from the sender's"));
         }
         let log_slots = h.log_slots.load(Ordering::Relaxed);
-        let n_parties = h.n_parties.load(Ordering::Relaxed) as usize;
-        let n_streams = h.n_streams.load(Ordering::Relaxed) as usize;
-        let n_spills = h.n_spills.load(Ordering::Relaxed) as usize;
+        let n = Counts {
+            slots: 0, // set below, once `log_slots` is known to be in range
+            parties: h.n_parties.load(Ordering::Relaxed) as usize,
+            streams: h.n_streams.load(Ordering::Relaxed) as usize,
+            spills: h.n_spills.load(Ordering::Relaxed) as usize,
+        };
         if !(MIN_LOG_SLOTS..=MAX_LOG_SLOTS).contains(&log_slots)
-            || !(1..=MAX_PARTIES).contains(&n_parties)
-            || !(1..=MAX_STREAMS).contains(&n_streams)
-            || n_spills > MAX_SPILLS
+            || !(1..=MAX_PARTIES).contains(&n.parties)
+            || !(1..=MAX_STREAMS).contains(&n.streams)
+            || n.spills > MAX_SPILLS
         {
             return Err(bad("corrupt queue header"));
         }
-        let n_slots = 1usize << log_slots;
-        let Layout {
-            parties: parties_at,
-            streams: streams_at,
-            spills: spills_at,
-            slots: slots_at,
-            total: ctrl_size,
-        } = ctrl_layout(n_slots, n_parties, n_streams, n_spills);
+        let n = Counts { slots: 1 << log_slots, ..n };
+        let ctrl_size = ctrl_layout(n).total;
         arena.ptr(ctrl_off, ctrl_size).ok_or_else(|| bad("queue control block out of bounds"))?;
         let spill = File::from(spill);
         let mut head = [0u8; 16];
@@ -244,28 +241,10 @@ impl ShmMem {
         let spill = spill_files::adopt(spill_id, spill);
         let data_off = Offset::from_raw(h.data_off.load(Ordering::Relaxed));
         let data = arena
-            .ptr(data_off, n_slots * SLOT_BYTES)
+            .ptr(data_off, n.slots * SLOT_BYTES)
             .filter(|_| data_off.raw() % 4096 == 0)
             .ok_or_else(|| bad("queue data block out of bounds"))?;
-        Ok(ShmMem {
-            arena,
-            // SAFETY: pointers into a live mapping are non-null.
-            ctrl: unsafe { NonNull::new_unchecked(ctrl) },
-            // SAFETY: as above.
-            data: unsafe { NonNull::new_unchecked(data) },
-            ctrl_off,
-            data_off,
-            n_slots,
-            n_parties,
-            n_streams,
-            n_spills,
-            parties_at,
-            streams_at,
-            spills_at,
-            slots_at,
-            ctrl_size,
-            spill,
-        })
+        Ok(ShmMem::assemble(arena, (ctrl, ctrl_off), (data, data_off), n, spill))
     }
 
     /// The spill file.
@@ -311,8 +290,8 @@ impl ShmMem {
         multiproc_arena::fork::Release {
             arena: self.arena.clone(),
             blocks: vec![
-                (self.data_off, self.n_slots * SLOT_BYTES, 4096),
-                (self.ctrl_off, self.ctrl_size, CTRL_ALIGN),
+                (self.data_off, self.n.slots * SLOT_BYTES, 4096),
+                (self.ctrl_off, self.at.total, CTRL_ALIGN),
             ],
         }
     }
@@ -320,8 +299,8 @@ impl ShmMem {
     pub(crate) unsafe fn free(&self) {
         // SAFETY: allocated in `create` with these layouts; the caller promises no users.
         unsafe {
-            self.arena.free_raw(self.data_off, self.n_slots * SLOT_BYTES, 4096);
-            self.arena.free_raw(self.ctrl_off, self.ctrl_size, CTRL_ALIGN);
+            self.arena.free_raw(self.data_off, self.n.slots * SLOT_BYTES, 4096);
+            self.arena.free_raw(self.ctrl_off, self.at.total, CTRL_ALIGN);
         }
     }
 }
@@ -335,35 +314,35 @@ impl Mem for ShmMem {
 
     #[inline]
     fn slots(&self) -> &[AtomicU64] {
-        // SAFETY: `n_slots` initialised atomics at `slots_at`, 8-aligned, inside the block.
+        // SAFETY: `n.slots` initialised atomics at `at.slots`, 8-aligned, inside the block.
         unsafe {
-            std::slice::from_raw_parts(self.ctrl.as_ptr().add(self.slots_at).cast(), self.n_slots)
+            std::slice::from_raw_parts(self.ctrl.as_ptr().add(self.at.slots).cast(), self.n.slots)
         }
     }
 
     fn parties(&self) -> &[Party] {
-        // SAFETY: `n_parties` initialised entries (atomics) at `parties_at`.
+        // SAFETY: `n.parties` initialised entries (atomics) at `at.parties`.
         unsafe {
             std::slice::from_raw_parts(
-                self.ctrl.as_ptr().add(self.parties_at).cast(),
-                self.n_parties,
+                self.ctrl.as_ptr().add(self.at.parties).cast(),
+                self.n.parties,
             )
         }
     }
 
     fn streams(&self) -> &[StreamEntry] {
-        // SAFETY: `n_streams` initialised entries (atomics) at `streams_at`, 64-aligned.
+        // SAFETY: `n.streams` initialised entries (atomics) at `at.streams`, 64-aligned.
         unsafe {
             std::slice::from_raw_parts(
-                self.ctrl.as_ptr().add(self.streams_at).cast(),
-                self.n_streams,
+                self.ctrl.as_ptr().add(self.at.streams).cast(),
+                self.n.streams,
             )
         }
     }
 
     #[inline]
     unsafe fn write(&self, off: usize, src: &[u8]) {
-        debug_assert!(off + src.len() <= self.n_slots * SLOT_BYTES);
+        debug_assert!(off + src.len() <= self.n.slots * SLOT_BYTES);
         // SAFETY: in bounds (caller); the caller owns the bytes, so nobody reads them now.
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.data.as_ptr().add(off), src.len())
@@ -372,14 +351,14 @@ impl Mem for ShmMem {
 
     #[inline]
     unsafe fn write_slot(&self, off: usize, src: &[u8; SLOT_BYTES]) {
-        debug_assert!(off + SLOT_BYTES <= self.n_slots * SLOT_BYTES);
+        debug_assert!(off + SLOT_BYTES <= self.n.slots * SLOT_BYTES);
         // SAFETY: in bounds (caller); the caller owns the slot's bytes.
         unsafe { self.data.as_ptr().add(off).cast::<[u8; SLOT_BYTES]>().write_unaligned(*src) }
     }
 
     #[inline]
     unsafe fn read(&self, off: usize, dst: &mut [u8]) {
-        debug_assert!(off + dst.len() <= self.n_slots * SLOT_BYTES);
+        debug_assert!(off + dst.len() <= self.n.slots * SLOT_BYTES);
         // SAFETY: in bounds (caller); the caller owns the bytes, so nobody writes them now.
         unsafe {
             std::ptr::copy_nonoverlapping(self.data.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
@@ -388,20 +367,22 @@ impl Mem for ShmMem {
 
     #[inline]
     unsafe fn view(&self, off: usize, len: usize) -> Option<&[u8]> {
-        debug_assert!(off + len <= self.n_slots * SLOT_BYTES);
+        debug_assert!(off + len <= self.n.slots * SLOT_BYTES);
         // SAFETY: in bounds (caller); nobody writes the bytes while the caller owns them.
         Some(unsafe { std::slice::from_raw_parts(self.data.as_ptr().add(off), len) })
     }
 
     fn spills(&self) -> &[SpillEntry] {
-        // SAFETY: `n_spills` initialised entries (atomics) at `spills_at`, 64-aligned.
+        // SAFETY: `n.spills` initialised entries (atomics) at `at.spills`, 64-aligned.
         unsafe {
-            std::slice::from_raw_parts(self.ctrl.as_ptr().add(self.spills_at).cast(), self.n_spills)
+            std::slice::from_raw_parts(self.ctrl.as_ptr().add(self.at.spills).cast(), self.n.spills)
         }
     }
 
     fn spill_discard(&self, e: usize, len: u64) {
-        crate::sys::punch_hole(self.spill.as_fd(), crate::spill::region(e), len);
+        // Best effort: an error leaves the pages in place until the file goes.
+        let len = len.next_multiple_of(4096);
+        let _ = multiproc_arena::os::punch_hole(self.spill.as_fd(), crate::spill::region(e), len);
     }
 
     fn alive(&self, party: u32) -> bool {
@@ -437,6 +418,15 @@ mod spill_files {
     }
 }
 
+/// A new spill file for the queue whose spill identity is `spill_id` (a memory file that
+/// starts with [`spill_file_head`]); `what` names the step in an error.
+fn new_spill_file(spill_id: u64, what: &str) -> Result<File, Error> {
+    multiproc_arena::os::memfd("multiproc-queue-spill")
+        .map(File::from)
+        .and_then(|f| f.write_all_at(&spill_file_head(spill_id), 0).map(|()| f))
+        .map_err(|e| Error::io(e, what))
+}
+
 /// The first bytes of a queue's spill file: [`FILE_MAGIC`](crate::spill::FILE_MAGIC), then
 /// the queue's `spill_id` (written at creation, checked on every open).
 fn spill_file_head(spill_id: u64) -> [u8; 16] {
@@ -446,13 +436,13 @@ fn spill_file_head(spill_id: u64) -> [u8; 16] {
     head
 }
 
-/// A random 64-bit identity (std's randomly keyed hasher; not a secret, only unlikely to
-/// repeat).
-fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish()
+/// A random 64-bit identity (not a secret, only unlikely to repeat): the kernel's
+/// randomness through the arena.
+fn random_id() -> Result<u64, Error> {
+    let mut b = [0u8; 8];
+    multiproc_arena::os::random_bytes(&mut b)
+        .map_err(|e| Error::io(e, "drawing the queue's spill identity"))?;
+    Ok(u64::from_le_bytes(b))
 }
 
 /// Registers the calling process in the party table (or finds its entry); returns its index.

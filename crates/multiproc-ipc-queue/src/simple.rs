@@ -4,7 +4,7 @@ use crate::error::{GetError, PutError, Result};
 use crate::queue::Queue;
 use multiproc_arena::Arena;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::time::Duration;
 
 /// Python's `multiprocessing.SimpleQueue`: `put`, `get`, `empty`, `close` — no item limit.
@@ -75,26 +75,4 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     }
 }
 
-impl<T> Clone for SimpleQueue<T> {
-    fn clone(&self) -> Self {
-        SimpleQueue(self.0.clone())
-    }
-}
-
-impl<T> std::fmt::Debug for SimpleQueue<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("SimpleQueue").field(&self.0).finish()
-    }
-}
-
-impl<T> Serialize for SimpleQueue<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
-
-impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for SimpleQueue<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Queue::deserialize(d).map(SimpleQueue)
-    }
-}
+crate::wrapper::queue_wrapper!(SimpleQueue);

@@ -50,6 +50,7 @@
 //! punches the region, so live data is never punched; the generation makes every CAS on the
 //! word specific to one message.
 
+use crate::ring::entry::{self, first_of as party_of, gen_of, phase_of, FREE};
 use crate::ring::{
     lap_of, party_of as slot_party, state_of, Mem, Ring, DISCARDING, FLAG_SPILL, READING, SKIP,
     WRITING,
@@ -61,9 +62,8 @@ pub const REGION_BITS: u32 = 36;
 /// Largest message that can be spilled (64 GiB); larger ones are streamed.
 pub const MAX_SPILL: u64 = 1 << REGION_BITS;
 /// Bytes of a spill descriptor (at the start of its one-slot record).
-pub const DESC_BYTES: usize = 24;
+pub const DESC_BYTES: usize = crate::ring::DESC_BYTES;
 
-const FREE: u64 = 0;
 const FILLING: u64 = 1;
 const QUEUED: u64 = 2;
 const RECLAIM: u64 = 3;
@@ -106,21 +106,10 @@ impl std::fmt::Debug for SpillEntry {
     }
 }
 
+/// An entry word: `gen << 32 | party << 4 | phase` (and the tick, bit 14).
 #[inline]
 fn pack(gen: u32, phase: u64, party: u32) -> u64 {
-    ((gen as u64) << 32) | ((party as u64 & 0x3ff) << 4) | phase
-}
-#[inline]
-fn gen_of(s: u64) -> u32 {
-    (s >> 32) as u32
-}
-#[inline]
-fn phase_of(s: u64) -> u64 {
-    s & 0xf
-}
-#[inline]
-fn party_of(s: u64) -> u32 {
-    ((s >> 4) & 0x3ff) as u32
+    entry::pack(gen, phase, party, 0)
 }
 
 /// File offset of entry `e`'s region (the file's first region holds its identity header).
@@ -134,22 +123,12 @@ pub const FILE_MAGIC: u64 = u64::from_le_bytes(*b"MPQSPILL");
 
 /// Encodes a descriptor (the record header's `flags` carry [`FLAG_SPILL`] and the entry).
 pub fn descriptor(entry: usize, gen: u32, total: u64) -> [u8; DESC_BYTES] {
-    let mut d = [0u8; DESC_BYTES];
-    d[4..8].copy_from_slice(&(FLAG_SPILL | (entry as u32) << 8).to_le_bytes());
-    d[8..12].copy_from_slice(&gen.to_le_bytes());
-    d[16..24].copy_from_slice(&total.to_le_bytes());
-    d
+    crate::ring::descriptor(FLAG_SPILL, entry, gen, total)
 }
 
 /// Decodes a descriptor: (entry, generation, total), if the header is one.
 pub fn parse(hdr: &[u8]) -> Option<(usize, u32, u64)> {
-    let flags = u32::from_le_bytes(hdr.get(4..8)?.try_into().ok()?);
-    if flags & FLAG_SPILL == 0 {
-        return None;
-    }
-    let gen = u32::from_le_bytes(hdr.get(8..12)?.try_into().ok()?);
-    let total = u64::from_le_bytes(hdr.get(16..24)?.try_into().ok()?);
-    Some(((flags >> 8) as usize, gen, total))
+    crate::ring::parse_descriptor(FLAG_SPILL, hdr)
 }
 
 /// Takes a free entry for a message (`FILLING(g, me)`), first reclaiming entries whose
@@ -157,24 +136,9 @@ pub fn parse(hdr: &[u8]) -> Option<(usize, u32, u64)> {
 /// `None`: every entry holds a message.
 pub fn acquire<M: Mem>(ring: &Ring<M>, me: u32) -> Option<(usize, u32)> {
     reclaim_dead(ring, me);
-    for (e, ent) in ring.mem.spills().iter().enumerate() {
-        let s = ent.state.load(Ordering::Acquire);
-        if phase_of(s) == FREE
-            && ent
-                .state
-                .compare_exchange(
-                    s,
-                    pack(gen_of(s), FILLING, me),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            ent.len.store(0, Ordering::Relaxed);
-            return Some((e, gen_of(s)));
-        }
-    }
-    None
+    let (e, gen) = entry::claim_free(ring.mem.spills().iter().map(|e| &e.state), FILLING, me)?;
+    ring.mem.spills()[e].len.store(0, Ordering::Relaxed);
+    Some((e, gen))
 }
 
 /// The producer is about to write bytes up to `end` of its region.

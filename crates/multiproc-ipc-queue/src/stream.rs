@@ -45,13 +45,15 @@
 //! the producer, which releases it when it sees `ORPHANED`. If the producer dies first, the
 //! record names a dead party again and the next recoverer releases it.
 
+use crate::ring::entry::{
+    self, first_of as prod_of, gen_of, pack, phase_of, second_of as cons_of, FREE,
+};
 use crate::ring::{
     lap_of, notify, party_of, state_of, Block, Claim, Mem, Refused, Ring, StreamEntry, Waiter,
     FLAG_STREAM, READING, SLOT_BYTES,
 };
 use multiproc_arena::sync::atomic::Ordering;
 
-const FREE: u64 = 0;
 const OFFERED: u64 = 1;
 const STREAMING: u64 = 2;
 const ABORTED: u64 = 3;
@@ -59,28 +61,7 @@ const ORPHANED: u64 = 4;
 const DONE: u64 = 5;
 
 /// Bytes of the stream descriptor at the start of a window record.
-pub const DESC_BYTES: usize = 24;
-
-#[inline]
-fn pack(gen: u32, phase: u64, prod: u32, cons: u32) -> u64 {
-    ((gen as u64) << 32) | ((cons as u64 & 0x3ff) << 14) | ((prod as u64 & 0x3ff) << 4) | phase
-}
-#[inline]
-fn gen_of(s: u64) -> u32 {
-    (s >> 32) as u32
-}
-#[inline]
-fn phase_of(s: u64) -> u64 {
-    s & 0xf
-}
-#[inline]
-fn prod_of(s: u64) -> u32 {
-    ((s >> 4) & 0x3ff) as u32
-}
-#[inline]
-fn cons_of(s: u64) -> u32 {
-    ((s >> 14) & 0x3ff) as u32
-}
+pub const DESC_BYTES: usize = crate::ring::DESC_BYTES;
 
 /// Span of a window record.
 pub fn window_span<M: Mem>(ring: &Ring<M>) -> u32 {
@@ -89,22 +70,12 @@ pub fn window_span<M: Mem>(ring: &Ring<M>) -> u32 {
 
 /// Encodes a descriptor.
 fn descriptor(entry: usize, gen: u32, total: u64) -> [u8; DESC_BYTES] {
-    let mut d = [0u8; DESC_BYTES];
-    d[4..8].copy_from_slice(&(FLAG_STREAM | (entry as u32) << 8).to_le_bytes());
-    d[8..12].copy_from_slice(&gen.to_le_bytes());
-    d[16..24].copy_from_slice(&total.to_le_bytes());
-    d
+    crate::ring::descriptor(FLAG_STREAM, entry, gen, total)
 }
 
 /// Decodes a descriptor: (entry, generation, total), if the header is one.
 pub fn parse(hdr: &[u8; DESC_BYTES]) -> Option<(usize, u32, u64)> {
-    let flags = u32::from_le_bytes(hdr[4..8].try_into().ok()?);
-    if flags & FLAG_STREAM == 0 {
-        return None;
-    }
-    let gen = u32::from_le_bytes(hdr[8..12].try_into().ok()?);
-    let total = u64::from_le_bytes(hdr[16..24].try_into().ok()?);
-    Some(((flags >> 8) as usize, gen, total))
+    crate::ring::parse_descriptor(FLAG_STREAM, hdr)
 }
 
 fn free_entry<M: Mem>(ring: &Ring<M>, e: usize, seen: u64) -> bool {
@@ -129,21 +100,10 @@ fn free_entry<M: Mem>(ring: &Ring<M>, e: usize, seen: u64) -> bool {
 fn acquire_entry<M: Mem>(ring: &Ring<M>, me: u32, block: Block) -> Result<(usize, u32), Refused> {
     let mut w = Waiter::new(block);
     loop {
-        for (e, ent) in ring.mem.streams().iter().enumerate() {
-            let s = ent.state.load(Ordering::Acquire);
-            if phase_of(s) == FREE
-                && ent
-                    .state
-                    .compare_exchange(
-                        s,
-                        pack(gen_of(s), OFFERED, me, 0),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-            {
-                return Ok((e, gen_of(s)));
-            }
+        if let Some(got) =
+            entry::claim_free(ring.mem.streams().iter().map(|e| &e.state), OFFERED, me)
+        {
+            return Ok(got);
         }
         if ring.is_closed() {
             return Err(Refused::Closed);
@@ -208,7 +168,7 @@ impl<M: Mem> std::fmt::Debug for Sender<'_, M> {
 impl<'a, M: Mem> Sender<'a, M> {
     /// Takes a stream entry and puts (commits) the window record of a `total`-byte message.
     pub fn open(ring: &'a Ring<M>, me: u32, total: u64, block: Block) -> Result<Self, Refused> {
-        if block == Block::No {
+        if !block.waits() {
             return Err(Refused::WouldBlock);
         }
         let (e, gen) = acquire_entry(ring, me, block)?;

@@ -4,17 +4,18 @@
 //! a loom `UnsafeCell`, so a producer writing a slot while a consumer reads it is reported as
 //! a data race. A process "dies" by clearing its liveness flag and stopping between two
 //! steps, leaking what it held (as SIGKILL does); the survivors must recover. Futex waits
-//! are modelled exactly (the crate's `park` module): a sleeper nobody wakes is a loom
+//! are modelled exactly (the arena's futex model, `multiproc_arena::futex`): a sleeper nobody wakes is a loom
 //! deadlock, so every model also checks the wake-ups.
 #![cfg(multiproc_loom)]
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
+use multiproc_arena::futex::{self, model_death};
 use multiproc_arena::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use multiproc_ipc_queue::ring::{
-    model_death, notify, notify_after_sc, prepare_wait, Block, Header, Mem, Party, Refused, Ring,
-    StreamEntry, REC_HDR, SLOT_BYTES,
+    notify, notify_after_sc, prepare_wait, Block, Header, Mem, Party, Refused, Ring, StreamEntry,
+    REC_HDR, SLOT_BYTES,
 };
 use multiproc_ipc_queue::spill::{self, SpillEntry};
 use multiproc_ipc_queue::stream;
@@ -110,6 +111,35 @@ fn ring(log_slots: u32, parties: usize) -> Q {
     Arc::new(Ring::new(HeapMem::new(log_slots, parties, 0)))
 }
 
+/// Checks `f` with loom over every interleaving, each on a fresh ring of `2^log_slots` slots
+/// and `parties` parties (no item limit).
+fn model(log_slots: u32, parties: usize, f: impl Fn(Q) + Send + Sync + 'static) {
+    loom::model(move || f(ring(log_slots, parties)));
+}
+
+/// Runs `f` on a new model thread (a process) with its own handle on `q`.
+fn spawn<R: Send + 'static>(
+    q: &Q,
+    f: impl FnOnce(&Ring<HeapMem>) -> R + Send + 'static,
+) -> thread::JoinHandle<R> {
+    let q = q.clone();
+    thread::spawn(move || f(&q))
+}
+
+/// Party `me` is killed here: its liveness flag clears and the futex model wakes every
+/// sleeper to poll (as the real waits' poll timers would).
+fn die(q: &Ring<HeapMem>, me: u32) {
+    q.mem.alive[me as usize].store(false, Ordering::SeqCst);
+    model_death();
+}
+
+/// Party `me` takes the record at the head and is killed holding it.
+fn take_and_die(q: &Ring<HeapMem>, me: u32) {
+    let c = q.take(me, Block::Forever).unwrap();
+    std::mem::forget(c);
+    die(q, me);
+}
+
 /// Puts a message of `len` bytes, every byte `tag`.
 fn put(q: &Ring<HeapMem>, me: u32, tag: u8, len: usize) -> Result<(), Refused> {
     let mut buf = vec![tag; REC_HDR + len];
@@ -141,21 +171,26 @@ fn get(q: &Ring<HeapMem>, me: u32, block: Block) -> Result<(u8, usize), Refused>
     }
 }
 
+/// Party 0 puts `msgs` (tag, len) on its own thread while party 1 gets `expect`, in order
+/// and whole, blocking on both sides.
+fn put_while_getting(q: &Q, msgs: &'static [(u8, usize)], expect: &[(u8, usize)]) {
+    let p = spawn(q, move |q| {
+        for &(tag, len) in msgs {
+            put(q, 0, tag, len).unwrap();
+        }
+    });
+    for &m in expect {
+        assert_eq!(get(q, 1, Block::Forever).unwrap(), m);
+    }
+    p.join().unwrap();
+}
+
 /// One producer, one consumer: reserve/commit/consume in order, with a 2-slot record.
 #[test]
 fn spsc_reserve_commit_consume() {
-    loom::model(|| {
-        let q = ring(2, 2);
-        let p = {
-            let q = q.clone();
-            thread::spawn(move || {
-                put(&q, 0, 1, 10).unwrap();
-                put(&q, 0, 2, 70).unwrap(); // two slots
-            })
-        };
-        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (1, 10));
-        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (2, 70));
-        p.join().unwrap();
+    model(2, 2, |q| {
+        // The second message takes two slots.
+        put_while_getting(&q, &[(1, 10), (2, 70)], &[(1, 10), (2, 70)]);
         assert_eq!(q.len(), 0);
     });
 }
@@ -163,36 +198,21 @@ fn spsc_reserve_commit_consume() {
 /// Records wrap around the end of a 4-slot ring and reuse released slots (laps).
 #[test]
 fn wrap_around() {
-    loom::model(|| {
-        let q = ring(2, 2);
+    model(2, 2, |q| {
         put(&q, 0, 9, 1).unwrap();
         put(&q, 0, 8, 1).unwrap();
         assert_eq!(get(&q, 1, Block::No).unwrap(), (9, 1));
-        let p = {
-            let q = q.clone();
-            thread::spawn(move || {
-                put(&q, 0, 1, 70).unwrap(); // slots 2,3
-                put(&q, 0, 2, 70).unwrap(); // slots 0,1 (waits for the consumer)
-            })
-        };
-        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (8, 1));
-        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (1, 70));
-        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (2, 70));
-        p.join().unwrap();
+        // Slots 2,3, then slots 0,1 (the second waits for the consumer).
+        put_while_getting(&q, &[(1, 70), (2, 70)], &[(8, 1), (1, 70), (2, 70)]);
     });
 }
 
 /// Two producers race for the tail; the consumer gets each message once.
 #[test]
 fn mpsc_exactly_once() {
-    loom::model(|| {
-        let q = ring(2, 3);
-        let producers: Vec<_> = (0..2u32)
-            .map(|p| {
-                let q = q.clone();
-                thread::spawn(move || put(&q, p, 10 + p as u8, 3).unwrap())
-            })
-            .collect();
+    model(2, 3, |q| {
+        let producers: Vec<_> =
+            (0..2u32).map(|p| spawn(&q, move |q| put(q, p, 10 + p as u8, 3).unwrap())).collect();
         let mut got =
             [get(&q, 2, Block::Forever).unwrap().0, get(&q, 2, Block::Forever).unwrap().0];
         for p in producers {
@@ -207,14 +227,10 @@ fn mpsc_exactly_once() {
 /// a consumer's own messages in order.
 #[test]
 fn spmc_exactly_once() {
-    loom::model(|| {
-        let q = ring(2, 3);
+    model(2, 3, |q| {
         put(&q, 0, 1, 1).unwrap();
         put(&q, 0, 2, 70).unwrap();
-        let c = {
-            let q = q.clone();
-            thread::spawn(move || get(&q, 1, Block::No).map(|m| m.0).ok())
-        };
+        let c = spawn(&q, |q| get(q, 1, Block::No).map(|m| m.0).ok());
         let mine = get(&q, 2, Block::No).map(|m| m.0).ok();
         let theirs = c.join().unwrap();
         let mut all: Vec<u8> = [mine, theirs].into_iter().flatten().collect();
@@ -230,16 +246,9 @@ fn spmc_exactly_once() {
 /// put succeeded, and no message appears after.
 #[test]
 fn close_races_put() {
-    loom::model(|| {
-        let q = ring(2, 2);
-        let p = {
-            let q = q.clone();
-            thread::spawn(move || put(&q, 0, 5, 1).is_ok())
-        };
-        let closer = {
-            let q = q.clone();
-            thread::spawn(move || q.close())
-        };
+    model(2, 2, |q| {
+        let p = spawn(&q, |q| put(q, 0, 5, 1).is_ok());
+        let closer = spawn(&q, |q| q.close());
         let mut got = 0;
         loop {
             match get(&q, 1, Block::Forever) {
@@ -256,8 +265,8 @@ fn close_races_put() {
 }
 
 /// The sleep protocol on an event word: a waiter that announced itself and then found its
-/// condition false would sleep on `seen`; the notifier's state change must either be seen
-/// by the waiter's check or change the word (so the futex wait returns): no lost wake-up.
+/// condition false sleeps on `seen`; the notifier's state change must either be seen by the
+/// waiter's check or change the word and wake it: no lost wake-up.
 /// Checked for both notifiers (fence + load, and SC read-modify-write + SC load).
 #[test]
 fn no_lost_wakeup() {
@@ -278,11 +287,13 @@ fn no_lost_wakeup() {
                 })
             };
             let seen = prepare_wait(&ev);
-            let ready = state.load(Ordering::Acquire) == 1;
-            n.join().unwrap();
-            if !ready {
-                assert_ne!(ev.load(Ordering::SeqCst), seen, "the sleeper would never wake");
+            if state.load(Ordering::Acquire) != 1 {
+                // Sleeps for real (the exact futex model): a notifier that missed the sleeper
+                // leaves it asleep for ever, a loom deadlock.
+                futex::wait(&ev, seen, None);
+                assert_ne!(ev.load(Ordering::SeqCst), seen, "woken without a notification");
             }
+            n.join().unwrap();
         });
     }
 }
@@ -297,16 +308,8 @@ fn no_lost_wakeup() {
 fn take_after_commit_no_lost_wakeup() {
     loom::model(|| {
         let q = Arc::new(Ring::new(HeapMem::new(2, 2, 1)));
-        let p = {
-            let q = q.clone();
-            thread::spawn(move || {
-                put(&q, 0, 1, 3).unwrap();
-                put(&q, 0, 2, 3).unwrap(); // waits for the first to be taken (maxsize 1)
-            })
-        };
-        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (1, 3));
-        assert_eq!(get(&q, 1, Block::Forever).unwrap(), (2, 3));
-        p.join().unwrap();
+        // The second put waits for the first to be taken (maxsize 1).
+        put_while_getting(&q, &[(1, 3), (2, 3)], &[(1, 3), (2, 3)]);
     });
 }
 
@@ -314,22 +317,14 @@ fn take_after_commit_no_lost_wakeup() {
 /// producer's message behind it must still arrive, and the dead one's never.
 #[test]
 fn producer_dies_mid_put() {
-    loom::model(|| {
-        let q = ring(2, 3);
-        let dead = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let mut r = q.reserve(0, 2, Block::Forever).unwrap();
-                r.write(0, &[0xee; 8]);
-                std::mem::forget(r); // killed: nothing is cleaned up
-                q.mem.alive[0].store(false, Ordering::SeqCst);
-                model_death();
-            })
-        };
-        let live = {
-            let q = q.clone();
-            thread::spawn(move || put(&q, 1, 7, 2).unwrap())
-        };
+    model(2, 3, |q| {
+        let dead = spawn(&q, |q| {
+            let mut r = q.reserve(0, 2, Block::Forever).unwrap();
+            r.write(0, &[0xee; 8]);
+            std::mem::forget(r); // killed: nothing is cleaned up
+            die(q, 0);
+        });
+        let live = spawn(&q, |q| put(q, 1, 7, 2).unwrap());
         assert_eq!(get(&q, 2, Block::Forever).unwrap(), (7, 2));
         dead.join().unwrap();
         live.join().unwrap();
@@ -341,25 +336,12 @@ fn producer_dies_mid_put() {
 /// them, and the other consumer receives every other message in order.
 #[test]
 fn consumer_dies_mid_get() {
-    loom::model(|| {
-        let q = ring(2, 3);
+    model(2, 3, |q| {
         put(&q, 0, 1, 70).unwrap(); // slots 0,1
         put(&q, 0, 2, 1).unwrap(); // slot 2
-        let dead = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let c = q.take(1, Block::Forever).unwrap();
-                std::mem::forget(c);
-                q.mem.alive[1].store(false, Ordering::SeqCst);
-                model_death();
-            })
-        };
-        let p = {
-            let q = q.clone();
-            thread::spawn(move || {
-                put(&q, 0, 3, 70).unwrap(); // slots 3,0: needs what the dead consumer holds
-            })
-        };
+        let dead = spawn(&q, |q| take_and_die(q, 1));
+        // Slots 3,0: needs what the dead consumer holds.
+        let p = spawn(&q, |q| put(q, 0, 3, 70).unwrap());
         let mut got = vec![];
         while got.len() < 2 {
             got.push(get(&q, 2, Block::Forever).unwrap().0);
@@ -374,14 +356,11 @@ fn consumer_dies_mid_get() {
 /// A message larger than half the ring streams through a window while the consumer reads.
 #[test]
 fn stream_through_small_ring() {
-    loom::model(|| {
-        let q = ring(3, 2); // 8 slots: messages over 4 slots stream through a 2-slot window
+    // 8 slots: messages over 4 slots stream through a 2-slot window.
+    model(3, 2, |q| {
         let msg: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-        let p = {
-            let q = q.clone();
-            let msg = msg.clone();
-            thread::spawn(move || stream::send(&q, 0, &msg, Block::Forever).unwrap())
-        };
+        let sent = msg.clone();
+        let p = spawn(&q, move |q| stream::send(q, 0, &sent, Block::Forever).unwrap());
         let c = q.take(1, Block::Forever).unwrap();
         let mut hdr = [0u8; stream::DESC_BYTES];
         c.read(0, &mut hdr);
@@ -395,9 +374,9 @@ fn stream_through_small_ring() {
 }
 
 /// Spills message `id` (its "bytes" go to the region of the entry it gets) and puts its
-/// descriptor. `false`: no free spill entry. `die`: stop for ever after publishing the entry,
+/// descriptor. `false`: no free spill entry. `killed`: stop for ever after publishing the entry,
 /// before committing the record (as a SIGKILL there).
-fn spill_put(q: &Ring<HeapMem>, me: u32, id: u64, die: bool) -> bool {
+fn spill_put(q: &Ring<HeapMem>, me: u32, id: u64, killed: bool) -> bool {
     let Some((e, gen)) = spill::acquire(q, me) else { return false };
     spill::will_write(q, e, 8);
     // SAFETY: loom checks that nobody else touches the region while we hold the entry.
@@ -405,10 +384,9 @@ fn spill_put(q: &Ring<HeapMem>, me: u32, id: u64, die: bool) -> bool {
     let mut r = q.reserve(me, 1, Block::Forever).unwrap();
     r.write(0, &spill::descriptor(e, gen, 8));
     assert!(spill::publish(q, me, e, gen, r.pos));
-    if die {
+    if killed {
         std::mem::forget(r);
-        q.mem.alive[me as usize].store(false, Ordering::SeqCst);
-        model_death();
+        die(q, me);
         return true;
     }
     r.commit();
@@ -438,29 +416,22 @@ fn get_any(q: &Ring<HeapMem>, me: u32, block: Block) -> Result<Option<u64>, Refu
 /// second producer gets the entry only then (a race on the region would be reported).
 #[test]
 fn spill_put_get_entry_reuse() {
-    loom::model(|| {
-        let q = ring(2, 3);
-        let p = {
-            let q = q.clone();
-            thread::spawn(move || {
-                // The other party may hold the only entry for a moment.
-                while !spill_put(&q, 0, 7, false) {
-                    thread::yield_now();
-                }
-            })
-        };
-        let p2 = {
-            let q = q.clone();
-            thread::spawn(move || {
-                // Takes the only entry if it is free (before the first or after it was
-                // consumed), then gives it up.
-                if let Some((e, gen)) = spill::acquire(&q, 1) {
-                    // SAFETY: loom checks the exclusivity.
-                    q.mem.regions[e].with_mut(|p| unsafe { *p = 99 });
-                    spill::abandon(&q, 1, e, gen);
-                }
-            })
-        };
+    model(2, 3, |q| {
+        let p = spawn(&q, |q| {
+            // The other party may hold the only entry for a moment.
+            while !spill_put(q, 0, 7, false) {
+                thread::yield_now();
+            }
+        });
+        let p2 = spawn(&q, |q| {
+            // Takes the only entry if it is free (before the first or after it was
+            // consumed), then gives it up.
+            if let Some((e, gen)) = spill::acquire(q, 1) {
+                // SAFETY: loom checks the exclusivity.
+                q.mem.regions[e].with_mut(|p| unsafe { *p = 99 });
+                spill::abandon(q, 1, e, gen);
+            }
+        });
         assert_eq!(get_any(&q, 2, Block::Forever).unwrap(), Some(7));
         p.join().unwrap();
         p2.join().unwrap();
@@ -473,18 +444,11 @@ fn spill_put_get_entry_reuse() {
 /// by a reclaim pass), and another producer's message arrives.
 #[test]
 fn spill_producer_dies_before_commit() {
-    loom::model(|| {
-        let q = ring(2, 3);
-        let dead = {
-            let q = q.clone();
-            thread::spawn(move || {
-                spill_put(&q, 0, 7, true);
-            })
-        };
-        let live = {
-            let q = q.clone();
-            thread::spawn(move || put(&q, 1, 3, 1).unwrap())
-        };
+    model(2, 3, |q| {
+        let dead = spawn(&q, |q| {
+            spill_put(q, 0, 7, true);
+        });
+        let live = spawn(&q, |q| put(q, 1, 3, 1).unwrap());
         assert_eq!(get_any(&q, 2, Block::Forever).unwrap(), None);
         dead.join().unwrap();
         live.join().unwrap();
@@ -500,19 +464,9 @@ fn spill_producer_dies_before_commit() {
 /// freed by the next producer that needs one, whose message then arrives.
 #[test]
 fn spill_consumer_dies_holding_descriptor() {
-    loom::model(|| {
-        let q = ring(2, 3);
+    model(2, 3, |q| {
         assert!(spill_put(&q, 0, 5, false));
-        let dead = {
-            let q = q.clone();
-            thread::spawn(move || {
-                let c = q.take(1, Block::Forever).unwrap();
-                std::mem::forget(c);
-                q.mem.alive[1].store(false, Ordering::SeqCst);
-                model_death();
-            })
-        };
-        dead.join().unwrap();
+        spawn(&q, |q| take_and_die(q, 1)).join().unwrap();
         // The only entry is held by the dead consumer's record: acquiring steals it back.
         assert!(spill_put(&q, 0, 6, false), "the dead consumer's entry is reclaimed");
         assert_eq!(get_any(&q, 2, Block::Forever).unwrap(), Some(6));

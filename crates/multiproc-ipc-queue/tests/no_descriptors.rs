@@ -6,23 +6,17 @@
 
 mod common;
 
-use common::Bytes;
+use common::{big, Bytes, KIB};
 use multiproc_arena::testing::{with_descriptor_limit, Outcome};
 use multiproc_ipc_queue::{ErrorKind, Queue};
 use std::time::Duration;
-
-const KIB: usize = 1 << 10;
-
-fn msg(i: u8) -> Bytes {
-    Bytes(vec![i; 64 * KIB])
-}
 
 #[test]
 fn no_descriptors_is_an_error_naming_emfile_and_nothing_is_lost() {
     let out = with_descriptor_limit(64, Duration::from_secs(20), || {
         let before: Queue<Bytes> = Queue::builder().capacity(16 * KIB).build().unwrap();
         before.put(Bytes(b"small".to_vec())).unwrap();
-        before.put(msg(7)).unwrap(); // spilled
+        before.put(big(7)).unwrap(); // spilled
         let mut hog = Vec::new();
         while let Ok(f) = std::fs::File::open("/dev/null") {
             hog.push(f);
@@ -34,7 +28,7 @@ fn no_descriptors_is_an_error_naming_emfile_and_nothing_is_lost() {
         before.put(Bytes(b"during".to_vec())).unwrap();
         assert_eq!(before.qsize(), 3);
         assert_eq!(before.get().unwrap().0, b"small");
-        assert_eq!(before.get().unwrap().0, msg(7).0);
+        assert_eq!(before.get().unwrap().0, big(7).0);
         assert_eq!(before.get().unwrap().0, b"during");
         hog.truncate(hog.len() - 8);
         let after: Queue<u64> = Queue::new().unwrap();

@@ -29,6 +29,16 @@ pub(crate) fn memfd_create(name: &str) -> io::Result<OwnedFd> {
 /// range cannot fail for lack of memory (no SIGBUS): the failure is this call's `ENOSPC` /
 /// `ENOMEM`. Retries on `EINTR`.
 pub(crate) fn fallocate(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    fallocate_mode(fd, 0, off, len)
+}
+
+/// Gives back the pages of `[off, off + len)` of a memory file (`fallocate` with
+/// `PUNCH_HOLE | KEEP_SIZE`: the range reads as zeros, the size stays). Retries on `EINTR`.
+pub(crate) fn punch_hole(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    fallocate_mode(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, off, len)
+}
+
+fn fallocate_mode(fd: BorrowedFd<'_>, mode: libc::c_int, off: u64, len: u64) -> io::Result<()> {
     if len == 0 {
         return Ok(());
     }
@@ -37,7 +47,7 @@ pub(crate) fn fallocate(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()
     };
     loop {
         // SAFETY: plain system call on a borrowed, open descriptor; no memory is passed.
-        let r = unsafe { libc::fallocate(fd.as_raw_fd(), 0, off, len) };
+        let r = unsafe { libc::fallocate(fd.as_raw_fd(), mode, off, len) };
         if r == 0 {
             return Ok(());
         }

@@ -12,6 +12,12 @@ pub fn memfd(name: &str) -> io::Result<OwnedFd> {
     crate::sys::memfd_create(name)
 }
 
+/// Gives back the memory of `[off, off + len)` of a memory file such as a [`memfd`]
+/// (punches a hole: the range reads as zeros, the file keeps its size).
+pub fn punch_hole(fd: std::os::fd::BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    crate::sys::punch_hole(fd, off, len)
+}
+
 /// Fills `buf` with random bytes from the kernel (`getrandom`).
 pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
     crate::sys::getrandom(buf)
@@ -100,5 +106,36 @@ impl Drop for FileMap {
         // SAFETY: unmaps exactly the mapping made in `new`; no reference into it outlives
         // `self` (`bytes` borrows it).
         unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
+#[cfg(all(test, not(multiproc_loom)))]
+mod tests {
+    use std::fs::File;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::{FileExt, MetadataExt};
+
+    #[test]
+    fn punch_hole_gives_pages_back_and_keeps_the_size() {
+        let f = File::from(super::memfd("punch-test").unwrap());
+        f.write_all_at(&[7u8; 3 * 4096], 0).unwrap();
+        let before = f.metadata().unwrap().blocks();
+        super::punch_hole(f.as_fd(), 4096, 4096).unwrap();
+        let mut back = [1u8; 3 * 4096];
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert!(back[..4096].iter().all(|&b| b == 7));
+        assert!(back[4096..8192].iter().all(|&b| b == 0), "the hole reads as zeros");
+        assert!(back[8192..].iter().all(|&b| b == 7));
+        assert_eq!(f.metadata().unwrap().len(), 3 * 4096, "the size stays");
+        assert!(f.metadata().unwrap().blocks() < before, "a page was given back");
+        super::punch_hole(f.as_fd(), 0, 0).unwrap();
+    }
+
+    #[test]
+    fn random_bytes_differ() {
+        let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+        super::random_bytes(&mut a).unwrap();
+        super::random_bytes(&mut b).unwrap();
+        assert_ne!(a, b);
     }
 }
