@@ -115,3 +115,43 @@ macro_rules! assert_layout {
         };
     };
 }
+
+/// Builder setters, one line each: `fn name(mut self, arg: Type) { self.field = arg }`
+/// becomes `pub fn name(mut self, arg: Type) -> Self` that runs the body and returns `self`.
+/// Every builder of the workspace writes its plain setters through it, so they all take
+/// `self` by value and chain the same way. Doc comments and attributes are kept.
+///
+/// ```
+/// #[derive(Debug, Default)]
+/// pub struct Builder {
+///     size: usize,
+///     name: Option<String>,
+/// }
+///
+/// impl Builder {
+///     multiproc_arena::setters! {
+///         /// The size.
+///         fn size(mut self, bytes: usize) { self.size = bytes }
+///         /// The name.
+///         fn name(mut self, name: impl Into<String>) { self.name = Some(name.into()) }
+///     }
+/// }
+///
+/// let b = Builder::default().size(4).name("x");
+/// assert_eq!((b.size, b.name.as_deref()), (4, Some("x")));
+/// ```
+#[macro_export]
+macro_rules! setters {
+    ($(
+        $(#[$meta:meta])*
+        fn $name:ident(mut $this:ident, $arg:ident: $ty:ty) { $($body:tt)* }
+    )*) => {
+        $(
+            $(#[$meta])*
+            pub fn $name(mut $this, $arg: $ty) -> Self {
+                $($body)*;
+                $this
+            }
+        )*
+    };
+}

@@ -81,42 +81,29 @@ impl Default for ManagerBuilder<()> {
 }
 
 impl<S: ServiceSet> ManagerBuilder<S> {
-    /// The authkey clients must hold (default: 32 random bytes).
-    pub fn authkey(mut self, key: impl Into<AuthKey>) -> Self {
-        self.authkey = Some(key.into());
-        self
-    }
+    multiproc_arena::setters! {
+        /// The authkey clients must hold (default: 32 random bytes).
+        fn authkey(mut self, key: impl Into<AuthKey>) { self.authkey = Some(key.into()) }
 
-    /// Where the server listens: a Unix socket path, or a TCP address (`127.0.0.1:0` picks a
-    /// port; see [`Manager::address`]). Default: a Unix socket in a new private directory
-    /// (mode 0700).
-    pub fn address(mut self, address: impl Into<Address>) -> Self {
-        self.address = Some(address.into());
-        self
-    }
+        /// Where the server listens: a Unix socket path, or a TCP address (`127.0.0.1:0` picks a
+        /// port; see [`Manager::address`]). Default: a Unix socket in a new private directory
+        /// (mode 0700).
+        fn address(mut self, address: impl Into<Address>) { self.address = Some(address.into()) }
 
-    /// The largest request or response, in bytes (default 64 MiB); larger ones are refused
-    /// with [`TooLarge`](ErrorKind::TooLarge) before anything is sent or allocated.
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.max_frame = bytes;
-        self
-    }
+        /// The largest request or response, in bytes (default 64 MiB); larger ones are refused
+        /// with [`TooLarge`](ErrorKind::TooLarge) before anything is sent or allocated.
+        fn max_frame(mut self, bytes: usize) { self.max_frame = bytes }
 
-    /// How long a connecting client has for the authkey handshake (default 10 s); a client
-    /// that stays silent is dropped after it.
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
-        self
-    }
+        /// How long a connecting client has for the authkey handshake (default 10 s); a client
+        /// that stays silent is dropped after it.
+        fn handshake_timeout(mut self, timeout: Duration) { self.handshake_timeout = timeout }
 
-    /// How long a caller polls for an answer before sleeping in the kernel, while answers
-    /// come that fast (default: zero, block at once). Polling can shave a few microseconds
-    /// off a round trip on an idle machine with cores to spare; it switches itself off when
-    /// answers are slow (under load), but it costs CPU that other clients of the same machine
-    /// could use, so measure before turning it on.
-    pub fn spin(mut self, spin: Duration) -> Self {
-        self.spin = Some((!spin.is_zero()).then_some(spin));
-        self
+        /// How long a caller polls for an answer before sleeping in the kernel, while answers
+        /// come that fast (default: zero, block at once). Polling can shave a few microseconds
+        /// off a round trip on an idle machine with cores to spare; it switches itself off when
+        /// answers are slow (under load), but it costs CPU that other clients of the same machine
+        /// could use, so measure before turning it on.
+        fn spin(mut self, spin: Duration) { self.spin = Some((!spin.is_zero()).then_some(spin)) }
     }
 
     /// Registers the service type `T` under `name` (Python's `register(typeid, callable)`).

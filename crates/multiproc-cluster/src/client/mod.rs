@@ -36,16 +36,12 @@ pub struct TaskOptions {
 }
 
 impl TaskOptions {
-    /// `retries` retries (at-least-once when > 0).
-    pub fn retries(mut self, n: u32) -> Self {
-        self.retries = n;
-        self
-    }
+    multiproc_arena::setters! {
+        /// `retries` retries (at-least-once when > 0).
+        fn retries(mut self, n: u32) { self.retries = n }
 
-    /// A time limit for the task.
-    pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = Some(d);
-        self
+        /// A time limit for the task.
+        fn timeout(mut self, d: Duration) { self.timeout = Some(d) }
     }
 }
 
@@ -86,30 +82,20 @@ impl fmt::Debug for ClusterExecutorBuilder {
 impl ClusterExecutorBuilder {
     authkey_and_namespace_setters!();
 
-    /// Default retries of every task (see [`TaskOptions::retries`]).
-    pub fn retries(mut self, n: u32) -> Self {
-        self.defaults.retries = n;
-        self
-    }
+    multiproc_arena::setters! {
+        /// Default retries of every task (see [`TaskOptions::retries`]).
+        fn retries(mut self, n: u32) { self.defaults.retries = n }
 
-    /// Default time limit of every task (see [`TaskOptions::timeout`]).
-    pub fn task_timeout(mut self, d: Duration) -> Self {
-        self.defaults.timeout = Some(d);
-        self
-    }
+        /// Default time limit of every task (see [`TaskOptions::timeout`]).
+        fn task_timeout(mut self, d: Duration) { self.defaults.timeout = Some(d) }
 
-    /// Items per task for [`Executor::map`] (default 1); 0 is an error at `connect`.
-    pub fn chunksize(mut self, n: usize) -> Self {
-        self.chunksize = n;
-        self
-    }
+        /// Items per task for [`Executor::map`] (default 1); 0 is an error at `connect`.
+        fn chunksize(mut self, n: usize) { self.chunksize = n }
 
-    /// How long this client's keys (its heartbeat, its result stream) outlive it if it
-    /// dies (default 60 s): after that nothing of it is left in Redis, and workers drop its
-    /// queued tasks unrun.
-    pub fn ttl(mut self, d: Duration) -> Self {
-        self.ttl = d;
-        self
+        /// How long this client's keys (its heartbeat, its result stream) outlive it if it
+        /// dies (default 60 s): after that nothing of it is left in Redis, and workers drop its
+        /// queued tasks unrun.
+        fn ttl(mut self, d: Duration) { self.ttl = d }
     }
 
     /// Connects and starts the executor's two threads (one writes tasks, one reads
@@ -180,29 +166,21 @@ impl fmt::Debug for ClusterJob<'_> {
 }
 
 impl ClusterJob<'_> {
-    /// Items per task (one Redis entry, one local pool task).
-    pub fn chunksize(mut self, n: usize) -> Self {
-        self.chunksize = n;
-        self
-    }
+    multiproc_arena::setters! {
+        /// Items per task (one Redis entry, one local pool task).
+        fn chunksize(mut self, n: usize) { self.chunksize = n }
 
-    /// Retries of each chunk after its host died (see [`TaskOptions::retries`]).
-    pub fn retries(mut self, n: u32) -> Self {
-        self.opts.retries = n;
-        self
-    }
+        /// Retries of each chunk after its host died (see [`TaskOptions::retries`]).
+        fn retries(mut self, n: u32) { self.opts.retries = n }
 
-    /// A time limit for each chunk (see [`TaskOptions::timeout`]).
-    pub fn timeout(mut self, d: Duration) -> Self {
-        self.opts.timeout = Some(d);
-        self
-    }
+        /// A time limit for each chunk (see [`TaskOptions::timeout`]).
+        fn timeout(mut self, d: Duration) { self.opts.timeout = Some(d) }
 
-    /// Calls `f(done, Some(total))` as each item's result comes back, from whichever host
-    /// ran it (on the executor's result thread: keep it short).
-    pub fn progress(mut self, f: impl Fn(usize, Option<usize>) + Send + Sync + 'static) -> Self {
-        self.progress = Some(Arc::new(f));
-        self
+        /// Calls `f(done, Some(total))` as each item's result comes back, from whichever host
+        /// ran it (on the executor's result thread: keep it short).
+        fn progress(mut self, f: impl Fn(usize, Option<usize>) + Send + Sync + 'static) {
+            self.progress = Some(Arc::new(f))
+        }
     }
 
     /// Applies `f` to every item on the cluster; the iterator yields the outcomes in input

@@ -196,23 +196,16 @@ impl Default for ListenerBuilder {
 }
 
 impl ListenerBuilder {
-    /// Requires clients to prove they hold `key` (any length, empty included).
-    pub fn authkey(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.authkey = Some(key.as_ref().to_vec());
-        self
-    }
+    multiproc_arena::setters! {
+        /// Requires clients to prove they hold `key` (any length, empty included).
+        fn authkey(mut self, key: impl AsRef<[u8]>) { self.authkey = Some(key.as_ref().to_vec()) }
 
-    /// How long a client has to complete the handshake (default 2 s); a client still
-    /// silent then is dropped.
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
-        self
-    }
+        /// How long a client has to complete the handshake (default 2 s); a client still
+        /// silent then is dropped.
+        fn handshake_timeout(mut self, timeout: Duration) { self.handshake_timeout = timeout }
 
-    /// The [`max_message_size`](Connection::set_max_message_size) of accepted connections.
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
-        self
+        /// The [`max_message_size`](Connection::set_max_message_size) of accepted connections.
+        fn max_message_size(mut self, bytes: usize) { self.max_message_size = bytes }
     }
 
     /// Listens on `address`. A Unix socket file is created with mode 0600 and removed when

@@ -60,49 +60,36 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
         }
     }
 
-    /// Most items in the queue at once (Python's `maxsize`); 0, the default, means no limit
-    /// but the ring's capacity.
-    pub fn maxsize(mut self, maxsize: usize) -> Self {
-        self.maxsize = maxsize;
-        self
-    }
+    multiproc_arena::setters! {
+        /// Most items in the queue at once (Python's `maxsize`); 0, the default, means no limit
+        /// but the ring's capacity.
+        fn maxsize(mut self, maxsize: usize) { self.maxsize = maxsize }
 
-    /// Bytes of payload the ring holds (rounded up to a power of two, 16 KiB ..= 32 MiB;
-    /// default 1 MiB). Messages larger than half of it are spilled (see
-    /// [`max_spilled`](Self::max_spilled)).
-    pub fn capacity(mut self, bytes: usize) -> Self {
-        self.capacity = bytes;
-        self
-    }
+        /// Bytes of payload the ring holds (rounded up to a power of two, 16 KiB ..= 32 MiB;
+        /// default 1 MiB). Messages larger than half of it are spilled (see
+        /// [`max_spilled`](Self::max_spilled)).
+        fn capacity(mut self, bytes: usize) { self.capacity = bytes }
 
-    /// Most messages larger than half the ring that may wait in the queue at once (default
-    /// 64, at most 1024). Each waits in the queue's spill file, whose memory is given back
-    /// as soon as the message is taken; a `put` of such a message returns at once. When all
-    /// are taken (or the memory cannot be had, or a message exceeds 64 GiB) a large message
-    /// is streamed through the ring instead: that `put` waits for a consumer to take it.
-    /// 0 streams every large message. The memory they hold is bounded by
-    /// [`spill_budget`](Self::spill_budget).
-    pub fn max_spilled(mut self, n: usize) -> Self {
-        self.spills = n.min(MAX_SPILLS);
-        self
-    }
+        /// Most messages larger than half the ring that may wait in the queue at once (default
+        /// 64, at most 1024). Each waits in the queue's spill file, whose memory is given back
+        /// as soon as the message is taken; a `put` of such a message returns at once. When all
+        /// are taken (or the memory cannot be had, or a message exceeds 64 GiB) a large message
+        /// is streamed through the ring instead: that `put` waits for a consumer to take it.
+        /// 0 streams every large message. The memory they hold is bounded by
+        /// [`spill_budget`](Self::spill_budget).
+        fn max_spilled(mut self, n: usize) { self.spills = n.min(MAX_SPILLS) }
 
-    /// Most bytes of large messages that may wait in the queue's spill file at once
-    /// (serialised size; default [`DEFAULT_SPILL_BUDGET`], 1 GiB), whichever process puts
-    /// them. A large message that would take the spilled bytes past it is streamed through
-    /// the ring instead: that `put` waits for a consumer (or its timeout). So the memory a
-    /// queue holds for messages nobody has taken yet is at most the ring's capacity plus
-    /// this budget. 0 streams every large message.
-    pub fn spill_budget(mut self, bytes: u64) -> Self {
-        self.spill_budget = bytes;
-        self
-    }
+        /// Most bytes of large messages that may wait in the queue's spill file at once
+        /// (serialised size; default [`DEFAULT_SPILL_BUDGET`], 1 GiB), whichever process puts
+        /// them. A large message that would take the spilled bytes past it is streamed through
+        /// the ring instead: that `put` waits for a consumer (or its timeout). So the memory a
+        /// queue holds for messages nobody has taken yet is at most the ring's capacity plus
+        /// this budget. 0 streams every large message.
+        fn spill_budget(mut self, bytes: u64) { self.spill_budget = bytes }
 
-    /// Most processes that use the queue at the same time (default 1024, at most 1024).
-    /// Entries of dead processes are reused.
-    pub fn max_processes(mut self, n: usize) -> Self {
-        self.max_processes = n.clamp(1, MAX_PARTIES);
-        self
+        /// Most processes that use the queue at the same time (default 1024, at most 1024).
+        /// Entries of dead processes are reused.
+        fn max_processes(mut self, n: usize) { self.max_processes = n.clamp(1, MAX_PARTIES) }
     }
 
     /// Creates the queue in the [global arena](Arena::global).
