@@ -36,6 +36,11 @@
 //! assert_eq!(got, ["item 0", "item 1", "item 2"]);
 //! ```
 //!
+//! Feature `tracing` (off by default, free when off) turns the rare moments an operator wants
+//! to see into [`tracing`](https://docs.rs/tracing) events under targets `multiproc::<crate>`:
+//! a lock taken over from a dead holder, a pool worker's death and replacement, a forkserver
+//! restart, a spilled queue message, an orphaned segment removed, a failed authentication.
+//!
 //! Every example of the tutorial this library follows is under `examples/`;
 //! `cargo run --release --example tour` runs them all.
 

@@ -186,6 +186,12 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         }
         hold.armed = false;
         res.commit();
+        multiproc_arena::event!(
+            debug,
+            target: "multiproc::queue",
+            bytes = size,
+            "a large message was spilled to the queue's spill file"
+        );
         Ok(true)
     }
 }
