@@ -5,15 +5,17 @@ use std::fmt;
 
 multiproc_arena::error_type! {
     /// The error type of `multiproc-ipc-queue` (besides [`PutError`] and [`GetError`]).
-    pub struct Error {}
+    pub struct Error {
+        undecoded: Option<Vec<u8>> = None,
+    }
 
     /// What went wrong, without the details; see [`Error::kind`].
     pub enum ErrorKind {
         /// The item could not be serialised (its `Serialize` impl failed, or it holds a handle
         /// such as a queue or lock, which cannot travel through a queue's bytes).
         Encode => "the item could not be serialised",
-        /// A message could not be deserialised into the queue's item type. The message was
-        /// consumed; the queue goes on.
+        /// A message could not be deserialised into the queue's item type. It was taken, but
+        /// not lost: [`Error::undecoded`] holds its bytes. The queue goes on.
         Decode => "a message could not be deserialised into the item type",
         /// The arena has no room for the queue.
         Arena => "no room in the arena for the queue",
@@ -63,8 +65,28 @@ impl Error {
         Error::with_source(ErrorKind::Encode, "", e)
     }
 
-    pub(crate) fn decode(e: postcard::Error) -> Self {
-        Error::with_source(ErrorKind::Decode, "", e)
+    /// A message taken from the queue that does not decode; it keeps the message's bytes.
+    pub(crate) fn undecodable(e: postcard::Error, bytes: &[u8]) -> Self {
+        let mut err = Error::with_source(
+            ErrorKind::Decode,
+            format!("{} bytes handed back (Error::undecoded)", bytes.len()),
+            e,
+        );
+        err.undecoded = Some(bytes.to_vec());
+        err
+    }
+
+    /// For a [`Decode`](ErrorKind::Decode) error of a `get`: the message's bytes (postcard, as
+    /// `put` wrote them), which did not decode into the queue's item type. The message is not
+    /// lost: decode it as the type it was sent as, or log it. `None` for other errors.
+    pub fn undecoded(&self) -> Option<&[u8]> {
+        self.undecoded.as_deref()
+    }
+
+    /// Takes the message's bytes out of a [`Decode`](ErrorKind::Decode) error (see
+    /// [`undecoded`](Self::undecoded)).
+    pub fn take_undecoded(&mut self) -> Option<Vec<u8>> {
+        self.undecoded.take()
     }
 
     /// For an error from the arena, the arena's kind: `NotFound`, `AlreadyExists`,
@@ -177,8 +199,9 @@ pub enum GetError {
     Timeout,
     /// The queue is closed and every message was taken.
     Closed,
-    /// A message was taken but could not be deserialised into the item type (it is
-    /// consumed; the next `get` returns the next message).
+    /// A message was taken but could not be deserialised into the item type: the error's
+    /// [`undecoded`](Error::undecoded) hands its bytes back, so nothing is lost; the next
+    /// `get` returns the next message. (Or the process could not join the queue.)
     Failed(Error),
 }
 

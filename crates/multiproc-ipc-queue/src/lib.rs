@@ -41,6 +41,18 @@
 //! q.close();
 //! assert!(q.get().unwrap_err().is_closed());
 //! ```
+//!
+//! # What the wire format carries
+//!
+//! Items travel as [postcard](https://docs.rs/postcard), which is compact and fast because it
+//! is not self-describing: the reader must know the type. Serde features that need a
+//! self-describing format therefore serialise but do not deserialise — internally or
+//! adjacently tagged and untagged enums (`#[serde(tag = ..)]`, `#[serde(untagged)]`),
+//! `#[serde(flatten)]`, `skip_serializing_if`, `deserialize_any` types such as
+//! `serde_json::Value` — and neither does an item put as one type and got as another. Such a
+//! message is never lost: the `get` that cannot decode it fails with
+//! [`GetError::Failed`] whose error hands the message's bytes back
+//! ([`Error::undecoded`]); the queue goes on with the next message.
 
 #[cfg(not(multiproc_loom))]
 mod error;

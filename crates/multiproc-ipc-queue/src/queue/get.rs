@@ -28,6 +28,11 @@ thread_local! {
 /// Largest receive buffer a thread keeps between messages.
 const KEEP_BUF: usize = 16 << 20;
 
+/// Decodes a taken message; one that does not decode comes back as its bytes in the error.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    postcard::from_bytes::<T>(bytes).map_err(|e| Error::undecodable(e, bytes))
+}
+
 /// Runs `f` with this thread's reusable buffer (a fresh one if it is in use).
 fn with_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     BUF.with(|b| match b.try_borrow_mut() {
@@ -57,7 +62,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             // or frees its region until we free it below, after the map is gone.
             Ok(len) => match unsafe { ring.mem.spill_map(spill::region(e), len) } {
                 // Decoded straight from the file's pages (no copy into a buffer first).
-                Ok(map) => postcard::from_bytes::<T>(map.bytes()).map_err(Error::decode),
+                Ok(map) => decode::<T>(map.bytes()),
                 Err(_) => self.read_spilled(e, len),
             },
         };
@@ -76,13 +81,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         self.inner.ring.mem.spill_read(spill::region(e), &mut buf).map_err(|io| {
             Error::new(ErrorKind::OutOfMemory, format!("reading a spilled message: {io}"))
         })?;
-        postcard::from_bytes::<T>(&buf).map_err(Error::decode)
+        decode::<T>(&buf)
     }
 
     /// Takes the next item, waiting while the queue is empty.
     ///
-    /// Errors: `Closed` (closed and drained), `Failed` (the message did not deserialise; it
-    /// is consumed).
+    /// Errors: `Closed` (closed and drained), `Failed` (the message did not deserialise into
+    /// `T`: its bytes come back in [`Error::undecoded`](crate::Error::undecoded)).
     pub fn get(&self) -> Result<T, GetError> {
         self.get_with(Block::Forever)
     }
@@ -140,7 +145,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                 let got = stream::recv(ring, me, &claim, desc, &mut buf);
                 drop(claim);
                 let out = match got {
-                    Ok(()) => postcard::from_bytes::<T>(&buf).map_err(Error::decode),
+                    Ok(()) => decode::<T>(&buf),
                     Err(stream::Lost::NoMemory) => Err(Error::kind_only(ErrorKind::OutOfMemory)),
                     Err(stream::Lost::Producer) => {
                         h.skipped.fetch_add(1, Ordering::Relaxed);
@@ -163,13 +168,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let out = if len > span_bytes - REC_HDR {
                 Err(Error::new(ErrorKind::Decode, "corrupt record length"))
             } else if let Some(view) = claim.view(REC_HDR, len) {
-                postcard::from_bytes::<T>(view).map_err(Error::decode)
+                decode::<T>(view)
             } else {
                 with_buf(|buf| {
                     buf.clear();
                     buf.resize(len, 0);
                     claim.read(REC_HDR, buf);
-                    postcard::from_bytes::<T>(buf).map_err(Error::decode)
+                    decode::<T>(buf)
                 })
             };
             drop(claim);
