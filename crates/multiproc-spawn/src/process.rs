@@ -115,7 +115,7 @@ impl Builder {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        Process { cfg: self, target: Target::Fn(Box::new(FnCall { f, args })) }
+        Process { cfg: self, target: Target::Fn(Box::new(FnCall { f, args: Some(args) })) }
     }
 
     /// Runs a closure in the child: [`StartMethod::Fork`] only (the closure and what it
@@ -146,6 +146,10 @@ trait FnTarget<R> {
     fn encode(&self) -> multiproc_arena::Result<Encoded>;
     /// Drops the references an encoding took, when no child will adopt them.
     fn release(&self, enc: Encoded);
+    /// Drops the caller's own arguments once they are encoded (the encoding holds what the
+    /// child needs): before a fork, so that the child does not inherit them as well — a
+    /// pipe end's ring halves are one per process, and the child decodes its own.
+    fn drop_args(&mut self);
     /// (entry trampoline, target function, type hash).
     fn addresses(&self) -> (usize, usize, u64);
     /// The body of a forked child: decodes the arguments from `enc` (taken from the cell)
@@ -157,7 +161,8 @@ trait FnTarget<R> {
 
 struct FnCall<A, R> {
     f: fn(A) -> R,
-    args: A,
+    /// `None` once dropped ([`FnTarget::drop_args`]).
+    args: Option<A>,
 }
 
 impl<A, R> FnTarget<R> for FnCall<A, R>
@@ -166,7 +171,11 @@ where
     R: Serialize + DeserializeOwned + 'static,
 {
     fn encode(&self) -> multiproc_arena::Result<Encoded> {
-        transfer::encode(&self.args)
+        transfer::encode(self.args.as_ref().expect("encoded before the arguments are dropped"))
+    }
+
+    fn drop_args(&mut self) {
+        self.args = None;
     }
 
     fn release(&self, enc: Encoded) {
@@ -286,8 +295,9 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
         }
         let plan = match (method, self.target) {
             (StartMethod::Fork, Target::Closure(c)) => Plan::Fork(c),
-            (StartMethod::Fork, Target::Fn(t)) => {
+            (StartMethod::Fork, Target::Fn(mut t)) => {
                 let enc = t.encode().map_err(Error::encode)?;
+                t.drop_args();
                 Plan::ForkFn(t, Rc::new(RefCell::new(Some(enc))))
             }
             (_, Target::Closure(_)) => {
@@ -341,8 +351,8 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
             Plan::Fork(closure) => launch_fork(closure, info, daemon)?,
             Plan::ForkFn(t, enc) => {
                 match launch_fork(t.fork_body(enc.clone()), info, daemon) {
-                    // The child adopts the encoding's references; the parent's copies of the
-                    // arguments (and of the encoding) go now.
+                    // The child adopts the encoding's references; the parent's copy of the
+                    // encoding goes now (its arguments went before the fork).
                     Ok(l) => l,
                     Err(e) => {
                         if let Some(enc) = enc.borrow_mut().take() {
