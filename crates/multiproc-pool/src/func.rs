@@ -5,7 +5,7 @@
 //! of the value (`TAG_OK`) or of a message (`TAG_PANIC`, `TAG_CODEC`). Items are caught one by
 //! one (`catch_unwind`), so a panic fails only its own item.
 
-use multiproc_spawn::{FnRef, FNREF_LEN};
+use multiproc_spawn::{panic_payload_str, FnRef, FNREF_LEN};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
@@ -213,13 +213,7 @@ pub(crate) fn install_panic_hook() {
 }
 
 fn payload_text(p: &(dyn Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_string()
-    }
+    panic_payload_str(p).unwrap_or("a panic with a non-string payload").to_string()
 }
 
 /// The message of a caught panic.

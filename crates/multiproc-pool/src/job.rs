@@ -63,11 +63,20 @@ impl<'p, S: 'static> Job<'p, S> {
         self
     }
 
-    fn check_chunksize(&self) -> Result<()> {
+    /// What every run does first: checks the options and the pool, registers `f`.
+    fn prepare<T, R, M, F>(&self, f: F) -> Result<FuncRef>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: TaskFn<S, T, R, M>,
+    {
         if self.chunksize == Some(0) {
             return Err(Error::invalid("chunksize must be at least 1"));
         }
-        Ok(())
+        if let Some(e) = self.pool.inner.state_error() {
+            return Err(e);
+        }
+        self.pool.func::<T, R, M, F>(f)
     }
 
     /// See [`Pool::map`].
@@ -77,11 +86,7 @@ impl<'p, S: 'static> Job<'p, S> {
         R: Serialize + DeserializeOwned + Send + 'static,
         F: TaskFn<S, T, R, M>,
     {
-        self.check_chunksize()?;
-        if let Some(e) = self.pool.inner.state_error() {
-            return Err(e);
-        }
-        let func = self.pool.func::<T, R, M, F>(f)?;
+        let func = self.prepare::<T, R, M, F>(f)?;
         let it = items.into_iter();
         match it.size_hint() {
             (lo, Some(hi)) if lo == hi => self.run_collect(func, it, lo),
@@ -163,11 +168,7 @@ impl<'p, S: 'static> Job<'p, S> {
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
-        self.check_chunksize()?;
-        if let Some(e) = self.pool.inner.state_error() {
-            return Err(e);
-        }
-        let func = self.pool.func::<T, R, M, F>(f)?;
+        let func = self.prepare::<T, R, M, F>(f)?;
         let it = items.into_iter();
         let progress = self.progress.is_some().then(|| self.progress.clone());
         let sink = Arc::new(StreamSink::<R>::new(ordered, progress));
@@ -198,11 +199,7 @@ impl<'p, S: 'static> Job<'p, S> {
         R: Serialize + DeserializeOwned + Send + 'static,
         F: TaskFn<S, T, R, M>,
     {
-        self.check_chunksize()?;
-        if let Some(e) = self.pool.inner.state_error() {
-            return Err(e);
-        }
-        let func = self.pool.func::<T, R, M, F>(f)?;
+        let func = self.prepare::<T, R, M, F>(f)?;
         let v: Vec<T> = items.into_iter().collect();
         let n = v.len();
         let chunksize =

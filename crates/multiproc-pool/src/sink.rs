@@ -194,21 +194,29 @@ fn collect<R>(items: Vec<Option<Result<R>>>) -> Result<Vec<R>> {
     Ok(out)
 }
 
-impl<R: DeserializeOwned + Send + 'static> Sink for CollectSink<R> {
-    fn deliver(&self, first: u64, count: u32, data: &[u8]) {
-        let mut v = Vec::with_capacity(count as usize);
-        decode_items::<R>(count, data, |r| v.push(r));
-        self.put(first, v);
-    }
+/// `Sink` for a sink that stores a task's outcomes by index (`put`) and starts nothing
+/// once abandoned.
+macro_rules! indexed_sink {
+    ($sink:ident) => {
+        impl<R: DeserializeOwned + Send + 'static> Sink for $sink<R> {
+            fn deliver(&self, first: u64, count: u32, data: &[u8]) {
+                let mut v = Vec::with_capacity(count as usize);
+                decode_items::<R>(count, data, |r| v.push(r));
+                self.put(first, v);
+            }
 
-    fn fail(&self, first: u64, count: u32, err: &Error) {
-        self.put(first, (0..count).map(|_| Err(err.clone())).collect());
-    }
+            fn fail(&self, first: u64, count: u32, err: &Error) {
+                self.put(first, (0..count).map(|_| Err(err.clone())).collect());
+            }
 
-    fn start(&self) -> bool {
-        !self.abandoned.load(Ordering::Relaxed)
-    }
+            fn start(&self) -> bool {
+                !self.abandoned.load(Ordering::Relaxed)
+            }
+        }
+    };
 }
+
+indexed_sink!(CollectSink);
 
 struct StreamState<R> {
     /// Ordered: results by index from `next`; unordered: in arrival order.
@@ -302,18 +310,4 @@ impl<R> StreamSink<R> {
     }
 }
 
-impl<R: DeserializeOwned + Send + 'static> Sink for StreamSink<R> {
-    fn deliver(&self, first: u64, count: u32, data: &[u8]) {
-        let mut v = Vec::with_capacity(count as usize);
-        decode_items::<R>(count, data, |r| v.push(r));
-        self.put(first, v);
-    }
-
-    fn fail(&self, first: u64, count: u32, err: &Error) {
-        self.put(first, (0..count).map(|_| Err(err.clone())).collect());
-    }
-
-    fn start(&self) -> bool {
-        !self.abandoned.load(Ordering::Relaxed)
-    }
-}
+indexed_sink!(StreamSink);

@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{bounded, METHODS};
+use common::{bounded, builder, each_method, METHODS};
 use multiproc_pool::{
-    as_completed, as_completed_timeout, wait, ErrorKind, Executor, Pool, ProcessPoolExecutor,
-    ReturnWhen, StartMethod, ThreadPoolExecutor,
+    as_completed, as_completed_timeout, wait, ErrorKind, Executor, ProcessPoolExecutor, ReturnWhen,
+    StartMethod, ThreadPoolExecutor,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -67,16 +67,14 @@ impl<R> Owned<R> for multiproc_pool::Future<R> {
 
 #[test]
 fn process_executor_generic_per_method() {
-    bounded(90, || {
-        for m in METHODS {
-            let e = ProcessPoolExecutor::with_start_method(2, m).unwrap();
-            generic(&e);
-            e.shutdown(false, true);
-            // Do not wait for the task the map timeout left running.
-            e.pool().terminate();
-            // PP35
-            assert_eq!(e.submit(pow2, 1).unwrap_err().kind(), ErrorKind::NotRunning);
-        }
+    each_method(90, METHODS, |m| {
+        let e = ProcessPoolExecutor::with_start_method(2, m).unwrap();
+        generic(&e);
+        e.shutdown(false, true);
+        // Do not wait for the task the map timeout left running.
+        e.pool().terminate();
+        // PP35
+        assert_eq!(e.submit(pow2, 1).unwrap_err().kind(), ErrorKind::NotRunning);
     });
 }
 
@@ -96,38 +94,36 @@ fn thread_executor_generic() {
 
 #[test]
 fn shutdown_waits_or_cancels() {
-    bounded(60, || {
-        for m in [StartMethod::Fork, StartMethod::Forkserver] {
-            // PP36: every result is there after shutdown(wait).
-            let e = ProcessPoolExecutor::with_start_method(5, m).unwrap();
-            let fs: Vec<_> = (0..50).map(|_| e.submit(sleep_ms, 20).unwrap()).collect();
-            e.shutdown(true, false);
-            for mut f in fs {
-                assert_eq!(f.result_timeout(Duration::ZERO).unwrap(), 20);
-            }
-            // PP37: shutdown(cancel_futures) cancels what has not started.
-            let e = ProcessPoolExecutor::with_start_method(5, m).unwrap();
-            let fs: Vec<_> = (0..50).map(|_| e.submit(sleep_ms, 100).unwrap()).collect();
-            std::thread::sleep(Duration::from_millis(20));
-            e.shutdown(true, true);
-            let cancelled = fs.iter().filter(|f| f.cancelled()).count();
-            assert!(cancelled > 20, "{cancelled} cancelled");
-            let mut completed = 0;
-            for f in fs.into_iter().filter(|f| !f.cancelled()) {
-                assert!(f.done());
-                assert!(f.error().is_none());
-                completed += 1;
-            }
-            assert!(completed >= 1);
-            // PP38: cancel just before shutdown(wait) does not hang.
-            let e = ProcessPoolExecutor::with_start_method(1, m).unwrap();
-            let _busy = e.submit(sleep_ms, 50).unwrap();
-            let f = e.submit(sleep_ms, 50).unwrap();
-            let g = e.submit(sleep_ms, 50).unwrap();
-            g.cancel();
-            e.shutdown(true, false);
-            assert!(f.done());
+    each_method(60, [StartMethod::Fork, StartMethod::Forkserver], |m| {
+        // PP36: every result is there after shutdown(wait).
+        let e = ProcessPoolExecutor::with_start_method(5, m).unwrap();
+        let fs: Vec<_> = (0..50).map(|_| e.submit(sleep_ms, 20).unwrap()).collect();
+        e.shutdown(true, false);
+        for mut f in fs {
+            assert_eq!(f.result_timeout(Duration::ZERO).unwrap(), 20);
         }
+        // PP37: shutdown(cancel_futures) cancels what has not started.
+        let e = ProcessPoolExecutor::with_start_method(5, m).unwrap();
+        let fs: Vec<_> = (0..50).map(|_| e.submit(sleep_ms, 100).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(20));
+        e.shutdown(true, true);
+        let cancelled = fs.iter().filter(|f| f.cancelled()).count();
+        assert!(cancelled > 20, "{cancelled} cancelled");
+        let mut completed = 0;
+        for f in fs.into_iter().filter(|f| !f.cancelled()) {
+            assert!(f.done());
+            assert!(f.error().is_none());
+            completed += 1;
+        }
+        assert!(completed >= 1);
+        // PP38: cancel just before shutdown(wait) does not hang.
+        let e = ProcessPoolExecutor::with_start_method(1, m).unwrap();
+        let _busy = e.submit(sleep_ms, 50).unwrap();
+        let f = e.submit(sleep_ms, 50).unwrap();
+        let g = e.submit(sleep_ms, 50).unwrap();
+        g.cancel();
+        e.shutdown(true, false);
+        assert!(f.done());
     });
 }
 
@@ -247,36 +243,28 @@ fn failing_init() {
 
 #[test]
 fn executor_initializers() {
-    bounded(60, || {
-        for m in METHODS {
-            // PP64
-            let e = ProcessPoolExecutor::from_builder(
-                Pool::builder().processes(2).start_method(m).initializer(init),
-            )
-            .unwrap();
-            assert_eq!(e.submit(read_init, ()).unwrap().result().unwrap(), 42);
-            // PP65: a failing initializer is a clear error, then every submit fails.
-            let e = ProcessPoolExecutor::from_builder(
-                Pool::builder().processes(2).start_method(m).initializer(failing_init),
-            )
-            .unwrap();
-            let err = match e.submit(pow2, 1) {
-                Ok(f) => f.result().unwrap_err(),
-                Err(err) => err,
-            };
-            assert_eq!(err.kind(), ErrorKind::Initializer);
-            assert!(err.to_string().contains("error in initializer"), "{err}");
-            let t = Instant::now();
-            loop {
-                match e.submit(pow2, 1) {
-                    Err(err) => {
-                        assert_eq!(err.kind(), ErrorKind::Initializer);
-                        break;
-                    }
-                    Ok(f) => assert_eq!(f.result().unwrap_err().kind(), ErrorKind::Initializer),
+    each_method(60, METHODS, |m| {
+        // PP64
+        let e = ProcessPoolExecutor::from_builder(builder(2, m).initializer(init)).unwrap();
+        assert_eq!(e.submit(read_init, ()).unwrap().result().unwrap(), 42);
+        // PP65: a failing initializer is a clear error, then every submit fails.
+        let e = ProcessPoolExecutor::from_builder(builder(2, m).initializer(failing_init)).unwrap();
+        let err = match e.submit(pow2, 1) {
+            Ok(f) => f.result().unwrap_err(),
+            Err(err) => err,
+        };
+        assert_eq!(err.kind(), ErrorKind::Initializer);
+        assert!(err.to_string().contains("error in initializer"), "{err}");
+        let t = Instant::now();
+        loop {
+            match e.submit(pow2, 1) {
+                Err(err) => {
+                    assert_eq!(err.kind(), ErrorKind::Initializer);
+                    break;
                 }
-                assert!(t.elapsed() < Duration::from_secs(5));
+                Ok(f) => assert_eq!(f.result().unwrap_err().kind(), ErrorKind::Initializer),
             }
+            assert!(t.elapsed() < Duration::from_secs(5));
         }
     });
 }

@@ -4,7 +4,7 @@
 mod common;
 mod sys;
 
-use common::bounded;
+use common::{bounded, builder, each_method, pool, METHODS};
 use multiproc_arena::Array;
 use multiproc_pool::{ErrorKind, Executor, Pool, ProcessPoolExecutor, StartMethod};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -42,14 +42,19 @@ fn killer(pool: &Pool, stop: &AtomicBool, every: Duration) -> usize {
     kills
 }
 
+/// `n` completion counters in shared memory, all 0: the test's handle and the tasks' one.
+fn counters(n: usize) -> (Array<AtomicU32>, Array<AtomicU32>) {
+    let done = Array::from_fn(n, |_| AtomicU32::new(0)).unwrap();
+    (done.clone(), done)
+}
+
 #[test]
 fn random_kills_during_a_10000_task_map() {
     bounded(120, || {
         const N: usize = 10_000;
         // Completion counters in shared memory: a task bumps its own as its last act.
-        let done = Array::from_fn(N, |_| AtomicU32::new(0)).unwrap();
-        let counters = done.clone();
-        let pool = Pool::builder().processes(2).start_method(StartMethod::Fork).build().unwrap();
+        let (done, counters) = counters(N);
+        let pool = pool(2, StartMethod::Fork);
         let task = move |i: usize| {
             spin_us(100);
             counters[i].fetch_add(1, Ordering::SeqCst);
@@ -94,31 +99,29 @@ fn random_kills_during_a_10000_task_map() {
 
 #[test]
 fn random_kills_under_forkserver_and_spawn() {
-    bounded(120, || {
-        for m in [StartMethod::Forkserver, StartMethod::Spawn] {
-            let pool = Pool::builder().processes(2).start_method(m).build().unwrap();
-            let stop = AtomicBool::new(false);
-            let (results, kills) = std::thread::scope(|s| {
-                let k = s.spawn(|| killer(&pool, &stop, Duration::from_millis(5)));
-                let results: Vec<_> =
-                    pool.job().chunksize(1).imap(twice, 0..3000u64).unwrap().collect();
-                stop.store(true, Ordering::SeqCst);
-                (results, k.join().unwrap())
-            });
-            assert_eq!(results.len(), 3000);
-            let mut died = 0;
-            for (i, r) in results.iter().enumerate() {
-                match r {
-                    Ok(v) => assert_eq!(*v, i as u64 * 2),
-                    Err(e) => {
-                        assert_eq!(e.kind(), ErrorKind::WorkerDied, "{m:?}: {e}");
-                        died += 1;
-                    }
+    each_method(120, [StartMethod::Forkserver, StartMethod::Spawn], |m| {
+        let pool = pool(2, m);
+        let stop = AtomicBool::new(false);
+        let (results, kills) = std::thread::scope(|s| {
+            let k = s.spawn(|| killer(&pool, &stop, Duration::from_millis(5)));
+            let results: Vec<_> =
+                pool.job().chunksize(1).imap(twice, 0..3000u64).unwrap().collect();
+            stop.store(true, Ordering::SeqCst);
+            (results, k.join().unwrap())
+        });
+        assert_eq!(results.len(), 3000);
+        let mut died = 0;
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Ok(v) => assert_eq!(*v, i as u64 * 2),
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::WorkerDied, "{m:?}: {e}");
+                    died += 1;
                 }
             }
-            assert!(died <= kills, "{m:?}: {died} failures for {kills} kills");
-            assert_eq!(pool.apply(twice, 21).unwrap(), 42);
         }
+        assert!(died <= kills, "{m:?}: {died} failures for {kills} kills");
+        assert_eq!(pool.apply(twice, 21).unwrap(), 42);
     });
 }
 
@@ -140,54 +143,39 @@ fn crash(kind: u32) -> u32 {
 
 #[test]
 fn crashing_tasks_fail_alone() {
-    bounded(60, || {
-        for m in [StartMethod::Fork, StartMethod::Forkserver, StartMethod::Spawn] {
-            let pool = Pool::builder().processes(2).start_method(m).build().unwrap();
-            let kinds: Vec<u32> =
-                (0..40).map(|i| if i % 10 == 5 { (i / 10) + 1 } else { 10 + i }).collect();
-            let out: Vec<_> = pool.job().chunksize(1).imap(crash, kinds.clone()).unwrap().collect();
-            for (k, r) in kinds.iter().zip(&out) {
-                match k {
-                    1 => {
-                        let e = r.as_ref().unwrap_err();
-                        assert_eq!(
-                            (e.kind(), e.signal()),
-                            (ErrorKind::WorkerDied, Some(libc::SIGABRT)),
-                            "{e}"
-                        );
-                    }
-                    2 => {
-                        let e = r.as_ref().unwrap_err();
-                        assert_eq!(
-                            (e.kind(), e.signal()),
-                            (ErrorKind::WorkerDied, Some(libc::SIGSEGV)),
-                            "{e}"
-                        );
+    each_method(60, METHODS, |m| {
+        let pool = pool(2, m);
+        let kinds: Vec<u32> =
+            (0..40).map(|i| if i % 10 == 5 { (i / 10) + 1 } else { 10 + i }).collect();
+        let out: Vec<_> = pool.job().chunksize(1).imap(crash, kinds.clone()).unwrap().collect();
+        for (k, r) in kinds.iter().zip(&out) {
+            match k {
+                1 | 2 => {
+                    let e = r.as_ref().unwrap_err();
+                    let sig = if *k == 1 { libc::SIGABRT } else { libc::SIGSEGV };
+                    assert_eq!((e.kind(), e.signal()), (ErrorKind::WorkerDied, Some(sig)), "{e}");
+                    if *k == 2 {
                         assert!(e.to_string().contains("SIGSEGV"));
                     }
-                    3 => {
-                        let e = r.as_ref().unwrap_err();
-                        assert_eq!(
-                            (e.kind(), e.exit_code()),
-                            (ErrorKind::WorkerDied, Some(99)),
-                            "{e}"
-                        );
-                        assert!(e.to_string().contains("exit code 99"));
-                    }
-                    4 => {
-                        let e = r.as_ref().unwrap_err();
-                        assert_eq!(e.kind(), ErrorKind::Panicked);
-                        let msg = e.panic_message().unwrap();
-                        assert!(
-                            msg.contains("task 4 panics (at ") && msg.contains("tests/faults.rs:"),
-                            "{msg}"
-                        );
-                    }
-                    k => assert_eq!(r.as_ref().unwrap(), k),
                 }
+                3 => {
+                    let e = r.as_ref().unwrap_err();
+                    assert_eq!((e.kind(), e.exit_code()), (ErrorKind::WorkerDied, Some(99)), "{e}");
+                    assert!(e.to_string().contains("exit code 99"));
+                }
+                4 => {
+                    let e = r.as_ref().unwrap_err();
+                    assert_eq!(e.kind(), ErrorKind::Panicked);
+                    let msg = e.panic_message().unwrap();
+                    assert!(
+                        msg.contains("task 4 panics (at ") && msg.contains("tests/faults.rs:"),
+                        "{msg}"
+                    );
+                }
+                k => assert_eq!(r.as_ref().unwrap(), k),
             }
-            assert_eq!(pool.worker_pids().len(), 2);
         }
+        assert_eq!(pool.worker_pids().len(), 2);
     });
 }
 
@@ -198,36 +186,27 @@ fn sleep_ms(ms: u64) -> u64 {
 
 #[test]
 fn late_tasks_are_killed_and_replaced() {
-    bounded(60, || {
-        for m in [StartMethod::Fork, StartMethod::Forkserver] {
-            let pool = Pool::builder()
-                .processes(2)
-                .start_method(m)
-                // Generous: on a loaded machine a 5 ms task may take far longer in wall time.
-                .task_timeout(Duration::from_millis(1000))
-                .build()
-                .unwrap();
-            let before = pool.worker_pids();
-            let t = Instant::now();
-            let mut late = pool.apply_async(sleep_ms, 30_000).unwrap();
-            let quick: Vec<_> = (0..20).map(|_| pool.apply_async(sleep_ms, 5).unwrap()).collect();
-            let e = late.get_timeout(Duration::from_secs(10)).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::TaskTimedOut, "{e}");
-            assert!(
-                t.elapsed() >= Duration::from_millis(1000) && t.elapsed() < Duration::from_secs(8)
-            );
-            for mut q in quick {
-                let r = q.get_timeout(Duration::from_secs(10));
-                assert_eq!(r.unwrap_or_else(|e| panic!("a quick task failed: {e:?}")), 5);
-            }
-            assert_eq!(pool.apply(sleep_ms, 1).unwrap(), 1);
-            let after = pool.worker_pids();
-            assert_eq!(after.len(), 2);
-            assert!(
-                after.iter().any(|p| !before.contains(p)),
-                "the late task's worker was replaced"
-            );
+    each_method(60, [StartMethod::Fork, StartMethod::Forkserver], |m| {
+        let pool = builder(2, m)
+            // Generous: on a loaded machine a 5 ms task may take far longer in wall time.
+            .task_timeout(Duration::from_millis(1000))
+            .build()
+            .unwrap();
+        let before = pool.worker_pids();
+        let t = Instant::now();
+        let mut late = pool.apply_async(sleep_ms, 30_000).unwrap();
+        let quick: Vec<_> = (0..20).map(|_| pool.apply_async(sleep_ms, 5).unwrap()).collect();
+        let e = late.get_timeout(Duration::from_secs(10)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TaskTimedOut, "{e}");
+        assert!(t.elapsed() >= Duration::from_millis(1000) && t.elapsed() < Duration::from_secs(8));
+        for mut q in quick {
+            let r = q.get_timeout(Duration::from_secs(10));
+            assert_eq!(r.unwrap_or_else(|e| panic!("a quick task failed: {e:?}")), 5);
         }
+        assert_eq!(pool.apply(sleep_ms, 1).unwrap(), 1);
+        let after = pool.worker_pids();
+        assert_eq!(after.len(), 2);
+        assert!(after.iter().any(|p| !before.contains(p)), "the late task's worker was replaced");
     });
 }
 
@@ -242,21 +221,16 @@ fn ok(x: u32) -> u32 {
 #[test]
 fn failing_initializer_is_an_error_not_a_hang() {
     bounded(60, || {
-        for m in [StartMethod::Fork, StartMethod::Forkserver, StartMethod::Spawn] {
-            let pool =
-                Pool::builder().processes(2).start_method(m).initializer(bad_init).build().unwrap();
+        for m in METHODS {
+            let pool = builder(2, m).initializer(bad_init).build().unwrap();
             let e = pool.map(ok, 0..10).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Initializer, "{e}");
             assert!(e.to_string().contains("cannot load the model"), "{e}");
             assert_eq!(pool.apply_async(ok, 1).unwrap_err().kind(), ErrorKind::Initializer);
         }
         // A crashing initializer (not a panic) too.
-        let pool = Pool::builder()
-            .processes(1)
-            .start_method(StartMethod::Fork)
-            .initializer(|| std::process::abort())
-            .build()
-            .unwrap();
+        let pool =
+            builder(1, StartMethod::Fork).initializer(|| std::process::abort()).build().unwrap();
         let e = pool.map(ok, 0..10).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Initializer, "{e}");
         assert!(e.to_string().contains("SIGABRT"), "{e}");
@@ -267,14 +241,8 @@ fn failing_initializer_is_an_error_not_a_hang() {
 fn max_tasks_per_child_loses_and_duplicates_nothing() {
     bounded(60, || {
         const N: usize = 1000;
-        let done = Array::from_fn(N, |_| AtomicU32::new(0)).unwrap();
-        let c = done.clone();
-        let pool = Pool::builder()
-            .processes(2)
-            .start_method(StartMethod::Fork)
-            .max_tasks_per_child(7)
-            .build()
-            .unwrap();
+        let (done, c) = counters(N);
+        let pool = builder(2, StartMethod::Fork).max_tasks_per_child(7).build().unwrap();
         let out = pool
             .job()
             .chunksize(1)
@@ -304,42 +272,39 @@ fn mark_then_sleep(path: String) -> u64 {
 
 #[test]
 fn executor_survives_a_killed_worker() {
-    bounded(60, || {
-        for m in [StartMethod::Fork, StartMethod::Spawn] {
-            // PP13 / PP14 / PP15: only the running futures fail, each with its own error.
-            let e = ProcessPoolExecutor::with_start_method(2, m).unwrap();
-            let dir = std::env::temp_dir();
-            let marks: Vec<String> = (0..2)
-                .map(|i| {
-                    let p =
-                        dir.join(format!("multiproc-pool-test-{}-{m:?}-{i}", std::process::id()));
-                    let _ = std::fs::remove_file(&p);
-                    p.to_string_lossy().into_owned()
-                })
-                .collect();
-            let mut a = e.submit(mark_then_sleep, marks[0].clone()).unwrap();
-            let mut b = e.submit(mark_then_sleep, marks[1].clone()).unwrap();
-            // Both tasks have started (on a loaded machine that may take a while).
-            let t = Instant::now();
-            while !marks.iter().all(|p| std::path::Path::new(p).exists()) {
-                assert!(t.elapsed() < Duration::from_secs(20), "tasks did not start");
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            for p in &marks {
-                let _ = std::fs::remove_file(p);
-            }
-            for pid in e.pool().worker_pids() {
-                sys::kill(pid, libc::SIGTERM);
-            }
-            let ea = a.result_timeout(Duration::from_secs(5)).unwrap_err();
-            let eb = b.result_timeout(Duration::from_secs(5)).unwrap_err();
-            assert_eq!((ea.kind(), ea.signal()), (ErrorKind::WorkerDied, Some(libc::SIGTERM)));
-            assert_eq!(eb.signal(), Some(libc::SIGTERM));
-            assert_eq!(e.submit(sleep_ms, 1).unwrap().result().unwrap(), 1);
-            let mut f = e.submit(|c: i32| -> u32 { sys::exit_now(c) }, 99).unwrap();
-            let err = f.result_timeout(Duration::from_secs(10)).unwrap_err();
-            assert!(err.to_string().contains("exit code 99"), "{err}");
-            assert_eq!(e.submit(sleep_ms, 2).unwrap().result().unwrap(), 2);
+    each_method(60, [StartMethod::Fork, StartMethod::Spawn], |m| {
+        // PP13 / PP14 / PP15: only the running futures fail, each with its own error.
+        let e = ProcessPoolExecutor::with_start_method(2, m).unwrap();
+        let dir = std::env::temp_dir();
+        let marks: Vec<String> = (0..2)
+            .map(|i| {
+                let p = dir.join(format!("multiproc-pool-test-{}-{m:?}-{i}", std::process::id()));
+                let _ = std::fs::remove_file(&p);
+                p.to_string_lossy().into_owned()
+            })
+            .collect();
+        let mut a = e.submit(mark_then_sleep, marks[0].clone()).unwrap();
+        let mut b = e.submit(mark_then_sleep, marks[1].clone()).unwrap();
+        // Both tasks have started (on a loaded machine that may take a while).
+        let t = Instant::now();
+        while !marks.iter().all(|p| std::path::Path::new(p).exists()) {
+            assert!(t.elapsed() < Duration::from_secs(20), "tasks did not start");
+            std::thread::sleep(Duration::from_millis(5));
         }
+        for p in &marks {
+            let _ = std::fs::remove_file(p);
+        }
+        for pid in e.pool().worker_pids() {
+            sys::kill(pid, libc::SIGTERM);
+        }
+        let ea = a.result_timeout(Duration::from_secs(5)).unwrap_err();
+        let eb = b.result_timeout(Duration::from_secs(5)).unwrap_err();
+        assert_eq!((ea.kind(), ea.signal()), (ErrorKind::WorkerDied, Some(libc::SIGTERM)));
+        assert_eq!(eb.signal(), Some(libc::SIGTERM));
+        assert_eq!(e.submit(sleep_ms, 1).unwrap().result().unwrap(), 1);
+        let mut f = e.submit(|c: i32| -> u32 { sys::exit_now(c) }, 99).unwrap();
+        let err = f.result_timeout(Duration::from_secs(10)).unwrap_err();
+        assert!(err.to_string().contains("exit code 99"), "{err}");
+        assert_eq!(e.submit(sleep_ms, 2).unwrap().result().unwrap(), 2);
     });
 }

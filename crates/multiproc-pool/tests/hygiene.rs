@@ -4,8 +4,7 @@
 mod common;
 mod sys;
 
-use common::bounded;
-use multiproc_pool::{Pool, StartMethod};
+use common::{each_method, pool, METHODS};
 use std::time::Duration;
 
 fn ok(x: u32) -> u32 {
@@ -30,31 +29,29 @@ fn zombie_children() -> Vec<u32> {
 
 #[test]
 fn no_descriptor_or_zombie_left_behind() {
-    bounded(60, || {
-        for m in [StartMethod::Fork, StartMethod::Forkserver, StartMethod::Spawn] {
-            // Warm up (the forkserver and spawn's reaper start once per process).
-            let p = Pool::builder().processes(2).start_method(m).build().unwrap();
-            p.map(ok, 0..10).unwrap();
-            drop(p);
-            std::thread::sleep(Duration::from_millis(100));
-            let before = sys::open_fds();
-            for i in 0..5 {
-                let p = Pool::builder().processes(2).start_method(m).build().unwrap();
-                assert_eq!(p.map(ok, 0..100).unwrap().len(), 100);
-                if i % 2 == 0 {
-                    p.close();
-                    p.join_timeout(Duration::from_secs(5)).unwrap();
-                } // else: dropped running, which terminates it
-            }
-            std::thread::sleep(Duration::from_millis(300));
-            let after = sys::open_fds();
-            if after > before {
-                for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-                    eprintln!("{:?} -> {:?}", e.file_name(), std::fs::read_link(e.path()));
-                }
-            }
-            assert!(after <= before, "{m:?}: {before} -> {after} descriptors");
-            assert_eq!(zombie_children(), Vec::<u32>::new(), "{m:?}");
+    each_method(60, METHODS, |m| {
+        // Warm up (the forkserver and spawn's reaper start once per process).
+        let p = pool(2, m);
+        p.map(ok, 0..10).unwrap();
+        drop(p);
+        std::thread::sleep(Duration::from_millis(100));
+        let before = sys::open_fds();
+        for i in 0..5 {
+            let p = pool(2, m);
+            assert_eq!(p.map(ok, 0..100).unwrap().len(), 100);
+            if i % 2 == 0 {
+                p.close();
+                p.join_timeout(Duration::from_secs(5)).unwrap();
+            } // else: dropped running, which terminates it
         }
+        std::thread::sleep(Duration::from_millis(300));
+        let after = sys::open_fds();
+        if after > before {
+            for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+                eprintln!("{:?} -> {:?}", e.file_name(), std::fs::read_link(e.path()));
+            }
+        }
+        assert!(after <= before, "{m:?}: {before} -> {after} descriptors");
+        assert_eq!(zombie_children(), Vec::<u32>::new(), "{m:?}");
     });
 }

@@ -30,6 +30,18 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
+/// The worker's side on a thread of its own: `f` pushes into `s` through a `Sender`.
+fn produce(
+    s: &Arc<Slot>,
+    f: impl FnOnce(&Slot, &mut Sender) + Send + 'static,
+) -> thread::JoinHandle<()> {
+    let s = s.clone();
+    thread::spawn(move || {
+        let mut w = Sender::new(&s.mem).unwrap();
+        f(&s, &mut w)
+    })
+}
+
 /// The worker's receive: pop, else sleep on the flag until the ring is non-empty.
 fn recv(s: &Slot, r: &mut Receiver, out: &mut Vec<u8>) {
     loop {
@@ -57,12 +69,10 @@ fn send(s: &Slot, w: &mut Sender, bytes: &[u8], more: bool) {
 fn messages_and_fragments_reach_a_sleeping_worker() {
     model(|| {
         let s = slot();
-        let s2 = s.clone();
-        let producer = thread::spawn(move || {
-            let mut w = Sender::new(&s2.mem).unwrap();
-            send(&s2, &mut w, &[1, 2, 3, 4, 5, 6, 7, 8, 9], false);
-            send(&s2, &mut w, &[10; 8], true);
-            send(&s2, &mut w, &[11; 4], false);
+        let producer = produce(&s, |s, w| {
+            send(s, w, &[1, 2, 3, 4, 5, 6, 7, 8, 9], false);
+            send(s, w, &[10; 8], true);
+            send(s, w, &[11; 4], false);
         });
         let mut r = Receiver::new(&s.mem).unwrap();
         let mut got = Vec::new();
@@ -81,14 +91,12 @@ fn messages_and_fragments_reach_a_sleeping_worker() {
 fn a_producer_waiting_for_room_is_woken() {
     model(|| {
         let s = slot();
-        let s2 = s.clone();
-        let producer = thread::spawn(move || {
-            let mut w = Sender::new(&s2.mem).unwrap();
+        let producer = produce(&s, |s, w| {
             for i in 0..5u8 {
                 while !w.try_push(&[i; 24]) {
                     let fits = || w.fits(24);
                     assert_eq!(
-                        sleep_unless(&s2.flag, fits, &mut Deadline::never(), None),
+                        sleep_unless(&s.flag, fits, &mut Deadline::never(), None),
                         Wake::Woken
                     );
                 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bounded, METHODS};
+use common::{bounded, builder, each_method, pool, METHODS};
 use multiproc_pool::{ErrorKind, Pool, StartMethod};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,50 +36,44 @@ fn pid(_: u32) -> u32 {
     std::process::id()
 }
 
-fn pool(n: usize, m: StartMethod) -> Pool {
-    Pool::builder().processes(n).start_method(m).build().expect("pool")
-}
-
 #[test]
 fn apply_map_starmap_imap_per_method() {
-    bounded(60, || {
-        for m in METHODS {
-            let p = pool(2, m);
-            assert_eq!(p.start_method(), m);
-            // PO01
-            assert_eq!(p.apply(sqr, 5).unwrap(), 25);
-            // PO02
-            assert_eq!(p.map(sqr, 0..10).unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
-            assert_eq!(
-                p.job().chunksize(20).map(sqr, 0..100).unwrap(),
-                (0..100).map(|x| x * x).collect::<Vec<_>>()
-            );
-            // PO03 / PO04
-            let pairs: Vec<(i64, i64)> = (0..10).zip((0..10).rev()).collect();
-            let want: Vec<i64> = pairs.iter().map(|(a, b)| a * b).collect();
-            assert_eq!(p.starmap(mul, pairs.clone()).unwrap(), want);
-            assert_eq!(p.starmap_async(mul, pairs).unwrap().get().unwrap(), want);
-            // PO05
-            assert_eq!(p.map_async(sqr, 0..10).unwrap().get().unwrap(), p.map(sqr, 0..10).unwrap());
-            // PO12 / PO14
-            let v: Vec<i64> = p.imap(sqr, 0..10).unwrap().map(|r| r.unwrap()).collect();
-            assert_eq!(v, (0..10).map(|x| x * x).collect::<Vec<_>>());
-            let v: Vec<i64> =
-                p.job().chunksize(100).imap(sqr, 0..1000).unwrap().map(|r| r.unwrap()).collect();
-            assert_eq!(v, (0..1000).map(|x| x * x).collect::<Vec<_>>());
-            let mut v: Vec<i64> = p
-                .job()
-                .chunksize(100)
-                .imap_unordered(sqr, 0..1000)
-                .unwrap()
-                .map(|r| r.unwrap())
-                .collect();
-            v.sort();
-            assert_eq!(v, (0..1000).map(|x| x * x).collect::<Vec<_>>());
-            p.close();
-            p.join_timeout(Duration::from_secs(10)).unwrap();
-            assert!(p.worker_pids().is_empty());
-        }
+    each_method(60, METHODS, |m| {
+        let p = pool(2, m);
+        assert_eq!(p.start_method(), m);
+        // PO01
+        assert_eq!(p.apply(sqr, 5).unwrap(), 25);
+        // PO02
+        assert_eq!(p.map(sqr, 0..10).unwrap(), (0..10).map(|x| x * x).collect::<Vec<_>>());
+        assert_eq!(
+            p.job().chunksize(20).map(sqr, 0..100).unwrap(),
+            (0..100).map(|x| x * x).collect::<Vec<_>>()
+        );
+        // PO03 / PO04
+        let pairs: Vec<(i64, i64)> = (0..10).zip((0..10).rev()).collect();
+        let want: Vec<i64> = pairs.iter().map(|(a, b)| a * b).collect();
+        assert_eq!(p.starmap(mul, pairs.clone()).unwrap(), want);
+        assert_eq!(p.starmap_async(mul, pairs).unwrap().get().unwrap(), want);
+        // PO05
+        assert_eq!(p.map_async(sqr, 0..10).unwrap().get().unwrap(), p.map(sqr, 0..10).unwrap());
+        // PO12 / PO14
+        let v: Vec<i64> = p.imap(sqr, 0..10).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(v, (0..10).map(|x| x * x).collect::<Vec<_>>());
+        let v: Vec<i64> =
+            p.job().chunksize(100).imap(sqr, 0..1000).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(v, (0..1000).map(|x| x * x).collect::<Vec<_>>());
+        let mut v: Vec<i64> = p
+            .job()
+            .chunksize(100)
+            .imap_unordered(sqr, 0..1000)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        v.sort();
+        assert_eq!(v, (0..1000).map(|x| x * x).collect::<Vec<_>>());
+        p.close();
+        p.join_timeout(Duration::from_secs(10)).unwrap();
+        assert!(p.worker_pids().is_empty());
     });
 }
 
@@ -252,38 +246,26 @@ fn no_fail_fast_and_large_errors() {
 
 #[test]
 fn max_tasks_per_child_replaces_workers() {
-    bounded(60, || {
-        for m in [StartMethod::Fork, StartMethod::Forkserver] {
-            // PO28
-            let p = Pool::builder()
-                .processes(3)
-                .start_method(m)
-                .max_tasks_per_child(10)
-                .build()
-                .unwrap();
-            let first = p.worker_pids();
-            let rs: Vec<_> = (0..100).map(|i| p.apply_async(sqr, i).unwrap()).collect();
-            for (i, r) in rs.into_iter().enumerate() {
-                assert_eq!(r.get().unwrap(), (i * i) as i64);
-            }
-            let mut pids: Vec<u32> = p.job().chunksize(1).map(pid, 0..30).unwrap();
-            pids.sort();
-            pids.dedup();
-            assert!(pids.iter().all(|p| !first.contains(p)), "workers were recycled");
-            assert!(p.insights().iter().map(|w| w.restarts).sum::<u64>() >= 9);
-            // PO29: close at once with tasks queued.
-            let p = Pool::builder()
-                .processes(3)
-                .start_method(m)
-                .max_tasks_per_child(1)
-                .build()
-                .unwrap();
-            let rs: Vec<_> = (0..6).map(|i| p.apply_async(sqr_slow, (i, 50)).unwrap()).collect();
-            p.close();
-            p.join_timeout(Duration::from_secs(10)).unwrap();
-            for (i, r) in rs.into_iter().enumerate() {
-                assert_eq!(r.get().unwrap(), (i * i) as i64);
-            }
+    each_method(60, [StartMethod::Fork, StartMethod::Forkserver], |m| {
+        // PO28
+        let p = builder(3, m).max_tasks_per_child(10).build().unwrap();
+        let first = p.worker_pids();
+        let rs: Vec<_> = (0..100).map(|i| p.apply_async(sqr, i).unwrap()).collect();
+        for (i, r) in rs.into_iter().enumerate() {
+            assert_eq!(r.get().unwrap(), (i * i) as i64);
+        }
+        let mut pids: Vec<u32> = p.job().chunksize(1).map(pid, 0..30).unwrap();
+        pids.sort();
+        pids.dedup();
+        assert!(pids.iter().all(|p| !first.contains(p)), "workers were recycled");
+        assert!(p.insights().iter().map(|w| w.restarts).sum::<u64>() >= 9);
+        // PO29: close at once with tasks queued.
+        let p = builder(3, m).max_tasks_per_child(1).build().unwrap();
+        let rs: Vec<_> = (0..6).map(|i| p.apply_async(sqr_slow, (i, 50)).unwrap()).collect();
+        p.close();
+        p.join_timeout(Duration::from_secs(10)).unwrap();
+        for (i, r) in rs.into_iter().enumerate() {
+            assert_eq!(r.get().unwrap(), (i * i) as i64);
         }
     });
 }
@@ -315,39 +297,27 @@ fn predict(m: &mut Model, x: u32) -> (u32, u32, u32, u32) {
 
 #[test]
 fn initializer_and_worker_state() {
-    bounded(60, || {
-        for m in METHODS {
-            // PO32: the initializer runs once in each worker.
-            let p = Pool::builder()
-                .processes(1)
-                .start_method(m)
-                .initializer(init_worker)
-                .build()
-                .unwrap();
-            assert_eq!(p.apply(init_calls, ()).unwrap(), 1);
-            assert_eq!(p.apply(init_calls, ()).unwrap(), 1);
-            // Worker state: built once per worker, kept across tasks.
-            let p = Pool::builder()
-                .processes(2)
-                .start_method(m)
-                .worker_state(load_model)
-                .build()
-                .unwrap();
-            let out = p.job().chunksize(1).map(predict, 0..40u32).unwrap();
-            assert_eq!(
-                out.iter().map(|o| o.3).collect::<Vec<_>>(),
-                (0..40).map(|x| x * 2).collect::<Vec<_>>()
-            );
-            assert!(out.iter().all(|o| o.1 == 1), "the state was built once");
-            let mut by_pid = std::collections::HashMap::<u32, u32>::new();
-            for o in &out {
-                let e = by_pid.entry(o.0).or_default();
-                *e = (*e).max(o.2);
-            }
-            assert_eq!(by_pid.values().sum::<u32>(), 40, "calls counted per worker state");
-            // Plain tasks run on a stateful pool too.
-            assert_eq!(p.apply(sqr, 4).unwrap(), 16);
+    each_method(60, METHODS, |m| {
+        // PO32: the initializer runs once in each worker.
+        let p = builder(1, m).initializer(init_worker).build().unwrap();
+        assert_eq!(p.apply(init_calls, ()).unwrap(), 1);
+        assert_eq!(p.apply(init_calls, ()).unwrap(), 1);
+        // Worker state: built once per worker, kept across tasks.
+        let p = builder(2, m).worker_state(load_model).build().unwrap();
+        let out = p.job().chunksize(1).map(predict, 0..40u32).unwrap();
+        assert_eq!(
+            out.iter().map(|o| o.3).collect::<Vec<_>>(),
+            (0..40).map(|x| x * 2).collect::<Vec<_>>()
+        );
+        assert!(out.iter().all(|o| o.1 == 1), "the state was built once");
+        let mut by_pid = std::collections::HashMap::<u32, u32>::new();
+        for o in &out {
+            let e = by_pid.entry(o.0).or_default();
+            *e = (*e).max(o.2);
         }
+        assert_eq!(by_pid.values().sum::<u32>(), 40, "calls counted per worker state");
+        // Plain tasks run on a stateful pool too.
+        assert_eq!(p.apply(sqr, 4).unwrap(), 16);
     });
 }
 
@@ -464,22 +434,10 @@ fn scale(s: &mut Scaler, x: i64) -> i64 {
 
 #[test]
 fn initializer_and_state_with_arguments() {
-    bounded(60, || {
-        for m in METHODS {
-            let p = Pool::builder()
-                .processes(2)
-                .start_method(m)
-                .initializer_with(configure, 17usize)
-                .build()
-                .unwrap();
-            assert_eq!(p.apply(configured, ()).unwrap(), 17);
-            let p = Pool::builder()
-                .processes(2)
-                .start_method(m)
-                .worker_state_with(make_scaler, 3i64)
-                .build()
-                .unwrap();
-            assert_eq!(p.map(scale, 0..5).unwrap(), vec![0, 3, 6, 9, 12]);
-        }
+    each_method(60, METHODS, |m| {
+        let p = builder(2, m).initializer_with(configure, 17usize).build().unwrap();
+        assert_eq!(p.apply(configured, ()).unwrap(), 17);
+        let p = builder(2, m).worker_state_with(make_scaler, 3i64).build().unwrap();
+        assert_eq!(p.map(scale, 0..5).unwrap(), vec![0, 3, 6, 9, 12]);
     });
 }

@@ -180,14 +180,18 @@ pub(crate) fn install_panic_hook() {
     });
 }
 
-fn payload_message(p: &(dyn std::any::Any + Send)) -> String {
+/// The text a panic carries: the `&str` or `String` payload of `panic!`; `None` for any
+/// other payload (as from [`std::panic::panic_any`]).
+pub fn panic_payload_str(p: &(dyn std::any::Any + Send)) -> Option<&str> {
     if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
+        Some(s)
     } else {
-        "<non-string panic payload>".to_string()
+        p.downcast_ref::<String>().map(String::as_str)
     }
+}
+
+fn payload_message(p: &(dyn std::any::Any + Send)) -> String {
+    panic_payload_str(p).unwrap_or("<non-string panic payload>").to_string()
 }
 
 /// Runs the target, catching a panic, and encodes its value (header space first). Nothing

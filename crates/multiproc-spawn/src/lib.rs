@@ -97,6 +97,7 @@ mod state;
 mod sys;
 mod wire;
 
+pub use crate::child::panic_payload_str;
 pub use crate::current::{
     active_children, cpu_count, current_process, parent_process, ActiveChild, CurrentProcess,
     ParentProcess,

@@ -1,7 +1,7 @@
 //! Helpers shared by the test files.
 #![allow(dead_code)]
 
-use multiproc_pool::StartMethod;
+use multiproc_pool::{Pool, PoolBuilder, StartMethod};
 use std::time::Duration;
 
 pub(crate) const METHODS: [StartMethod; 3] =
@@ -23,4 +23,23 @@ pub(crate) fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send
         },
         Err(_) => panic!("test body still running after {secs} s: a hang"),
     }
+}
+
+/// Runs `f` once per start method in `methods`, all within `secs` (see [`bounded`]).
+pub(crate) fn each_method<const N: usize>(
+    secs: u64,
+    methods: [StartMethod; N],
+    f: impl Fn(StartMethod) + Send + 'static,
+) {
+    bounded(secs, move || methods.into_iter().for_each(f))
+}
+
+/// A builder for `n` workers started with `m`.
+pub(crate) fn builder(n: usize, m: StartMethod) -> PoolBuilder {
+    Pool::builder().processes(n).start_method(m)
+}
+
+/// A pool of `n` workers started with `m`.
+pub(crate) fn pool(n: usize, m: StartMethod) -> Pool {
+    builder(n, m).build().expect("pool")
 }
