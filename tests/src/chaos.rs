@@ -32,7 +32,7 @@
 //! usable afterwards.
 
 use crate::hygiene::Proc;
-use crate::rng::Rng;
+use crate::rng::{Rng, RngExt};
 use crate::sys;
 use multiproc::arena::{Arena, Array};
 use multiproc::lock::{Lock, Mutex};

@@ -1,69 +1,39 @@
-//! A small deterministic pseudo-random generator (xorshift64*), std only.
+//! The arena's small deterministic generator ([`Rng`], xorshift64*, std only), with the
+//! draws the chaos and hostile-input tests add on top of it ([`RngExt`]).
 
-/// xorshift64*: fast, deterministic, good enough to pick cases and instants.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub use multiproc::arena::testing::Rng;
 
-impl Rng {
-    /// A generator from `seed` (0 is replaced, since xorshift would stay at 0).
-    pub fn new(seed: u64) -> Rng {
-        Rng(if seed == 0 { 0x9E37_79B9_7F4A_7C15 } else { seed })
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next_u64() % n
-        }
-    }
-
+/// The chaos and hostile-input tests' draws on top of the arena's [`Rng`].
+pub trait RngExt {
     /// A number in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    fn range(&mut self, lo: u64, hi: u64) -> u64;
+
+    /// True with probability `1 / n`.
+    fn one_in(&mut self, n: u64) -> bool;
+
+    /// Between `lo` and `hi` random bytes.
+    fn bytes_in(&mut self, lo: u64, hi: u64) -> Vec<u8>;
+
+    /// Damages `bytes` in place: flips bits, overwrites bytes, inserts, cuts or duplicates
+    /// pieces (one to four edits).
+    fn mutate(&mut self, bytes: &mut Vec<u8>);
+}
+
+impl RngExt for Rng {
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.below(hi.saturating_sub(lo) + 1)
     }
 
-    /// True with probability `1 / n`.
-    pub fn one_in(&mut self, n: u64) -> bool {
+    fn one_in(&mut self, n: u64) -> bool {
         self.below(n) == 0
     }
 
-    /// `n` random bytes.
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n);
-        self.fill(&mut v, n);
-        v
-    }
-
-    /// Between `lo` and `hi` random bytes.
-    pub fn bytes_in(&mut self, lo: u64, hi: u64) -> Vec<u8> {
+    fn bytes_in(&mut self, lo: u64, hi: u64) -> Vec<u8> {
         let n = self.range(lo, hi) as usize;
         self.bytes(n)
     }
 
-    /// Appends `n` random bytes to `v`.
-    pub fn fill(&mut self, v: &mut Vec<u8>, n: usize) {
-        let mut left = n;
-        while left >= 8 {
-            v.extend_from_slice(&self.next_u64().to_le_bytes());
-            left -= 8;
-        }
-        let last = self.next_u64().to_le_bytes();
-        v.extend_from_slice(&last[..left]);
-    }
-
-    /// Damages `bytes` in place: flips bits, overwrites bytes, inserts, cuts or duplicates
-    /// pieces (one to four edits).
-    pub fn mutate(&mut self, bytes: &mut Vec<u8>) {
+    fn mutate(&mut self, bytes: &mut Vec<u8>) {
         for _ in 0..1 + self.below(4) {
             let len = bytes.len() as u64;
             match self.below(7) {

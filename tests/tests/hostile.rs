@@ -22,7 +22,7 @@ use multiproc::pipe::{Client, Connection, Fd, Pipe};
 use multiproc::queue::{JoinableQueue, Queue, SimpleQueue};
 use multiproc_tests::alloc::{self, Counting};
 use multiproc_tests::hygiene::open_fds;
-use multiproc_tests::rng::{fuzz_cases, Rng};
+use multiproc_tests::rng::{fuzz_cases, Rng, RngExt};
 use multiproc_tests::sys;
 use sha2::Sha256;
 use std::collections::BTreeMap;

@@ -329,15 +329,13 @@ mod real {
 
     impl serde::Serialize for Arena {
         fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-            let idx = crate::transfer::push_fd(self.fd()).map_err(crate::transfer::ser_error)?;
-            (idx, self.id()).serialize(s)
+            crate::transfer::serialize_fd(self.fd(), self.id(), s)
         }
     }
 
     impl<'de> serde::Deserialize<'de> for Arena {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-            let (idx, id): (u32, u64) = serde::Deserialize::deserialize(d)?;
-            let fd = crate::transfer::take_fd(idx).map_err(crate::transfer::de_error)?;
+            let (fd, id): (_, u64) = crate::transfer::deserialize_fd(d)?;
             let a = Arena::from_fd(fd).map_err(crate::transfer::de_error)?;
             if a.id() != id {
                 return Err(crate::transfer::de_error(Error::new(

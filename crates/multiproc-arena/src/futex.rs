@@ -53,47 +53,35 @@ trait Word {
     fn wake_n(&self, n: u32) -> usize;
 }
 
-impl Word for AtomicU32 {
-    #[inline]
-    fn low(&self) -> u32 {
-        self.load(Ordering::SeqCst)
-    }
-    #[inline]
-    fn sleep(&self, expected: u32, deadline: Option<Instant>) -> bool {
-        #[cfg(not(multiproc_loom))]
-        return crate::sys::futex_wait(self, expected, deadline);
-        #[cfg(multiproc_loom)]
-        return model::wait(addr_of(self), || self.low() != expected, deadline);
-    }
-    #[inline]
-    fn wake_n(&self, n: u32) -> usize {
-        #[cfg(not(multiproc_loom))]
-        return crate::sys::futex_wake(self, n);
-        #[cfg(multiproc_loom)]
-        return model::wake(addr_of(self), n);
-    }
+/// `Word` for `$A`, whose low half is `$low` of its value and whose kernel wait and wake
+/// (off loom) are `sys::$wait` and `sys::$wake`.
+macro_rules! word {
+    ($A:ty, $low:expr, $wait:ident, $wake:ident) => {
+        impl Word for $A {
+            #[inline]
+            fn low(&self) -> u32 {
+                $low(self.load(Ordering::SeqCst))
+            }
+            #[inline]
+            fn sleep(&self, expected: u32, deadline: Option<Instant>) -> bool {
+                #[cfg(not(multiproc_loom))]
+                return crate::sys::$wait(self, expected, deadline);
+                #[cfg(multiproc_loom)]
+                return model::wait(addr_of(self), || self.low() != expected, deadline);
+            }
+            #[inline]
+            fn wake_n(&self, n: u32) -> usize {
+                #[cfg(not(multiproc_loom))]
+                return crate::sys::$wake(self, n);
+                #[cfg(multiproc_loom)]
+                return model::wake(addr_of(self), n);
+            }
+        }
+    };
 }
 
-impl Word for AtomicU64 {
-    #[inline]
-    fn low(&self) -> u32 {
-        self.load(Ordering::SeqCst) as u32
-    }
-    #[inline]
-    fn sleep(&self, expected: u32, deadline: Option<Instant>) -> bool {
-        #[cfg(not(multiproc_loom))]
-        return crate::sys::futex_wait_low(self, expected, deadline);
-        #[cfg(multiproc_loom)]
-        return model::wait(addr_of(self), || self.low() != expected, deadline);
-    }
-    #[inline]
-    fn wake_n(&self, n: u32) -> usize {
-        #[cfg(not(multiproc_loom))]
-        return crate::sys::futex_wake_low(self, n);
-        #[cfg(multiproc_loom)]
-        return model::wake(addr_of(self), n);
-    }
-}
+word!(AtomicU32, |v: u32| v, futex_wait, futex_wake);
+word!(AtomicU64, |v: u64| v as u32, futex_wait_low, futex_wake_low);
 
 #[inline]
 fn wait_on(word: &impl Word, expected: u32, deadline: Option<Instant>) -> bool {

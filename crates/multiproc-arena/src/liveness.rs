@@ -421,18 +421,22 @@ mod tests {
         assert_eq!(ProcessId::current().pid(), std::process::id());
     }
 
-    #[test]
-    fn an_unclaimed_token_is_dead_and_a_foreign_registry_unknown() {
-        let me = Identity::current();
-        // A token nobody holds (ours xor 1 could be held by another test process: probe a
-        // few until one is free, which is the common case).
-        let free = (1..1000u64)
+    /// An identity of `me`'s registry whose token nobody holds (ours xor 1 could be held by
+    /// another test process: probe a few until one is free, which is the common case).
+    fn free_token(me: Identity) -> Option<Identity> {
+        (1..1000u64)
             .map(|k| {
                 Identity(
                     (me.registry() as u64) << 32 | ((me.token() as u64 + k) & TOKEN_MASK).max(1),
                 )
             })
-            .find(|i| i.liveness() == Liveness::Dead);
+            .find(|i| i.liveness() == Liveness::Dead)
+    }
+
+    #[test]
+    fn an_unclaimed_token_is_dead_and_a_foreign_registry_unknown() {
+        let me = Identity::current();
+        let free = free_token(me);
         assert!(free.is_some(), "some token is free");
         let foreign = Identity(((me.registry() ^ 0x55) as u64) << 32 | me.token() as u64);
         assert_eq!(foreign.liveness(), Liveness::Unknown);
@@ -448,14 +452,7 @@ mod tests {
     #[test]
     fn a_closed_and_reused_registry_number_proves_nothing() {
         let me = Identity::current();
-        let free = (1..1000u64)
-            .map(|k| {
-                Identity(
-                    (me.registry() as u64) << 32 | ((me.token() as u64 + k) & TOKEN_MASK).max(1),
-                )
-            })
-            .find(|i| i.liveness() == Liveness::Dead)
-            .expect("some token is free");
+        let free = free_token(me).expect("some token is free");
         let mut child = crate::testing::fork(|| {
             use std::os::fd::AsRawFd;
             let reg = REGISTRY.load(Ordering::Acquire);

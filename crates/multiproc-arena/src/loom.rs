@@ -20,10 +20,11 @@ pub mod sync {
     /// A CPU spin hint (under loom: a yield, so models with spin loops terminate).
     #[inline]
     pub fn spin_loop() {
-        #[cfg(multiproc_loom)]
-        loom::thread::yield_now();
-        #[cfg(not(multiproc_loom))]
-        std::hint::spin_loop();
+        if cfg!(multiproc_loom) {
+            yield_now()
+        } else {
+            std::hint::spin_loop()
+        }
     }
 
     /// Yields the thread (under loom: a loom-visible yield).

@@ -559,15 +559,13 @@ pub fn cleanup_orphans() -> Result<usize> {
 
 impl serde::Serialize for Segment {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let idx = crate::transfer::push_fd(self.fd()).map_err(crate::transfer::ser_error)?;
-        (idx, self.name().unwrap_or("")).serialize(s)
+        crate::transfer::serialize_fd(self.fd(), self.name().unwrap_or(""), s)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Segment {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (idx, name): (u32, String) = serde::Deserialize::deserialize(d)?;
-        let fd = crate::transfer::take_fd(idx).map_err(crate::transfer::de_error)?;
+        let (fd, name): (_, String) = crate::transfer::deserialize_fd(d)?;
         Ok(Segment::from_fd(fd).map_err(crate::transfer::de_error)?.with_name(name))
     }
 }

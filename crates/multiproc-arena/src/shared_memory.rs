@@ -133,15 +133,13 @@ impl SharedMemory {
 
 impl serde::Serialize for SharedMemory {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let idx = crate::transfer::push_fd(self.seg.fd()).map_err(crate::transfer::ser_error)?;
-        (idx, self.name()).serialize(s)
+        crate::transfer::serialize_fd(self.seg.fd(), self.name(), s)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for SharedMemory {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (idx, _name): (u32, String) = serde::Deserialize::deserialize(d)?;
-        let fd = crate::transfer::take_fd(idx).map_err(crate::transfer::de_error)?;
+        let (fd, _name): (_, String) = crate::transfer::deserialize_fd(d)?;
         let seg = Segment::from_fd(fd).map_err(crate::transfer::de_error)?;
         Ok(SharedMemory { seg: seg.with_name(_name) })
     }

@@ -292,25 +292,36 @@ impl Drop for Claim {
     }
 }
 
-/// The writing half of a ring (one per ring per process).
-#[derive(Debug)]
-pub struct Producer {
-    mem: RingMem,
-    _claim: Claim,
+/// A half of a ring, `$T`: the struct (its `$role` half, the ring's `$noun`), `new`, which
+/// claims the half (`reader`: the reading one) for this process, and `mem`.
+macro_rules! ring_half {
+    ($T:ident, $role:literal, $noun:literal, reader: $reader:literal) => {
+        #[doc = concat!("The ", $role, " half of a ring (one per ring per process).")]
+        #[derive(Debug)]
+        pub struct $T {
+            mem: RingMem,
+            _claim: Claim,
+        }
+
+        impl $T {
+            #[doc = concat!("The ", $noun, " of `mem`'s ring, or `None` while this process")]
+            /// has one already.
+            pub fn new(mem: &RingMem) -> Option<$T> {
+                let key = mem.key($reader);
+                crate::fork::claim(key).then(|| $T { mem: mem.clone(), _claim: Claim(key) })
+            }
+
+            /// The ring's memory (its spare words, its fill level).
+            pub fn mem(&self) -> &RingMem {
+                &self.mem
+            }
+        }
+    };
 }
 
+ring_half!(Producer, "writing", "producer", reader: false);
+
 impl Producer {
-    /// The producer of `mem`'s ring, or `None` while this process has one already.
-    pub fn new(mem: &RingMem) -> Option<Producer> {
-        let key = mem.key(false);
-        crate::fork::claim(key).then(|| Producer { mem: mem.clone(), _claim: Claim(key) })
-    }
-
-    /// The ring's memory (its spare words, its fill level).
-    pub fn mem(&self) -> &RingMem {
-        &self.mem
-    }
-
     /// Largest payload of one record, in bytes (a quarter of the data).
     pub fn max_record(&self) -> usize {
         self.mem.words / 4 * 8
@@ -420,25 +431,9 @@ impl Rec {
     }
 }
 
-/// The reading half of a ring (one per ring per process).
-#[derive(Debug)]
-pub struct Consumer {
-    mem: RingMem,
-    _claim: Claim,
-}
+ring_half!(Consumer, "reading", "consumer", reader: true);
 
 impl Consumer {
-    /// The consumer of `mem`'s ring, or `None` while this process has one already.
-    pub fn new(mem: &RingMem) -> Option<Consumer> {
-        let key = mem.key(true);
-        crate::fork::claim(key).then(|| Consumer { mem: mem.clone(), _claim: Claim(key) })
-    }
-
-    /// The ring's memory (its spare words, its fill level).
-    pub fn mem(&self) -> &RingMem {
-        &self.mem
-    }
-
     /// Whether a record is waiting.
     pub fn nonempty(&self) -> bool {
         self.mem.nonempty()

@@ -173,6 +173,26 @@ pub fn push_fd(fd: BorrowedFd<'_>) -> Result<u32> {
     })
 }
 
+/// A `Serialize` impl's body for a handle that travels as its descriptor `fd` (see
+/// [`push_fd`]) and `meta`.
+pub(crate) fn serialize_fd<S: serde::Serializer>(
+    fd: BorrowedFd<'_>,
+    meta: impl Serialize,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    let idx = push_fd(fd).map_err(ser_error)?;
+    (idx, meta).serialize(s)
+}
+
+/// The matching `Deserialize` side of [`serialize_fd`]: the descriptor (see [`take_fd`]) and
+/// the meta.
+pub(crate) fn deserialize_fd<'de, D: serde::Deserializer<'de>, M: serde::Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<(OwnedFd, M), D::Error> {
+    let (idx, meta): (u32, M) = serde::Deserialize::deserialize(d)?;
+    Ok((take_fd(idx).map_err(de_error)?, meta))
+}
+
 /// For `Deserialize` impls of handles: a descriptor of the current message by index (a fresh
 /// duplicate each time, so two handles may name the same index).
 pub fn take_fd(idx: u32) -> Result<OwnedFd> {

@@ -4,7 +4,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ident;
 use crate::wait::{self, Deadline, Wake};
 use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use multiproc_arena::{Arena, Shared, ShmSafe};
+use multiproc_arena::{Arena, Shared};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,11 +74,7 @@ pub(crate) struct BarrierState {
     watched_round: [AtomicU32; WATCHED],
 }
 
-// SAFETY: repr(C) atomics and integers.
-unsafe impl ShmSafe for BarrierState {}
-
-#[cfg(not(multiproc_loom))]
-static_assertions::assert_eq_size!(BarrierState, [u64; 2 + WATCHED + WATCHED / 2]);
+crate::cell::plain_state!(BarrierState, [u64; 2 + WATCHED + WATCHED / 2]);
 
 impl BarrierState {
     fn watch(&self, index: u32, round: u32) {

@@ -1,4 +1,5 @@
-//! [`ShmCell`]: an `UnsafeCell` that may live in shared memory.
+//! [`ShmCell`]: an `UnsafeCell` that may live in shared memory, and [`plain_state!`] for the
+//! states made of atomics and integers only.
 
 use multiproc_arena::ShmSafe;
 use std::cell::UnsafeCell;
@@ -23,3 +24,17 @@ unsafe impl<T: Send + Sync> Sync for ShmCell<T> {}
 
 // SAFETY: transparent over T, which is ShmSafe; the cell adds no pointer and no Drop.
 unsafe impl<T: ShmSafe> ShmSafe for ShmCell<T> {}
+
+/// `ShmSafe` for `$T`, a lock's `#[repr(C)]` state made of atomics and integers only, and (off
+/// loom, whose atomics are larger) a check that it is `$size` big.
+macro_rules! plain_state {
+    ($T:ty, $size:ty) => {
+        // SAFETY: `$T` is repr(C) of atomics and integers only: no pointers, no Drop.
+        unsafe impl multiproc_arena::ShmSafe for $T {}
+
+        #[cfg(not(multiproc_loom))]
+        static_assertions::assert_eq_size!($T, $size);
+    };
+}
+
+pub(crate) use plain_state;

@@ -3,7 +3,7 @@
 
 use crate::error::{ErrorKind, Result};
 use crate::ident::{self, Me};
-use crate::lock::{to_lock_result, Lock};
+use crate::lock::{poison_result, to_lock_result, Lock};
 use crate::mutex::{Mutex, MutexGuard};
 use crate::raw::Acquire;
 use crate::rlock::{RLock, Saved};
@@ -52,11 +52,7 @@ pub(crate) struct CondState {
     slots: [Slot; CONDITION_SLOTS],
 }
 
-// SAFETY: repr(C) atomics only.
-unsafe impl ShmSafe for CondState {}
-
-#[cfg(not(multiproc_loom))]
-static_assertions::assert_eq_size!(CondState, [u64; 2 + 2 * CONDITION_SLOTS]);
+crate::cell::plain_state!(CondState, [u64; 2 + 2 * CONDITION_SLOTS]);
 
 impl CondState {
     fn new() -> CondState {
@@ -461,11 +457,7 @@ impl<T: ShmSafe> Condition<Mutex<T>> {
     pub fn wait<'a>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
         self.check_guard(&guard);
         let (_, poisoned) = self.wait_guard(&guard, &mut Deadline::never());
-        if poisoned {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        poison_result(poisoned, guard)
     }
 
     /// [`wait`](Self::wait) for at most `timeout`; the `bool` is `true` if it timed out.
@@ -476,12 +468,7 @@ impl<T: ShmSafe> Condition<Mutex<T>> {
     ) -> LockResult<(MutexGuard<'a, T>, bool)> {
         self.check_guard(&guard);
         let (notified, poisoned) = self.wait_guard(&guard, &mut Deadline::after(timeout));
-        let r = (guard, !notified);
-        if poisoned {
-            Err(PoisonError::new(r))
-        } else {
-            Ok(r)
-        }
+        poison_result(poisoned, (guard, !notified))
     }
 
     /// Waits while `condition(&mut value)` holds (std's `Condvar::wait_while`).

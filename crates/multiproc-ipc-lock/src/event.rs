@@ -121,9 +121,7 @@ impl Event {
             if released(v) {
                 return true;
             }
-            if v & WAITERS == 0
-                && w.compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed).is_err()
-            {
+            if !wait::flag(w, v, WAITERS) {
                 continue;
             }
             if wait::wait(w, v | WAITERS, dl, true) == Wake::TimedOut {

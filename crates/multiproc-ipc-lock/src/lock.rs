@@ -49,6 +49,32 @@ pub(crate) fn to_lock_result<G>(a: Acquire, g: G) -> LockResult<G> {
     }
 }
 
+/// `Err(PoisonError)` around `g` if `poisoned`, else `Ok(g)`.
+pub(crate) fn poison_result<G>(poisoned: bool, g: G) -> LockResult<G> {
+    if poisoned {
+        Err(PoisonError::new(g))
+    } else {
+        Ok(g)
+    }
+}
+
+/// The `Debug` of a robust lock named `name`: its `owner`, the `extra` fields of its kind,
+/// and whether it is `poisoned`.
+pub(crate) fn debug_lock(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    owner: Option<u32>,
+    extra: &[(&str, &dyn fmt::Debug)],
+    poisoned: bool,
+) -> fmt::Result {
+    let mut d = f.debug_struct(name);
+    d.field("owner", &owner);
+    for (field, value) in extra {
+        d.field(field, value);
+    }
+    d.field("poisoned", &poisoned).finish()
+}
+
 pub(crate) fn to_try_lock_result<G>(a: Acquire, g: impl FnOnce() -> G) -> TryLockResult<G> {
     match a {
         Acquire::Clean => Ok(g()),
@@ -146,10 +172,7 @@ impl Drop for LockGuard<'_> {
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Lock")
-            .field("owner", &self.owner())
-            .field("poisoned", &self.is_poisoned())
-            .finish()
+        debug_lock(f, "Lock", self.owner(), &[], self.is_poisoned())
     }
 }
 

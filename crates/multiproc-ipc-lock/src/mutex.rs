@@ -7,10 +7,8 @@ use crate::lock::{to_lock_result, to_try_lock_result};
 use crate::raw::RawLock;
 use crate::wait::Deadline;
 use multiproc_arena::{Arena, Shared, ShmSafe};
-use std::fmt;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
-use std::sync::{LockResult, TryLockError, TryLockResult};
+use std::sync::{LockResult, TryLockResult};
 use std::time::Duration;
 
 #[repr(C)]
@@ -21,6 +19,12 @@ pub(crate) struct MutexState<T> {
 
 // SAFETY: repr(C) of a ShmSafe lock and a ShmSafe value; no pointers, no Drop.
 unsafe impl<T: ShmSafe> ShmSafe for MutexState<T> {}
+
+impl<T> MutexState<T> {
+    fn new(value: T) -> Self {
+        MutexState { raw: RawLock::new(), data: ShmCell::new(value) }
+    }
+}
 
 /// A `T` in shared memory behind a robust lock: std's `Mutex` for processes, and the
 /// synchronised `Value` of Python.
@@ -52,51 +56,6 @@ pub struct MutexGuard<'a, T: ShmSafe> {
 unsafe impl<T: ShmSafe> Sync for MutexGuard<'_, T> {}
 
 impl<T: ShmSafe> Mutex<T> {
-    /// Places `value` behind a new lock in the [global arena](Arena::global).
-    pub fn new(value: T) -> Result<Self> {
-        Ok(Mutex {
-            state: Shared::new(MutexState { raw: RawLock::new(), data: ShmCell::new(value) })?,
-        })
-    }
-
-    /// Places `value` behind a new lock in `arena`.
-    pub fn new_in(arena: &Arena, value: T) -> Result<Self> {
-        let st = MutexState { raw: RawLock::new(), data: ShmCell::new(value) };
-        Ok(Mutex { state: Shared::new_in(arena, st)? })
-    }
-
-    /// Creates a mutex holding `value` under `name` that unrelated processes of the user can
-    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
-    /// the last process using it drops it, or is SIGKILLed (then the next
-    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
-    #[cfg(not(multiproc_loom))]
-    pub fn create_named(name: &str, value: T) -> Result<Self> {
-        let st = MutexState { raw: RawLock::new(), data: ShmCell::new(value) };
-        Ok(Mutex { state: Shared::create_named(name, st)? })
-    }
-
-    /// Opens the mutex another process created under `name`: `NotFound` if there is none,
-    /// `WrongType` if the name holds another kind of object or another `T`.
-    #[cfg(not(multiproc_loom))]
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(Mutex { state: Shared::open_named(name)? })
-    }
-
-    /// Keeps the name after every user is gone (a named object only; remove it with
-    /// `multiproc_arena::Segment::unlink_name`).
-    #[cfg(not(multiproc_loom))]
-    pub fn persist_name(&self) {
-        self.state.persist_name()
-    }
-
-    /// Opens `name`, creating it with `init()` if it does not exist (one of several racing
-    /// processes creates it).
-    #[cfg(not(multiproc_loom))]
-    pub fn open_or_create(name: &str, init: impl FnOnce() -> T) -> Result<Self> {
-        let make = || MutexState { raw: RawLock::new(), data: ShmCell::new(init()) };
-        Ok(Mutex { state: Shared::open_or_create_named(name, make)? })
-    }
-
     pub(crate) fn raw(&self) -> &RawLock {
         &self.state.raw
     }
@@ -122,48 +81,6 @@ impl<T: ShmSafe> Mutex<T> {
         let a = self.state.raw.lock(ident::me(), &mut Deadline::after(timeout));
         to_try_lock_result(a, || self.guard())
     }
-
-    /// Whether a holder died or panicked since the last [`clear_poison`](Self::clear_poison).
-    pub fn is_poisoned(&self) -> bool {
-        self.state.raw.is_poisoned()
-    }
-
-    /// Clears the poison.
-    pub fn clear_poison(&self) {
-        self.state.raw.clear_poison()
-    }
-
-    /// The pid of the process holding the lock, if any (a snapshot).
-    pub fn owner(&self) -> Option<u32> {
-        self.state.raw.holder()
-    }
-
-    /// Whether two handles name the same mutex.
-    pub fn same(&self, other: &Mutex<T>) -> bool {
-        std::ptr::eq(&*self.state, &*other.state)
-    }
-}
-
-impl<T: ShmSafe> Clone for Mutex<T> {
-    fn clone(&self) -> Self {
-        Mutex { state: self.state.clone() }
-    }
-}
-
-impl<T: ShmSafe> Deref for MutexGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the guard proves we hold the lock, so no process writes the value now.
-        unsafe { &*self.mutex.state.data.get() }
-    }
-}
-
-impl<T: ShmSafe> DerefMut for MutexGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the guard proves we hold the lock: this is the only access to the value in
-        // any process until the guard is dropped.
-        unsafe { &mut *self.mutex.state.data.get() }
-    }
 }
 
 impl<T: ShmSafe> MutexGuard<'_, T> {
@@ -172,40 +89,10 @@ impl<T: ShmSafe> MutexGuard<'_, T> {
     }
 }
 
-impl<T: ShmSafe> Drop for MutexGuard<'_, T> {
-    #[inline]
-    fn drop(&mut self) {
-        let poison = !self.panicking && std::thread::panicking();
-        self.mutex.state.raw.unlock(ident::me(), poison, false);
-    }
-}
-
-impl<T: ShmSafe + fmt::Debug> fmt::Debug for Mutex<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("Mutex");
-        match self.try_lock() {
-            Ok(g) => d.field("data", &&*g),
-            Err(TryLockError::Poisoned(e)) => d.field("data", &&**e.get_ref()),
-            Err(TryLockError::WouldBlock) => d.field("data", &format_args!("<locked>")),
-        };
-        d.field("poisoned", &self.is_poisoned()).finish()
-    }
-}
-
-impl<T: ShmSafe + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: ShmSafe> serde::Serialize for Mutex<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.state.serialize(s)
-    }
-}
-
-impl<'de, T: ShmSafe> serde::Deserialize<'de> for Mutex<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(Mutex { state: Shared::deserialize(d)? })
-    }
-}
+crate::handle::value_lock!(
+    Mutex(MutexState), raw: raw, peek: try_lock, guards: MutexGuard;
+    exclusive: MutexGuard.mutex, wake_all: false;
+    docs: "mutex", "mutex", "holder", " (one of several racing processes creates it).";
+    /// The pid of the process holding the lock, if any (a snapshot).
+    owner: owner
+);

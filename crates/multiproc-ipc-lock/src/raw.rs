@@ -25,7 +25,6 @@
 use crate::ident::{self, Me, ID_MASK};
 use crate::wait::{self, Deadline, Wake};
 use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use multiproc_arena::ShmSafe;
 
 /// Set in the lock word while some process may sleep on it: the releaser must wake one.
 pub(crate) const WAITERS: u64 = 1 << 30;
@@ -78,11 +77,7 @@ pub(crate) struct RawLock {
     _pad: u32,
 }
 
-// SAFETY: repr(C) atomics only; no pointers, no Drop.
-unsafe impl ShmSafe for RawLock {}
-
-#[cfg(not(multiproc_loom))]
-static_assertions::assert_eq_size!(RawLock, [u64; 2]);
+crate::cell::plain_state!(RawLock, [u64; 2]);
 #[cfg(not(multiproc_loom))]
 static_assertions::const_assert_eq!(std::mem::align_of::<RawLock>(), 8);
 
@@ -182,12 +177,7 @@ impl RawLock {
             if dl.passed() {
                 return self.give_up(me);
             }
-            if v & WAITERS == 0
-                && self
-                    .word
-                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
+            if !wait::flag64(&self.word, v, WAITERS) {
                 continue;
             }
             match wait::wait64(&self.word, v | WAITERS, dl, true) {
@@ -214,12 +204,7 @@ impl RawLock {
                     None => continue,
                 }
             }
-            if v & WAITERS != 0
-                || self
-                    .word
-                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if wait::flag64(&self.word, v, WAITERS) {
                 return Acquire::Busy;
             }
         }

@@ -2,11 +2,11 @@
 
 use crate::error::{ErrorKind, Result};
 use crate::ident::{self, Me};
-use crate::lock::{to_lock_result, to_try_lock_result};
+use crate::lock::{debug_lock, to_lock_result, to_try_lock_result};
 use crate::raw::{Acquire, RawLock};
 use crate::wait::Deadline;
 use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use multiproc_arena::{Arena, Shared, ShmSafe};
+use multiproc_arena::{Arena, Shared};
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{LockResult, TryLockResult};
@@ -23,11 +23,7 @@ pub(crate) struct RLockState {
     _pad: u32,
 }
 
-// SAFETY: repr(C) atomics only.
-unsafe impl ShmSafe for RLockState {}
-
-#[cfg(not(multiproc_loom))]
-static_assertions::assert_eq_size!(RLockState, [u64; 4]);
+crate::cell::plain_state!(RLockState, [u64; 4]);
 
 /// A recursive lock owned by one thread of one process (Python's `multiprocessing.RLock`).
 ///
@@ -221,11 +217,7 @@ impl Drop for RLockGuard<'_> {
 
 impl fmt::Debug for RLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RLock")
-            .field("owner", &self.owner())
-            .field("count", &self.count())
-            .field("poisoned", &self.is_poisoned())
-            .finish()
+        debug_lock(f, "RLock", self.owner(), &[("count", &self.count())], self.is_poisoned())
     }
 }
 

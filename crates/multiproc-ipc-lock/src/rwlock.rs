@@ -9,9 +9,8 @@ use crate::raw::{Acquire, RawLock, POISON, WAITERS};
 use crate::wait::{self, Deadline, Wake};
 use multiproc_arena::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use multiproc_arena::{Arena, Shared, ShmSafe};
-use std::fmt;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::sync::{LockResult, TryLockResult};
 use std::time::Duration;
 
@@ -270,13 +269,7 @@ impl<T> RwState<T> {
                 }
                 continue;
             }
-            if v & WAITERS == 0
-                && self
-                    .w
-                    .word()
-                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
+            if !wait::flag64(self.w.word(), v, WAITERS) {
                 continue;
             }
             match wait::wait64(self.w.word(), v | WAITERS, dl, true) {
@@ -394,45 +387,6 @@ unsafe impl<T: ShmSafe> Sync for RwLockReadGuard<'_, T> {}
 unsafe impl<T: ShmSafe> Sync for RwLockWriteGuard<'_, T> {}
 
 impl<T: ShmSafe> RwLock<T> {
-    /// Places `value` behind a new lock in the [global arena](Arena::global).
-    pub fn new(value: T) -> Result<Self> {
-        Ok(RwLock { state: Shared::new(RwState::new(value))? })
-    }
-
-    /// Places `value` behind a new lock in `arena`.
-    pub fn new_in(arena: &Arena, value: T) -> Result<Self> {
-        Ok(RwLock { state: Shared::new_in(arena, RwState::new(value))? })
-    }
-
-    /// Creates a readers-writer lock holding `value` under `name` that unrelated processes of the user can
-    /// [`open`](Self::open) (a named segment in `/dev/shm`, mode 0600). The name goes when
-    /// the last process using it drops it, or is SIGKILLed (then the next
-    /// `multiproc_arena::cleanup_orphans` removes it). `AlreadyExists` if the name is taken.
-    #[cfg(not(multiproc_loom))]
-    pub fn create_named(name: &str, value: T) -> Result<Self> {
-        Ok(RwLock { state: Shared::create_named(name, RwState::new(value))? })
-    }
-
-    /// Opens the lock another process created under `name`: `NotFound` if there is none,
-    /// `WrongType` if the name holds another kind of object or another `T`.
-    #[cfg(not(multiproc_loom))]
-    pub fn open(name: &str) -> Result<Self> {
-        Ok(RwLock { state: Shared::open_named(name)? })
-    }
-
-    /// Keeps the name after every user is gone (a named object only; remove it with
-    /// `multiproc_arena::Segment::unlink_name`).
-    #[cfg(not(multiproc_loom))]
-    pub fn persist_name(&self) {
-        self.state.persist_name()
-    }
-
-    /// Opens `name`, creating it with `init()` if it does not exist.
-    #[cfg(not(multiproc_loom))]
-    pub fn open_or_create(name: &str, init: impl FnOnce() -> T) -> Result<Self> {
-        Ok(RwLock { state: Shared::open_or_create_named(name, || RwState::new(init()))? })
-    }
-
     fn read_guard(&self, entry: usize) -> RwLockReadGuard<'_, T> {
         RwLockReadGuard { lock: self, entry, _not_send: PhantomData }
     }
@@ -476,32 +430,6 @@ impl<T: ShmSafe> RwLock<T> {
         let a = self.state.write(true, &mut Deadline::after(timeout));
         to_try_lock_result(a, || self.write_guard())
     }
-
-    /// Whether a writer died or panicked since the last [`clear_poison`](Self::clear_poison).
-    pub fn is_poisoned(&self) -> bool {
-        self.state.w.is_poisoned()
-    }
-
-    /// Clears the poison.
-    pub fn clear_poison(&self) {
-        self.state.w.clear_poison()
-    }
-
-    /// The pid of the process holding (or waiting for readers to leave) the write lock.
-    pub fn writer(&self) -> Option<u32> {
-        self.state.w.holder()
-    }
-
-    /// Whether two handles name the same lock.
-    pub fn same(&self, other: &RwLock<T>) -> bool {
-        std::ptr::eq(&*self.state, &*other.state)
-    }
-}
-
-impl<T: ShmSafe> Clone for RwLock<T> {
-    fn clone(&self) -> Self {
-        RwLock { state: self.state.clone() }
-    }
 }
 
 impl<T: ShmSafe> Deref for RwLockReadGuard<'_, T> {
@@ -519,60 +447,10 @@ impl<T: ShmSafe> Drop for RwLockReadGuard<'_, T> {
     }
 }
 
-impl<T: ShmSafe> Deref for RwLockWriteGuard<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the write guard is the only access to the value in any process.
-        unsafe { &*self.lock.state.data.get() }
-    }
-}
-
-impl<T: ShmSafe> DerefMut for RwLockWriteGuard<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the write guard is the only access to the value in any process.
-        unsafe { &mut *self.lock.state.data.get() }
-    }
-}
-
-impl<T: ShmSafe> Drop for RwLockWriteGuard<'_, T> {
-    fn drop(&mut self) {
-        let poison = !self.panicking && std::thread::panicking();
-        self.lock.state.w.unlock(ident::me(), poison, true);
-    }
-}
-
-impl<T: ShmSafe + fmt::Debug> fmt::Debug for RwLock<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut d = f.debug_struct("RwLock");
-        match self.try_read() {
-            Ok(g) => d.field("data", &&*g),
-            Err(std::sync::TryLockError::Poisoned(e)) => d.field("data", &&**e.get_ref()),
-            Err(std::sync::TryLockError::WouldBlock) => d.field("data", &format_args!("<locked>")),
-        };
-        d.field("poisoned", &self.is_poisoned()).finish()
-    }
-}
-
-impl<T: ShmSafe + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: ShmSafe + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: ShmSafe> serde::Serialize for RwLock<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.state.serialize(s)
-    }
-}
-
-impl<'de, T: ShmSafe> serde::Deserialize<'de> for RwLock<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(RwLock { state: Shared::deserialize(d)? })
-    }
-}
+crate::handle::value_lock!(
+    RwLock(RwState), raw: w, peek: try_read, guards: RwLockReadGuard, RwLockWriteGuard;
+    exclusive: RwLockWriteGuard.lock, wake_all: true;
+    docs: "readers-writer lock", "lock", "writer", ".";
+    /// The pid of the process holding (or waiting for readers to leave) the write lock.
+    owner: writer
+);

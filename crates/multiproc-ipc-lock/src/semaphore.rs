@@ -3,7 +3,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::wait::{self, Deadline, Wake};
 use multiproc_arena::sync::atomic::{AtomicU32, Ordering};
-use multiproc_arena::{Arena, Shared, ShmSafe};
+use multiproc_arena::{Arena, Shared};
 use std::fmt;
 use std::time::Duration;
 
@@ -38,11 +38,7 @@ pub(crate) struct SemState {
     max: u32,
 }
 
-// SAFETY: repr(C) of an atomic and an integer.
-unsafe impl ShmSafe for SemState {}
-
-#[cfg(not(multiproc_loom))]
-static_assertions::assert_eq_size!(SemState, u64);
+crate::cell::plain_state!(SemState, u64);
 
 impl SemState {
     fn new(value: u32, max: u32) -> Result<SemState> {
@@ -80,20 +76,10 @@ impl SemState {
         let mut slept = false;
         wait::spin(|| self.word.load(Ordering::Relaxed) & VALUE > 0);
         loop {
-            let v = self.word.load(Ordering::Relaxed);
-            if v & VALUE > 0 {
-                if self.take(v, slept) {
-                    return true;
-                }
-                continue;
-            }
-            if v & WAITERS == 0
-                && self
-                    .word
-                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_err()
-            {
-                continue;
+            match self.take_or_flag(slept) {
+                Some(true) => return true,
+                Some(false) => {}
+                None => continue,
             }
             match wait::wait(&self.word, WAITERS, dl, true) {
                 Wake::Woken | Wake::Poll => slept = true,
@@ -114,22 +100,22 @@ impl SemState {
         true
     }
 
+    /// One look at the word by a waiting acquirer: `Some(true)` if it took a unit (see
+    /// [`take`](Self::take) for `slept`), `Some(false)` if the value is 0 and `WAITERS` is set
+    /// (it may sleep), `None` if the word moved on meanwhile (look again).
+    #[inline]
+    fn take_or_flag(&self, slept: bool) -> Option<bool> {
+        let v = self.word.load(Ordering::Relaxed);
+        if v & VALUE > 0 {
+            return self.take(v, slept).then_some(true);
+        }
+        wait::flag(&self.word, v, WAITERS).then_some(false)
+    }
+
     fn give_up(&self) -> bool {
         loop {
-            let v = self.word.load(Ordering::Relaxed);
-            if v & VALUE > 0 {
-                if self.take(v, true) {
-                    return true;
-                }
-                continue;
-            }
-            if v & WAITERS != 0
-                || self
-                    .word
-                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return false;
+            if let Some(took) = self.take_or_flag(true) {
+                return took;
             }
         }
     }

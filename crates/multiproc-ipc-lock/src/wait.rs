@@ -9,7 +9,7 @@
 //! nothing while the lock is uncontended. Under loom the arena's exact futex model applies.
 
 use multiproc_arena::futex;
-use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64};
+use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub(crate) use multiproc_arena::futex::{wake, wake_all, Deadline, Wake};
@@ -33,6 +33,22 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, dl: &mut Deadline, poll: boo
 #[inline]
 pub(crate) fn wait64(word: &AtomicU64, expected: u64, dl: &mut Deadline, poll: bool) -> Wake {
     futex::park_low(word, expected as u32, dl, poll.then_some(POLL))
+}
+
+/// Makes sure `word`, just read as `v`, has the `waiters` flag set before its reader sleeps
+/// on it: `true` if it was set already or this set it, `false` if the word moved on meanwhile
+/// (reload and retry).
+#[inline]
+pub(crate) fn flag(word: &AtomicU32, v: u32, waiters: u32) -> bool {
+    v & waiters != 0
+        || word.compare_exchange(v, v | waiters, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+}
+
+/// [`flag`] for a 64-bit word.
+#[inline]
+pub(crate) fn flag64(word: &AtomicU64, v: u64, waiters: u64) -> bool {
+    v & waiters != 0
+        || word.compare_exchange(v, v | waiters, Ordering::Relaxed, Ordering::Relaxed).is_ok()
 }
 
 /// Wakes at most `n` sleepers of [`wait64`] on `word`.
