@@ -155,3 +155,47 @@ macro_rules! setters {
         )*
     };
 }
+
+/// A `Debug` body listing a struct's fields by name: `field` prints `self.field`,
+/// `name: expr` prints `expr` (a renamed, computed or redacted field); a trailing `..` ends
+/// with `finish_non_exhaustive` (fields left out on purpose, such as a secret).
+///
+/// ```
+/// use std::fmt;
+///
+/// struct Job {
+///     id: u32,
+///     key: Vec<u8>,
+///     items: Vec<u32>,
+/// }
+///
+/// impl fmt::Debug for Job {
+///     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+///         multiproc_arena::debug_fields!(f, self, "Job" { id, items: self.items.len() } ..)
+///     }
+/// }
+///
+/// let j = Job { id: 7, key: b"secret".to_vec(), items: vec![1, 2] };
+/// assert_eq!(format!("{j:?}"), "Job { id: 7, items: 2, .. }");
+/// ```
+#[macro_export]
+macro_rules! debug_fields {
+    ($f:expr, $this:ident, $name:literal { $($field:ident $(: $val:expr)?),* $(,)? } ..) => {
+        $f.debug_struct($name)
+            $(.field(
+                ::std::stringify!($field),
+                &$crate::debug_fields!(@value $this, $field $(, $val)?),
+            ))*
+            .finish_non_exhaustive()
+    };
+    ($f:expr, $this:ident, $name:literal { $($field:ident $(: $val:expr)?),* $(,)? }) => {
+        $f.debug_struct($name)
+            $(.field(
+                ::std::stringify!($field),
+                &$crate::debug_fields!(@value $this, $field $(, $val)?),
+            ))*
+            .finish()
+    };
+    (@value $this:ident, $field:ident) => { $this.$field };
+    (@value $this:ident, $field:ident, $val:expr) => { $val };
+}

@@ -53,11 +53,7 @@ pub(crate) struct Client {
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("address", &self.address)
-            .field("pid", &self.pid)
-            .field("server_pid", &self.server_pid)
-            .finish_non_exhaustive()
+        multiproc_arena::debug_fields!(f, self, "Client" { address, pid, server_pid } ..)
     }
 }
 

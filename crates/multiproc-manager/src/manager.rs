@@ -56,13 +56,9 @@ pub struct ManagerBuilder<S = ()> {
 
 impl<S> fmt::Debug for ManagerBuilder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManagerBuilder")
-            .field("address", &self.address)
-            .field("authkey", &self.authkey)
-            .field("max_frame", &self.max_frame)
-            .field("handshake_timeout", &self.handshake_timeout)
-            .field("services", &self.names)
-            .finish()
+        multiproc_arena::debug_fields!(f, self, "ManagerBuilder" {
+            address, authkey, max_frame, handshake_timeout, services: self.names
+        })
     }
 }
 
@@ -170,7 +166,7 @@ pub struct Server {
 
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server").field("address", &self.address).finish_non_exhaustive()
+        multiproc_arena::debug_fields!(f, self, "Server" { address } ..)
     }
 }
 
@@ -240,11 +236,11 @@ pub struct Manager {
 
 impl fmt::Debug for Manager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Manager")
-            .field("address", &self.client.address.to_string())
-            .field("server_pid", &self.client.server_pid)
-            .field("owner", &self.owner.is_some())
-            .finish()
+        multiproc_arena::debug_fields!(f, self, "Manager" {
+            address: self.client.address.to_string(),
+            server_pid: self.client.server_pid,
+            owner: self.owner.is_some()
+        })
     }
 }
 

@@ -30,13 +30,13 @@ pub struct PoolBuilder<S = ()> {
 
 impl<S> fmt::Debug for PoolBuilder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PoolBuilder")
-            .field("processes", &self.processes)
-            .field("start_method", &self.method)
-            .field("max_tasks_per_child", &self.max_tasks_per_child)
-            .field("task_timeout", &self.task_timeout)
-            .field("initializer", &self.init.is_some())
-            .finish()
+        multiproc_arena::debug_fields!(f, self, "PoolBuilder" {
+            processes,
+            start_method: self.method,
+            max_tasks_per_child,
+            task_timeout,
+            initializer: self.init.is_some()
+        })
     }
 }
 

@@ -22,13 +22,9 @@ pub struct CurrentProcess {
 impl fmt::Debug for CurrentProcess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not the authkey: a Debug print must not leak the secret.
-        f.debug_struct("CurrentProcess")
-            .field("name", &self.name)
-            .field("pid", &self.pid)
-            .field("daemon", &self.daemon)
-            .field("identity", &self.identity)
-            .field("method", &self.method)
-            .finish_non_exhaustive()
+        multiproc_arena::debug_fields!(f, self, "CurrentProcess" {
+            name, pid, daemon, identity, method
+        } ..)
     }
 }
 
@@ -97,10 +93,7 @@ pub struct ParentProcess {
 
 impl fmt::Debug for ParentProcess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ParentProcess")
-            .field("name", &self.name)
-            .field("pid", &self.id.pid())
-            .finish()
+        multiproc_arena::debug_fields!(f, self, "ParentProcess" { name, pid: self.id.pid() })
     }
 }
 

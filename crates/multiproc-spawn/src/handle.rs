@@ -68,13 +68,9 @@ pub struct JoinHandle<R> {
 
 impl<R> fmt::Debug for JoinHandle<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle")
-            .field("pid", &self.pid)
-            .field("name", &self.name)
-            .field("daemon", &self.daemon)
-            .field("start_method", &self.method)
-            .field("exitcode", &self.exitcode())
-            .finish()
+        multiproc_arena::debug_fields!(f, self, "JoinHandle" {
+            pid, name, daemon, start_method: self.method, exitcode: self.exitcode()
+        })
     }
 }
 

@@ -70,12 +70,9 @@ pub struct ClusterExecutorBuilder {
 
 impl fmt::Debug for ClusterExecutorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterExecutorBuilder")
-            .field("namespace", &self.namespace)
-            .field("defaults", &self.defaults)
-            .field("chunksize", &self.chunksize)
-            .field("ttl", &self.ttl)
-            .finish_non_exhaustive()
+        multiproc_arena::debug_fields!(f, self, "ClusterExecutorBuilder" {
+            namespace, defaults, chunksize, ttl
+        } ..)
     }
 }
 
@@ -157,11 +154,9 @@ pub struct ClusterJob<'a> {
 
 impl fmt::Debug for ClusterJob<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterJob")
-            .field("chunksize", &self.chunksize)
-            .field("opts", &self.opts)
-            .field("progress", &self.progress.is_some())
-            .finish()
+        multiproc_arena::debug_fields!(f, self, "ClusterJob" {
+            chunksize, opts, progress: self.progress.is_some()
+        })
     }
 }
 
@@ -310,10 +305,9 @@ pub struct ClusterExecutor {
 
 impl fmt::Debug for ClusterExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterExecutor")
-            .field("client", &self.shared.id)
-            .field("pending", &lock(&self.shared.st).pending.len())
-            .finish()
+        multiproc_arena::debug_fields!(f, self, "ClusterExecutor" {
+            client: self.shared.id, pending: lock(&self.shared.st).pending.len()
+        })
     }
 }
 

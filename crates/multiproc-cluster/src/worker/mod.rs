@@ -52,14 +52,9 @@ pub struct WorkerBuilder {
 
 impl fmt::Debug for WorkerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkerBuilder")
-            .field("url", &redact(&self.url))
-            .field("namespace", &self.namespace)
-            .field("processes", &self.processes)
-            .field("name", &self.name)
-            .field("heartbeat", &self.heartbeat)
-            .field("prefetch", &self.prefetch)
-            .finish_non_exhaustive()
+        multiproc_arena::debug_fields!(f, self, "WorkerBuilder" {
+            url: redact(&self.url), namespace, processes, name, heartbeat, prefetch
+        } ..)
     }
 }
 

@@ -231,14 +231,9 @@ pub struct Connection {
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
-            .field("fd", &self.fd.as_raw_fd())
-            .field("readable", &self.readable)
-            .field("writable", &self.writable)
-            .field("tcp", &self.tcp)
-            .field("record", &self.record)
-            .field("ring", &self.shm.is_some())
-            .finish()
+        multiproc_arena::debug_fields!(f, self, "Connection" {
+            fd: self.fd.as_raw_fd(), readable, writable, tcp, record, ring: self.shm.is_some()
+        })
     }
 }
 

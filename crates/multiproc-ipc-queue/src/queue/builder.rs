@@ -37,13 +37,9 @@ pub struct QueueBuilder<T> {
 
 impl<T> std::fmt::Debug for QueueBuilder<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueueBuilder")
-            .field("maxsize", &self.maxsize)
-            .field("capacity", &self.capacity)
-            .field("max_processes", &self.max_processes)
-            .field("max_spilled", &self.spills)
-            .field("spill_budget", &self.spill_budget)
-            .finish()
+        multiproc_arena::debug_fields!(f, self, "QueueBuilder" {
+            maxsize, capacity, max_processes, max_spilled: self.spills, spill_budget
+        })
     }
 }
 
