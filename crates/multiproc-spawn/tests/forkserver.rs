@@ -24,6 +24,13 @@ fn fs() -> multiproc_spawn::Builder {
 
 #[test]
 fn restarts_after_sigkill_and_sigint() {
+    // SIGINT ends a server whose SIGINT is not ignored; the test's own shell may ignore it.
+    sys::default_sigint();
+    if let Some(pid) = forkserver_pid() {
+        // A server started before the line above inherited the ignored SIGINT: replace it.
+        assert!(sys::kill(pid, libc::SIGKILL));
+        assert!(wait_until(LONG, || forkserver_pid() != Some(pid)));
+    }
     for sig in [libc::SIGKILL, libc::SIGINT] {
         assert_eq!(fs().target(square, 3).start().unwrap().join().unwrap(), 9);
         let server = forkserver_pid().expect("running");

@@ -85,3 +85,11 @@ pub(crate) fn pin_to_cpu0() -> bool {
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }
+
+/// Restores the default action of `SIGINT` in this process (and so in the forkserver it
+/// starts next): a shell runs background jobs with `SIGINT` ignored, and an ignored signal
+/// stays ignored across fork and exec.
+pub(crate) fn default_sigint() {
+    // SAFETY: setting a signal's disposition to the default action; no handler runs.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+}
