@@ -180,21 +180,20 @@ macro_rules! setters {
 /// ```
 #[macro_export]
 macro_rules! debug_fields {
-    ($f:expr, $this:ident, $name:literal { $($field:ident $(: $val:expr)?),* $(,)? } ..) => {
-        $f.debug_struct($name)
-            $(.field(
-                ::std::stringify!($field),
-                &$crate::debug_fields!(@value $this, $field $(, $val)?),
-            ))*
-            .finish_non_exhaustive()
+    ($f:expr, $this:ident, $name:literal { $($body:tt)* } ..) => {
+        $crate::debug_fields!(@build $f, $this, $name, finish_non_exhaustive, $($body)*)
     };
-    ($f:expr, $this:ident, $name:literal { $($field:ident $(: $val:expr)?),* $(,)? }) => {
+    ($f:expr, $this:ident, $name:literal { $($body:tt)* }) => {
+        $crate::debug_fields!(@build $f, $this, $name, finish, $($body)*)
+    };
+    (@build $f:expr, $this:ident, $name:literal, $finish:ident,
+        $($field:ident $(: $val:expr)?),* $(,)?) => {
         $f.debug_struct($name)
             $(.field(
                 ::std::stringify!($field),
                 &$crate::debug_fields!(@value $this, $field $(, $val)?),
             ))*
-            .finish()
+            .$finish()
     };
     (@value $this:ident, $field:ident) => { $this.$field };
     (@value $this:ident, $field:ident, $val:expr) => { $val };
