@@ -184,7 +184,8 @@ impl RingMem {
 
     /// Writes the concatenation of `parts` at data word `at` (contiguous, within the data).
     fn put(&self, at: usize, parts: &[&[u8]]) {
-        debug_assert!(at < self.words);
+        // `at == words`: an empty payload whose header took the last word.
+        debug_assert!(at <= self.words);
         #[cfg(not(multiproc_loom))]
         {
             let mut dst = (self.base as *mut u8).wrapping_add((HEADER_WORDS + at) * 8);
@@ -540,6 +541,19 @@ mod tests {
             let (a, b) = msg.split_at(msg.len() / 3);
             assert!(p.try_push(1 + (round % 3) as u8, &[a, b]).unwrap().is_some());
             assert_eq!(pop(&mut c), Some((1 + (round % 3) as u8, msg)));
+        }
+        assert_eq!(mem.used_words(), 0);
+    }
+
+    /// An empty record (a header alone) in the ring's last word: its payload starts at the
+    /// end of the data and is nothing (a debug assertion used to refuse it; the pipe's
+    /// marks are such records).
+    #[test]
+    fn empty_records_fill_every_word() {
+        let (mem, mut p, mut c) = ring(16);
+        for i in 0..40u8 {
+            assert!(p.try_push(1 + i % 2, &[]).unwrap().is_some());
+            assert_eq!(pop(&mut c), Some((1 + i % 2, vec![])));
         }
         assert_eq!(mem.used_words(), 0);
     }

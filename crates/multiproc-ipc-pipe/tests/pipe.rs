@@ -225,7 +225,11 @@ fn concurrent_senders_keep_messages_whole() {
             s.spawn(move || {
                 for k in 0..100u32 {
                     let len = (k as usize * 997) % 20_000;
-                    a.send(&(t, k, vec![t; len])).unwrap();
+                    // Bounded: a lost message fails the receiver, and then these must not
+                    // wait for room forever (the scope joins them before it panics).
+                    if let Err(e) = a.send_timeout(&(t, k, vec![t; len]), T) {
+                        panic!("sender {t} message {k}: {e}");
+                    }
                 }
             });
         }
