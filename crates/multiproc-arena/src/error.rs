@@ -117,6 +117,8 @@ pub fn is_resource_shortage(err: &io::Error) -> bool {
 /// Every crate of the workspace declares its error through this macro, so the shape is the
 /// same everywhere; crate-specific constructors and queries go in a plain `impl Error` next
 /// to it. Generated: `pub fn new(kind, detail)`, `pub fn kind()`, `pub fn detail()`, and
+/// `is_timeout()`, `is_would_block()`, `is_disconnected()` (from the optional `classes`
+/// section; also through [`api::OpError`](crate::api::OpError)), and
 /// crate-private `kind_only(kind)` and `with_source(kind, detail, source)` (an empty detail
 /// is left out of the message). A source whose text equals the detail is not repeated.
 #[doc(hidden)]
@@ -132,6 +134,13 @@ macro_rules! error_type {
         }
 
         io { $( $IoK:ident => $io:ident ),* $(,)? }
+        $(
+            classes {
+                timeout: [ $( $TK:ident ),* $(,)? ],
+                would_block: [ $( $WK:ident ),* $(,)? ],
+                disconnected: [ $( $DK:ident ),* $(,)? ] $(,)?
+            }
+        )?
     ) => {
         $(#[$kmeta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,6 +190,34 @@ macro_rules! error_type {
             /// The detail message, if any.
             pub fn detail(&self) -> ::std::option::Option<&str> {
                 self.detail.as_deref()
+            }
+
+            /// Whether a deadline passed: the `_timeout` call gave up (nothing was done).
+            pub fn is_timeout(&self) -> bool {
+                #[allow(unreachable_patterns)]
+                match self.kind {
+                    $( $( $Kind::$TK => true, )* )?
+                    _ => false,
+                }
+            }
+
+            /// Whether a `try_` call found it could not proceed now (nothing was done).
+            pub fn is_would_block(&self) -> bool {
+                #[allow(unreachable_patterns)]
+                match self.kind {
+                    $( $( $Kind::$WK => true, )* )?
+                    _ => false,
+                }
+            }
+
+            /// Whether the other side (a peer, a server, a closed object) is gone: retrying
+            /// the same call cannot succeed.
+            pub fn is_disconnected(&self) -> bool {
+                #[allow(unreachable_patterns)]
+                match self.kind {
+                    $( $( $Kind::$DK => true, )* )?
+                    _ => false,
+                }
             }
 
             pub(crate) fn kind_only(kind: $Kind) -> Self {
@@ -235,6 +272,18 @@ macro_rules! error_type {
         impl ::std::error::Error for $Error {
             fn source(&self) -> ::std::option::Option<&(dyn ::std::error::Error + 'static)> {
                 self.source.as_deref().map(|e| e as _)
+            }
+        }
+
+        impl $crate::api::OpError for $Error {
+            fn is_timeout(&self) -> bool {
+                $Error::is_timeout(self)
+            }
+            fn is_would_block(&self) -> bool {
+                $Error::is_would_block(self)
+            }
+            fn is_disconnected(&self) -> bool {
+                $Error::is_disconnected(self)
             }
         }
 

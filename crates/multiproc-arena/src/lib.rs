@@ -37,6 +37,7 @@
 #![cfg_attr(multiproc_loom, allow(dead_code, unused_imports))]
 
 mod alloc;
+pub mod api;
 mod arena;
 mod error;
 pub mod fork;

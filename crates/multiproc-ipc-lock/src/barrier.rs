@@ -276,7 +276,7 @@ impl Barrier {
     }
 
     /// Whether the barrier is broken.
-    pub fn broken(&self) -> bool {
+    pub fn is_broken(&self) -> bool {
         self.state.word.load(Ordering::Relaxed) & BROKEN != 0
     }
 
@@ -422,7 +422,7 @@ impl fmt::Debug for Barrier {
         f.debug_struct("Barrier")
             .field("parties", &self.parties())
             .field("n_waiting", &self.n_waiting())
-            .field("broken", &self.broken())
+            .field("broken", &self.is_broken())
             .field("action", &self.action.is_some())
             .finish()
     }

@@ -11,7 +11,7 @@ use crate::wait::{self, Deadline, Wake};
 use multiproc_arena::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use multiproc_arena::{Arena, Shared, ShmSafe};
 use std::fmt;
-use std::sync::{LockResult, PoisonError};
+use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
 use std::time::Duration;
 
 /// Waiter slots per condition; more concurrent waiters share an overflow word (see
@@ -269,7 +269,7 @@ impl<T: ShmSafe> ConditionLock for Mutex<T> {}
 /// the lock itself is; for an [`RLock`] it is the owning thread. Over a [`Mutex`], `notify`
 /// needs no lock (std's rule).
 ///
-/// `notify(n)` wakes exactly the `n` oldest waiters that were waiting when it was called —
+/// `notify_n(n)` wakes exactly the `n` oldest waiters that were waiting when it was called —
 /// no lost wake-ups, no stale ones (a later waiter never takes an earlier one's turn), no
 /// spurious ones. A waiter that dies never swallows a notification: the notifier skips dead
 /// waiters. Each of the first [`CONDITION_SLOTS`] concurrent waiters has a slot; waiters
@@ -281,7 +281,7 @@ impl<T: ShmSafe> ConditionLock for Mutex<T> {}
 /// use std::time::Duration;
 /// let cond = Condition::new().unwrap(); // over an RLock
 /// let _held = cond.get_lock().lock().unwrap();
-/// assert!(!cond.wait_timeout(Duration::from_millis(10)).unwrap()); // nobody notifies
+/// assert!(cond.wait_timeout(Duration::from_millis(10)).unwrap_err().is_timeout()); // nobody notifies
 /// assert_eq!(cond.notify_all().unwrap(), 0);
 /// ```
 #[derive(Clone)]
@@ -320,21 +320,21 @@ impl<L: ConditionLock> Condition<L> {
 
     /// Wakes up to `n` waiters, oldest first; returns how many. For a [`Lock`]/[`RLock`]
     /// the caller must hold the lock (Python's rule).
-    pub fn notify(&self, n: usize) -> Result<usize> {
+    pub fn notify_n(&self, n: usize) -> Result<usize> {
         if !self.lock.held_by_caller() {
             return Err(ErrorKind::NotOwner.into());
         }
         Ok(self.state.notify(n.min(u32::MAX as usize) as u32) as usize)
     }
 
-    /// Wakes one waiter; see [`notify`](Self::notify).
-    pub fn notify_one(&self) -> Result<usize> {
-        self.notify(1)
+    /// Wakes one waiter (Python's `notify()`); see [`notify_n`](Self::notify_n).
+    pub fn notify(&self) -> Result<usize> {
+        self.notify_n(1)
     }
 
     /// Wakes every waiter; returns how many.
     pub fn notify_all(&self) -> Result<usize> {
-        self.notify(usize::MAX)
+        self.notify_n(usize::MAX)
     }
 
     /// The core of every wait: enqueue (lock held), release, sleep, re-acquire.
@@ -362,8 +362,34 @@ impl<L: PythonLock> Condition<L> {
         }
     }
 
-    /// Acquires the lock (Python's `Condition.acquire`); see [`Lock::acquire`].
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> LockResult<bool> {
+    /// Acquires the lock, blocking; see [`Lock::acquire`].
+    pub fn acquire(&self) -> LockResult<()> {
+        match self.lock.py_acquire(true, None) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(PoisonError::new(())),
+        }
+    }
+
+    /// Acquires the lock if it is free now; see [`Lock::try_acquire`].
+    pub fn try_acquire(&self) -> TryLockResult<()> {
+        self.acquire_timeout_or_now(None)
+    }
+
+    /// Acquires the lock, waiting at most `timeout`; see [`Lock::acquire_timeout`].
+    pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<()> {
+        self.acquire_timeout_or_now(Some(timeout))
+    }
+
+    fn acquire_timeout_or_now(&self, timeout: Option<Duration>) -> TryLockResult<()> {
+        match self.lock.py_acquire(timeout.is_some(), timeout) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TryLockError::WouldBlock),
+            Err(_) => Err(TryLockError::Poisoned(PoisonError::new(()))),
+        }
+    }
+
+    /// Python's `Condition.acquire(block, timeout)`; see [`Lock::acquire_with`].
+    pub fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> LockResult<bool> {
         self.lock.py_acquire(block, timeout)
     }
 
@@ -381,11 +407,16 @@ impl<L: PythonLock> Condition<L> {
         Ok(())
     }
 
-    /// [`wait`](Self::wait) for at most `timeout`; `false` if it timed out (Python's
-    /// `wait(timeout)`).
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+    /// [`wait`](Self::wait) for at most `timeout`: an error of kind
+    /// [`Timeout`](ErrorKind::Timeout) when no notification came (Python's `wait(timeout)`
+    /// returning `False`). The lock is held again either way.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
         self.check_held()?;
-        Ok(self.wait_core(&mut Deadline::after(timeout)).0)
+        if self.wait_core(&mut Deadline::after(timeout)).0 {
+            Ok(())
+        } else {
+            Err(ErrorKind::Timeout.into())
+        }
     }
 
     /// Waits until `predicate()` holds or `timeout` passes (`None`: no limit); returns the
@@ -425,7 +456,7 @@ use py::PythonAcquire;
 
 impl PythonAcquire for Lock {
     fn py_acquire(&self, block: bool, timeout: Option<Duration>) -> LockResult<bool> {
-        self.acquire(block, timeout)
+        self.acquire_with(block, timeout)
     }
     fn py_release(&self) -> Result<()> {
         self.release()
@@ -434,7 +465,7 @@ impl PythonAcquire for Lock {
 
 impl PythonAcquire for RLock {
     fn py_acquire(&self, block: bool, timeout: Option<Duration>) -> LockResult<bool> {
-        self.acquire(block, timeout)
+        self.acquire_with(block, timeout)
     }
     fn py_release(&self) -> Result<()> {
         self.release()

@@ -20,6 +20,10 @@ multiproc_arena::error_type! {
         /// The [`Barrier`](crate::Barrier) is broken: aborted, reset while waiting, timed out,
         /// its action panicked, or a waiting party died (Python's `BrokenBarrierError`).
         BrokenBarrier => "the barrier is broken",
+        /// A `_timeout` call's time passed first (nothing was taken or done).
+        Timeout => "timed out",
+        /// A `try_` call could not proceed now (nothing was taken or done).
+        WouldBlock => "would block",
         /// An argument out of range (a barrier of zero parties, a semaphore value too large).
         InvalidArgument => "invalid argument",
         /// The arena could not hold the object; see
@@ -28,8 +32,16 @@ multiproc_arena::error_type! {
     }
 
     io {
+        Timeout => TimedOut,
+        WouldBlock => WouldBlock,
         InvalidArgument => InvalidInput,
         Arena => OutOfMemory,
+    }
+
+    classes {
+        timeout: [Timeout],
+        would_block: [WouldBlock],
+        disconnected: [],
     }
 }
 

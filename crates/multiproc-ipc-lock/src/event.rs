@@ -38,9 +38,10 @@ unsafe impl ShmSafe for EventState {}
 /// use multiproc_ipc_lock::Event;
 /// use std::time::Duration;
 /// let e = Event::new().unwrap();
-/// assert!(!e.wait_timeout(Duration::ZERO));
+/// assert!(e.wait_timeout(Duration::ZERO).unwrap_err().is_timeout());
 /// e.set();
-/// assert!(e.is_set() && e.wait_timeout(Duration::from_secs(1)));
+/// assert!(e.is_set());
+/// e.wait_timeout(Duration::from_secs(1)).unwrap();
 /// e.clear();
 /// assert!(!e.is_set());
 /// ```
@@ -95,10 +96,15 @@ impl Event {
         self.wait_deadline(&mut Deadline::never());
     }
 
-    /// Blocks until the flag is set or `timeout` passes; whether it was set (Python's
-    /// `wait(timeout)`).
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_deadline(&mut Deadline::after(timeout))
+    /// Blocks until the flag is set or `timeout` passes: an error of kind
+    /// [`Timeout`](crate::ErrorKind::Timeout) when it stays clear (Python's `wait(timeout)`
+    /// returning `False`).
+    pub fn wait_timeout(&self, timeout: Duration) -> crate::Result<()> {
+        if self.wait_deadline(&mut Deadline::after(timeout)) {
+            Ok(())
+        } else {
+            Err(crate::ErrorKind::Timeout.into())
+        }
     }
 
     fn wait_deadline(&self, dl: &mut Deadline) -> bool {

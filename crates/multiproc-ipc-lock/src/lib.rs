@@ -59,6 +59,7 @@
 //!
 //! [multiproc]: https://docs.rs/multiproc
 
+mod api;
 mod barrier;
 mod cell;
 mod condition;

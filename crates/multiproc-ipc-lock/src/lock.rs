@@ -26,8 +26,8 @@ use std::time::Duration;
 ///     let _guard = lock.lock().unwrap(); // released on drop
 ///     assert!(lock.locked());
 /// }
-/// assert_eq!(lock.acquire(true, None).unwrap(), true);
-/// assert_eq!(lock.acquire(false, None).unwrap(), false);
+/// assert_eq!(lock.acquire_with(true, None).unwrap(), true);
+/// assert_eq!(lock.acquire_with(false, None).unwrap(), false);
 /// lock.release().unwrap();
 /// assert!(lock.release().is_err()); // not held
 /// ```
@@ -110,11 +110,28 @@ impl Lock {
         to_try_lock_result(a, || LockGuard { lock: self })
     }
 
+    /// Acquires, blocking, without a guard (release with [`release`](Self::release));
+    /// `Err(PoisonError)` when acquired after a holder died (the lock is held then too).
+    pub fn acquire(&self) -> LockResult<()> {
+        to_lock_result(self.raw.lock(ident::me(), &mut Deadline::never()), ())
+    }
+
+    /// Acquires if the lock is free now (or its holder is dead), without a guard.
+    pub fn try_acquire(&self) -> TryLockResult<()> {
+        to_try_lock_result(self.raw.try_lock(ident::me()), || ())
+    }
+
+    /// Acquires, waiting at most `timeout`, without a guard (`WouldBlock` when the time
+    /// passed).
+    pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<()> {
+        to_try_lock_result(self.raw.lock(ident::me(), &mut Deadline::after(timeout)), || ())
+    }
+
     /// Python's `acquire(block=True, timeout=None)`: `Ok(true)` when acquired, `Ok(false)` when
     /// not (non-blocking and held, or the timeout passed); `Err(PoisonError(true))` when
     /// acquired after a holder died. `timeout` is ignored when `block` is false, as in Python.
     /// Release with [`release`](Self::release).
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> LockResult<bool> {
+    pub fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> LockResult<bool> {
         let me = ident::me();
         let a = if !block {
             self.raw.try_lock(me)

@@ -36,7 +36,7 @@ crate::cell::plain_state!(RLockState, [u64; 4]);
 /// use multiproc_ipc_lock::RLock;
 /// let r = RLock::new().unwrap();
 /// for _ in 0..3 {
-///     assert!(r.acquire(true, None).unwrap());
+///     assert!(r.acquire_with(true, None).unwrap());
 /// }
 /// r.release().unwrap();
 /// r.release().unwrap();
@@ -118,8 +118,25 @@ impl RLock {
         RLockGuard { lock: self, _not_send: PhantomData }
     }
 
-    /// Python's `acquire(block=True, timeout=None)`; see [`Lock::acquire`](crate::Lock::acquire).
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> LockResult<bool> {
+    /// Acquires (or re-enters), blocking, without a guard (release one level with
+    /// [`release`](Self::release)); `Err(PoisonError)` when acquired after an owner died.
+    pub fn acquire(&self) -> LockResult<()> {
+        to_lock_result(self.enter(true, &mut Deadline::never()), ())
+    }
+
+    /// Acquires (or re-enters) if possible now, without a guard.
+    pub fn try_acquire(&self) -> TryLockResult<()> {
+        to_try_lock_result(self.enter(false, &mut Deadline::never()), || ())
+    }
+
+    /// Acquires (or re-enters), waiting at most `timeout`, without a guard.
+    pub fn acquire_timeout(&self, timeout: Duration) -> TryLockResult<()> {
+        to_try_lock_result(self.enter(true, &mut Deadline::after(timeout)), || ())
+    }
+
+    /// Python's `acquire(block=True, timeout=None)`; see
+    /// [`Lock::acquire_with`](crate::Lock::acquire_with).
+    pub fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> LockResult<bool> {
         let a = self.enter(block, &mut Deadline::from_option(timeout));
         to_lock_result(a, a.acquired())
     }

@@ -151,24 +151,40 @@ impl SemState {
 macro_rules! semaphore_api {
     ($name:ident, $guard:ident) => {
         impl $name {
+            /// Takes one unit, waiting for it (without a guard: give it back with
+            /// `release`).
+            pub fn acquire(&self) {
+                self.state.acquire(&mut Deadline::never());
+            }
+
+            /// Takes one unit if one is there now; an error of kind
+            /// [`WouldBlock`](ErrorKind::WouldBlock) otherwise.
+            pub fn try_acquire(&self) -> Result<()> {
+                if self.state.try_acquire() {
+                    Ok(())
+                } else {
+                    Err(ErrorKind::WouldBlock.into())
+                }
+            }
+
+            /// Takes one unit, waiting at most `timeout`; an error of kind
+            /// [`Timeout`](ErrorKind::Timeout) when none came.
+            pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
+                if self.state.acquire(&mut Deadline::after(timeout)) {
+                    Ok(())
+                } else {
+                    Err(ErrorKind::Timeout.into())
+                }
+            }
+
             /// Python's `acquire(block=True, timeout=None)`: takes one unit; `false` when
             /// none came (non-blocking, or the timeout passed). `timeout` is ignored when
             /// `block` is false, as in Python.
-            pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> bool {
+            pub fn acquire_with(&self, block: bool, timeout: Option<Duration>) -> bool {
                 if !block {
                     return self.state.try_acquire();
                 }
                 self.state.acquire(&mut Deadline::from_option(timeout))
-            }
-
-            /// Takes one unit without waiting; whether it did.
-            pub fn try_acquire(&self) -> bool {
-                self.state.try_acquire()
-            }
-
-            /// Takes one unit, waiting at most `timeout`; whether it did.
-            pub fn acquire_timeout(&self, timeout: Duration) -> bool {
-                self.state.acquire(&mut Deadline::after(timeout))
             }
 
             /// Takes one unit, blocking; the guard gives it back on drop.
@@ -234,9 +250,9 @@ macro_rules! semaphore_api {
 /// ```
 /// use multiproc_ipc_lock::Semaphore;
 /// let s = Semaphore::new(2).unwrap();
-/// assert!(s.acquire(true, None));
-/// assert!(s.acquire(true, None));
-/// assert!(!s.acquire(false, None));
+/// s.acquire();
+/// assert!(s.acquire_with(true, None)); // Python's shape
+/// assert!(s.try_acquire().unwrap_err().is_would_block());
 /// assert_eq!(s.release().unwrap(), 1);
 /// assert_eq!(s.release().unwrap(), 2);
 /// assert_eq!(s.release().unwrap(), 3); // unbounded

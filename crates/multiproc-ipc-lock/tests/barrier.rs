@@ -61,7 +61,7 @@ fn lockstep_b01_b02_and_indices_b03() {
         assert_eq!(indices[k].load(Ordering::SeqCst), (1 << N) - 1, "indices 0..N");
     }
     assert_eq!(b.n_waiting(), 0);
-    assert!(!b.broken());
+    assert!(!b.is_broken());
 }
 
 #[test]
@@ -102,16 +102,16 @@ fn abort_b05() {
         if !broken(b.wait_timeout(T)) {
             return 1;
         }
-        if !b.broken() {
+        if !b.is_broken() {
             return 2;
         }
         passed_second.fetch_add(0, Ordering::SeqCst);
         0
     });
-    assert!(b.broken());
+    assert!(b.is_broken());
     assert!(broken(b.wait_timeout(T)), "a broken barrier fails at once (B13)");
     b.reset();
-    assert!(!b.broken());
+    assert!(!b.is_broken());
     assert_eq!(b.n_waiting(), 0);
 }
 
@@ -129,7 +129,7 @@ fn reset_b06() {
         // After the reset everyone passes again normally.
         b.wait_timeout(T).map(|_| 0).unwrap_or(2)
     });
-    assert!(!b.broken());
+    assert!(!b.is_broken());
 }
 
 #[test]
@@ -163,7 +163,7 @@ fn timeout_breaks_for_everyone_b08() {
         }
         (!broken(b.wait_timeout(100 * MS))) as i32
     });
-    assert!(b.broken());
+    assert!(b.is_broken());
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn action_panic_breaks_the_barrier() {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.wait_timeout(T)));
     assert!(r.is_err() || broken(r.unwrap()));
     child.expect_success(T);
-    assert!(b.broken());
+    assert!(b.is_broken());
 }
 
 #[test]
@@ -250,9 +250,9 @@ fn a_waiting_party_that_dies_breaks_the_barrier() {
     within_100ms(dt);
     assert_eq!(survivor.wait_timeout(T), Some(Exit::Code(0)));
     assert!(victim.wait_timeout(T).is_some());
-    assert!(b.broken());
+    assert!(b.is_broken());
     b.reset();
-    assert!(!b.broken());
+    assert!(!b.is_broken());
 }
 
 #[test]
@@ -299,5 +299,5 @@ fn the_party_running_the_action_dies() {
         assert_eq!(c.wait_timeout(T), Some(Exit::Code(0)));
     }
     assert!(last.wait_timeout(T).is_some());
-    assert!(b.broken());
+    assert!(b.is_broken());
 }

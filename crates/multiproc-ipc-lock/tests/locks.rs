@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 #[test]
 fn lock_basics_l01_l02() {
     let lock = Lock::new().unwrap();
-    assert!(lock.acquire(true, None).unwrap());
+    assert!(lock.acquire_with(true, None).unwrap());
     assert!(lock.locked());
-    assert!(!lock.acquire(false, None).unwrap());
+    assert!(!lock.acquire_with(false, None).unwrap());
     lock.release().unwrap();
     assert!(!lock.locked());
     assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::NotHeld);
@@ -29,7 +29,7 @@ fn lock_basics_l01_l02() {
     let _g = lock.lock().unwrap();
     assert!(matches!(lock.try_lock_for(Duration::from_millis(100)), Err(TryLockError::WouldBlock)));
     assert!(t.elapsed() >= Duration::from_millis(100));
-    assert!(!lock.acquire(true, Some(Duration::from_millis(50))).unwrap());
+    assert!(!lock.acquire_with(true, Some(Duration::from_millis(50))).unwrap());
 }
 
 #[test]
@@ -37,7 +37,7 @@ fn lock_state_is_shared_l03_and_released_by_another_process_l05() {
     let lock = Lock::new().unwrap();
     let seen = flag();
     let child = fork(|| {
-        assert!(lock.acquire(true, None).unwrap());
+        assert!(lock.acquire_with(true, None).unwrap());
         seen.store(lock.locked() as u32 + 1, Ordering::SeqCst);
         0
     });
@@ -59,7 +59,7 @@ fn lock_guard_does_not_release_a_lock_that_changed_hands() {
     let step = flag();
     let mut child = fork(|| {
         lock.release().unwrap(); // Python lets any process release a Lock
-        assert!(lock.acquire(true, Some(T)).unwrap());
+        assert!(lock.acquire_with(true, Some(T)).unwrap());
         step.store(1, Ordering::SeqCst);
         park_forever()
     });
@@ -74,7 +74,7 @@ fn lock_guard_does_not_release_a_lock_that_changed_hands() {
 fn rlock_basics_rl01_rl02_rl06() {
     let r = RLock::new().unwrap();
     for _ in 0..3 {
-        assert!(r.acquire(true, None).unwrap());
+        assert!(r.acquire_with(true, None).unwrap());
         assert!(r.locked());
     }
     assert_eq!(r.count(), 3);
@@ -93,7 +93,7 @@ fn rlock_basics_rl01_rl02_rl06() {
             s.spawn(|| {
                 assert!(!r.is_owned());
                 assert_eq!(r.release().unwrap_err().kind(), ErrorKind::NotOwner);
-                assert!(!r.acquire(false, None).unwrap());
+                assert!(!r.acquire_with(false, None).unwrap());
             });
         });
     }
@@ -117,11 +117,11 @@ fn rlock_held_by_child_rl03_and_not_releasable_by_parent() {
     assert!(r.locked());
     assert_eq!(r.owner(), Some(child.pid()));
     assert_eq!(r.release().unwrap_err().kind(), ErrorKind::NotOwner);
-    assert!(!r.acquire(false, None).unwrap());
+    assert!(!r.acquire_with(false, None).unwrap());
     go.store(2, Ordering::SeqCst);
     assert_eq!(child.wait_timeout(T), Some(Exit::Code(0)));
     assert!(!r.locked());
-    assert!(r.acquire(false, None).unwrap());
+    assert!(r.acquire_with(false, None).unwrap());
     r.release().unwrap();
 }
 
@@ -201,7 +201,7 @@ fn lock_holder_killed() {
     lock.clear_poison();
     assert!(!lock.is_poisoned());
     drop(lock.lock().unwrap());
-    assert!(lock.acquire(false, None).unwrap());
+    assert!(lock.acquire_with(false, None).unwrap());
     lock.release().unwrap();
 }
 
@@ -241,14 +241,16 @@ fn rlock_holder_killed() {
         std::mem::forget(r.lock().unwrap());
         std::mem::forget(r.lock().unwrap());
     });
-    assert_poison_within_100ms(child, || r.acquire(true, Some(T)).is_err_and(|e| *e.get_ref()));
+    assert_poison_within_100ms(child, || {
+        r.acquire_with(true, Some(T)).is_err_and(|e| *e.get_ref())
+    });
     // We own it now, once (the dead holder's depth is gone).
     assert!(r.is_owned());
     assert_eq!(r.count(), 1);
     r.release().unwrap();
     assert!(!r.locked());
     r.clear_poison();
-    assert!(r.acquire(true, None).unwrap());
+    assert!(r.acquire_with(true, None).unwrap());
     r.release().unwrap();
 }
 

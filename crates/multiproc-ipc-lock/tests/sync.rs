@@ -22,11 +22,11 @@ fn about(d: Duration, want: Duration) -> bool {
 fn semaphore_s01() {
     let s = Semaphore::new(2).unwrap();
     assert_eq!(s.value(), 2);
-    assert!(s.acquire(true, None));
+    assert!(s.acquire_with(true, None));
     assert_eq!(s.value(), 1);
-    assert!(s.acquire(true, None));
+    assert!(s.acquire_with(true, None));
     assert_eq!(s.value(), 0);
-    assert!(!s.acquire(false, None));
+    assert!(!s.acquire_with(false, None));
     assert_eq!(s.release().unwrap(), 1);
     assert_eq!(s.release().unwrap(), 2);
     assert_eq!(s.release().unwrap(), 3);
@@ -42,8 +42,8 @@ fn semaphore_s01() {
 #[test]
 fn bounded_semaphore_s02_s05() {
     let s = BoundedSemaphore::new(2).unwrap();
-    assert!(s.acquire(true, None) && s.acquire(true, None));
-    assert!(!s.acquire(false, None));
+    assert!(s.acquire_with(true, None) && s.acquire_with(true, None));
+    assert!(!s.acquire_with(false, None));
     assert_eq!(s.release().unwrap(), 1);
     assert_eq!(s.release().unwrap(), 2);
     assert_eq!(s.release().unwrap_err().kind(), ErrorKind::TooManyReleases);
@@ -56,14 +56,14 @@ fn bounded_semaphore_s02_s05() {
 fn semaphore_timeout_s03() {
     let s = Semaphore::new(0).unwrap();
     let t = Instant::now();
-    assert!(!s.acquire(false, None));
-    assert!(!s.acquire(false, Some(100 * MS)));
+    assert!(!s.acquire_with(false, None));
+    assert!(!s.acquire_with(false, Some(100 * MS)));
     assert!(t.elapsed() < 50 * MS, "non-blocking ignores the timeout");
     let t = Instant::now();
-    assert!(!s.acquire(true, Some(100 * MS)));
+    assert!(!s.acquire_with(true, Some(100 * MS)));
     assert!(about(t.elapsed(), 100 * MS));
     let t = Instant::now();
-    assert!(!s.acquire_timeout(100 * MS));
+    assert!(s.acquire_timeout(100 * MS).unwrap_err().is_timeout());
     assert!(about(t.elapsed(), 100 * MS));
     assert!(s.permit_for(10 * MS).is_none() && s.try_permit().is_none());
 }
@@ -72,7 +72,7 @@ fn semaphore_timeout_s03() {
 fn semaphore_child_acquires_parent_releases_s04() {
     let s = Semaphore::new(1).unwrap();
     let b = BoundedSemaphore::new(1).unwrap();
-    fork(|| (!(s.acquire(true, None) && b.acquire(true, None))) as i32).expect_success(T);
+    fork(|| (!(s.acquire_with(true, None) && b.acquire_with(true, None))) as i32).expect_success(T);
     assert_eq!((s.value(), b.value()), (0, 0));
     s.release().unwrap();
     b.release().unwrap();
@@ -86,7 +86,7 @@ fn semaphore_wakes_a_blocked_process() {
     let mut kids: Vec<Child> = (0..3)
         .map(|_| {
             fork(|| {
-                if !s.acquire(true, Some(T)) {
+                if !s.acquire_with(true, Some(T)) {
                     return 1;
                 }
                 got.fetch_add(1, Ordering::SeqCst);
@@ -140,14 +140,14 @@ fn semaphore_waiter_killed_does_not_block_others() {
     let waiting = flag();
     let mut victim = fork(|| {
         waiting.fetch_add(1, Ordering::SeqCst);
-        s.acquire(true, None);
+        s.acquire_with(true, None);
         park_forever()
     });
     until_at_least(&waiting, 1, "victim waits");
     let got = flag();
     let mut other = fork(|| {
         waiting.fetch_add(1, Ordering::SeqCst);
-        (!s.acquire(true, Some(T))) as i32 + got.fetch_add(1, Ordering::SeqCst) as i32
+        (!s.acquire_with(true, Some(T))) as i32 + got.fetch_add(1, Ordering::SeqCst) as i32
     });
     until_at_least(&waiting, 2, "other waits");
     thread::sleep(30 * MS);
@@ -169,11 +169,15 @@ fn cv_waiter(
     woken: &multiproc_arena::Shared<multiproc_arena::sync::atomic::AtomicU32>,
     timeout: Option<Duration>,
 ) -> bool {
-    assert!(cond.acquire(true, None).unwrap());
+    assert!(cond.acquire_with(true, None).unwrap());
     sleeping.fetch_add(1, Ordering::SeqCst);
     let r = match timeout {
         None => cond.wait().map(|()| true).unwrap(),
-        Some(t) => cond.wait_timeout(t).unwrap(),
+        Some(t) => match cond.wait_timeout(t) {
+            Ok(()) => true,
+            Err(e) if e.is_timeout() => false,
+            Err(e) => panic!("{e}"),
+        },
     };
     woken.fetch_add(1, Ordering::SeqCst);
     cond.release().unwrap();
@@ -187,13 +191,13 @@ fn sync_with_sleepers(
     n: u32,
 ) {
     until_at_least(sleeping, n, "waiters sleep");
-    assert!(cond.acquire(true, None).unwrap());
+    assert!(cond.acquire_with(true, None).unwrap());
     cond.release().unwrap();
 }
 
 fn notify(cond: &Condition, n: usize) -> usize {
-    assert!(cond.acquire(true, None).unwrap());
-    let k = cond.notify(n).unwrap();
+    assert!(cond.acquire_with(true, None).unwrap());
+    let k = cond.notify_n(n).unwrap();
     cond.release().unwrap();
     k
 }
@@ -270,21 +274,21 @@ fn condition_notify_all_cv02_and_notify_n_cv03() {
 #[test]
 fn condition_timeout_cv04_and_wait_result_cv07() {
     let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
-    assert!(cond.acquire(true, None).unwrap());
+    assert!(cond.acquire_with(true, None).unwrap());
     let t = Instant::now();
-    assert!(!cond.wait_timeout(100 * MS).unwrap());
+    assert!(cond.wait_timeout(100 * MS).unwrap_err().is_timeout());
     assert!(about(t.elapsed(), 100 * MS));
-    assert!(!cond.wait_timeout(Duration::ZERO).unwrap());
+    assert!(cond.wait_timeout(Duration::ZERO).unwrap_err().is_timeout());
     let go = flag();
     let child = fork(|| {
         until_at_least(&go, 1, "parent waits");
-        assert!(cond.acquire(true, None).unwrap());
-        let n = cond.notify(1).unwrap();
+        assert!(cond.acquire_with(true, None).unwrap());
+        let n = cond.notify().unwrap();
         cond.release().unwrap();
         (n != 1) as i32
     });
     go.store(1, Ordering::SeqCst);
-    assert!(cond.wait_timeout(Duration::from_secs(60)).unwrap());
+    cond.wait_timeout(Duration::from_secs(60)).unwrap();
     cond.release().unwrap();
     child.expect_success(T);
 }
@@ -295,22 +299,22 @@ fn condition_wait_for_cv05_cv06() {
     let state = flag();
     state.store(u32::MAX, Ordering::SeqCst);
     let child = fork(|| {
-        cond.acquire(true, None).unwrap();
+        cond.acquire_with(true, None).unwrap();
         state.store(0, Ordering::SeqCst);
-        cond.notify(1).unwrap();
+        cond.notify().unwrap();
         let ok = cond.wait_for(|| state.load(Ordering::SeqCst) == 4, Some(T)).unwrap();
         let r = (!ok || state.load(Ordering::SeqCst) != 4) as i32;
         cond.release().unwrap();
         r
     });
-    cond.acquire(true, None).unwrap();
+    cond.acquire_with(true, None).unwrap();
     assert!(cond.wait_for(|| state.load(Ordering::SeqCst) == 0, Some(T)).unwrap());
     cond.release().unwrap();
     for _ in 0..4 {
         thread::sleep(10 * MS);
-        cond.acquire(true, None).unwrap();
+        cond.acquire_with(true, None).unwrap();
         state.fetch_add(1, Ordering::SeqCst);
-        cond.notify(1).unwrap();
+        cond.notify().unwrap();
         cond.release().unwrap();
     }
     child.expect_success(T);
@@ -318,7 +322,7 @@ fn condition_wait_for_cv05_cv06() {
     // CV06: the predicate only reaches 3 before the timeout.
     state.store(0, Ordering::SeqCst);
     let child = fork(|| {
-        cond.acquire(true, None).unwrap();
+        cond.acquire_with(true, None).unwrap();
         let t = Instant::now();
         let ok = cond.wait_for(|| state.load(Ordering::SeqCst) == 4, Some(100 * MS)).unwrap();
         cond.release().unwrap();
@@ -326,9 +330,9 @@ fn condition_wait_for_cv05_cv06() {
     });
     for _ in 0..3 {
         thread::sleep(10 * MS);
-        cond.acquire(true, None).unwrap();
+        cond.acquire_with(true, None).unwrap();
         state.fetch_add(1, Ordering::SeqCst);
-        cond.notify(1).unwrap();
+        cond.notify().unwrap();
         cond.release().unwrap();
     }
     child.expect_success(T);
@@ -339,14 +343,14 @@ fn condition_needs_the_lock_cv09() {
     let cond = Condition::new().unwrap();
     assert_eq!(cond.wait().unwrap_err().kind(), ErrorKind::NotOwner);
     assert_eq!(cond.wait_timeout(MS).unwrap_err().kind(), ErrorKind::NotOwner);
-    assert_eq!(cond.notify(1).unwrap_err().kind(), ErrorKind::NotOwner);
+    assert_eq!(cond.notify().unwrap_err().kind(), ErrorKind::NotOwner);
     assert_eq!(cond.notify_all().unwrap_err().kind(), ErrorKind::NotOwner);
     let _g = cond.get_lock().lock().unwrap();
     assert!(cond.wait_for(|| true, None).unwrap());
     assert!(!cond.wait_for(|| false, Some(10 * MS)).unwrap());
     // A recursive hold is released fully while waiting and restored after.
     let _h = cond.get_lock().lock().unwrap();
-    assert!(!cond.wait_timeout(MS).unwrap());
+    assert!(cond.wait_timeout(MS).unwrap_err().is_timeout());
     assert_eq!(cond.get_lock().count(), 2);
 }
 
@@ -357,9 +361,12 @@ fn condition_notify_is_not_stolen_by_a_later_waiter() {
     let (sleeping, woken) = (flag(), flag());
     let child = fork(|| (!cv_waiter(&cond, &sleeping, &woken, Some(T))) as i32);
     sync_with_sleepers(&cond, &sleeping, 1);
-    cond.acquire(true, None).unwrap();
-    assert_eq!(cond.notify(1).unwrap(), 1);
-    assert!(!cond.wait_timeout(50 * MS).unwrap(), "a later waiter must not be woken");
+    cond.acquire_with(true, None).unwrap();
+    assert_eq!(cond.notify().unwrap(), 1);
+    assert!(
+        cond.wait_timeout(50 * MS).unwrap_err().is_timeout(),
+        "a later waiter must not be woken"
+    );
     cond.release().unwrap();
     child.expect_success(T);
 }
@@ -435,15 +442,15 @@ fn event_e01() {
     let e = Event::new().unwrap();
     assert!(!e.is_set());
     let t = Instant::now();
-    assert!(!e.wait_timeout(Duration::ZERO));
+    assert!(e.wait_timeout(Duration::ZERO).unwrap_err().is_timeout());
     assert!(t.elapsed() < 50 * MS);
     let t = Instant::now();
-    assert!(!e.wait_timeout(100 * MS));
+    assert!(e.wait_timeout(100 * MS).unwrap_err().is_timeout());
     assert!(about(t.elapsed(), 100 * MS));
     e.set();
     assert!(e.is_set());
     e.wait();
-    assert!(e.wait_timeout(100 * MS));
+    e.wait_timeout(100 * MS).unwrap();
     e.clear();
     assert!(!e.is_set());
     let child = fork(|| {
@@ -452,7 +459,7 @@ fn event_e01() {
         0
     });
     let t = Instant::now();
-    assert!(e.wait_timeout(T));
+    e.wait_timeout(T).unwrap();
     assert!(t.elapsed() >= 50 * MS);
     child.expect_success(T);
 }
@@ -467,7 +474,7 @@ fn event_e03_set_in_parent_cleared_in_child() {
         }
         e.wait();
         e.clear();
-        e.wait_timeout(MS) as i32
+        e.wait_timeout(MS).is_ok() as i32
     })
     .expect_success(T);
     assert!(!e.is_set());
@@ -481,7 +488,7 @@ fn event_set_then_clear_still_wakes_every_waiter() {
         .map(|_| {
             fork(|| {
                 waiting.fetch_add(1, Ordering::SeqCst);
-                (!e.wait_timeout(T)) as i32
+                e.wait_timeout(T).is_err() as i32
             })
         })
         .collect();
@@ -494,7 +501,7 @@ fn event_set_then_clear_still_wakes_every_waiter() {
     }
     assert!(!e.is_set());
     // A set that happened before a wait began does not wake it later.
-    assert!(!e.wait_timeout(10 * MS));
+    assert!(e.wait_timeout(10 * MS).unwrap_err().is_timeout());
 }
 
 #[test]

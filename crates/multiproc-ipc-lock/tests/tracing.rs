@@ -28,11 +28,11 @@ fn a_takeover_from_a_killed_holder_is_an_event() {
     let log = EventLog::default();
     log.capture(|| {
         // Alive: a timed acquire fails and says nothing.
-        assert!(!lock.acquire(true, Some(Duration::from_millis(50))).unwrap());
+        assert!(!lock.acquire_with(true, Some(Duration::from_millis(50))).unwrap());
         assert!(log.events().is_empty(), "{:?}", log.events());
         holder.kill();
         let _ = holder.wait_timeout(Duration::from_secs(5));
-        let r = lock.acquire(true, Some(Duration::from_secs(10)));
+        let r = lock.acquire_with(true, Some(Duration::from_secs(10)));
         assert!(r.is_err(), "the dead holder's lock comes back poisoned");
     });
     assert!(

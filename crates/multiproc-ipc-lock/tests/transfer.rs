@@ -86,7 +86,7 @@ fn objects_made_in_a_child_cross_a_socket_to_the_parent() {
     let b: Bundle = transfer::decode(&buf, fds).unwrap();
     until_at_least(&done, 1, "child set things up");
     assert!(b.0.locked());
-    assert!(b.6.wait_timeout(Duration::from_secs(5)));
+    b.6.wait_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(*b.2.lock().unwrap(), 8);
     assert_eq!(b.3.value(), 3);
     assert_eq!(b.7.parties(), 2);

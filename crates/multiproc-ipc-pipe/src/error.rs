@@ -56,22 +56,18 @@ multiproc_arena::error_type! {
         TooLarge => InvalidData,
         Authentication => PermissionDenied,
     }
+
+    classes {
+        timeout: [Timeout],
+        would_block: [],
+        disconnected: [Disconnected],
+    }
 }
 
 impl Error {
     /// For [`ErrorKind::BufferTooSmall`]: the size of the waiting message, in bytes.
     pub fn needed(&self) -> Option<usize> {
         self.needed
-    }
-
-    /// Whether this is [`ErrorKind::Disconnected`] (Python's `EOFError`).
-    pub fn is_disconnected(&self) -> bool {
-        self.kind == ErrorKind::Disconnected
-    }
-
-    /// Whether this is [`ErrorKind::Timeout`].
-    pub fn is_timeout(&self) -> bool {
-        self.kind == ErrorKind::Timeout
     }
 
     pub(crate) fn too_small(needed: usize, have: usize) -> Self {

@@ -37,8 +37,10 @@ multiproc_arena::error_type! {
         Empty => "queue is empty",
         /// A queue had no room within the time allowed.
         Full => "queue is full",
-        /// A wait ended at its timeout (queue `join`, `wait_for`).
+        /// A wait ended at its timeout (a `_timeout` call; queue `join`, `wait_for`).
         Timeout => "timed out",
+        /// A `try_` call could not proceed now (nothing was taken or done).
+        WouldBlock => "would block",
         /// Releasing a lock that is not held, or an RLock or Condition held by another owner.
         NotOwner => "lock not held by the caller",
         /// A bounded semaphore released above its initial value, or `task_done` called more times
@@ -67,7 +69,14 @@ multiproc_arena::error_type! {
         Disconnected => BrokenPipe,
         Authentication => PermissionDenied,
         Timeout => TimedOut,
+        WouldBlock => WouldBlock,
         InvalidInput => InvalidInput,
+    }
+
+    classes {
+        timeout: [Timeout],
+        would_block: [WouldBlock],
+        disconnected: [Disconnected],
     }
 }
 

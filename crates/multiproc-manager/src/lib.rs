@@ -85,6 +85,7 @@ mod error;
 mod handle;
 mod launch;
 mod manager;
+mod ops;
 mod protocol;
 mod server;
 mod service;

@@ -25,6 +25,15 @@ fn acquired<G>(r: Result<Reply>, guard: impl FnOnce() -> G) -> LockResult<G> {
     }
 }
 
+/// `Ok` when a wait succeeded, else an error of `kind` (a `try_` call or a timeout).
+fn took(done: bool, kind: ErrorKind) -> Result<()> {
+    if done {
+        Ok(())
+    } else {
+        Err(kind.into())
+    }
+}
+
 macro_rules! lock_api {
     ($name:ident, $guard:ident, $op:ident) => {
         impl $name {
@@ -176,10 +185,11 @@ impl ConditionProxy {
         self.wait_for_notify(None).map(|_| ())
     }
 
-    /// As [`wait`](Self::wait), at most `timeout`; whether it was notified. The lock is
-    /// re-acquired either way.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.wait_for_notify(wait_from(Some(timeout)))
+    /// As [`wait`](Self::wait), at most `timeout`: an error of kind
+    /// [`Timeout`](ErrorKind::Timeout) when no notification came. The lock is re-acquired
+    /// either way.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        took(self.wait_for_notify(wait_from(Some(timeout)))?, ErrorKind::Timeout)
     }
 
     /// Waits until `predicate()` holds (checked with the lock held, first before waiting), or
@@ -201,7 +211,10 @@ impl ConditionProxy {
                     if left.is_zero() {
                         return Ok(false);
                     }
-                    self.wait_timeout(left)?;
+                    match self.wait_timeout(left) {
+                        Err(e) if !e.is_timeout() => return Err(e),
+                        _ => {}
+                    }
                 }
             }
         }
@@ -242,14 +255,16 @@ impl SemaphoreProxy {
         self.acquire_wait(None).map(|_| ())
     }
 
-    /// Takes a permit if one is free now.
-    pub fn try_acquire(&self) -> Result<bool> {
-        self.acquire_wait(Some(0))
+    /// Takes a permit if one is free now; an error of kind
+    /// [`WouldBlock`](ErrorKind::WouldBlock) otherwise.
+    pub fn try_acquire(&self) -> Result<()> {
+        took(self.acquire_wait(Some(0))?, ErrorKind::WouldBlock)
     }
 
-    /// Takes a permit, waiting at most `timeout`.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.acquire_wait(wait_from(Some(timeout)))
+    /// Takes a permit, waiting at most `timeout`; an error of kind
+    /// [`Timeout`](ErrorKind::Timeout) when none came.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
+        took(self.acquire_wait(wait_from(Some(timeout)))?, ErrorKind::Timeout)
     }
 
     /// Gives a permit back (a bounded semaphore refuses to go above its initial value:
@@ -263,9 +278,11 @@ impl SemaphoreProxy {
         self.op(SemOp::Release(n as u64)).and_then(unit)
     }
 
-    /// The number of free permits.
-    pub fn get_value(&self) -> Result<usize> {
-        self.op(SemOp::Value).and_then(count)
+    /// The number of free permits (Python's `get_value()`).
+    pub fn value(&self) -> Result<u32> {
+        let n = self.op(SemOp::Value).and_then(count)?;
+        u32::try_from(n)
+            .map_err(|_| Error::new(ErrorKind::Protocol, "semaphore value out of range"))
     }
 }
 
@@ -297,9 +314,13 @@ impl EventProxy {
         self.op(EventOp::Wait(None)).and_then(boolean).map(|_| ())
     }
 
-    /// Waits at most `timeout`; whether the flag is set.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.op(EventOp::Wait(wait_from(Some(timeout)))).and_then(boolean)
+    /// Waits at most `timeout`: an error of kind [`Timeout`](ErrorKind::Timeout) when the
+    /// flag stays clear.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        took(
+            self.op(EventOp::Wait(wait_from(Some(timeout)))).and_then(boolean)?,
+            ErrorKind::Timeout,
+        )
     }
 }
 

@@ -79,6 +79,13 @@ multiproc_arena::error_type! {
         InvalidArgument => InvalidInput,
         Unsupported => Unsupported,
     }
+
+    // A timeout of a *wait* (the work goes on), not a task's time limit (`TaskTimedOut`).
+    classes {
+        timeout: [Timeout],
+        would_block: [],
+        disconnected: [],
+    }
 }
 
 impl Error {
@@ -158,11 +165,6 @@ impl Error {
             Some(WorkerExit::Code(c)) => Some(c),
             _ => None,
         }
-    }
-
-    /// Whether this is a timeout of a *wait* ([`ErrorKind::Timeout`]): the work goes on.
-    pub fn is_timeout(&self) -> bool {
-        self.kind == ErrorKind::Timeout
     }
 }
 

@@ -46,11 +46,22 @@
 
 #![forbid(unsafe_code)]
 
+/// The API guide: one convention for names, timeouts, errors, builders and proxies.
+pub mod guide {
+    #![doc = include_str!("guide.md")]
+}
+
 /// Shared-memory segments, the arena, `Shared`/`Value`/`Array`, `SharedMemory` (`multiproc-arena`).
 #[doc(inline)]
 pub use multiproc_arena as arena;
 #[doc(inline)]
 pub use multiproc_arena::{Arena, Array, Shared, SharedMemory, ShmSafe, Value};
+
+/// The one shape of operations across crates and proxies: the error predicates
+/// ([`OpError`](api::OpError)) and the traits of the synchronisation objects (see the
+/// [API guide](crate::guide)).
+#[doc(inline)]
+pub use multiproc_arena::api;
 
 /// Locks, semaphores, conditions, events, barriers (`multiproc-ipc-lock`).
 #[cfg(feature = "lock")]

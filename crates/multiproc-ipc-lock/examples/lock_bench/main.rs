@@ -155,7 +155,7 @@ mod bench {
                 }),
                 ("Lock acquire/release", &mut || {
                     per_op(n, || {
-                        lock.acquire(true, None).unwrap();
+                        lock.acquire_with(true, None).unwrap();
                         lock.release().unwrap();
                     })
                 }),

@@ -1,0 +1,194 @@
+//! One convention (the API guide): each synchronisation primitive and its manager proxy are
+//! driven through the same calls — the traits of `multiproc::api` — and must answer alike:
+//! a `try_` call that cannot proceed is a would-block error, a `_timeout` call whose time
+//! passes is a timeout error, neither does anything. Each exercise also runs across
+//! processes: a child (forked) works on the same object.
+//!
+//! This file compiles only while the local types and the proxies have the same operations.
+
+use multiproc::api::{BarrierOps, ConditionOps, EventOps, LockOps, OpError, SemaphoreOps};
+use multiproc::{Barrier, BoundedSemaphore, Condition, Event, Lock, Manager, Process, RLock};
+use multiproc::{Semaphore, StartMethod};
+use serde::{de::DeserializeOwned, Serialize};
+use std::time::{Duration, Instant};
+
+const SHORT: Duration = Duration::from_millis(30);
+const LONG: Duration = Duration::from_secs(20);
+
+/// Runs `f(arg)` in a forked child and waits for it (bounded).
+fn in_child<A: Serialize + DeserializeOwned + 'static>(f: fn(A) -> u32, arg: A) {
+    let mut child = Process::builder()
+        .start_method(StartMethod::Fork)
+        .target(f, arg)
+        .start()
+        .expect("start the child");
+    let r = child.join_timeout(LONG).expect("the child is still running");
+    assert_eq!(r.expect("the child failed"), 0);
+}
+
+fn timed_out<E: OpError>(r: Result<(), E>, what: &str) {
+    match r {
+        Err(e) => assert!(e.is_timeout() && !e.is_would_block(), "{what}: {e}"),
+        Ok(()) => panic!("{what}: succeeded"),
+    }
+}
+
+fn would_block<E: OpError>(r: Result<(), E>, what: &str) {
+    match r {
+        Err(e) => assert!(e.is_would_block() && !e.is_timeout(), "{what}: {e}"),
+        Ok(()) => panic!("{what}: succeeded"),
+    }
+}
+
+// ---- Event ---------------------------------------------------------------------------------
+
+fn set_event<E: EventOps>(e: E) -> u32 {
+    e.set().unwrap();
+    0
+}
+
+fn exercise_event<E: EventOps + Clone + Serialize + DeserializeOwned + 'static>(e: E) {
+    assert!(!e.is_set().unwrap());
+    let t0 = Instant::now();
+    timed_out(e.wait_timeout(SHORT), "wait_timeout on a clear event");
+    assert!(t0.elapsed() >= SHORT);
+    in_child(set_event::<E>, e.clone());
+    assert!(e.is_set().unwrap());
+    e.wait().unwrap();
+    e.wait_timeout(SHORT).unwrap();
+    e.clear().unwrap();
+    assert!(!e.is_set().unwrap());
+}
+
+#[test]
+fn event_and_proxy() {
+    exercise_event(Event::new().unwrap());
+    let m = Manager::start().unwrap();
+    exercise_event(m.event().unwrap());
+}
+
+// ---- Semaphore -----------------------------------------------------------------------------
+
+fn take_two<S: SemaphoreOps>(s: S) -> u32 {
+    s.acquire().unwrap();
+    s.acquire_timeout(LONG).unwrap();
+    0
+}
+
+fn exercise_semaphore<S: SemaphoreOps + Clone + Serialize + DeserializeOwned + 'static>(s: S) {
+    // Starts at 2.
+    assert_eq!(s.value().unwrap(), 2);
+    in_child(take_two::<S>, s.clone());
+    assert_eq!(s.value().unwrap(), 0);
+    would_block(s.try_acquire(), "try_acquire at 0");
+    timed_out(s.acquire_timeout(SHORT), "acquire_timeout at 0");
+    assert_eq!(s.value().unwrap(), 0, "a failed acquisition takes nothing");
+    s.release().unwrap();
+    s.try_acquire().unwrap();
+    s.release().unwrap();
+    s.acquire().unwrap();
+    s.release().unwrap();
+    assert_eq!(s.value().unwrap(), 1);
+}
+
+#[test]
+fn semaphores_and_proxies() {
+    exercise_semaphore(Semaphore::new(2).unwrap());
+    exercise_semaphore(BoundedSemaphore::new(2).unwrap());
+    let m = Manager::start().unwrap();
+    exercise_semaphore(m.semaphore(2).unwrap());
+    exercise_semaphore(m.bounded_semaphore(2).unwrap());
+}
+
+// ---- Lock, RLock ---------------------------------------------------------------------------
+
+fn try_in_child<L: LockOps>(l: L) -> u32 {
+    would_block(l.try_acquire(), "try_acquire of a lock held by the parent");
+    timed_out(l.acquire_timeout(SHORT), "acquire_timeout of a lock held by the parent");
+    0
+}
+
+fn exercise_lock<L: LockOps + Clone + Serialize + DeserializeOwned + 'static>(l: L) {
+    l.acquire().unwrap();
+    in_child(try_in_child::<L>, l.clone());
+    l.release().unwrap();
+    l.try_acquire().unwrap();
+    l.release().unwrap();
+    l.acquire_timeout(SHORT).unwrap();
+    l.release().unwrap();
+}
+
+#[test]
+fn locks_and_proxies() {
+    exercise_lock(Lock::new().unwrap());
+    exercise_lock(RLock::new().unwrap());
+    let m = Manager::start().unwrap();
+    exercise_lock(m.lock().unwrap());
+    exercise_lock(m.rlock().unwrap());
+}
+
+// ---- Condition -----------------------------------------------------------------------------
+
+fn notify_when_waiting<C: ConditionOps>(c: C) -> u32 {
+    // The parent holds the lock until it waits: acquiring here means it is waiting.
+    c.acquire().unwrap();
+    c.notify_all().unwrap();
+    c.release().unwrap();
+    0
+}
+
+fn exercise_condition<C: ConditionOps + Clone + Serialize + DeserializeOwned + Send + 'static>(
+    c: C,
+) {
+    c.acquire().unwrap();
+    timed_out(c.wait_timeout(SHORT), "wait_timeout without a notification");
+    // The lock is held again after a timed-out wait: notify needs it.
+    c.notify().unwrap();
+    let c2 = c.clone();
+    let helper = std::thread::spawn(move || in_child(notify_when_waiting::<C>, c2));
+    c.wait_timeout(LONG).unwrap();
+    c.release().unwrap();
+    helper.join().unwrap();
+}
+
+#[test]
+fn conditions_and_proxy() {
+    exercise_condition(Condition::with_lock(Lock::new().unwrap()).unwrap());
+    exercise_condition(Condition::new().unwrap());
+    let m = Manager::start().unwrap();
+    exercise_condition(m.condition().unwrap());
+}
+
+// ---- Barrier -------------------------------------------------------------------------------
+
+fn meet<B: BarrierOps>(b: B) -> u32 {
+    b.wait_timeout(LONG).unwrap();
+    0
+}
+
+fn exercise_barrier<B: BarrierOps + Clone + Serialize + DeserializeOwned + Send + 'static>(b: B) {
+    // Two parties.
+    assert_eq!(b.parties().unwrap(), 2);
+    assert_eq!(b.n_waiting().unwrap(), 0);
+    let b2 = b.clone();
+    let helper = std::thread::spawn(move || in_child(meet::<B>, b2));
+    let i = b.wait_timeout(LONG).unwrap();
+    assert!(i < 2);
+    helper.join().unwrap();
+    assert!(!b.is_broken().unwrap());
+    // Alone, a timed wait breaks it (Python's semantics).
+    assert!(b.wait_timeout(SHORT).is_err());
+    assert!(b.is_broken().unwrap());
+    b.reset().unwrap();
+    assert!(!b.is_broken().unwrap());
+    b.abort().unwrap();
+    assert!(b.wait().is_err(), "an aborted barrier refuses waiters");
+    b.reset().unwrap();
+}
+
+#[test]
+fn barriers_and_proxy() {
+    exercise_barrier(Barrier::new(2).unwrap());
+    let m = Manager::start().unwrap();
+    exercise_barrier(m.barrier(2).unwrap());
+}
