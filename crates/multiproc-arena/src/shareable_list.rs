@@ -368,8 +368,7 @@ impl ShareableList {
 
     /// The type of the item at `index`.
     pub fn kind(&self, index: isize) -> Result<ItemKind> {
-        let state = self.shm.words()[self.slot(index)?.table + 1].load(Ordering::Acquire);
-        ItemKind::from_code(state & 0xff).ok_or_else(|| ListErrorKind::InvalidData.into())
+        Ok(self.state(self.slot(index)?)?.0)
     }
 
     /// The storage of the slot at `index`, in bytes: the longest string or bytes it takes.
@@ -440,28 +439,35 @@ impl ShareableList {
         w[slot.table + 1].store(state, Ordering::Release);
     }
 
+    /// The slot's kind and length, checked.
+    fn state(&self, slot: &Slot) -> Result<(ItemKind, usize)> {
+        let state = self.shm.words()[slot.table + 1].load(Ordering::Acquire);
+        let len = (state >> 32) as usize;
+        match ItemKind::from_code(state & 0xff) {
+            Some(kind) if len <= slot.cap => Ok((kind, len)),
+            _ => Err(ListErrorKind::InvalidData.into()),
+        }
+    }
+
     fn read(&self, slot: &Slot) -> Result<Item> {
         let w = self.shm.words();
-        let state = w[slot.table + 1].load(Ordering::Acquire);
-        let kind = ItemKind::from_code(state & 0xff);
-        let len = (state >> 32) as usize;
-        let invalid = || ListError::kind_only(ListErrorKind::InvalidData);
-        if len > slot.cap {
-            return Err(invalid());
-        }
+        let (kind, len) = self.state(slot)?;
         let word = |k: usize| w[slot.data + k].load(Ordering::Relaxed);
         let bytes = || -> Vec<u8> {
             let mut v: Vec<u8> = (0..len.div_ceil(8)).flat_map(|k| word(k).to_le_bytes()).collect();
             v.truncate(len);
             v
         };
-        Ok(match kind.ok_or_else(invalid)? {
+        Ok(match kind {
             ItemKind::None => Item::None,
             ItemKind::Int => Item::Int(word(0) as i64),
             ItemKind::Float => Item::Float(f64::from_bits(word(0))),
             ItemKind::Bool => Item::Bool(word(0) != 0),
             ItemKind::Bytes => Item::Bytes(bytes()),
-            ItemKind::Str => Item::Str(String::from_utf8(bytes()).map_err(|_| invalid())?),
+            ItemKind::Str => Item::Str(
+                String::from_utf8(bytes())
+                    .map_err(|_| ListError::from(ListErrorKind::InvalidData))?,
+            ),
         })
     }
 }
