@@ -11,8 +11,8 @@
 //!
 //! | module | crate | holds |
 //! |---|---|---|
-//! | [`arena`] | `multiproc-arena` | [`SharedMemory`], [`Value`]/[`Array`] (Python's `RawValue`/`RawArray`), [`Arena`], [`Shared`] |
-//! | [`lock`] | `multiproc-ipc-lock` | [`Lock`], [`RLock`], [`Mutex`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`], [`RwLock`] |
+//! | [`arena`] | `multiproc-arena` | [`SharedMemory`], [`ShareableList`], [`Value`]/[`Array`] (Python's `RawValue`/`RawArray`; [`AtomicCell`] for plain numbers), [`Arena`], [`Shared`] |
+//! | [`lock`] | `multiproc-ipc-lock` | [`Lock`], [`RLock`], [`Mutex`], [`SyncValue`], [`SyncArray`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`], [`RwLock`] |
 //! | [`queue`] | `multiproc-ipc-queue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
 //! | [`pipe`] | `multiproc-ipc-pipe` | [`Pipe`], [`Connection`], [`Listener`], [`Client`], [`pipe::wait`] |
 //! | [`spawn`] | `multiproc-spawn` | [`Process`], [`JoinHandle`], [`StartMethod`], [`Context`], [`current_process`], … |
@@ -50,7 +50,9 @@
 #[doc(inline)]
 pub use multiproc_arena as arena;
 #[doc(inline)]
-pub use multiproc_arena::{Arena, Array, Shared, SharedMemory, ShmSafe, Value};
+pub use multiproc_arena::{
+    Arena, Array, AtomicCell, Item, ShareableList, Shared, SharedMemory, ShmSafe, Value,
+};
 
 /// Locks, semaphores, conditions, events, barriers (`multiproc-ipc-lock`).
 #[cfg(feature = "lock")]
@@ -59,7 +61,8 @@ pub use multiproc_ipc_lock as lock;
 #[cfg(feature = "lock")]
 #[doc(inline)]
 pub use multiproc_ipc_lock::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, Mutex, RLock, RwLock, Semaphore,
+    Barrier, BoundedSemaphore, Condition, Event, Lock, Mutex, RLock, RwLock, Semaphore, SyncArray,
+    SyncValue,
 };
 
 /// Queues in shared memory (`multiproc-ipc-queue`).
