@@ -37,11 +37,18 @@ fn values_written_by_a_child_are_seen_by_the_parent() {
 #[test]
 fn update_is_one_atomic_step_across_processes() {
     let v = Value::new(AtomicCell::new(0.0f64)).unwrap();
+    let ready = Value::new(AtomicCell::new(0u32)).unwrap();
     let children: Vec<_> = (0..3)
         .map(|_| {
-            let v = v.clone();
+            let (v, ready) = (v.clone(), ready.clone());
             fork(move || {
-                for _ in 0..2000 {
+                // Start together, so that the children's updates interleave.
+                ready.update(|n| n + 1);
+                let t0 = std::time::Instant::now();
+                while ready.load() < 3 && t0.elapsed() < T {
+                    std::thread::yield_now();
+                }
+                for _ in 0..20_000 {
                     v.update(|x| x + 1.0);
                 }
                 0
@@ -51,7 +58,7 @@ fn update_is_one_atomic_step_across_processes() {
     for c in children {
         c.expect_success(T);
     }
-    assert_eq!(v.load(), 6000.0);
+    assert_eq!(v.load(), 60_000.0);
 }
 
 #[test]

@@ -15,14 +15,21 @@ use std::time::Duration;
 fn four_children_add_1000_each_under_the_lock() {
     let _s = serial();
     let v = SyncValue::new(0.0f64).unwrap();
+    let ready = flag();
     let children: Vec<Child> = (0..4)
         .map(|_| {
-            let v = v.clone();
+            let (v, ready) = (v.clone(), ready.clone());
             fork(move || {
+                // All four start together, and each read-modify-write takes a while, so
+                // without the lock updates would be lost.
+                ready.fetch_add(1, Ordering::SeqCst);
+                until_at_least(&ready, 4, "the other children");
                 for _ in 0..1000 {
                     let mut g = v.lock().unwrap();
                     let x = *g;
-                    std::hint::black_box(&x);
+                    for _ in 0..200 {
+                        std::hint::spin_loop();
+                    }
                     *g = x + 1.0;
                 }
                 0
@@ -44,10 +51,13 @@ fn a_lock_shared_by_a_value_and_an_array() {
     let v = SyncValue::with_lock(0i64, rl.clone()).unwrap();
     let a = SyncArray::with_lock(&[0i64; 3], rl.clone()).unwrap();
     assert!(v.get_lock().same(&rl) && a.get_lock().same(v.get_lock()));
+    let ready = flag();
     let children: Vec<Child> = (0..2)
         .map(|_| {
-            let (v, a) = (v.clone(), a.clone());
+            let (v, a, ready) = (v.clone(), a.clone(), ready.clone());
             fork(move || {
+                ready.fetch_add(1, Ordering::SeqCst);
+                until_at_least(&ready, 2, "the other child");
                 for _ in 0..500 {
                     let mut gv = v.lock().unwrap();
                     let mut ga = a.lock().unwrap();
