@@ -11,7 +11,11 @@
 //! - [`Arena`], [`Offset`]: a lock-free allocator in a segment; [`Arena::global`] is the default.
 //! - [`Shared`] / [`Value`], [`Array`]: reference-counted objects in an arena (Python's
 //!   `RawValue` / `RawArray`).
-//! - [`SharedMemory`]: named shared bytes (Python's `shared_memory.SharedMemory`).
+//! - [`AtomicCell`]: a number any process may load and store without a lock (`Value<AtomicCell<f64>>`
+//!   is Python's `RawValue('d')`); [`Zeroable`] for the zero-filled constructors.
+//! - [`SharedMemory`]: named shared bytes (Python's `shared_memory.SharedMemory`);
+//!   [`ShareableList`]: a fixed-length list of numbers, strings and bytes in one (Python's
+//!   `shared_memory.ShareableList`).
 //! - [`ShmSafe`]: the marker for types allowed in shared memory.
 //! - [`spsc`]: a single-producer, single-consumer ring of records in shared memory (the
 //!   pipe's and the pool's data path).
@@ -46,6 +50,7 @@ pub mod liveness;
 mod loom;
 #[path = "sys/os.rs"]
 pub mod os;
+mod plain;
 mod shared;
 mod shm_safe;
 pub mod spsc;
@@ -54,6 +59,8 @@ pub mod spsc;
 pub mod named;
 #[cfg(not(multiproc_loom))]
 mod segment;
+#[cfg(not(multiproc_loom))]
+mod shareable_list;
 #[cfg(not(multiproc_loom))]
 mod shared_memory;
 mod sys;
@@ -68,6 +75,7 @@ pub use crate::error::write_source;
 pub use crate::error::{errno_name, is_resource_shortage, Error, ErrorKind, Result};
 pub use crate::liveness::{Identity, Liveness, ProcessId};
 pub use crate::loom::sync;
+pub use crate::plain::{AtomicCell, AtomicPlain, Zeroable};
 pub use crate::shared::*;
 pub use crate::shm_safe::ShmSafe;
 
@@ -78,9 +86,15 @@ pub use crate::segment::{
     cleanup_orphans, random_name, random_u64, validate_name, Segment, LAYOUT_VERSION, MAX_NAME_LEN,
 };
 #[cfg(not(multiproc_loom))]
+pub use crate::shareable_list::{
+    Item, ItemKind, ListError, ListErrorKind, Result as ListResult, ShareableList,
+};
+#[cfg(not(multiproc_loom))]
 pub use crate::shared_memory::SharedMemory;
 
-/// Python's `RawValue`: a `T` in shared memory without a lock (use atomics inside, or
-/// `multiproc_ipc_lock::Mutex` for the synchronised `Value`).
+/// Python's `RawValue`: a `T` in shared memory without a lock. A plain number that processes
+/// write goes in an [`AtomicCell`] (`Value<AtomicCell<f64>>`: `load`/`store`); other types
+/// hold atomics inside, or use `multiproc_ipc_lock::Mutex` / `SyncValue` for the
+/// synchronised `Value`.
 #[cfg(not(multiproc_loom))]
 pub type Value<T> = Shared<T>;

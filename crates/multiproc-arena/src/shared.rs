@@ -16,6 +16,7 @@ pub use real::*;
 mod real {
     use crate::arena::{Arena, Offset};
     use crate::error::{Error, ErrorKind, Result};
+    use crate::plain::{zeroed, AtomicCell, AtomicPlain, Zeroable};
     use crate::shm_safe::ShmSafe;
     use std::marker::PhantomData;
     use std::ptr::NonNull;
@@ -306,6 +307,14 @@ mod real {
             &self.0.arena
         }
 
+        /// A zero value (all bytes zero) in the [global arena](Arena::global).
+        pub fn zeroed() -> Result<Self>
+        where
+            T: Zeroable,
+        {
+            Self::new(zeroed::<T>())
+        }
+
         /// Where the block lies in its arena (the same in every process).
         pub fn offset(&self) -> Offset<u8> {
             self.0.off
@@ -472,6 +481,38 @@ mod real {
         }
     }
 
+    impl<T: Zeroable> Array<T> {
+        /// `len` zero values (all bytes zero) in the global arena, as Python's
+        /// `Array('i', 10)`.
+        pub fn zeroed(len: usize) -> Result<Self> {
+            Self::from_fn(len, |_| zeroed::<T>())
+        }
+    }
+
+    impl<T: AtomicPlain> Array<AtomicCell<T>> {
+        /// The value at `index` (an atomic load; see [`AtomicCell`]).
+        ///
+        /// # Panics
+        /// If `index` is out of bounds, as `array[index]`.
+        pub fn load(&self, index: usize) -> T {
+            self[index].load()
+        }
+
+        /// Replaces the value at `index` (an atomic store; see [`AtomicCell`]).
+        ///
+        /// # Panics
+        /// If `index` is out of bounds, as `array[index]`.
+        pub fn store(&self, index: usize, value: T) {
+            self[index].store(value)
+        }
+
+        /// Every value, each loaded atomically (not one snapshot of the whole array: a
+        /// process writing meanwhile may show in some elements only).
+        pub fn load_all(&self) -> Vec<T> {
+            self.iter().map(AtomicCell::load).collect()
+        }
+    }
+
     impl<T: ShmSafe> std::ops::Deref for Array<T> {
         type Target = [T];
         fn deref(&self) -> &[T] {
@@ -526,6 +567,13 @@ mod heap {
         /// Boxes `value` (the arena is not used under loom).
         pub fn new_in(_arena: &Arena, value: T) -> Result<Self> {
             Self::new(value)
+        }
+        /// Boxes a zero value.
+        pub fn zeroed() -> Result<Self>
+        where
+            T: crate::plain::Zeroable,
+        {
+            Self::new(crate::plain::zeroed::<T>())
         }
     }
 

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::segment::{random_name, Segment};
+use std::sync::atomic::AtomicU64;
 
 /// A named block of shared bytes that processes sharing no parent can attach to by name
 /// (Python's `SharedMemory`). The creator unlinks the name when it drops its handle unless
@@ -85,6 +86,19 @@ impl SharedMemory {
             std::ptr::copy_nonoverlapping(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len())
         };
         Ok(())
+    }
+
+    /// The block as 64-bit atomic words (`size / 8` of them; the block starts page aligned):
+    /// a safe view for processes that read and write the block at the same time, as
+    /// [`ShareableList`](crate::ShareableList) does. Racing accesses through it are atomic,
+    /// never undefined behaviour. Do not mix it with [`write`](Self::write),
+    /// [`as_mut_slice`](Self::as_mut_slice) or another view of other widths on the same bytes
+    /// while another thread or process may use them: those are not atomic.
+    pub fn words(&self) -> &[AtomicU64] {
+        // SAFETY: the mapping starts page aligned (so 8-aligned) and holds `size` bytes while
+        // `self` lives; AtomicU64 has the size of u64, every bit pattern is valid, and
+        // shared mutation through it is what atomics allow.
+        unsafe { std::slice::from_raw_parts(self.as_ptr().cast::<AtomicU64>(), self.size() / 8) }
     }
 
     /// The bytes as a slice.

@@ -21,6 +21,8 @@
 //! - [`RLock`]: recursive, owned by one thread of one process (Python's `RLock`).
 //! - [`Mutex`]: std's `Mutex<T>` for a [`ShmSafe`](multiproc_arena::ShmSafe) `T` (Python's
 //!   synchronised `Value`).
+//! - [`SyncValue`], [`SyncArray`]: a plain number or array of them with a [`Lock`] or
+//!   [`RLock`] the caller may supply (Python's `Value('d', 0.0, lock=L)` / `Array`).
 //! - [`RwLock`]: std's `RwLock<T>` across processes.
 //! - [`Semaphore`], [`BoundedSemaphore`]: counting semaphores.
 //! - [`Condition`]: over a [`Lock`], an [`RLock`] (the default) or a [`Mutex`]; `notify(n)`
@@ -73,6 +75,8 @@ mod raw;
 mod rlock;
 mod rwlock;
 mod semaphore;
+#[cfg(not(multiproc_loom))]
+mod synchronized;
 mod wait;
 
 pub use crate::barrier::{Barrier, BarrierBuilder, BARRIER_MAX_PARTIES};
@@ -86,6 +90,8 @@ pub use crate::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard, RWLOCK_READER
 pub use crate::semaphore::{
     BoundedSemaphore, BoundedSemaphoreGuard, Semaphore, SemaphoreGuard, SEMAPHORE_VALUE_MAX,
 };
+#[cfg(not(multiproc_loom))]
+pub use crate::synchronized::{SyncArray, SyncArrayGuard, SyncValue, SyncValueGuard, ValueLock};
 
 /// Model-checking support (only under `--cfg multiproc_loom`).
 #[cfg(multiproc_loom)]

@@ -11,8 +11,8 @@
 //!
 //! | module | crate | holds |
 //! |---|---|---|
-//! | [`arena`] | `multiproc-arena` | [`SharedMemory`], [`Value`]/[`Array`] (Python's `RawValue`/`RawArray`), [`Arena`], [`Shared`] |
-//! | [`lock`] | `multiproc-ipc-lock` | [`Lock`], [`RLock`], [`Mutex`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`], [`RwLock`] |
+//! | [`arena`] | `multiproc-arena` | [`SharedMemory`], [`ShareableList`], [`Value`]/[`Array`] (Python's `RawValue`/`RawArray`; [`AtomicCell`] for plain numbers), [`Arena`], [`Shared`] |
+//! | [`lock`] | `multiproc-ipc-lock` | [`Lock`], [`RLock`], [`Mutex`], [`SyncValue`], [`SyncArray`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`], [`Barrier`], [`RwLock`] |
 //! | [`queue`] | `multiproc-ipc-queue` | [`Queue`], [`SimpleQueue`], [`JoinableQueue`] |
 //! | [`pipe`] | `multiproc-ipc-pipe` | [`Pipe`], [`Connection`], [`Listener`], [`Client`], [`pipe::wait`] |
 //! | [`spawn`] | `multiproc-spawn` | [`Process`], [`JoinHandle`], [`StartMethod`], [`Context`], [`current_process`], … |
@@ -55,7 +55,9 @@ pub mod guide {
 #[doc(inline)]
 pub use multiproc_arena as arena;
 #[doc(inline)]
-pub use multiproc_arena::{Arena, Array, Shared, SharedMemory, ShmSafe, Value};
+pub use multiproc_arena::{
+    Arena, Array, AtomicCell, Item, ShareableList, Shared, SharedMemory, ShmSafe, Value,
+};
 
 /// The one shape of operations across crates and proxies: the error predicates
 /// ([`OpError`](api::OpError)) and the traits of the synchronisation objects (see the
@@ -70,7 +72,8 @@ pub use multiproc_ipc_lock as lock;
 #[cfg(feature = "lock")]
 #[doc(inline)]
 pub use multiproc_ipc_lock::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, Mutex, RLock, RwLock, Semaphore,
+    Barrier, BoundedSemaphore, Condition, Event, Lock, Mutex, RLock, RwLock, Semaphore, SyncArray,
+    SyncValue,
 };
 
 /// Queues in shared memory (`multiproc-ipc-queue`).
