@@ -79,10 +79,15 @@ impl<T: Data> ListProxy<T> {
         self.op(ListOp::Append(self.h.enc(&value)?)).and_then(unit)
     }
 
-    /// Appends every value (in one request).
+    /// Appends every value (in one request). Proxies among the values are kept alive until
+    /// the server has counted the list's reference to them.
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<()> {
-        let vs = values.into_iter().map(|v| self.h.enc(&v)).collect::<Result<Vec<_>>>()?;
-        self.op(ListOp::Extend(vs)).and_then(unit)
+        let values: Vec<T> = values.into_iter().collect();
+        let vs = values.iter().map(|v| self.h.enc(v)).collect::<Result<Vec<_>>>()?;
+        let r = self.op(ListOp::Extend(vs)).and_then(unit);
+        // Only now: a proxy among the values may have been its object's last handle.
+        drop(values);
+        r
     }
 
     /// The value at `index`.
@@ -323,13 +328,17 @@ impl<K: Data, V: Data> DictProxy<K, V> {
         self.len().map(|n| n == 0)
     }
 
-    /// Inserts every pair (in one request).
+    /// Inserts every pair (in one request). Proxies among the values are kept alive until
+    /// the server has counted the dict's reference to them.
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
         let kvs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((self.h.key(&k)?, self.h.enc(&v)?)))
+            .iter()
+            .map(|(k, v)| Ok((self.h.key(k)?, self.h.enc(v)?)))
             .collect::<Result<Vec<_>>>()?;
-        self.op(DictOp::Update(kvs)).and_then(unit)
+        let r = self.op(DictOp::Update(kvs)).and_then(unit);
+        drop(pairs);
+        r
     }
 
     /// The value for `key`, inserting `default` first if it is absent (Python's

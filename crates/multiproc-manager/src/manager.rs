@@ -319,9 +319,16 @@ impl Manager {
     }
 
     /// A new list holding `items`.
+    ///
+    /// Proxies among the items are kept alive until the server has counted the list's
+    /// reference to them, so a proxy passed here as its object's only handle is fine.
     pub fn list_from<T: Data>(&self, items: impl IntoIterator<Item = T>) -> Result<ListProxy<T>> {
-        let vs = items.into_iter().map(|v| self.enc(&v)).collect::<Result<Vec<_>>>()?;
-        self.create(Create::List(vs))
+        let items: Vec<T> = items.into_iter().collect();
+        let vs = items.iter().map(|v| self.enc(v)).collect::<Result<Vec<_>>>()?;
+        let list = self.create(Create::List(vs));
+        // Only now: a proxy among the items was the last handle of its object.
+        drop(items);
+        list
     }
 
     /// A new empty dict.
@@ -329,17 +336,21 @@ impl Manager {
         self.create(Create::Dict(Vec::new()))
     }
 
-    /// A new dict holding `pairs`.
+    /// A new dict holding `pairs` (proxies among the values are kept alive until the server
+    /// has counted the dict's reference to them, as in [`list_from`](Self::list_from)).
     pub fn dict_from<K: Data, V: Data>(
         &self,
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<DictProxy<K, V>> {
         let c = self.client()?;
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
         let kvs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((crate::codec::encode_key(&c, &k)?, crate::codec::encode(&c, &v)?)))
+            .iter()
+            .map(|(k, v)| Ok((crate::codec::encode_key(&c, k)?, crate::codec::encode(&c, v)?)))
             .collect::<Result<Vec<_>>>()?;
-        self.create(Create::Dict(kvs))
+        let dict = self.create(Create::Dict(kvs));
+        drop(pairs);
+        dict
     }
 
     /// A new namespace (named fields).
