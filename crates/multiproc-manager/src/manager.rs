@@ -217,6 +217,9 @@ impl ShutdownHandle {
 /// What a manager owner must do at the end (stop the server process it started).
 pub(crate) trait Owned: Send + Sync {
     fn shutdown(&self, client: &Client) -> Result<()>;
+
+    /// The server process's exit code, once it has ended.
+    fn exit_code(&self) -> Option<i32>;
 }
 
 /// A handle on a manager server: creates managed objects and returns their proxies.
@@ -275,6 +278,16 @@ impl Manager {
     /// Whether this handle started (and will stop) the server.
     pub fn is_owner(&self) -> bool {
         self.owner.is_some()
+    }
+
+    /// The server process's exit code once it has ended (Python's
+    /// `manager._process.exitcode`): its exit status (0 after a normal
+    /// [`shutdown`](Self::shutdown)), or the negated number of the signal that killed it
+    /// (`-9` after a `SIGKILL`). `None` while the server runs, and always `None` on a handle
+    /// that did not start the server ([`connect`](Self::connect)ed, deserialised, or in a
+    /// forked child): only the starting process can see how it ended. Does not block.
+    pub fn server_exit_code(&self) -> Option<i32> {
+        self.owner.as_ref().and_then(|o| o.exit_code())
     }
 
     /// This process's session (a forked child opens its own).
