@@ -67,9 +67,12 @@ proxy! {
     /// A proxy of a list held by the manager (Python's `ListProxy`).
     ///
     /// Values are stored serialised; `remove`, `index`, `contains` and `count` compare the
-    /// serialised bytes (so `0.0` and `-0.0` differ, and a NaN equals itself). Indices are
-    /// `usize`, as in Rust; out-of-range ones are an
-    /// [`IndexOutOfRange`](ErrorKind::IndexOutOfRange) error.
+    /// serialised bytes (so `0.0` and `-0.0` differ, and a NaN equals itself).
+    ///
+    /// Indices are `isize` and mean what they mean in Python: a negative one counts from the
+    /// end (`get(-1)` is the last value, `pop_at(-2)` the one before it). Out-of-range ones
+    /// are an [`IndexOutOfRange`](ErrorKind::IndexOutOfRange) error, except in
+    /// [`insert`](Self::insert), which clamps as Python's `insert` does.
     pub struct ListProxy<T>: Kind::List, List(ListOp);
 }
 
@@ -90,15 +93,15 @@ impl<T: Data> ListProxy<T> {
         r
     }
 
-    /// The value at `index`.
-    pub fn get(&self, index: usize) -> Result<T> {
-        let r = self.op(ListOp::Get(index as u64))?;
+    /// The value at `index` (`-1`: the last).
+    pub fn get(&self, index: isize) -> Result<T> {
+        let r = self.op(ListOp::Get(index as i64))?;
         self.h.value(r)
     }
 
-    /// Replaces the value at `index`.
-    pub fn set(&self, index: usize, value: T) -> Result<()> {
-        self.op(ListOp::Set(index as u64, self.h.enc(&value)?)).and_then(unit)
+    /// Replaces the value at `index` (`-1`: the last).
+    pub fn set(&self, index: isize, value: T) -> Result<()> {
+        self.op(ListOp::Set(index as i64, self.h.enc(&value)?)).and_then(unit)
     }
 
     /// The number of values.
@@ -118,15 +121,18 @@ impl<T: Data> ListProxy<T> {
         self.h.value(r)
     }
 
-    /// Removes and returns the value at `index`.
-    pub fn pop_at(&self, index: usize) -> Result<T> {
-        let r = self.op(ListOp::Pop(Some(index as u64)))?;
+    /// Removes and returns the value at `index` (`-1`: the last; Python's `pop(i)`, and
+    /// `del l[i]` when the value is not wanted).
+    pub fn pop_at(&self, index: isize) -> Result<T> {
+        let r = self.op(ListOp::Pop(Some(index as i64)))?;
         self.h.value(r)
     }
 
-    /// Inserts `value` before `index` (`index == len` appends).
-    pub fn insert(&self, index: usize, value: T) -> Result<()> {
-        self.op(ListOp::Insert(index as u64, self.h.enc(&value)?)).and_then(unit)
+    /// Inserts `value` before `index`, as Python's `insert`: a negative index counts from the
+    /// end (`-1`: before the last value), and an index past either end is clamped (at or
+    /// beyond `len` appends; below `-len` inserts first). Never out of range.
+    pub fn insert(&self, index: isize, value: T) -> Result<()> {
+        self.op(ListOp::Insert(index as i64, self.h.enc(&value)?)).and_then(unit)
     }
 
     /// Removes the first value equal to `value` ([`ValueNotFound`](ErrorKind::ValueNotFound)
@@ -226,7 +232,7 @@ impl<T> std::fmt::Debug for ListIter<'_, T> {
 impl<T: Data> Iterator for ListIter<'_, T> {
     type Item = Result<T>;
     fn next(&mut self) -> Option<Result<T>> {
-        match self.list.get(self.next) {
+        match self.list.get(isize::try_from(self.next).unwrap_or(isize::MAX)) {
             Ok(v) => {
                 self.next += 1;
                 Some(Ok(v))

@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change of the messages below.
-pub(crate) const PROTOCOL_VERSION: u32 = 1;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// First bytes of a [`Hello`].
 pub(crate) const MAGIC: [u8; 4] = *b"MPMG";
@@ -154,11 +154,15 @@ pub(crate) enum Request {
 pub(crate) enum ListOp {
     Append(Stored),
     Extend(Vec<Stored>),
-    Get(u64),
-    Set(u64, Stored),
+    /// Indices are Python's: a negative one counts from the end.
+    Get(i64),
+    Set(i64, Stored),
     Len,
-    Pop(Option<u64>),
-    Insert(u64, Stored),
+    /// `None` is the last value.
+    Pop(Option<i64>),
+    /// Python's `insert`: the index is clamped to `0..=len` (after counting a negative one
+    /// from the end), never out of range.
+    Insert(i64, Stored),
     Remove(Vec<u8>),
     Index(Vec<u8>),
     Count(Vec<u8>),

@@ -63,3 +63,54 @@ fn list_from_with_a_sole_proxy_in_a_child() {
         outer.to_vec().unwrap().iter().map(|l| l.to_vec().unwrap()).collect();
     assert_eq!(inner, [vec![7, 8], vec![9]]);
 }
+
+// ---- negative indices, as Python's ------------------------------------------------------
+
+#[test]
+fn negative_indices_count_from_the_end() {
+    let m = manager();
+    let l = m.list_from([0, 1, 2, 3]).unwrap();
+    assert_eq!(l.get(-1).unwrap(), 3);
+    assert_eq!(l.get(-4).unwrap(), 0);
+    assert_eq!(l.get(-5).unwrap_err().kind(), ErrorKind::IndexOutOfRange);
+    assert_eq!(l.get(4).unwrap_err().kind(), ErrorKind::IndexOutOfRange);
+    l.set(-1, 30).unwrap();
+    assert_eq!(l.set(-5, 0).unwrap_err().kind(), ErrorKind::IndexOutOfRange);
+    assert_eq!(l.to_vec().unwrap(), [0, 1, 2, 30]);
+    assert_eq!(l.pop_at(-2).unwrap(), 2);
+    assert_eq!(l.pop_at(-4).unwrap_err().kind(), ErrorKind::IndexOutOfRange);
+    assert_eq!(l.to_vec().unwrap(), [0, 1, 30]);
+    // insert: before the index counted from the end, clamped at both ends (never an error).
+    l.insert(-1, 9).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [0, 1, 9, 30]);
+    l.insert(-100, 8).unwrap();
+    l.insert(100, 7).unwrap();
+    assert_eq!(l.to_vec().unwrap(), [8, 0, 1, 9, 30, 7]);
+    assert_eq!(l.pop().unwrap(), 7);
+    assert_eq!(l.pop_at(0).unwrap(), 8);
+    assert_eq!(l.pop_at(isize::MIN).unwrap_err().kind(), ErrorKind::IndexOutOfRange);
+    assert_eq!(l.get(isize::MAX).unwrap_err().kind(), ErrorKind::IndexOutOfRange);
+    // An empty list.
+    let e = m.list::<i32>().unwrap();
+    assert_eq!(e.get(-1).unwrap_err().kind(), ErrorKind::IndexOutOfRange);
+    assert_eq!(e.pop().unwrap_err().kind(), ErrorKind::IndexOutOfRange);
+    e.insert(-1, 5).unwrap();
+    assert_eq!(e.to_vec().unwrap(), [5]);
+}
+
+fn negative_in_child(l: ListProxy<String>) -> (String, String) {
+    let last = l.get(-1).unwrap();
+    l.set(-2, "B".into()).unwrap();
+    l.insert(-1, "x".into()).unwrap();
+    let popped = l.pop_at(-1).unwrap();
+    (last, popped)
+}
+
+#[test]
+fn negative_indices_from_a_child() {
+    let m = manager();
+    let l = m.list_from(["a", "b", "c"].map(String::from)).unwrap();
+    let (last, popped) = join(child(negative_in_child, l.clone()));
+    assert_eq!((last.as_str(), popped.as_str()), ("c", "c"));
+    assert_eq!(l.to_vec().unwrap(), ["a", "B", "x"]);
+}

@@ -3,7 +3,7 @@
 use super::objects::{gone, Object, QueueFail};
 use super::session::refs_of;
 use super::wait::lock;
-use super::{fault, index_fault, Cx, Pick, Shared};
+use super::{fault, index_fault, insert_position, resolve_index, Cx, Pick, Shared};
 use crate::error::ErrorKind;
 use crate::protocol::*;
 use std::sync::Mutex;
@@ -25,11 +25,11 @@ impl Shared {
                 g.extend(vs);
                 Ok(Reply::Unit)
             }
-            ListOp::Get(i) => match g.get(i as usize) {
-                Some(v) => Ok(self.read_out(s, v)),
+            ListOp::Get(i) => match resolve_index(i, g.len()) {
+                Some(at) => Ok(self.read_out(s, &g[at])),
                 None => Err(index_fault(i, g.len())),
             },
-            ListOp::Set(i, v) => match g.get_mut(i as usize) {
+            ListOp::Set(i, v) => match resolve_index(i, g.len()).map(|at| &mut g[at]) {
                 Some(slot) => {
                     mv.released = std::mem::replace(slot, v).refs;
                     Ok(Reply::Unit)
@@ -42,26 +42,18 @@ impl Shared {
             ListOp::Len => Ok(Reply::Count(g.len() as u64)),
             ListOp::Pop(at) => {
                 let len = g.len();
-                let i = at.unwrap_or(len.saturating_sub(1) as u64);
-                if (i as usize) < len {
-                    Ok(mv.give(g.remove(i as usize)))
-                } else if len == 0 {
-                    Err(fault(ErrorKind::IndexOutOfRange, "pop from an empty list"))
-                } else {
-                    Err(index_fault(i, len))
+                let i = at.unwrap_or(-1);
+                match resolve_index(i, len) {
+                    Some(at) => Ok(mv.give(g.remove(at))),
+                    None if len == 0 => {
+                        Err(fault(ErrorKind::IndexOutOfRange, "pop from an empty list"))
+                    }
+                    None => Err(index_fault(i, len)),
                 }
             }
             ListOp::Insert(i, v) => {
-                if i as usize <= g.len() {
-                    g.insert(i as usize, v);
-                    Ok(Reply::Unit)
-                } else {
-                    mv.released = v.refs;
-                    Err(fault(
-                        ErrorKind::IndexOutOfRange,
-                        format!("insertion index {i} beyond the length {}", g.len()),
-                    ))
-                }
+                g.insert(insert_position(i, g.len()), v);
+                Ok(Reply::Unit)
             }
             ListOp::Remove(b) => match g.iter().position(|v| v.bytes == b) {
                 Some(i) => {
