@@ -209,6 +209,59 @@ impl<T: Data> ListProxy<T> {
         self.h.values(r)
     }
 
+    /// Sorts the list in place, ascending (Python's `sort()`); stable.
+    ///
+    /// The server stores values serialised and cannot compare them, so the sort runs here and
+    /// is applied there atomically: this reads the list with its version, orders the values
+    /// locally, and sends the order (indices, not the values) to the server, which applies it
+    /// only if the list has not changed since it was read — otherwise it reads again and
+    /// retries (as [`ValueProxy::update`] does). Values move with the proxies nested in them;
+    /// nothing is re-encoded. A change made by another client meanwhile is therefore never
+    /// lost: it lands either before the sort (and is sorted) or after it.
+    pub fn sort(&self) -> Result<()>
+    where
+        T: Ord,
+    {
+        self.sort_by(T::cmp)
+    }
+
+    /// Sorts the list in place, descending (Python's `sort(reverse=True)`); stable, as
+    /// Python's: equal values keep their order.
+    pub fn sort_reverse(&self) -> Result<()>
+    where
+        T: Ord,
+    {
+        self.sort_by(|a, b| b.cmp(a))
+    }
+
+    /// Sorts the list in place by the key `f` gives (Python's `sort(key=f)`); stable. For a
+    /// descending order by key, use [`sort_by`](Self::sort_by) with the comparison reversed.
+    pub fn sort_by_key<K: Ord>(&self, mut f: impl FnMut(&T) -> K) -> Result<()> {
+        self.sort_by(|a, b| f(a).cmp(&f(b)))
+    }
+
+    /// Sorts the list in place with the comparison `compare`; stable. See
+    /// [`sort`](Self::sort) for how the sort is made atomic (`compare` may run again if
+    /// another client changed the list meanwhile).
+    pub fn sort_by(&self, mut compare: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Result<()> {
+        loop {
+            let (version, values) = match self.op(ListOp::VersionedSnapshot)? {
+                Reply::Versioned { version, values } => (version, values),
+                other => return Err(unexpected(&other)),
+            };
+            let values = values.into_iter().map(|s| self.h.dec(s)).collect::<Result<Vec<T>>>()?;
+            let mut order: Vec<usize> = (0..values.len()).collect();
+            order.sort_by(|&a, &b| compare(&values[a], &values[b]));
+            if order.iter().enumerate().all(|(i, &j)| i == j) {
+                return Ok(()); // sorted already when it was read
+            }
+            let order = order.into_iter().map(|i| i as u64).collect();
+            if boolean(self.op(ListOp::Permute { version, order })?)? {
+                return Ok(());
+            }
+        }
+    }
+
     /// Iterates by index, one request per value, as Python's iteration over a `ListProxy`
     /// does: changes made meanwhile are seen, and the iteration ends at the first index past
     /// the end.

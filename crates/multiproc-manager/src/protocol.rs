@@ -172,6 +172,15 @@ pub(crate) enum ListOp {
     Slice(u64, u64),
     Reverse,
     Truncate(u64),
+    /// A copy of the whole list with its version (`Reply::Versioned`): the first half of a
+    /// client-side sort.
+    VersionedSnapshot,
+    /// Reorders the list — the value at `order[i]` moves to `i` — if it is still at
+    /// `version` (`Reply::Bool(true)`); `Reply::Bool(false)` if it changed meanwhile.
+    Permute {
+        version: u64,
+        order: Vec<u64>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -291,6 +300,11 @@ pub(crate) enum Reply {
     Cas(Result<(), Stored>),
     Info(ServerInfo),
     Bytes(Vec<u8>),
+    /// A list's values and its version (bumped by every change).
+    Versioned {
+        version: u64,
+        values: Vec<Stored>,
+    },
 }
 
 /// What `Request::Info` answers.

@@ -114,3 +114,80 @@ fn negative_indices_from_a_child() {
     assert_eq!((last.as_str(), popped.as_str()), ("c", "c"));
     assert_eq!(l.to_vec().unwrap(), ["a", "B", "x"]);
 }
+
+// ---- sort ---------------------------------------------------------------------------------
+
+#[test]
+fn sort_ascending_descending_and_by_key_are_stable() {
+    let m = manager();
+    let l = m.list_from([3, 1, 2, 5, 4]).unwrap();
+    l.sort().unwrap();
+    assert_eq!(l.to_vec().unwrap(), [1, 2, 3, 4, 5]);
+    l.sort().unwrap(); // already sorted
+    assert_eq!(l.to_vec().unwrap(), [1, 2, 3, 4, 5]);
+    l.sort_reverse().unwrap();
+    assert_eq!(l.to_vec().unwrap(), [5, 4, 3, 2, 1]);
+    m.list::<i32>().unwrap().sort().unwrap(); // empty
+
+    // Stable, as Python's, also in reverse: sorted(key=k, reverse=True) keeps equal keys'
+    // order.
+    let t = m.list_from([(1, 'a'), (0, 'b'), (1, 'c'), (0, 'd')]).unwrap();
+    t.sort_by_key(|p| p.0).unwrap();
+    assert_eq!(t.to_vec().unwrap(), [(0, 'b'), (0, 'd'), (1, 'a'), (1, 'c')]);
+    t.sort_by(|a, b| b.0.cmp(&a.0)).unwrap();
+    assert_eq!(t.to_vec().unwrap(), [(1, 'a'), (1, 'c'), (0, 'b'), (0, 'd')]);
+    let s = m.list_from(["b", "a", "b", "a"].map(String::from)).unwrap();
+    s.sort_reverse().unwrap();
+    assert_eq!(s.to_vec().unwrap(), ["b", "b", "a", "a"]);
+}
+
+#[test]
+fn sort_moves_nested_proxies_with_their_values() {
+    let m = manager();
+    let outer = m
+        .list_from(vec![
+            m.list_from([1, 1, 1]).unwrap(),
+            m.list_from([2]).unwrap(),
+            m.list_from([3, 3]).unwrap(),
+        ])
+        .unwrap();
+    let objects = m.num_objects().unwrap();
+    outer.sort_by_key(|l| l.len().unwrap()).unwrap();
+    let inner: Vec<Vec<i32>> =
+        outer.to_vec().unwrap().iter().map(|l| l.to_vec().unwrap()).collect();
+    assert_eq!(inner, [vec![2], vec![3, 3], vec![1, 1, 1]]);
+    common::wait_until("no object gained or lost", || m.num_objects().unwrap() == objects);
+}
+
+fn appender(l: ListProxy<i32>) {
+    for i in 1000..1300 {
+        l.append(i).unwrap();
+    }
+}
+
+fn sorter(l: ListProxy<i32>) {
+    for _ in 0..30 {
+        l.sort_reverse().unwrap();
+        l.sort().unwrap();
+    }
+}
+
+#[test]
+fn sort_is_atomic_against_concurrent_appends_from_other_processes() {
+    let m = manager();
+    let initial: Vec<i32> = (0..200).rev().collect();
+    let l = m.list_from(initial.clone()).unwrap();
+    let a = child(appender, l.clone());
+    let s = child(sorter, l.clone());
+    join(a);
+    join(s);
+    // Every value is there exactly once: an append made while a sort was under way was
+    // neither lost nor doubled.
+    let mut all = l.to_vec().unwrap();
+    all.sort();
+    let mut want: Vec<i32> = initial.into_iter().chain(1000..1300).collect();
+    want.sort();
+    assert_eq!(all, want);
+    l.sort().unwrap();
+    assert_eq!(l.to_vec().unwrap(), want);
+}

@@ -1,6 +1,6 @@
 //! The container requests: list, dict, namespace, value, queue.
 
-use super::objects::{gone, Object, QueueFail};
+use super::objects::{gone, ListObj, Object, QueueFail};
 use super::session::refs_of;
 use super::wait::lock;
 use super::{fault, index_fault, insert_position, resolve_index, Cx, Pick, Shared};
@@ -16,88 +16,128 @@ impl Shared {
             ListOp::Extend(vs) => refs_of(vs),
             _ => Vec::new(),
         };
-        self.on_container(s, id, incoming, pick!(Object::List), |g, mv| match op {
-            ListOp::Append(v) => {
-                g.push(v);
-                Ok(Reply::Unit)
+        // Every request that may change the list bumps its version (failed ones too); a
+        // permutation only when it is applied.
+        let changes = !matches!(
+            op,
+            ListOp::Get(_)
+                | ListOp::Len
+                | ListOp::Index(_)
+                | ListOp::Count(_)
+                | ListOp::Snapshot
+                | ListOp::Slice(..)
+                | ListOp::VersionedSnapshot
+                | ListOp::Permute { .. }
+        );
+        self.on_container(s, id, incoming, pick!(Object::List), |list, mv| {
+            let ListObj { items: g, version } = list;
+            if changes {
+                *version += 1;
             }
-            ListOp::Extend(vs) => {
-                g.extend(vs);
-                Ok(Reply::Unit)
-            }
-            ListOp::Get(i) => match resolve_index(i, g.len()) {
-                Some(at) => Ok(self.read_out(s, &g[at])),
-                None => Err(index_fault(i, g.len())),
-            },
-            ListOp::Set(i, v) => match resolve_index(i, g.len()).map(|at| &mut g[at]) {
-                Some(slot) => {
-                    mv.released = std::mem::replace(slot, v).refs;
+            match op {
+                ListOp::Append(v) => {
+                    g.push(v);
                     Ok(Reply::Unit)
                 }
-                None => {
-                    mv.released = v.refs;
-                    Err(index_fault(i, g.len()))
+                ListOp::Extend(vs) => {
+                    g.extend(vs);
+                    Ok(Reply::Unit)
                 }
-            },
-            ListOp::Len => Ok(Reply::Count(g.len() as u64)),
-            ListOp::Pop(at) => {
-                let len = g.len();
-                let i = at.unwrap_or(-1);
-                match resolve_index(i, len) {
-                    Some(at) => Ok(mv.give(g.remove(at))),
-                    None if len == 0 => {
-                        Err(fault(ErrorKind::IndexOutOfRange, "pop from an empty list"))
+                ListOp::Get(i) => match resolve_index(i, g.len()) {
+                    Some(at) => Ok(self.read_out(s, &g[at])),
+                    None => Err(index_fault(i, g.len())),
+                },
+                ListOp::Set(i, v) => match resolve_index(i, g.len()).map(|at| &mut g[at]) {
+                    Some(slot) => {
+                        mv.released = std::mem::replace(slot, v).refs;
+                        Ok(Reply::Unit)
                     }
-                    None => Err(index_fault(i, len)),
+                    None => {
+                        mv.released = v.refs;
+                        Err(index_fault(i, g.len()))
+                    }
+                },
+                ListOp::Len => Ok(Reply::Count(g.len() as u64)),
+                ListOp::Pop(at) => {
+                    let len = g.len();
+                    let i = at.unwrap_or(-1);
+                    match resolve_index(i, len) {
+                        Some(at) => Ok(mv.give(g.remove(at))),
+                        None if len == 0 => {
+                            Err(fault(ErrorKind::IndexOutOfRange, "pop from an empty list"))
+                        }
+                        None => Err(index_fault(i, len)),
+                    }
                 }
-            }
-            ListOp::Insert(i, v) => {
-                g.insert(insert_position(i, g.len()), v);
-                Ok(Reply::Unit)
-            }
-            ListOp::Remove(b) => match g.iter().position(|v| v.bytes == b) {
-                Some(i) => {
-                    mv.released = g.remove(i).refs;
+                ListOp::Insert(i, v) => {
+                    g.insert(insert_position(i, g.len()), v);
                     Ok(Reply::Unit)
                 }
-                None => Err(fault(ErrorKind::ValueNotFound, "list.remove(x): x not in list")),
-            },
-            ListOp::Index(b) => match g.iter().position(|v| v.bytes == b) {
-                Some(i) => Ok(Reply::Count(i as u64)),
-                None => Err(fault(ErrorKind::ValueNotFound, "value is not in the list")),
-            },
-            ListOp::Count(b) => Ok(Reply::Count(g.iter().filter(|v| v.bytes == b).count() as u64)),
-            ListOp::Clear => {
-                mv.released = std::mem::take(g).into_iter().flat_map(|v| v.refs).collect();
-                Ok(Reply::Unit)
-            }
-            ListOp::Snapshot => {
-                self.copy_out_all(s, g.iter());
-                Ok(Reply::Values(g.clone()))
-            }
-            ListOp::Slice(a, b) => {
-                let len = g.len() as u64;
-                let b = if b == u64::MAX { len } else { b };
-                if a > b || b > len {
-                    Err(fault(
-                        ErrorKind::IndexOutOfRange,
-                        format!("range {a}..{b} out of range for a list of length {len}"),
-                    ))
-                } else {
-                    let part = &g[a as usize..b as usize];
-                    self.copy_out_all(s, part.iter());
-                    Ok(Reply::Values(part.to_vec()))
+                ListOp::Remove(b) => match g.iter().position(|v| v.bytes == b) {
+                    Some(i) => {
+                        mv.released = g.remove(i).refs;
+                        Ok(Reply::Unit)
+                    }
+                    None => Err(fault(ErrorKind::ValueNotFound, "list.remove(x): x not in list")),
+                },
+                ListOp::Index(b) => match g.iter().position(|v| v.bytes == b) {
+                    Some(i) => Ok(Reply::Count(i as u64)),
+                    None => Err(fault(ErrorKind::ValueNotFound, "value is not in the list")),
+                },
+                ListOp::Count(b) => {
+                    Ok(Reply::Count(g.iter().filter(|v| v.bytes == b).count() as u64))
                 }
-            }
-            ListOp::Reverse => {
-                g.reverse();
-                Ok(Reply::Unit)
-            }
-            ListOp::Truncate(n) => {
-                if (n as usize) < g.len() {
-                    mv.released = g.drain(n as usize..).flat_map(|v| v.refs).collect();
+                ListOp::Clear => {
+                    mv.released = std::mem::take(g).into_iter().flat_map(|v| v.refs).collect();
+                    Ok(Reply::Unit)
                 }
-                Ok(Reply::Unit)
+                ListOp::Snapshot => {
+                    self.copy_out_all(s, g.iter());
+                    Ok(Reply::Values(g.clone()))
+                }
+                ListOp::Slice(a, b) => {
+                    let len = g.len() as u64;
+                    let b = if b == u64::MAX { len } else { b };
+                    if a > b || b > len {
+                        Err(fault(
+                            ErrorKind::IndexOutOfRange,
+                            format!("range {a}..{b} out of range for a list of length {len}"),
+                        ))
+                    } else {
+                        let part = &g[a as usize..b as usize];
+                        self.copy_out_all(s, part.iter());
+                        Ok(Reply::Values(part.to_vec()))
+                    }
+                }
+                ListOp::Reverse => {
+                    g.reverse();
+                    Ok(Reply::Unit)
+                }
+                ListOp::Truncate(n) => {
+                    if (n as usize) < g.len() {
+                        mv.released = g.drain(n as usize..).flat_map(|v| v.refs).collect();
+                    }
+                    Ok(Reply::Unit)
+                }
+                ListOp::VersionedSnapshot => {
+                    self.copy_out_all(s, g.iter());
+                    Ok(Reply::Versioned { version: *version, values: g.clone() })
+                }
+                ListOp::Permute { version: seen, order } => {
+                    if seen != *version {
+                        return Ok(Reply::Bool(false));
+                    }
+                    if !is_permutation(&order, g.len()) {
+                        return Err(fault(
+                            ErrorKind::InvalidInput,
+                            "the order is not a permutation",
+                        ));
+                    }
+                    let mut taken: Vec<Option<Stored>> = g.drain(..).map(Some).collect();
+                    g.extend(order.iter().map(|&i| taken[i as usize].take().expect("checked")));
+                    *version += 1;
+                    Ok(Reply::Bool(true))
+                }
             }
         })
     }
@@ -260,6 +300,18 @@ impl Shared {
             },
         })
     }
+}
+
+/// Whether `order` holds each of `0..len` once.
+fn is_permutation(order: &[u64], len: usize) -> bool {
+    let mut seen = vec![false; len];
+    order.len() == len
+        && order.iter().all(|&i| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| seen.get_mut(i))
+                .is_some_and(|s| !std::mem::replace(s, true))
+        })
 }
 
 /// The references a container operation moved, settled once the container's lock is dropped.

@@ -1,6 +1,6 @@
 //! Request dispatch: the table requests, creation, and the synchronisation objects.
 
-use super::objects::{gone, Object, OrderedMap, QueueObj};
+use super::objects::{gone, ListObj, Object, OrderedMap, QueueObj};
 use super::session::refs_of;
 use super::sync::{BarrierObj, CondObj, EventObj, LockObj, SemObj};
 use super::wait::lock;
@@ -187,7 +187,7 @@ impl Shared {
         let (kind, obj) = match c {
             Create::List(items) => {
                 self.incoming(&refs_of(&items))?;
-                (Kind::List, Object::List(Mutex::new(items)))
+                (Kind::List, Object::List(Mutex::new(ListObj { items, version: 0 })))
             }
             Create::Dict(items) => {
                 self.incoming(&refs_of(items.iter().map(|(_, s)| s)))?;

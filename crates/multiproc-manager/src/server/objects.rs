@@ -76,6 +76,14 @@ impl OrderedMap {
     }
 }
 
+/// A managed list: its values and a version that every change bumps (so that a client-side
+/// sort can apply its order only to the list it read).
+#[derive(Debug, Default)]
+pub(crate) struct ListObj {
+    pub(crate) items: Vec<Stored>,
+    pub(crate) version: u64,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct QueueState {
     pub(crate) items: VecDeque<Stored>,
@@ -167,7 +175,7 @@ impl QueueObj {
 
 /// One managed object.
 pub(crate) enum Object {
-    List(Mutex<Vec<Stored>>),
+    List(Mutex<ListObj>),
     Dict(Mutex<OrderedMap>),
     Namespace(Mutex<BTreeMap<String, Stored>>),
     Value(Mutex<Stored>),
@@ -211,7 +219,7 @@ impl Entry {
     /// Empties a freed object; returns the references its values held.
     pub(crate) fn drain(&self) -> Vec<Id> {
         match &self.obj {
-            Object::List(m) => self.empty(m, std::mem::take),
+            Object::List(m) => self.empty(m, |l| std::mem::take(&mut l.items)),
             Object::Dict(m) => self.empty(m, |g| g.take_all().into_iter().map(|(_, v)| v)),
             Object::Namespace(m) => self.empty(m, |g| std::mem::take(g).into_values()),
             Object::Value(m) => self.empty(m, |g| [std::mem::take(g)]),
