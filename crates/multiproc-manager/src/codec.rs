@@ -72,7 +72,10 @@ pub(crate) fn encode<T: Serialize + ?Sized>(client: &Client, v: &T) -> Result<St
 pub(crate) fn encode_key<T: Serialize + ?Sized>(client: &Client, v: &T) -> Result<Vec<u8>> {
     let s = encode(client, v)?;
     if !s.refs.is_empty() {
-        return Err(Error::new(ErrorKind::InvalidInput, "a dict key cannot hold a proxy"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "a dict key or a set value cannot hold a proxy",
+        ));
     }
     Ok(s.bytes)
 }

@@ -56,7 +56,7 @@ impl Handle {
         codec::encode_probe(self.home(), v)
     }
 
-    fn key<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>> {
+    pub(crate) fn key<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>> {
         codec::encode_key(self.home(), v)
     }
 }

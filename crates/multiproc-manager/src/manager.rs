@@ -9,6 +9,7 @@ use crate::handle::{unexpected, FromHandle, Handle};
 use crate::protocol::*;
 use crate::server::{ServerConfig, Shared};
 use crate::service::{Registry, Service, ServiceSet};
+use crate::set::SetProxy;
 use crate::sync::{
     BarrierProxy, ConditionProxy, EventProxy, LockProxy, RLockProxy, SemaphoreProxy, ServiceProxy,
 };
@@ -364,6 +365,22 @@ impl Manager {
         let dict = self.create(Create::Dict(kvs));
         drop(pairs);
         dict
+    }
+
+    /// A new empty set (Python 3.14's `manager.set()`).
+    pub fn set<T: Data>(&self) -> Result<SetProxy<T>> {
+        self.create(Create::Set(Vec::new()))
+    }
+
+    /// A new set holding `items` (duplicates count once). Values may not hold proxies
+    /// ([`InvalidInput`](ErrorKind::InvalidInput)).
+    pub fn set_from<T: Data>(&self, items: impl IntoIterator<Item = T>) -> Result<SetProxy<T>> {
+        let c = self.client()?;
+        let ks = items
+            .into_iter()
+            .map(|v| crate::codec::encode_key(&c, &v))
+            .collect::<Result<Vec<_>>>()?;
+        self.create(Create::Set(ks))
     }
 
     /// A new namespace (named fields).

@@ -65,6 +65,7 @@ pub(crate) enum Kind {
     Event,
     Barrier,
     Service,
+    Set,
 }
 
 /// How long a blocking operation may wait: `None` forever, `Some(0)` not at all.
@@ -77,14 +78,27 @@ pub(crate) enum Create {
     Dict(Vec<(Vec<u8>, Stored)>),
     Namespace,
     Value(Stored),
-    Queue { maxsize: u64 },
+    Queue {
+        maxsize: u64,
+    },
     Lock,
     RLock,
-    Semaphore { value: u64, bounded: bool },
+    Semaphore {
+        value: u64,
+        bounded: bool,
+    },
     Condition,
     Event,
-    Barrier { parties: u64, timeout: Wait },
-    Service { name: String, init: Vec<u8> },
+    Barrier {
+        parties: u64,
+        timeout: Wait,
+    },
+    Service {
+        name: String,
+        init: Vec<u8>,
+    },
+    /// A set of encoded values (no proxies: they are compared by their bytes).
+    Set(Vec<Vec<u8>>),
 }
 
 impl Create {
@@ -103,6 +117,7 @@ impl Create {
             Create::Event => Kind::Event,
             Create::Barrier { .. } => Kind::Barrier,
             Create::Service { .. } => Kind::Service,
+            Create::Set(_) => Kind::Set,
         }
     }
 }
@@ -148,6 +163,7 @@ pub(crate) enum Request {
         name: String,
         create: Create,
     },
+    Set(Id, SetOp),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -197,6 +213,30 @@ pub(crate) enum DictOp {
     SetDefault(Vec<u8>, Stored),
     PopItem,
     Clear,
+}
+
+/// Set operations; values are encoded bytes, equal when their bytes are.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum SetOp {
+    /// Whether it was not there yet.
+    Add(Vec<u8>),
+    /// Whether it was there.
+    Discard(Vec<u8>),
+    Contains(Vec<u8>),
+    Len,
+    Clear,
+    /// Removes and returns some value (the most recently added): `Reply::Keys` of one.
+    Pop,
+    /// Every value, oldest first: `Reply::Keys`.
+    Snapshot,
+    /// Adds every value (`|=`).
+    Update(Vec<Vec<u8>>),
+    /// Removes every value given (`-=`).
+    DifferenceUpdate(Vec<Vec<u8>>),
+    /// Keeps only the values given (`&=`).
+    IntersectionUpdate(Vec<Vec<u8>>),
+    /// Adds the values given that are absent and removes those present (`^=`).
+    SymmetricDifferenceUpdate(Vec<Vec<u8>>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]

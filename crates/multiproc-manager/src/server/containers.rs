@@ -194,6 +194,55 @@ impl Shared {
         })
     }
 
+    pub(super) fn set(&self, cx: &mut Cx<'_>, id: Id, op: SetOp) -> Response {
+        // A set holds no proxies: no references come in or go out.
+        self.on_container(cx.session, id, Vec::new(), pick!(Object::Set), |g, _| match op {
+            SetOp::Add(k) => Ok(Reply::Bool(g.insert(k, Stored::default()).is_none())),
+            SetOp::Discard(k) => Ok(Reply::Bool(g.remove(&k).is_some())),
+            SetOp::Contains(k) => Ok(Reply::Bool(g.get(&k).is_some())),
+            SetOp::Len => Ok(Reply::Count(g.len() as u64)),
+            SetOp::Clear => {
+                g.take_all();
+                Ok(Reply::Unit)
+            }
+            SetOp::Pop => match g.pop_last() {
+                Some((k, _)) => Ok(Reply::Keys(vec![k])),
+                None => Err(fault(ErrorKind::KeyNotFound, "pop from an empty set")),
+            },
+            SetOp::Snapshot => Ok(Reply::Keys(g.iter().map(|(k, _)| k.clone()).collect())),
+            SetOp::Update(ks) => {
+                for k in ks {
+                    g.insert(k, Stored::default());
+                }
+                Ok(Reply::Unit)
+            }
+            SetOp::DifferenceUpdate(ks) => {
+                for k in ks {
+                    g.remove(&k);
+                }
+                Ok(Reply::Unit)
+            }
+            SetOp::IntersectionUpdate(ks) => {
+                let keep: std::collections::HashSet<Vec<u8>> = ks.into_iter().collect();
+                for (k, _) in g.take_all() {
+                    if keep.contains(&k) {
+                        g.insert(k, Stored::default());
+                    }
+                }
+                Ok(Reply::Unit)
+            }
+            SetOp::SymmetricDifferenceUpdate(ks) => {
+                let ks: std::collections::HashSet<Vec<u8>> = ks.into_iter().collect();
+                for k in ks {
+                    if g.remove(&k).is_none() {
+                        g.insert(k, Stored::default());
+                    }
+                }
+                Ok(Reply::Unit)
+            }
+        })
+    }
+
     pub(super) fn namespace(&self, cx: &mut Cx<'_>, id: Id, op: NsOp) -> Response {
         let s = cx.session;
         let incoming = match &op {

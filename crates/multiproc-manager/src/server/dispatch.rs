@@ -91,6 +91,7 @@ impl Shared {
                 Ok(Reply::Unit)
             }
             Request::List(id, op) => self.list(cx, id, op),
+            Request::Set(id, op) => self.set(cx, id, op),
             Request::Dict(id, op) => self.dict(cx, id, op),
             Request::Namespace(id, op) => self.namespace(cx, id, op),
             Request::Value(id, op) => self.value(cx, id, op),
@@ -222,6 +223,13 @@ impl Shared {
                     ));
                 }
                 (Kind::Barrier, Object::Barrier(BarrierObj::new(parties, timeout)))
+            }
+            Create::Set(items) => {
+                let mut m = OrderedMap::default();
+                for k in items {
+                    m.insert(k, Stored::default());
+                }
+                (Kind::Set, Object::Set(Mutex::new(m)))
             }
             Create::Service { name, init } => {
                 let svc = self.cfg.registry.create(&name, &init)?;

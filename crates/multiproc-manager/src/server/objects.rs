@@ -186,6 +186,8 @@ pub(crate) enum Object {
     Event(EventObj),
     Barrier(BarrierObj),
     Service(Mutex<Option<Box<dyn ErasedService>>>),
+    /// A set: the values are the map's keys (its values are empty).
+    Set(Mutex<OrderedMap>),
 }
 
 /// A table entry: the object, its kind, and whether it has been freed (a request that looked
@@ -220,7 +222,9 @@ impl Entry {
     pub(crate) fn drain(&self) -> Vec<Id> {
         match &self.obj {
             Object::List(m) => self.empty(m, |l| std::mem::take(&mut l.items)),
-            Object::Dict(m) => self.empty(m, |g| g.take_all().into_iter().map(|(_, v)| v)),
+            Object::Dict(m) | Object::Set(m) => {
+                self.empty(m, |g| g.take_all().into_iter().map(|(_, v)| v))
+            }
             Object::Namespace(m) => self.empty(m, |g| std::mem::take(g).into_values()),
             Object::Value(m) => self.empty(m, |g| [std::mem::take(g)]),
             Object::Queue(q) => self.empty(&q.state, |g| std::mem::take(&mut g.items)),
