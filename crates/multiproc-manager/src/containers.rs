@@ -305,6 +305,15 @@ proxy! {
     /// A proxy of a dict held by the manager (Python's `DictProxy`), in insertion order.
     ///
     /// Keys are compared by their serialised bytes and may not hold proxies.
+    ///
+    /// # Iteration is over a snapshot
+    ///
+    /// [`keys`](Self::keys), [`values`](Self::values) and [`items`](Self::items) return a
+    /// copy of the dict taken in one request (atomically), and iterating means iterating that
+    /// `Vec`: changes made afterwards — by this or any other process — do not show in it, and
+    /// iterating never fails. This differs from CPython, where iterating a `DictProxy` walks
+    /// the server's dict and raises `RuntimeError` if it changes size meanwhile; call `keys()`
+    /// again to see the dict as it is now.
     pub struct DictProxy<K, V>: Kind::Dict, Dict(DictOp);
 }
 
@@ -351,7 +360,8 @@ impl<K: Data, V: Data> DictProxy<K, V> {
         self.op(DictOp::ContainsKey(self.h.key(key)?)).and_then(boolean)
     }
 
-    /// The keys, in insertion order.
+    /// A snapshot of the keys, in insertion order (see the type's docs: later changes do not
+    /// show in it).
     pub fn keys(&self) -> Result<Vec<K>> {
         match self.op(DictOp::Keys)? {
             Reply::Keys(ks) => ks.iter().map(|k| codec::decode_key(k)).collect(),
@@ -359,13 +369,14 @@ impl<K: Data, V: Data> DictProxy<K, V> {
         }
     }
 
-    /// The values, in insertion order.
+    /// A snapshot of the values, in insertion order.
     pub fn values(&self) -> Result<Vec<V>> {
         let r = self.op(DictOp::Values)?;
         self.h.values(r)
     }
 
-    /// The (key, value) pairs, in insertion order (a copy of the dict).
+    /// A snapshot of the (key, value) pairs, in insertion order: a copy of the dict, taken
+    /// atomically (Python's `copy()`, and what to iterate over).
     pub fn items(&self) -> Result<Vec<(K, V)>> {
         match self.op(DictOp::Items)? {
             Reply::Items(kvs) => self.decode_items(kvs),

@@ -45,3 +45,36 @@ fn server_exit_code_after_sigkill() {
     m.shutdown().unwrap();
     assert_eq!(m.server_exit_code(), Some(-9));
 }
+
+// ---- dict iteration: a documented snapshot ------------------------------------------------
+
+fn dict_changer(d: DictProxy<String, i32>) {
+    d.insert("z".into(), 26).unwrap();
+    d.remove("a").unwrap();
+    d.insert("b".into(), 20).unwrap();
+}
+
+#[test]
+fn dict_views_are_snapshots_that_later_changes_do_not_touch() {
+    let m = manager();
+    let d = m.dict_from([("a".to_string(), 1), ("b".to_string(), 2)]).unwrap();
+    let keys = d.keys().unwrap();
+    let items = d.items().unwrap();
+    // Another process changes the dict: the snapshots do not change.
+    join(child(dict_changer, d.clone()));
+    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(items, [("a".to_string(), 1), ("b".to_string(), 2)]);
+    // Iterating a snapshot while the dict is cleared (CPython: RuntimeError) sees every
+    // entry of the snapshot and never fails.
+    let mut seen = Vec::new();
+    for (i, (k, v)) in d.items().unwrap().into_iter().enumerate() {
+        if i == 0 {
+            d.clear().unwrap();
+        }
+        seen.push((k, v));
+    }
+    assert_eq!(seen, [("b".to_string(), 20), ("z".to_string(), 26)]);
+    // A fresh view shows the dict as it is now.
+    assert!(d.keys().unwrap().is_empty());
+    assert!(d.values().unwrap().is_empty());
+}
