@@ -90,6 +90,7 @@ mod protocol;
 mod server;
 mod service;
 mod set;
+mod show;
 mod spin;
 mod sync;
 mod transport;

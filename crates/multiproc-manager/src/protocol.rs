@@ -242,7 +242,10 @@ pub(crate) enum SetOp {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum NsOp {
     Get(String),
-    Set(String, Stored),
+    /// Name, value, and the value's `Debug`-like rendering (if it could be made).
+    Set(String, Stored, Option<String>),
+    /// The names (sorted) and renderings of the fields: `Reply::Shown`.
+    Shown,
     Remove(String),
     Items,
     Names,
@@ -340,6 +343,8 @@ pub(crate) enum Reply {
     Cas(Result<(), Stored>),
     Info(ServerInfo),
     Bytes(Vec<u8>),
+    /// A namespace's field names and the renderings of their values.
+    Shown(Vec<(String, Option<String>)>),
     /// A list's values and its version (bumped by every change).
     Versioned {
         version: u64,

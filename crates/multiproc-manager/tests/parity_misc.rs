@@ -78,3 +78,44 @@ fn dict_views_are_snapshots_that_later_changes_do_not_touch() {
     assert!(d.keys().unwrap().is_empty());
     assert!(d.values().unwrap().is_empty());
 }
+
+// ---- Namespace's Debug lists its fields ---------------------------------------------------
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Point {
+    x: i32,
+    y: i32,
+}
+
+fn namespace_setter(ns: Namespace) {
+    ns.set("job", "Builder".to_string()).unwrap();
+    ns.set("at", Point { x: 1, y: -2 }).unwrap();
+}
+
+#[test]
+fn namespace_debug_lists_fields_and_values() {
+    let m = manager();
+    let ns = m.namespace().unwrap();
+    assert_eq!(format!("{ns:?}"), "Namespace");
+    ns.set("name", "Bob".to_string()).unwrap();
+    ns.set("x", 1u8).unwrap();
+    ns.set("_hidden", 0).unwrap(); // not listed, as in Python's repr
+    join(child(namespace_setter, ns.clone()));
+    assert_eq!(
+        format!("{ns:?}"),
+        r#"Namespace { at: Point { x: 1, y: -2 }, job: "Builder", name: "Bob", x: 1 }"#
+    );
+    ns.set("x", vec![Some(1.5), None]).unwrap();
+    ns.remove("job").unwrap();
+    assert_eq!(
+        format!("{ns:?}"),
+        r#"Namespace { at: Point { x: 1, y: -2 }, name: "Bob", x: [Some(1.5), None] }"#
+    );
+    // The alternate form lists one field a line.
+    let pretty = format!("{ns:#?}");
+    assert!(pretty.contains("name: \"Bob\",\n"), "{pretty}");
+    // Without a server: the handle and why the fields are missing, not a panic.
+    m.shutdown().unwrap();
+    let gone = format!("{ns:?}");
+    assert!(gone.starts_with("Namespace { id: ") && gone.contains("disconnected"), "{gone}");
+}

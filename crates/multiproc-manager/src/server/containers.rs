@@ -246,13 +246,13 @@ impl Shared {
     pub(super) fn namespace(&self, cx: &mut Cx<'_>, id: Id, op: NsOp) -> Response {
         let s = cx.session;
         let incoming = match &op {
-            NsOp::Set(_, v) => v.refs.clone(),
+            NsOp::Set(_, v, _) => v.refs.clone(),
             _ => Vec::new(),
         };
         self.on_container(s, id, incoming, pick!(Object::Namespace), |g, mv| match op {
-            NsOp::Get(name) => Ok(self.maybe_out(s, g.get(&name))),
-            NsOp::Set(name, v) => {
-                if let Some(old) = g.insert(name, v) {
+            NsOp::Get(name) => Ok(self.maybe_out(s, g.get(&name).map(|(v, _)| v))),
+            NsOp::Set(name, v, shown) => {
+                if let Some((old, _)) = g.insert(name, (v, shown)) {
                     mv.released = old.refs;
                 }
                 Ok(Reply::Unit)
@@ -260,15 +260,18 @@ impl Shared {
             NsOp::Remove(name) => {
                 let old = g.remove(&name);
                 let had = old.is_some();
-                if let Some(o) = old {
+                if let Some((o, _)) = old {
                     mv.released = o.refs;
                 }
                 Ok(Reply::Bool(had))
             }
             NsOp::Names => Ok(Reply::Names(g.keys().cloned().collect())),
             NsOp::Items => {
-                self.copy_out_all(s, g.values());
-                Ok(Reply::Fields(g.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+                self.copy_out_all(s, g.values().map(|(v, _)| v));
+                Ok(Reply::Fields(g.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect()))
+            }
+            NsOp::Shown => {
+                Ok(Reply::Shown(g.iter().map(|(k, (_, sh))| (k.clone(), sh.clone())).collect()))
             }
         })
     }

@@ -177,7 +177,8 @@ impl QueueObj {
 pub(crate) enum Object {
     List(Mutex<ListObj>),
     Dict(Mutex<OrderedMap>),
-    Namespace(Mutex<BTreeMap<String, Stored>>),
+    /// Fields: value and its rendering (for the proxy's `Debug`).
+    Namespace(Mutex<BTreeMap<String, (Stored, Option<String>)>>),
     Value(Mutex<Stored>),
     Queue(QueueObj),
     Lock(LockObj),
@@ -225,7 +226,9 @@ impl Entry {
             Object::Dict(m) | Object::Set(m) => {
                 self.empty(m, |g| g.take_all().into_iter().map(|(_, v)| v))
             }
-            Object::Namespace(m) => self.empty(m, |g| std::mem::take(g).into_values()),
+            Object::Namespace(m) => {
+                self.empty(m, |g| std::mem::take(g).into_values().map(|(v, _)| v))
+            }
             Object::Value(m) => self.empty(m, |g| [std::mem::take(g)]),
             Object::Queue(q) => self.empty(&q.state, |g| std::mem::take(&mut g.items)),
             Object::Service(m) => {
