@@ -86,6 +86,7 @@ mod error;
 mod handle;
 mod launch;
 mod manager;
+mod namespace;
 mod protocol;
 mod server;
 mod service;
@@ -96,13 +97,12 @@ mod sync;
 mod transport;
 
 pub use crate::authkey::AuthKey;
-pub use crate::containers::{
-    Data, DictProxy, ListIter, ListProxy, Namespace, QueueProxy, ValueProxy,
-};
+pub use crate::containers::{Data, DictProxy, ListIter, ListProxy, QueueProxy, ValueProxy};
 pub use crate::error::{Error, ErrorKind, LockError, LockResult, PutError, Result};
 pub use crate::manager::{
     Manager, ManagerBuilder, Server, ShutdownHandle, DEFAULT_HANDSHAKE_TIMEOUT,
 };
+pub use crate::namespace::Namespace;
 pub use crate::protocol::DEFAULT_MAX_FRAME;
 pub use crate::service::{Registry, Service, ServiceSet};
 pub use crate::set::SetProxy;

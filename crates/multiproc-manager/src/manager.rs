@@ -3,9 +3,10 @@
 
 use crate::authkey::AuthKey;
 use crate::client::{Client, ClientConfig};
-use crate::containers::{Data, DictProxy, ListProxy, Namespace, QueueProxy, ValueProxy};
+use crate::containers::{Data, DictProxy, ListProxy, QueueProxy, ValueProxy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::{unexpected, FromHandle, Handle};
+use crate::namespace::Namespace;
 use crate::protocol::*;
 use crate::server::{ServerConfig, Shared};
 use crate::service::{Registry, Service, ServiceSet};
