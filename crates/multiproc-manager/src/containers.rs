@@ -96,13 +96,13 @@ impl<T: Data> ListProxy<T> {
 
     /// The value at `index` (`-1`: the last).
     pub fn get(&self, index: isize) -> Result<T> {
-        let r = self.op(ListOp::Get(index as i64))?;
+        let r = self.op(ListOp::GetAt(index as i64))?;
         self.h.value(r)
     }
 
     /// Replaces the value at `index` (`-1`: the last).
     pub fn set(&self, index: isize, value: T) -> Result<()> {
-        self.op(ListOp::Set(index as i64, self.h.enc(&value)?)).and_then(unit)
+        self.op(ListOp::SetAt(index as i64, self.h.enc(&value)?)).and_then(unit)
     }
 
     /// The number of values.
@@ -118,14 +118,14 @@ impl<T: Data> ListProxy<T> {
     /// Removes and returns the last value ([`IndexOutOfRange`](ErrorKind::IndexOutOfRange) if
     /// the list is empty).
     pub fn pop(&self) -> Result<T> {
-        let r = self.op(ListOp::Pop(None))?;
+        let r = self.op(ListOp::PopAt(None))?;
         self.h.value(r)
     }
 
     /// Removes and returns the value at `index` (`-1`: the last; Python's `pop(i)`, and
     /// `del l[i]` when the value is not wanted).
     pub fn pop_at(&self, index: isize) -> Result<T> {
-        let r = self.op(ListOp::Pop(Some(index as i64)))?;
+        let r = self.op(ListOp::PopAt(Some(index as i64)))?;
         self.h.value(r)
     }
 
@@ -133,7 +133,7 @@ impl<T: Data> ListProxy<T> {
     /// end (`-1`: before the last value), and an index past either end is clamped (at or
     /// beyond `len` appends; below `-len` inserts first). Never out of range.
     pub fn insert(&self, index: isize, value: T) -> Result<()> {
-        self.op(ListOp::Insert(index as i64, self.h.enc(&value)?)).and_then(unit)
+        self.op(ListOp::InsertAt(index as i64, self.h.enc(&value)?)).and_then(unit)
     }
 
     /// Removes the first value equal to `value` ([`ValueNotFound`](ErrorKind::ValueNotFound)

@@ -58,7 +58,7 @@ impl Namespace {
     /// Sets field `name`.
     pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<()> {
         let (stored, shown) = codec::encode_shown(self.h.home(), &value)?;
-        self.op(NsOp::Set(name.to_string(), stored, shown)).and_then(unit)
+        self.op(NsOp::SetShown(name.to_string(), stored, shown)).and_then(unit)
     }
 
     /// Field `name`, if set.

@@ -12,8 +12,11 @@
 use crate::error::{Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change of the messages below.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+/// Bumped on any incompatible change of the messages below. New requests, operations, kinds
+/// and replies are added at the end of their enums, and a message never changes meaning, so
+/// that clients of an older build keep working (a newer client's new operation is answered
+/// by an older server with a `Protocol` error).
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// First bytes of a [`Hello`].
 pub(crate) const MAGIC: [u8; 4] = *b"MPMG";
@@ -170,15 +173,13 @@ pub(crate) enum Request {
 pub(crate) enum ListOp {
     Append(Stored),
     Extend(Vec<Stored>),
-    /// Indices are Python's: a negative one counts from the end.
-    Get(i64),
-    Set(i64, Stored),
+    /// Indices from the start only (clients before negative indices); see `GetAt`.
+    Get(u64),
+    Set(u64, Stored),
     Len,
-    /// `None` is the last value.
-    Pop(Option<i64>),
-    /// Python's `insert`: the index is clamped to `0..=len` (after counting a negative one
-    /// from the end), never out of range.
-    Insert(i64, Stored),
+    Pop(Option<u64>),
+    /// Out of range beyond the length (clients before `InsertAt`).
+    Insert(u64, Stored),
     Remove(Vec<u8>),
     Index(Vec<u8>),
     Count(Vec<u8>),
@@ -197,6 +198,14 @@ pub(crate) enum ListOp {
         version: u64,
         order: Vec<u64>,
     },
+    /// Indices are Python's: a negative one counts from the end.
+    GetAt(i64),
+    SetAt(i64, Stored),
+    /// `None` is the last value.
+    PopAt(Option<i64>),
+    /// Python's `insert`: the index is clamped to `0..=len` (after counting a negative one
+    /// from the end), never out of range.
+    InsertAt(i64, Stored),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -242,13 +251,15 @@ pub(crate) enum SetOp {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum NsOp {
     Get(String),
-    /// Name, value, and the value's `Debug`-like rendering (if it could be made).
-    Set(String, Stored, Option<String>),
-    /// The names (sorted) and renderings of the fields: `Reply::Shown`.
-    Shown,
+    /// A field without a rendering (clients before `SetShown`).
+    Set(String, Stored),
     Remove(String),
     Items,
     Names,
+    /// Name, value, and the value's `Debug`-like rendering (if it could be made).
+    SetShown(String, Stored, Option<String>),
+    /// The names (sorted) and renderings of the fields: `Reply::Shown`.
+    Shown,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

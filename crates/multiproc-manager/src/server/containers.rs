@@ -11,8 +11,20 @@ use std::sync::Mutex;
 impl Shared {
     pub(super) fn list(&self, cx: &mut Cx<'_>, id: Id, op: ListOp) -> Response {
         let s = cx.session;
+        // The operations of older clients, as the current ones.
+        let wide = |i: u64| i64::try_from(i).unwrap_or(i64::MAX);
+        let op = match op {
+            ListOp::Get(i) => ListOp::GetAt(wide(i)),
+            ListOp::Set(i, v) => ListOp::SetAt(wide(i), v),
+            ListOp::Pop(i) => ListOp::PopAt(i.map(wide)),
+            op => op,
+        };
         let incoming: Vec<Id> = match &op {
-            ListOp::Append(v) | ListOp::Set(_, v) | ListOp::Insert(_, v) => v.refs.clone(),
+            ListOp::Append(v)
+            | ListOp::Set(_, v)
+            | ListOp::SetAt(_, v)
+            | ListOp::Insert(_, v)
+            | ListOp::InsertAt(_, v) => v.refs.clone(),
             ListOp::Extend(vs) => refs_of(vs),
             _ => Vec::new(),
         };
@@ -21,6 +33,7 @@ impl Shared {
         let changes = !matches!(
             op,
             ListOp::Get(_)
+                | ListOp::GetAt(_)
                 | ListOp::Len
                 | ListOp::Index(_)
                 | ListOp::Count(_)
@@ -43,11 +56,11 @@ impl Shared {
                     g.extend(vs);
                     Ok(Reply::Unit)
                 }
-                ListOp::Get(i) => match resolve_index(i, g.len()) {
+                ListOp::GetAt(i) => match resolve_index(i, g.len()) {
                     Some(at) => Ok(self.read_out(s, &g[at])),
                     None => Err(index_fault(i, g.len())),
                 },
-                ListOp::Set(i, v) => match resolve_index(i, g.len()).map(|at| &mut g[at]) {
+                ListOp::SetAt(i, v) => match resolve_index(i, g.len()).map(|at| &mut g[at]) {
                     Some(slot) => {
                         mv.released = std::mem::replace(slot, v).refs;
                         Ok(Reply::Unit)
@@ -58,7 +71,7 @@ impl Shared {
                     }
                 },
                 ListOp::Len => Ok(Reply::Count(g.len() as u64)),
-                ListOp::Pop(at) => {
+                ListOp::PopAt(at) => {
                     let len = g.len();
                     let i = at.unwrap_or(-1);
                     match resolve_index(i, len) {
@@ -69,9 +82,24 @@ impl Shared {
                         None => Err(index_fault(i, len)),
                     }
                 }
-                ListOp::Insert(i, v) => {
+                ListOp::InsertAt(i, v) => {
                     g.insert(insert_position(i, g.len()), v);
                     Ok(Reply::Unit)
+                }
+                ListOp::Insert(i, v) => {
+                    if i as usize <= g.len() {
+                        g.insert(i as usize, v);
+                        Ok(Reply::Unit)
+                    } else {
+                        mv.released = v.refs;
+                        Err(fault(
+                            ErrorKind::IndexOutOfRange,
+                            format!("insertion index {i} beyond the length {}", g.len()),
+                        ))
+                    }
+                }
+                ListOp::Get(_) | ListOp::Set(..) | ListOp::Pop(_) => {
+                    Err(fault(ErrorKind::Protocol, "translated above"))
                 }
                 ListOp::Remove(b) => match g.iter().position(|v| v.bytes == b) {
                     Some(i) => {
@@ -245,13 +273,18 @@ impl Shared {
 
     pub(super) fn namespace(&self, cx: &mut Cx<'_>, id: Id, op: NsOp) -> Response {
         let s = cx.session;
+        let op = match op {
+            NsOp::Set(name, v) => NsOp::SetShown(name, v, None),
+            op => op,
+        };
         let incoming = match &op {
-            NsOp::Set(_, v, _) => v.refs.clone(),
+            NsOp::Set(_, v) | NsOp::SetShown(_, v, _) => v.refs.clone(),
             _ => Vec::new(),
         };
         self.on_container(s, id, incoming, pick!(Object::Namespace), |g, mv| match op {
             NsOp::Get(name) => Ok(self.maybe_out(s, g.get(&name).map(|(v, _)| v))),
-            NsOp::Set(name, v, shown) => {
+            NsOp::Set(..) => Err(fault(ErrorKind::Protocol, "translated above")),
+            NsOp::SetShown(name, v, shown) => {
                 if let Some((old, _)) = g.insert(name, (v, shown)) {
                     mv.released = old.refs;
                 }

@@ -41,7 +41,7 @@ fn list_permute_applies_only_to_the_version_read_and_only_a_permutation() {
     // Reads and refused orders leave the version alone.
     op(ListOp::Len).unwrap();
     assert_eq!(version(op(ListOp::VersionedSnapshot)), v0);
-    op(ListOp::Set(-1, v(2))).unwrap(); // a change, even to the same value
+    op(ListOp::SetAt(-1, v(2))).unwrap(); // a change, even to the same value
     let r = op(ListOp::Permute { version: v0, order: vec![1, 2, 0] });
     assert!(matches!(r.unwrap(), Reply::Bool(false)));
     assert!(matches!(op(ListOp::Snapshot).unwrap(), Reply::Values(vs) if vs == [v(3), v(1), v(2)]));
