@@ -28,7 +28,7 @@ pub trait ValueLock: sealed::Sealed + Clone + fmt::Debug {
 impl sealed::Sealed for Lock {}
 impl ValueLock for Lock {
     fn acquire_value(&self, timeout: Option<Duration>) -> LockResult<bool> {
-        self.acquire(true, timeout)
+        self.acquire_with(true, timeout)
     }
     fn release_value(&self) {
         let _ = self.release();
@@ -38,7 +38,7 @@ impl ValueLock for Lock {
 impl sealed::Sealed for RLock {}
 impl ValueLock for RLock {
     fn acquire_value(&self, timeout: Option<Duration>) -> LockResult<bool> {
-        self.acquire(true, timeout)
+        self.acquire_with(true, timeout)
     }
     fn release_value(&self) {
         let _ = self.release();

@@ -67,12 +67,29 @@ pub(crate) fn encode<T: Serialize + ?Sized>(client: &Client, v: &T) -> Result<St
     Ok(Stored { bytes, refs: ctx.refs })
 }
 
+/// Encodes `v` as [`encode`] does, with its `Debug`-like rendering (see [`crate::show`]).
+/// Proxies inside are rendered as their object ids, without taking holds on them.
+pub(crate) fn encode_shown<T: Serialize + ?Sized>(
+    client: &Client,
+    v: &T,
+) -> Result<(Stored, Option<String>)> {
+    let stored = encode(client, v)?;
+    // Proxies met while rendering record themselves as nested (no hold), and are forgotten.
+    ENC.with(|e| e.borrow_mut().push(EncCtx { server_id: client.server_id, refs: Vec::new() }));
+    let shown = crate::show::show(v);
+    ENC.with(|e| e.borrow_mut().pop());
+    Ok((stored, shown))
+}
+
 /// Encodes a dict key (or a value to compare): the bytes only. A key may not hold proxies
 /// (their encoding would not identify them across sessions).
 pub(crate) fn encode_key<T: Serialize + ?Sized>(client: &Client, v: &T) -> Result<Vec<u8>> {
     let s = encode(client, v)?;
     if !s.refs.is_empty() {
-        return Err(Error::new(ErrorKind::InvalidInput, "a dict key cannot hold a proxy"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "a dict key or a set value cannot hold a proxy",
+        ));
     }
     Ok(s.bytes)
 }

@@ -1,4 +1,5 @@
-//! Typed proxies of the managed containers: list, dict, namespace, value, queue.
+//! Typed proxies of the managed containers: list, dict, value, queue (the namespace is in
+//! `namespace.rs`, the set in `set.rs`).
 
 use crate::codec;
 use crate::error::{Error, ErrorKind, PutError, Result};
@@ -16,7 +17,7 @@ impl<T: Serialize + DeserializeOwned> Data for T {}
 
 impl Handle {
     /// Decodes a value read from the server (the session matters only for nested proxies).
-    fn dec<T: DeserializeOwned>(&self, s: Stored) -> Result<T> {
+    pub(crate) fn dec<T: DeserializeOwned>(&self, s: Stored) -> Result<T> {
         if s.refs.is_empty() {
             codec::decode_key(&s.bytes)
         } else {
@@ -31,7 +32,7 @@ impl Handle {
         }
     }
 
-    fn maybe<T: DeserializeOwned>(&self, r: Reply) -> Result<Option<T>> {
+    pub(crate) fn maybe<T: DeserializeOwned>(&self, r: Reply) -> Result<Option<T>> {
         match r {
             Reply::MaybeValue(Some(s)) => self.dec(s).map(Some),
             Reply::MaybeValue(None) => Ok(None),
@@ -56,7 +57,7 @@ impl Handle {
         codec::encode_probe(self.home(), v)
     }
 
-    fn key<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>> {
+    pub(crate) fn key<T: Serialize + ?Sized>(&self, v: &T) -> Result<Vec<u8>> {
         codec::encode_key(self.home(), v)
     }
 }
@@ -67,9 +68,12 @@ proxy! {
     /// A proxy of a list held by the manager (Python's `ListProxy`).
     ///
     /// Values are stored serialised; `remove`, `index`, `contains` and `count` compare the
-    /// serialised bytes (so `0.0` and `-0.0` differ, and a NaN equals itself). Indices are
-    /// `usize`, as in Rust; out-of-range ones are an
-    /// [`IndexOutOfRange`](ErrorKind::IndexOutOfRange) error.
+    /// serialised bytes (so `0.0` and `-0.0` differ, and a NaN equals itself).
+    ///
+    /// Indices are `isize` and mean what they mean in Python: a negative one counts from the
+    /// end (`get(-1)` is the last value, `pop_at(-2)` the one before it). Out-of-range ones
+    /// are an [`IndexOutOfRange`](ErrorKind::IndexOutOfRange) error, except in
+    /// [`insert`](Self::insert), which clamps as Python's `insert` does.
     pub struct ListProxy<T>: Kind::List, List(ListOp);
 }
 
@@ -79,21 +83,26 @@ impl<T: Data> ListProxy<T> {
         self.op(ListOp::Append(self.h.enc(&value)?)).and_then(unit)
     }
 
-    /// Appends every value (in one request).
+    /// Appends every value (in one request). Proxies among the values are kept alive until
+    /// the server has counted the list's reference to them.
     pub fn extend(&self, values: impl IntoIterator<Item = T>) -> Result<()> {
-        let vs = values.into_iter().map(|v| self.h.enc(&v)).collect::<Result<Vec<_>>>()?;
-        self.op(ListOp::Extend(vs)).and_then(unit)
+        let values: Vec<T> = values.into_iter().collect();
+        let vs = values.iter().map(|v| self.h.enc(v)).collect::<Result<Vec<_>>>()?;
+        let r = self.op(ListOp::Extend(vs)).and_then(unit);
+        // Only now: a proxy among the values may have been its object's last handle.
+        drop(values);
+        r
     }
 
-    /// The value at `index`.
-    pub fn get(&self, index: usize) -> Result<T> {
-        let r = self.op(ListOp::Get(index as u64))?;
+    /// The value at `index` (`-1`: the last).
+    pub fn get(&self, index: isize) -> Result<T> {
+        let r = self.op(ListOp::GetAt(index as i64))?;
         self.h.value(r)
     }
 
-    /// Replaces the value at `index`.
-    pub fn set(&self, index: usize, value: T) -> Result<()> {
-        self.op(ListOp::Set(index as u64, self.h.enc(&value)?)).and_then(unit)
+    /// Replaces the value at `index` (`-1`: the last).
+    pub fn set(&self, index: isize, value: T) -> Result<()> {
+        self.op(ListOp::SetAt(index as i64, self.h.enc(&value)?)).and_then(unit)
     }
 
     /// The number of values.
@@ -109,19 +118,22 @@ impl<T: Data> ListProxy<T> {
     /// Removes and returns the last value ([`IndexOutOfRange`](ErrorKind::IndexOutOfRange) if
     /// the list is empty).
     pub fn pop(&self) -> Result<T> {
-        let r = self.op(ListOp::Pop(None))?;
+        let r = self.op(ListOp::PopAt(None))?;
         self.h.value(r)
     }
 
-    /// Removes and returns the value at `index`.
-    pub fn pop_at(&self, index: usize) -> Result<T> {
-        let r = self.op(ListOp::Pop(Some(index as u64)))?;
+    /// Removes and returns the value at `index` (`-1`: the last; Python's `pop(i)`, and
+    /// `del l[i]` when the value is not wanted).
+    pub fn pop_at(&self, index: isize) -> Result<T> {
+        let r = self.op(ListOp::PopAt(Some(index as i64)))?;
         self.h.value(r)
     }
 
-    /// Inserts `value` before `index` (`index == len` appends).
-    pub fn insert(&self, index: usize, value: T) -> Result<()> {
-        self.op(ListOp::Insert(index as u64, self.h.enc(&value)?)).and_then(unit)
+    /// Inserts `value` before `index`, as Python's `insert`: a negative index counts from the
+    /// end (`-1`: before the last value), and an index past either end is clamped (at or
+    /// beyond `len` appends; below `-len` inserts first). Never out of range.
+    pub fn insert(&self, index: isize, value: T) -> Result<()> {
+        self.op(ListOp::InsertAt(index as i64, self.h.enc(&value)?)).and_then(unit)
     }
 
     /// Removes the first value equal to `value` ([`ValueNotFound`](ErrorKind::ValueNotFound)
@@ -198,6 +210,59 @@ impl<T: Data> ListProxy<T> {
         self.h.values(r)
     }
 
+    /// Sorts the list in place, ascending (Python's `sort()`); stable.
+    ///
+    /// The server stores values serialised and cannot compare them, so the sort runs here and
+    /// is applied there atomically: this reads the list with its version, orders the values
+    /// locally, and sends the order (indices, not the values) to the server, which applies it
+    /// only if the list has not changed since it was read — otherwise it reads again and
+    /// retries (as [`ValueProxy::update`] does). Values move with the proxies nested in them;
+    /// nothing is re-encoded. A change made by another client meanwhile is therefore never
+    /// lost: it lands either before the sort (and is sorted) or after it.
+    pub fn sort(&self) -> Result<()>
+    where
+        T: Ord,
+    {
+        self.sort_by(T::cmp)
+    }
+
+    /// Sorts the list in place, descending (Python's `sort(reverse=True)`); stable, as
+    /// Python's: equal values keep their order.
+    pub fn sort_reverse(&self) -> Result<()>
+    where
+        T: Ord,
+    {
+        self.sort_by(|a, b| b.cmp(a))
+    }
+
+    /// Sorts the list in place by the key `f` gives (Python's `sort(key=f)`); stable. For a
+    /// descending order by key, use [`sort_by`](Self::sort_by) with the comparison reversed.
+    pub fn sort_by_key<K: Ord>(&self, mut f: impl FnMut(&T) -> K) -> Result<()> {
+        self.sort_by(|a, b| f(a).cmp(&f(b)))
+    }
+
+    /// Sorts the list in place with the comparison `compare`; stable. See
+    /// [`sort`](Self::sort) for how the sort is made atomic (`compare` may run again if
+    /// another client changed the list meanwhile).
+    pub fn sort_by(&self, mut compare: impl FnMut(&T, &T) -> std::cmp::Ordering) -> Result<()> {
+        loop {
+            let (version, values) = match self.op(ListOp::VersionedSnapshot)? {
+                Reply::Versioned { version, values } => (version, values),
+                other => return Err(unexpected(&other)),
+            };
+            let values = values.into_iter().map(|s| self.h.dec(s)).collect::<Result<Vec<T>>>()?;
+            let mut order: Vec<usize> = (0..values.len()).collect();
+            order.sort_by(|&a, &b| compare(&values[a], &values[b]));
+            if order.iter().enumerate().all(|(i, &j)| i == j) {
+                return Ok(()); // sorted already when it was read
+            }
+            let order = order.into_iter().map(|i| i as u64).collect();
+            if boolean(self.op(ListOp::Permute { version, order })?)? {
+                return Ok(());
+            }
+        }
+    }
+
     /// Iterates by index, one request per value, as Python's iteration over a `ListProxy`
     /// does: changes made meanwhile are seen, and the iteration ends at the first index past
     /// the end.
@@ -221,7 +286,7 @@ impl<T> std::fmt::Debug for ListIter<'_, T> {
 impl<T: Data> Iterator for ListIter<'_, T> {
     type Item = Result<T>;
     fn next(&mut self) -> Option<Result<T>> {
-        match self.list.get(self.next) {
+        match self.list.get(isize::try_from(self.next).unwrap_or(isize::MAX)) {
             Ok(v) => {
                 self.next += 1;
                 Some(Ok(v))
@@ -241,6 +306,15 @@ proxy! {
     /// A proxy of a dict held by the manager (Python's `DictProxy`), in insertion order.
     ///
     /// Keys are compared by their serialised bytes and may not hold proxies.
+    ///
+    /// # Iteration is over a snapshot
+    ///
+    /// [`keys`](Self::keys), [`values`](Self::values) and [`items`](Self::items) return a
+    /// copy of the dict taken in one request (atomically), and iterating means iterating that
+    /// `Vec`: changes made afterwards — by this or any other process — do not show in it, and
+    /// iterating never fails. This differs from CPython, where iterating a `DictProxy` walks
+    /// the server's dict and raises `RuntimeError` if it changes size meanwhile; call `keys()`
+    /// again to see the dict as it is now.
     pub struct DictProxy<K, V>: Kind::Dict, Dict(DictOp);
 }
 
@@ -287,7 +361,8 @@ impl<K: Data, V: Data> DictProxy<K, V> {
         self.op(DictOp::ContainsKey(self.h.key(key)?)).and_then(boolean)
     }
 
-    /// The keys, in insertion order.
+    /// A snapshot of the keys, in insertion order (see the type's docs: later changes do not
+    /// show in it).
     pub fn keys(&self) -> Result<Vec<K>> {
         match self.op(DictOp::Keys)? {
             Reply::Keys(ks) => ks.iter().map(|k| codec::decode_key(k)).collect(),
@@ -295,13 +370,14 @@ impl<K: Data, V: Data> DictProxy<K, V> {
         }
     }
 
-    /// The values, in insertion order.
+    /// A snapshot of the values, in insertion order.
     pub fn values(&self) -> Result<Vec<V>> {
         let r = self.op(DictOp::Values)?;
         self.h.values(r)
     }
 
-    /// The (key, value) pairs, in insertion order (a copy of the dict).
+    /// A snapshot of the (key, value) pairs, in insertion order: a copy of the dict, taken
+    /// atomically (Python's `copy()`, and what to iterate over).
     pub fn items(&self) -> Result<Vec<(K, V)>> {
         match self.op(DictOp::Items)? {
             Reply::Items(kvs) => self.decode_items(kvs),
@@ -323,13 +399,17 @@ impl<K: Data, V: Data> DictProxy<K, V> {
         self.len().map(|n| n == 0)
     }
 
-    /// Inserts every pair (in one request).
+    /// Inserts every pair (in one request). Proxies among the values are kept alive until
+    /// the server has counted the dict's reference to them.
     pub fn update(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
         let kvs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((self.h.key(&k)?, self.h.enc(&v)?)))
+            .iter()
+            .map(|(k, v)| Ok((self.h.key(k)?, self.h.enc(v)?)))
             .collect::<Result<Vec<_>>>()?;
-        self.op(DictOp::Update(kvs)).and_then(unit)
+        let r = self.op(DictOp::Update(kvs)).and_then(unit);
+        drop(pairs);
+        r
     }
 
     /// The value for `key`, inserting `default` first if it is absent (Python's
@@ -354,62 +434,6 @@ impl<K: Data, V: Data> DictProxy<K, V> {
     /// Removes every entry.
     pub fn clear(&self) -> Result<()> {
         self.op(DictOp::Clear).and_then(unit)
-    }
-}
-
-// ---- namespace ----------------------------------------------------------------------------
-
-proxy! {
-    /// A proxy of a namespace held by the manager (Python's `Namespace`): named fields, each of
-    /// its own serde type.
-    pub struct Namespace: Kind::Namespace, Namespace(NsOp);
-}
-
-impl Namespace {
-    /// Sets field `name`.
-    pub fn set<T: Serialize>(&self, name: &str, value: T) -> Result<()> {
-        self.op(NsOp::Set(name.to_string(), self.h.enc(&value)?)).and_then(unit)
-    }
-
-    /// Field `name`, if set.
-    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
-        let r = self.op(NsOp::Get(name.to_string()))?;
-        self.h.maybe(r)
-    }
-
-    /// Field `name`; [`ValueNotFound`](ErrorKind::ValueNotFound) if it is not set (Python's
-    /// `AttributeError`).
-    pub fn field<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
-        self.get(name)?.ok_or_else(|| {
-            Error::new(ErrorKind::ValueNotFound, format!("namespace has no field {name:?}"))
-        })
-    }
-
-    /// Removes field `name`; whether it was set.
-    pub fn remove(&self, name: &str) -> Result<bool> {
-        self.op(NsOp::Remove(name.to_string())).and_then(boolean)
-    }
-
-    /// Whether field `name` is set.
-    pub fn contains(&self, name: &str) -> Result<bool> {
-        match self.op(NsOp::Get(name.to_string()))? {
-            Reply::MaybeValue(v) => {
-                let had = v.is_some();
-                if let Some(s) = v {
-                    self.h.client()?.decref(s.refs);
-                }
-                Ok(had)
-            }
-            other => Err(unexpected(&other)),
-        }
-    }
-
-    /// The names of the set fields, sorted.
-    pub fn names(&self) -> Result<Vec<String>> {
-        match self.op(NsOp::Names)? {
-            Reply::Names(ns) => Ok(ns),
-            other => Err(unexpected(&other)),
-        }
     }
 }
 

@@ -210,11 +210,30 @@ pub(crate) fn count(r: Reply) -> Result<usize> {
 }
 
 /// Defines a proxy type: a `{ h: Arc<Handle>, _t: PhantomData<..> }` struct with `Clone`,
-/// `Debug`, `Serialize`, `Deserialize`, [`FromHandle`] and `id`/`address`; with
+/// `Debug` (id and manager; not with a leading `custom_debug`), `Serialize`, `Deserialize`, [`FromHandle`] and `id`/`address`; with
 /// `Variant(OpType)` also `fn op(&self, OpType)`, the proxy's request to its object
 /// (`Request::Variant(id, op)`).
 macro_rules! proxy {
     (
+        $(#[$doc:meta])*
+        pub struct $name:ident $(<$($p:ident),*>)?: $kind:expr $(, $req:ident($op:ty))?;
+    ) => {
+        crate::handle::proxy! {
+            custom_debug
+            $(#[$doc])*
+            pub struct $name $(<$($p),*>)?: $kind $(, $req($op))?;
+        }
+        impl $(<$($p),*>)? std::fmt::Debug for $name $(<$($p),*>)? {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("id", &self.h.id)
+                    .field("manager", &self.h.address().to_string())
+                    .finish()
+            }
+        }
+    };
+    (
+        custom_debug
         $(#[$doc:meta])*
         pub struct $name:ident $(<$($p:ident),*>)?: $kind:expr $(, $req:ident($op:ty))?;
     ) => {
@@ -227,14 +246,6 @@ macro_rules! proxy {
         impl $(<$($p),*>)? Clone for $name $(<$($p),*>)? {
             fn clone(&self) -> Self {
                 Self { h: self.h.clone(), _t: std::marker::PhantomData }
-            }
-        }
-        impl $(<$($p),*>)? std::fmt::Debug for $name $(<$($p),*>)? {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($name))
-                    .field("id", &self.h.id)
-                    .field("manager", &self.h.address().to_string())
-                    .finish()
             }
         }
         impl $(<$($p),*>)? serde::Serialize for $name $(<$($p),*>)? {

@@ -146,6 +146,8 @@ struct ProcOwner {
     pid: u32,
     client: Arc<Client>,
     child: Mutex<Option<JoinHandle<()>>>,
+    /// The server's exit code, once [`stop`](Self::stop) has reaped it.
+    exit: Mutex<Option<i32>>,
     dir: Option<PathBuf>,
 }
 
@@ -160,6 +162,7 @@ impl ProcOwner {
                 res = Err(Error::new(ErrorKind::Io, "the manager server did not exit"));
             }
         }
+        *lock(&self.exit) = child.exitcode();
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_file(d.join("manager.sock"));
             let _ = std::fs::remove_dir(d);
@@ -177,6 +180,16 @@ impl Owned for ProcOwner {
             ));
         }
         self.stop()
+    }
+
+    fn exit_code(&self) -> Option<i32> {
+        if self.pid != std::process::id() {
+            return None;
+        }
+        match lock(&self.child).as_ref() {
+            Some(child) => child.exitcode(),
+            None => *lock(&self.exit),
+        }
     }
 }
 
@@ -260,6 +273,7 @@ impl<S: ServiceSet> ManagerBuilder<S> {
             pid: std::process::id(),
             client: client.clone(),
             child: Mutex::new(Some(child)),
+            exit: Mutex::new(None),
             dir,
         };
         Ok(Manager { client, owner: Some(Arc::new(owner)) })

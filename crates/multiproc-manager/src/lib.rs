@@ -5,14 +5,15 @@
 //!
 //! - [`Manager`]: [`start`](Manager::start) a server process, [`connect`](Manager::connect) to
 //!   one, create objects: [`list`](Manager::list), [`dict`](Manager::dict),
-//!   [`namespace`](Manager::namespace), [`value`](Manager::value), [`queue`](Manager::queue),
+//!   [`namespace`](Manager::namespace), [`set`](Manager::set), [`value`](Manager::value),
+//!   [`queue`](Manager::queue),
 //!   [`lock`](Manager::lock), [`rlock`](Manager::rlock), [`semaphore`](Manager::semaphore),
 //!   [`condition`](Manager::condition), [`event`](Manager::event),
 //!   [`barrier`](Manager::barrier), [`service`](Manager::service).
 //! - [`ManagerBuilder`]: authkey, address (private Unix socket by default, or TCP), frame
 //!   limit, handshake timeout, [`register`](ManagerBuilder::register)ed [`Service`]s;
 //!   [`bind`](ManagerBuilder::bind) gives a [`Server`] to run in the current process.
-//! - Proxies: [`ListProxy`], [`DictProxy`], [`Namespace`], [`ValueProxy`], [`QueueProxy`],
+//! - Proxies: [`ListProxy`], [`DictProxy`], [`SetProxy`], [`Namespace`], [`ValueProxy`], [`QueueProxy`],
 //!   [`LockProxy`], [`RLockProxy`], [`SemaphoreProxy`], [`ConditionProxy`], [`EventProxy`],
 //!   [`BarrierProxy`], [`ServiceProxy`]. All are `Clone` (cheap: one reference on the server
 //!   per process) and `Serialize`/`Deserialize`: pass them to child processes, put them inside
@@ -85,24 +86,27 @@ mod error;
 mod handle;
 mod launch;
 mod manager;
+mod namespace;
 mod ops;
 mod protocol;
 mod server;
 mod service;
+mod set;
+mod show;
 mod spin;
 mod sync;
 mod transport;
 
 pub use crate::authkey::AuthKey;
-pub use crate::containers::{
-    Data, DictProxy, ListIter, ListProxy, Namespace, QueueProxy, ValueProxy,
-};
+pub use crate::containers::{Data, DictProxy, ListIter, ListProxy, QueueProxy, ValueProxy};
 pub use crate::error::{Error, ErrorKind, LockError, LockResult, PutError, Result};
 pub use crate::manager::{
     Manager, ManagerBuilder, Server, ShutdownHandle, DEFAULT_HANDSHAKE_TIMEOUT,
 };
+pub use crate::namespace::Namespace;
 pub use crate::protocol::DEFAULT_MAX_FRAME;
 pub use crate::service::{Registry, Service, ServiceSet};
+pub use crate::set::SetProxy;
 pub use crate::sync::{
     BarrierProxy, ConditionGuard, ConditionProxy, EventProxy, LockGuard, LockProxy, RLockGuard,
     RLockProxy, SemaphoreProxy, ServiceProxy,

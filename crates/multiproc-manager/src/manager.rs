@@ -3,12 +3,14 @@
 
 use crate::authkey::AuthKey;
 use crate::client::{Client, ClientConfig};
-use crate::containers::{Data, DictProxy, ListProxy, Namespace, QueueProxy, ValueProxy};
+use crate::containers::{Data, DictProxy, ListProxy, QueueProxy, ValueProxy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle::{unexpected, FromHandle, Handle};
+use crate::namespace::Namespace;
 use crate::protocol::*;
 use crate::server::{ServerConfig, Shared};
 use crate::service::{Registry, Service, ServiceSet};
+use crate::set::SetProxy;
 use crate::sync::{
     BarrierProxy, ConditionProxy, EventProxy, LockProxy, RLockProxy, SemaphoreProxy, ServiceProxy,
 };
@@ -217,6 +219,9 @@ impl ShutdownHandle {
 /// What a manager owner must do at the end (stop the server process it started).
 pub(crate) trait Owned: Send + Sync {
     fn shutdown(&self, client: &Client) -> Result<()>;
+
+    /// The server process's exit code, once it has ended.
+    fn exit_code(&self) -> Option<i32>;
 }
 
 /// A handle on a manager server: creates managed objects and returns their proxies.
@@ -277,6 +282,16 @@ impl Manager {
         self.owner.is_some()
     }
 
+    /// The server process's exit code once it has ended (Python's
+    /// `manager._process.exitcode`): its exit status (0 after a normal
+    /// [`shutdown`](Self::shutdown)), or the negated number of the signal that killed it
+    /// (`-9` after a `SIGKILL`). `None` while the server runs, and always `None` on a handle
+    /// that did not start the server ([`connect`](Self::connect)ed, deserialised, or in a
+    /// forked child): only the starting process can see how it ended. Does not block.
+    pub fn server_exit_code(&self) -> Option<i32> {
+        self.owner.as_ref().and_then(|o| o.exit_code())
+    }
+
     /// This process's session (a forked child opens its own).
     fn client(&self) -> Result<Arc<Client>> {
         if self.client.pid == std::process::id() {
@@ -319,9 +334,16 @@ impl Manager {
     }
 
     /// A new list holding `items`.
+    ///
+    /// Proxies among the items are kept alive until the server has counted the list's
+    /// reference to them, so a proxy passed here as its object's only handle is fine.
     pub fn list_from<T: Data>(&self, items: impl IntoIterator<Item = T>) -> Result<ListProxy<T>> {
-        let vs = items.into_iter().map(|v| self.enc(&v)).collect::<Result<Vec<_>>>()?;
-        self.create(Create::List(vs))
+        let items: Vec<T> = items.into_iter().collect();
+        let vs = items.iter().map(|v| self.enc(v)).collect::<Result<Vec<_>>>()?;
+        let list = self.create(Create::List(vs));
+        // Only now: a proxy among the items was the last handle of its object.
+        drop(items);
+        list
     }
 
     /// A new empty dict.
@@ -329,17 +351,37 @@ impl Manager {
         self.create(Create::Dict(Vec::new()))
     }
 
-    /// A new dict holding `pairs`.
+    /// A new dict holding `pairs` (proxies among the values are kept alive until the server
+    /// has counted the dict's reference to them, as in [`list_from`](Self::list_from)).
     pub fn dict_from<K: Data, V: Data>(
         &self,
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Result<DictProxy<K, V>> {
         let c = self.client()?;
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
         let kvs = pairs
-            .into_iter()
-            .map(|(k, v)| Ok((crate::codec::encode_key(&c, &k)?, crate::codec::encode(&c, &v)?)))
+            .iter()
+            .map(|(k, v)| Ok((crate::codec::encode_key(&c, k)?, crate::codec::encode(&c, v)?)))
             .collect::<Result<Vec<_>>>()?;
-        self.create(Create::Dict(kvs))
+        let dict = self.create(Create::Dict(kvs));
+        drop(pairs);
+        dict
+    }
+
+    /// A new empty set (Python 3.14's `manager.set()`).
+    pub fn set<T: Data>(&self) -> Result<SetProxy<T>> {
+        self.create(Create::Set(Vec::new()))
+    }
+
+    /// A new set holding `items` (duplicates count once). Values may not hold proxies
+    /// ([`InvalidInput`](ErrorKind::InvalidInput)).
+    pub fn set_from<T: Data>(&self, items: impl IntoIterator<Item = T>) -> Result<SetProxy<T>> {
+        let c = self.client()?;
+        let ks = items
+            .into_iter()
+            .map(|v| crate::codec::encode_key(&c, &v))
+            .collect::<Result<Vec<_>>>()?;
+        self.create(Create::Set(ks))
     }
 
     /// A new namespace (named fields).

@@ -12,7 +12,10 @@
 use crate::error::{Error, ErrorKind};
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any incompatible change of the messages below.
+/// Bumped on any incompatible change of the messages below. New requests, operations, kinds
+/// and replies are added at the end of their enums, and a message never changes meaning, so
+/// that clients of an older build keep working (a newer client's new operation is answered
+/// by an older server with a `Protocol` error).
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
 /// First bytes of a [`Hello`].
@@ -65,6 +68,7 @@ pub(crate) enum Kind {
     Event,
     Barrier,
     Service,
+    Set,
 }
 
 /// How long a blocking operation may wait: `None` forever, `Some(0)` not at all.
@@ -77,14 +81,27 @@ pub(crate) enum Create {
     Dict(Vec<(Vec<u8>, Stored)>),
     Namespace,
     Value(Stored),
-    Queue { maxsize: u64 },
+    Queue {
+        maxsize: u64,
+    },
     Lock,
     RLock,
-    Semaphore { value: u64, bounded: bool },
+    Semaphore {
+        value: u64,
+        bounded: bool,
+    },
     Condition,
     Event,
-    Barrier { parties: u64, timeout: Wait },
-    Service { name: String, init: Vec<u8> },
+    Barrier {
+        parties: u64,
+        timeout: Wait,
+    },
+    Service {
+        name: String,
+        init: Vec<u8>,
+    },
+    /// A set of encoded values (no proxies: they are compared by their bytes).
+    Set(Vec<Vec<u8>>),
 }
 
 impl Create {
@@ -103,6 +120,7 @@ impl Create {
             Create::Event => Kind::Event,
             Create::Barrier { .. } => Kind::Barrier,
             Create::Service { .. } => Kind::Service,
+            Create::Set(_) => Kind::Set,
         }
     }
 }
@@ -148,16 +166,19 @@ pub(crate) enum Request {
         name: String,
         create: Create,
     },
+    Set(Id, SetOp),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ListOp {
     Append(Stored),
     Extend(Vec<Stored>),
+    /// Indices from the start only (clients before negative indices); see `GetAt`.
     Get(u64),
     Set(u64, Stored),
     Len,
     Pop(Option<u64>),
+    /// Out of range beyond the length (clients before `InsertAt`).
     Insert(u64, Stored),
     Remove(Vec<u8>),
     Index(Vec<u8>),
@@ -168,6 +189,23 @@ pub(crate) enum ListOp {
     Slice(u64, u64),
     Reverse,
     Truncate(u64),
+    /// A copy of the whole list with its version (`Reply::Versioned`): the first half of a
+    /// client-side sort.
+    VersionedSnapshot,
+    /// Reorders the list — the value at `order[i]` moves to `i` — if it is still at
+    /// `version` (`Reply::Bool(true)`); `Reply::Bool(false)` if it changed meanwhile.
+    Permute {
+        version: u64,
+        order: Vec<u64>,
+    },
+    /// Indices are Python's: a negative one counts from the end.
+    GetAt(i64),
+    SetAt(i64, Stored),
+    /// `None` is the last value.
+    PopAt(Option<i64>),
+    /// Python's `insert`: the index is clamped to `0..=len` (after counting a negative one
+    /// from the end), never out of range.
+    InsertAt(i64, Stored),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -186,13 +224,42 @@ pub(crate) enum DictOp {
     Clear,
 }
 
+/// Set operations; values are encoded bytes, equal when their bytes are.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum SetOp {
+    /// Whether it was not there yet.
+    Add(Vec<u8>),
+    /// Whether it was there.
+    Discard(Vec<u8>),
+    Contains(Vec<u8>),
+    Len,
+    Clear,
+    /// Removes and returns some value (the most recently added): `Reply::Keys` of one.
+    Pop,
+    /// Every value, oldest first: `Reply::Keys`.
+    Snapshot,
+    /// Adds every value (`|=`).
+    Update(Vec<Vec<u8>>),
+    /// Removes every value given (`-=`).
+    DifferenceUpdate(Vec<Vec<u8>>),
+    /// Keeps only the values given (`&=`).
+    IntersectionUpdate(Vec<Vec<u8>>),
+    /// Adds the values given that are absent and removes those present (`^=`).
+    SymmetricDifferenceUpdate(Vec<Vec<u8>>),
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum NsOp {
     Get(String),
+    /// A field without a rendering (clients before `SetShown`).
     Set(String, Stored),
     Remove(String),
     Items,
     Names,
+    /// Name, value, and the value's `Debug`-like rendering (if it could be made).
+    SetShown(String, Stored, Option<String>),
+    /// The names (sorted) and renderings of the fields: `Reply::Shown`.
+    Shown,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -287,6 +354,13 @@ pub(crate) enum Reply {
     Cas(Result<(), Stored>),
     Info(ServerInfo),
     Bytes(Vec<u8>),
+    /// A namespace's field names and the renderings of their values.
+    Shown(Vec<(String, Option<String>)>),
+    /// A list's values and its version (bumped by every change).
+    Versioned {
+        version: u64,
+        values: Vec<Stored>,
+    },
 }
 
 /// What `Request::Info` answers.

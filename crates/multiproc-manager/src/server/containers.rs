@@ -1,9 +1,9 @@
 //! The container requests: list, dict, namespace, value, queue.
 
-use super::objects::{gone, Object, QueueFail};
+use super::objects::{gone, ListObj, Object, QueueFail};
 use super::session::refs_of;
 use super::wait::lock;
-use super::{fault, index_fault, Cx, Pick, Shared};
+use super::{fault, index_fault, insert_position, resolve_index, Cx, Pick, Shared};
 use crate::error::ErrorKind;
 use crate::protocol::*;
 use std::sync::Mutex;
@@ -11,101 +11,161 @@ use std::sync::Mutex;
 impl Shared {
     pub(super) fn list(&self, cx: &mut Cx<'_>, id: Id, op: ListOp) -> Response {
         let s = cx.session;
+        // The operations of older clients, as the current ones.
+        let wide = |i: u64| i64::try_from(i).unwrap_or(i64::MAX);
+        let op = match op {
+            ListOp::Get(i) => ListOp::GetAt(wide(i)),
+            ListOp::Set(i, v) => ListOp::SetAt(wide(i), v),
+            ListOp::Pop(i) => ListOp::PopAt(i.map(wide)),
+            op => op,
+        };
         let incoming: Vec<Id> = match &op {
-            ListOp::Append(v) | ListOp::Set(_, v) | ListOp::Insert(_, v) => v.refs.clone(),
+            ListOp::Append(v)
+            | ListOp::Set(_, v)
+            | ListOp::SetAt(_, v)
+            | ListOp::Insert(_, v)
+            | ListOp::InsertAt(_, v) => v.refs.clone(),
             ListOp::Extend(vs) => refs_of(vs),
             _ => Vec::new(),
         };
-        self.on_container(s, id, incoming, pick!(Object::List), |g, mv| match op {
-            ListOp::Append(v) => {
-                g.push(v);
-                Ok(Reply::Unit)
+        // Every request that may change the list bumps its version (failed ones too); a
+        // permutation only when it is applied.
+        let changes = !matches!(
+            op,
+            ListOp::Get(_)
+                | ListOp::GetAt(_)
+                | ListOp::Len
+                | ListOp::Index(_)
+                | ListOp::Count(_)
+                | ListOp::Snapshot
+                | ListOp::Slice(..)
+                | ListOp::VersionedSnapshot
+                | ListOp::Permute { .. }
+        );
+        self.on_container(s, id, incoming, pick!(Object::List), |list, mv| {
+            let ListObj { items: g, version } = list;
+            if changes {
+                *version += 1;
             }
-            ListOp::Extend(vs) => {
-                g.extend(vs);
-                Ok(Reply::Unit)
-            }
-            ListOp::Get(i) => match g.get(i as usize) {
-                Some(v) => Ok(self.read_out(s, v)),
-                None => Err(index_fault(i, g.len())),
-            },
-            ListOp::Set(i, v) => match g.get_mut(i as usize) {
-                Some(slot) => {
-                    mv.released = std::mem::replace(slot, v).refs;
+            match op {
+                ListOp::Append(v) => {
+                    g.push(v);
                     Ok(Reply::Unit)
                 }
-                None => {
-                    mv.released = v.refs;
-                    Err(index_fault(i, g.len()))
-                }
-            },
-            ListOp::Len => Ok(Reply::Count(g.len() as u64)),
-            ListOp::Pop(at) => {
-                let len = g.len();
-                let i = at.unwrap_or(len.saturating_sub(1) as u64);
-                if (i as usize) < len {
-                    Ok(mv.give(g.remove(i as usize)))
-                } else if len == 0 {
-                    Err(fault(ErrorKind::IndexOutOfRange, "pop from an empty list"))
-                } else {
-                    Err(index_fault(i, len))
-                }
-            }
-            ListOp::Insert(i, v) => {
-                if i as usize <= g.len() {
-                    g.insert(i as usize, v);
-                    Ok(Reply::Unit)
-                } else {
-                    mv.released = v.refs;
-                    Err(fault(
-                        ErrorKind::IndexOutOfRange,
-                        format!("insertion index {i} beyond the length {}", g.len()),
-                    ))
-                }
-            }
-            ListOp::Remove(b) => match g.iter().position(|v| v.bytes == b) {
-                Some(i) => {
-                    mv.released = g.remove(i).refs;
+                ListOp::Extend(vs) => {
+                    g.extend(vs);
                     Ok(Reply::Unit)
                 }
-                None => Err(fault(ErrorKind::ValueNotFound, "list.remove(x): x not in list")),
-            },
-            ListOp::Index(b) => match g.iter().position(|v| v.bytes == b) {
-                Some(i) => Ok(Reply::Count(i as u64)),
-                None => Err(fault(ErrorKind::ValueNotFound, "value is not in the list")),
-            },
-            ListOp::Count(b) => Ok(Reply::Count(g.iter().filter(|v| v.bytes == b).count() as u64)),
-            ListOp::Clear => {
-                mv.released = std::mem::take(g).into_iter().flat_map(|v| v.refs).collect();
-                Ok(Reply::Unit)
-            }
-            ListOp::Snapshot => {
-                self.copy_out_all(s, g.iter());
-                Ok(Reply::Values(g.clone()))
-            }
-            ListOp::Slice(a, b) => {
-                let len = g.len() as u64;
-                let b = if b == u64::MAX { len } else { b };
-                if a > b || b > len {
-                    Err(fault(
-                        ErrorKind::IndexOutOfRange,
-                        format!("range {a}..{b} out of range for a list of length {len}"),
-                    ))
-                } else {
-                    let part = &g[a as usize..b as usize];
-                    self.copy_out_all(s, part.iter());
-                    Ok(Reply::Values(part.to_vec()))
+                ListOp::GetAt(i) => match resolve_index(i, g.len()) {
+                    Some(at) => Ok(self.read_out(s, &g[at])),
+                    None => Err(index_fault(i, g.len())),
+                },
+                ListOp::SetAt(i, v) => match resolve_index(i, g.len()).map(|at| &mut g[at]) {
+                    Some(slot) => {
+                        mv.released = std::mem::replace(slot, v).refs;
+                        Ok(Reply::Unit)
+                    }
+                    None => {
+                        mv.released = v.refs;
+                        Err(index_fault(i, g.len()))
+                    }
+                },
+                ListOp::Len => Ok(Reply::Count(g.len() as u64)),
+                ListOp::PopAt(at) => {
+                    let len = g.len();
+                    let i = at.unwrap_or(-1);
+                    match resolve_index(i, len) {
+                        Some(at) => Ok(mv.give(g.remove(at))),
+                        None if len == 0 => {
+                            Err(fault(ErrorKind::IndexOutOfRange, "pop from an empty list"))
+                        }
+                        None => Err(index_fault(i, len)),
+                    }
                 }
-            }
-            ListOp::Reverse => {
-                g.reverse();
-                Ok(Reply::Unit)
-            }
-            ListOp::Truncate(n) => {
-                if (n as usize) < g.len() {
-                    mv.released = g.drain(n as usize..).flat_map(|v| v.refs).collect();
+                ListOp::InsertAt(i, v) => {
+                    g.insert(insert_position(i, g.len()), v);
+                    Ok(Reply::Unit)
                 }
-                Ok(Reply::Unit)
+                ListOp::Insert(i, v) => {
+                    if i as usize <= g.len() {
+                        g.insert(i as usize, v);
+                        Ok(Reply::Unit)
+                    } else {
+                        mv.released = v.refs;
+                        Err(fault(
+                            ErrorKind::IndexOutOfRange,
+                            format!("insertion index {i} beyond the length {}", g.len()),
+                        ))
+                    }
+                }
+                ListOp::Get(_) | ListOp::Set(..) | ListOp::Pop(_) => {
+                    Err(fault(ErrorKind::Protocol, "translated above"))
+                }
+                ListOp::Remove(b) => match g.iter().position(|v| v.bytes == b) {
+                    Some(i) => {
+                        mv.released = g.remove(i).refs;
+                        Ok(Reply::Unit)
+                    }
+                    None => Err(fault(ErrorKind::ValueNotFound, "list.remove(x): x not in list")),
+                },
+                ListOp::Index(b) => match g.iter().position(|v| v.bytes == b) {
+                    Some(i) => Ok(Reply::Count(i as u64)),
+                    None => Err(fault(ErrorKind::ValueNotFound, "value is not in the list")),
+                },
+                ListOp::Count(b) => {
+                    Ok(Reply::Count(g.iter().filter(|v| v.bytes == b).count() as u64))
+                }
+                ListOp::Clear => {
+                    mv.released = std::mem::take(g).into_iter().flat_map(|v| v.refs).collect();
+                    Ok(Reply::Unit)
+                }
+                ListOp::Snapshot => {
+                    self.copy_out_all(s, g.iter());
+                    Ok(Reply::Values(g.clone()))
+                }
+                ListOp::Slice(a, b) => {
+                    let len = g.len() as u64;
+                    let b = if b == u64::MAX { len } else { b };
+                    if a > b || b > len {
+                        Err(fault(
+                            ErrorKind::IndexOutOfRange,
+                            format!("range {a}..{b} out of range for a list of length {len}"),
+                        ))
+                    } else {
+                        let part = &g[a as usize..b as usize];
+                        self.copy_out_all(s, part.iter());
+                        Ok(Reply::Values(part.to_vec()))
+                    }
+                }
+                ListOp::Reverse => {
+                    g.reverse();
+                    Ok(Reply::Unit)
+                }
+                ListOp::Truncate(n) => {
+                    if (n as usize) < g.len() {
+                        mv.released = g.drain(n as usize..).flat_map(|v| v.refs).collect();
+                    }
+                    Ok(Reply::Unit)
+                }
+                ListOp::VersionedSnapshot => {
+                    self.copy_out_all(s, g.iter());
+                    Ok(Reply::Versioned { version: *version, values: g.clone() })
+                }
+                ListOp::Permute { version: seen, order } => {
+                    if seen != *version {
+                        return Ok(Reply::Bool(false));
+                    }
+                    if !is_permutation(&order, g.len()) {
+                        return Err(fault(
+                            ErrorKind::InvalidInput,
+                            "the order is not a permutation",
+                        ));
+                    }
+                    let mut taken: Vec<Option<Stored>> = g.drain(..).map(Some).collect();
+                    g.extend(order.iter().map(|&i| taken[i as usize].take().expect("checked")));
+                    *version += 1;
+                    Ok(Reply::Bool(true))
+                }
             }
         })
     }
@@ -162,16 +222,70 @@ impl Shared {
         })
     }
 
+    pub(super) fn set(&self, cx: &mut Cx<'_>, id: Id, op: SetOp) -> Response {
+        // A set holds no proxies: no references come in or go out.
+        self.on_container(cx.session, id, Vec::new(), pick!(Object::Set), |g, _| match op {
+            SetOp::Add(k) => Ok(Reply::Bool(g.insert(k, Stored::default()).is_none())),
+            SetOp::Discard(k) => Ok(Reply::Bool(g.remove(&k).is_some())),
+            SetOp::Contains(k) => Ok(Reply::Bool(g.get(&k).is_some())),
+            SetOp::Len => Ok(Reply::Count(g.len() as u64)),
+            SetOp::Clear => {
+                g.take_all();
+                Ok(Reply::Unit)
+            }
+            SetOp::Pop => match g.pop_last() {
+                Some((k, _)) => Ok(Reply::Keys(vec![k])),
+                None => Err(fault(ErrorKind::KeyNotFound, "pop from an empty set")),
+            },
+            SetOp::Snapshot => Ok(Reply::Keys(g.iter().map(|(k, _)| k.clone()).collect())),
+            SetOp::Update(ks) => {
+                for k in ks {
+                    g.insert(k, Stored::default());
+                }
+                Ok(Reply::Unit)
+            }
+            SetOp::DifferenceUpdate(ks) => {
+                for k in ks {
+                    g.remove(&k);
+                }
+                Ok(Reply::Unit)
+            }
+            SetOp::IntersectionUpdate(ks) => {
+                let keep: std::collections::HashSet<Vec<u8>> = ks.into_iter().collect();
+                for (k, _) in g.take_all() {
+                    if keep.contains(&k) {
+                        g.insert(k, Stored::default());
+                    }
+                }
+                Ok(Reply::Unit)
+            }
+            SetOp::SymmetricDifferenceUpdate(ks) => {
+                let ks: std::collections::HashSet<Vec<u8>> = ks.into_iter().collect();
+                for k in ks {
+                    if g.remove(&k).is_none() {
+                        g.insert(k, Stored::default());
+                    }
+                }
+                Ok(Reply::Unit)
+            }
+        })
+    }
+
     pub(super) fn namespace(&self, cx: &mut Cx<'_>, id: Id, op: NsOp) -> Response {
         let s = cx.session;
+        let op = match op {
+            NsOp::Set(name, v) => NsOp::SetShown(name, v, None),
+            op => op,
+        };
         let incoming = match &op {
-            NsOp::Set(_, v) => v.refs.clone(),
+            NsOp::Set(_, v) | NsOp::SetShown(_, v, _) => v.refs.clone(),
             _ => Vec::new(),
         };
         self.on_container(s, id, incoming, pick!(Object::Namespace), |g, mv| match op {
-            NsOp::Get(name) => Ok(self.maybe_out(s, g.get(&name))),
-            NsOp::Set(name, v) => {
-                if let Some(old) = g.insert(name, v) {
+            NsOp::Get(name) => Ok(self.maybe_out(s, g.get(&name).map(|(v, _)| v))),
+            NsOp::Set(..) => Err(fault(ErrorKind::Protocol, "translated above")),
+            NsOp::SetShown(name, v, shown) => {
+                if let Some((old, _)) = g.insert(name, (v, shown)) {
                     mv.released = old.refs;
                 }
                 Ok(Reply::Unit)
@@ -179,15 +293,18 @@ impl Shared {
             NsOp::Remove(name) => {
                 let old = g.remove(&name);
                 let had = old.is_some();
-                if let Some(o) = old {
+                if let Some((o, _)) = old {
                     mv.released = o.refs;
                 }
                 Ok(Reply::Bool(had))
             }
             NsOp::Names => Ok(Reply::Names(g.keys().cloned().collect())),
             NsOp::Items => {
-                self.copy_out_all(s, g.values());
-                Ok(Reply::Fields(g.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+                self.copy_out_all(s, g.values().map(|(v, _)| v));
+                Ok(Reply::Fields(g.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect()))
+            }
+            NsOp::Shown => {
+                Ok(Reply::Shown(g.iter().map(|(k, (_, sh))| (k.clone(), sh.clone())).collect()))
             }
         })
     }
@@ -268,6 +385,18 @@ impl Shared {
             },
         })
     }
+}
+
+/// Whether `order` holds each of `0..len` once.
+fn is_permutation(order: &[u64], len: usize) -> bool {
+    let mut seen = vec![false; len];
+    order.len() == len
+        && order.iter().all(|&i| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| seen.get_mut(i))
+                .is_some_and(|s| !std::mem::replace(s, true))
+        })
 }
 
 /// The references a container operation moved, settled once the container's lock is dropped.

@@ -1,6 +1,6 @@
 //! Request dispatch: the table requests, creation, and the synchronisation objects.
 
-use super::objects::{gone, Object, OrderedMap, QueueObj};
+use super::objects::{gone, ListObj, Object, OrderedMap, QueueObj};
 use super::session::refs_of;
 use super::sync::{BarrierObj, CondObj, EventObj, LockObj, SemObj};
 use super::wait::lock;
@@ -91,6 +91,7 @@ impl Shared {
                 Ok(Reply::Unit)
             }
             Request::List(id, op) => self.list(cx, id, op),
+            Request::Set(id, op) => self.set(cx, id, op),
             Request::Dict(id, op) => self.dict(cx, id, op),
             Request::Namespace(id, op) => self.namespace(cx, id, op),
             Request::Value(id, op) => self.value(cx, id, op),
@@ -187,7 +188,7 @@ impl Shared {
         let (kind, obj) = match c {
             Create::List(items) => {
                 self.incoming(&refs_of(&items))?;
-                (Kind::List, Object::List(Mutex::new(items)))
+                (Kind::List, Object::List(Mutex::new(ListObj { items, version: 0 })))
             }
             Create::Dict(items) => {
                 self.incoming(&refs_of(items.iter().map(|(_, s)| s)))?;
@@ -222,6 +223,13 @@ impl Shared {
                     ));
                 }
                 (Kind::Barrier, Object::Barrier(BarrierObj::new(parties, timeout)))
+            }
+            Create::Set(items) => {
+                let mut m = OrderedMap::default();
+                for k in items {
+                    m.insert(k, Stored::default());
+                }
+                (Kind::Set, Object::Set(Mutex::new(m)))
             }
             Create::Service { name, init } => {
                 let svc = self.cfg.registry.create(&name, &init)?;

@@ -123,8 +123,22 @@ fn fault(kind: ErrorKind, msg: impl Into<String>) -> Fault {
     Fault::new(kind, msg)
 }
 
-fn index_fault(i: u64, len: usize) -> Fault {
+fn index_fault(i: i64, len: usize) -> Fault {
     fault(ErrorKind::IndexOutOfRange, format!("index {i} out of range for a list of length {len}"))
+}
+
+/// Python's list index: a negative one counts from the end; `None` if out of range.
+fn resolve_index(i: i64, len: usize) -> Option<usize> {
+    let len = i64::try_from(len).unwrap_or(i64::MAX);
+    let j = if i < 0 { i.checked_add(len)? } else { i };
+    (0..len).contains(&j).then_some(j as usize)
+}
+
+/// Python's `insert` position: clamped to `0..=len` (a negative index counts from the end).
+fn insert_position(i: i64, len: usize) -> usize {
+    let len = i64::try_from(len).unwrap_or(i64::MAX);
+    let j = if i < 0 { i.saturating_add(len).max(0) } else { i.min(len) };
+    j as usize
 }
 
 fn kind_fault(id: Id, kind: Kind) -> Fault {

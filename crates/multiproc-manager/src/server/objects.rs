@@ -76,6 +76,14 @@ impl OrderedMap {
     }
 }
 
+/// A managed list: its values and a version that every change bumps (so that a client-side
+/// sort can apply its order only to the list it read).
+#[derive(Debug, Default)]
+pub(crate) struct ListObj {
+    pub(crate) items: Vec<Stored>,
+    pub(crate) version: u64,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct QueueState {
     pub(crate) items: VecDeque<Stored>,
@@ -167,9 +175,10 @@ impl QueueObj {
 
 /// One managed object.
 pub(crate) enum Object {
-    List(Mutex<Vec<Stored>>),
+    List(Mutex<ListObj>),
     Dict(Mutex<OrderedMap>),
-    Namespace(Mutex<BTreeMap<String, Stored>>),
+    /// Fields: value and its rendering (for the proxy's `Debug`).
+    Namespace(Mutex<BTreeMap<String, (Stored, Option<String>)>>),
     Value(Mutex<Stored>),
     Queue(QueueObj),
     Lock(LockObj),
@@ -178,6 +187,8 @@ pub(crate) enum Object {
     Event(EventObj),
     Barrier(BarrierObj),
     Service(Mutex<Option<Box<dyn ErasedService>>>),
+    /// A set: the values are the map's keys (its values are empty).
+    Set(Mutex<OrderedMap>),
 }
 
 /// A table entry: the object, its kind, and whether it has been freed (a request that looked
@@ -211,9 +222,13 @@ impl Entry {
     /// Empties a freed object; returns the references its values held.
     pub(crate) fn drain(&self) -> Vec<Id> {
         match &self.obj {
-            Object::List(m) => self.empty(m, std::mem::take),
-            Object::Dict(m) => self.empty(m, |g| g.take_all().into_iter().map(|(_, v)| v)),
-            Object::Namespace(m) => self.empty(m, |g| std::mem::take(g).into_values()),
+            Object::List(m) => self.empty(m, |l| std::mem::take(&mut l.items)),
+            Object::Dict(m) | Object::Set(m) => {
+                self.empty(m, |g| g.take_all().into_iter().map(|(_, v)| v))
+            }
+            Object::Namespace(m) => {
+                self.empty(m, |g| std::mem::take(g).into_values().map(|(v, _)| v))
+            }
             Object::Value(m) => self.empty(m, |g| [std::mem::take(g)]),
             Object::Queue(q) => self.empty(&q.state, |g| std::mem::take(&mut g.items)),
             Object::Service(m) => {

@@ -25,6 +25,40 @@ fn created(r: Response) -> Id {
 }
 
 #[test]
+fn list_permute_applies_only_to_the_version_read_and_only_a_permutation() {
+    let (sh, s) = server();
+    let l = created(sh.handle_plain(s, Request::Create(Create::List(vec![v(3), v(1), v(2)]))));
+    let op = |o| sh.handle_plain(s, Request::List(l, o));
+    let version = |r: Response| match r.unwrap() {
+        Reply::Versioned { version, .. } => version,
+        other => panic!("{other:?}"),
+    };
+    let v0 = version(op(ListOp::VersionedSnapshot));
+    for bad in [vec![0, 1], vec![0, 0, 1], vec![0, 1, 3], vec![2, 1, 0, 0]] {
+        let r = op(ListOp::Permute { version: v0, order: bad });
+        assert_eq!(r.unwrap_err().kind, ErrorKind::InvalidInput);
+    }
+    // Reads and refused orders leave the version alone.
+    op(ListOp::Len).unwrap();
+    assert_eq!(version(op(ListOp::VersionedSnapshot)), v0);
+    op(ListOp::SetAt(-1, v(2))).unwrap(); // a change, even to the same value
+    let r = op(ListOp::Permute { version: v0, order: vec![1, 2, 0] });
+    assert!(matches!(r.unwrap(), Reply::Bool(false)));
+    assert!(matches!(op(ListOp::Snapshot).unwrap(), Reply::Values(vs) if vs == [v(3), v(1), v(2)]));
+    let v1 = version(op(ListOp::VersionedSnapshot));
+    assert!(matches!(
+        op(ListOp::Permute { version: v1, order: vec![1, 2, 0] }).unwrap(),
+        Reply::Bool(true)
+    ));
+    assert!(matches!(op(ListOp::Snapshot).unwrap(), Reply::Values(vs) if vs == [v(1), v(2), v(3)]));
+    // The same order again is stale: the permutation changed the version.
+    assert!(matches!(
+        op(ListOp::Permute { version: v1, order: vec![1, 2, 0] }).unwrap(),
+        Reply::Bool(false)
+    ));
+}
+
+#[test]
 fn list_ops_and_errors() {
     let (sh, s) = server();
     let l = created(sh.handle_plain(s, Request::Create(Create::List(vec![v(1)]))));

@@ -1,0 +1,121 @@
+//! Issue #20 (manager part): the server's exit code, the namespace's `Debug`, and the
+//! snapshot semantics of dict views — against a manager server process.
+
+mod common;
+
+use common::{child, join, kill_pid, wait_until};
+use multiproc_manager::*;
+
+fn manager() -> Manager {
+    Manager::start().expect("start manager")
+}
+
+// ---- the server process's exit code -----------------------------------------------------
+
+fn exit_code_seen_by_child(m: Manager) -> Option<i32> {
+    m.server_exit_code()
+}
+
+#[test]
+fn server_exit_code_after_a_normal_shutdown() {
+    let m = manager();
+    assert_eq!(m.server_exit_code(), None, "running");
+    let other = Manager::connect(m.address(), m.authkey()).unwrap();
+    assert_eq!(other.server_exit_code(), None, "a connected handle cannot see the process");
+    // A child that receives the manager does not own the server either.
+    assert_eq!(join(child(exit_code_seen_by_child, m.clone())), None);
+    m.shutdown().unwrap();
+    assert_eq!(m.server_exit_code(), Some(0));
+    assert_eq!(other.server_exit_code(), None);
+    // Shutting down again changes nothing.
+    m.shutdown().unwrap();
+    assert_eq!(m.server_exit_code(), Some(0));
+}
+
+#[test]
+fn server_exit_code_after_sigkill() {
+    let m = manager();
+    let l = m.list_from([1]).unwrap();
+    assert_eq!(m.server_exit_code(), None);
+    kill_pid(m.server_pid());
+    wait_until("the killed server's exit code", || m.server_exit_code().is_some());
+    assert_eq!(m.server_exit_code(), Some(-9));
+    assert_eq!(l.len().unwrap_err().kind(), ErrorKind::Disconnected);
+    // shutdown() after the death keeps the code it found.
+    m.shutdown().unwrap();
+    assert_eq!(m.server_exit_code(), Some(-9));
+}
+
+// ---- dict iteration: a documented snapshot ------------------------------------------------
+
+fn dict_changer(d: DictProxy<String, i32>) {
+    d.insert("z".into(), 26).unwrap();
+    d.remove("a").unwrap();
+    d.insert("b".into(), 20).unwrap();
+}
+
+#[test]
+fn dict_views_are_snapshots_that_later_changes_do_not_touch() {
+    let m = manager();
+    let d = m.dict_from([("a".to_string(), 1), ("b".to_string(), 2)]).unwrap();
+    let keys = d.keys().unwrap();
+    let items = d.items().unwrap();
+    // Another process changes the dict: the snapshots do not change.
+    join(child(dict_changer, d.clone()));
+    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(items, [("a".to_string(), 1), ("b".to_string(), 2)]);
+    // Iterating a snapshot while the dict is cleared (CPython: RuntimeError) sees every
+    // entry of the snapshot and never fails.
+    let mut seen = Vec::new();
+    for (i, (k, v)) in d.items().unwrap().into_iter().enumerate() {
+        if i == 0 {
+            d.clear().unwrap();
+        }
+        seen.push((k, v));
+    }
+    assert_eq!(seen, [("b".to_string(), 20), ("z".to_string(), 26)]);
+    // A fresh view shows the dict as it is now.
+    assert!(d.keys().unwrap().is_empty());
+    assert!(d.values().unwrap().is_empty());
+}
+
+// ---- Namespace's Debug lists its fields ---------------------------------------------------
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Point {
+    x: i32,
+    y: i32,
+}
+
+fn namespace_setter(ns: Namespace) {
+    ns.set("job", "Builder".to_string()).unwrap();
+    ns.set("at", Point { x: 1, y: -2 }).unwrap();
+}
+
+#[test]
+fn namespace_debug_lists_fields_and_values() {
+    let m = manager();
+    let ns = m.namespace().unwrap();
+    assert_eq!(format!("{ns:?}"), "Namespace");
+    ns.set("name", "Bob".to_string()).unwrap();
+    ns.set("x", 1u8).unwrap();
+    ns.set("_hidden", 0).unwrap(); // not listed, as in Python's repr
+    join(child(namespace_setter, ns.clone()));
+    assert_eq!(
+        format!("{ns:?}"),
+        r#"Namespace { at: Point { x: 1, y: -2 }, job: "Builder", name: "Bob", x: 1 }"#
+    );
+    ns.set("x", vec![Some(1.5), None]).unwrap();
+    ns.remove("job").unwrap();
+    assert_eq!(
+        format!("{ns:?}"),
+        r#"Namespace { at: Point { x: 1, y: -2 }, name: "Bob", x: [Some(1.5), None] }"#
+    );
+    // The alternate form lists one field a line.
+    let pretty = format!("{ns:#?}");
+    assert!(pretty.contains("name: \"Bob\",\n"), "{pretty}");
+    // Without a server: the handle and why the fields are missing, not a panic.
+    m.shutdown().unwrap();
+    let gone = format!("{ns:?}");
+    assert!(gone.starts_with("Namespace { id: ") && gone.contains("disconnected"), "{gone}");
+}
