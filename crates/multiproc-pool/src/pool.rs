@@ -94,8 +94,15 @@ impl<S: 'static> Pool<S> {
     }
 
     /// Like [`map`](Self::map), yielding each item's outcome in input order as it is ready.
-    /// The input is read lazily, a bounded number of items ahead (an endless iterator
-    /// works). Chunk size 1 unless set with [`Job::chunksize`].
+    /// The input is read lazily, at most 4 tasks per worker (`4 × processes × chunksize`
+    /// items) ahead of what was consumed, so an endless or slow input works. Chunk size 1
+    /// unless set with [`Job::chunksize`].
+    ///
+    /// If the input iterator panics, every item read before it still runs and is yielded
+    /// in order; the `next` call after the last of them resumes the input's panic (its
+    /// original payload), and the iterator is then finished (CPython raises the input's
+    /// error at its position too; it drops the failing chunk's earlier items, this does
+    /// not). The pool stays usable.
     pub fn imap<T, R, M, F, I>(&self, f: F, items: I) -> Result<Imap<'_, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
@@ -106,7 +113,8 @@ impl<S: 'static> Pool<S> {
         self.job().imap(f, items)
     }
 
-    /// Like [`imap`](Self::imap), in completion order.
+    /// Like [`imap`](Self::imap), in completion order. An input panic comes after every
+    /// item read before it was yielded.
     pub fn imap_unordered<T, R, M, F, I>(&self, f: F, items: I) -> Result<Imap<'_, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,

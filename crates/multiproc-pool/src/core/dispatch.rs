@@ -111,6 +111,7 @@ impl Inner {
             return;
         }
         let depth = Self::depth(core);
+        self.depth_hint.store(depth, Ordering::Relaxed);
         let quota = self.cfg.max_tasks_per_child;
         let mut touched = 0u64;
         let mut scratch = std::mem::take(&mut core.scratch);

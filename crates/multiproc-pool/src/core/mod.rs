@@ -237,6 +237,8 @@ pub(crate) struct Inner {
     /// The background thread sleeps on `bg_cv` with nothing to do (so a notification is
     /// worth a syscall; in its grace wait it looks again by itself).
     bg_idle: AtomicBool,
+    /// The depth `dispatch` last used (tasks queued ahead per worker), for streaming jobs.
+    depth_hint: AtomicUsize,
     weak: Weak<Inner>,
     _arena: Arena,
 }
@@ -306,6 +308,7 @@ impl Inner {
             fg_active: AtomicUsize::new(0),
             work: AtomicBool::new(false),
             bg_idle: AtomicBool::new(false),
+            depth_hint: AtomicUsize::new(2),
             weak: weak.clone(),
             _arena: arena,
         });
@@ -392,6 +395,11 @@ impl Inner {
         let i = core.table.len() as u32;
         core.table.push(runner);
         Ok(FuncRef::Table(i))
+    }
+
+    /// Tasks the pool last queued ahead per worker: about 2 ms of work, 2 to 256.
+    pub(crate) fn depth_hint(&self) -> usize {
+        self.depth_hint.load(Ordering::Relaxed)
     }
 
     pub(crate) fn processes(&self) -> usize {
