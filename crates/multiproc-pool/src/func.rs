@@ -5,6 +5,7 @@
 //! of the value (`TAG_OK`) or of a message (`TAG_PANIC`, `TAG_CODEC`). Items are caught one by
 //! one (`catch_unwind`), so a panic fails only its own item.
 
+use crate::ser_error::SerFailure;
 use multiproc_spawn::{panic_payload_str, FnRef, FNREF_LEN};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -155,14 +156,18 @@ impl<'a> Extend<&'a u8> for Append<'_> {
     }
 }
 
-/// Appends `v`'s postcard bytes to `out`; on failure `out` is unchanged.
-pub(crate) fn encode_append<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), String> {
+/// Appends `v`'s postcard bytes to `out`; on failure `out` is unchanged, and the error has
+/// the serializer's own message (see [`SerFailure`]).
+pub(crate) fn encode_append<T: Serialize + ?Sized>(
+    v: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), SerFailure> {
     let mark = out.len();
     match postcard::to_extend(v, Append(out)) {
         Ok(_) => Ok(()),
         Err(e) => {
             out.truncate(mark);
-            Err(e.to_string())
+            Err(SerFailure::of(v, e))
         }
     }
 }
@@ -285,7 +290,7 @@ pub(crate) fn run_items<T, R>(
                 out.push(TAG_OK);
                 if let Err(e) = encode_append(&r, out) {
                     out.pop();
-                    push_failure(out, TAG_CODEC, &format!("cannot serialise the result: {e}"));
+                    push_failure(out, TAG_CODEC, &e.describe("the result"));
                 }
             }
             Err(p) => push_failure(out, TAG_PANIC, &panic_message(p)),

@@ -365,7 +365,7 @@ where
                             }
                             let err = Error::new(
                                 ErrorKind::Codec,
-                                format!("cannot serialise the argument: {e}"),
+                                e.describe(&format!("the argument of item {idx}")),
                             );
                             self.sink.fail(idx, 1, &err);
                             self.submitted = idx as usize + 1;

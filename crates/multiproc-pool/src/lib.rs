@@ -93,6 +93,8 @@ pub mod remote;
 #[doc(hidden)]
 pub mod ring;
 #[cfg(not(multiproc_loom))]
+mod ser_error;
+#[cfg(not(multiproc_loom))]
 mod shm;
 #[cfg(not(multiproc_loom))]
 mod sink;

@@ -166,10 +166,7 @@ impl<S: 'static> Pool<S> {
         let fut = Future::from_slot(slot.clone());
         let mut payload = Vec::new();
         if let Err(e) = encode_append(&arg, &mut payload) {
-            slot.complete(Err(Error::new(
-                ErrorKind::Codec,
-                format!("cannot serialise the argument: {e}"),
-            )));
+            slot.complete(Err(Error::new(ErrorKind::Codec, e.describe("the argument"))));
             return Ok(fut);
         }
         let sink: Arc<dyn Sink> = Arc::new(SingleSink::first_value(slot));
