@@ -65,6 +65,10 @@ pub(crate) enum FuncRef {
     Table(u32),
     /// A checked reference (every start method).
     Portable(ShimRef),
+    /// A function pointer: a checked reference to the generic runner of its type, and the
+    /// pointer's own checked reference ([`FnRef::to_bytes`]), which leads each task's
+    /// payload (every start method; see [`crate::task::pointer_ref`]).
+    Pointer(ShimRef, [u8; FNREF_LEN]),
 }
 
 impl FuncRef {
@@ -72,7 +76,15 @@ impl FuncRef {
     pub(crate) fn needs_gen(self) -> usize {
         match self {
             FuncRef::Table(i) => i as usize + 1,
-            FuncRef::Portable(_) => 0,
+            FuncRef::Portable(_) | FuncRef::Pointer(..) => 0,
+        }
+    }
+
+    /// Bytes sent before each task's payload.
+    pub(crate) fn prefix(&self) -> &[u8] {
+        match self {
+            FuncRef::Pointer(_, target) => target,
+            _ => &[],
         }
     }
 
@@ -80,7 +92,7 @@ impl FuncRef {
     pub(crate) fn encode(self) -> (u32, [u8; FNREF_LEN]) {
         match self {
             FuncRef::Table(i) => (i, [0; FNREF_LEN]),
-            FuncRef::Portable(r) => (u32::MAX, r.to_bytes()),
+            FuncRef::Portable(r) | FuncRef::Pointer(r, _) => (u32::MAX, r.to_bytes()),
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::future::{AsyncResult, Future, Slot};
 use crate::insights::WorkerInsights;
 use crate::job::{Imap, Job};
 use crate::sink::SingleSink;
-use crate::task::{shim_ref, StarFn, TaskFn};
+use crate::task::{is_stateful_pointer, pointer_ref, shim_ref, StarFn, TaskFn};
 use multiproc_spawn::StartMethod;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -67,6 +67,20 @@ impl<S: 'static> Pool<S> {
     {
         if let Ok(r) = shim_ref::<S, T, R, M, F>(&f) {
             return Ok(FuncRef::Portable(r));
+        }
+        if let Some(r) = pointer_ref::<S, T, R, M, F>(&f) {
+            return r;
+        }
+        if !self.closure_ok && is_stateful_pointer::<S, T, R, F>(&f) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "a fn pointer that takes the worker state needs the fork start method \
+                     (this pool uses {}); pass the function item itself (`f`, not \
+                     `f as fn(..)`)",
+                    self.method.name()
+                ),
+            ));
         }
         if !self.closure_ok {
             return Err(Error::new(
