@@ -38,6 +38,25 @@ pub trait Executor {
         Ok(ExecutorMap { futs, deadline: None, finished: false })
     }
 
+    /// [`map`](Self::map) with `chunksize` items per task (CPython's
+    /// `Executor.map(..., chunksize=)`): fewer, larger tasks for a process pool, each
+    /// item still its own outcome in input order (an item's error at its own position).
+    /// A chunk's items share its fate if its worker dies. Executors without tasks to batch
+    /// (threads) ignore it, as CPython's `ThreadPoolExecutor` does; 0 is an
+    /// [`InvalidArgument`](ErrorKind::InvalidArgument) error.
+    fn map_chunked<T, R, F, I>(&self, f: F, items: I, chunksize: usize) -> Result<ExecutorMap<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        if chunksize == 0 {
+            return Err(Error::invalid("chunksize must be at least 1"));
+        }
+        self.map(f, items)
+    }
+
     /// [`map`](Self::map) whose iterator gives up `timeout` after this call: it then yields
     /// one [`ErrorKind::Timeout`] error, cancels what has not started, and ends.
     fn map_timeout<T, R, F, I>(&self, f: F, items: I, timeout: Duration) -> Result<ExecutorMap<R>>
@@ -187,6 +206,17 @@ impl<S: 'static> Executor for ProcessPoolExecutor<S> {
         F: Fn(T) -> R + Send + Sync + 'static,
     {
         self.pool.submit_one::<T, R, Plain, F>(f, arg)
+    }
+
+    fn map_chunked<T, R, F, I>(&self, f: F, items: I, chunksize: usize) -> Result<ExecutorMap<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let futs = self.pool.submit_chunked::<T, R, Plain, F>(f, items, chunksize)?;
+        Ok(ExecutorMap::from_futures(futs))
     }
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {

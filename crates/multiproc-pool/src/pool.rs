@@ -7,7 +7,7 @@ use crate::func::{encode_append, FuncRef};
 use crate::future::{AsyncResult, Future, Slot};
 use crate::insights::WorkerInsights;
 use crate::job::{Imap, Job};
-use crate::sink::SingleSink;
+use crate::sink::{ChunkSink, SingleSink};
 use crate::task::{is_stateful_pointer, pointer_ref, shim_ref, StarFn, TaskFn};
 use multiproc_spawn::StartMethod;
 use serde::de::DeserializeOwned;
@@ -186,6 +186,51 @@ impl<S: 'static> Pool<S> {
         let sink: Arc<dyn Sink> = Arc::new(SingleSink::first_value(slot));
         self.inner.submit([TaskRec::new(sink, 0, 1, func, payload)])?;
         Ok(fut)
+    }
+
+    /// One future per item, `chunksize` items per task (the executor's `map_chunked`). An
+    /// item that cannot be serialised fails its own future and is left out of its chunk.
+    pub(crate) fn submit_chunked<T, R, M, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+        chunksize: usize,
+    ) -> Result<Vec<Future<R>>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: TaskFn<S, T, R, M>,
+    {
+        if chunksize == 0 {
+            return Err(Error::invalid("chunksize must be at least 1"));
+        }
+        let func = self.func::<T, R, M, F>(f)?;
+        let mut futs = Vec::new();
+        let mut recs = Vec::new();
+        let mut it = items.into_iter().peekable();
+        while it.peek().is_some() {
+            let (mut payload, mut slots) = (Vec::new(), Vec::new());
+            for item in it.by_ref().take(chunksize) {
+                let slot = Slot::new(Some(self.inner.driver()));
+                futs.push(Future::from_slot(slot.clone()));
+                match encode_append(&item, &mut payload) {
+                    Ok(()) => slots.push(slot),
+                    Err(e) => {
+                        let what = format!("the argument of item {}", futs.len() - 1);
+                        slot.complete(Err(Error::new(ErrorKind::Codec, e.describe(&what))));
+                    }
+                }
+            }
+            if !slots.is_empty() {
+                let count = slots.len() as u32;
+                let sink: Arc<dyn Sink> = Arc::new(ChunkSink::new(slots));
+                recs.push(TaskRec::new(sink, 0, count, func, payload));
+            }
+        }
+        if !recs.is_empty() {
+            self.inner.submit(recs)?;
+        }
+        Ok(futs)
     }
 
     /// `map` without waiting: the whole `Vec` (or the first error) comes later. The input is
