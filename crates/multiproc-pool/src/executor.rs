@@ -143,6 +143,12 @@ impl<R> Drop for ExecutorMap<R> {
 
 /// Python's `ProcessPoolExecutor`, on a [`Pool`]: submit calls, get [`Future`]s. A worker
 /// that dies fails only the future it was running (CPython breaks the whole executor).
+///
+/// As CPython's (3.9+), workers start on demand: none at first, then one more whenever a
+/// task is queued and no worker is idle, up to `max_workers`; idle workers are reused (three
+/// `submit(..).result()` in a row use one process). Under [`StartMethod::Fork`] all start
+/// at once, as CPython's do: starting one later would fork a parent whose other threads may
+/// hold locks.
 pub struct ProcessPoolExecutor<S = ()> {
     pool: Pool<S>,
 }
@@ -154,13 +160,13 @@ impl<S> fmt::Debug for ProcessPoolExecutor<S> {
 }
 
 impl ProcessPoolExecutor {
-    /// An executor of `max_workers` processes with the default start method; 0 is an
+    /// An executor of up to `max_workers` processes with the default start method; 0 is an
     /// error.
     pub fn new(max_workers: usize) -> Result<Self> {
         Self::from_builder(Pool::builder().processes(max_workers))
     }
 
-    /// An executor with `max_workers` processes started with `method`.
+    /// An executor of up to `max_workers` processes started with `method`.
     pub fn with_start_method(max_workers: usize, method: StartMethod) -> Result<Self> {
         Self::from_builder(Pool::builder().processes(max_workers).start_method(method))
     }
@@ -179,7 +185,11 @@ impl<S: 'static> ProcessPoolExecutor<S> {
                 "max_tasks_per_child is incompatible with the fork start method",
             ));
         }
-        Ok(ProcessPoolExecutor { pool: b.build()? })
+        // As CPython (3.9+): workers start on demand and idle ones are reused, except under
+        // fork, where all start at once (forking later means forking a parent whose other
+        // threads may hold locks).
+        let on_demand = b.method() != StartMethod::Fork;
+        Ok(ProcessPoolExecutor { pool: b.on_demand(on_demand).build()? })
     }
 
     /// The pool underneath (insights, worker pids).

@@ -67,3 +67,72 @@ fn thread_executor_map_chunked() {
         assert_eq!(ex.map_chunked(pow, pairs(), 0).unwrap_err().kind(), ErrorKind::InvalidArgument);
     });
 }
+
+fn pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+fn pid_after_ms(ms: u64) -> u32 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    std::process::id()
+}
+
+fn distinct(mut v: Vec<u32>) -> usize {
+    v.sort();
+    v.dedup();
+    v.len()
+}
+
+#[test]
+fn workers_start_on_demand_and_idle_ones_are_reused() {
+    use multiproc_pool::StartMethod::Fork;
+    each_method(90, METHODS, |m| {
+        let ex = ProcessPoolExecutor::with_start_method(5, m).unwrap();
+        // Fork starts every worker at once (as CPython: forking later is unsafe); the other
+        // methods none until there is work.
+        let upfront = ex.pool().worker_pids().len();
+        assert_eq!(upfront, if m == Fork { 5 } else { 0 }, "{m:?}");
+        // PP19: three sequential submit + result pairs use one worker.
+        let pids: Vec<u32> =
+            (0..3).map(|_| ex.submit(pid, ()).unwrap().result().unwrap()).collect();
+        let live = ex.pool().worker_pids();
+        if m != Fork {
+            assert_eq!(live.len(), 1, "{m:?}: {live:?}");
+            assert_eq!(pids, vec![live[0]; 3], "{m:?}");
+        }
+        // PP20: an interleaved pattern starts at most 3.
+        let _ = ex.submit(pid, ()).unwrap().result().unwrap();
+        let _a = ex.submit(pid, ()).unwrap();
+        let _ = ex.submit(pid, ()).unwrap().result().unwrap();
+        let _b = ex.submit(pid, ()).unwrap();
+        let _ = ex.submit(pid, ()).unwrap().result().unwrap();
+        let _c = ex.submit(pid, ()).unwrap();
+        if m != Fork {
+            let n = ex.pool().worker_pids().len();
+            assert!(n <= 3, "{m:?}: {n} workers");
+        }
+        // PP18 / PP42: 15 × max_workers blocking tasks use exactly max_workers processes.
+        let futs: Vec<_> = (0..75).map(|_| ex.submit(pid_after_ms, 10).unwrap()).collect();
+        let used: Vec<u32> = futs.into_iter().map(|f| f.result().unwrap()).collect();
+        assert!(distinct(used) <= 5, "{m:?}");
+        assert_eq!(ex.pool().worker_pids().len(), 5, "{m:?}");
+        ex.shutdown(true, false);
+        assert!(ex.pool().worker_pids().is_empty(), "{m:?}: every worker joined");
+    });
+}
+
+#[test]
+fn on_demand_three_blocking_tasks_start_three() {
+    each_method(
+        90,
+        [multiproc_pool::StartMethod::Forkserver, multiproc_pool::StartMethod::Spawn],
+        |m| {
+            // PP42: three blocking tasks at once start three workers of five.
+            let ex = ProcessPoolExecutor::with_start_method(5, m).unwrap();
+            let futs: Vec<_> = (0..3).map(|_| ex.submit(pid_after_ms, 300).unwrap()).collect();
+            assert_eq!(ex.pool().worker_pids().len(), 3, "{m:?}");
+            let used: Vec<u32> = futs.into_iter().map(|f| f.result().unwrap()).collect();
+            assert_eq!(distinct(used), 3, "{m:?}: the three ran side by side");
+        },
+    );
+}

@@ -41,7 +41,7 @@ impl Inner {
         }
     }
 
-    fn drain_all(&self, core: &mut Core, d: &mut Deliveries) {
+    pub(super) fn drain_all(&self, core: &mut Core, d: &mut Deliveries) {
         for i in 0..core.workers.len() {
             self.drain(core, i, d);
         }

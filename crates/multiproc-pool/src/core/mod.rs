@@ -102,6 +102,8 @@ pub(crate) struct Config {
     pub(crate) launcher: Arc<dyn Launcher>,
     pub(crate) init: Option<InitFn>,
     pub(crate) init_off: Option<(crate::func::InitRef, Vec<u8>)>,
+    /// Start workers as tasks need them (none at first) instead of all at once.
+    pub(crate) on_demand: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -314,7 +316,8 @@ impl Inner {
         });
         {
             let mut core = lock(&inner.core);
-            for i in 0..n {
+            let upfront = if inner.cfg.on_demand { 0 } else { n };
+            for i in 0..upfront {
                 if let Err(e) = inner.launch(&mut core, i) {
                     // Do not leave the ones already started behind (Python's PO33).
                     core.kill_all();
@@ -416,6 +419,9 @@ impl Inner {
         }
         core.pending.extend(recs);
         let mut d = Deliveries::default();
+        if self.cfg.on_demand {
+            self.start_workers(&mut core, &mut d);
+        }
         self.dispatch(&mut core, &mut d);
         self.set_wake_hints(&core);
         self.note_work(&core);
