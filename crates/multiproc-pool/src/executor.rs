@@ -38,6 +38,25 @@ pub trait Executor {
         Ok(ExecutorMap { futs, deadline: None, finished: false })
     }
 
+    /// [`map`](Self::map) with `chunksize` items per task (CPython's
+    /// `Executor.map(..., chunksize=)`): fewer, larger tasks for a process pool, each
+    /// item still its own outcome in input order (an item's error at its own position).
+    /// A chunk's items share its fate if its worker dies. Executors without tasks to batch
+    /// (threads) ignore it, as CPython's `ThreadPoolExecutor` does; 0 is an
+    /// [`InvalidArgument`](ErrorKind::InvalidArgument) error.
+    fn map_chunked<T, R, F, I>(&self, f: F, items: I, chunksize: usize) -> Result<ExecutorMap<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        if chunksize == 0 {
+            return Err(Error::invalid("chunksize must be at least 1"));
+        }
+        self.map(f, items)
+    }
+
     /// [`map`](Self::map) whose iterator gives up `timeout` after this call: it then yields
     /// one [`ErrorKind::Timeout`] error, cancels what has not started, and ends.
     fn map_timeout<T, R, F, I>(&self, f: F, items: I, timeout: Duration) -> Result<ExecutorMap<R>>
@@ -124,6 +143,12 @@ impl<R> Drop for ExecutorMap<R> {
 
 /// Python's `ProcessPoolExecutor`, on a [`Pool`]: submit calls, get [`Future`]s. A worker
 /// that dies fails only the future it was running (CPython breaks the whole executor).
+///
+/// As CPython's (3.9+), workers start on demand: none at first, then one more whenever a
+/// task is queued and no worker is idle, up to `max_workers`; idle workers are reused (three
+/// `submit(..).result()` in a row use one process). Under [`StartMethod::Fork`] all start
+/// at once, as CPython's do: starting one later would fork a parent whose other threads may
+/// hold locks.
 pub struct ProcessPoolExecutor<S = ()> {
     pool: Pool<S>,
 }
@@ -135,13 +160,13 @@ impl<S> fmt::Debug for ProcessPoolExecutor<S> {
 }
 
 impl ProcessPoolExecutor {
-    /// An executor of `max_workers` processes with the default start method; 0 is an
+    /// An executor of up to `max_workers` processes with the default start method; 0 is an
     /// error.
     pub fn new(max_workers: usize) -> Result<Self> {
         Self::from_builder(Pool::builder().processes(max_workers))
     }
 
-    /// An executor with `max_workers` processes started with `method`.
+    /// An executor of up to `max_workers` processes started with `method`.
     pub fn with_start_method(max_workers: usize, method: StartMethod) -> Result<Self> {
         Self::from_builder(Pool::builder().processes(max_workers).start_method(method))
     }
@@ -160,7 +185,11 @@ impl<S: 'static> ProcessPoolExecutor<S> {
                 "max_tasks_per_child is incompatible with the fork start method",
             ));
         }
-        Ok(ProcessPoolExecutor { pool: b.build()? })
+        // As CPython (3.9+): workers start on demand and idle ones are reused, except under
+        // fork, where all start at once (forking later means forking a parent whose other
+        // threads may hold locks).
+        let on_demand = b.method() != StartMethod::Fork;
+        Ok(ProcessPoolExecutor { pool: b.on_demand(on_demand).build()? })
     }
 
     /// The pool underneath (insights, worker pids).
@@ -187,6 +216,17 @@ impl<S: 'static> Executor for ProcessPoolExecutor<S> {
         F: Fn(T) -> R + Send + Sync + 'static,
     {
         self.pool.submit_one::<T, R, Plain, F>(f, arg)
+    }
+
+    fn map_chunked<T, R, F, I>(&self, f: F, items: I, chunksize: usize) -> Result<ExecutorMap<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let futs = self.pool.submit_chunked::<T, R, Plain, F>(f, items, chunksize)?;
+        Ok(ExecutorMap::from_futures(futs))
     }
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {

@@ -18,8 +18,9 @@
 //! - [`Error`] / [`ErrorKind`]: [`WorkerDied`](ErrorKind::WorkerDied) names the signal or
 //!   exit code ([`WorkerExit`]); [`Panicked`](ErrorKind::Panicked) carries the panic message.
 //!
-//! Task functions are function items or closures without captures (sent to workers by
-//! name: every start method), or — with [`StartMethod::Fork`] — any `Fn` closure. Arguments
+//! Task functions are function items, closures without captures and `fn(T) -> R` pointers
+//! (sent to workers by name: every start method), or — with [`StartMethod::Fork`] — any
+//! `Fn` closure. Arguments
 //! and results are serde types (postcard on the wire).
 //!
 //! ```
@@ -92,6 +93,8 @@ mod progress;
 pub mod remote;
 #[doc(hidden)]
 pub mod ring;
+#[cfg(not(multiproc_loom))]
+mod ser_error;
 #[cfg(not(multiproc_loom))]
 mod shm;
 #[cfg(not(multiproc_loom))]
