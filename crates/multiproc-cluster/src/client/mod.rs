@@ -523,6 +523,23 @@ impl Executor for ClusterExecutor {
         self.map_chunked(f, items, self.shared.chunksize)
     }
 
+    /// One Redis entry per chunk of `chunksize` (the inherent
+    /// [`map_chunked`](ClusterExecutor::map_chunked)).
+    fn map_chunked<T, R, F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> TaskResult<ExecutorMap<R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        ClusterExecutor::map_chunked(self, f, items, chunksize)
+    }
+
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
         let sh = &self.shared;
         sh.closed.store(true, Ordering::SeqCst);
