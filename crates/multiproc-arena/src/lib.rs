@@ -43,6 +43,7 @@
 mod alloc;
 pub mod api;
 mod arena;
+pub mod describe;
 mod error;
 pub mod fork;
 pub mod futex;
