@@ -37,25 +37,14 @@ impl SerFailure {
 mod tests {
     use super::*;
     use serde::ser;
-    use std::collections::BTreeMap;
 
-    struct Refuses(&'static str);
+    /// A value whose `Serialize` refuses with a message.
+    struct Nan;
 
-    impl Serialize for Refuses {
+    impl Serialize for Nan {
         fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-            Err(ser::Error::custom(self.0))
+            Err(ser::Error::custom("ratio is NaN"))
         }
-    }
-
-    #[derive(serde::Serialize)]
-    struct Outer {
-        ok: u32,
-        inner: Vec<(u8, Refuses)>,
-    }
-
-    #[derive(serde::Serialize)]
-    enum E {
-        V { m: BTreeMap<u8, Refuses> },
     }
 
     fn failure<T: Serialize>(v: &T) -> String {
@@ -64,13 +53,13 @@ mod tests {
     }
 
     #[test]
-    fn the_message_and_its_path_survive() {
-        let v = Outer { ok: 1, inner: vec![(0, Refuses("deep"))] };
-        let ty = std::any::type_name::<Outer>();
-        assert_eq!(failure(&v), format!("cannot serialise it (type `{ty}`): at .inner[0].1: deep"));
-        assert!(failure(&Refuses("top")).ends_with("`): top"));
-        let v = E::V { m: [(7, Refuses("in a map"))].into() };
-        assert!(failure(&v).ends_with(": at .m[entry 0]: in a map"), "{}", failure(&v));
+    fn the_type_message_and_path_survive() {
+        let v = (1u8, vec![Nan]);
+        let ty = std::any::type_name::<(u8, Vec<Nan>)>();
+        assert_eq!(
+            failure(&v),
+            format!("cannot serialise it (type `{ty}`): at .1[0]: ratio is NaN")
+        );
         // A refusal of postcard's own keeps postcard's message.
         struct NoLen;
         impl Serialize for NoLen {
