@@ -166,9 +166,40 @@ impl ProcessPoolExecutor {
         Self::from_builder(Pool::builder().processes(max_workers))
     }
 
-    /// An executor of up to `max_workers` processes started with `method`.
-    pub fn with_start_method(max_workers: usize, method: StartMethod) -> Result<Self> {
-        Self::from_builder(Pool::builder().processes(max_workers).start_method(method))
+    /// The executor's builder: its settings are the pool's (processes, start method,
+    /// initializer, worker state, `max_tasks_per_child`, task timeout); finish with
+    /// [`ExecutorBuilder::build`].
+    pub fn builder() -> ExecutorBuilder {
+        ExecutorBuilder(Pool::builder())
+    }
+}
+
+/// Builds a [`ProcessPoolExecutor`] ([`ProcessPoolExecutor::builder`]): the pool's settings,
+/// whose `build` makes the executor. The usual two have setters here; any other
+/// [`PoolBuilder`] setting goes through [`pool`](Self::pool):
+/// `ProcessPoolExecutor::builder().processes(4).pool(|b| b.max_tasks_per_child(100)).build()`.
+#[derive(Debug)]
+pub struct ExecutorBuilder<S = ()>(PoolBuilder<S>);
+
+impl<S: 'static> ExecutorBuilder<S> {
+    /// Applies `f` to the pool settings (any [`PoolBuilder`] setter).
+    pub fn pool<T>(self, f: impl FnOnce(PoolBuilder<S>) -> PoolBuilder<T>) -> ExecutorBuilder<T> {
+        ExecutorBuilder(f(self.0))
+    }
+
+    /// Up to `n` worker processes (CPython's `max_workers`); 0 is an error at `build`.
+    pub fn processes(self, n: usize) -> Self {
+        ExecutorBuilder(self.0.processes(n))
+    }
+
+    /// The start method of the workers.
+    pub fn start_method(self, method: StartMethod) -> Self {
+        ExecutorBuilder(self.0.start_method(method))
+    }
+
+    /// The executor; see [`ProcessPoolExecutor::from_builder`].
+    pub fn build(self) -> Result<ProcessPoolExecutor<S>> {
+        ProcessPoolExecutor::from_builder(self.0)
     }
 }
 

@@ -111,7 +111,9 @@ pub use crate::builder::PoolBuilder;
 #[cfg(not(multiproc_loom))]
 pub use crate::error::{Error, ErrorKind, Result, WorkerExit};
 #[cfg(not(multiproc_loom))]
-pub use crate::executor::{Executor, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor};
+pub use crate::executor::{
+    Executor, ExecutorBuilder, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor,
+};
 #[cfg(not(multiproc_loom))]
 pub use crate::future::{AsyncResult, Future};
 #[cfg(not(multiproc_loom))]
@@ -127,4 +129,4 @@ pub use crate::task::{Plain, StarFn, Stateful, TaskFn};
 #[cfg(not(multiproc_loom))]
 pub use crate::wait::{as_completed, as_completed_timeout, wait, AsCompleted, ReturnWhen, Waited};
 #[cfg(not(multiproc_loom))]
-pub use multiproc_spawn::StartMethod;
+pub use multiproc_spawn::{Signal, StartMethod};

@@ -28,7 +28,7 @@ fn map_chunked_keeps_order_and_batches() {
     each_method(90, METHODS, |m| {
         // PP16: chunk sizes 6, 50 and 40 give the same results; 0 is refused.
         for cs in [1, 6, 40, 50] {
-            let ex = ProcessPoolExecutor::with_start_method(2, m).unwrap();
+            let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
             let v: Vec<u64> =
                 ex.map_chunked(pow, pairs(), cs).unwrap().map(|r| r.unwrap()).collect();
             assert_eq!(v, want(), "{m:?} chunksize {cs}");
@@ -37,7 +37,7 @@ fn map_chunked_keeps_order_and_batches() {
             assert_eq!(ins.iter().map(|w| w.items).sum::<u64>(), 40, "{m:?}");
             assert_eq!(ins.iter().map(|w| w.tasks).sum::<u64>(), 40_u64.div_ceil(cs as u64));
         }
-        let ex = ProcessPoolExecutor::with_start_method(2, m).unwrap();
+        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
         let e = ex.map_chunked(pow, pairs(), 0).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         // PP04 with chunks: the zero divisor's error comes at its own position; the items
@@ -87,7 +87,7 @@ fn distinct(mut v: Vec<u32>) -> usize {
 fn workers_start_on_demand_and_idle_ones_are_reused() {
     use multiproc_pool::StartMethod::Fork;
     each_method(90, METHODS, |m| {
-        let ex = ProcessPoolExecutor::with_start_method(5, m).unwrap();
+        let ex = ProcessPoolExecutor::builder().processes(5).start_method(m).build().unwrap();
         // Fork starts every worker at once (as CPython: forking later is unsafe); the other
         // methods none until there is work.
         let upfront = ex.pool().worker_pids().len();
@@ -128,7 +128,7 @@ fn on_demand_three_blocking_tasks_start_three() {
         [multiproc_pool::StartMethod::Forkserver, multiproc_pool::StartMethod::Spawn],
         |m| {
             // PP42: three blocking tasks at once start three workers of five.
-            let ex = ProcessPoolExecutor::with_start_method(5, m).unwrap();
+            let ex = ProcessPoolExecutor::builder().processes(5).start_method(m).build().unwrap();
             let futs: Vec<_> = (0..3).map(|_| ex.submit(pid_after_ms, 300).unwrap()).collect();
             assert_eq!(ex.pool().worker_pids().len(), 3, "{m:?}");
             let used: Vec<u32> = futs.into_iter().map(|f| f.result().unwrap()).collect();

@@ -74,7 +74,7 @@ fn map_over_a_panicking_input_raises_that_panic() {
 #[test]
 fn executor_map_yields_each_error_at_its_position() {
     each_method(90, METHODS, |m| {
-        let ex = ProcessPoolExecutor::with_start_method(3, m).unwrap();
+        let ex = ProcessPoolExecutor::builder().processes(3).start_method(m).build().unwrap();
         for cs in [1, 3] {
             let mut it = ex.map_chunked(fails, 0..10, cs).unwrap();
             assert_eq!(it.next().unwrap().unwrap(), 0);

@@ -183,7 +183,7 @@ impl Inner {
             && !w.killed
             && w.timed_out.is_none()
             && exit != WorkerExit::Code(0)
-            && exit != WorkerExit::Signal(9);
+            && exit != WorkerExit::Signal(multiproc_spawn::Signal::KILL);
         w.ready = false;
         w.restarts += 1;
         if early {
