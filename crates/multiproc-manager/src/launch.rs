@@ -53,6 +53,9 @@ enum Ready {
 
 /// The server process's entry: bind, report, serve until shutdown or the owner's death.
 fn server_main<S: ServiceSet>(args: ServerArgs) {
+    // As Python's manager servers: a Ctrl-C to the process group is for the clients; the
+    // server ends when its owner says so or is gone.
+    multiproc_spawn::ignore_interrupts();
     let b = ManagerBuilder::<S> {
         authkey: Some(args.authkey.clone()),
         address: args.address.clone(),

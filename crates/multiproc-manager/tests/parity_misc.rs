@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{child, join, kill_pid, wait_until};
+use common::{child, interrupt_pid, join, kill_pid, wait_until};
 use multiproc_manager::*;
 
 fn manager() -> Manager {
@@ -44,6 +44,20 @@ fn server_exit_code_after_sigkill() {
     // shutdown() after the death keeps the code it found.
     m.shutdown().unwrap();
     assert_eq!(m.server_exit_code(), Some(-9));
+}
+
+/// SM12 (Python's manager servers ignore SIGINT): a Ctrl-C to the server leaves it serving.
+#[test]
+fn the_server_survives_sigint() {
+    let m = manager();
+    let l = m.list_from([1]).unwrap();
+    interrupt_pid(m.server_pid());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(m.server_exit_code(), None, "the server ended on SIGINT");
+    l.append(2).unwrap();
+    assert_eq!(l.len().unwrap(), 2);
+    m.shutdown().unwrap();
+    assert_eq!(m.server_exit_code(), Some(0));
 }
 
 // ---- dict iteration: a documented snapshot ------------------------------------------------

@@ -136,3 +136,22 @@ fn on_demand_three_blocking_tasks_start_three() {
         },
     );
 }
+
+#[test]
+fn terminate_before_any_worker_started_is_a_no_op() {
+    each_method(
+        60,
+        [multiproc_pool::StartMethod::Forkserver, multiproc_pool::StartMethod::Spawn],
+        |m| {
+            // PP30: no worker started yet; terminating starts none and returns at once.
+            let ex = ProcessPoolExecutor::builder().processes(4).start_method(m).build().unwrap();
+            assert!(ex.pool().worker_pids().is_empty(), "{m:?}: none started up front");
+            let t0 = std::time::Instant::now();
+            ex.pool().terminate();
+            ex.pool().join_timeout(std::time::Duration::from_secs(10)).unwrap();
+            assert!(ex.pool().worker_pids().is_empty(), "{m:?}: none started by terminate");
+            assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{m:?}: {:?}", t0.elapsed());
+            assert!(ex.submit(pid, ()).is_err(), "{m:?}: a terminated executor refuses work");
+        },
+    );
+}

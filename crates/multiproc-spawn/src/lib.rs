@@ -112,3 +112,8 @@ pub use crate::method::{
     StartMethod,
 };
 pub use crate::process::{Builder, Process, Run};
+/// Ignores SIGINT in the calling process from now on, as a server process does so that a
+/// Ctrl-C to the terminal's process group stops its clients, not it (Python's manager
+/// servers do the same). Children it starts inherit the ignored disposition over fork and
+/// exec, as with `signal(SIGINT, SIG_IGN)`.
+pub use crate::sys::ignore_interrupts;

@@ -66,6 +66,12 @@ pub fn fd_count() -> usize {
 }
 
 /// Kills a process by pid with SIGKILL (the test's own processes only).
+/// Sends SIGINT (a Ctrl-C) to `pid`.
+pub fn interrupt_pid(pid: u32) {
+    let st = std::process::Command::new("kill").arg("-INT").arg(pid.to_string()).status();
+    assert!(st.map(|s| s.success()).unwrap_or(false), "kill -INT {pid}");
+}
+
 pub fn kill_pid(pid: u32) {
     let st = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
     assert!(st.map(|s| s.success()).unwrap_or(false), "kill -9 {pid}");
