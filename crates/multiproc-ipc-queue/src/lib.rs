@@ -76,7 +76,7 @@ mod wrapper;
 #[cfg(not(multiproc_loom))]
 pub use crate::error::{Error, ErrorKind, GetError, PutError, Result};
 #[cfg(not(multiproc_loom))]
-pub use crate::joinable::JoinableQueue;
+pub use crate::joinable::{JoinableQueue, JoinableQueueBuilder};
 #[cfg(not(multiproc_loom))]
 #[doc(hidden)]
 pub use crate::queue::pause_after_spill_claim;
