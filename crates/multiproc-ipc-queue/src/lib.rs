@@ -24,7 +24,8 @@
 //!
 //! - [`Queue`]: `put`/`get` (blocking, `try_`, `_timeout`), `qsize`, `empty`, `full`,
 //!   `close`, iterators; built with [`QueueBuilder`] (`maxsize`, `capacity`).
-//! - [`JoinableQueue`]: a `Queue` with `task_done` and `join`.
+//! - [`JoinableQueue`]: a `Queue` with `task_done`, `join` and `join_timeout`; built with
+//!   [`JoinableQueueBuilder`] (the same settings).
 //! - [`SimpleQueue`]: `put`, `get`, `empty`, `close`.
 //! - [`PutError`] (hands the item back), [`GetError`], [`Error`] / [`ErrorKind`].
 //!
