@@ -159,9 +159,9 @@ impl ProcOwner {
         let Some(mut child) = lock(&self.child).take() else { return Ok(()) };
         let _ = self.client.call(&Request::Shutdown);
         let mut res = Ok(());
-        if child.join_timeout(STOP_TIMEOUT).is_none() {
+        if child.join_timeout(STOP_TIMEOUT).is_err_and(|e| e.is_timeout()) {
             let _ = child.kill();
-            if child.join_timeout(STOP_TIMEOUT).is_none() {
+            if child.join_timeout(STOP_TIMEOUT).is_err_and(|e| e.is_timeout()) {
                 res = Err(Error::new(ErrorKind::Io, "the manager server did not exit"));
             }
         }
