@@ -4,6 +4,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::segment::{random_name, Segment};
 use std::sync::atomic::AtomicU64;
 
+/// How many random names [`SharedMemory::create`] tries before it gives up.
+const NAME_DRAWS: usize = 16;
+
 /// A named block of shared bytes that processes sharing no parent can attach to by name
 /// (Python's `SharedMemory`). The creator unlinks the name when it drops its handle unless
 /// [`persist`](SharedMemory::persist) was called; a killed creator's names are removed by
@@ -18,9 +21,6 @@ use std::sync::atomic::AtomicU64;
 /// other.read(0, &mut buf).unwrap();
 /// assert_eq!(&buf, b"hello");
 /// ```
-/// How many random names [`SharedMemory::create`] tries before it gives up.
-const NAME_DRAWS: usize = 16;
-
 #[derive(Debug)]
 pub struct SharedMemory {
     seg: Segment,
