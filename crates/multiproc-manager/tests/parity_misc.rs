@@ -133,3 +133,45 @@ fn namespace_debug_lists_fields_and_values() {
     let gone = format!("{ns:?}");
     assert!(gone.starts_with("Namespace { id: ") && gone.contains("disconnected"), "{gone}");
 }
+
+// ---- MG16: an initializer run once in the server --------------------------------------------
+
+/// A file both the test and the server can name (the server may be started by spawn or a
+/// forkserver: no shared memory or environment from the test itself).
+fn init_file() -> std::path::PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::env::current_exe().unwrap().hash(&mut h);
+    std::env::temp_dir().join(format!("multiproc-mg16-{:016x}", h.finish()))
+}
+
+fn note_server_pid() {
+    let path = init_file();
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+    std::io::Write::write_all(&mut f, format!("{}\n", std::process::id()).as_bytes()).unwrap();
+}
+
+fn refuse_to_start() {
+    panic!("no server today");
+}
+
+#[test]
+fn the_initializer_runs_once_in_the_server() {
+    let path = init_file();
+    let _ = std::fs::remove_file(&path);
+    let m = Manager::builder().initializer(note_server_pid).start().unwrap();
+    let l = m.list_from([1]).unwrap();
+    l.append(2).unwrap();
+    let seen = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(seen, format!("{}\n", m.server_pid()), "once, in the server");
+    m.shutdown().unwrap();
+    let _ = std::fs::remove_file(&path);
+
+    let e = Manager::builder().initializer(refuse_to_start).start().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Start);
+    assert!(e.to_string().contains("no server today"), "{e}");
+
+    let n = 3;
+    let e = Manager::builder().initializer(move || assert_eq!(n, 3)).start().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Start, "a closure that captures is refused: {e}");
+}
