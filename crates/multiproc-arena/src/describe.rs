@@ -311,26 +311,15 @@ impl<'a> ser::Serializer for &'a mut Describer {
     }
 }
 
-/// The compound traits: elements and fields are [`Parts::part`]s.
+/// The compound traits: elements and fields (named by `key` in structs) are
+/// [`Parts::part`]s.
 macro_rules! compound {
-    ($($tr:ident :: $f:ident),*) => {$(
+    ($($tr:ident :: $f:ident ($($key:ident)?)),*) => {$(
         impl ser::$tr for Parts<'_> {
             type Ok = ();
             type Error = Stop;
-            fn $f<T: Serialize + ?Sized>(&mut self, v: &T) -> R {
-                self.part(None, v)
-            }
-            fn end(self) -> R {
-                Parts::end(self)
-            }
-        }
-    )*};
-    (named: $($tr:ident),*) => {$(
-        impl ser::$tr for Parts<'_> {
-            type Ok = ();
-            type Error = Stop;
-            fn serialize_field<T: Serialize + ?Sized>(&mut self, name: &'static str, v: &T) -> R {
-                self.part(Some(name), v)
+            fn $f<T: Serialize + ?Sized>(&mut self, $($key: &'static str,)? v: &T) -> R {
+                self.part(None $(.or(Some($key)))?, v)
             }
             fn end(self) -> R {
                 Parts::end(self)
@@ -339,12 +328,13 @@ macro_rules! compound {
     )*};
 }
 compound!(
-    SerializeSeq::serialize_element,
-    SerializeTuple::serialize_element,
-    SerializeTupleStruct::serialize_field,
-    SerializeTupleVariant::serialize_field
+    SerializeSeq::serialize_element(),
+    SerializeTuple::serialize_element(),
+    SerializeTupleStruct::serialize_field(),
+    SerializeTupleVariant::serialize_field(),
+    SerializeStruct::serialize_field(key),
+    SerializeStructVariant::serialize_field(key)
 );
-compound!(named: SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for Parts<'_> {
     type Ok = ();

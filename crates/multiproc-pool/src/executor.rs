@@ -5,7 +5,7 @@ use crate::builder::PoolBuilder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::future::{lock, Future, Slot};
 use crate::pool::Pool;
-use crate::task::{Plain, TaskFn};
+use crate::task::{Payload, Plain, TaskFn};
 use multiproc_spawn::StartMethod;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,15 +19,15 @@ pub trait Executor {
     /// Schedules `f(arg)`; [`ErrorKind::NotRunning`] after [`shutdown`](Self::shutdown).
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Future<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + 'static;
 
     /// Schedules `f` on every item at once; the iterator yields the outcomes in input order.
     fn map<T, R, F, I>(&self, f: F, items: I) -> Result<ExecutorMap<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
@@ -46,8 +46,8 @@ pub trait Executor {
     /// [`InvalidArgument`](ErrorKind::InvalidArgument) error.
     fn map_chunked<T, R, F, I>(&self, f: F, items: I, chunksize: usize) -> Result<ExecutorMap<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
@@ -61,8 +61,8 @@ pub trait Executor {
     /// one [`ErrorKind::Timeout`] error, cancels what has not started, and ends.
     fn map_timeout<T, R, F, I>(&self, f: F, items: I, timeout: Duration) -> Result<ExecutorMap<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
@@ -232,7 +232,7 @@ impl<S: 'static> ProcessPoolExecutor<S> {
     pub fn submit_with<T, R, M, F>(&self, f: F, arg: T) -> Result<Future<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         self.pool.submit_one(f, arg)
@@ -242,8 +242,8 @@ impl<S: 'static> ProcessPoolExecutor<S> {
 impl<S: 'static> Executor for ProcessPoolExecutor<S> {
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Future<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
         self.pool.submit_one::<T, R, Plain, F>(f, arg)
@@ -251,8 +251,8 @@ impl<S: 'static> Executor for ProcessPoolExecutor<S> {
 
     fn map_chunked<T, R, F, I>(&self, f: F, items: I, chunksize: usize) -> Result<ExecutorMap<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
@@ -411,8 +411,8 @@ fn thread_main(shared: Arc<TpShared>) {
 impl Executor for ThreadPoolExecutor {
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Future<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
         self.spawn(move || f(arg))

@@ -9,7 +9,7 @@ use crate::future::{AsyncResult, Future, Slot};
 use crate::pool::Pool;
 use crate::progress::{Progress, ProgressFn};
 use crate::sink::{CollectSink, StreamSink};
-use crate::task::{Plain, Star, StarFn, TaskFn};
+use crate::task::{Payload, Plain, Star, StarFn, TaskFn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
@@ -79,7 +79,7 @@ impl<'p, S: 'static> Job<'p, S> {
     fn prepare<T, R, M, F>(&self, f: F) -> Result<FuncRef>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         if self.chunksize == Some(0) {
@@ -95,7 +95,7 @@ impl<'p, S: 'static> Job<'p, S> {
     pub fn map<T, R, M, F>(self, f: F, items: impl IntoIterator<Item = T>) -> Result<Vec<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         let func = self.prepare::<T, R, M, F>(f)?;
@@ -150,7 +150,7 @@ impl<'p, S: 'static> Job<'p, S> {
     pub fn imap<T, R, M, F, I>(self, f: F, items: I) -> Result<Imap<'p, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
@@ -161,7 +161,7 @@ impl<'p, S: 'static> Job<'p, S> {
     pub fn imap_unordered<T, R, M, F, I>(self, f: F, items: I) -> Result<Imap<'p, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
@@ -176,7 +176,7 @@ impl<'p, S: 'static> Job<'p, S> {
     ) -> Result<Imap<'p, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
@@ -197,7 +197,7 @@ impl<'p, S: 'static> Job<'p, S> {
     pub fn starmap<Args, R, F>(self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<R>>
     where
         Args: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: StarFn<Args, R>,
     {
         self.map::<Args, R, Plain, _>(Star::new(f), items)
@@ -211,7 +211,7 @@ impl<'p, S: 'static> Job<'p, S> {
     ) -> Result<AsyncResult<Vec<R>>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         let func = self.prepare::<T, R, M, F>(f)?;
@@ -240,7 +240,7 @@ impl<'p, S: 'static> Job<'p, S> {
     ) -> Result<AsyncResult<Vec<R>>>
     where
         Args: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: StarFn<Args, R>,
     {
         self.map_async::<Args, R, Plain, _>(Star::new(f), items)

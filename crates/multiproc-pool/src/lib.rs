@@ -125,7 +125,7 @@ pub use crate::pool::{cpu_count, Pool};
 #[cfg(not(multiproc_loom))]
 pub use crate::progress::ProgressFn;
 #[cfg(not(multiproc_loom))]
-pub use crate::task::{Plain, StarFn, Stateful, TaskFn};
+pub use crate::task::{Payload, Plain, StarFn, Stateful, TaskFn};
 #[cfg(not(multiproc_loom))]
 pub use crate::wait::{as_completed, as_completed_timeout, wait, AsCompleted, ReturnWhen, Waited};
 #[cfg(not(multiproc_loom))]

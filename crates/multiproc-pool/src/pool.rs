@@ -8,7 +8,7 @@ use crate::future::{AsyncResult, Future, Slot};
 use crate::insights::WorkerInsights;
 use crate::job::{Imap, Job};
 use crate::sink::{ChunkSink, SingleSink};
-use crate::task::{is_stateful_pointer, pointer_ref, shim_ref, StarFn, TaskFn};
+use crate::task::{is_stateful_pointer, pointer_ref, shim_ref, Payload, StarFn, TaskFn};
 use multiproc_spawn::StartMethod;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -101,7 +101,7 @@ impl<S: 'static> Pool<S> {
     pub fn map<T, R, M, F>(&self, f: F, items: impl IntoIterator<Item = T>) -> Result<Vec<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         self.job().map(f, items)
@@ -120,7 +120,7 @@ impl<S: 'static> Pool<S> {
     pub fn imap<T, R, M, F, I>(&self, f: F, items: I) -> Result<Imap<'_, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
@@ -132,7 +132,7 @@ impl<S: 'static> Pool<S> {
     pub fn imap_unordered<T, R, M, F, I>(&self, f: F, items: I) -> Result<Imap<'_, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
@@ -143,7 +143,7 @@ impl<S: 'static> Pool<S> {
     pub fn starmap<Args, R, F>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<R>>
     where
         Args: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: StarFn<Args, R>,
     {
         self.job().starmap(f, items)
@@ -153,7 +153,7 @@ impl<S: 'static> Pool<S> {
     pub fn apply<T, R, M, F>(&self, f: F, arg: T) -> Result<R>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         self.apply_async(f, arg)?.get()
@@ -163,7 +163,7 @@ impl<S: 'static> Pool<S> {
     pub fn apply_async<T, R, M, F>(&self, f: F, arg: T) -> Result<AsyncResult<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         Ok(AsyncResult::new(self.submit_one(f, arg)?))
@@ -172,7 +172,7 @@ impl<S: 'static> Pool<S> {
     pub(crate) fn submit_one<T, R, M, F>(&self, f: F, arg: T) -> Result<Future<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         let func = self.func::<T, R, M, F>(f)?;
@@ -198,7 +198,7 @@ impl<S: 'static> Pool<S> {
     ) -> Result<Vec<Future<R>>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         if chunksize == 0 {
@@ -242,7 +242,7 @@ impl<S: 'static> Pool<S> {
     ) -> Result<AsyncResult<Vec<R>>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         self.job().map_async(f, items)
@@ -256,7 +256,7 @@ impl<S: 'static> Pool<S> {
     ) -> Result<AsyncResult<Vec<R>>>
     where
         Args: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: StarFn<Args, R>,
     {
         self.job().starmap_async(f, items)

@@ -14,6 +14,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
 
+/// What crosses to a worker and back: a task's argument or result — owned (`'static`),
+/// `Send`, and serde-serialisable both ways (postcard; handles travel with their
+/// descriptors). Every such type is one; the trait names the bound once. A borrowed type
+/// (`&str`, `&[u8]`) is not one — the compiler says "`Deserialize` is not general enough":
+/// pass `String` / `Vec<u8>`.
+pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
+
 /// Marker: the task ignores the worker state (`Fn(T) -> R`).
 #[derive(Debug)]
 pub enum Plain {}

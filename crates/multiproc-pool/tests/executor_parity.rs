@@ -121,37 +121,38 @@ fn workers_start_on_demand_and_idle_ones_are_reused() {
     });
 }
 
+/// Runs `body` with a five-worker executor under each start method that starts workers on
+/// demand (not fork).
+fn on_demand(
+    body: impl Fn(ProcessPoolExecutor, multiproc_pool::StartMethod) + Send + Sync + 'static,
+) {
+    use multiproc_pool::StartMethod::{Forkserver, Spawn};
+    each_method(90, [Forkserver, Spawn], move |m| {
+        body(ProcessPoolExecutor::builder().processes(5).start_method(m).build().unwrap(), m)
+    });
+}
+
 #[test]
 fn on_demand_three_blocking_tasks_start_three() {
-    each_method(
-        90,
-        [multiproc_pool::StartMethod::Forkserver, multiproc_pool::StartMethod::Spawn],
-        |m| {
-            // PP42: three blocking tasks at once start three workers of five.
-            let ex = ProcessPoolExecutor::builder().processes(5).start_method(m).build().unwrap();
-            let futs: Vec<_> = (0..3).map(|_| ex.submit(pid_after_ms, 300).unwrap()).collect();
-            assert_eq!(ex.pool().worker_pids().len(), 3, "{m:?}");
-            let used: Vec<u32> = futs.into_iter().map(|f| f.result().unwrap()).collect();
-            assert_eq!(distinct(used), 3, "{m:?}: the three ran side by side");
-        },
-    );
+    on_demand(|ex, m| {
+        // PP42: three blocking tasks at once start three workers of five.
+        let futs: Vec<_> = (0..3).map(|_| ex.submit(pid_after_ms, 300).unwrap()).collect();
+        assert_eq!(ex.pool().worker_pids().len(), 3, "{m:?}");
+        let used: Vec<u32> = futs.into_iter().map(|f| f.result().unwrap()).collect();
+        assert_eq!(distinct(used), 3, "{m:?}: the three ran side by side");
+    });
 }
 
 #[test]
 fn terminate_before_any_worker_started_is_a_no_op() {
-    each_method(
-        60,
-        [multiproc_pool::StartMethod::Forkserver, multiproc_pool::StartMethod::Spawn],
-        |m| {
-            // PP30: no worker started yet; terminating starts none and returns at once.
-            let ex = ProcessPoolExecutor::builder().processes(4).start_method(m).build().unwrap();
-            assert!(ex.pool().worker_pids().is_empty(), "{m:?}: none started up front");
-            let t0 = std::time::Instant::now();
-            ex.pool().terminate();
-            ex.pool().join_timeout(std::time::Duration::from_secs(10)).unwrap();
-            assert!(ex.pool().worker_pids().is_empty(), "{m:?}: none started by terminate");
-            assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{m:?}: {:?}", t0.elapsed());
-            assert!(ex.submit(pid, ()).is_err(), "{m:?}: a terminated executor refuses work");
-        },
-    );
+    on_demand(|ex, m| {
+        // PP30: no worker started yet; terminating starts none and returns at once.
+        assert!(ex.pool().worker_pids().is_empty(), "{m:?}: none started up front");
+        let t0 = std::time::Instant::now();
+        ex.pool().terminate();
+        ex.pool().join_timeout(std::time::Duration::from_secs(10)).unwrap();
+        assert!(ex.pool().worker_pids().is_empty(), "{m:?}: none started by terminate");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{m:?}: {:?}", t0.elapsed());
+        assert!(ex.submit(pid, ()).is_err(), "{m:?}: a terminated executor refuses work");
+    });
 }
