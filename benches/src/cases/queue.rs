@@ -8,7 +8,6 @@
 
 use super::{fork, mb_per_s, Better, Case, Child, Floor, Opts, Start};
 use multiproc_ipc_queue::Queue;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub(crate) const CASES: &[Case] = &[
     Case {
@@ -108,35 +107,7 @@ fn q4to1_u64(o: &Opts) -> f64 {
     u64_rate(4, o.iters(20_000_000, 6_000_000))
 }
 
-/// A byte message that serialises as one byte string (serde's default for `Vec<u8>` is a
-/// sequence of single bytes), as CPython's `bytes` pickles.
-#[derive(Debug, PartialEq)]
-struct Bytes(Vec<u8>);
-
-impl Serialize for Bytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Bytes;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
-                Ok(Bytes(v.to_vec()))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
-                Ok(Bytes(v))
-            }
-        }
-        d.deserialize_byte_buf(V)
-    }
-}
+use multiproc_arena::Bytes;
 
 fn q1to1_64kib(o: &Opts) -> f64 {
     const SIZE: usize = 64 << 10;

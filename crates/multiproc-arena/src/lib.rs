@@ -43,6 +43,7 @@
 mod alloc;
 pub mod api;
 mod arena;
+mod bytes;
 pub mod describe;
 mod error;
 pub mod fork;
@@ -71,6 +72,7 @@ pub mod trace;
 pub mod transfer;
 
 pub use crate::arena::{Arena, Offset};
+pub use crate::bytes::Bytes;
 #[doc(hidden)]
 pub use crate::error::write_source;
 pub use crate::error::{errno_name, is_resource_shortage, Error, ErrorKind, Result};
