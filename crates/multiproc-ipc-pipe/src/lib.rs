@@ -94,6 +94,7 @@ macro_rules! impl_as_fd {
 }
 pub(crate) use impl_as_fd;
 
+mod authkey;
 #[cfg(multiproc_loom)]
 #[doc(hidden)]
 pub mod bell;
@@ -107,6 +108,7 @@ mod listener;
 mod sys;
 mod wait;
 
+pub use crate::authkey::AuthKey;
 pub use crate::connection::{Connection, Pipe};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::fd::Fd;

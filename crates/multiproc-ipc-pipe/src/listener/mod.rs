@@ -28,6 +28,7 @@ pub(crate) use self::handshake::HS_MAGIC;
 use self::handshake::{
     client_handshake, hs_message, hs_send, nonce, Handshake, Step, HS_HEADER, T_CHALLENGE,
 };
+use crate::authkey::AuthKey;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lock;
@@ -170,7 +171,7 @@ fn unix_listen(addr: sys::UnixAddr<'_>, what: &Address) -> Result<OwnedFd> {
 /// ```
 #[derive(Clone)]
 pub struct ListenerBuilder {
-    authkey: Option<Vec<u8>>,
+    authkey: Option<AuthKey>,
     handshake_timeout: Duration,
     max_message_size: usize,
 }
@@ -197,8 +198,10 @@ impl Default for ListenerBuilder {
 
 impl ListenerBuilder {
     multiproc_arena::setters! {
-        /// Requires clients to prove they hold `key` (any length, empty included).
-        fn authkey(mut self, key: impl AsRef<[u8]>) { self.authkey = Some(key.as_ref().to_vec()) }
+        /// Requires clients to prove they hold `key` (any length, empty included): an
+        /// [`AuthKey`], or bytes in any form it is made from (`b"secret"`, `&[u8]`,
+        /// `Vec<u8>`, `&str`).
+        fn authkey(mut self, key: impl Into<AuthKey>) { self.authkey = Some(key.into()) }
 
         /// How long a client has to complete the handshake (default 2 s); a client still
         /// silent then is dropped.
@@ -379,11 +382,11 @@ impl Drop for Cleanup {
 /// or an event loop beside connections.
 ///
 /// ```
-/// use multiproc_ipc_pipe::{Client, Listener};
+/// use multiproc_ipc_pipe::{AuthKey, Client, Listener};
 /// let l = Listener::builder().authkey(b"k").bind("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()).unwrap();
 /// let addr = l.address().clone();
 /// let t = std::thread::spawn(move || {
-///     let c = Client::connect(&addr, Some(b"k")).unwrap();
+///     let c = Client::connect(&addr, Some(&AuthKey::from(b"k"))).unwrap();
 ///     c.send(&1729u32).unwrap();
 /// });
 /// let d = l.accept().unwrap();
@@ -393,7 +396,7 @@ impl Drop for Cleanup {
 pub struct Listener {
     sock: Sock,
     address: Address,
-    authkey: Option<Vec<u8>>,
+    authkey: Option<AuthKey>,
     handshake_timeout: Duration,
     max_message_size: usize,
     epoll: OwnedFd,
@@ -417,10 +420,11 @@ impl Listener {
         ListenerBuilder::default()
     }
 
-    /// Listens on `address`, requiring `authkey` from clients if given.
-    pub fn bind(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
+    /// Listens on `address`, requiring `authkey` from clients if given (Python's
+    /// `Listener(address, authkey=...)`; [`builder`](Self::builder) for the other options).
+    pub fn bind(address: impl Into<Address>, authkey: Option<&AuthKey>) -> Result<Listener> {
         let mut b = Listener::builder();
-        b.authkey = authkey.map(<[u8]>::to_vec);
+        b.authkey = authkey.cloned();
         b.bind(address)
     }
 
@@ -503,7 +507,7 @@ impl Listener {
                 while i < pending.len() {
                     let fd = pending[i].sock.as_raw_fd() as u64;
                     let step = if check_all || ready.contains(&fd) {
-                        pending[i].step(key)
+                        pending[i].step(key.as_bytes())
                     } else {
                         Step::Wait
                     };
@@ -579,14 +583,14 @@ pub struct Client {
 impl Client {
     /// Connects to `address`, proving `authkey` if given (it must match the listener's), and
     /// waiting at most [`DEFAULT_HANDSHAKE_TIMEOUT`] for the listener's side of the handshake.
-    pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Connection> {
+    pub fn connect(address: &Address, authkey: Option<&AuthKey>) -> Result<Connection> {
         Client::connect_timeout(address, authkey, DEFAULT_HANDSHAKE_TIMEOUT)
     }
 
     /// [`connect`](Self::connect) with a limit on the TCP connect and the handshake.
     pub fn connect_timeout(
         address: &Address,
-        authkey: Option<&[u8]>,
+        authkey: Option<&AuthKey>,
         timeout: Duration,
     ) -> Result<Connection> {
         let deadline = Instant::now() + timeout;
@@ -605,7 +609,7 @@ impl Client {
             }
         };
         if let Some(key) = authkey {
-            client_handshake(sock.as_fd(), !tcp, key, deadline)?;
+            client_handshake(sock.as_fd(), !tcp, key.as_bytes(), deadline)?;
         }
         Ok(Connection::from_parts(sock, true, true, tcp))
     }
