@@ -61,8 +61,29 @@ const LISTEN_TOKEN: u64 = u64::MAX;
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
 ///
-/// Parsed from text by [`FromStr`]: `unix:PATH` or an absolute path, `@NAME` for an abstract
-/// Unix name, `HOST:PORT` (an IP address) for TCP.
+/// Parsed from text by [`FromStr`] (and printed back by `Display`, which parses to the same
+/// address):
+///
+/// | text | address |
+/// |---|---|
+/// | `unix:PATH`, or a path with a `/` in it (`/run/app.sock`, `./app.sock`) | [`Address::Unix`] |
+/// | `@NAME` (or `"\0NAME"`, Python's spelling) | [`Address::Abstract`] |
+/// | `IP:PORT`, `[IPv6]:PORT`, `tcp:…` | [`Address::Tcp`] |
+/// | `HOST:PORT` (`localhost:6000`) | [`Address::Tcp`], the host resolved now (its first address) |
+///
+/// Anything else — an empty string, a bare name, a port that is not a number, a host that
+/// does not resolve — is an [`ErrorKind::InvalidInput`] error saying which forms exist.
+///
+/// ```
+/// use multiproc_ipc_pipe::Address;
+/// assert_eq!("127.0.0.1:6000".parse::<Address>()?, Address::Tcp("127.0.0.1:6000".parse().unwrap()));
+/// assert_eq!("/run/app.sock".parse::<Address>()?, Address::Unix("/run/app.sock".into()));
+/// assert_eq!("@app".parse::<Address>()?, Address::Abstract(b"app".to_vec()));
+/// let a: Address = "unix:app.sock".parse()?;
+/// assert_eq!(a.to_string().parse::<Address>()?, a);
+/// assert!("app".parse::<Address>().unwrap_err().kind() == multiproc_ipc_pipe::ErrorKind::InvalidInput);
+/// # Ok::<(), multiproc_ipc_pipe::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Address {
@@ -88,22 +109,49 @@ impl FromStr for Address {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Address> {
+        let bad = |why: &str| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{s:?} is not an address ({why}): use unix:PATH, a path with a '/', \
+                     @abstract-name, IP:PORT or HOST:PORT"
+                ),
+            )
+        };
         if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err(bad("an empty path"));
+            }
             return Ok(Address::Unix(PathBuf::from(p)));
         }
-        if s.starts_with('/') {
-            return Ok(Address::Unix(PathBuf::from(s)));
-        }
         if let Some(n) = s.strip_prefix('@').or_else(|| s.strip_prefix('\0')) {
+            if n.is_empty() {
+                return Err(bad("an empty abstract name"));
+            }
             return Ok(Address::Abstract(n.as_bytes().to_vec()));
         }
-        if let Ok(a) = s.parse::<SocketAddr>() {
+        if s.contains('/') {
+            return Ok(Address::Unix(PathBuf::from(s)));
+        }
+        let hp = s.strip_prefix("tcp:").unwrap_or(s);
+        if let Ok(a) = hp.parse::<SocketAddr>() {
             return Ok(Address::Tcp(a));
         }
-        Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("{s:?} is not an address: use unix:PATH, /abs/path, @abstract or IP:PORT"),
-        ))
+        let Some((host, port)) = hp.rsplit_once(':') else {
+            return Err(bad(if s.is_empty() { "empty" } else { "no ':PORT' and no '/'" }));
+        };
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad("HOST:PORT needs a host and a port number"));
+        }
+        match std::net::ToSocketAddrs::to_socket_addrs(hp).map(|mut it| it.next()) {
+            Ok(Some(a)) => Ok(Address::Tcp(a)),
+            Ok(None) => Err(bad("the host has no address")),
+            Err(e) => Err(Error::with_source(
+                ErrorKind::InvalidInput,
+                format!("{s:?}: the host does not resolve"),
+                e,
+            )),
+        }
     }
 }
 
