@@ -288,7 +288,10 @@ impl Connection {
     }
 
     /// Whether a message (or the end of the stream) is waiting, waiting up to `timeout` for
-    /// one (`Duration::ZERO`: just look). Consumes nothing.
+    /// one (`Duration::ZERO`: just look). Consumes nothing. Python's `poll(timeout)`: the
+    /// time passing is `Ok(false)`, not an error (to receive with a limit, use
+    /// [`recv_timeout`](Self::recv_timeout); to take only what is there,
+    /// [`try_recv`](Self::try_recv); for many connections, [`wait`](crate::wait)).
     pub fn poll(&self, timeout: Duration) -> Result<bool> {
         self.check_read()?;
         if self.pending() {
