@@ -890,11 +890,7 @@ fn hostile_manager_protocol() {
             target.count(format!("raw frame: {:?}", r.map(|b| b.len()).map_err(|e| e.kind())));
             continue;
         }
-        let conn = match Client::connect_timeout(
-            &s.address,
-            Some(s.key.as_bytes()),
-            Duration::from_secs(2),
-        ) {
+        let conn = match Client::connect_timeout(&s.address, Some(&s.key), Duration::from_secs(2)) {
             Ok(c) => c,
             Err(e) => panic!("a legitimate handshake failed: {e}"),
         };
@@ -1052,7 +1048,7 @@ fn hostile_handshake_client_side() {
         plans.send((case, plan)).unwrap();
         let addr = if case % 2 == 0 { &tcp_addr } else { &unix_addr };
         let t0 = Instant::now();
-        let res = Client::connect_timeout(addr, Some(&key), timeout);
+        let res = Client::connect_timeout(addr, Some(&AuthKey::from(&key[..])), timeout);
         let took = t0.elapsed();
         let proved = done_rx
             .recv_timeout(Duration::from_secs(10))

@@ -71,10 +71,19 @@ fn wrong_authkey_is_refused_and_the_server_keeps_serving() {
         let addr = l.address().clone();
         let a2 = addr.clone();
         let t = std::thread::spawn(move || {
-            let e =
-                Client::connect_timeout(&a2, Some(b"wrong"), Duration::from_secs(5)).unwrap_err();
+            let e = Client::connect_timeout(
+                &a2,
+                Some(&AuthKey::from(b"wrong")),
+                Duration::from_secs(5),
+            )
+            .unwrap_err();
             assert_eq!(e.kind(), PipeErrorKind::Authentication, "{e}");
-            let c = Client::connect_timeout(&a2, Some(b"right"), Duration::from_secs(5)).unwrap();
+            let c = Client::connect_timeout(
+                &a2,
+                Some(&AuthKey::from(b"right")),
+                Duration::from_secs(5),
+            )
+            .unwrap();
             c.send(&42u32).unwrap();
         });
         let e = l.accept_timeout(Duration::from_secs(10)).unwrap_err();
@@ -93,7 +102,8 @@ fn wrong_authkey_is_refused_and_the_server_keeps_serving() {
         let keyless = Listener::bind(tcp_any(), None).unwrap();
         let ka = keyless.address().clone();
         let t = std::thread::spawn(move || {
-            Client::connect_timeout(&ka, Some(b"k"), Duration::from_millis(500)).unwrap_err()
+            Client::connect_timeout(&ka, Some(&AuthKey::from(b"k")), Duration::from_millis(500))
+                .unwrap_err()
         });
         let _held = keyless.accept_timeout(Duration::from_secs(5)).unwrap();
         // No challenge came: a timeout that suggests the missing authkey (from the client's
@@ -239,7 +249,7 @@ fn oversized_frames_are_refused_before_and_after_authentication() {
         // After authentication: frames claiming 2^40 bytes and 64 MiB (limit 1 MiB), and a
         // frame just over the limit that really carries its bytes.
         for claim in [1u64 << 40, 64 << 20, (1 << 20) + 1] {
-            let c = Client::connect(&addr, Some(key.as_bytes())).unwrap();
+            let c = Client::connect(&addr, Some(&key)).unwrap();
             let fd = std::os::fd::OwnedFd::from(c);
             let mut s = TcpStream::from(fd);
             s.write_all(&Header { len: claim, fds: 0 }.encode()).unwrap();
@@ -303,7 +313,7 @@ fn sockets_and_segments_are_private_to_the_user() {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let explicit = dir.join("explicit.sock");
-        let l2 = Listener::bind(explicit.as_path(), Some(b"k")).unwrap();
+        let l2 = Listener::bind(explicit.as_path(), Some(&AuthKey::from(b"k"))).unwrap();
         assert_eq!(mode(&explicit), 0o600);
         let pid = std::process::id();
         let seg_name = format!("multiproc-{pid}-sec-seg");

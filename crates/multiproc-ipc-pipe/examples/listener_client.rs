@@ -4,13 +4,13 @@
 //!
 //! `cargo run --release -p multiproc-ipc-pipe --example listener_client`
 
-use multiproc_ipc_pipe::{Address, Client, Listener};
+use multiproc_ipc_pipe::{Address, AuthKey, Client, Listener};
 
 const KEY: &[u8] = b"example key";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = std::env::args().nth(1) {
-        let c = Client::connect(&Address::Unix(path.into()), Some(KEY))?;
+        let c = Client::connect(&Address::Unix(path.into()), Some(&AuthKey::from(KEY)))?;
         c.send(&"hello from another program".to_string())?;
         let back: String = c.recv()?;
         println!("client got back: {back}");

@@ -8,7 +8,7 @@
 
 use multiproc_arena::testing::fork;
 use multiproc_arena::Shared;
-use multiproc_ipc_pipe::{Address, Client, Connection, Listener, Pipe};
+use multiproc_ipc_pipe::{Address, AuthKey, Client, Connection, Listener, Pipe};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,7 +144,7 @@ fn connect_auth(addr_kind: &str, key: Option<&'static [u8]>, n: usize) -> f64 {
     let mut times = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let c = Client::connect(&addr, key).unwrap();
+        let c = Client::connect(&addr, key.map(AuthKey::from).as_ref()).unwrap();
         times.push(t.elapsed().as_secs_f64() * 1e6);
         drop(c);
     }
@@ -156,13 +156,17 @@ fn connect_auth(addr_kind: &str, key: Option<&'static [u8]>, n: usize) -> f64 {
 /// Round trip of a u64 over a Listener/Client connection (Unix or TCP), in µs.
 fn listener_rt(n: usize, tcp: bool) -> f64 {
     let l = if tcp {
-        Listener::bind("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(), Some(b"k")).unwrap()
+        Listener::bind(
+            "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap(),
+            Some(&AuthKey::from(b"k")),
+        )
+        .unwrap()
     } else {
         Listener::builder().authkey(b"k").bind_private().unwrap()
     };
     let addr = l.address().clone();
     let child = fork(|| {
-        let c = Client::connect(&addr, Some(b"k")).unwrap();
+        let c = Client::connect(&addr, Some(&AuthKey::from(b"k"))).unwrap();
         for _ in 0..n {
             let v: u64 = c.recv().unwrap();
             c.send(&v).unwrap();

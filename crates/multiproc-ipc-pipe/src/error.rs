@@ -20,6 +20,12 @@ multiproc_arena::error_type! {
         /// The timeout passed before a message arrived (or a connection was accepted). Nothing
         /// was lost: a message partly received is kept for the next call.
         Timeout => "timed out",
+        /// A `try_` call could not proceed now: no whole message is waiting
+        /// ([`try_recv`](crate::Connection::try_recv)), or there is no room to start sending
+        /// ([`try_send`](crate::Connection::try_send)). Nothing was lost: a message partly
+        /// received is kept for the next call. Maps to [`std::io::ErrorKind::WouldBlock`], as
+        /// tokio's `AsyncFd::try_io` expects.
+        WouldBlock => "would block",
         /// Receiving on a write-only end or sending on a read-only end of a one-way pipe.
         WrongDirection => "wrong direction for a one-way connection",
         /// [`recv_bytes_into`](crate::Connection::recv_bytes_into) got a buffer smaller than
@@ -48,6 +54,7 @@ multiproc_arena::error_type! {
     io {
         Disconnected => UnexpectedEof,
         Timeout => TimedOut,
+        WouldBlock => WouldBlock,
         InvalidInput => InvalidInput,
         WrongDirection => InvalidInput,
         BufferTooSmall => InvalidInput,
@@ -59,7 +66,7 @@ multiproc_arena::error_type! {
 
     classes {
         timeout: [Timeout],
-        would_block: [],
+        would_block: [WouldBlock],
         disconnected: [Disconnected],
     }
 }

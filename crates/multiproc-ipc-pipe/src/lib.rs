@@ -8,11 +8,14 @@
 //!   (postcard), with arena handles, segments and other connections carried as SCM_RIGHTS;
 //!   [`send_bytes`](Connection::send_bytes)/[`recv_bytes`](Connection::recv_bytes)/
 //!   [`recv_bytes_into`](Connection::recv_bytes_into); [`poll`](Connection::poll); timeouts on
-//!   every receive; a disconnected error (never a SIGPIPE) once the peer is gone.
+//!   every receive; [`try_recv`](Connection::try_recv) / [`try_send`](Connection::try_send)
+//!   that never wait (for epoll and async runtimes, see [From async code](#from-async-code));
+//!   a disconnected error (never a SIGPIPE) once the peer is gone.
 //! - [`wait`] / [`Waitable`]: readiness of connections, listeners and any descriptor (process
 //!   sentinels).
 //! - [`Listener`] / [`Client`] on an [`Address`] (a Unix socket in a private directory, an
-//!   abstract Unix name, or TCP), with a mutual HMAC-SHA256 challenge when an authkey is set;
+//!   abstract Unix name, or TCP; parsed from text), with a mutual HMAC-SHA256 challenge when
+//!   an [`AuthKey`] is set;
 //!   [`cleanup_orphan_listeners`] removes socket directories of killed processes.
 //! - [`Fd`]: a bare descriptor in a message (Python's `send_handle`).
 //! - [`frame`]: the wire format, and a decoder that runs without sockets.
@@ -75,6 +78,69 @@
 //! assert_eq!(parent.recv::<i32>().unwrap_err().kind(), ErrorKind::Disconnected);
 //! # Ok::<(), multiproc_ipc_pipe::Error>(())
 //! ```
+//!
+//! # Blocking, `try_`, `_timeout`, and readiness
+//!
+//! The workspace's convention (the `multiproc` crate's API guide): [`recv`](Connection::recv)
+//! blocks; [`try_recv`](Connection::try_recv) never waits and fails with
+//! [`ErrorKind::WouldBlock`] (`is_would_block()`) when no whole message has arrived;
+//! [`recv_timeout(d)`](Connection::recv_timeout) fails with [`ErrorKind::Timeout`]
+//! (`is_timeout()`) when `d` passed. The same for `recv_bytes`, `send` and `send_bytes`. A
+//! message partly received when a `try_` or `_timeout` call gives up is kept for the next
+//! call, never lost.
+//!
+//! Readiness, without receiving, keeps Python's shapes: [`Connection::poll(timeout)`](Connection::poll)
+//! answers `Ok(true)` / `Ok(false)` (Python's `conn.poll(timeout)`; `Duration::ZERO` just
+//! looks), and [`wait(objects, timeout)`](wait) returns the ready indices, empty when the
+//! `Option<Duration>` passed (`None`: no limit; Python's `connection.wait`). Neither is an
+//! error on timeout: "nothing yet" is their answer, not a failure. To receive with a limit,
+//! use `recv_timeout`; to receive only what is there, `try_recv`.
+//!
+//! # From async code
+//!
+//! A [`Connection`] is a descriptor ([`AsFd`](std::os::fd::AsFd) /
+//! [`AsRawFd`](std::os::fd::AsRawFd)) that polls readable while a message (or end of
+//! stream) waits — also one that sits in a pipe's shared ring, whose doorbell keeps the
+//! socket readable — and [`try_recv`](Connection::try_recv) takes what has arrived without
+//! blocking. Its would-block converts to [`std::io::ErrorKind::WouldBlock`], which is what
+//! tokio's `AsyncFd::try_io` needs in order to clear readiness; before reporting it,
+//! `try_recv` has drained stale doorbells and told the sender to ring, so a message sent
+//! afterwards is a *new* readiness event (edge-triggered epoll, as tokio uses, sees it):
+//!
+//! ```ignore
+//! use tokio::io::{unix::AsyncFd, Interest};
+//!
+//! // SAFETY: a Connection owns its descriptor for its whole life (tokio < 1.54: AsyncFd::new).
+//! let conn = unsafe { AsyncFd::register_with_interest(conn, Interest::READABLE) }?;
+//! let msg: Result<MyMsg, multiproc_ipc_pipe::Error> = loop {
+//!     let mut ready = conn.readable().await?;
+//!     match ready.try_io(|c| match c.get_ref().try_recv::<MyMsg>() {
+//!         Err(e) if e.is_would_block() => Err(std::io::ErrorKind::WouldBlock.into()),
+//!         other => Ok(other), // a message, or the pipe's own error (disconnected, codec)
+//!     }) {
+//!         Ok(res) => break res,
+//!         Err(_would_block) => continue,
+//!     }
+//! };
+//! ```
+//!
+//! (`examples/tokio_asyncfd.rs` runs this against a forked child; `tests/async_fd.rs` tests
+//! it.) One task should own the receiving side: a `try_recv` while another thread is inside a
+//! receive or `poll` of the same connection reports would-block.
+//!
+//! Sending from async code: [`send`](Connection::send) waits only while the peer is far
+//! behind (a pipe's 64 KiB ring and the socket buffer are full), which is usually fine on an
+//! executor thread; [`try_send`](Connection::try_send) never waits before a message starts,
+//! but the descriptor's *writability* says nothing about room in a pipe's ring, so do not
+//! wait for `AsyncFd::writable` after its would-block — retry after a short sleep, or send
+//! from `tokio::task::spawn_blocking`.
+//!
+//! Queues (`multiproc-ipc-queue`) have no descriptor to register. In async code, receive
+//! from one in `tokio::task::spawn_blocking`, with `get_timeout` so that the blocking thread
+//! is not held forever (`spawn_blocking(move || q.get_timeout(Duration::from_secs(1)))` in a
+//! loop that also notices shutdown), or try `try_get` between `tokio::time::sleep`s where
+//! the sleep's latency is acceptable; never call a blocking `get` on an executor thread.
+//! Process sentinels (pidfds) are descriptors and work with `AsyncFd` as connections do.
 
 /// `AsFd` and `AsRawFd` of a type through its descriptor field `$field`.
 macro_rules! impl_as_fd {
@@ -94,6 +160,7 @@ macro_rules! impl_as_fd {
 }
 pub(crate) use impl_as_fd;
 
+mod authkey;
 #[cfg(multiproc_loom)]
 #[doc(hidden)]
 pub mod bell;
@@ -107,6 +174,7 @@ mod listener;
 mod sys;
 mod wait;
 
+pub use crate::authkey::AuthKey;
 pub use crate::connection::{Connection, Pipe};
 pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::fd::Fd;

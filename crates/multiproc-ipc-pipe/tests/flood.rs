@@ -4,7 +4,7 @@
 //! issue's bound: under 100 ms). A wrong key is still refused as a wrong key, and the flood
 //! leaves the listener serving. Loopback only.
 
-use multiproc_ipc_pipe::{Address, Client, ErrorKind, Listener};
+use multiproc_ipc_pipe::{Address, AuthKey, Client, ErrorKind, Listener};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,7 +65,7 @@ fn honest_clients_get_through_a_flood_of_silent_sockets() {
     let mut times = Vec::new();
     for i in 0..8u8 {
         let t = Instant::now();
-        let c = Client::connect_timeout(&addr, Some(KEY), Duration::from_secs(10))
+        let c = Client::connect_timeout(&addr, Some(&AuthKey::from(KEY)), Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("honest client {i} failed under the flood: {e}"));
         c.send_bytes(&[i]).unwrap();
         assert_eq!(c.recv_bytes_timeout(Duration::from_secs(10)).unwrap(), vec![i]);
@@ -73,7 +73,9 @@ fn honest_clients_get_through_a_flood_of_silent_sockets() {
         std::thread::sleep(Duration::from_millis(30));
     }
     // A wrong key is refused as a wrong key, under the flood too.
-    let err = Client::connect_timeout(&addr, Some(b"wrong"), Duration::from_secs(10)).unwrap_err();
+    let err =
+        Client::connect_timeout(&addr, Some(&AuthKey::from(b"wrong")), Duration::from_secs(10))
+            .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Authentication, "{err}");
     stop.store(true, Ordering::SeqCst);
     let churned = churn.join().unwrap();

@@ -4,7 +4,7 @@ mod common;
 
 use common::{open_fds, T};
 use multiproc_arena::{Arena, Shared};
-use multiproc_ipc_pipe::{Client, Connection, Fd, Listener, Pipe};
+use multiproc_ipc_pipe::{AuthKey, Client, Connection, Fd, Listener, Pipe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -54,9 +54,9 @@ fn no_descriptor_leak_listener() {
         for _ in 0..20 {
             let addr = l.address().clone();
             let t = std::thread::spawn(move || {
-                let c = Client::connect(&addr, key).unwrap();
+                let c = Client::connect(&addr, key.map(AuthKey::from).as_ref()).unwrap();
                 c.send(&1u8).unwrap();
-                let bad = Client::connect(&addr, Some(b"wrong"));
+                let bad = Client::connect(&addr, Some(&AuthKey::from(b"wrong")));
                 drop(bad);
             });
             let c = l.accept_timeout(T).unwrap();

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{fork_keep, T};
-use multiproc_ipc_pipe::{wait, Address, Client, ErrorKind, Listener};
+use multiproc_ipc_pipe::{wait, Address, AuthKey, Client, ErrorKind, Listener};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -39,7 +39,7 @@ fn child_client_right_key_every_family() {
     ] {
         let addr = l.address().clone();
         let child = fork_keep(&[], || {
-            let c = Client::connect(&addr, Some(b"key")).unwrap();
+            let c = Client::connect(&addr, Some(&AuthKey::from(b"key"))).unwrap();
             c.send(&"hello").unwrap();
             let back: String = c.recv_timeout(T).unwrap();
             (back != "HELLO") as i32
@@ -57,11 +57,11 @@ fn wrong_key_fails_both_sides_and_listener_keeps_serving() {
     for l in [keyed(b"right").bind_private().unwrap(), keyed(b"right").bind(tcp_any()).unwrap()] {
         let addr = l.address().clone();
         let child = fork_keep(&[], || {
-            let e = Client::connect_timeout(&addr, Some(b"wrong"), T).unwrap_err();
+            let e = Client::connect_timeout(&addr, Some(&AuthKey::from(b"wrong")), T).unwrap_err();
             if e.kind() != ErrorKind::Authentication {
                 return 1;
             }
-            let c = Client::connect_timeout(&addr, Some(b"right"), T).unwrap();
+            let c = Client::connect_timeout(&addr, Some(&AuthKey::from(b"right")), T).unwrap();
             c.send(&42u32).unwrap();
             0
         });
@@ -80,7 +80,7 @@ fn empty_authkey_is_valid() {
     let l = keyed(b"").bind(tcp_any()).unwrap();
     let addr = l.address().clone();
     let t = std::thread::spawn(move || {
-        let c = Client::connect(&addr, Some(b"")).unwrap();
+        let c = Client::connect(&addr, Some(&AuthKey::from(b""))).unwrap();
         c.send(&1729u32).unwrap();
     });
     assert_eq!(l.accept_timeout(T).unwrap().recv_timeout::<u32>(T).unwrap(), 1729);
@@ -104,7 +104,8 @@ fn keyed_client_unkeyed_listener() {
     let l = Listener::bind(tcp_any(), None).unwrap();
     let addr = l.address().clone();
     let t = std::thread::spawn(move || {
-        Client::connect_timeout(&addr, Some(b"k"), Duration::from_millis(300)).unwrap_err()
+        Client::connect_timeout(&addr, Some(&AuthKey::from(b"k")), Duration::from_millis(300))
+            .unwrap_err()
     });
     let _c = l.accept_timeout(T).unwrap();
     let err = t.join().unwrap();
@@ -123,7 +124,7 @@ fn silent_client_does_not_block_others() {
     let addr = l.address().clone();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(20));
-        let c = Client::connect(&addr, Some(b"k")).unwrap();
+        let c = Client::connect(&addr, Some(&AuthKey::from(b"k"))).unwrap();
         c.send(&7u8).unwrap();
         c.recv_timeout::<u8>(T).unwrap()
     });
@@ -164,7 +165,7 @@ fn garbage_before_handshake() {
     // Garbage after a good handshake breaks that connection only.
     let addr = l.address().clone();
     let t = std::thread::spawn(move || {
-        let c = Client::connect(&addr, Some(b"k")).unwrap();
+        let c = Client::connect(&addr, Some(&AuthKey::from(b"k"))).unwrap();
         let mut raw = UnixStream::from(std::os::fd::OwnedFd::from(c));
         raw.write_all(b"\xff\xff\xff\xff\xff\xff\xff\xff garbage").unwrap();
         raw
@@ -174,7 +175,9 @@ fn garbage_before_handshake() {
     assert_eq!(d.recv_timeout::<u8>(T).unwrap_err().kind(), ErrorKind::Protocol);
     drop(t.join().unwrap());
     let addr = l.address().clone();
-    let t = std::thread::spawn(move || Client::connect(&addr, Some(b"k")).unwrap().send(&3u8));
+    let t = std::thread::spawn(move || {
+        Client::connect(&addr, Some(&AuthKey::from(b"k"))).unwrap().send(&3u8)
+    });
     assert_eq!(l.accept_timeout(T).unwrap().recv_timeout::<u8>(T).unwrap(), 3);
     t.join().unwrap().unwrap();
 }
@@ -234,7 +237,9 @@ fn listener_in_wait() {
     let (a, _b) = multiproc_ipc_pipe::Pipe::new().unwrap();
     assert!(wait(&[&l, &a], Some(Duration::ZERO)).unwrap().is_empty());
     let addr = l.address().clone();
-    let t = std::thread::spawn(move || Client::connect(&addr, Some(b"k")).unwrap().send(&5u8));
+    let t = std::thread::spawn(move || {
+        Client::connect(&addr, Some(&AuthKey::from(b"k"))).unwrap().send(&5u8)
+    });
     let mut got = None;
     let start = Instant::now();
     while got.is_none() && start.elapsed() < T {
@@ -265,7 +270,7 @@ fn silent_flood_costs_time_not_cpu() {
     let silent: Vec<_> = (0..300).map(|_| common::sys::seqpacket_connect(&path)).collect();
     let addr = l.address().clone();
     let t = std::thread::spawn(move || {
-        let c = Client::connect_timeout(&addr, Some(b"k"), T).unwrap();
+        let c = Client::connect_timeout(&addr, Some(&AuthKey::from(b"k")), T).unwrap();
         c.send(&9u8).unwrap();
     });
     let cpu = thread_cpu_ticks();

@@ -83,9 +83,8 @@ impl Client {
         join: Option<u64>,
     ) -> Result<(Connection, u64, u64, u32)> {
         let what = format!("connecting to the manager at {address}");
-        let conn =
-            PipeClient::connect_timeout(address, Some(authkey.as_bytes()), cfg.handshake_timeout)
-                .map_err(|e| pipe_error(e, &what))?;
+        let conn = PipeClient::connect_timeout(address, Some(authkey), cfg.handshake_timeout)
+            .map_err(|e| pipe_error(e, &what))?;
         conn.set_max_message_size(cfg.max_frame);
         let hello =
             Hello { magic: MAGIC, version: PROTOCOL_VERSION, join, pid: std::process::id() };

@@ -150,12 +150,10 @@ fn garbage_silent_and_unauthenticated_clients_cost_nothing() {
     let e = Manager::connect(m.address(), &AuthKey::random()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Authentication);
     // Garbage after authentication (a real handshake, then bytes that are no request).
-    let raw =
-        multiproc_ipc_pipe::Client::connect(m.address(), Some(m.authkey().as_bytes())).unwrap();
+    let raw = multiproc_ipc_pipe::Client::connect(m.address(), Some(m.authkey())).unwrap();
     raw.send_bytes(&[0xde, 0xad, 0xbe, 0xef]).unwrap();
     let _ = raw.recv_bytes_timeout(Duration::from_secs(2));
-    let raw2 =
-        multiproc_ipc_pipe::Client::connect(m.address(), Some(m.authkey().as_bytes())).unwrap();
+    let raw2 = multiproc_ipc_pipe::Client::connect(m.address(), Some(m.authkey())).unwrap();
     raw2.send_bytes(&[]).unwrap();
     // Everyone else is served, promptly, meanwhile.
     let t0 = Instant::now();

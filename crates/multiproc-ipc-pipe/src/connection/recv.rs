@@ -10,7 +10,18 @@ use serde::de::DeserializeOwned;
 use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
+use std::sync::{MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
+
+/// A `try_` call's "not now": the deadline of `Instant::now()` that it receives with has
+/// passed.
+pub(super) fn would_block(e: Error) -> Error {
+    if e.kind() == ErrorKind::Timeout {
+        Error::new(ErrorKind::WouldBlock, "no whole message has arrived")
+    } else {
+        e
+    }
+}
 
 impl Connection {
     /// Waits until `st` holds a whole frame (or its header only, without `payload`).
@@ -55,7 +66,10 @@ impl Connection {
             }
             if spin > 0 {
                 let now = Instant::now();
-                let until = *spin_until.get_or_insert(now + Duration::from_nanos(spin));
+                let until = *spin_until.get_or_insert_with(|| {
+                    let end = now + Duration::from_nanos(spin);
+                    deadline.map_or(end, |d| end.min(d))
+                });
                 if now < until {
                     std::hint::spin_loop();
                     continue;
@@ -101,10 +115,31 @@ impl Connection {
         }
     }
 
+    /// The receive state, for a `try_` call: taken only if no other thread holds it (that
+    /// thread is receiving or polling; what comes is its).
+    fn try_lock_recv(&self) -> Result<MutexGuard<'_, RecvSide>> {
+        match self.recv.try_lock() {
+            Ok(g) => Ok(g),
+            Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(Error::new(
+                ErrorKind::WouldBlock,
+                "another thread is receiving on this connection",
+            )),
+        }
+    }
+
     fn recv_deadline<T: DeserializeOwned>(&self, deadline: Option<Instant>) -> Result<T> {
         self.check_read()?;
         let mut g = lock(&self.recv);
-        let RecvSide { st, rx } = &mut *g;
+        self.recv_locked(&mut g, deadline)
+    }
+
+    fn recv_locked<T: DeserializeOwned>(
+        &self,
+        g: &mut RecvSide,
+        deadline: Option<Instant>,
+    ) -> Result<T> {
+        let RecvSide { st, rx } = g;
         self.receive_any(st, rx.as_mut(), deadline)?;
         let fds = std::mem::take(&mut st.fds);
         let res = transfer::decode(&st.payload, fds);
@@ -125,10 +160,43 @@ impl Connection {
         self.recv_deadline(deadline_after(timeout))
     }
 
+    /// Receives one message and decodes it as `T` if a whole one has arrived; never waits.
+    /// When none has, an [`ErrorKind::WouldBlock`] error (`is_would_block()`; as an
+    /// [`io::Error`], [`io::ErrorKind::WouldBlock`], which is what tokio's
+    /// `AsyncFd::try_io` expects). Part of a large message may have arrived: it is kept, and a
+    /// later call completes it.
+    ///
+    /// Made for readiness loops (epoll, tokio's `AsyncFd`, [`wait`](crate::wait)): call it
+    /// until it reports would-block, then wait for the descriptor ([`AsFd`]) to become
+    /// readable. That is never too late: before reporting would-block it has taken every
+    /// stale wake-up out of the socket and told the sender (through the pipe's shared ring)
+    /// to ring, so a message sent afterwards makes the descriptor readable — a *new* event,
+    /// as edge-triggered epoll needs. The crate docs ("From async code") show a tokio loop.
+    ///
+    /// Another thread inside a receive or [`poll`](Self::poll) of this connection holds its
+    /// receiving state: then this reports would-block at once (the message is that thread's).
+    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<T> {
+        self.check_read()?;
+        let mut g = self.try_lock_recv()?;
+        self.recv_locked(&mut g, Some(Instant::now())).map_err(would_block)
+    }
+
+    /// [`recv_bytes`](Self::recv_bytes) if a whole message has arrived; never waits (see
+    /// [`try_recv`](Self::try_recv)).
+    pub fn try_recv_bytes(&self) -> Result<Vec<u8>> {
+        self.check_read()?;
+        let mut g = self.try_lock_recv()?;
+        self.recv_bytes_locked(&mut g, Some(Instant::now())).map_err(would_block)
+    }
+
     fn recv_bytes_deadline(&self, deadline: Option<Instant>) -> Result<Vec<u8>> {
         self.check_read()?;
         let mut g = lock(&self.recv);
-        let RecvSide { st, rx } = &mut *g;
+        self.recv_bytes_locked(&mut g, deadline)
+    }
+
+    fn recv_bytes_locked(&self, g: &mut RecvSide, deadline: Option<Instant>) -> Result<Vec<u8>> {
+        let RecvSide { st, rx } = g;
         self.receive_any(st, rx.as_mut(), deadline)?;
         let len = st.payload.len();
         let out = if st.payload.capacity() <= 2 * len.max(64) {
@@ -220,7 +288,10 @@ impl Connection {
     }
 
     /// Whether a message (or the end of the stream) is waiting, waiting up to `timeout` for
-    /// one (`Duration::ZERO`: just look). Consumes nothing.
+    /// one (`Duration::ZERO`: just look). Consumes nothing. Python's `poll(timeout)`: the
+    /// time passing is `Ok(false)`, not an error (to receive with a limit, use
+    /// [`recv_timeout`](Self::recv_timeout); to take only what is there,
+    /// [`try_recv`](Self::try_recv); for many connections, [`wait`](crate::wait)).
     pub fn poll(&self, timeout: Duration) -> Result<bool> {
         self.check_read()?;
         if self.pending() {

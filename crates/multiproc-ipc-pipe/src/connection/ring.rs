@@ -193,11 +193,11 @@ impl Connection {
     /// whether the peer is gone (then stops).
     fn spin_on(&self, rx: &Rx, deadline: Option<Instant>) -> bool {
         let spin = self.spin_ns.load(Ordering::Relaxed);
-        if spin == 0 {
+        let start = Instant::now();
+        if spin == 0 || deadline.is_some_and(|d| d <= start) {
             return false;
         }
         rx.watch();
-        let start = Instant::now();
         let mut until = start.checked_add(Duration::from_nanos(spin)).unwrap_or(start);
         if let Some(d) = deadline {
             until = until.min(d);

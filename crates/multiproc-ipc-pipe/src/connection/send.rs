@@ -1,6 +1,7 @@
 //! Sending: a message inline through a pipe's ring (with the doorbell handshake) or as a
 //! frame on the socket.
 
+use super::SendState;
 use super::{corrupt, deadline_after, Connection, Link, BELL_GRACE, PEER_CHECK};
 use crate::bell::{Bell, NoRoom, Tx, MARK, MSG};
 use crate::error::{Error, ErrorKind, Result};
@@ -12,13 +13,29 @@ use multiproc_arena::transfer;
 use serde::Serialize;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 impl Connection {
     /// Sends `value` (postcard; handles inside it travel with SCM_RIGHTS). Blocks only while
     /// the peer's receive buffer is full.
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
-        self.send_deadline(value, None)
+        self.send_deadline(value, None, false)
+    }
+
+    /// [`send`](Self::send) that never waits for the peer to make room: when the pipe's ring
+    /// or the socket cannot take the message now, an [`ErrorKind::WouldBlock`] error
+    /// (`is_would_block()`) and nothing was sent. Another thread sending on this connection
+    /// at the same time is also would-block.
+    ///
+    /// A message goes whole or not at all when it fits in one piece: a pipe's small messages
+    /// (inline in its ring, up to 16 KiB), or one socket record (up to 64 KiB). A larger one
+    /// is refused only if its first record cannot be sent now; once that is out, the rest is
+    /// sent as [`send`](Self::send) sends it (waiting while the peer's socket is full — the
+    /// peer is receiving it), so a message is never abandoned half-way. On a stream
+    /// connection (TCP) the same holds from its first byte.
+    pub fn try_send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.send_deadline(value, Some(Instant::now()), true)
     }
 
     /// [`send`](Self::send) that gives up after `timeout` if the peer does not make room:
@@ -26,16 +43,17 @@ impl Connection {
     /// peer stopped reading in the middle of a large message, the message is abandoned and
     /// the connection can no longer send.
     pub fn send_timeout<T: Serialize + ?Sized>(&self, value: &T, timeout: Duration) -> Result<()> {
-        self.send_deadline(value, deadline_after(timeout))
+        self.send_deadline(value, deadline_after(timeout), false)
     }
 
     fn send_deadline<T: Serialize + ?Sized>(
         &self,
         value: &T,
         deadline: Option<Instant>,
+        try_: bool,
     ) -> Result<()> {
         self.check_write()?;
-        let mut st = lock(&self.send);
+        let mut st = self.lock_send(try_)?;
         let st = &mut *st;
         st.buf.clear();
         st.buf.extend_from_slice(&[0; HEADER_LEN]);
@@ -48,7 +66,8 @@ impl Connection {
         st.buf[..HEADER_LEN].copy_from_slice(&header);
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
         let st = &mut *st;
-        let res = self.send_message(&mut st.link, st.tx.as_mut(), &[&st.buf], &borrowed, deadline);
+        let res =
+            self.send_message(&mut st.link, st.tx.as_mut(), &[&st.buf], &borrowed, deadline, try_);
         if st.buf.capacity() > KEEP_CAPACITY {
             st.buf = Vec::new();
         }
@@ -57,25 +76,53 @@ impl Connection {
 
     /// Sends `bytes` as one message (Python's `send_bytes(buf)`).
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<()> {
-        self.send_bytes_deadline(bytes, None)
+        self.send_bytes_deadline(bytes, None, false)
     }
 
     /// [`send_bytes`](Self::send_bytes) with a timeout, as [`send_timeout`](Self::send_timeout).
     pub fn send_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
-        self.send_bytes_deadline(bytes, deadline_after(timeout))
+        self.send_bytes_deadline(bytes, deadline_after(timeout), false)
     }
 
-    fn send_bytes_deadline(&self, bytes: &[u8], deadline: Option<Instant>) -> Result<()> {
+    /// [`send_bytes`](Self::send_bytes) that never waits for room, as
+    /// [`try_send`](Self::try_send): [`ErrorKind::WouldBlock`] and nothing sent when the
+    /// message cannot start now.
+    pub fn try_send_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.send_bytes_deadline(bytes, Some(Instant::now()), true)
+    }
+
+    fn send_bytes_deadline(
+        &self,
+        bytes: &[u8],
+        deadline: Option<Instant>,
+        try_: bool,
+    ) -> Result<()> {
         self.check_write()?;
         let header = self.header_for(bytes.len(), 0)?;
-        let mut st = lock(&self.send);
+        let mut st = self.lock_send(try_)?;
         let st = &mut *st;
-        self.send_message(&mut st.link, st.tx.as_mut(), &[&header, bytes], &[], deadline)
+        self.send_message(&mut st.link, st.tx.as_mut(), &[&header, bytes], &[], deadline, try_)
+    }
+
+    /// The sending state; for a `try_` call only if no other thread is sending.
+    fn lock_send(&self, try_: bool) -> Result<MutexGuard<'_, SendState>> {
+        if !try_ {
+            return Ok(lock(&self.send));
+        }
+        match self.send.try_lock() {
+            Ok(g) => Ok(g),
+            Err(TryLockError::Poisoned(e)) => Ok(e.into_inner()),
+            Err(TryLockError::WouldBlock) => Err(Error::new(
+                ErrorKind::WouldBlock,
+                "another thread is sending on this connection",
+            )),
+        }
     }
 
     /// Sends one message given as its whole frame (`frame`: the header first, in up to two
     /// pieces): inline through the ring when this is a ring pipe and it fits, else as a
-    /// frame on the socket (with a mark in the ring, so the order holds).
+    /// frame on the socket (with a mark in the ring, so the order holds). With `try_`, waits
+    /// for nothing before the message has started (see [`try_send`](Self::try_send)).
     fn send_message(
         &self,
         link: &mut Link,
@@ -83,9 +130,10 @@ impl Connection {
         frame: &[&[u8]],
         fds: &[BorrowedFd<'_>],
         deadline: Option<Instant>,
+        try_: bool,
     ) -> Result<()> {
         let Some(tx) = tx else {
-            return self.write_frame(link, frame, fds, deadline, None);
+            return self.write_frame(link, frame, fds, deadline, None, try_);
         };
         let total: usize = frame.iter().map(|b| b.len()).sum();
         if fds.is_empty() && total - HEADER_LEN <= tx.max_inline() {
@@ -96,11 +144,11 @@ impl Connection {
                 *slot = &b[cut..];
                 skip -= cut;
             }
-            return self.ring_send(tx, link, &parts, deadline);
+            return self.ring_send(tx, link, &parts, deadline, try_);
         }
         link.check()?;
-        self.wait_room(tx, link, 0, deadline)?;
-        self.write_frame(link, frame, fds, deadline, Some(tx))
+        self.wait_room(tx, link, 0, deadline, try_)?;
+        self.write_frame(link, frame, fds, deadline, Some(tx), try_)
     }
 
     /// Publishes a message in the ring (waiting for room), then rings the doorbell if the
@@ -111,13 +159,14 @@ impl Connection {
         link: &mut Link,
         parts: &[&[u8]],
         deadline: Option<Instant>,
+        try_: bool,
     ) -> Result<()> {
         link.check()?;
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let at = loop {
             match tx.try_push(MSG, parts) {
                 Ok(Some(at)) => break at,
-                Ok(None) => self.wait_room(tx, link, len, deadline)?,
+                Ok(None) => self.wait_room(tx, link, len, deadline, try_)?,
                 Err(_) => {
                     link.broken = true;
                     return Err(corrupt());
@@ -178,13 +227,34 @@ impl Connection {
 
     /// Waits until the ring has room for a record of `len` payload bytes: a short spin, then
     /// sleeps on the ring's futex in slices, asking between them whether the peer is gone.
+    /// With `try_`, only looks: no room is [`ErrorKind::WouldBlock`].
     fn wait_room(
         &self,
         tx: &Tx,
         link: &mut Link,
         len: usize,
         deadline: Option<Instant>,
+        try_: bool,
     ) -> Result<()> {
+        if try_ {
+            return match tx.has_room(len) {
+                Ok(true) => Ok(()),
+                Ok(false) => {
+                    if sys::hung_up(self.fd.as_fd()) {
+                        link.gone = true;
+                        return Err(Error::new(
+                            ErrorKind::Disconnected,
+                            "the peer closed the connection",
+                        ));
+                    }
+                    Err(Error::new(ErrorKind::WouldBlock, "the pipe's ring is full"))
+                }
+                Err(_) => {
+                    link.broken = true;
+                    Err(corrupt())
+                }
+            };
+        }
         let spin_until = Instant::now() + PEER_CHECK;
         let mut i = 0u32;
         loop {
@@ -251,14 +321,16 @@ impl Connection {
 
     /// Writes a whole frame: `bufs` concatenated, `fds` attached to its first byte. With
     /// `mark`, publishes a mark record in that ring once the first record is sent (the
-    /// caller made room for it).
+    /// caller made room for it). With `try_`, a first record the socket cannot take now is
+    /// [`ErrorKind::WouldBlock`] (nothing sent); once it is out, the rest is sent blocking.
     fn write_frame(
         &self,
         link: &mut Link,
         bufs: &[&[u8]],
         fds: &[BorrowedFd<'_>],
-        deadline: Option<Instant>,
+        mut deadline: Option<Instant>,
         mut mark: Option<&mut Tx>,
+        try_: bool,
     ) -> Result<()> {
         link.check()?;
         let broken = &mut link.broken;
@@ -286,6 +358,10 @@ impl Connection {
             }
             match sys::sendmsg(self.fd.as_fd(), &rest[..k], fds, deadline.is_some()) {
                 Ok(n) => {
+                    if try_ {
+                        // Started: the rest goes as `send` sends it.
+                        deadline = None;
+                    }
                     if sent == 0 {
                         if let Some(tx) = mark.as_deref_mut() {
                             if !matches!(tx.try_push(MARK, &[]), Ok(Some(_))) {
@@ -296,6 +372,12 @@ impl Connection {
                     }
                     sent += n;
                     fds = &[];
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && try_ && sent == 0 => {
+                    return Err(Error::new(
+                        ErrorKind::WouldBlock,
+                        "the socket cannot take the message now",
+                    ));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && deadline.is_some() => {
                     if let Err(e) = self.wait_writable(deadline) {

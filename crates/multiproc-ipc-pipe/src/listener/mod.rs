@@ -28,6 +28,7 @@ pub(crate) use self::handshake::HS_MAGIC;
 use self::handshake::{
     client_handshake, hs_message, hs_send, nonce, Handshake, Step, HS_HEADER, T_CHALLENGE,
 };
+use crate::authkey::AuthKey;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorKind, Result};
 use crate::lock;
@@ -60,8 +61,29 @@ const LISTEN_TOKEN: u64 = u64::MAX;
 
 /// Where a [`Listener`] listens and a [`Client`] connects.
 ///
-/// Parsed from text by [`FromStr`]: `unix:PATH` or an absolute path, `@NAME` for an abstract
-/// Unix name, `HOST:PORT` (an IP address) for TCP.
+/// Parsed from text by [`FromStr`] (and printed back by `Display`, which parses to the same
+/// address):
+///
+/// | text | address |
+/// |---|---|
+/// | `unix:PATH`, or a path with a `/` in it (`/run/app.sock`, `./app.sock`) | [`Address::Unix`] |
+/// | `@NAME` (or `"\0NAME"`, Python's spelling) | [`Address::Abstract`] |
+/// | `IP:PORT`, `[IPv6]:PORT`, `tcp:…` | [`Address::Tcp`] |
+/// | `HOST:PORT` (`localhost:6000`) | [`Address::Tcp`], the host resolved now (its first address) |
+///
+/// Anything else — an empty string, a bare name, a port that is not a number, a host that
+/// does not resolve — is an [`ErrorKind::InvalidInput`] error saying which forms exist.
+///
+/// ```
+/// use multiproc_ipc_pipe::Address;
+/// assert_eq!("127.0.0.1:6000".parse::<Address>()?, Address::Tcp("127.0.0.1:6000".parse().unwrap()));
+/// assert_eq!("/run/app.sock".parse::<Address>()?, Address::Unix("/run/app.sock".into()));
+/// assert_eq!("@app".parse::<Address>()?, Address::Abstract(b"app".to_vec()));
+/// let a: Address = "unix:app.sock".parse()?;
+/// assert_eq!(a.to_string().parse::<Address>()?, a);
+/// assert!("app".parse::<Address>().unwrap_err().kind() == multiproc_ipc_pipe::ErrorKind::InvalidInput);
+/// # Ok::<(), multiproc_ipc_pipe::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Address {
@@ -87,22 +109,49 @@ impl FromStr for Address {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Address> {
+        let bad = |why: &str| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{s:?} is not an address ({why}): use unix:PATH, a path with a '/', \
+                     @abstract-name, IP:PORT or HOST:PORT"
+                ),
+            )
+        };
         if let Some(p) = s.strip_prefix("unix:") {
+            if p.is_empty() {
+                return Err(bad("an empty path"));
+            }
             return Ok(Address::Unix(PathBuf::from(p)));
         }
-        if s.starts_with('/') {
-            return Ok(Address::Unix(PathBuf::from(s)));
-        }
         if let Some(n) = s.strip_prefix('@').or_else(|| s.strip_prefix('\0')) {
+            if n.is_empty() {
+                return Err(bad("an empty abstract name"));
+            }
             return Ok(Address::Abstract(n.as_bytes().to_vec()));
         }
-        if let Ok(a) = s.parse::<SocketAddr>() {
+        if s.contains('/') {
+            return Ok(Address::Unix(PathBuf::from(s)));
+        }
+        let hp = s.strip_prefix("tcp:").unwrap_or(s);
+        if let Ok(a) = hp.parse::<SocketAddr>() {
             return Ok(Address::Tcp(a));
         }
-        Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("{s:?} is not an address: use unix:PATH, /abs/path, @abstract or IP:PORT"),
-        ))
+        let Some((host, port)) = hp.rsplit_once(':') else {
+            return Err(bad(if s.is_empty() { "empty" } else { "no ':PORT' and no '/'" }));
+        };
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad("HOST:PORT needs a host and a port number"));
+        }
+        match std::net::ToSocketAddrs::to_socket_addrs(hp).map(|mut it| it.next()) {
+            Ok(Some(a)) => Ok(Address::Tcp(a)),
+            Ok(None) => Err(bad("the host has no address")),
+            Err(e) => Err(Error::with_source(
+                ErrorKind::InvalidInput,
+                format!("{s:?}: the host does not resolve"),
+                e,
+            )),
+        }
     }
 }
 
@@ -170,7 +219,7 @@ fn unix_listen(addr: sys::UnixAddr<'_>, what: &Address) -> Result<OwnedFd> {
 /// ```
 #[derive(Clone)]
 pub struct ListenerBuilder {
-    authkey: Option<Vec<u8>>,
+    authkey: Option<AuthKey>,
     handshake_timeout: Duration,
     max_message_size: usize,
 }
@@ -197,8 +246,10 @@ impl Default for ListenerBuilder {
 
 impl ListenerBuilder {
     multiproc_arena::setters! {
-        /// Requires clients to prove they hold `key` (any length, empty included).
-        fn authkey(mut self, key: impl AsRef<[u8]>) { self.authkey = Some(key.as_ref().to_vec()) }
+        /// Requires clients to prove they hold `key` (any length, empty included): an
+        /// [`AuthKey`], or bytes in any form it is made from (`b"secret"`, `&[u8]`,
+        /// `Vec<u8>`, `&str`).
+        fn authkey(mut self, key: impl Into<AuthKey>) { self.authkey = Some(key.into()) }
 
         /// How long a client has to complete the handshake (default 2 s); a client still
         /// silent then is dropped.
@@ -379,11 +430,11 @@ impl Drop for Cleanup {
 /// or an event loop beside connections.
 ///
 /// ```
-/// use multiproc_ipc_pipe::{Client, Listener};
+/// use multiproc_ipc_pipe::{AuthKey, Client, Listener};
 /// let l = Listener::builder().authkey(b"k").bind("127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()).unwrap();
 /// let addr = l.address().clone();
 /// let t = std::thread::spawn(move || {
-///     let c = Client::connect(&addr, Some(b"k")).unwrap();
+///     let c = Client::connect(&addr, Some(&AuthKey::from(b"k"))).unwrap();
 ///     c.send(&1729u32).unwrap();
 /// });
 /// let d = l.accept().unwrap();
@@ -393,7 +444,7 @@ impl Drop for Cleanup {
 pub struct Listener {
     sock: Sock,
     address: Address,
-    authkey: Option<Vec<u8>>,
+    authkey: Option<AuthKey>,
     handshake_timeout: Duration,
     max_message_size: usize,
     epoll: OwnedFd,
@@ -417,10 +468,11 @@ impl Listener {
         ListenerBuilder::default()
     }
 
-    /// Listens on `address`, requiring `authkey` from clients if given.
-    pub fn bind(address: impl Into<Address>, authkey: Option<&[u8]>) -> Result<Listener> {
+    /// Listens on `address`, requiring `authkey` from clients if given (Python's
+    /// `Listener(address, authkey=...)`; [`builder`](Self::builder) for the other options).
+    pub fn bind(address: impl Into<Address>, authkey: Option<&AuthKey>) -> Result<Listener> {
         let mut b = Listener::builder();
-        b.authkey = authkey.map(<[u8]>::to_vec);
+        b.authkey = authkey.cloned();
         b.bind(address)
     }
 
@@ -503,7 +555,7 @@ impl Listener {
                 while i < pending.len() {
                     let fd = pending[i].sock.as_raw_fd() as u64;
                     let step = if check_all || ready.contains(&fd) {
-                        pending[i].step(key)
+                        pending[i].step(key.as_bytes())
                     } else {
                         Step::Wait
                     };
@@ -579,14 +631,14 @@ pub struct Client {
 impl Client {
     /// Connects to `address`, proving `authkey` if given (it must match the listener's), and
     /// waiting at most [`DEFAULT_HANDSHAKE_TIMEOUT`] for the listener's side of the handshake.
-    pub fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Connection> {
+    pub fn connect(address: &Address, authkey: Option<&AuthKey>) -> Result<Connection> {
         Client::connect_timeout(address, authkey, DEFAULT_HANDSHAKE_TIMEOUT)
     }
 
     /// [`connect`](Self::connect) with a limit on the TCP connect and the handshake.
     pub fn connect_timeout(
         address: &Address,
-        authkey: Option<&[u8]>,
+        authkey: Option<&AuthKey>,
         timeout: Duration,
     ) -> Result<Connection> {
         let deadline = Instant::now() + timeout;
@@ -605,7 +657,7 @@ impl Client {
             }
         };
         if let Some(key) = authkey {
-            client_handshake(sock.as_fd(), !tcp, key, deadline)?;
+            client_handshake(sock.as_fd(), !tcp, key.as_bytes(), deadline)?;
         }
         Ok(Connection::from_parts(sock, true, true, tcp))
     }

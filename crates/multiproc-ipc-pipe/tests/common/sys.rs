@@ -102,3 +102,70 @@ pub(crate) fn seqpacket_connect(path: &std::path::Path) -> std::os::unix::net::U
     assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
     std::os::unix::net::UnixStream::from(owned)
 }
+
+/// `poll(2)` of one descriptor for input: whether it is readable (or hung up) within
+/// `timeout_ms`.
+pub(crate) fn poll_in(fd: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    loop {
+        // SAFETY: `p` is one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        if n >= 0 {
+            return n > 0;
+        }
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "poll: {e}");
+    }
+}
+
+/// An edge-triggered epoll instance watching `fd` for input (what tokio registers).
+pub(crate) fn epoll_edge(fd: std::os::fd::BorrowedFd<'_>) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: epoll_create1 has no memory preconditions.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(ep >= 0, "epoll_create1: {}", std::io::Error::last_os_error());
+    // SAFETY: the descriptor was just returned by the kernel and belongs to nobody else.
+    let ep = unsafe { std::os::fd::OwnedFd::from_raw_fd(ep) };
+    let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLET) as u32, u64: 1 };
+    // SAFETY: `ev` is a valid epoll_event for the call; both descriptors are open.
+    let r =
+        unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut ev) };
+    assert_eq!(r, 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+    ep
+}
+
+/// Waits on an epoll instance: whether an event came within `timeout_ms`.
+pub(crate) fn epoll_wait1(ep: std::os::fd::BorrowedFd<'_>, timeout_ms: i32) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut ev = [libc::epoll_event { events: 0, u64: 0 }; 4];
+    loop {
+        // SAFETY: `ev` has room for the 4 events the call may write.
+        let n = unsafe { libc::epoll_wait(ep.as_raw_fd(), ev.as_mut_ptr(), 4, timeout_ms) };
+        if n >= 0 {
+            return n > 0;
+        }
+        let e = std::io::Error::last_os_error();
+        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "epoll_wait: {e}");
+    }
+}
+
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets (no shared ring).
+pub(crate) fn seqpacket_pair() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` has room for the two descriptors the call writes.
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "socketpair: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just returned by the kernel and belong to nobody else.
+    unsafe {
+        (std::os::fd::OwnedFd::from_raw_fd(fds[0]), std::os::fd::OwnedFd::from_raw_fd(fds[1]))
+    }
+}
