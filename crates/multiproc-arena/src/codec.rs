@@ -292,7 +292,10 @@ mod tests {
             inner: Inner { x: -3 },
             extra: [("k".to_string(), "v".to_string())].into(),
         });
-        both_ways(vec![Sparse { note: None, name: "a".into() }, Sparse { note: Some(4), name: "b".into() }]);
+        both_ways(vec![
+            Sparse { note: None, name: "a".into() },
+            Sparse { note: Some(4), name: "b".into() },
+        ]);
     }
 
     #[test]
