@@ -19,8 +19,9 @@
 //! the value in [MessagePack](https://msgpack.org) with its field names (the encoding of
 //! `rmp_serde::to_vec_named`), which every one of those attributes decodes from. Nothing else
 //! changes: the channel's type becomes `SelfDescribing<T>`, and only the wrapped value pays for
-//! the self-description (field names on the wire; in a measurement of 1,000 small structs
-//! about 1.4 times postcard's size and time).
+//! the self-description (field names on the wire; measured on 1,000 small structs: 1.4 times
+//! postcard's bytes and 1.6 times its encode-and-decode time; one small struct alone, 2–3
+//! times the time).
 //!
 //! Handles inside the value (a lock, a queue, a connection, `Shared`) travel as usual: the
 //! inner serialiser runs inside the message's transfer context, so their descriptors join the
