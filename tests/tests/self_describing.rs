@@ -153,7 +153,8 @@ fn queue_child<V: Trap>((raw, wrapped): (Queue<V>, Queue<SelfDescribing<V>>)) ->
 }
 
 /// Sends every sample raw (when postcard writes it) then wrapped; returns how many sends
-/// behaved unexpectedly.
+/// behaved unexpectedly. Waits for the parent's word before exiting (a message sent on a
+/// pipe just before its sender exits can be lost as ECONNRESET, a pipe issue of its own).
 fn pipe_child<V: Trap>(c: Connection) -> u32 {
     let mut wrong = 0;
     for v in V::samples() {
@@ -163,6 +164,9 @@ fn pipe_child<V: Trap>(c: Connection) -> u32 {
         if c.send(&SelfDescribing(v)).is_err() {
             wrong += 100;
         }
+    }
+    if c.recv_timeout::<()>(T).is_err() {
+        wrong += 10_000;
     }
     wrong
 }
@@ -229,6 +233,7 @@ fn through_a_pipe<V: Trap>() {
         let got: SelfDescribing<V> = mine.recv_timeout(T).unwrap_or_else(|e| panic!("{v:?}: {e}"));
         assert_eq!(got.0, v);
     }
+    mine.send(&()).unwrap();
     let code = child.join_timeout(T).expect("the child ended").expect("joined");
     assert_eq!(code, 0, "the child's raw and wrapped sends");
 }
@@ -293,23 +298,33 @@ fn a_serde_json_value_crosses_wrapped() {
 
 // ---- handles inside ----
 
-type WithHandles = SelfDescribing<(Lock, Queue<String>, serde_json::Value)>;
+/// A lock, a queue whose items are themselves wrapped, and a document.
+type WithHandles =
+    SelfDescribing<(Lock, Queue<SelfDescribing<serde_json::Value>>, serde_json::Value)>;
 
-/// Receives a lock, a queue and a document; reports through the queue what it saw of the
-/// lock (held by the parent, then free) and echoes the document.
+/// Receives a lock, a queue and a document; answers through the queue: what it saw of the
+/// lock (held by the parent), then, once the parent released it and said so, that it took
+/// the same lock, with the document echoed. (The answers go through the queue, not back
+/// through the pipe: a message sent on a pipe just before its sender exits can be lost as
+/// ECONNRESET, a pipe issue of its own.)
 fn handles_child(c: Connection) -> u32 {
     let Ok(SelfDescribing((lock, q, doc))) = c.recv_timeout::<WithHandles>(T) else { return 1 };
     let held = lock.try_acquire().is_err();
-    if q.put(format!("held elsewhere: {held}")).is_err() {
+    if q.put(SelfDescribing(json!({"held elsewhere": held}))).is_err() {
         return 2;
     }
-    // The parent releases; then the child takes the same lock.
-    if c.recv_timeout::<()>(T).is_err() || lock.acquire_timeout(T).is_err() {
+    // The parent releases, then says so; the child takes the same lock.
+    if c.recv_timeout::<()>(T).is_err() {
         return 3;
     }
-    let answer = SelfDescribing(json!({"echo": doc, "took the lock": true}));
-    if lock.release().is_err() || c.send(&answer).is_err() {
+    if lock.acquire_timeout(T).is_err() {
         return 4;
+    }
+    if lock.release().is_err() {
+        return 5;
+    }
+    if q.put(SelfDescribing(json!({"echo": doc, "took the lock": true}))).is_err() {
+        return 6;
     }
     0
 }
@@ -323,21 +338,22 @@ fn a_lock_and_a_queue_inside_a_wrapped_value_cross_a_pipe() {
             .target(handles_child, theirs)
             .start()
             .unwrap();
-        // Made after the fork, in an arena of their own: only the message's descriptors can
-        // bring them to the child.
+        // Made after the fork, the lock in an arena of its own and the queue with its spill
+        // file: only the message's descriptors can bring them to the child.
         let arena = multiproc::Arena::new(1 << 20).unwrap();
         let lock = Lock::new_in(&arena).unwrap();
-        let q: Queue<String> = Queue::new().unwrap();
+        let q: Queue<SelfDescribing<serde_json::Value>> = Queue::new().unwrap();
         let doc = json!({"task": "resize", "sizes": [64, 128], "meta": {"by": null}});
         lock.acquire().unwrap();
         mine.send(&SelfDescribing((lock.clone(), q.clone(), doc.clone()))).unwrap();
-        assert_eq!(q.get_timeout(T).unwrap(), "held elsewhere: true");
+        let first = q.get_timeout(T);
         lock.release().unwrap();
         mine.send(&()).unwrap();
-        let answer: SelfDescribing<serde_json::Value> = mine.recv_timeout(T).unwrap();
-        assert_eq!(answer.0, json!({"echo": doc, "took the lock": true}));
+        let second = q.get_timeout(T);
         let code = child.join_timeout(T).expect("the child ended").expect("joined");
-        assert_eq!(code, 0);
+        assert_eq!(code, 0, "the child's step that failed ({first:?}, {second:?})");
+        assert_eq!(first.unwrap().0, json!({"held elsewhere": true}));
+        assert_eq!(second.unwrap().0, json!({"echo": doc, "took the lock": true}));
         // And the lock is free again here.
         lock.try_acquire().unwrap();
     })
