@@ -1,7 +1,7 @@
 //! Self-describing values inside the postcard wire (feature `self-describing`).
 //!
 //! Every multiproc channel — a queue, a pipe, a pool's arguments and results, a process's
-//! argument — carries values as postcard ([`transfer::encode_into`](crate::transfer::encode_into)).
+//! argument — carries values as postcard ([`transfer::encode_into`]).
 //! Postcard is compact and fast but not *self-describing*: the bytes hold no field names and no
 //! type markers, so a `Deserialize` that has to look at the data before knowing what it is
 //! cannot work. These serialise without complaint and then fail to deserialise (the queue hands
