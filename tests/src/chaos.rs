@@ -741,9 +741,12 @@ impl Round<'_> {
             std::thread::sleep(Duration::from_millis(5));
             let mut g = lock(&slot.handle);
             let Some(h) = g.as_mut() else { return };
-            if let Some(r) = h.try_join() {
-                *g = None;
-                break r;
+            match h.try_join() {
+                Err(e) if e.is_would_block() => {}
+                r => {
+                    *g = None;
+                    break r;
+                }
             }
             if self.stopped_for(slot.role).is_some_and(|d| d > deadline_after_stop) {
                 self.violation(format!(
@@ -756,11 +759,11 @@ impl Round<'_> {
                 let r = h.join_timeout(Duration::from_secs(10));
                 *g = None;
                 match r {
-                    Some(r) => break r,
-                    None => {
+                    Err(e) if e.is_timeout() => {
                         self.violation(format!("a {} could not be reaped", ROLES[slot.role]));
                         return;
                     }
+                    r => break r,
                 }
             }
         };
@@ -1328,8 +1331,13 @@ fn usable(r: &Round<'_>, fx: &Fixture, report: &mut Report) {
         a.send_bytes(b"ping").map_err(|e| e.to_string())?;
         let got = a.recv_bytes_timeout(HANG).map_err(|e| e.to_string())?;
         drop(a);
-        let end = h.join_timeout(HANG).ok_or("the peer did not end at EOF")?;
-        end.map_err(|e| e.to_string())?;
+        h.join_timeout(HANG).map_err(|e| {
+            if e.is_timeout() {
+                "the peer did not end at EOF".to_string()
+            } else {
+                e.to_string()
+            }
+        })?;
         if got != b"ping" {
             return Err("echo differs".into());
         }

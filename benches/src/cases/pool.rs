@@ -84,7 +84,11 @@ fn map_default_cs(o: &Opts) -> f64 {
 
 fn submit(o: &Opts) -> f64 {
     let n = o.iters(10_000, 3_000);
-    let ex = ProcessPoolExecutor::with_start_method(2, StartMethod::Fork).expect("executor");
+    let ex = ProcessPoolExecutor::builder()
+        .processes(2)
+        .start_method(StartMethod::Fork)
+        .build()
+        .expect("executor");
     let one = |i: u64| {
         assert_eq!(ex.submit(identity, i).expect("submit").result().expect("result"), i);
     };

@@ -49,6 +49,7 @@ pub mod api;
 mod arena;
 #[cfg(feature = "self-describing")]
 pub mod codec;
+pub mod describe;
 mod error;
 pub mod fork;
 pub mod futex;

@@ -4,6 +4,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::segment::{random_name, Segment};
 use std::sync::atomic::AtomicU64;
 
+/// How many random names [`SharedMemory::create`] tries before it gives up.
+const NAME_DRAWS: usize = 16;
+
 /// A named block of shared bytes that processes sharing no parent can attach to by name
 /// (Python's `SharedMemory`). The creator unlinks the name when it drops its handle unless
 /// [`persist`](SharedMemory::persist) was called; a killed creator's names are removed by
@@ -25,8 +28,22 @@ pub struct SharedMemory {
 
 impl SharedMemory {
     /// Creates a block of `size` bytes (zeroed) with a fresh random name.
+    /// A drawn name that exists already (improbable: 64 random bits) is drawn again, as
+    /// Python's does.
     pub fn create(size: usize) -> Result<SharedMemory> {
-        Self::create_named(&random_name(), size)
+        Self::create_first_free(size, std::iter::repeat_with(random_name))
+    }
+
+    /// Creates under the first of `names` that is free (at most [`NAME_DRAWS`] tried).
+    fn create_first_free(size: usize, names: impl Iterator<Item = String>) -> Result<SharedMemory> {
+        let mut last = None;
+        for name in names.take(NAME_DRAWS) {
+            match Self::create_named(&name, size) {
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => last = Some(e),
+                r => return r,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(ErrorKind::InvalidName, "no name to try")))
     }
 
     /// Creates a block of `size` bytes named `name`. A size of 0 is an error, as in Python.
@@ -156,5 +173,23 @@ impl<'de> serde::Deserialize<'de> for SharedMemory {
         let (fd, _name): (_, String) = crate::transfer::deserialize_fd(d)?;
         let seg = Segment::from_fd(fd).map_err(crate::transfer::de_error)?;
         Ok(SharedMemory { seg: seg.with_name(_name) })
+    }
+}
+
+#[cfg(all(test, not(multiproc_loom)))]
+mod tests {
+    use super::*;
+
+    /// SM06: a drawn name that is taken is drawn again.
+    #[test]
+    fn a_taken_random_name_is_drawn_again() {
+        let taken = SharedMemory::create(64).unwrap();
+        let fresh = random_name();
+        let names = [taken.name().to_string(), taken.name().to_string(), fresh.clone()];
+        let shm = SharedMemory::create_first_free(64, names.into_iter()).unwrap();
+        assert_eq!(shm.name(), fresh);
+        let only_taken = std::iter::repeat(taken.name().to_string());
+        let e = SharedMemory::create_first_free(64, only_taken).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists);
     }
 }

@@ -170,6 +170,17 @@ fn tcp_with_acl_user_in_the_url_and_task_faults() {
                 _ => assert_eq!(r.unwrap(), i as u32 + 1),
             }
         }
+        // Through the `Executor` trait, `map_chunked` is the cluster's own: the crash at 7
+        // fails its whole chunk (4..8), not 7 alone.
+        let outs: Vec<_> =
+            Executor::map_chunked(&ex, crash_if, (0..8u32).chain(9..12), 4).unwrap().collect();
+        for (i, r) in outs.into_iter().enumerate() {
+            if (4..8).contains(&i) {
+                assert_eq!(r.unwrap_err().kind(), TaskErrorKind::WorkerDied, "item {i}");
+            } else {
+                assert!(r.is_ok(), "item {i}: {r:?}");
+            }
+        }
         // A per-task timeout kills the worker process that runs the task.
         let t = Instant::now();
         let mut f = ex

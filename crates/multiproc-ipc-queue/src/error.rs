@@ -32,13 +32,24 @@ multiproc_arena::error_type! {
         /// (`EMFILE`/`ENFILE`) or no memory (`ENOSPC`/`ENOMEM`) left; the source names which.
         /// Nothing was changed; the same call succeeds once the resource is back.
         Resources => "the system has no descriptor or memory left for the queue",
+        /// A `_timeout` call's time passed first
+        /// ([`JoinableQueue::join_timeout`](crate::JoinableQueue::join_timeout): tasks are
+        /// still unfinished). Nothing was changed.
+        Timeout => "timed out",
     }
 
     io {
+        Timeout => TimedOut,
         Encode => InvalidInput,
         Decode => InvalidData,
         OutOfMemory => OutOfMemory,
         Resources => OutOfMemory,
+    }
+
+    classes {
+        timeout: [Timeout],
+        would_block: [],
+        disconnected: [],
     }
 }
 
@@ -111,6 +122,10 @@ impl multiproc_arena::named::HasArenaKind for Error {
 /// Why a `put` did not happen; the item comes back.
 ///
 /// `put` reports `Closed` and `Failed`; `try_put` adds `Full`; `put_timeout` adds `Timeout`.
+/// As every error of the workspace it answers [`is_timeout`](Self::is_timeout) (`Timeout`),
+/// [`is_would_block`](Self::is_would_block) (`Full`) and
+/// [`is_disconnected`](Self::is_disconnected) (`Closed`), also through
+/// [`multiproc_arena::api::OpError`] (for an item type that is `Send + Sync + 'static`).
 pub enum PutError<T> {
     /// The queue is full (`try_put`).
     Full(T),
@@ -145,6 +160,16 @@ impl<T> PutError<T> {
     /// Whether this is `Closed`.
     pub fn is_closed(&self) -> bool {
         matches!(self, PutError::Closed(_))
+    }
+
+    /// Whether a `try_put` found the queue full (`Full`); the item came back.
+    pub fn is_would_block(&self) -> bool {
+        self.is_full()
+    }
+
+    /// Whether the queue is closed (`Closed`): no later `put` can succeed.
+    pub fn is_disconnected(&self) -> bool {
+        self.is_closed()
     }
 
     /// The error behind `Failed`.
@@ -187,9 +212,25 @@ impl<T> std::error::Error for PutError<T> {
     }
 }
 
+impl<T: Send + Sync + 'static> multiproc_arena::api::OpError for PutError<T> {
+    fn is_timeout(&self) -> bool {
+        PutError::is_timeout(self)
+    }
+    fn is_would_block(&self) -> bool {
+        PutError::is_would_block(self)
+    }
+    fn is_disconnected(&self) -> bool {
+        PutError::is_disconnected(self)
+    }
+}
+
 /// Why a `get` returned no item.
 ///
 /// `get` reports `Closed` and `Failed`; `try_get` adds `Empty`; `get_timeout` adds `Timeout`.
+/// As every error of the workspace it answers [`is_timeout`](Self::is_timeout) (`Timeout`),
+/// [`is_would_block`](Self::is_would_block) (`Empty`) and
+/// [`is_disconnected`](Self::is_disconnected) (`Closed`), also through
+/// [`multiproc_arena::api::OpError`].
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum GetError {
@@ -219,6 +260,28 @@ impl GetError {
     /// Whether this is `Closed`.
     pub fn is_closed(&self) -> bool {
         matches!(self, GetError::Closed)
+    }
+
+    /// Whether a `try_get` found the queue empty (`Empty`).
+    pub fn is_would_block(&self) -> bool {
+        self.is_empty()
+    }
+
+    /// Whether the queue is closed and drained (`Closed`): no later `get` can succeed.
+    pub fn is_disconnected(&self) -> bool {
+        self.is_closed()
+    }
+}
+
+impl multiproc_arena::api::OpError for GetError {
+    fn is_timeout(&self) -> bool {
+        GetError::is_timeout(self)
+    }
+    fn is_would_block(&self) -> bool {
+        GetError::is_would_block(self)
+    }
+    fn is_disconnected(&self) -> bool {
+        GetError::is_disconnected(self)
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`JoinableQueue`]: a [`Queue`] whose consumers mark items done and whose producers can
 //! wait until every item was processed.
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::queue::{Queue, QueueBuilder};
 use crate::ring::Block;
 use multiproc_arena::Arena;
@@ -22,7 +22,7 @@ use std::time::Duration;
 /// use multiproc_ipc_queue::JoinableQueue;
 /// let q: JoinableQueue<u32> = JoinableQueue::new().unwrap();
 /// q.put(7).unwrap();
-/// assert!(!q.join_timeout(std::time::Duration::from_millis(10)));
+/// assert!(q.join_timeout(std::time::Duration::from_millis(10)).unwrap_err().is_timeout());
 /// assert_eq!(q.get().unwrap(), 7);
 /// q.task_done().unwrap();
 /// q.join();
@@ -32,7 +32,7 @@ pub struct JoinableQueue<T>(Queue<T>);
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// Opens the joinable queue another process created under `name` with
-    /// [`QueueBuilder::create_named_joinable`](crate::QueueBuilder::create_named_joinable).
+    /// [`JoinableQueueBuilder::create_named`].
     pub fn open(name: &str) -> crate::Result<Self> {
         Queue::open(name).map(JoinableQueue)
     }
@@ -47,9 +47,10 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         Queue::new_in(arena).map(JoinableQueue)
     }
 
-    /// A builder; finish with [`QueueBuilder::build_joinable`].
-    pub fn builder() -> QueueBuilder<T> {
-        Queue::builder()
+    /// A builder for a joinable queue with a `maxsize`, a capacity, ...;
+    /// [`build`](JoinableQueueBuilder::build) returns a `JoinableQueue`.
+    pub fn builder() -> JoinableQueueBuilder<T> {
+        JoinableQueueBuilder(Queue::builder())
     }
 
     /// Marks one task finished. Calling it more times than items were put is an error of
@@ -63,9 +64,18 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         self.0.join_with(Block::Forever);
     }
 
-    /// Waits at most `timeout` for every item to be marked done; returns whether they were.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.0.join_with(Block::after(timeout))
+    /// Waits at most `timeout` for every item to be marked done: `Ok(())` once they are;
+    /// `Err(e)` with `e.is_timeout()` ([`ErrorKind::Timeout`]) when tasks are still
+    /// unfinished as the time passes (nothing was changed).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        if self.0.join_with(Block::after(timeout)) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{} tasks still unfinished", self.unfinished_tasks()),
+            ))
+        }
     }
 
     /// Items put and not yet marked done (a snapshot).
@@ -93,3 +103,72 @@ impl<T> std::ops::Deref for JoinableQueue<T> {
 }
 
 crate::wrapper::queue_wrapper!(JoinableQueue);
+
+/// Builds a [`JoinableQueue`] with non-default settings: the settings of [`QueueBuilder`],
+/// and [`build`](Self::build) and its siblings return a `JoinableQueue`.
+///
+/// ```
+/// use multiproc_ipc_queue::JoinableQueue;
+/// let q: JoinableQueue<u64> = JoinableQueue::builder().maxsize(2).build().unwrap();
+/// q.put(1).unwrap();
+/// assert_eq!(q.unfinished_tasks(), 1);
+/// assert_eq!(q.get().unwrap(), 1);
+/// q.task_done().unwrap();
+/// q.join();
+/// ```
+pub struct JoinableQueueBuilder<T>(QueueBuilder<T>);
+
+impl<T> std::fmt::Debug for JoinableQueueBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("JoinableQueueBuilder").field(&self.0).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueueBuilder<T> {
+    /// As [`QueueBuilder::maxsize`].
+    pub fn maxsize(self, maxsize: usize) -> Self {
+        JoinableQueueBuilder(self.0.maxsize(maxsize))
+    }
+
+    /// As [`QueueBuilder::capacity`].
+    pub fn capacity(self, bytes: usize) -> Self {
+        JoinableQueueBuilder(self.0.capacity(bytes))
+    }
+
+    /// As [`QueueBuilder::max_spilled`].
+    pub fn max_spilled(self, n: usize) -> Self {
+        JoinableQueueBuilder(self.0.max_spilled(n))
+    }
+
+    /// As [`QueueBuilder::spill_budget`].
+    pub fn spill_budget(self, bytes: u64) -> Self {
+        JoinableQueueBuilder(self.0.spill_budget(bytes))
+    }
+
+    /// As [`QueueBuilder::max_processes`].
+    pub fn max_processes(self, n: usize) -> Self {
+        JoinableQueueBuilder(self.0.max_processes(n))
+    }
+
+    /// Creates the joinable queue in the [global arena](Arena::global).
+    pub fn build(self) -> Result<JoinableQueue<T>> {
+        self.0.build().map(JoinableQueue)
+    }
+
+    /// Creates the joinable queue in `arena`.
+    pub fn build_in(self, arena: &Arena) -> Result<JoinableQueue<T>> {
+        self.0.build_in(arena).map(JoinableQueue)
+    }
+
+    /// Creates the joinable queue under `name`, for [`JoinableQueue::open`]; as
+    /// [`QueueBuilder::create_named`].
+    pub fn create_named(self, name: &str) -> Result<JoinableQueue<T>> {
+        self.0.create_named(name).map(JoinableQueue)
+    }
+
+    /// Opens `name`, creating it with this builder's settings if it does not exist; as
+    /// [`QueueBuilder::open_or_create_named`].
+    pub fn open_or_create_named(self, name: &str) -> Result<JoinableQueue<T>> {
+        self.0.open_or_create_named(name).map(JoinableQueue)
+    }
+}

@@ -24,7 +24,8 @@
 //!
 //! - [`Queue`]: `put`/`get` (blocking, `try_`, `_timeout`), `qsize`, `empty`, `full`,
 //!   `close`, iterators; built with [`QueueBuilder`] (`maxsize`, `capacity`).
-//! - [`JoinableQueue`]: a `Queue` with `task_done` and `join`.
+//! - [`JoinableQueue`]: a `Queue` with `task_done`, `join` and `join_timeout`; built with
+//!   [`JoinableQueueBuilder`] (the same settings).
 //! - [`SimpleQueue`]: `put`, `get`, `empty`, `close`.
 //! - [`PutError`] (hands the item back), [`GetError`], [`Error`] / [`ErrorKind`].
 //!
@@ -76,7 +77,7 @@ mod wrapper;
 #[cfg(not(multiproc_loom))]
 pub use crate::error::{Error, ErrorKind, GetError, PutError, Result};
 #[cfg(not(multiproc_loom))]
-pub use crate::joinable::JoinableQueue;
+pub use crate::joinable::{JoinableQueue, JoinableQueueBuilder};
 #[cfg(not(multiproc_loom))]
 #[doc(hidden)]
 pub use crate::queue::pause_after_spill_claim;

@@ -4,7 +4,7 @@
 
 use multiproc_arena::testing::{start_copy, wait_success};
 use multiproc_arena::ErrorKind as AKind;
-use multiproc_ipc_queue::Queue;
+use multiproc_ipc_queue::{JoinableQueue, Queue};
 use std::time::{Duration, Instant};
 
 const ROLE: &str = "MULTIPROC_NAMED_QUEUE_ROLE";
@@ -65,10 +65,10 @@ fn named_joinable_queue_opens_by_name() {
         return;
     }
     let name = format!("mp-named-jq-{}", std::process::id());
-    let jq = Queue::<u32>::builder().create_named_joinable(&name).unwrap();
-    let other = multiproc_ipc_queue::JoinableQueue::<u32>::open(&name).unwrap();
+    let jq = JoinableQueue::<u32>::builder().create_named(&name).unwrap();
+    let other = JoinableQueue::<u32>::open(&name).unwrap();
     other.put(5).unwrap();
     assert_eq!(jq.get().unwrap(), 5);
     jq.task_done().unwrap();
-    assert!(other.join_timeout(Duration::from_secs(5)));
+    other.join_timeout(Duration::from_secs(5)).unwrap();
 }

@@ -190,7 +190,7 @@ fn undecodable_message_is_consumed() {
     assert_eq!(q.get().unwrap(), Even(4));
     q.task_done().unwrap();
     // The undecodable message does not hold `join`.
-    assert!(q.join_timeout(Duration::from_secs(1)));
+    q.join_timeout(Duration::from_secs(1)).unwrap();
 }
 
 /// Q08/Q09 (our semantics): `close` is for every process; puts fail with `Closed`, gets
@@ -246,7 +246,7 @@ fn jq01_task_done_join() {
         q.put(Some(i)).unwrap();
     }
     let t = Instant::now();
-    assert!(q.join_timeout(T));
+    q.join_timeout(T).unwrap();
     assert_eq!(q.unfinished_tasks(), 0);
     assert!(t.elapsed() >= Duration::from_millis(40), "joined before the work was done");
     for _ in 0..4 {
@@ -255,7 +255,7 @@ fn jq01_task_done_join() {
     for w in workers {
         ok(w);
     }
-    assert!(q.join_timeout(T));
+    q.join_timeout(T).unwrap();
 }
 
 /// JQ04: more `task_done` than items is an error, from any process.
@@ -271,7 +271,7 @@ fn jq04_too_many_task_done() {
             _ => 1,
         }
     }));
-    assert!(q.join_timeout(Duration::from_millis(100)));
+    q.join_timeout(Duration::from_millis(100)).unwrap();
 }
 
 /// SQ01, SQ03: a child puts its own `empty()` observations; close twice.

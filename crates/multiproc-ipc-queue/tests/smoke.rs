@@ -92,10 +92,10 @@ fn joinable_and_simple() {
     assert_eq!(q.unfinished_tasks(), 2);
     q.get().unwrap();
     q.task_done().unwrap();
-    assert!(!q.join_timeout(Duration::from_millis(20)));
+    assert!(q.join_timeout(Duration::from_millis(20)).unwrap_err().is_timeout());
     q.get().unwrap();
     q.task_done().unwrap();
-    assert!(q.join_timeout(Duration::from_millis(20)));
+    q.join_timeout(Duration::from_millis(20)).unwrap();
     assert!(q.task_done().is_err());
     let s = SimpleQueue::new().unwrap();
     s.put("x".to_string()).unwrap();

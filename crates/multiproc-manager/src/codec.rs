@@ -67,7 +67,11 @@ pub(crate) fn encode<T: Serialize + ?Sized>(client: &Client, v: &T) -> Result<St
     Ok(Stored { bytes, refs: ctx.refs })
 }
 
-/// Encodes `v` as [`encode`] does, with its `Debug`-like rendering (see [`crate::show`]).
+/// The longest rendering of a value kept for `Debug` (a namespace's fields), in bytes.
+const SHOWN_LIMIT: usize = 256;
+
+/// Encodes `v` as [`encode`] does, with its `Debug`-like rendering (see
+/// [`multiproc_arena::describe`]; `None` when its `Serialize` refuses).
 /// Proxies inside are rendered as their object ids, without taking holds on them.
 pub(crate) fn encode_shown<T: Serialize + ?Sized>(
     client: &Client,
@@ -76,7 +80,7 @@ pub(crate) fn encode_shown<T: Serialize + ?Sized>(
     let stored = encode(client, v)?;
     // Proxies met while rendering record themselves as nested (no hold), and are forgotten.
     ENC.with(|e| e.borrow_mut().push(EncCtx { server_id: client.server_id, refs: Vec::new() }));
-    let shown = crate::show::show(v);
+    let shown = multiproc_arena::describe::render(v, SHOWN_LIMIT).ok();
     ENC.with(|e| e.borrow_mut().pop());
     Ok((stored, shown))
 }

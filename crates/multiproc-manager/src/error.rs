@@ -33,9 +33,9 @@ multiproc_arena::error_type! {
         KeyNotFound => "key not found",
         /// A list value that is not there (`remove`, `index`), or a namespace field that is not set.
         ValueNotFound => "value not found",
-        /// A queue had nothing to get within the time allowed.
+        /// A queue's `try_get` found nothing (a timed `get_timeout` fails with `Timeout`).
         Empty => "queue is empty",
-        /// A queue had no room within the time allowed.
+        /// A queue's `try_put` found no room (a timed `put_timeout` fails with `Timeout`).
         Full => "queue is full",
         /// A wait ended at its timeout (a `_timeout` call; queue `join`, `wait_for`).
         Timeout => "timed out",
@@ -75,7 +75,7 @@ multiproc_arena::error_type! {
 
     classes {
         timeout: [Timeout],
-        would_block: [WouldBlock],
+        would_block: [WouldBlock, Empty, Full],
         disconnected: [Disconnected],
     }
 }

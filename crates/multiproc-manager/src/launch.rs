@@ -19,7 +19,7 @@ use crate::service::ServiceSet;
 use crate::Address;
 use multiproc_arena::ProcessId;
 use multiproc_ipc_pipe::{Connection, Pipe};
-use multiproc_spawn::{JoinHandle, Process};
+use multiproc_spawn::{FnRef, JoinHandle, Process, FNREF_LEN};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -43,6 +43,7 @@ struct ServerArgs {
     names: Vec<String>,
     owner: (u32, u64),
     ready: Connection,
+    initializer: Option<Vec<u8>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,6 +54,15 @@ enum Ready {
 
 /// The server process's entry: bind, report, serve until shutdown or the owner's death.
 fn server_main<S: ServiceSet>(args: ServerArgs) {
+    // As Python's manager servers: a Ctrl-C to the process group is for the clients; the
+    // server ends when its owner says so or is gone.
+    multiproc_spawn::ignore_interrupts();
+    if let Some(bytes) = &args.initializer {
+        if let Err(why) = run_initializer(bytes) {
+            let _ = args.ready.send(&Ready::Failed(why));
+            return;
+        }
+    }
     let b = ManagerBuilder::<S> {
         authkey: Some(args.authkey.clone()),
         address: args.address.clone(),
@@ -60,6 +70,7 @@ fn server_main<S: ServiceSet>(args: ServerArgs) {
         handshake_timeout: Duration::from_micros(args.handshake_timeout_us),
         spin: None,
         names: args.names,
+        initializer: None,
         _s: std::marker::PhantomData,
     };
     let shared = Shared::new(b.server_config(args.authkey));
@@ -88,6 +99,18 @@ fn server_main<S: ServiceSet>(args: ServerArgs) {
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+/// Runs the builder's initializer (a checked reference to `fn(())`); why it failed.
+fn run_initializer(bytes: &[u8]) -> std::result::Result<(), String> {
+    let b: [u8; FNREF_LEN] = bytes.try_into().map_err(|_| "garbled initializer".to_string())?;
+    let f = FnRef::<(), ()>::from_bytes(b).resolve().map_err(|e| format!("initializer: {e}"))?;
+    std::panic::catch_unwind(|| f(())).map_err(|p| {
+        format!(
+            "the initializer panicked: {}",
+            multiproc_spawn::panic_payload_str(&*p).unwrap_or("(not a string)")
+        )
+    })
 }
 
 fn is_our_dir(d: &Path) -> bool {
@@ -156,9 +179,9 @@ impl ProcOwner {
         let Some(mut child) = lock(&self.child).take() else { return Ok(()) };
         let _ = self.client.call(&Request::Shutdown);
         let mut res = Ok(());
-        if child.join_timeout(STOP_TIMEOUT).is_none() {
+        if child.join_timeout(STOP_TIMEOUT).is_err_and(|e| e.is_timeout()) {
             let _ = child.kill();
-            if child.join_timeout(STOP_TIMEOUT).is_none() {
+            if child.join_timeout(STOP_TIMEOUT).is_err_and(|e| e.is_timeout()) {
                 res = Err(Error::new(ErrorKind::Io, "the manager server did not exit"));
             }
         }
@@ -210,6 +233,13 @@ impl<S: ServiceSet> ManagerBuilder<S> {
     /// [`Start`](ErrorKind::Start) carrying the reason; so is calling this from a daemonic
     /// process, which may not start children.
     pub fn start(self) -> Result<Manager> {
+        let initializer = match &self.initializer {
+            None => None,
+            Some(Ok(b)) => Some(b.clone()),
+            Some(Err(why)) => {
+                return Err(Error::new(ErrorKind::Start, format!("the initializer: {why}")));
+            }
+        };
         let authkey = self.authkey.clone().unwrap_or_else(AuthKey::random);
         let dir = match &self.address {
             None => Some(private_dir()?),
@@ -236,6 +266,7 @@ impl<S: ServiceSet> ManagerBuilder<S> {
             names: self.names.clone(),
             owner: (me.pid(), me.identity_bits()),
             ready: tx,
+            initializer,
         };
         let mut child = Process::builder()
             .name("multiproc-manager")

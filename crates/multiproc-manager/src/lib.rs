@@ -92,7 +92,6 @@ mod protocol;
 mod server;
 mod service;
 mod set;
-mod show;
 mod spin;
 mod sync;
 mod transport;

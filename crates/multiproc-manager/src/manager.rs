@@ -53,6 +53,8 @@ pub struct ManagerBuilder<S = ()> {
     pub(crate) handshake_timeout: Duration,
     pub(crate) spin: Option<Option<Duration>>,
     pub(crate) names: Vec<String>,
+    /// The server's initializer: a checked reference's bytes, or why it has none.
+    pub(crate) initializer: Option<std::result::Result<Vec<u8>, String>>,
     pub(crate) _s: PhantomData<fn() -> S>,
 }
 
@@ -73,6 +75,7 @@ impl Default for ManagerBuilder<()> {
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             spin: None,
             names: Vec::new(),
+            initializer: None,
             _s: PhantomData,
         }
     }
@@ -104,6 +107,16 @@ impl<S: ServiceSet> ManagerBuilder<S> {
         fn spin(mut self, spin: Duration) { self.spin = Some((!spin.is_zero()).then_some(spin)) }
     }
 
+    /// A function the server process runs once, before it serves (Python's
+    /// `start(initializer)`): a function item or a closure without captures (it is named to
+    /// the server process, which may be started by spawn). A panic in it fails
+    /// [`start`](Self::start) with its message; a closure that captures is refused there.
+    pub fn initializer<F: Fn() + Send + Sync + 'static>(mut self, f: F) -> Self {
+        let r = multiproc_spawn::FnRef::<(), ()>::of_adapted(&f, &|f: &F, (): ()| f());
+        self.initializer = Some(r.map(|r| r.to_bytes().to_vec()).map_err(|e| e.to_string()));
+        self
+    }
+
     /// Registers the service type `T` under `name` (Python's `register(typeid, callable)`).
     pub fn register<T: Service>(self, name: &str) -> ManagerBuilder<(S, T)> {
         let mut names = self.names;
@@ -115,6 +128,7 @@ impl<S: ServiceSet> ManagerBuilder<S> {
             handshake_timeout: self.handshake_timeout,
             spin: self.spin,
             names,
+            initializer: self.initializer,
             _s: PhantomData,
         }
     }

@@ -396,8 +396,10 @@ impl From<Fault> for Error {
 pub(crate) type Response = Result<Reply, Fault>;
 
 /// Converts a wait to a server-side deadline.
+/// A timed wait is at least 1 µs: `Some(0)` is a `try_` call's (it fails as "would
+/// block", where a timed one fails as a timeout).
 pub(crate) fn wait_from(d: Option<std::time::Duration>) -> Wait {
-    d.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    d.map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{child, join, kill_pid, wait_until};
+use common::{child, interrupt_pid, join, kill_pid, wait_until};
 use multiproc_manager::*;
 
 fn manager() -> Manager {
@@ -44,6 +44,20 @@ fn server_exit_code_after_sigkill() {
     // shutdown() after the death keeps the code it found.
     m.shutdown().unwrap();
     assert_eq!(m.server_exit_code(), Some(-9));
+}
+
+/// SM12 (Python's manager servers ignore SIGINT): a Ctrl-C to the server leaves it serving.
+#[test]
+fn the_server_survives_sigint() {
+    let m = manager();
+    let l = m.list_from([1]).unwrap();
+    interrupt_pid(m.server_pid());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(m.server_exit_code(), None, "the server ended on SIGINT");
+    l.append(2).unwrap();
+    assert_eq!(l.len().unwrap(), 2);
+    m.shutdown().unwrap();
+    assert_eq!(m.server_exit_code(), Some(0));
 }
 
 // ---- dict iteration: a documented snapshot ------------------------------------------------
@@ -118,4 +132,46 @@ fn namespace_debug_lists_fields_and_values() {
     m.shutdown().unwrap();
     let gone = format!("{ns:?}");
     assert!(gone.starts_with("Namespace { id: ") && gone.contains("disconnected"), "{gone}");
+}
+
+// ---- MG16: an initializer run once in the server --------------------------------------------
+
+/// A file both the test and the server can name (the server may be started by spawn or a
+/// forkserver: no shared memory or environment from the test itself).
+fn init_file() -> std::path::PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::env::current_exe().unwrap().hash(&mut h);
+    std::env::temp_dir().join(format!("multiproc-mg16-{:016x}", h.finish()))
+}
+
+fn note_server_pid() {
+    let path = init_file();
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+    std::io::Write::write_all(&mut f, format!("{}\n", std::process::id()).as_bytes()).unwrap();
+}
+
+fn refuse_to_start() {
+    panic!("no server today");
+}
+
+#[test]
+fn the_initializer_runs_once_in_the_server() {
+    let path = init_file();
+    let _ = std::fs::remove_file(&path);
+    let m = Manager::builder().initializer(note_server_pid).start().unwrap();
+    let l = m.list_from([1]).unwrap();
+    l.append(2).unwrap();
+    let seen = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(seen, format!("{}\n", m.server_pid()), "once, in the server");
+    m.shutdown().unwrap();
+    let _ = std::fs::remove_file(&path);
+
+    let e = Manager::builder().initializer(refuse_to_start).start().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Start);
+    assert!(e.to_string().contains("no server today"), "{e}");
+
+    let n = 3;
+    let e = Manager::builder().initializer(move || assert_eq!(n, 3)).start().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Start, "a closure that captures is refused: {e}");
 }

@@ -83,7 +83,8 @@ fn main() {
     drop(pool);
 
     // Executor submit + result.
-    let ex = ProcessPoolExecutor::with_start_method(2, method).expect("executor");
+    let ex =
+        ProcessPoolExecutor::builder().processes(2).start_method(method).build().expect("executor");
     ex.submit(trivial, 0).expect("submit").result().expect("result");
     let m = 10_000u64;
     let mut us = Vec::new();

@@ -25,6 +25,8 @@ pub struct PoolBuilder<S = ()> {
     /// The initializer by name and its encoded argument, if it can be named (spawn and
     /// forkserver workers need it).
     init_ref: Option<(InitRef, Vec<u8>)>,
+    /// Workers start as tasks need them (the executor's, outside fork).
+    on_demand: bool,
     _state: PhantomData<fn() -> S>,
 }
 
@@ -55,6 +57,7 @@ impl Pool {
             task_timeout: None,
             init: None,
             init_ref: None,
+            on_demand: false,
             _state: PhantomData,
         }
     }
@@ -115,6 +118,7 @@ impl PoolBuilder<()> {
             task_timeout: self.task_timeout,
             init: Some(f),
             init_ref,
+            on_demand: self.on_demand,
             _state: PhantomData,
         }
     }
@@ -147,6 +151,18 @@ impl<S: 'static> PoolBuilder<S> {
     pub fn task_timeout(mut self, d: Duration) -> Self {
         self.task_timeout = Some(d);
         self
+    }
+
+    /// Starts workers as tasks need them (none at `build`, then one per queued or running
+    /// task up to `processes`), as CPython's `ProcessPoolExecutor` does outside fork.
+    pub(crate) fn on_demand(mut self, on: bool) -> Self {
+        self.on_demand = on;
+        self
+    }
+
+    /// The start method `build` uses.
+    pub(crate) fn method(&self) -> StartMethod {
+        self.method.unwrap_or_else(multiproc_spawn::get_start_method)
     }
 
     /// Whether workers are recycled (`max_tasks_per_child`) under the fork start method,
@@ -184,6 +200,7 @@ impl<S: 'static> PoolBuilder<S> {
             launcher: Arc::new(SpawnLauncher { method }),
             init: if method == StartMethod::Fork { self.init } else { None },
             init_off: if method == StartMethod::Fork { None } else { self.init_ref },
+            on_demand: self.on_demand,
         };
         if method == StartMethod::Fork {
             // Before any fork: see `install_panic_hook`.

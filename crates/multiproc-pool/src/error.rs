@@ -1,5 +1,6 @@
 //! The error type of this crate.
 
+use multiproc_spawn::Signal;
 use std::fmt;
 use std::io;
 use std::time::Duration;
@@ -9,17 +10,15 @@ use std::time::Duration;
 pub enum WorkerExit {
     /// It called `exit(code)` (or returned `code` from its entry).
     Code(i32),
-    /// A signal killed it (`SIGKILL` = 9, `SIGSEGV` = 11, `SIGABRT` = 6, …).
-    Signal(i32),
+    /// A signal killed it (displayed by name: `SIGKILL`, `SIGSEGV`, …).
+    Signal(Signal),
 }
 
 impl fmt::Display for WorkerExit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             WorkerExit::Code(c) => write!(f, "exit code {c}"),
-            WorkerExit::Signal(s) => {
-                write!(f, "signal {s} ({})", multiproc_spawn::Signal(s).name())
-            }
+            WorkerExit::Signal(s) => write!(f, "signal {} ({})", s.number(), s.name()),
         }
     }
 }
@@ -100,7 +99,7 @@ impl Error {
             ErrorKind::TaskTimedOut,
             format!("ran longer than {after:?}; worker {pid} killed"),
         );
-        e.exit = Some(WorkerExit::Signal(multiproc_spawn::Signal::KILL.number()));
+        e.exit = Some(WorkerExit::Signal(Signal::KILL));
         e
     }
 
@@ -152,7 +151,7 @@ impl Error {
     }
 
     /// The signal that killed the worker, if one did.
-    pub fn signal(&self) -> Option<i32> {
+    pub fn signal(&self) -> Option<Signal> {
         match self.exit {
             Some(WorkerExit::Signal(s)) => Some(s),
             _ => None,
@@ -174,9 +173,9 @@ mod tests {
 
     #[test]
     fn display_names_the_signal() {
-        let e = Error::worker_died(WorkerExit::Signal(9), 42);
+        let e = Error::worker_died(WorkerExit::Signal(Signal::KILL), 42);
         assert_eq!(e.kind(), ErrorKind::WorkerDied);
-        assert_eq!(e.signal(), Some(9));
+        assert_eq!(e.signal(), Some(Signal::KILL));
         let s = e.to_string();
         assert!(s.contains("SIGKILL") && s.contains("42"), "{s}");
         let e = Error::worker_died(WorkerExit::Code(99), 7);

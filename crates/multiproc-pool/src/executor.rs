@@ -5,7 +5,7 @@ use crate::builder::PoolBuilder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::future::{lock, Future, Slot};
 use crate::pool::Pool;
-use crate::task::{Plain, TaskFn};
+use crate::task::{Payload, Plain, TaskFn};
 use multiproc_spawn::StartMethod;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,15 +19,15 @@ pub trait Executor {
     /// Schedules `f(arg)`; [`ErrorKind::NotRunning`] after [`shutdown`](Self::shutdown).
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Future<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + 'static;
 
     /// Schedules `f` on every item at once; the iterator yields the outcomes in input order.
     fn map<T, R, F, I>(&self, f: F, items: I) -> Result<ExecutorMap<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
@@ -38,12 +38,31 @@ pub trait Executor {
         Ok(ExecutorMap { futs, deadline: None, finished: false })
     }
 
+    /// [`map`](Self::map) with `chunksize` items per task (CPython's
+    /// `Executor.map(..., chunksize=)`): fewer, larger tasks for a process pool, each
+    /// item still its own outcome in input order (an item's error at its own position).
+    /// A chunk's items share its fate if its worker dies. Executors without tasks to batch
+    /// (threads) ignore it, as CPython's `ThreadPoolExecutor` does; 0 is an
+    /// [`InvalidArgument`](ErrorKind::InvalidArgument) error.
+    fn map_chunked<T, R, F, I>(&self, f: F, items: I, chunksize: usize) -> Result<ExecutorMap<R>>
+    where
+        T: Payload,
+        R: Payload,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        if chunksize == 0 {
+            return Err(Error::invalid("chunksize must be at least 1"));
+        }
+        self.map(f, items)
+    }
+
     /// [`map`](Self::map) whose iterator gives up `timeout` after this call: it then yields
     /// one [`ErrorKind::Timeout`] error, cancels what has not started, and ends.
     fn map_timeout<T, R, F, I>(&self, f: F, items: I, timeout: Duration) -> Result<ExecutorMap<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
@@ -124,6 +143,12 @@ impl<R> Drop for ExecutorMap<R> {
 
 /// Python's `ProcessPoolExecutor`, on a [`Pool`]: submit calls, get [`Future`]s. A worker
 /// that dies fails only the future it was running (CPython breaks the whole executor).
+///
+/// As CPython's (3.9+), workers start on demand: none at first, then one more whenever a
+/// task is queued and no worker is idle, up to `max_workers`; idle workers are reused (three
+/// `submit(..).result()` in a row use one process). Under [`StartMethod::Fork`] all start
+/// at once, as CPython's do: starting one later would fork a parent whose other threads may
+/// hold locks.
 pub struct ProcessPoolExecutor<S = ()> {
     pool: Pool<S>,
 }
@@ -135,15 +160,46 @@ impl<S> fmt::Debug for ProcessPoolExecutor<S> {
 }
 
 impl ProcessPoolExecutor {
-    /// An executor of `max_workers` processes with the default start method; 0 is an
+    /// An executor of up to `max_workers` processes with the default start method; 0 is an
     /// error.
     pub fn new(max_workers: usize) -> Result<Self> {
         Self::from_builder(Pool::builder().processes(max_workers))
     }
 
-    /// An executor with `max_workers` processes started with `method`.
-    pub fn with_start_method(max_workers: usize, method: StartMethod) -> Result<Self> {
-        Self::from_builder(Pool::builder().processes(max_workers).start_method(method))
+    /// The executor's builder: its settings are the pool's (processes, start method,
+    /// initializer, worker state, `max_tasks_per_child`, task timeout); finish with
+    /// [`ExecutorBuilder::build`].
+    pub fn builder() -> ExecutorBuilder {
+        ExecutorBuilder(Pool::builder())
+    }
+}
+
+/// Builds a [`ProcessPoolExecutor`] ([`ProcessPoolExecutor::builder`]): the pool's settings,
+/// whose `build` makes the executor. The usual two have setters here; any other
+/// [`PoolBuilder`] setting goes through [`pool`](Self::pool):
+/// `ProcessPoolExecutor::builder().processes(4).pool(|b| b.max_tasks_per_child(100)).build()`.
+#[derive(Debug)]
+pub struct ExecutorBuilder<S = ()>(PoolBuilder<S>);
+
+impl<S: 'static> ExecutorBuilder<S> {
+    /// Applies `f` to the pool settings (any [`PoolBuilder`] setter).
+    pub fn pool<T>(self, f: impl FnOnce(PoolBuilder<S>) -> PoolBuilder<T>) -> ExecutorBuilder<T> {
+        ExecutorBuilder(f(self.0))
+    }
+
+    /// Up to `n` worker processes (CPython's `max_workers`); 0 is an error at `build`.
+    pub fn processes(self, n: usize) -> Self {
+        ExecutorBuilder(self.0.processes(n))
+    }
+
+    /// The start method of the workers.
+    pub fn start_method(self, method: StartMethod) -> Self {
+        ExecutorBuilder(self.0.start_method(method))
+    }
+
+    /// The executor; see [`ProcessPoolExecutor::from_builder`].
+    pub fn build(self) -> Result<ProcessPoolExecutor<S>> {
+        ProcessPoolExecutor::from_builder(self.0)
     }
 }
 
@@ -160,7 +216,11 @@ impl<S: 'static> ProcessPoolExecutor<S> {
                 "max_tasks_per_child is incompatible with the fork start method",
             ));
         }
-        Ok(ProcessPoolExecutor { pool: b.build()? })
+        // As CPython (3.9+): workers start on demand and idle ones are reused, except under
+        // fork, where all start at once (forking later means forking a parent whose other
+        // threads may hold locks).
+        let on_demand = b.method() != StartMethod::Fork;
+        Ok(ProcessPoolExecutor { pool: b.on_demand(on_demand).build()? })
     }
 
     /// The pool underneath (insights, worker pids).
@@ -172,7 +232,7 @@ impl<S: 'static> ProcessPoolExecutor<S> {
     pub fn submit_with<T, R, M, F>(&self, f: F, arg: T) -> Result<Future<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         self.pool.submit_one(f, arg)
@@ -182,11 +242,22 @@ impl<S: 'static> ProcessPoolExecutor<S> {
 impl<S: 'static> Executor for ProcessPoolExecutor<S> {
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Future<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
         self.pool.submit_one::<T, R, Plain, F>(f, arg)
+    }
+
+    fn map_chunked<T, R, F, I>(&self, f: F, items: I, chunksize: usize) -> Result<ExecutorMap<R>>
+    where
+        T: Payload,
+        R: Payload,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let futs = self.pool.submit_chunked::<T, R, Plain, F>(f, items, chunksize)?;
+        Ok(ExecutorMap::from_futures(futs))
     }
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
@@ -340,8 +411,8 @@ fn thread_main(shared: Arc<TpShared>) {
 impl Executor for ThreadPoolExecutor {
     fn submit<T, R, F>(&self, f: F, arg: T) -> Result<Future<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
         self.spawn(move || f(arg))

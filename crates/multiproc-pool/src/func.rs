@@ -5,6 +5,7 @@
 //! of the value (`TAG_OK`) or of a message (`TAG_PANIC`, `TAG_CODEC`). Items are caught one by
 //! one (`catch_unwind`), so a panic fails only its own item.
 
+use crate::ser_error::SerFailure;
 use multiproc_spawn::{panic_payload_str, FnRef, FNREF_LEN};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -64,6 +65,10 @@ pub(crate) enum FuncRef {
     Table(u32),
     /// A checked reference (every start method).
     Portable(ShimRef),
+    /// A function pointer: a checked reference to the generic runner of its type, and the
+    /// pointer's own checked reference ([`FnRef::to_bytes`]), which leads each task's
+    /// payload (every start method; see [`crate::task::pointer_ref`]).
+    Pointer(ShimRef, [u8; FNREF_LEN]),
 }
 
 impl FuncRef {
@@ -71,7 +76,15 @@ impl FuncRef {
     pub(crate) fn needs_gen(self) -> usize {
         match self {
             FuncRef::Table(i) => i as usize + 1,
-            FuncRef::Portable(_) => 0,
+            FuncRef::Portable(_) | FuncRef::Pointer(..) => 0,
+        }
+    }
+
+    /// Bytes sent before each task's payload.
+    pub(crate) fn prefix(&self) -> &[u8] {
+        match self {
+            FuncRef::Pointer(_, target) => target,
+            _ => &[],
         }
     }
 
@@ -79,7 +92,7 @@ impl FuncRef {
     pub(crate) fn encode(self) -> (u32, [u8; FNREF_LEN]) {
         match self {
             FuncRef::Table(i) => (i, [0; FNREF_LEN]),
-            FuncRef::Portable(r) => (u32::MAX, r.to_bytes()),
+            FuncRef::Portable(r) | FuncRef::Pointer(r, _) => (u32::MAX, r.to_bytes()),
         }
     }
 }
@@ -155,14 +168,18 @@ impl<'a> Extend<&'a u8> for Append<'_> {
     }
 }
 
-/// Appends `v`'s postcard bytes to `out`; on failure `out` is unchanged.
-pub(crate) fn encode_append<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), String> {
+/// Appends `v`'s postcard bytes to `out`; on failure `out` is unchanged, and the error has
+/// the serializer's own message (see [`SerFailure`]).
+pub(crate) fn encode_append<T: Serialize + ?Sized>(
+    v: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), SerFailure> {
     let mark = out.len();
     match postcard::to_extend(v, Append(out)) {
         Ok(_) => Ok(()),
         Err(e) => {
             out.truncate(mark);
-            Err(e.to_string())
+            Err(SerFailure::of(v, e))
         }
     }
 }
@@ -285,7 +302,7 @@ pub(crate) fn run_items<T, R>(
                 out.push(TAG_OK);
                 if let Err(e) = encode_append(&r, out) {
                     out.pop();
-                    push_failure(out, TAG_CODEC, &format!("cannot serialise the result: {e}"));
+                    push_failure(out, TAG_CODEC, &e.describe("the result"));
                 }
             }
             Err(p) => push_failure(out, TAG_PANIC, &panic_message(p)),

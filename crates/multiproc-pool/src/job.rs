@@ -9,16 +9,28 @@ use crate::future::{AsyncResult, Future, Slot};
 use crate::pool::Pool;
 use crate::progress::{Progress, ProgressFn};
 use crate::sink::{CollectSink, StreamSink};
-use crate::task::{Plain, Star, StarFn, TaskFn};
+use crate::task::{Payload, Plain, Star, StarFn, TaskFn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::any::Any;
 use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Tasks per worker a streaming job keeps submitted ahead of what it consumed.
+/// Tasks per worker `map` keeps submitted ahead of the results it collected.
 const WINDOW_PER_WORKER: usize = 512;
+/// Tasks per worker `imap` keeps submitted ahead of what its consumer took: the pool's
+/// queue depth (about 2 ms of work per worker) within these bounds — a few tasks when they
+/// are long, more only when they are so short that a few would leave workers idle between
+/// two `next` calls. An endless or slow input is read only that far ahead.
+const IMAP_AHEAD_MIN: usize = 4;
+const IMAP_AHEAD_MAX: usize = 64;
 /// Tasks handed to the pool per lock.
 const SUBMIT_BATCH: usize = 128;
+/// Reading the input for longer than this submits what was read and lets the caller look
+/// for results (a slow input does not hold back results that are ready).
+const FEED_SLICE: Duration = Duration::from_millis(1);
 
 /// A job's options: chunk size and progress reporting; from [`Pool::job`].
 pub struct Job<'p, S> {
@@ -67,7 +79,7 @@ impl<'p, S: 'static> Job<'p, S> {
     fn prepare<T, R, M, F>(&self, f: F) -> Result<FuncRef>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         if self.chunksize == Some(0) {
@@ -83,7 +95,7 @@ impl<'p, S: 'static> Job<'p, S> {
     pub fn map<T, R, M, F>(self, f: F, items: impl IntoIterator<Item = T>) -> Result<Vec<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         let func = self.prepare::<T, R, M, F>(f)?;
@@ -138,7 +150,7 @@ impl<'p, S: 'static> Job<'p, S> {
     pub fn imap<T, R, M, F, I>(self, f: F, items: I) -> Result<Imap<'p, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
@@ -149,7 +161,7 @@ impl<'p, S: 'static> Job<'p, S> {
     pub fn imap_unordered<T, R, M, F, I>(self, f: F, items: I) -> Result<Imap<'p, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
@@ -164,7 +176,7 @@ impl<'p, S: 'static> Job<'p, S> {
     ) -> Result<Imap<'p, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
@@ -173,8 +185,11 @@ impl<'p, S: 'static> Job<'p, S> {
         let progress = self.progress.is_some().then(|| self.progress.clone());
         let sink = Arc::new(StreamSink::<R>::new(ordered, progress));
         let dyn_sink: Arc<dyn Sink> = sink.clone();
-        let feeder =
-            Feeder::new(it, self.chunksize.unwrap_or(1), func, dyn_sink, self.pool.processes());
+        let chunksize = self.chunksize.unwrap_or(1);
+        let workers = self.pool.processes();
+        let mut feeder = Feeder::new(it, chunksize, func, dyn_sink, workers);
+        feeder.streaming = true;
+        feeder.window = feeder.streaming_window(self.pool.inner());
         Ok(Imap { inner: self.pool.inner(), sink, feeder, consumed: 0, failed: None, done: false })
     }
 
@@ -182,7 +197,7 @@ impl<'p, S: 'static> Job<'p, S> {
     pub fn starmap<Args, R, F>(self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<R>>
     where
         Args: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: StarFn<Args, R>,
     {
         self.map::<Args, R, Plain, _>(Star::new(f), items)
@@ -196,7 +211,7 @@ impl<'p, S: 'static> Job<'p, S> {
     ) -> Result<AsyncResult<Vec<R>>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         let func = self.prepare::<T, R, M, F>(f)?;
@@ -225,7 +240,7 @@ impl<'p, S: 'static> Job<'p, S> {
     ) -> Result<AsyncResult<Vec<R>>>
     where
         Args: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: StarFn<Args, R>,
     {
         self.map_async::<Args, R, Plain, _>(Star::new(f), items)
@@ -253,6 +268,13 @@ pub(crate) struct Feeder<I> {
     pub(crate) total_set: bool,
     /// Items allowed ahead of the consumer.
     pub(crate) window: usize,
+    workers: usize,
+    /// An `imap`'s feeder: a panic of the input iterator is caught and kept for the
+    /// consumer (the input then ends where it panicked), and reading a slow input hands
+    /// back to the caller after [`FEED_SLICE`].
+    streaming: bool,
+    /// The input iterator's panic, caught after `submitted` items.
+    panic: Option<Box<dyn Any + Send>>,
 }
 
 impl<I: Iterator> Feeder<I>
@@ -276,14 +298,45 @@ where
             exhausted: false,
             total_set: false,
             window,
+            workers,
+            streaming: false,
+            panic: None,
+        }
+    }
+
+    /// An `imap`'s window: [`IMAP_AHEAD_MIN`]..=[`IMAP_AHEAD_MAX`] tasks per worker.
+    fn streaming_window(&self, inner: &Inner) -> usize {
+        let per_worker = inner.depth_hint().clamp(IMAP_AHEAD_MIN, IMAP_AHEAD_MAX);
+        self.workers.max(1).saturating_mul(per_worker).saturating_mul(self.chunksize)
+    }
+
+    /// The next input item; `None` at the end, or after a deferred panic.
+    fn next_item(&mut self) -> Option<I::Item> {
+        if !self.streaming {
+            return self.it.next();
+        }
+        // The iterator is never touched again after a panic (the input is exhausted).
+        match catch_unwind(AssertUnwindSafe(|| self.it.next())) {
+            Ok(item) => item,
+            Err(p) => {
+                self.panic = Some(p);
+                None
+            }
         }
     }
 
     /// Submits more input while fewer than `window` items are ahead of `consumed`.
+    /// Returns early (with what it read submitted) when the input is slow to read.
     pub(crate) fn feed(&mut self, inner: &Inner, consumed: usize) -> Result<()> {
+        let began = Instant::now();
+        if self.streaming {
+            self.window = self.streaming_window(inner);
+        }
         while !self.exhausted && self.submitted.saturating_sub(consumed) < self.window {
             let mut batch = Vec::new();
+            let mut slow = false;
             while batch.len() < SUBMIT_BATCH
+                && !slow
                 && !self.exhausted
                 && self.submitted.saturating_sub(consumed) < self.window
             {
@@ -291,7 +344,7 @@ where
                 let mut payload = Vec::new();
                 let mut count = 0u32;
                 while (count as usize) < self.chunksize {
-                    let Some(item) = self.it.next() else {
+                    let Some(item) = self.next_item() else {
                         self.exhausted = true;
                         break;
                     };
@@ -312,7 +365,7 @@ where
                             }
                             let err = Error::new(
                                 ErrorKind::Codec,
-                                format!("cannot serialise the argument: {e}"),
+                                e.describe(&format!("the argument of item {idx}")),
                             );
                             self.sink.fail(idx, 1, &err);
                             self.submitted = idx as usize + 1;
@@ -331,9 +384,13 @@ where
                     ));
                     self.submitted = first + count as usize;
                 }
+                slow = self.streaming && began.elapsed() >= FEED_SLICE;
             }
             if !batch.is_empty() {
                 inner.submit(batch)?;
+            }
+            if slow {
+                break;
             }
         }
         Ok(())
@@ -375,6 +432,13 @@ where
             }
             if let Some((_, r)) = self.sink.pop() {
                 self.consumed += 1;
+                // Keep the workers fed: top the window up once half of it was consumed.
+                let f = &mut self.feeder;
+                if !f.exhausted && f.submitted - self.consumed <= f.window / 2 {
+                    if let Err(e) = f.feed(self.inner, self.consumed) {
+                        self.failed = Some(e);
+                    }
+                }
                 return Some(r);
             }
             if let Some(e) = self.failed.take() {
@@ -387,6 +451,10 @@ where
                     self.sink.set_total(self.feeder.submitted);
                 }
                 self.done = true;
+                if let Some(p) = self.feeder.panic.take() {
+                    // Every item read before the input panicked has been yielded.
+                    resume_unwind(p);
+                }
                 return None;
             }
             let (sink, feeder, consumed, failed) =

@@ -36,7 +36,13 @@ impl WorkerProc for Worker {
     }
 
     fn try_wait(&mut self) -> Option<WorkerExit> {
-        self.0.exitcode().map(|c| if c < 0 { WorkerExit::Signal(-c) } else { WorkerExit::Code(c) })
+        self.0.exitcode().map(|c| {
+            if c < 0 {
+                WorkerExit::Signal(multiproc_spawn::Signal(-c))
+            } else {
+                WorkerExit::Code(c)
+            }
+        })
     }
 
     fn kill(&mut self) {

@@ -18,8 +18,9 @@
 //! - [`Error`] / [`ErrorKind`]: [`WorkerDied`](ErrorKind::WorkerDied) names the signal or
 //!   exit code ([`WorkerExit`]); [`Panicked`](ErrorKind::Panicked) carries the panic message.
 //!
-//! Task functions are function items or closures without captures (sent to workers by
-//! name: every start method), or — with [`StartMethod::Fork`] — any `Fn` closure. Arguments
+//! Task functions are function items, closures without captures and `fn(T) -> R` pointers
+//! (sent to workers by name: every start method), or — with [`StartMethod::Fork`] — any
+//! `Fn` closure. Arguments
 //! and results are serde types (postcard on the wire).
 //!
 //! ```
@@ -93,6 +94,8 @@ pub mod remote;
 #[doc(hidden)]
 pub mod ring;
 #[cfg(not(multiproc_loom))]
+mod ser_error;
+#[cfg(not(multiproc_loom))]
 mod shm;
 #[cfg(not(multiproc_loom))]
 mod sink;
@@ -108,7 +111,9 @@ pub use crate::builder::PoolBuilder;
 #[cfg(not(multiproc_loom))]
 pub use crate::error::{Error, ErrorKind, Result, WorkerExit};
 #[cfg(not(multiproc_loom))]
-pub use crate::executor::{Executor, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor};
+pub use crate::executor::{
+    Executor, ExecutorBuilder, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor,
+};
 #[cfg(not(multiproc_loom))]
 pub use crate::future::{AsyncResult, Future};
 #[cfg(not(multiproc_loom))]
@@ -120,8 +125,8 @@ pub use crate::pool::{cpu_count, Pool};
 #[cfg(not(multiproc_loom))]
 pub use crate::progress::ProgressFn;
 #[cfg(not(multiproc_loom))]
-pub use crate::task::{Plain, StarFn, Stateful, TaskFn};
+pub use crate::task::{Payload, Plain, StarFn, Stateful, TaskFn};
 #[cfg(not(multiproc_loom))]
 pub use crate::wait::{as_completed, as_completed_timeout, wait, AsCompleted, ReturnWhen, Waited};
 #[cfg(not(multiproc_loom))]
-pub use multiproc_spawn::StartMethod;
+pub use multiproc_spawn::{Signal, StartMethod};

@@ -7,8 +7,8 @@ use crate::func::{encode_append, FuncRef};
 use crate::future::{AsyncResult, Future, Slot};
 use crate::insights::WorkerInsights;
 use crate::job::{Imap, Job};
-use crate::sink::SingleSink;
-use crate::task::{shim_ref, StarFn, TaskFn};
+use crate::sink::{ChunkSink, SingleSink};
+use crate::task::{is_stateful_pointer, pointer_ref, shim_ref, Payload, StarFn, TaskFn};
 use multiproc_spawn::StartMethod;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -68,6 +68,20 @@ impl<S: 'static> Pool<S> {
         if let Ok(r) = shim_ref::<S, T, R, M, F>(&f) {
             return Ok(FuncRef::Portable(r));
         }
+        if let Some(r) = pointer_ref::<S, T, R, M, F>(&f) {
+            return r;
+        }
+        if !self.closure_ok && is_stateful_pointer::<S, T, R, F>(&f) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "a fn pointer that takes the worker state needs the fork start method \
+                     (this pool uses {}); pass the function item itself (`f`, not \
+                     `f as fn(..)`)",
+                    self.method.name()
+                ),
+            ));
+        }
         if !self.closure_ok {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -87,30 +101,38 @@ impl<S: 'static> Pool<S> {
     pub fn map<T, R, M, F>(&self, f: F, items: impl IntoIterator<Item = T>) -> Result<Vec<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         self.job().map(f, items)
     }
 
     /// Like [`map`](Self::map), yielding each item's outcome in input order as it is ready.
-    /// The input is read lazily, a bounded number of items ahead (an endless iterator
-    /// works). Chunk size 1 unless set with [`Job::chunksize`].
+    /// The input is read lazily, at most 4 tasks per worker (`4 × processes × chunksize`
+    /// items) ahead of what was consumed, so an endless or slow input works. Chunk size 1
+    /// unless set with [`Job::chunksize`].
+    ///
+    /// If the input iterator panics, every item read before it still runs and is yielded
+    /// in order; the `next` call after the last of them resumes the input's panic (its
+    /// original payload), and the iterator is then finished (CPython raises the input's
+    /// error at its position too; it drops the failing chunk's earlier items, this does
+    /// not). The pool stays usable.
     pub fn imap<T, R, M, F, I>(&self, f: F, items: I) -> Result<Imap<'_, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
         self.job().imap(f, items)
     }
 
-    /// Like [`imap`](Self::imap), in completion order.
+    /// Like [`imap`](Self::imap), in completion order. An input panic comes after every
+    /// item read before it was yielded.
     pub fn imap_unordered<T, R, M, F, I>(&self, f: F, items: I) -> Result<Imap<'_, R, I::IntoIter>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
         I: IntoIterator<Item = T>,
     {
@@ -121,7 +143,7 @@ impl<S: 'static> Pool<S> {
     pub fn starmap<Args, R, F>(&self, f: F, items: impl IntoIterator<Item = Args>) -> Result<Vec<R>>
     where
         Args: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: StarFn<Args, R>,
     {
         self.job().starmap(f, items)
@@ -131,7 +153,7 @@ impl<S: 'static> Pool<S> {
     pub fn apply<T, R, M, F>(&self, f: F, arg: T) -> Result<R>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         self.apply_async(f, arg)?.get()
@@ -141,7 +163,7 @@ impl<S: 'static> Pool<S> {
     pub fn apply_async<T, R, M, F>(&self, f: F, arg: T) -> Result<AsyncResult<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         Ok(AsyncResult::new(self.submit_one(f, arg)?))
@@ -150,7 +172,7 @@ impl<S: 'static> Pool<S> {
     pub(crate) fn submit_one<T, R, M, F>(&self, f: F, arg: T) -> Result<Future<R>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         let func = self.func::<T, R, M, F>(f)?;
@@ -158,15 +180,57 @@ impl<S: 'static> Pool<S> {
         let fut = Future::from_slot(slot.clone());
         let mut payload = Vec::new();
         if let Err(e) = encode_append(&arg, &mut payload) {
-            slot.complete(Err(Error::new(
-                ErrorKind::Codec,
-                format!("cannot serialise the argument: {e}"),
-            )));
+            slot.complete(Err(Error::new(ErrorKind::Codec, e.describe("the argument"))));
             return Ok(fut);
         }
         let sink: Arc<dyn Sink> = Arc::new(SingleSink::first_value(slot));
         self.inner.submit([TaskRec::new(sink, 0, 1, func, payload)])?;
         Ok(fut)
+    }
+
+    /// One future per item, `chunksize` items per task (the executor's `map_chunked`). An
+    /// item that cannot be serialised fails its own future and is left out of its chunk.
+    pub(crate) fn submit_chunked<T, R, M, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = T>,
+        chunksize: usize,
+    ) -> Result<Vec<Future<R>>>
+    where
+        T: Serialize + DeserializeOwned + 'static,
+        R: Payload,
+        F: TaskFn<S, T, R, M>,
+    {
+        if chunksize == 0 {
+            return Err(Error::invalid("chunksize must be at least 1"));
+        }
+        let func = self.func::<T, R, M, F>(f)?;
+        let mut futs = Vec::new();
+        let mut recs = Vec::new();
+        let mut it = items.into_iter().peekable();
+        while it.peek().is_some() {
+            let (mut payload, mut slots) = (Vec::new(), Vec::new());
+            for item in it.by_ref().take(chunksize) {
+                let slot = Slot::new(Some(self.inner.driver()));
+                futs.push(Future::from_slot(slot.clone()));
+                match encode_append(&item, &mut payload) {
+                    Ok(()) => slots.push(slot),
+                    Err(e) => {
+                        let what = format!("the argument of item {}", futs.len() - 1);
+                        slot.complete(Err(Error::new(ErrorKind::Codec, e.describe(&what))));
+                    }
+                }
+            }
+            if !slots.is_empty() {
+                let count = slots.len() as u32;
+                let sink: Arc<dyn Sink> = Arc::new(ChunkSink::new(slots));
+                recs.push(TaskRec::new(sink, 0, count, func, payload));
+            }
+        }
+        if !recs.is_empty() {
+            self.inner.submit(recs)?;
+        }
+        Ok(futs)
     }
 
     /// `map` without waiting: the whole `Vec` (or the first error) comes later. The input is
@@ -178,7 +242,7 @@ impl<S: 'static> Pool<S> {
     ) -> Result<AsyncResult<Vec<R>>>
     where
         T: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: TaskFn<S, T, R, M>,
     {
         self.job().map_async(f, items)
@@ -192,7 +256,7 @@ impl<S: 'static> Pool<S> {
     ) -> Result<AsyncResult<Vec<R>>>
     where
         Args: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        R: Payload,
         F: StarFn<Args, R>,
     {
         self.job().starmap_async(f, items)

@@ -85,8 +85,7 @@ pub fn short_hex(id: &[u8]) -> String {
 /// Appends `item`'s encoding to `out` (items of a task lie back to back); on failure `out`
 /// is unchanged and the error is [`ErrorKind::Codec`].
 pub fn encode_item<T: Serialize>(item: &T, out: &mut Vec<u8>) -> Result<()> {
-    encode_append(item, out)
-        .map_err(|e| Error::new(ErrorKind::Codec, format!("cannot serialise the argument: {e}")))
+    encode_append(item, out).map_err(|e| Error::new(ErrorKind::Codec, e.describe("the argument")))
 }
 
 /// The outcomes of `count` items as [`Pool::submit_remote`] produced them: each a value,

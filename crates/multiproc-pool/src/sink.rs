@@ -84,6 +84,50 @@ impl<R: Send + 'static> Sink for SingleSink<R> {
     }
 }
 
+/// One task, one future per item (`ProcessPoolExecutor::map_chunked`): the chunk's items
+/// `0..count` complete `slots[0..count]`.
+pub(crate) struct ChunkSink<R> {
+    slots: Vec<Arc<Slot<R>>>,
+}
+
+impl<R> ChunkSink<R> {
+    pub(crate) fn new(slots: Vec<Arc<Slot<R>>>) -> Self {
+        ChunkSink { slots }
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> Sink for ChunkSink<R> {
+    fn deliver(&self, _first: u64, count: u32, data: &[u8]) {
+        let mut slots = self.slots.iter();
+        decode_items::<R>(count, data, |r| {
+            if let Some(s) = slots.next() {
+                s.complete(r);
+            }
+        });
+    }
+
+    fn fail(&self, _first: u64, _count: u32, err: &Error) {
+        for s in &self.slots {
+            s.complete(Err(err.clone()));
+        }
+    }
+
+    /// Runs unless every item was cancelled (a cancelled item's outcome is dropped).
+    fn start(&self) -> bool {
+        self.slots.iter().fold(false, |any, s| s.set_running() | any)
+    }
+
+    fn eager(&self) -> bool {
+        true
+    }
+
+    fn cancel(&self, _first: u64, _count: u32) {
+        for s in &self.slots {
+            s.cancel();
+        }
+    }
+}
+
 struct CollectState<R> {
     items: Vec<Option<Result<R>>>,
     filled: usize,

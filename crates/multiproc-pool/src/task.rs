@@ -1,14 +1,27 @@
 //! What a pool accepts as a task function.
 //!
 //! A function item (`fn square(x: u64) -> u64`) or a closure without captures is
-//! zero-sized: it is sent to workers by name and runs under every start method. A closure
-//! that captures runs under fork only (workers forked after it was first used see it).
+//! zero-sized: it is sent to workers by name and runs under every start method. So does a
+//! function pointer `fn(T) -> R` (a value chosen at run time): it is sent as a checked
+//! reference. A closure that captures, or a pointer that takes the worker state
+//! (`fn(&mut S, T) -> R`), runs under fork only (workers forked after it was first used
+//! see it).
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::func::{run_on_state, InitRef, ShimRef, TaskIo};
+use crate::func::{fail_all, run_items, run_on_state, FuncRef, InitRef, ShimRef, TaskIo};
+use multiproc_spawn::{FnRef, FNREF_LEN};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::Any;
+
+/// What crosses to a worker and back: a task's argument or result — owned (`'static`),
+/// `Send`, and serde-serialisable both ways (postcard; handles travel with their
+/// descriptors). Every such type is one; the trait names the bound once. A borrowed type
+/// (`&str`, `&[u8]`) is not one — the compiler says "`Deserialize` is not general enough":
+/// pass `String` / `Vec<u8>`.
+pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
 
 /// Marker: the task ignores the worker state (`Fn(T) -> R`).
 #[derive(Debug)]
@@ -108,6 +121,44 @@ where
     ShimRef::of_adapted(f, &run).map_err(captures)
 }
 
+/// `f`, if it is a function pointer `fn(T) -> R` (not zero-sized: its value is an address),
+/// as a task function by name for every start method: [`run_pointer`] by name, with the
+/// pointer's own checked reference ([`FnRef::new`]) in front of each task's payload. `None`
+/// if `f` is not such a pointer; an error if it points outside the main executable.
+pub(crate) fn pointer_ref<S, T, R, M, F>(f: &F) -> Option<Result<FuncRef>>
+where
+    T: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+    F: TaskFn<S, T, R, M>,
+{
+    let p = (f as &dyn Any).downcast_ref::<fn(T) -> R>()?;
+    let refs = FnRef::<T, R>::new(*p).and_then(|target| {
+        Ok(FuncRef::Pointer(ShimRef::new(run_pointer::<T, R>)?, target.to_bytes()))
+    });
+    Some(refs.map_err(captures))
+}
+
+/// Whether `f` is a function pointer that takes the worker state, which cannot be named in
+/// another process ([`FnRef`] names `fn(A) -> R` only).
+pub(crate) fn is_stateful_pointer<S: 'static, T: 'static, R: 'static, F: 'static>(f: &F) -> bool {
+    (f as &dyn Any).is::<fn(&mut S, T) -> R>()
+}
+
+/// The worker side of [`pointer_ref`]: resolves (checks) the reference that leads the
+/// payload and runs the items after it; a reference that does not resolve fails each item.
+fn run_pointer<T: DeserializeOwned + 'static, R: Serialize + 'static>(mut io: TaskIo) -> TaskIo {
+    let TaskIo { input, count, out, .. } = &mut io;
+    let f = match input.get(..FNREF_LEN).map(<[u8; FNREF_LEN]>::try_from) {
+        Some(Ok(b)) => FnRef::<T, R>::from_bytes(b).resolve().map_err(|e| e.to_string()),
+        _ => Err("the task has no function reference".to_string()),
+    };
+    match f {
+        Ok(f) => run_items(&input[FNREF_LEN..], *count, out, f),
+        Err(why) => fail_all(out, *count, &format!("bad task function: {why}")),
+    }
+    io
+}
+
 /// `init` (zero-sized) as a state constructor by name that decodes its argument `A`.
 pub(crate) fn init_ref<S, A, F>(init: &F) -> Result<InitRef>
 where
@@ -136,4 +187,48 @@ where
 /// A function that cannot be named across processes.
 fn captures(e: multiproc_spawn::Error) -> Error {
     Error::new(ErrorKind::Unsupported, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::func::{encode_append, take_outcome, TAG_CODEC};
+
+    fn run(target: [u8; FNREF_LEN], items: &[u32]) -> Vec<u8> {
+        let mut input = target.to_vec();
+        for x in items {
+            encode_append(x, &mut input).unwrap();
+        }
+        let io = TaskIo { state: Box::new(()), input, count: items.len() as u32, out: Vec::new() };
+        run_pointer::<u32, u32>(io).out
+    }
+
+    #[test]
+    fn a_pointer_runs_by_reference_and_a_garbled_one_fails_its_items() {
+        let f: fn(u32) -> u32 = |x| x + 1;
+        let Some(Ok(FuncRef::Pointer(_, target))) = pointer_ref::<(), u32, u32, Plain, _>(&f)
+        else {
+            panic!("a fn pointer is named by reference");
+        };
+        let out = run(target, &[1, 2]);
+        let mut d = &out[..];
+        assert_eq!(take_outcome::<u32>(&mut d).unwrap(), Ok(2));
+        assert_eq!(take_outcome::<u32>(&mut d).unwrap(), Ok(3));
+        for i in [0, 9, 20] {
+            let mut bad = target;
+            bad[i] ^= 4;
+            let out = run(bad, &[1, 2]);
+            let mut d = &out[..];
+            for _ in 0..2 {
+                let (tag, msg) = take_outcome::<u32>(&mut d).unwrap().unwrap_err();
+                assert_eq!(tag, TAG_CODEC);
+                assert!(msg.starts_with("bad task function: "), "{msg}");
+            }
+        }
+        // Not a pointer (zero-sized item): not this path.
+        fn item(x: u32) -> u32 {
+            x
+        }
+        assert!(pointer_ref::<(), u32, u32, Plain, _>(&item).is_none());
+    }
 }

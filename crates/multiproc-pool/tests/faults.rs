@@ -6,7 +6,7 @@ mod sys;
 
 use common::{bounded, builder, each_method, pool, METHODS};
 use multiproc_arena::Array;
-use multiproc_pool::{ErrorKind, Executor, Pool, ProcessPoolExecutor, StartMethod};
+use multiproc_pool::{ErrorKind, Executor, Pool, ProcessPoolExecutor, Signal, StartMethod};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,7 @@ fn random_kills_during_a_10000_task_map() {
                 }
                 Err(e) => {
                     assert_eq!(e.kind(), ErrorKind::WorkerDied, "task {i}: {e}");
-                    assert_eq!(e.signal(), Some(libc::SIGKILL), "{e}");
+                    assert_eq!(e.signal(), Some(Signal::KILL), "{e}");
                     assert!(e.to_string().contains("SIGKILL"), "{e}");
                     died += 1;
                 }
@@ -153,7 +153,11 @@ fn crashing_tasks_fail_alone() {
                 1 | 2 => {
                     let e = r.as_ref().unwrap_err();
                     let sig = if *k == 1 { libc::SIGABRT } else { libc::SIGSEGV };
-                    assert_eq!((e.kind(), e.signal()), (ErrorKind::WorkerDied, Some(sig)), "{e}");
+                    assert_eq!(
+                        (e.kind(), e.signal()),
+                        (ErrorKind::WorkerDied, Some(Signal(sig))),
+                        "{e}"
+                    );
                     if *k == 2 {
                         assert!(e.to_string().contains("SIGSEGV"));
                     }
@@ -274,7 +278,7 @@ fn mark_then_sleep(path: String) -> u64 {
 fn executor_survives_a_killed_worker() {
     each_method(60, [StartMethod::Fork, StartMethod::Spawn], |m| {
         // PP13 / PP14 / PP15: only the running futures fail, each with its own error.
-        let e = ProcessPoolExecutor::with_start_method(2, m).unwrap();
+        let e = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
         let dir = std::env::temp_dir();
         let marks: Vec<String> = (0..2)
             .map(|i| {
@@ -299,8 +303,8 @@ fn executor_survives_a_killed_worker() {
         }
         let ea = a.result_timeout(Duration::from_secs(5)).unwrap_err();
         let eb = b.result_timeout(Duration::from_secs(5)).unwrap_err();
-        assert_eq!((ea.kind(), ea.signal()), (ErrorKind::WorkerDied, Some(libc::SIGTERM)));
-        assert_eq!(eb.signal(), Some(libc::SIGTERM));
+        assert_eq!((ea.kind(), ea.signal()), (ErrorKind::WorkerDied, Some(Signal::TERM)));
+        assert_eq!(eb.signal(), Some(Signal::TERM));
         assert_eq!(e.submit(sleep_ms, 1).unwrap().result().unwrap(), 1);
         let mut f = e.submit(|c: i32| -> u32 { sys::exit_now(c) }, 99).unwrap();
         let err = f.result_timeout(Duration::from_secs(10)).unwrap_err();

@@ -1,5 +1,6 @@
 //! [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`].
 
+use crate::error::{Error, ErrorKind, Result};
 use crate::method::StartMethod;
 use crate::state;
 use crate::sys;
@@ -118,9 +119,22 @@ impl ParentProcess {
         self.id.is_alive()
     }
 
-    /// Waits up to `timeout` for the parent to end; true if it has.
-    pub fn join_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now().checked_add(timeout);
+    /// Waits up to `timeout` for the parent to end: `Ok(())` once it has; `Err(e)` with
+    /// `e.is_timeout()` ([`ErrorKind::Timeout`](crate::ErrorKind::Timeout)) while it still
+    /// runs when the time passes.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        if self.wait_until(Instant::now().checked_add(timeout)) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                format!("the parent (pid {}) is still running", self.pid()),
+            ))
+        }
+    }
+
+    /// Waits until the parent has ended or `deadline` passed; whether it has ended.
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let Some(fd) = &self.pidfd else {
             // No pidfd (another PID namespace, or the parent had ended): ask the kernel's
             // liveness proof every few milliseconds.
@@ -141,7 +155,7 @@ impl ParentProcess {
     /// Waits for the parent to end.
     pub fn join(&self) {
         let Some(fd) = &self.pidfd else {
-            while !self.join_timeout(Duration::from_secs(3600)) {}
+            self.wait_until(None);
             return;
         };
         let mut p = [sys::poll_in(fd.as_raw_fd())];

@@ -1,11 +1,12 @@
-//! The error types of this crate: [`Error`] for starting a process and for the process-wide
-//! settings, [`JoinError`] for how a child's run went wrong.
+//! The error types of this crate: [`Error`] for starting a process, for the process-wide
+//! settings and for waiting on the parent, [`JoinError`] for how a child's run went wrong.
 
 use std::fmt;
 use std::io;
 
 multiproc_arena::error_type! {
-    /// The error of starting a process or changing a process-wide setting.
+    /// The error of starting a process, changing a process-wide setting, or waiting for the
+    /// parent ([`ParentProcess::join_timeout`](crate::ParentProcess::join_timeout)).
     pub struct Error {}
 
     /// What went wrong when starting a process; see [`Error::kind`].
@@ -36,15 +37,26 @@ multiproc_arena::error_type! {
         /// limit), no memory (`ENOMEM`) or no descriptor (`EMFILE`/`ENFILE`) left; the message
         /// names which. Nothing was started; the same call may succeed once the resource is back.
         Resources => "the system has no process, memory or descriptor left",
+        /// A `_timeout` call's time passed first
+        /// ([`ParentProcess::join_timeout`](crate::ParentProcess::join_timeout): the parent
+        /// is still running).
+        Timeout => "timed out",
         /// An operating-system call failed; see [`Error::source`](std::error::Error::source).
         Io => "I/O error",
     }
 
     io {
+        Timeout => TimedOut,
         InvalidReference => InvalidData,
         Encode => InvalidInput,
         ClosureNeedsFork => InvalidInput,
         Unsupported => Unsupported,
+    }
+
+    classes {
+        timeout: [Timeout],
+        would_block: [],
+        disconnected: [],
     }
 }
 
@@ -156,7 +168,12 @@ impl fmt::Display for PanicLocation {
     }
 }
 
-/// Why [`JoinHandle::join`](crate::JoinHandle::join) has no value to return.
+/// Why [`JoinHandle::join`](crate::JoinHandle::join) (or `join_timeout`, `try_join`) has no
+/// value to return.
+///
+/// Like every error of the workspace it answers [`is_timeout`](Self::is_timeout),
+/// [`is_would_block`](Self::is_would_block) and [`is_disconnected`](Self::is_disconnected),
+/// also through [`multiproc_arena::api::OpError`].
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum JoinError {
@@ -181,6 +198,45 @@ pub enum JoinError {
     Decode(String),
     /// The result was taken already by an earlier `join_timeout`/`try_join`.
     AlreadyJoined,
+    /// [`join_timeout`](crate::JoinHandle::join_timeout)'s time passed with the child still
+    /// running. Nothing was taken: the handle can be joined again.
+    Timeout,
+    /// [`try_join`](crate::JoinHandle::try_join) found the child still running. Nothing was
+    /// taken: the handle can be joined again.
+    WouldBlock,
+}
+
+impl JoinError {
+    /// Whether this is [`Timeout`](JoinError::Timeout): the child was still running when
+    /// `join_timeout`'s time passed (join again for its result).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, JoinError::Timeout)
+    }
+
+    /// Whether this is [`WouldBlock`](JoinError::WouldBlock): `try_join` found the child
+    /// still running (join again for its result).
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, JoinError::WouldBlock)
+    }
+
+    /// Always false: a child that ended — by a panic, a signal or an exit without a result —
+    /// has delivered its outcome (the other variants say which); there is no peer or server
+    /// whose loss a join could report.
+    pub fn is_disconnected(&self) -> bool {
+        false
+    }
+}
+
+impl multiproc_arena::api::OpError for JoinError {
+    fn is_timeout(&self) -> bool {
+        JoinError::is_timeout(self)
+    }
+    fn is_would_block(&self) -> bool {
+        JoinError::is_would_block(self)
+    }
+    fn is_disconnected(&self) -> bool {
+        JoinError::is_disconnected(self)
+    }
 }
 
 impl fmt::Display for JoinError {
@@ -199,6 +255,8 @@ impl fmt::Display for JoinError {
             JoinError::Io(e) => write!(f, "reading the child's result failed: {e}"),
             JoinError::Decode(m) => write!(f, "the child's result could not be decoded: {m}"),
             JoinError::AlreadyJoined => f.write_str("the result was already taken"),
+            JoinError::Timeout => f.write_str("timed out: the child process is still running"),
+            JoinError::WouldBlock => f.write_str("the child process is still running"),
         }
     }
 }

@@ -338,31 +338,42 @@ impl<R> JoinHandle<R> {
         self.finish()
     }
 
-    /// Waits up to `timeout`: `None` if the child is still running (Python's
-    /// `join(timeout)`), else its result. After a result was returned, the handle still
-    /// answers [`exitcode`](Self::exitcode) and [`is_alive`](Self::is_alive); another join
-    /// gives [`JoinError::AlreadyJoined`].
-    pub fn join_timeout(&mut self, timeout: Duration) -> Option<Result<R, JoinError>>
+    /// Waits up to `timeout` for the child to end and returns its result (Python's
+    /// `join(timeout)`, plus the value). While the child still runs when the time passes:
+    /// `Err(e)` with `e.is_timeout()` ([`JoinError::Timeout`]); nothing was taken, so the
+    /// handle can be joined again. After a result was returned, the handle still answers
+    /// [`exitcode`](Self::exitcode) and [`is_alive`](Self::is_alive); another join gives
+    /// [`JoinError::AlreadyJoined`].
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, JoinError>
     where
         R: DeserializeOwned,
     {
         if self.taken {
-            return Some(Err(JoinError::AlreadyJoined));
+            return Err(JoinError::AlreadyJoined);
         }
         let deadline = Instant::now().checked_add(timeout);
         if self.wait_until(deadline) {
-            Some(self.finish())
+            self.finish()
         } else {
-            None
+            Err(JoinError::Timeout)
         }
     }
 
-    /// [`join_timeout`](Self::join_timeout) with a zero timeout.
-    pub fn try_join(&mut self) -> Option<Result<R, JoinError>>
+    /// Returns the child's result if it has ended, without waiting. While it still runs:
+    /// `Err(e)` with `e.is_would_block()` ([`JoinError::WouldBlock`]); nothing was taken,
+    /// so the handle can be joined again. Otherwise as [`join_timeout`](Self::join_timeout).
+    pub fn try_join(&mut self) -> Result<R, JoinError>
     where
         R: DeserializeOwned,
     {
-        self.join_timeout(Duration::ZERO)
+        if self.taken {
+            return Err(JoinError::AlreadyJoined);
+        }
+        if self.wait_until(Some(Instant::now())) {
+            self.finish()
+        } else {
+            Err(JoinError::WouldBlock)
+        }
     }
 }
 

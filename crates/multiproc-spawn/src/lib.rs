@@ -6,7 +6,8 @@
 //!   [`target(fn, args)`](Builder::target) (every method), [`target_closure`](Builder::target_closure)
 //!   (fork), [`target_run`](Builder::target_run) (an object implementing [`Run`]) — giving a
 //!   [`Process`] whose [`start`](Process::start) returns a [`JoinHandle`].
-//! - [`JoinHandle`]: [`join`](JoinHandle::join), [`join_timeout`](JoinHandle::join_timeout),
+//! - [`JoinHandle`]: [`join`](JoinHandle::join), [`join_timeout`](JoinHandle::join_timeout)
+//!   (a timeout is `Err(e)` with `e.is_timeout()`; join again), [`try_join`](JoinHandle::try_join),
 //!   [`is_alive`](JoinHandle::is_alive), [`terminate`](JoinHandle::terminate),
 //!   [`kill`](JoinHandle::kill), [`exitcode`](JoinHandle::exitcode),
 //!   [`sentinel`](JoinHandle::sentinel) (a pidfd). Failures are a [`JoinError`]: a panic with
@@ -112,3 +113,8 @@ pub use crate::method::{
     StartMethod,
 };
 pub use crate::process::{Builder, Process, Run};
+/// Ignores SIGINT in the calling process from now on, as a server process does so that a
+/// Ctrl-C to the terminal's process group stops its clients, not it (Python's manager
+/// servers do the same). Children it starts inherit the ignored disposition over fork and
+/// exec, as with `signal(SIGINT, SIG_IGN)`.
+pub use crate::sys::ignore_interrupts;

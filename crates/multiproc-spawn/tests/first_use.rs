@@ -25,8 +25,7 @@ fn start_and_join(m: StartMethod, daemon: bool, x: u64) {
         .unwrap_or_else(|e| panic!("{m:?} start: {e}"));
     let got = h
         .join_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("{m:?} child still running after 20 s"))
-        .unwrap_or_else(|e| panic!("{m:?} join: {e}"));
+        .unwrap_or_else(|e| panic!("{m:?} join (a timeout: still running after 20 s): {e}"));
     assert_eq!(got, x, "{m:?}");
 }
 

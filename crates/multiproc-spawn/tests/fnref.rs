@@ -24,7 +24,7 @@ fn call_refs(refs: Vec<[u8; FNREF_LEN]>) -> Vec<Result<u64, String>> {
 
 fn run_in_child(m: StartMethod, refs: Vec<[u8; FNREF_LEN]>) -> Vec<Result<u64, String>> {
     let mut h = Process::builder().start_method(m).target(call_refs, refs).start().unwrap();
-    h.join_timeout(LONG).expect("the child ends").unwrap()
+    h.join_timeout(LONG).unwrap()
 }
 
 per_method!(

@@ -107,7 +107,7 @@ per_method!(
         wait_flag(&f, 0, LONG);
         assert!(h.is_alive());
         f[1].store(1, SeqCst);
-        let r = h.join_timeout(LONG).expect("child ended").unwrap();
+        let r = h.join_timeout(LONG).unwrap();
         assert_eq!(r.name, "SomeProcess");
         assert_eq!(r.pid, h.pid());
         assert!(!r.daemon);
@@ -118,7 +118,7 @@ per_method!(
         assert_eq!(h.exitcode(), Some(0));
         assert!(!h.is_alive());
         assert!(!active_children().iter().any(|c| c.pid == h.pid()));
-        assert!(matches!(h.join_timeout(LONG), Some(Err(JoinError::AlreadyJoined))));
+        assert!(matches!(h.join_timeout(LONG), Err(JoinError::AlreadyJoined)));
     }
 );
 
@@ -180,7 +180,7 @@ per_method!(
         let h = Process::builder().start_method(m).target(boom, 42).start().unwrap();
         let pid = h.pid();
         let mut h2 = h;
-        match h2.join_timeout(LONG).expect("ended") {
+        match h2.join_timeout(LONG) {
             Err(JoinError::Panicked { message, location }) => {
                 assert_eq!(message, "boom 42");
                 let l = location.expect("location");
@@ -213,7 +213,7 @@ per_method!(
     fn exit_codes(m) {
         for code in [0, 1, 3, 8, 255] {
             let mut h = Process::builder().start_method(m).target(exit_with, code).start().unwrap();
-            match h.join_timeout(LONG).expect("ended") {
+            match h.join_timeout(LONG) {
                 Err(JoinError::Exited(c)) => assert_eq!(c, code),
                 other => panic!("{code}: {other:?}"),
             }
@@ -234,7 +234,7 @@ fn abort_now(_: ()) -> u64 {
 per_method!(
     fn signal_death_is_named(m) {
         let mut h = Process::builder().start_method(m).target(abort_now, ()).start().unwrap();
-        match h.join_timeout(LONG).expect("ended") {
+        match h.join_timeout(LONG) {
             Err(e @ JoinError::Signaled(s)) => {
                 assert_eq!(s.number(), libc::SIGABRT);
                 assert_eq!(s.name(), "SIGABRT");
@@ -251,7 +251,7 @@ fn check_signal_end(m: StartMethod, sig: Signal, kill: bool) {
     let mut h = sleeper(m, &f);
     wait_flag(&f, 0, LONG);
     // JT01: a zero timeout returns at once, leaving the child running.
-    let (r, _, own) = timed(|| h.join_timeout(Duration::ZERO).is_none());
+    let (r, _, own) = timed(|| h.join_timeout(Duration::ZERO).is_err_and(|e| e.is_timeout()));
     assert!(r);
     assert!(own < Duration::from_millis(100), "{own:?}");
     assert!(h.is_alive());
@@ -261,7 +261,7 @@ fn check_signal_end(m: StartMethod, sig: Signal, kill: bool) {
     } else {
         h.terminate().unwrap();
     }
-    match h.join_timeout(LONG).expect("ended promptly") {
+    match h.join_timeout(LONG) {
         Err(JoinError::Signaled(s)) => assert_eq!(s, sig),
         other => panic!("{other:?}"),
     }
@@ -300,7 +300,7 @@ per_method!(
             })
             .collect();
         for mut h in hs {
-            match h.join_timeout(LONG).expect("ended") {
+            match h.join_timeout(LONG) {
                 Err(JoinError::Signaled(s)) => assert_eq!(s, Signal::TERM),
                 other => panic!("{other:?}"),
             }
@@ -314,7 +314,7 @@ per_method!(
         let f = flags(1);
         let mut h = sleeper(m, &f);
         h.kill().unwrap();
-        assert!(matches!(h.join_timeout(LONG), Some(Err(JoinError::Signaled(Signal::KILL)))));
+        assert!(matches!(h.join_timeout(LONG), Err(JoinError::Signaled(Signal::KILL))));
     }
 );
 
@@ -328,7 +328,7 @@ per_method!(
             let t = Duration::from_millis(ms);
             // `own`: the wall time minus the time this thread waited for a CPU, so that a
             // machine starved by other work cannot fail the upper bound.
-            let (r, e, own) = timed(|| h.join_timeout(t).is_none());
+            let (r, e, own) = timed(|| h.join_timeout(t).is_err_and(|e| e.is_timeout()));
             assert!(r);
             assert!(
                 e + Duration::from_millis(100) >= t && own <= t + Duration::from_secs(2),
@@ -338,7 +338,8 @@ per_method!(
             assert_eq!(h.exitcode(), None);
         }
         h.kill().unwrap();
-        assert!(h.join_timeout(LONG).is_some());
+        let r = h.join_timeout(LONG);
+        assert!(matches!(r, Err(JoinError::Signaled(Signal::KILL))), "{r:?}");
     }
 );
 
@@ -349,7 +350,7 @@ per_method!(
         assert!(!sys::poll_readable(h.sentinel(), 0));
         assert!(sys::poll_readable(h.sentinel(), 10_000));
         assert!(!h.is_alive());
-        assert_eq!(h.join_timeout(Duration::ZERO).expect("ended").unwrap(), 300);
+        assert_eq!(h.join_timeout(Duration::ZERO).unwrap(), 300);
         assert!(sys::poll_readable(h.sentinel(), 0), "stays readable");
     }
 );
@@ -381,7 +382,7 @@ per_method!(
             assert_eq!(h.join().unwrap(), want);
         }
         let mut h = Process::builder().daemon(true).start_method(m).target(try_start_child, m).start().unwrap();
-        assert_eq!(h.join_timeout(LONG).expect("ended").unwrap(), "DaemonicParent");
+        assert_eq!(h.join_timeout(LONG).unwrap(), "DaemonicParent");
     }
 );
 
@@ -424,7 +425,7 @@ per_method!(
         let d = daemon_of(&f);
         assert!(d.is_alive());
         p.kill().unwrap();
-        assert!(matches!(p.join_timeout(LONG), Some(Err(JoinError::Signaled(Signal::KILL)))));
+        assert!(matches!(p.join_timeout(LONG), Err(JoinError::Signaled(Signal::KILL))));
         assert!(wait_until(Duration::from_secs(5), || !d.is_alive()), "daemon {} survived", d.pid());
     }
 );
@@ -443,7 +444,7 @@ per_method!(
 fn watch_parent(f: Array<AtomicU64>) {
     let p = parent_process().expect("has a parent");
     f[0].store(if p.is_alive() { 1 } else { 2 }, SeqCst);
-    let ended = p.join_timeout(Duration::from_secs(20));
+    let ended = p.join_timeout(Duration::from_secs(20)).is_ok();
     f[1].store(if ended && !p.is_alive() { 1 } else { 2 }, SeqCst);
 }
 
@@ -461,7 +462,7 @@ per_method!(
         let mut p = Process::builder().start_method(m).target(middle, (f.clone(), m)).start().unwrap();
         assert_eq!(wait_flag(&f, 0, LONG), 1, "grandchild saw its parent alive");
         p.terminate().unwrap();
-        assert!(matches!(p.join_timeout(LONG), Some(Err(JoinError::Signaled(Signal::TERM)))));
+        assert!(matches!(p.join_timeout(LONG), Err(JoinError::Signaled(Signal::TERM))));
         assert_eq!(wait_flag(&f, 1, LONG), 1, "grandchild noticed the death");
     }
 );
@@ -475,7 +476,7 @@ per_method!(
     fn big_result(m) {
         let n = 64 << 20;
         let mut h = Process::builder().start_method(m).target(big, n).start().unwrap();
-        let s = h.join_timeout(Duration::from_secs(60)).expect("ended").unwrap();
+        let s = h.join_timeout(Duration::from_secs(60)).unwrap();
         assert_eq!(s.len(), n);
         for at in [0, 16 << 10, n / 2, n - 16] {
             assert_eq!(&s[at..at + 16], "0123456789abcdef", "at {at}");
@@ -686,7 +687,7 @@ per_method!(
             sleeper(m, &f);
         wait_flag(&f, 0, LONG);
         h.interrupt().unwrap();
-        match h.join_timeout(LONG).expect("ended") {
+        match h.join_timeout(LONG) {
             Err(JoinError::Signaled(s)) => assert_eq!(s.name(), "SIGINT"),
             other => panic!("{other:?}"),
         }
@@ -716,7 +717,7 @@ per_method!(
     fn unencodable_result(m) {
         for panics in [false, true] {
             let mut h = Process::builder().start_method(m).target(bad_result, panics).start().unwrap();
-            match h.join_timeout(LONG).expect("ended") {
+            match h.join_timeout(LONG) {
                 Err(JoinError::Decode(msg)) => {
                     assert!(msg.contains(if panics { "panicked" } else { "encoding" }), "{msg}")
                 }

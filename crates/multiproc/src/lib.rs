@@ -56,6 +56,11 @@ pub mod guide {
     #![doc = include_str!("guide.md")]
 }
 
+/// Parity with CPython: its tests' checklist audited item by item (met, differs, not met).
+pub mod parity {
+    #![doc = include_str!("parity.md")]
+}
+
 /// Shared-memory segments, the arena, `Shared`/`Value`/`Array`, `SharedMemory` (`multiproc-arena`).
 #[doc(inline)]
 pub use multiproc_arena as arena;

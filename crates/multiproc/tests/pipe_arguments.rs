@@ -25,7 +25,7 @@ fn a_pipe_end_as_argument_under_every_start_method() {
         mine.send(&21u64).unwrap();
         let got: u64 = mine.recv_timeout(T).unwrap_or_else(|e| panic!("{method}: {e}"));
         assert_eq!(got, 42, "{method}");
-        let r = child.join_timeout(T).unwrap_or_else(|| panic!("{method}: still running"));
-        assert_eq!(r.unwrap_or_else(|e| panic!("{method}: {e}")), 0);
+        let r = child.join_timeout(T).unwrap_or_else(|e| panic!("{method}: {e}"));
+        assert_eq!(r, 0);
     }
 }

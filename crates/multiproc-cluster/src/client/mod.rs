@@ -9,11 +9,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::wire::{self, Keys, Outcome, TaskMsg};
 use multiproc_pool::remote::{decode_outcomes, encode_item, Promise, RemoteFn};
 use multiproc_pool::{
-    Error as TaskError, ErrorKind as TaskErrorKind, Executor, ExecutorMap, Future, ProgressFn,
-    Result as TaskResult,
+    Error as TaskError, ErrorKind as TaskErrorKind, Executor, ExecutorMap, Future, Payload,
+    ProgressFn, Result as TaskResult,
 };
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -182,8 +181,8 @@ impl ClusterJob<'_> {
     /// order.
     pub fn map<T, R, F, I>(self, f: F, items: I) -> TaskResult<ExecutorMap<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
@@ -339,8 +338,8 @@ impl ClusterExecutor {
     /// Schedules `f(arg)` with its own [`TaskOptions`].
     pub fn submit_with<T, R, F>(&self, opts: TaskOptions, f: F, arg: T) -> TaskResult<Future<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
         let sealed = RemoteFn::of::<T, R, F>(&f)?.seal(&self.shared.key);
@@ -353,24 +352,7 @@ impl ClusterExecutor {
         Ok(fut)
     }
 
-    /// [`Executor::map`] with `chunksize` items per task: one Redis entry and one local
-    /// pool task per chunk (a host dying fails, or retries, its whole chunk).
-    pub fn map_chunked<T, R, F, I>(
-        &self,
-        f: F,
-        items: I,
-        chunksize: usize,
-    ) -> TaskResult<ExecutorMap<R>>
-    where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        F: Fn(T) -> R + Send + Sync + Clone + 'static,
-        I: IntoIterator<Item = T>,
-    {
-        self.map_opts(self.shared.defaults, f, items, chunksize)
-    }
-
-    /// [`map_chunked`](Self::map_chunked) with [`TaskOptions`] for every chunk.
+    /// [`Executor::map_chunked`] with [`TaskOptions`] for every chunk.
     pub fn map_opts<T, R, F, I>(
         &self,
         opts: TaskOptions,
@@ -379,8 +361,8 @@ impl ClusterExecutor {
         chunksize: usize,
     ) -> TaskResult<ExecutorMap<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
@@ -395,8 +377,8 @@ impl ClusterExecutor {
         chunksize: usize,
     ) -> TaskResult<Vec<Future<R>>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
@@ -505,8 +487,8 @@ impl ClusterExecutor {
 impl Executor for ClusterExecutor {
     fn submit<T, R, F>(&self, f: F, arg: T) -> TaskResult<Future<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + 'static,
     {
         self.submit_with(self.shared.defaults, f, arg)
@@ -515,12 +497,29 @@ impl Executor for ClusterExecutor {
     /// Chunks of the executor's [`chunksize`](ClusterExecutorBuilder::chunksize).
     fn map<T, R, F, I>(&self, f: F, items: I) -> TaskResult<ExecutorMap<R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
         self.map_chunked(f, items, self.shared.chunksize)
+    }
+
+    /// `chunksize` items per task: one Redis entry and one local pool task per chunk (a host
+    /// dying fails, or retries, its whole chunk).
+    fn map_chunked<T, R, F, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> TaskResult<ExecutorMap<R>>
+    where
+        T: Payload,
+        R: Payload,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        self.map_opts(self.shared.defaults, f, items, chunksize)
     }
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {

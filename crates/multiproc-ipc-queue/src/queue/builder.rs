@@ -14,8 +14,8 @@ use serde::Serialize;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-/// Builds a [`Queue`] (or [`JoinableQueue`](crate::JoinableQueue),
-/// [`SimpleQueue`](crate::SimpleQueue)) with non-default settings.
+/// Builds a [`Queue`] with non-default settings ([`JoinableQueue::builder`](crate::JoinableQueue::builder)
+/// gives a [`JoinableQueueBuilder`](crate::JoinableQueueBuilder) with the same settings).
 ///
 /// ```
 /// use multiproc_ipc_queue::Queue;
@@ -130,22 +130,6 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
     /// of several racing processes creates it).
     pub fn open_or_create_named(self, name: &str) -> Result<Queue<T>> {
         multiproc_arena::named::open_or_create(name, || self.create_named(name), Queue::open)
-    }
-
-    /// [`create_named`](Self::create_named) for a [`JoinableQueue`](crate::JoinableQueue)
-    /// (open it with `JoinableQueue::open`).
-    pub fn create_named_joinable(self, name: &str) -> Result<crate::JoinableQueue<T>> {
-        self.create_named(name).map(crate::JoinableQueue::from)
-    }
-
-    /// Creates a [`JoinableQueue`](crate::JoinableQueue) in the global arena.
-    pub fn build_joinable(self) -> Result<crate::JoinableQueue<T>> {
-        self.build().map(crate::JoinableQueue::from)
-    }
-
-    /// Creates a [`JoinableQueue`](crate::JoinableQueue) in `arena`.
-    pub fn build_joinable_in(self, arena: &Arena) -> Result<crate::JoinableQueue<T>> {
-        self.build_in(arena).map(crate::JoinableQueue::from)
     }
 }
 

@@ -345,6 +345,9 @@ impl Shared {
                     self.release(v.refs);
                     return Err(gone(id));
                 }
+                // `Some(0)` is a `try_put` (Full); a longer wait timed out (Timeout), as the
+                // local queue reports them.
+                let timed = wait.is_some_and(|w| w > 0);
                 match q.put(v, wait, cx.probe) {
                     Ok(()) => {
                         // Freed meanwhile? Then the value's references must not leak.
@@ -357,6 +360,9 @@ impl Shared {
                     Err((v, why)) => {
                         self.release(v.refs);
                         Err(match why {
+                            QueueFail::Timeout if timed => {
+                                fault(ErrorKind::Timeout, "queue is full")
+                            }
                             QueueFail::Timeout => fault(ErrorKind::Full, "queue is full"),
                             QueueFail::PeerGone => fault(ErrorKind::Disconnected, "client gone"),
                         })
@@ -367,6 +373,9 @@ impl Shared {
                 Ok(v) => {
                     self.give(cx.session, &v.refs);
                     Ok(Reply::Value(v))
+                }
+                Err(QueueFail::Timeout) if wait.is_some_and(|w| w > 0) => {
+                    Err(fault(ErrorKind::Timeout, "queue is empty"))
                 }
                 Err(QueueFail::Timeout) => Err(fault(ErrorKind::Empty, "queue is empty")),
                 Err(QueueFail::PeerGone) => Err(fault(ErrorKind::Disconnected, "client gone")),

@@ -192,7 +192,8 @@ fn queue_full_and_empty_and_task_done() {
     let q = created(sh.handle_plain(s, Request::Create(Create::Queue { maxsize: 1 })));
     let op = |o| sh.handle_plain(s, Request::Queue(q, o));
     op(QueueOp::Put(v(5), Some(0))).unwrap();
-    assert_eq!(op(QueueOp::Put(v(6), Some(1000))).unwrap_err().kind, ErrorKind::Full);
+    assert_eq!(op(QueueOp::Put(v(6), Some(1000))).unwrap_err().kind, ErrorKind::Timeout);
+    assert_eq!(op(QueueOp::Put(v(6), Some(0))).unwrap_err().kind, ErrorKind::Full);
     assert!(matches!(op(QueueOp::Len).unwrap(), Reply::QueueLen { len: 1, maxsize: 1 }));
     assert!(matches!(op(QueueOp::Get(None)).unwrap(), Reply::Value(x) if x == v(5)));
     assert_eq!(op(QueueOp::Get(Some(0))).unwrap_err().kind, ErrorKind::Empty);

@@ -36,9 +36,9 @@ where
 /// Joins within [`LIMIT`]; panics on a hang or a failure.
 pub fn join<R: DeserializeOwned>(mut h: JoinHandle<R>) -> R {
     match h.join_timeout(LIMIT) {
-        Some(Ok(r)) => r,
-        Some(Err(e)) => panic!("child {} failed: {e}", h.pid()),
-        None => {
+        Ok(r) => r,
+        Err(e) if !e.is_timeout() => panic!("child {} failed: {e}", h.pid()),
+        Err(_) => {
             let _ = h.kill();
             panic!("child {} still running after {LIMIT:?}", h.pid())
         }
@@ -48,7 +48,7 @@ pub fn join<R: DeserializeOwned>(mut h: JoinHandle<R>) -> R {
 /// Kills a child and reaps it.
 pub fn kill<R: DeserializeOwned>(mut h: JoinHandle<R>) {
     h.kill().expect("kill");
-    assert!(h.join_timeout(LIMIT).is_some(), "killed child not reaped");
+    assert!(!h.join_timeout(LIMIT).is_err_and(|e| e.is_timeout()), "killed child not reaped");
 }
 
 /// Polls `cond` until it holds; panics after [`LIMIT`].
@@ -66,6 +66,12 @@ pub fn fd_count() -> usize {
 }
 
 /// Kills a process by pid with SIGKILL (the test's own processes only).
+/// Sends SIGINT (a Ctrl-C) to `pid`.
+pub fn interrupt_pid(pid: u32) {
+    let st = std::process::Command::new("kill").arg("-INT").arg(pid.to_string()).status();
+    assert!(st.map(|s| s.success()).unwrap_or(false), "kill -INT {pid}");
+}
+
 pub fn kill_pid(pid: u32) {
     let st = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
     assert!(st.map(|s| s.success()).unwrap_or(false), "kill -9 {pid}");

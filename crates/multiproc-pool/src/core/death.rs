@@ -73,52 +73,84 @@ impl Inner {
                 w.shm.wake_if_waiting(TASK_WAITING);
             }
         }
-        // Start workers for empty slots.
+        self.start_workers(core, d);
+    }
+
+    /// How many workers should be alive: every slot, or with on-demand start (the
+    /// executor's, CPython's `ProcessPoolExecutor` outside fork) one per queued or running
+    /// task, up to every slot; never fewer than are alive (idle workers are kept).
+    fn wanted_workers(&self, core: &Core) -> usize {
+        if !self.cfg.on_demand {
+            return core.workers.len();
+        }
+        let live = core.workers.iter().filter(|w| w.proc.is_some()).count();
+        let tasks =
+            core.pending.len() + core.workers.iter().map(|w| w.inflight.len()).sum::<usize>();
+        live.max(tasks).min(core.workers.len())
+    }
+
+    /// Starts workers in empty slots, up to [`wanted_workers`](Self::wanted_workers).
+    pub(super) fn start_workers(&self, core: &mut Core, d: &mut Deliveries) {
         let want = match core.state {
             PoolState::Running => true,
             PoolState::Closed => !core.pending.is_empty(),
             _ => false,
         };
-        if want {
-            if let Some((at, _)) = core.launch_retry {
-                if Instant::now() < at {
-                    return; // the system was short a moment ago: back off
-                }
+        if !want {
+            return;
+        }
+        if let Some((at, _)) = core.launch_retry {
+            if Instant::now() < at {
+                return; // the system was short a moment ago: back off
             }
-            for i in 0..core.workers.len() {
-                if core.workers[i].proc.is_none() {
-                    match self.launch(core, i) {
-                        Ok(()) => {
-                            core.launch_retry = None;
-                            let w = &core.workers[i];
-                            if w.restarts > 0 {
-                                multiproc_arena::event!(
-                                    info,
-                                    target: "multiproc::pool",
-                                    slot = i,
-                                    pid = w.pid,
-                                    restarts = w.restarts,
-                                    "replacement worker started"
-                                );
-                            }
-                        }
-                        // Short of processes (EAGAIN under RLIMIT_NPROC), memory or
-                        // descriptors: a condition that passes. The tasks wait in `pending`
-                        // (their callers' timeouts bound them) and the start is retried with
-                        // backoff; the pool is not broken.
-                        Err(e) if e.is_resource_shortage() => {
-                            let wait = core.launch_retry.map_or(LAUNCH_BACKOFF_MIN, |(_, w)| {
-                                (w * 2).min(LAUNCH_BACKOFF_MAX)
-                            });
-                            core.launch_retry = Some((Instant::now() + wait, wait));
-                            return;
-                        }
-                        Err(e) => {
-                            if core.workers.iter().all(|w| w.proc.is_none()) {
-                                self.break_pool(core, e, d);
-                                return;
-                            }
-                        }
+        }
+        let mut live = core.workers.iter().filter(|w| w.proc.is_some()).count();
+        let mut wanted = self.wanted_workers(core);
+        if self.cfg.on_demand && live < wanted {
+            // A task counts as running until its result is collected: collect what is
+            // there, so a worker that is in fact idle is reused rather than joined by a new
+            // one (CPython's idle-worker semaphore).
+            self.drain_all(core, d);
+            wanted = self.wanted_workers(core);
+        }
+        for i in 0..core.workers.len() {
+            if live >= wanted {
+                return;
+            }
+            if core.workers[i].proc.is_some() {
+                continue;
+            }
+            match self.launch(core, i) {
+                Ok(()) => {
+                    live += 1;
+                    core.launch_retry = None;
+                    let w = &core.workers[i];
+                    if w.restarts > 0 {
+                        multiproc_arena::event!(
+                            info,
+                            target: "multiproc::pool",
+                            slot = i,
+                            pid = w.pid,
+                            restarts = w.restarts,
+                            "replacement worker started"
+                        );
+                    }
+                }
+                // Short of processes (EAGAIN under RLIMIT_NPROC), memory or descriptors: a
+                // condition that passes. The tasks wait in `pending` (their callers'
+                // timeouts bound them) and the start is retried with backoff; the pool is
+                // not broken.
+                Err(e) if e.is_resource_shortage() => {
+                    let wait = core
+                        .launch_retry
+                        .map_or(LAUNCH_BACKOFF_MIN, |(_, w)| (w * 2).min(LAUNCH_BACKOFF_MAX));
+                    core.launch_retry = Some((Instant::now() + wait, wait));
+                    return;
+                }
+                Err(e) => {
+                    if live == 0 {
+                        self.break_pool(core, e, d);
+                        return;
                     }
                 }
             }
@@ -151,7 +183,7 @@ impl Inner {
             && !w.killed
             && w.timed_out.is_none()
             && exit != WorkerExit::Code(0)
-            && exit != WorkerExit::Signal(9);
+            && exit != WorkerExit::Signal(multiproc_spawn::Signal::KILL);
         w.ready = false;
         w.restarts += 1;
         if early {

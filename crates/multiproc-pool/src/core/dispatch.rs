@@ -41,7 +41,7 @@ impl Inner {
         }
     }
 
-    fn drain_all(&self, core: &mut Core, d: &mut Deliveries) {
+    pub(super) fn drain_all(&self, core: &mut Core, d: &mut Deliveries) {
         for i in 0..core.workers.len() {
             self.drain(core, i, d);
         }
@@ -111,12 +111,13 @@ impl Inner {
             return;
         }
         let depth = Self::depth(core);
+        self.depth_hint.store(depth, Ordering::Relaxed);
         let quota = self.cfg.max_tasks_per_child;
         let mut touched = 0u64;
         let mut scratch = std::mem::take(&mut core.scratch);
         while let Some(front) = core.pending.front() {
             let need_gen = front.func.needs_gen();
-            let len = crate::func::TASK_HEADER + front.payload.len();
+            let len = crate::func::TASK_HEADER + front.func.prefix().len() + front.payload.len();
             let mut best: Option<usize> = None;
             for (i, w) in core.workers.iter().enumerate() {
                 if w.proc.is_none() || w.retiring || w.gen < need_gen || w.inflight.len() >= depth {
@@ -151,6 +152,7 @@ impl Inner {
             let (idx, off) = rec.func.encode();
             scratch.extend_from_slice(&idx.to_le_bytes());
             scratch.extend_from_slice(&off);
+            scratch.extend_from_slice(rec.func.prefix());
             scratch.extend_from_slice(&rec.payload);
             let sent = if scratch.len() <= w.tasks.max_fragment() {
                 w.tasks.try_push(&scratch)

@@ -102,6 +102,8 @@ pub(crate) struct Config {
     pub(crate) launcher: Arc<dyn Launcher>,
     pub(crate) init: Option<InitFn>,
     pub(crate) init_off: Option<(crate::func::InitRef, Vec<u8>)>,
+    /// Start workers as tasks need them (none at first) instead of all at once.
+    pub(crate) on_demand: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +239,8 @@ pub(crate) struct Inner {
     /// The background thread sleeps on `bg_cv` with nothing to do (so a notification is
     /// worth a syscall; in its grace wait it looks again by itself).
     bg_idle: AtomicBool,
+    /// The depth `dispatch` last used (tasks queued ahead per worker), for streaming jobs.
+    depth_hint: AtomicUsize,
     weak: Weak<Inner>,
     _arena: Arena,
 }
@@ -306,12 +310,14 @@ impl Inner {
             fg_active: AtomicUsize::new(0),
             work: AtomicBool::new(false),
             bg_idle: AtomicBool::new(false),
+            depth_hint: AtomicUsize::new(2),
             weak: weak.clone(),
             _arena: arena,
         });
         {
             let mut core = lock(&inner.core);
-            for i in 0..n {
+            let upfront = if inner.cfg.on_demand { 0 } else { n };
+            for i in 0..upfront {
                 if let Err(e) = inner.launch(&mut core, i) {
                     // Do not leave the ones already started behind (Python's PO33).
                     core.kill_all();
@@ -394,6 +400,11 @@ impl Inner {
         Ok(FuncRef::Table(i))
     }
 
+    /// Tasks the pool last queued ahead per worker: about 2 ms of work, 2 to 256.
+    pub(crate) fn depth_hint(&self) -> usize {
+        self.depth_hint.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn processes(&self) -> usize {
         self.cfg.processes
     }
@@ -408,6 +419,9 @@ impl Inner {
         }
         core.pending.extend(recs);
         let mut d = Deliveries::default();
+        if self.cfg.on_demand {
+            self.start_workers(&mut core, &mut d);
+        }
         self.dispatch(&mut core, &mut d);
         self.set_wake_hints(&core);
         self.note_work(&core);

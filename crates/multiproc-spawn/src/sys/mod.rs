@@ -422,6 +422,12 @@ pub(crate) fn default_sigchld() {
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
 }
 
+/// Ignores SIGINT in this process (see [`crate::ignore_interrupts`]).
+pub fn ignore_interrupts() {
+    // SAFETY: installing SIG_IGN has no memory preconditions.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+}
+
 /// The socket's send buffer size (`SO_SNDBUF`).
 pub(crate) fn send_buffer(sock: BorrowedFd<'_>) -> io::Result<usize> {
     let mut v: c_int = 0;
