@@ -209,7 +209,7 @@ fn through_a_queue<V: Trap>() {
         let got = wrapped.get_timeout(T).unwrap_or_else(|e| panic!("{v:?}: {e:?}"));
         assert_eq!(got.into_inner(), v);
     }
-    let code = child.join_timeout(T).expect("the child ended").expect("joined");
+    let code = child.join_timeout(T).expect("the child ended in time");
     assert_eq!(code, 0, "the child's raw and wrapped puts");
     assert!(matches!(raw.try_get(), Err(GetError::Empty)));
     assert!(matches!(wrapped.try_get(), Err(GetError::Empty)));
@@ -234,7 +234,7 @@ fn through_a_pipe<V: Trap>() {
         assert_eq!(got.0, v);
     }
     mine.send(&()).unwrap();
-    let code = child.join_timeout(T).expect("the child ended").expect("joined");
+    let code = child.join_timeout(T).expect("the child ended in time");
     assert_eq!(code, 0, "the child's raw and wrapped sends");
 }
 
@@ -350,7 +350,7 @@ fn a_lock_and_a_queue_inside_a_wrapped_value_cross_a_pipe() {
         lock.release().unwrap();
         mine.send(&()).unwrap();
         let second = q.get_timeout(T);
-        let code = child.join_timeout(T).expect("the child ended").expect("joined");
+        let code = child.join_timeout(T).expect("the child ended in time");
         assert_eq!(code, 0, "the child's step that failed ({first:?}, {second:?})");
         assert_eq!(first.unwrap().0, json!({"held elsewhere": true}));
         assert_eq!(second.unwrap().0, json!({"echo": doc, "took the lock": true}));
