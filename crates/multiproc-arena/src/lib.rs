@@ -24,6 +24,10 @@
 //!   died (an open-file-description lock per process), valid across PID namespaces and
 //!   without `/proc`; "cannot tell" is never "dead".
 //! - [`transfer`]: serde-based handle transfer with an out-of-band descriptor table.
+//! - `codec::SelfDescribing<T>` (feature `self-describing`, off by default): a value carried
+//!   as self-describing MessagePack inside the postcard wire, for the serde attributes postcard
+//!   cannot decode (internally tagged and untagged enums, `flatten`, `skip_serializing_if`,
+//!   `serde_json::Value`).
 //! - [`cleanup_orphans`]: removes named segments whose creator was killed.
 //!
 //! ```
@@ -44,6 +48,8 @@ mod alloc;
 pub mod api;
 mod arena;
 mod bytes;
+#[cfg(feature = "self-describing")]
+pub mod codec;
 pub mod describe;
 mod error;
 pub mod fork;

@@ -72,6 +72,13 @@ fn record(err: &Error) {
     LAST_ERROR.with(|l| *l.borrow_mut() = Some((err.kind(), err.to_string())));
 }
 
+/// Takes (and clears) the handle error recorded on this thread, if any: for wrappers that run
+/// an inner serialiser ([`codec`](crate::codec)) and must keep a handle's error kind.
+#[cfg(feature = "self-describing")]
+pub(crate) fn take_recorded() -> Option<(ErrorKind, String)> {
+    LAST_ERROR.with(|l| l.borrow_mut().take())
+}
+
 /// Records `err`'s kind for [`encode`] and returns it as a serialisation error.
 pub fn ser_error<E: serde::ser::Error>(err: Error) -> E {
     record(&err);

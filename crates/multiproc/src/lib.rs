@@ -41,6 +41,11 @@
 //! a lock taken over from a dead holder, a pool worker's death and replacement, a forkserver
 //! restart, a spilled queue message, an orphaned segment removed, a failed authentication.
 //!
+//! Feature `self-describing` (off by default) adds `SelfDescribing<T>` (`arena::codec`): wrap
+//! a value whose serde attributes postcard, the wire format, cannot decode (internally tagged
+//! or untagged enums, `flatten`, `skip_serializing_if`, `serde_json::Value`) and it crosses any
+//! queue, pipe or pool as self-describing MessagePack.
+//!
 //! Every example of the tutorial this library follows is under `examples/`;
 //! `cargo run --release --example tour` runs them all.
 
@@ -63,6 +68,13 @@ pub use multiproc_arena as arena;
 pub use multiproc_arena::{
     Arena, Array, AtomicCell, Item, ShareableList, Shared, SharedMemory, ShmSafe, Value,
 };
+
+/// A value carried in a self-describing format inside the postcard wire, for types postcard
+/// cannot decode (internally tagged and untagged enums, `flatten`, `skip_serializing_if`,
+/// `serde_json::Value`); feature `self-describing`, off by default. See [`arena::codec`].
+#[cfg(feature = "self-describing")]
+#[doc(inline)]
+pub use multiproc_arena::codec::SelfDescribing;
 
 /// The one shape of operations across crates and proxies: the error predicates
 /// ([`OpError`](api::OpError)) and the traits of the synchronisation objects (see the
