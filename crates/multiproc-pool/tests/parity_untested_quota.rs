@@ -43,6 +43,28 @@ fn children() -> Vec<u32> {
     out
 }
 
+/// Names of this process's threads.
+fn my_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// The tasks of the quota's user once the last pool's leftovers are gone (its thread, its
+/// workers not yet reaped): a count taken while one still ends would leave more room than
+/// meant once it has.
+fn settled_tasks() -> u64 {
+    let t = Instant::now();
+    while !children().is_empty() || my_threads().iter().any(|n| n == "multiproc-pool") {
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?} {:?}", children(), my_threads());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tasks_of(QUOTA_UID)
+}
+
 fn sqr(x: u64) -> u64 {
     x * x
 }
@@ -65,7 +87,7 @@ fn start_failures_during_build_leave_nothing_behind() {
         // kernel's: processes of this uid outside this pid namespace).
         let mut seen = None;
         for extra in 3..12 {
-            let old = set_nproc_limit(tasks_of(QUOTA_UID) + extra).unwrap();
+            let old = set_nproc_limit(settled_tasks() + extra).unwrap();
             let t = Instant::now();
             let r = Pool::builder().processes(5).start_method(StartMethod::Fork).build();
             set_nproc_limit(old).unwrap();
@@ -93,7 +115,7 @@ fn start_failures_during_build_leave_nothing_behind() {
 
         // PP33, on-demand executor (no worker at build): the only new task is the pool's
         // thread, and there is no room for it.
-        let old = set_nproc_limit(tasks_of(QUOTA_UID)).unwrap();
+        let old = set_nproc_limit(settled_tasks()).unwrap();
         let t = Instant::now();
         let r =
             ProcessPoolExecutor::builder().processes(2).start_method(StartMethod::Spawn).build();
@@ -106,7 +128,7 @@ fn start_failures_during_build_leave_nothing_behind() {
         // PP33 under fork: the worker starts, the thread does not; the worker is reaped.
         let mut seen = false;
         for extra in 1..10 {
-            let old = set_nproc_limit(tasks_of(QUOTA_UID) + extra).unwrap();
+            let old = set_nproc_limit(settled_tasks() + extra).unwrap();
             let r = Pool::builder().processes(1).start_method(StartMethod::Fork).build();
             set_nproc_limit(old).unwrap();
             let e = r.expect_err("room for the worker only");
