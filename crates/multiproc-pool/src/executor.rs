@@ -72,6 +72,32 @@ pub trait Executor {
         Ok(m)
     }
 
+    /// [`map`](Self::map) that reads `items` lazily (CPython 3.14's
+    /// `Executor.map(..., buffersize=N)`): at most `buffersize` submitted tasks whose results
+    /// have not been yielded yet. The first `buffersize` items are submitted now; each `next`
+    /// tops the window up to `buffersize` (one item read per result taken), then waits for
+    /// the oldest. So an endless input works, and an unconsumed map has read exactly
+    /// `buffersize` items. Outcomes come in input order, an item's error at its own
+    /// position; dropping the iterator cancels what has not started. A submission that
+    /// fails later (the executor was shut down) is yielded after the results already
+    /// submitted, and ends the iteration. 0 is an
+    /// [`InvalidArgument`](ErrorKind::InvalidArgument) error.
+    fn map_buffered<'a, T, R, F, I>(
+        &'a self,
+        f: F,
+        items: I,
+        buffersize: usize,
+    ) -> Result<BufferedMap<'a, T, R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'a,
+    {
+        BufferedMap::new(move |item| self.submit(f.clone(), item), items, buffersize)
+    }
+
     /// Stops accepting work. `cancel_futures` cancels what has not started; `wait` blocks
     /// until everything started has finished and the workers are gone.
     fn shutdown(&self, wait: bool, cancel_futures: bool);
@@ -135,6 +161,104 @@ impl<R> Iterator for ExecutorMap<R> {
 impl<R> Drop for ExecutorMap<R> {
     fn drop(&mut self) {
         // Closing the iterator cancels what has not started (Python's map close).
+        for f in self.futs.drain(..) {
+            f.cancel();
+        }
+    }
+}
+
+type Submit<'a, T, R> = Box<dyn FnMut(T) -> Result<Future<R>> + 'a>;
+
+/// The iterator of [`Executor::map_buffered`]: reads its input as results are taken, with at
+/// most `buffersize` submitted tasks whose results have not been yielded.
+pub struct BufferedMap<'a, T, R> {
+    submit: Submit<'a, T, R>,
+    /// `None` once the input ended or a submission failed.
+    items: Option<Box<dyn Iterator<Item = T> + 'a>>,
+    futs: VecDeque<Future<R>>,
+    buffersize: usize,
+    /// A submission's error, yielded after the futures before it.
+    failed: Option<Error>,
+}
+
+impl<'a, T, R> BufferedMap<'a, T, R> {
+    /// Submits the first `buffersize` items with `submit`; an error there is returned (as
+    /// [`Executor::map`] returns it), with what was submitted cancelled.
+    pub fn new<I>(
+        submit: impl FnMut(T) -> Result<Future<R>> + 'a,
+        items: I,
+        buffersize: usize,
+    ) -> Result<Self>
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'a,
+    {
+        if buffersize == 0 {
+            return Err(Error::invalid("buffersize must be at least 1"));
+        }
+        let mut m = BufferedMap {
+            submit: Box::new(submit),
+            items: Some(Box::new(items.into_iter())),
+            futs: VecDeque::with_capacity(buffersize),
+            buffersize,
+            failed: None,
+        };
+        m.fill();
+        match m.failed.take() {
+            Some(e) => Err(e),
+            None => Ok(m),
+        }
+    }
+
+    /// Submits items until `buffersize` results are outstanding or the input ends.
+    fn fill(&mut self) {
+        while self.futs.len() < self.buffersize {
+            let Some(items) = self.items.as_mut() else { return };
+            let Some(item) = items.next() else {
+                self.items = None;
+                return;
+            };
+            match (self.submit)(item) {
+                Ok(f) => self.futs.push_back(f),
+                Err(e) => {
+                    self.failed = Some(e);
+                    self.items = None;
+                }
+            }
+        }
+    }
+
+    /// Tasks submitted whose results have not been yielded.
+    pub fn outstanding(&self) -> usize {
+        self.futs.len()
+    }
+}
+
+impl<T, R> fmt::Debug for BufferedMap<'_, T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferedMap")
+            .field("buffersize", &self.buffersize)
+            .field("outstanding", &self.futs.len())
+            .field("input_done", &self.items.is_none())
+            .finish()
+    }
+}
+
+impl<T, R> Iterator for BufferedMap<'_, T, R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        self.fill();
+        match self.futs.pop_front() {
+            Some(f) => Some(f.result()),
+            None => self.failed.take().map(Err),
+        }
+    }
+}
+
+impl<T, R> Drop for BufferedMap<'_, T, R> {
+    fn drop(&mut self) {
+        // As `ExecutorMap`: closing the iterator cancels what has not started.
         for f in self.futs.drain(..) {
             f.cancel();
         }
@@ -258,6 +382,28 @@ impl<S: 'static> Executor for ProcessPoolExecutor<S> {
     {
         let futs = self.pool.submit_chunked::<T, R, Plain, F>(f, items, chunksize)?;
         Ok(ExecutorMap::from_futures(futs))
+    }
+
+    /// As the trait's, with the function named once for the whole stream (a capturing
+    /// closure under fork is registered once, not once per item).
+    fn map_buffered<'a, T, R, F, I>(
+        &'a self,
+        f: F,
+        items: I,
+        buffersize: usize,
+    ) -> Result<BufferedMap<'a, T, R>>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn(T) -> R + Send + Sync + Clone + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'a,
+    {
+        if buffersize == 0 {
+            return Err(Error::invalid("buffersize must be at least 1"));
+        }
+        let func = self.pool.func::<T, R, Plain, F>(f)?;
+        BufferedMap::new(move |item| self.pool.submit_func(func, item), items, buffersize)
     }
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {

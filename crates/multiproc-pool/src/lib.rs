@@ -112,7 +112,7 @@ pub use crate::builder::PoolBuilder;
 pub use crate::error::{Error, ErrorKind, Result, WorkerExit};
 #[cfg(not(multiproc_loom))]
 pub use crate::executor::{
-    Executor, ExecutorBuilder, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor,
+    BufferedMap, Executor, ExecutorBuilder, ExecutorMap, ProcessPoolExecutor, ThreadPoolExecutor,
 };
 #[cfg(not(multiproc_loom))]
 pub use crate::future::{AsyncResult, Future};

@@ -176,6 +176,16 @@ impl<S: 'static> Pool<S> {
         F: TaskFn<S, T, R, M>,
     {
         let func = self.func::<T, R, M, F>(f)?;
+        self.submit_func(func, arg)
+    }
+
+    /// Submits `func(arg)` with the function already named ([`func`](Self::func)): a
+    /// stream of submissions of one closure registers it once.
+    pub(crate) fn submit_func<T, R>(&self, func: FuncRef, arg: T) -> Result<Future<R>>
+    where
+        T: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
         let slot = Slot::new(Some(self.inner.driver()));
         let fut = Future::from_slot(slot.clone());
         let mut payload = Vec::new();

@@ -1,4 +1,5 @@
 //! `ProcessPoolExecutor` parity with CPython's: `map` with a chunk size (PP03, PP04, PP16),
+//! `map` with a `buffersize` (PP08),
 //! workers started on demand and idle ones reused (PP18, PP19, PP20, PP42), and `map`'s
 //! error at its own position (PP04), under every start method.
 
@@ -154,5 +155,104 @@ fn terminate_before_any_worker_started_is_a_no_op() {
         assert!(ex.pool().worker_pids().is_empty(), "{m:?}: none started by terminate");
         assert!(t0.elapsed() < std::time::Duration::from_secs(5), "{m:?}: {:?}", t0.elapsed());
         assert!(ex.submit(pid, ()).is_err(), "{m:?}: a terminated executor refuses work");
+    });
+}
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+fn slow_double(x: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    x * 2
+}
+
+// PP08 (CPython 3.14 `map(..., buffersize=N)`): an endless input is read as results are
+// taken; unconsumed, the map has read exactly `buffersize` items; never more than
+// `buffersize` submitted results wait to be yielded.
+#[test]
+fn map_buffered_reads_an_endless_input_lazily() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    each_method(90, METHODS, |m| {
+        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let read = Arc::new(AtomicUsize::new(0));
+        let r = read.clone();
+        let endless = (0u64..).inspect(move |_| {
+            r.fetch_add(1, SeqCst);
+        });
+        let mut it = ex.map_buffered(slow_double, endless, 4).unwrap();
+        assert_eq!(read.load(SeqCst), 4, "{m:?}: unconsumed, exactly buffersize read");
+        assert_eq!(it.outstanding(), 4);
+        for i in 0..100u64 {
+            assert!(it.outstanding() <= 4, "{m:?}: {it:?}");
+            assert_eq!(it.next().unwrap().unwrap(), 2 * i, "{m:?}: in order");
+            assert!(read.load(SeqCst) as u64 <= i + 1 + 4, "{m:?}: read {}", read.load(SeqCst));
+        }
+        drop(it);
+        let n = read.load(SeqCst);
+        assert!((100..=100 + 4 + 1).contains(&n), "{m:?}: {n} items read for 100 results");
+        // The executor goes on.
+        assert_eq!(ex.submit(double, 21).unwrap().result().unwrap(), 42);
+    });
+}
+
+#[test]
+fn map_buffered_keeps_order_and_errors_at_their_position() {
+    each_method(90, METHODS, |m| {
+        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        for bs in [1, 2, 4, 8, 100] {
+            let v: Vec<u64> =
+                ex.map_buffered(pow, pairs(), bs).unwrap().map(|r| r.unwrap()).collect();
+            assert_eq!(v, want(), "{m:?} buffersize {bs}");
+        }
+        // An empty input yields nothing; 0 is refused.
+        assert_eq!(ex.map_buffered(pow, std::iter::empty(), 3).unwrap().count(), 0);
+        let e = ex.map_buffered(pow, pairs(), 0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{m:?}");
+        // A failing task's error comes at its own position; the items after it are fine.
+        let items = vec![(6, 3), (8, 2), (1, 0), (9, 3), (10, 5)];
+        let out: Vec<_> = ex.map_buffered(div, items, 2).unwrap().collect();
+        assert_eq!(*out[0].as_ref().unwrap(), 2);
+        assert_eq!(*out[1].as_ref().unwrap(), 4);
+        assert_eq!(out[2].as_ref().unwrap_err().kind(), ErrorKind::Panicked, "{m:?}");
+        assert_eq!(*out[3].as_ref().unwrap(), 3);
+        assert_eq!(*out[4].as_ref().unwrap(), 2);
+        assert_eq!(out.len(), 5);
+        // Shut down mid-stream: what was submitted still comes, then the refusal, then the
+        // end.
+        let mut it = ex.map_buffered(double, 0u64.., 3).unwrap();
+        assert_eq!(it.next().unwrap().unwrap(), 0);
+        ex.shutdown(false, false);
+        assert_eq!(it.next().unwrap().unwrap(), 2);
+        assert_eq!(it.next().unwrap().unwrap(), 4);
+        assert_eq!(it.next().unwrap().unwrap_err().kind(), ErrorKind::NotRunning, "{m:?}");
+        assert!(it.next().is_none());
+    });
+}
+
+#[test]
+fn thread_executor_map_buffered() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    common::bounded(30, || {
+        let ex = ThreadPoolExecutor::new(3).unwrap();
+        let read = Arc::new(AtomicUsize::new(0));
+        let r = read.clone();
+        let endless = (0u64..).inspect(move |_| {
+            r.fetch_add(1, SeqCst);
+        });
+        let it = ex.map_buffered(double, endless, 4).unwrap();
+        assert_eq!(read.load(SeqCst), 4);
+        let v: Vec<u64> = it.take(100).map(|r| r.unwrap()).collect();
+        assert_eq!(v, (0..100).map(|x| 2 * x).collect::<Vec<_>>());
+        assert!(read.load(SeqCst) <= 104, "{}", read.load(SeqCst));
+        let out: Vec<_> = ex.map_buffered(div, vec![(4, 2), (1, 0), (9, 3)], 1).unwrap().collect();
+        assert_eq!(out[1].as_ref().unwrap_err().kind(), ErrorKind::Panicked);
+        assert_eq!((*out[0].as_ref().unwrap(), *out[2].as_ref().unwrap()), (2, 3));
+        assert_eq!(
+            ex.map_buffered(double, 0..3, 0).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
     });
 }
