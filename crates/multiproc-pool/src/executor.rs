@@ -89,8 +89,8 @@ pub trait Executor {
         buffersize: usize,
     ) -> Result<BufferedMap<'a, T, R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
         I::IntoIter: 'a,
@@ -393,8 +393,8 @@ impl<S: 'static> Executor for ProcessPoolExecutor<S> {
         buffersize: usize,
     ) -> Result<BufferedMap<'a, T, R>>
     where
-        T: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        T: Payload,
+        R: Payload,
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
         I::IntoIter: 'a,
