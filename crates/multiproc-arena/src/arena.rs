@@ -60,7 +60,9 @@ mod real {
     use super::*;
     use crate::segment::{Segment, FLAG_ARENA};
     use std::os::fd::{BorrowedFd, OwnedFd};
-    use std::sync::{Arc, Mutex, OnceLock, Weak};
+    use std::sync::atomic::AtomicPtr;
+    use std::sync::atomic::Ordering::{AcqRel, Acquire};
+    use std::sync::Arc;
 
     /// Default capacity of [`Arena::global`]: 256 MiB of address space (pages are only
     /// allocated when touched). Override with `MULTIPROC_ARENA_BYTES`.
@@ -133,20 +135,16 @@ mod real {
         }
     }
 
-    static REGISTRY: Mutex<Vec<(u64, Weak<ArenaInner>)>> = Mutex::new(Vec::new());
+    /// This process's arenas by segment identity (fork-safe: a child forked while another
+    /// thread registers one finds it unlocked).
+    static REGISTRY: crate::fork::WeakMap<ArenaInner> = crate::fork::WeakMap::new();
 
     fn register(inner: &Arc<ArenaInner>) {
-        let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-        reg.retain(|(_, w)| w.strong_count() > 0);
-        reg.push((inner.seg.id(), Arc::downgrade(inner)));
+        REGISTRY.insert(inner.seg.id(), inner);
     }
 
     fn lookup(id: u64) -> Option<Arena> {
-        let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-        reg.iter()
-            .filter(|(i, _)| *i == id)
-            .find_map(|(_, w)| w.upgrade())
-            .map(|inner| Arena { inner })
+        REGISTRY.get(id).map(|inner| Arena { inner })
     }
 
     impl std::fmt::Debug for Arena {
@@ -245,14 +243,15 @@ mod real {
         /// its memfd). A failure is not remembered: the next call tries again, so the arena
         /// appears once the resource is back.
         pub fn try_global() -> Result<&'static Arena> {
-            static GLOBAL: OnceLock<Arena> = OnceLock::new();
-            static CREATING: Mutex<()> = Mutex::new(());
-            if let Some(a) = GLOBAL.get() {
-                return Ok(a);
-            }
-            let _one_at_a_time = CREATING.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(a) = GLOBAL.get() {
-                return Ok(a);
+            // Lock-free (a forked child must never find a lock or a `Once` held by a thread
+            // it does not have): threads that race here each create one; the first stored
+            // is kept for the life of the process, the others are dropped.
+            static GLOBAL: AtomicPtr<Arena> = AtomicPtr::new(std::ptr::null_mut());
+            let current = GLOBAL.load(Acquire);
+            if !current.is_null() {
+                // SAFETY: a non-null pointer here came from `Box::into_raw` below and is never
+                // freed: it lives as long as the process.
+                return Ok(unsafe { &*current });
             }
             let cap = std::env::var("MULTIPROC_ARENA_BYTES")
                 .ok()
@@ -261,7 +260,17 @@ mod real {
             let arena = Arena::new(cap).map_err(|e| {
                 Error::new(e.kind(), format!("creating the global multiproc arena: {e}"))
             })?;
-            Ok(GLOBAL.get_or_init(|| arena))
+            let mine = Box::into_raw(Box::new(arena));
+            match GLOBAL.compare_exchange(std::ptr::null_mut(), mine, AcqRel, Acquire) {
+                // SAFETY: stored for good, as above.
+                Ok(_) => Ok(unsafe { &*mine }),
+                // SAFETY: `mine` came from `Box::into_raw` above and was not stored: ours
+                // alone to free. `first` is the stored one, never freed.
+                Err(first) => unsafe {
+                    drop(Box::from_raw(mine));
+                    Ok(&*first)
+                },
+            }
         }
 
         /// Allocates a block of `size` bytes aligned to `align` (≤ 4096); returns its offset.

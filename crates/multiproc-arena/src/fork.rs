@@ -234,6 +234,84 @@ pub fn release_handles() {
     }
 }
 
+/// A process-local map from an identity to an object held weakly (the objects a process
+/// opened once and shares between its handles: an arena's mapping, a spill file, a manager
+/// session), safe across `fork`: it is guarded by the registry's lock, which the fork handler
+/// holds across every fork, so a forked child never inherits it locked or half updated (a
+/// `std::sync::Mutex` there deadlocks the child whose parent forked while another thread held
+/// it). Hold it only for short lookups: every fork waits for it.
+pub struct WeakMap<T> {
+    items: UnsafeCell<Vec<(u64, std::sync::Weak<T>)>>,
+}
+
+// SAFETY: `items` is only touched under the registry's lock; what it holds (`Weak<T>`) is
+// `Send + Sync` for `T: Send + Sync`.
+unsafe impl<T: Send + Sync> Sync for WeakMap<T> {}
+
+impl<T> WeakMap<T> {
+    /// An empty map.
+    pub const fn new() -> WeakMap<T> {
+        WeakMap { items: UnsafeCell::new(Vec::new()) }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Vec<(u64, std::sync::Weak<T>)>) -> R) -> R {
+        lock();
+        // SAFETY: the lock is held, so this is the only reference to the list.
+        let r = f(unsafe { &mut *self.items.get() });
+        unlock();
+        r
+    }
+
+    /// The live object registered under `id`.
+    pub fn get(&self, id: u64) -> Option<std::sync::Arc<T>> {
+        // Only the entry that matches is upgraded: no strong count is dropped under the lock.
+        self.with(|v| v.iter().filter(|(i, _)| *i == id).find_map(|(_, w)| w.upgrade()))
+    }
+
+    /// Registers `obj` under `id` (and forgets the entries whose objects are gone).
+    pub fn insert(&self, id: u64, obj: &std::sync::Arc<T>) {
+        let w = std::sync::Arc::downgrade(obj);
+        // Dropping a `Weak` under the lock frees at most its allocation, never runs `T`'s drop.
+        self.with(|v| {
+            v.retain(|(_, w)| w.strong_count() > 0);
+            v.push((id, w));
+        });
+    }
+
+    /// The object registered under `id`, or `obj`, registered (`obj` is dropped outside the
+    /// lock when one was there).
+    pub fn adopt(&self, id: u64, obj: std::sync::Arc<T>) -> std::sync::Arc<T> {
+        let w = std::sync::Arc::downgrade(&obj);
+        let found = self.with(|v| {
+            let found = v.iter().filter(|(i, _)| *i == id).find_map(|(_, w)| w.upgrade());
+            if found.is_none() {
+                v.retain(|(_, w)| w.strong_count() > 0);
+                v.push((id, w));
+            }
+            found
+        });
+        found.unwrap_or(obj)
+    }
+
+    /// Every live object (strong handles, taken under the lock and dropped by the caller,
+    /// outside it).
+    pub fn live(&self) -> Vec<std::sync::Arc<T>> {
+        self.with(|v| v.iter().filter_map(|(_, w)| w.upgrade()).collect())
+    }
+}
+
+impl<T> Default for WeakMap<T> {
+    fn default() -> Self {
+        WeakMap::new()
+    }
+}
+
+impl<T> std::fmt::Debug for WeakMap<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakMap").field("entries", &self.with(|v| v.len())).finish()
+    }
+}
+
 /// How many handles of shared objects this process holds (all blocks together).
 pub fn handles_held() -> u64 {
     with_map(|m| m.values().map(|h| h.count as u64).sum())

@@ -432,6 +432,13 @@ impl RecvState {
         let (n, cut) = match res {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            // A ring pipe's peer that exits with a doorbell of ours unread in its socket
+            // resets the connection: an end like any other, which the caller reports only
+            // after it has taken what the peer published in the ring before it went.
+            Err(e) if self.doorbells && e.kind() == io::ErrorKind::ConnectionReset => {
+                self.signal = Some(Signal::Eof);
+                return Ok(None);
+            }
             Err(e) => return Err(self.fail(Error::io(e, "receiving"))),
         };
         if self.doorbells && extra.is_empty() && !cut && n <= 1 {

@@ -400,21 +400,15 @@ impl Mem for ShmMem {
 /// one descriptor (as the arena does for its mapping).
 mod spill_files {
     use std::fs::File;
-    use std::sync::{Arc, Mutex, Weak};
+    use std::sync::Arc;
 
-    static OPEN: Mutex<Vec<(u64, Weak<File>)>> = Mutex::new(Vec::new());
+    /// Fork-safe (see [`multiproc_arena::fork::WeakMap`]).
+    static OPEN: multiproc_arena::fork::WeakMap<File> = multiproc_arena::fork::WeakMap::new();
 
     /// The open file with identity `id` if this process has one (`file` is closed), else
     /// `file`, registered.
     pub(super) fn adopt(id: u64, file: File) -> Arc<File> {
-        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
-        open.retain(|(_, w)| w.strong_count() > 0);
-        if let Some(f) = open.iter().filter(|(i, _)| *i == id).find_map(|(_, w)| w.upgrade()) {
-            return f;
-        }
-        let f = Arc::new(file);
-        open.push((id, Arc::downgrade(&f)));
-        f
+        OPEN.adopt(id, Arc::new(file))
     }
 }
 

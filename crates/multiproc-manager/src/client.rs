@@ -12,7 +12,7 @@ use crate::Address;
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Idle connections kept per client; more are closed when returned.
@@ -57,7 +57,8 @@ impl fmt::Debug for Client {
     }
 }
 
-static REGISTRY: Mutex<Vec<Weak<Client>>> = Mutex::new(Vec::new());
+/// This process's sessions (fork-safe: see [`multiproc_arena::fork::WeakMap`]).
+static REGISTRY: multiproc_arena::fork::WeakMap<Client> = multiproc_arena::fork::WeakMap::new();
 
 thread_local! {
     static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -120,9 +121,7 @@ impl Client {
             idle: Mutex::new(vec![conn]),
             spin: Adaptive::default(),
         });
-        let mut reg = lock(&REGISTRY);
-        reg.retain(|w| w.strong_count() > 0);
-        reg.push(Arc::downgrade(&c));
+        REGISTRY.insert(0, &c);
         Ok(c)
     }
 
@@ -130,13 +129,12 @@ impl Client {
     pub(crate) fn for_process(address: &Address, authkey: &AuthKey) -> Result<Arc<Client>> {
         let pid = std::process::id();
         {
-            let reg = lock(&REGISTRY);
-            for w in reg.iter() {
-                if let Some(c) = w.upgrade() {
-                    if c.pid == pid && &c.address == address && &c.authkey == authkey {
-                        return Ok(c);
-                    }
-                }
+            let live = REGISTRY.live();
+            if let Some(c) = live
+                .into_iter()
+                .find(|c| c.pid == pid && &c.address == address && &c.authkey == authkey)
+            {
+                return Ok(c);
             }
         }
         Client::open(address, authkey, ClientConfig::default())
@@ -145,10 +143,7 @@ impl Client {
     /// This process's session with the server `server_id`, if one is open.
     pub(crate) fn find_by_server(server_id: u64) -> Option<Arc<Client>> {
         let pid = std::process::id();
-        lock(&REGISTRY)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .find(|c| c.pid == pid && c.server_id == server_id)
+        REGISTRY.live().into_iter().find(|c| c.pid == pid && c.server_id == server_id)
     }
 
     pub(crate) fn max_frame(&self) -> usize {
