@@ -112,7 +112,7 @@ pub use crate::method::{
     force_start_method, get_start_method, set_start_method, start_method_if_set, Context,
     StartMethod,
 };
-pub use crate::process::{Builder, Process, Run};
+pub use crate::process::{Builder, Process, Run, SpreadFn};
 /// Ignores SIGINT in the calling process from now on, as a server process does so that a
 /// Ctrl-C to the terminal's process group stops its clients, not it (Python's manager
 /// servers do the same). Children it starts inherit the ignored disposition over fork and

@@ -118,6 +118,30 @@ impl Builder {
         Process { cfg: self, target: Target::Fn(Box::new(FnCall { f, args: Some(args) })) }
     }
 
+    /// Runs `f(a, b, …)` in the child (every start method): Python's
+    /// `Process(target=f, args=(a, b))` for a function of two to four arguments, given as a
+    /// tuple. `f` is a function item or a closure without captures (a closure that captures
+    /// fails at `start` with [`ErrorKind::ClosureNeedsFork`]); otherwise as
+    /// [`target`](Self::target).
+    ///
+    /// ```
+    /// use multiproc_spawn::Process;
+    /// fn greet(name: String, times: u32) -> String { name.repeat(times as usize) }
+    /// let mut h = Process::builder().target_args(greet, ("ab".to_string(), 2)).start().unwrap();
+    /// assert_eq!(h.join().unwrap(), "abab");
+    /// ```
+    pub fn target_args<F, Args, R>(self, f: F, args: Args) -> Process<R>
+    where
+        F: SpreadFn<Args, R>,
+        Args: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        match f.spread() {
+            Ok(call) => self.target(call, args),
+            Err(e) => Process { cfg: self, target: Target::Refused(e) },
+        }
+    }
+
     /// Runs a closure in the child: [`StartMethod::Fork`] only (the closure and what it
     /// captured live in the parent's memory, which only a forked child shares). Under other
     /// start methods, `start` fails with [`ErrorKind::ClosureNeedsFork`].
@@ -202,7 +226,37 @@ where
 enum Target<R> {
     Fn(Box<dyn FnTarget<R>>),
     Closure(Box<dyn FnOnce() -> R>),
+    /// A target that cannot run in another process (reported by `start`).
+    Refused(Error),
 }
+
+/// A function of several arguments for [`Builder::target_args`]: `Fn(A, B) -> R` called
+/// with the tuple `(A, B)`, and so on up to four (a function item or a closure without
+/// captures).
+pub trait SpreadFn<Args, R>: Send + Sync + 'static {
+    /// A function of the tuple that calls this one with it spread out (named in the child
+    /// by a checked [`FnRef`](crate::FnRef)).
+    #[doc(hidden)]
+    fn spread(&self) -> Result<fn(Args) -> R>;
+}
+
+macro_rules! spread {
+    ($($a:ident),*) => {
+        impl<F, R: 'static, $($a: 'static),*> SpreadFn<($($a,)*), R> for F
+        where
+            F: Fn($($a),*) -> R + Send + Sync + 'static,
+        {
+            #[allow(non_snake_case)]
+            fn spread(&self) -> Result<fn(($($a,)*)) -> R> {
+                let adapter = |f: &F, ($($a,)*): ($($a,)*)| f($($a),*);
+                crate::FnRef::of_adapted(self, &adapter)?.resolve()
+            }
+        }
+    };
+}
+spread!(A, B);
+spread!(A, B, C);
+spread!(A, B, C, D);
 
 /// A process ready to start (Python's `Process` before `start()`): settings and a target.
 /// [`start`](Process::start) consumes it, so a process cannot be started twice.
@@ -294,6 +348,7 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
             Exec(Box<dyn FnTarget<R>>, Encoded, i64, i64, u64),
         }
         let plan = match (method, self.target) {
+            (_, Target::Refused(e)) => return Err(e),
             (StartMethod::Fork, Target::Closure(c)) => Plan::Fork(c),
             (StartMethod::Fork, Target::Fn(mut t)) => {
                 let enc = t.encode().map_err(Error::encode)?;

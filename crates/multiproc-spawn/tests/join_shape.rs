@@ -142,3 +142,38 @@ fn spawn_error_classes() {
     assert_eq!(std::io::Error::from(e).kind(), std::io::ErrorKind::TimedOut);
     assert_eq!(classes(&Error::from(ErrorKind::Forkserver)), (false, false, false));
 }
+
+fn greet(name: String, times: u32) -> String {
+    name.repeat(times as usize)
+}
+
+fn sum3(a: u8, b: u16, c: u32) -> u64 {
+    a as u64 + b as u64 + c as u64
+}
+
+/// `target_args`: functions of several arguments (Python's `args=(a, b)`) under every start
+/// method; a closure that captures is refused at `start`.
+#[test]
+fn functions_of_several_arguments() {
+    for m in multiproc_spawn::StartMethod::all() {
+        let mut h = Process::builder()
+            .start_method(m)
+            .target_args(greet, ("ab".to_string(), 3))
+            .start()
+            .unwrap_or_else(|e| panic!("{m}: {e}"));
+        assert_eq!(
+            h.join_timeout(Duration::from_secs(30)).unwrap_or_else(|e| panic!("{m}: {e}")),
+            "ababab"
+        );
+        let mut h =
+            Process::builder().start_method(m).target_args(sum3, (1, 2, 3)).start().unwrap();
+        assert_eq!(h.join_timeout(Duration::from_secs(30)).unwrap(), 6, "{m}");
+        let no_captures = |a: i32, b: i32| a * b;
+        let mut h =
+            Process::builder().start_method(m).target_args(no_captures, (6, 7)).start().unwrap();
+        assert_eq!(h.join_timeout(Duration::from_secs(30)).unwrap(), 42, "{m}");
+    }
+    let k = 5;
+    let e = Process::builder().target_args(move |a: i32, b: i32| a + b + k, (1, 2)).start();
+    assert_eq!(e.unwrap_err().kind(), multiproc_spawn::ErrorKind::ClosureNeedsFork);
+}
