@@ -77,6 +77,13 @@ pub mod testing;
 pub mod trace;
 pub mod transfer;
 
+/// A fresh random `u64` from the kernel (`getrandom`).
+pub fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    crate::sys::getrandom(&mut b).expect("getrandom failed");
+    u64::from_le_bytes(b)
+}
+
 pub use crate::arena::{Arena, Offset};
 pub use crate::bytes::Bytes;
 #[doc(hidden)]
@@ -90,9 +97,10 @@ pub use crate::shm_safe::ShmSafe;
 
 #[cfg(not(multiproc_loom))]
 pub use crate::arena::DEFAULT_GLOBAL_CAPACITY;
+
 #[cfg(not(multiproc_loom))]
 pub use crate::segment::{
-    cleanup_orphans, random_name, random_u64, validate_name, Segment, LAYOUT_VERSION, MAX_NAME_LEN,
+    cleanup_orphans, random_name, validate_name, Segment, LAYOUT_VERSION, MAX_NAME_LEN,
 };
 #[cfg(not(multiproc_loom))]
 pub use crate::shareable_list::{

@@ -138,16 +138,9 @@ fn shm_path(bare: &str) -> PathBuf {
     PathBuf::from(SHM_DIR).join(bare)
 }
 
-/// A fresh random u64 from the kernel.
-pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    crate::sys::getrandom(&mut b).expect("getrandom failed");
-    u64::from_le_bytes(b)
-}
-
 /// A random segment name with this crate's prefix (`multiproc-<pid>-<hex>`).
 pub fn random_name() -> String {
-    format!("multiproc-{}-{:016x}", std::process::id(), random_u64())
+    format!("multiproc-{}-{:016x}", std::process::id(), crate::random_u64())
 }
 
 /// What an arena segment reserves at creation: the segment header and the arena header.
@@ -238,7 +231,7 @@ impl Segment {
             (*hdr).magic = MAGIC;
             (*hdr).version = LAYOUT_VERSION;
             (*hdr).size = total as u64;
-            (*hdr).id = random_u64();
+            (*hdr).id = crate::random_u64();
             (*hdr).creator_pid = me.pid();
             (*hdr).creator_id = me.identity_bits();
             (*hdr).user_len = len as u64;
