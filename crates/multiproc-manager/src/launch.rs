@@ -240,7 +240,7 @@ impl<S: ServiceSet> ManagerBuilder<S> {
                 return Err(Error::new(ErrorKind::Start, format!("the initializer: {why}")));
             }
         };
-        let authkey = self.authkey.clone().unwrap_or_else(AuthKey::random);
+        let authkey = self.authkey.clone().unwrap_or_else(crate::manager::process_authkey);
         let dir = match &self.address {
             None => Some(private_dir()?),
             Some(_) => None,

@@ -81,9 +81,16 @@ impl Default for ManagerBuilder<()> {
     }
 }
 
+/// The default authkey: this process's (Python's `current_process().authkey`).
+pub(crate) fn process_authkey() -> AuthKey {
+    AuthKey::from(multiproc_spawn::current_process().authkey())
+}
+
 impl<S: ServiceSet> ManagerBuilder<S> {
     multiproc_arena::setters! {
-        /// The authkey clients must hold (default: 32 random bytes).
+        /// The authkey clients must hold (default: the process's
+        /// [`current_process().authkey()`](multiproc_spawn::CurrentProcess::authkey), as
+        /// Python's managers do: every process of the tree holds it).
         fn authkey(mut self, key: impl Into<AuthKey>) { self.authkey = Some(key.into()) }
 
         /// Where the server listens: a Unix socket path, or a TCP address (`127.0.0.1:0` picks a
@@ -157,7 +164,7 @@ impl<S: ServiceSet> ManagerBuilder<S> {
     /// Binds a server in this process (for a dedicated server program); run it with
     /// [`Server::serve`].
     pub fn bind(self) -> Result<Server> {
-        let authkey = self.authkey.clone().unwrap_or_else(AuthKey::random);
+        let authkey = self.authkey.clone().unwrap_or_else(process_authkey);
         let shared = Shared::new(self.server_config(authkey.clone()));
         let listener = shared.bind(self.address.as_ref())?;
         Ok(Server { address: listener.address().clone(), shared, listener, authkey })

@@ -175,3 +175,31 @@ fn the_initializer_runs_once_in_the_server() {
     let e = Manager::builder().initializer(move || assert_eq!(n, 3)).start().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Start, "a closure that captures is refused: {e}");
 }
+
+// ---- the process authkey is a manager's default key ---------------------------------------
+
+fn connect_with_inherited_key(address: Address) -> u32 {
+    let key = AuthKey::from(multiproc_spawn::current_process().authkey());
+    match Manager::connect(&address, &key).and_then(|m| m.named_list::<u32>("from-child")) {
+        Ok(l) => l.append(7).map(|_| 0).unwrap_or(2),
+        Err(_) => 1,
+    }
+}
+
+/// As Python's: a manager started without an authkey takes the process's, which children
+/// inherit, so they connect with it.
+#[test]
+fn a_managers_default_key_is_the_process_authkey() {
+    let m = manager();
+    assert_eq!(m.authkey().as_ref(), multiproc_spawn::current_process().authkey());
+    for method in multiproc_spawn::StartMethod::all() {
+        let mut h = multiproc_spawn::Process::builder()
+            .start_method(method)
+            .target(connect_with_inherited_key, m.address().clone())
+            .start()
+            .unwrap();
+        let code = h.join_timeout(std::time::Duration::from_secs(30));
+        assert_eq!(code.unwrap_or_else(|e| panic!("{method}: {e}")), 0, "{method}");
+    }
+    assert_eq!(m.named_list::<u32>("from-child").unwrap().len().unwrap(), 3);
+}
