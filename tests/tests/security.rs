@@ -61,10 +61,12 @@ fn wrong_authkey_is_refused_and_the_server_keeps_serving() {
         let e = Manager::connect(m.address(), &AuthKey::from_bytes(Vec::new())).unwrap_err();
         assert_eq!(e.kind(), MgrErrorKind::Authentication, "{e}");
         served_within(m.address(), m.authkey(), Duration::from_secs(3));
-        // Keys are random per manager, and long.
-        let other = Manager::start().unwrap();
-        assert_ne!(m.authkey().as_bytes(), other.authkey().as_bytes());
+        // The default key is the process's (Python's `current_process().authkey`): random
+        // per process tree and long; a manager built with a key of its own uses that one.
+        assert_eq!(m.authkey().as_bytes(), multiproc::current_process().authkey());
         assert!(m.authkey().as_bytes().len() >= 32);
+        let other = Manager::builder().authkey(AuthKey::random()).start().unwrap();
+        assert_ne!(m.authkey().as_bytes(), other.authkey().as_bytes());
         // The pipe listener: the wrong key is an error on both sides, then the next client
         // is accepted; a client without a key and a keyed client of a keyless listener fail.
         let l = Listener::builder().authkey(b"right").bind(tcp_any()).unwrap();
