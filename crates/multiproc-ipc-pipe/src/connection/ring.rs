@@ -193,8 +193,11 @@ impl Connection {
     /// whether the peer is gone (then stops).
     fn spin_on(&self, rx: &Rx, deadline: Option<Instant>) -> bool {
         let spin = self.spin_ns.load(Ordering::Relaxed);
+        if spin == 0 {
+            return false;
+        }
         let start = Instant::now();
-        if spin == 0 || deadline.is_some_and(|d| d <= start) {
+        if deadline.is_some_and(|d| d <= start) {
             return false;
         }
         rx.watch();
