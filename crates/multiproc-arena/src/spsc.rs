@@ -54,6 +54,23 @@ pub const SPARE_WORDS: usize = 7;
 /// Fewest data words of a ring.
 pub const MIN_WORDS: usize = 16;
 
+/// Words allocated beyond a ring's header and data, so that the header can start on a cache
+/// line ([`line_aligned`]).
+#[cfg(not(multiproc_loom))]
+const ALIGN_PAD: usize = 7;
+
+/// The first cache-line-aligned word of `a` (within its first [`ALIGN_PAD`] words): the
+/// producer's and the consumer's header lines then lie on lines of their own, and the data
+/// does not share a line with either. The same word in every process: an arena is mapped
+/// page-aligned everywhere, so an address's offset within its cache line is the same.
+#[cfg(not(multiproc_loom))]
+fn line_aligned(a: &crate::Array<AtomicU64>) -> *const AtomicU64 {
+    let p = a.as_mut_ptr() as *const AtomicU64;
+    let skip = (p as usize).wrapping_neg() % 64 / 8;
+    debug_assert!(skip <= ALIGN_PAD && a.len() >= skip);
+    p.wrapping_add(skip)
+}
+
 const TAIL: usize = 0;
 const HEAD: usize = 8;
 /// Record kind of padding up to the end of the data.
@@ -117,8 +134,8 @@ impl RingMem {
         let total = HEADER_WORDS + words;
         #[cfg(not(multiproc_loom))]
         {
-            let a = crate::Array::from_fn_in(arena, total, |_| AtomicU64::new(0))?;
-            Ok(RingMem { base: a.as_mut_ptr(), owner: Owner::Array(a), words })
+            let a = crate::Array::from_fn_in(arena, total + ALIGN_PAD, |_| AtomicU64::new(0))?;
+            Ok(RingMem { base: line_aligned(&a), owner: Owner::Array(a), words })
         }
         #[cfg(multiproc_loom)]
         {
@@ -129,10 +146,12 @@ impl RingMem {
     }
 
     /// Data words.
+    #[inline]
     pub fn capacity_words(&self) -> usize {
         self.words
     }
 
+    #[inline]
     fn word(&self, i: usize) -> &AtomicU64 {
         debug_assert!(i < HEADER_WORDS + self.words);
         // SAFETY: `i` is within the header and data (all callers index below
@@ -140,12 +159,14 @@ impl RingMem {
         unsafe { &*self.base.add(i) }
     }
 
+    #[inline]
     fn data_word(&self, i: usize) -> &AtomicU64 {
         self.word(HEADER_WORDS + (i & (self.words - 1)))
     }
 
     /// Word `i` (below [`SPARE_WORDS`]) of the producer's header line, for the caller's own
     /// protocol (a doorbell count).
+    #[inline]
     pub fn producer_word(&self, i: usize) -> &AtomicU64 {
         assert!(i < SPARE_WORDS);
         self.word(TAIL + 1 + i)
@@ -153,29 +174,34 @@ impl RingMem {
 
     /// Word `i` (below [`SPARE_WORDS`]) of the consumer's header line, for the caller's own
     /// protocol (a futex for a producer waiting for room).
+    #[inline]
     pub fn consumer_word(&self, i: usize) -> &AtomicU64 {
         assert!(i < SPARE_WORDS);
         self.word(HEAD + 1 + i)
     }
 
     /// Words published and not yet consumed (a snapshot; `Acquire` on `tail`).
+    #[inline]
     pub fn used_words(&self) -> u64 {
         let head = self.word(HEAD).load(Ordering::Acquire);
         self.word(TAIL).load(Ordering::Acquire).wrapping_sub(head)
     }
 
     /// Whether a record is waiting (a cheap look, for spinning).
+    #[inline]
     pub fn nonempty(&self) -> bool {
         self.word(TAIL).load(Ordering::Acquire) != self.word(HEAD).load(Ordering::Relaxed)
     }
 
     /// Whether nothing is published, with both positions loaded `SeqCst` (for a sleep
     /// handshake: the sleeper raises its flag, fences, then looks here).
+    #[inline]
     pub fn is_empty_seqcst(&self) -> bool {
         self.word(HEAD).load(Ordering::SeqCst) == self.word(TAIL).load(Ordering::SeqCst)
     }
 
     /// Key of one half of this ring in the process-local claim registry.
+    #[inline]
     fn key(&self, consumer: bool) -> usize {
         self.base as usize | consumer as usize
     }
@@ -183,6 +209,7 @@ impl RingMem {
     // ----- payload copies -----
 
     /// Writes the concatenation of `parts` at data word `at` (contiguous, within the data).
+    #[inline]
     fn put(&self, at: usize, parts: &[&[u8]]) {
         // `at == words`: an empty payload whose header took the last word.
         debug_assert!(at <= self.words);
@@ -218,6 +245,7 @@ impl RingMem {
     }
 
     /// Copies `dst.len()` bytes from data word `at` (contiguous, within the data).
+    #[inline]
     fn get(&self, at: usize, dst: &mut [u8]) {
         assert!(at + dst.len().div_ceil(8) <= self.words, "record beyond the data");
         #[cfg(not(multiproc_loom))]
@@ -250,10 +278,13 @@ impl<'de> serde::Deserialize<'de> for RingMem {
         use serde::de::Error as _;
         let (a, words): (crate::Array<AtomicU64>, u64) = serde::Deserialize::deserialize(d)?;
         let words = usize::try_from(words).map_err(D::Error::custom)?;
-        if !words.is_power_of_two() || words < MIN_WORDS || a.len() != HEADER_WORDS + words {
+        if !words.is_power_of_two()
+            || words < MIN_WORDS
+            || a.len() != HEADER_WORDS + words + ALIGN_PAD
+        {
             return Err(D::Error::custom("a ring's memory does not match its size"));
         }
-        Ok(RingMem { base: a.as_mut_ptr(), owner: Owner::Array(a), words })
+        Ok(RingMem { base: line_aligned(&a), owner: Owner::Array(a), words })
     }
 }
 
@@ -274,11 +305,13 @@ impl<'de> serde::Deserialize<'de> for RingMem {
     }
 }
 
+#[inline]
 fn header(kind: u8, len: usize) -> u64 {
     len as u64 | (kind as u64) << 32 | CHECK << 56
 }
 
 /// Data words of a record of `len` payload bytes.
+#[inline]
 fn rec_words(len: usize) -> usize {
     1 + len.div_ceil(8)
 }
@@ -313,6 +346,7 @@ macro_rules! ring_half {
             }
 
             /// The ring's memory (its spare words, its fill level).
+            #[inline]
             pub fn mem(&self) -> &RingMem {
                 &self.mem
             }
@@ -324,16 +358,19 @@ ring_half!(Producer, "writing", "producer", reader: false);
 
 impl Producer {
     /// Largest payload of one record, in bytes (a quarter of the data).
+    #[inline]
     pub fn max_record(&self) -> usize {
         self.mem.words / 4 * 8
     }
 
     /// `head` as the consumer last published it (`Acquire`).
+    #[inline]
     pub fn consumed(&self) -> u64 {
         self.mem.word(HEAD).load(Ordering::Acquire)
     }
 
     /// Free data words at `tail`.
+    #[inline]
     fn free(&self, tail: u64) -> std::result::Result<usize, Corrupt> {
         let used = tail.wrapping_sub(self.consumed());
         if used > self.mem.words as u64 {
@@ -343,6 +380,7 @@ impl Producer {
     }
 
     /// Data words a record of `len` bytes takes at `tail`, padding to the end included.
+    #[inline]
     fn need(&self, tail: u64, len: usize) -> usize {
         let rec = rec_words(len);
         let to_end = self.mem.words - (tail as usize & (self.mem.words - 1));
@@ -354,6 +392,7 @@ impl Producer {
     }
 
     /// Whether a record of `len` payload bytes fits now.
+    #[inline]
     pub fn has_room(&self, len: usize) -> std::result::Result<bool, Corrupt> {
         let tail = self.mem.word(TAIL).load(Ordering::Relaxed);
         Ok(self.need(tail, len) <= self.free(tail)?)
@@ -362,6 +401,7 @@ impl Producer {
     /// Writes and publishes a record of `kind` (`1..=255`) holding the concatenation of
     /// `parts` (at most [`max_record`](Self::max_record) bytes): `Ok(Some(tail before it))`,
     /// or `Ok(None)`, nothing written, when the ring lacks room.
+    #[inline]
     pub fn try_push(
         &mut self,
         kind: u8,
@@ -417,16 +457,19 @@ pub struct Rec {
 
 impl Rec {
     /// The record's kind.
+    #[inline]
     pub fn kind(&self) -> u8 {
         self.kind
     }
 
     /// Payload length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the payload is empty.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -436,11 +479,13 @@ ring_half!(Consumer, "reading", "consumer", reader: true);
 
 impl Consumer {
     /// Whether a record is waiting.
+    #[inline]
     pub fn nonempty(&self) -> bool {
         self.mem.nonempty()
     }
 
     /// The record at the head (padding skipped), `None` when the ring is empty.
+    #[inline]
     pub fn peek(&self) -> std::result::Result<Option<Rec>, Corrupt> {
         let m = &self.mem;
         let at = m.word(HEAD).load(Ordering::Relaxed);
@@ -477,6 +522,7 @@ impl Consumer {
     }
 
     /// Panics unless `rec` is the record at this ring's head.
+    #[inline]
     fn check(&self, rec: &Rec) {
         assert!(
             rec.ring == self.mem.key(true) && rec.at == self.mem.word(HEAD).load(Ordering::Relaxed),
@@ -485,6 +531,7 @@ impl Consumer {
     }
 
     /// Copies the payload of `rec` (the record at the head) into `dst`, `rec.len()` bytes.
+    #[inline]
     pub fn read(&self, rec: &Rec, dst: &mut [u8]) {
         self.check(rec);
         assert_eq!(dst.len(), rec.len, "destination of the wrong length");
@@ -492,6 +539,7 @@ impl Consumer {
     }
 
     /// Appends the payload of `rec` (the record at the head) to `out`.
+    #[inline]
     pub fn append_to(&self, rec: &Rec, out: &mut Vec<u8>) {
         let n = out.len();
         out.resize(n + rec.len, 0);
@@ -499,6 +547,7 @@ impl Consumer {
     }
 
     /// Consumes `rec` (the record at the head, and padding before it): publishes `head`.
+    #[inline]
     pub fn advance(&mut self, rec: Rec) {
         self.check(&rec);
         self.mem.word(HEAD).store(rec.next, Ordering::Release);
@@ -521,6 +570,21 @@ mod tests {
         let p = Producer::new(&mem).unwrap();
         let c = Consumer::new(&mem).unwrap();
         (mem, p, c)
+    }
+
+    #[test]
+    fn header_lines_are_cache_lines_in_every_copy() {
+        let arena = Arena::new(1 << 20).unwrap();
+        // Blocks of odd sizes first, so the ring's block starts mid-line.
+        for n in 1..8 {
+            let _keep = crate::Array::from_fn_in(&arena, n, |_| AtomicU64::new(0)).unwrap();
+            let mem = RingMem::new_in(&arena, 64).unwrap();
+            assert_eq!(mem.base as usize % 64, 0, "header off its cache line");
+            let e = crate::transfer::encode(&mem).unwrap();
+            let copy: RingMem = crate::transfer::decode(&e.bytes, e.fds).unwrap();
+            assert_eq!(copy.base, mem.base, "a copy names other words");
+            std::mem::forget(_keep);
+        }
     }
 
     fn pop(c: &mut Consumer) -> Option<(u8, Vec<u8>)> {
