@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Idle connections kept per client; more are closed when returned.
 const MAX_IDLE: usize = 16;
@@ -23,8 +23,7 @@ const MAX_IDLE: usize = 16;
 pub(crate) struct ClientConfig {
     pub max_frame: usize,
     pub handshake_timeout: Duration,
-    /// Poll this long for an answer before sleeping in the kernel (off by default: measured
-    /// on 2-CPU machines, blocking at once is as fast for one client and faster for several).
+    /// Poll this long for an answer before sleeping in the kernel (adaptive: see `spin`).
     pub spin: Option<Duration>,
 }
 
@@ -33,7 +32,7 @@ impl Default for ClientConfig {
         ClientConfig {
             max_frame: DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(10),
-            spin: None,
+            spin: crate::spin::DEFAULT_SPIN,
         }
     }
 }
@@ -86,7 +85,7 @@ impl Client {
         let what = format!("connecting to the manager at {address}");
         let conn = PipeClient::connect_timeout(address, Some(authkey), cfg.handshake_timeout)
             .map_err(|e| pipe_error(e, &what))?;
-        conn.set_max_message_size(cfg.max_frame);
+        conn.set_max_message_size(cfg.max_frame.saturating_add(1)); // the answer's hint byte
         let hello =
             Hello { magic: MAGIC, version: PROTOCOL_VERSION, join, pid: std::process::id() };
         let mut buf = Vec::new();
@@ -189,16 +188,12 @@ impl Client {
     fn call_with(&self, req: &Request, buf: &mut Vec<u8>) -> Result<Reply> {
         transport::encode(req, buf, self.cfg.max_frame)?;
         let conn = self.take_conn()?;
-        let t0 = self.cfg.spin.map(|_| Instant::now());
         let answer = conn.send_bytes(buf).and_then(|()| {
-            if let Some(budget) = self.cfg.spin.filter(|_| self.spin.should_spin()) {
-                spin::poll_for(&conn, budget);
-            }
-            conn.recv_bytes()
+            let wait = spin::Timed::poll(&conn, self.cfg.spin, &self.spin);
+            let a = conn.recv_bytes();
+            wait.map(spin::Timed::done);
+            a
         });
-        if let (Some(t0), Some(budget)) = (t0, self.cfg.spin) {
-            self.spin.record(t0.elapsed(), budget);
-        }
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
@@ -213,8 +208,11 @@ impl Client {
             }
         };
         self.put_back(conn);
-        let resp: Response = postcard::from_bytes(&answer)
+        let (resp, hint): (Response, _) = postcard::take_from_bytes(&answer)
             .map_err(|e| Error::new(ErrorKind::Protocol, format!("bad response: {e}")))?;
+        if hint == [spin::BUSY] {
+            self.spin.server_busy();
+        }
         resp.map_err(Error::from)
     }
 

@@ -16,6 +16,7 @@ use crate::protocol::Request;
 use crate::server::wait::lock;
 use crate::server::Shared;
 use crate::service::ServiceSet;
+use crate::spin::DEFAULT_SPIN;
 use crate::Address;
 use multiproc_arena::ProcessId;
 use multiproc_ipc_pipe::{Connection, Pipe};
@@ -40,6 +41,7 @@ struct ServerArgs {
     address: Option<Address>,
     max_frame: u64,
     handshake_timeout_us: u64,
+    spin_us: Option<u64>,
     names: Vec<String>,
     owner: (u32, u64),
     ready: Connection,
@@ -68,7 +70,7 @@ fn server_main<S: ServiceSet>(args: ServerArgs) {
         address: args.address.clone(),
         max_frame: args.max_frame as usize,
         handshake_timeout: Duration::from_micros(args.handshake_timeout_us),
-        spin: None,
+        spin: Some(args.spin_us.map(Duration::from_micros)),
         names: args.names,
         initializer: None,
         _s: std::marker::PhantomData,
@@ -263,6 +265,7 @@ impl<S: ServiceSet> ManagerBuilder<S> {
             address,
             max_frame: self.max_frame as u64,
             handshake_timeout_us: self.handshake_timeout.as_micros() as u64,
+            spin_us: self.spin.unwrap_or(DEFAULT_SPIN).map(|d| d.as_micros() as u64),
             names: self.names.clone(),
             owner: (me.pid(), me.identity_bits()),
             ready: tx,

@@ -11,6 +11,7 @@ use crate::protocol::*;
 use crate::server::{ServerConfig, Shared};
 use crate::service::{Registry, Service, ServiceSet};
 use crate::set::SetProxy;
+use crate::spin::DEFAULT_SPIN;
 use crate::sync::{
     BarrierProxy, ConditionProxy, EventProxy, LockProxy, RLockProxy, SemaphoreProxy, ServiceProxy,
 };
@@ -106,11 +107,13 @@ impl<S: ServiceSet> ManagerBuilder<S> {
         /// that stays silent is dropped after it.
         fn handshake_timeout(mut self, timeout: Duration) { self.handshake_timeout = timeout }
 
-        /// How long a caller polls for an answer before sleeping in the kernel, while answers
-        /// come that fast (default: zero, block at once). Polling can shave a few microseconds
-        /// off a round trip on an idle machine with cores to spare; it switches itself off when
-        /// answers are slow (under load), but it costs CPU that other clients of the same machine
-        /// could use, so measure before turning it on.
+        /// How long a client polls for an answer, and a server thread for its client's next
+        /// request, before sleeping in the kernel (default 30 µs; zero: block at once). Polling
+        /// saves the two wake-ups of a round trip when one client keeps the server busy (on a
+        /// 2-CPU VM: `list.append` 17k → 116k ops/s, `dict[key]` 66 → 9 µs); it is adaptive:
+        /// a client stops when answers are slow or the server says it serves other clients at
+        /// the same time, and the server polls only while it serves one connection (with 4
+        /// busy clients, 124k → 142k ops/s). See the crate's `spin` module for the rules.
         fn spin(mut self, spin: Duration) { self.spin = Some((!spin.is_zero()).then_some(spin)) }
     }
 
@@ -146,9 +149,7 @@ impl<S: ServiceSet> ManagerBuilder<S> {
             handshake_timeout: self.handshake_timeout,
             ..ClientConfig::default()
         };
-        if let Some(s) = self.spin {
-            c.spin = s;
-        }
+        c.spin = self.spin.unwrap_or(DEFAULT_SPIN);
         c
     }
 
@@ -158,6 +159,7 @@ impl<S: ServiceSet> ManagerBuilder<S> {
             max_frame: self.max_frame,
             handshake_timeout: self.handshake_timeout,
             registry: Registry::build::<S>(&self.names),
+            spin: self.spin.unwrap_or(DEFAULT_SPIN),
         }
     }
 

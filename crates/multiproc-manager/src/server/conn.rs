@@ -6,6 +6,7 @@ use super::wait::NeverGone;
 use super::{fault, Cx, Shared};
 use crate::error::{ErrorKind, Result};
 use crate::protocol::*;
+use crate::spin;
 use crate::transport::{self, pipe_error, Connection, Listener};
 use crate::Address;
 use multiproc_arena::futex::{self, Deadline, Wake};
@@ -80,7 +81,9 @@ impl Shared {
         let mut out = Vec::new();
         let max = self.cfg.max_frame;
         loop {
+            spin::server_poll(conn, self.cfg.spin, &self.pollers);
             let Ok(buf) = conn.recv_bytes() else { return };
+            let _awake = self.pollers.request(conn as *const Connection as u64);
             let req: Request = match postcard::from_bytes(&buf) {
                 Ok(r) => r,
                 Err(e) => {
@@ -113,6 +116,7 @@ impl Shared {
                     return;
                 }
             }
+            out.push(if self.pollers.shared() { spin::BUSY } else { 0 });
             if conn.send_bytes(&out).is_err() {
                 return;
             }

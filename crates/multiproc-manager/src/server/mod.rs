@@ -58,6 +58,9 @@ pub(crate) struct ServerConfig {
     pub max_frame: usize,
     pub handshake_timeout: Duration,
     pub registry: Registry,
+    /// How long a connection's thread polls for the next request before it sleeps, while
+    /// requests come that fast (see [`crate::spin`]).
+    pub spin: Option<Duration>,
 }
 
 struct Slot {
@@ -94,6 +97,8 @@ pub(crate) struct Shared {
     shutdown: AtomicU32,
     conns: Mutex<HashMap<u64, Arc<Connection>>>,
     next_conn: AtomicU64,
+    /// Connection threads awake and polling (see [`crate::spin::Gate`]).
+    pollers: crate::spin::Gate,
     /// Connection threads running (a futex word: the last one out wakes
     /// [`Shared::wait_idle`]).
     active: AtomicU32,
@@ -154,6 +159,7 @@ impl Shared {
             shutdown: AtomicU32::new(0),
             conns: Mutex::default(),
             next_conn: AtomicU64::new(0),
+            pollers: crate::spin::Gate::default(),
             active: AtomicU32::new(0),
             tcp: Mutex::default(),
             names: Mutex::default(),

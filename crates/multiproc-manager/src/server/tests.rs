@@ -8,6 +8,7 @@ fn server() -> (Arc<Shared>, u64) {
         max_frame: DEFAULT_MAX_FRAME,
         handshake_timeout: Duration::from_secs(1),
         registry: Registry::default(),
+        spin: None,
     });
     let s = sh.session_open(None).unwrap();
     (sh, s)
