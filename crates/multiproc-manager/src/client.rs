@@ -191,7 +191,9 @@ impl Client {
         let answer = conn.send_bytes(buf).and_then(|()| {
             let wait = spin::Timed::poll(&conn, self.cfg.spin, &self.spin);
             let a = conn.recv_bytes();
-            wait.map(spin::Timed::done);
+            if let Some(w) = wait {
+                w.done();
+            }
             a
         });
         let answer = match answer {
