@@ -9,7 +9,8 @@
 //!   [`queue`](Manager::queue),
 //!   [`lock`](Manager::lock), [`rlock`](Manager::rlock), [`semaphore`](Manager::semaphore),
 //!   [`condition`](Manager::condition), [`event`](Manager::event),
-//!   [`barrier`](Manager::barrier), [`service`](Manager::service).
+//!   [`barrier`](Manager::barrier) (with a default timeout:
+//!   [`barrier_builder`](Manager::barrier_builder)), [`service`](Manager::service).
 //! - [`ManagerBuilder`]: authkey, address (private Unix socket by default, or TCP), frame
 //!   limit, handshake timeout, [`register`](ManagerBuilder::register)ed [`Service`]s;
 //!   [`bind`](ManagerBuilder::bind) gives a [`Server`] to run in the current process.
@@ -102,7 +103,7 @@ pub use crate::authkey::AuthKey;
 pub use crate::containers::{Data, DictProxy, ListIter, ListProxy, QueueProxy, ValueProxy};
 pub use crate::error::{Error, ErrorKind, LockError, LockResult, Result};
 pub use crate::manager::{
-    Manager, ManagerBuilder, Server, ShutdownHandle, DEFAULT_HANDSHAKE_TIMEOUT,
+    BarrierBuilder, Manager, ManagerBuilder, Server, ShutdownHandle, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use crate::namespace::Namespace;
 pub use crate::protocol::DEFAULT_MAX_FRAME;

@@ -566,9 +566,21 @@ fn b05_b06_b08_b13_abort_reset_timeout() {
         join(k);
     });
     // A timeout breaks the barrier for all.
-    let t = m.barrier_with_timeout(2, Duration::from_millis(100)).unwrap();
+    let t = m.barrier_builder(2).timeout(Duration::from_millis(100)).build().unwrap();
+    let t0 = Instant::now();
+    assert_eq!(t.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
+    assert!(t0.elapsed() >= Duration::from_millis(100));
+    assert!(t.is_broken().unwrap());
+    // The deprecated shape still works, the same way.
+    #[allow(deprecated)]
+    let t = m.barrier_with_timeout(2, Duration::from_millis(20)).unwrap();
     assert_eq!(t.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
     assert!(t.is_broken().unwrap());
+    // Without a timeout the builder's barrier is the plain one; zero parties is refused.
+    let t = m.barrier_builder(2).build().unwrap();
+    assert_eq!(t.parties().unwrap(), 2);
+    t.wait_timeout(Duration::from_millis(20)).unwrap_err();
+    assert_eq!(m.barrier_builder(0).build().unwrap_err().kind(), ErrorKind::InvalidInput);
     // A single party passes at once, repeatedly.
     let one = m.barrier(1).unwrap();
     assert_eq!(one.wait().unwrap(), 0);

@@ -200,6 +200,25 @@ fn barriers_and_proxy() {
     exercise_barrier(m.barrier(2).unwrap());
 }
 
+/// A barrier built with a default timeout: a lone party's `wait` gives up after it and
+/// breaks the barrier.
+fn exercise_default_timeout<B: BarrierOps>(b: B) {
+    let t0 = Instant::now();
+    let e = b.wait().unwrap_err();
+    assert!(t0.elapsed() >= SHORT, "{e}");
+    assert!(b.is_broken().unwrap());
+    b.reset().unwrap();
+    assert!(!b.is_broken().unwrap());
+}
+
+#[test]
+fn barrier_builders_and_proxy() {
+    // The same shape: `builder(n).timeout(d).build()`.
+    exercise_default_timeout(Barrier::builder(2).timeout(SHORT).build().unwrap());
+    let m = Manager::start().unwrap();
+    exercise_default_timeout(m.barrier_builder(2).timeout(SHORT).build().unwrap());
+}
+
 // ---- Queue, JoinableQueue ------------------------------------------------------------------
 
 fn fill_two<Q: QueueOps<u32>>(q: Q) -> u32 {
