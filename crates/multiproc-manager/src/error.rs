@@ -42,7 +42,8 @@ multiproc_arena::error_type! {
         Timeout => "timed out",
         /// A `try_` call could not proceed now (nothing was taken or done).
         WouldBlock => "would block",
-        /// Releasing a lock that is not held, or an RLock or Condition held by another owner.
+        /// Releasing an RLock or Condition that the caller does not own (held by another
+        /// owner, or by nobody); a plain lock released unheld is [`NotHeld`](Self::NotHeld).
         NotOwner => "lock not held by the caller",
         /// A bounded semaphore released above its initial value, or `task_done` called more times
         /// than items were put.
@@ -64,6 +65,10 @@ multiproc_arena::error_type! {
         InvalidInput => "invalid input",
         /// Some other operating-system error; see [`Error::source`](std::error::Error::source).
         Io => "I/O error",
+        /// Releasing a [`LockProxy`](crate::LockProxy) that nobody holds (Python's
+        /// `ValueError`), as the local `Lock` reports it (`multiproc_ipc_lock::ErrorKind::NotHeld`).
+        /// (Last in the enum: kinds cross the wire, and new ones are added at the end.)
+        NotHeld => "released a lock that is not held",
     }
 
     io {

@@ -134,6 +134,22 @@ fn locks_and_proxies() {
     exercise_lock(m.rlock().unwrap());
 }
 
+#[test]
+fn an_unheld_release_says_the_same() {
+    use multiproc::lock::ErrorKind as L;
+    use multiproc::manager::ErrorKind as M;
+    let m = Manager::start().unwrap();
+    // A plain lock released while nobody holds it: NotHeld, locally and through the manager.
+    let (local, proxy) = (Lock::new().unwrap(), m.lock().unwrap());
+    let (a, b) = (local.release().unwrap_err(), proxy.release().unwrap_err());
+    assert_eq!((a.kind(), b.kind()), (L::NotHeld, M::NotHeld));
+    assert_eq!(a.kind().to_string(), b.kind().to_string());
+    // A recursive one released by a non-owner (here: nobody owns it): NotOwner, both.
+    let (local, proxy) = (RLock::new().unwrap(), m.rlock().unwrap());
+    let (a, b) = (local.release().unwrap_err(), proxy.release().unwrap_err());
+    assert_eq!((a.kind(), b.kind()), (L::NotOwner, M::NotOwner));
+}
+
 // ---- Condition -----------------------------------------------------------------------------
 
 fn notify_when_waiting<C: ConditionOps>(c: C) -> u32 {
