@@ -1,7 +1,8 @@
 //! `SelfDescribing<T>` (umbrella feature `self-describing`, on for this package) end to end:
 //! for each serde attribute that postcard, the wire format, cannot decode — an internally
 //! tagged enum, an untagged enum, `flatten`, `skip_serializing_if`, a `serde_json::Value` — the
-//! raw type fails (a queue hands the message's bytes back, nothing is lost) and the wrapped
+//! raw type fails (a queue and a pipe hand the message's bytes back, a pool a result's:
+//! nothing is lost) and the wrapped
 //! type round-trips through a queue and a pipe with a forked child, and as a pool task's
 //! argument and result. Then handles inside a wrapped value: a lock and a queue made after the
 //! fork cross a pipe to the child beside a `serde_json::Value`, and work there.
@@ -226,7 +227,12 @@ fn through_a_pipe<V: Trap>() {
         if V::POSTCARD_WRITES {
             match mine.recv_timeout::<V>(T) {
                 Ok(back) => assert!(postcard_round_trips(&v), "{v:?} came back raw as {back:?}"),
-                Err(e) => assert_eq!(e.kind(), multiproc::pipe::ErrorKind::Codec, "{e}"),
+                Err(mut e) => {
+                    assert_eq!(e.kind(), multiproc::pipe::ErrorKind::Codec, "{e}");
+                    // Not lost: the message's bytes, as postcard wrote them.
+                    let bytes = e.take_undecoded().expect("the bytes come back");
+                    assert_eq!(bytes, postcard::to_allocvec(&v).unwrap());
+                }
             }
         }
         // The failed message was consumed; the connection goes on with the next.
@@ -257,6 +263,10 @@ fn through_a_pool<V: Trap>() {
         assert!(arg.is_err(), "{v:?} as a raw argument: {arg:?}");
         let res = pool.apply(unwrap::<V>, SelfDescribing(v.clone()));
         assert!(res.is_err(), "{v:?} as a raw result: {res:?}");
+        // A result that does not decode hands its bytes back (the task is one of its own).
+        if let Some(bytes) = res.as_ref().err().and_then(|e| e.undecoded()) {
+            assert_eq!(bytes, postcard::to_allocvec(v).unwrap(), "{v:?}");
+        }
     }
     // The pool is still whole after the failures.
     let last = samples.last().unwrap().clone();

@@ -40,7 +40,8 @@ multiproc_arena::error_type! {
         /// connection is unusable.
         Protocol => "malformed frame from the peer",
         /// The message could not be serialised, or the bytes received do not decode as the
-        /// requested type (a type mismatch). The connection itself is fine.
+        /// requested type (a type mismatch). The connection itself is fine. A received message
+        /// that does not decode is not lost: [`Error::undecoded`] holds its bytes.
         Codec => "message does not (de)serialise",
         /// The authkey handshake failed: the peer's key differs, or it answered wrongly.
         Authentication => "authentication failed",
@@ -71,6 +72,30 @@ multiproc_arena::error_type! {
     }
 }
 
+/// The source of a receive's [`Codec`](ErrorKind::Codec) error: the decoder's error and the
+/// message's bytes. (The bytes live in the source, not in a field of [`Error`], so that the
+/// error — and every `Result` of this crate — is no larger for them.)
+#[derive(Debug)]
+struct Undecoded {
+    err: multiproc_arena::Error,
+    /// `None` once taken.
+    bytes: Option<Vec<u8>>,
+}
+
+impl std::fmt::Display for Undecoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The same text as the error's detail, which is therefore not repeated.
+        let n = self.bytes.as_ref().map_or(0, Vec::len);
+        write!(f, "{}; {n} bytes handed back (Error::undecoded)", self.err)
+    }
+}
+
+impl std::error::Error for Undecoded {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.err)
+    }
+}
+
 impl Error {
     /// For [`ErrorKind::BufferTooSmall`]: the size of the waiting message, in bytes.
     pub fn needed(&self) -> Option<usize> {
@@ -84,6 +109,38 @@ impl Error {
         );
         e.needed = Some(needed);
         e
+    }
+
+    /// A received message that does not decode as the type asked for; it keeps the bytes.
+    pub(crate) fn undecodable(err: multiproc_arena::Error, bytes: Vec<u8>) -> Self {
+        let u = Undecoded { err, bytes: Some(bytes) };
+        Error::with_source(ErrorKind::Codec, u.to_string(), u)
+    }
+
+    /// For a [`Codec`](ErrorKind::Codec) error of a receive
+    /// ([`recv`](crate::Connection::recv), [`recv_timeout`](crate::Connection::recv_timeout),
+    /// [`try_recv`](crate::Connection::try_recv)): the message's bytes, which did not decode
+    /// as the type asked for — what [`recv_bytes`](crate::Connection::recv_bytes) would have
+    /// returned (postcard, as [`send`](crate::Connection::send) wrote them; descriptors sent
+    /// with it are closed). The message is not lost: decode it as the type it was sent as, or
+    /// log it; the connection goes on with the next. `None` for other errors. (The queue's
+    /// error has the same accessors.)
+    pub fn undecoded(&self) -> Option<&[u8]> {
+        self.source_as::<Undecoded>()?.bytes.as_deref()
+    }
+
+    /// Takes the message's bytes out of a [`Codec`](ErrorKind::Codec) error of a receive (see
+    /// [`undecoded`](Self::undecoded)); without a copy unless the error was cloned (then a clone keeps its own).
+    pub fn take_undecoded(&mut self) -> Option<Vec<u8>> {
+        let src = self.source.as_mut()?;
+        if let Some(u) = std::sync::Arc::get_mut(src).and_then(|s| s.downcast_mut::<Undecoded>()) {
+            return u.bytes.take();
+        }
+        // Shared with a clone: copy them, and leave this error without them.
+        let u = self.source_as::<Undecoded>()?;
+        let bytes = u.bytes.clone();
+        self.source = Some(std::sync::Arc::new(Undecoded { err: u.err.clone(), bytes: None }));
+        bytes
     }
 
     /// An error from the operating system while doing `what`; disconnection errors

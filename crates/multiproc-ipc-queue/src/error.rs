@@ -36,10 +36,19 @@ multiproc_arena::error_type! {
         /// ([`JoinableQueue::join_timeout`](crate::JoinableQueue::join_timeout): tasks are
         /// still unfinished). Nothing was changed.
         Timeout => "timed out",
+        /// The queue is out of reach: a manager's queue proxy
+        /// (`multiproc_manager::QueueProxy`) lost its connection, or the manager shut down.
+        /// No later call through this proxy can succeed. The source is the manager's error.
+        Disconnected => "the queue's manager is gone (connection lost or shut down)",
+        /// A manager's queue proxy: the manager refused or failed the operation for another
+        /// reason (the object is gone, a message over its frame limit, a protocol error); the
+        /// [`source`](std::error::Error::source) is the manager's error, with its own kind.
+        Manager => "the manager holding the queue failed the operation",
     }
 
     io {
         Timeout => TimedOut,
+        Disconnected => BrokenPipe,
         Encode => InvalidInput,
         Decode => InvalidData,
         OutOfMemory => OutOfMemory,
@@ -49,7 +58,7 @@ multiproc_arena::error_type! {
     classes {
         timeout: [Timeout],
         would_block: [],
-        disconnected: [],
+        disconnected: [Disconnected],
     }
 }
 
@@ -85,6 +94,25 @@ impl Error {
         );
         err.undecoded = Some(bytes.to_vec());
         err
+    }
+
+    /// An error of `kind` caused by `cause` (its [`source`](std::error::Error::source)), for
+    /// crates whose objects report this crate's errors: the manager's queue proxy carries the
+    /// manager's error this way.
+    pub fn with_cause(
+        kind: ErrorKind,
+        detail: impl Into<String>,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::with_source(kind, detail, cause)
+    }
+
+    /// This error, holding `bytes` as the message that did not decode (see
+    /// [`undecoded`](Self::undecoded)); for a [`Decode`](ErrorKind::Decode) error made
+    /// outside this crate (the manager's queue proxy).
+    pub fn with_undecoded(mut self, bytes: Vec<u8>) -> Self {
+        self.undecoded = Some(bytes);
+        self
     }
 
     /// For a [`Decode`](ErrorKind::Decode) error of a `get`: the message's bytes (postcard, as
@@ -124,8 +152,13 @@ impl multiproc_arena::named::HasArenaKind for Error {
 /// `put` reports `Closed` and `Failed`; `try_put` adds `Full`; `put_timeout` adds `Timeout`.
 /// As every error of the workspace it answers [`is_timeout`](Self::is_timeout) (`Timeout`),
 /// [`is_would_block`](Self::is_would_block) (`Full`) and
-/// [`is_disconnected`](Self::is_disconnected) (`Closed`), also through
+/// [`is_disconnected`](Self::is_disconnected) (`Closed`, or `Failed` with a
+/// [`Disconnected`](ErrorKind::Disconnected) error), also through
 /// [`multiproc_arena::api::OpError`] (for an item type that is `Send + Sync + 'static`).
+///
+/// A manager's queue proxy (`multiproc_manager::QueueProxy`) fails with this type too: its
+/// lost connection is `Failed(item, e)` with `e.is_disconnected()`, any other failure of the
+/// manager `Failed(item, e)` of kind [`Manager`](ErrorKind::Manager).
 pub enum PutError<T> {
     /// The queue is full (`try_put`).
     Full(T),
@@ -167,9 +200,15 @@ impl<T> PutError<T> {
         self.is_full()
     }
 
-    /// Whether the queue is closed (`Closed`): no later `put` can succeed.
+    /// Whether no later `put` can succeed: the queue is closed (`Closed`), or out of reach
+    /// (`Failed` with a [`Disconnected`](ErrorKind::Disconnected) error: a manager proxy's
+    /// lost connection).
     pub fn is_disconnected(&self) -> bool {
-        self.is_closed()
+        match self {
+            PutError::Closed(_) => true,
+            PutError::Failed(_, e) => e.is_disconnected(),
+            _ => false,
+        }
     }
 
     /// The error behind `Failed`.
@@ -229,8 +268,14 @@ impl<T: Send + Sync + 'static> multiproc_arena::api::OpError for PutError<T> {
 /// `get` reports `Closed` and `Failed`; `try_get` adds `Empty`; `get_timeout` adds `Timeout`.
 /// As every error of the workspace it answers [`is_timeout`](Self::is_timeout) (`Timeout`),
 /// [`is_would_block`](Self::is_would_block) (`Empty`) and
-/// [`is_disconnected`](Self::is_disconnected) (`Closed`), also through
+/// [`is_disconnected`](Self::is_disconnected) (`Closed`, or `Failed` with a
+/// [`Disconnected`](ErrorKind::Disconnected) error), also through
 /// [`multiproc_arena::api::OpError`].
+///
+/// A manager's queue proxy (`multiproc_manager::QueueProxy`) fails with this type too: a
+/// value that does not decode is `Failed(e)` of kind [`Decode`](ErrorKind::Decode) with the
+/// bytes in [`undecoded`](Error::undecoded), as here; its lost connection is `Failed(e)` with
+/// `e.is_disconnected()`.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum GetError {
@@ -267,9 +312,23 @@ impl GetError {
         self.is_empty()
     }
 
-    /// Whether the queue is closed and drained (`Closed`): no later `get` can succeed.
+    /// Whether no later `get` can succeed: the queue is closed and drained (`Closed`), or out
+    /// of reach (`Failed` with a [`Disconnected`](ErrorKind::Disconnected) error: a manager
+    /// proxy's lost connection).
     pub fn is_disconnected(&self) -> bool {
-        self.is_closed()
+        match self {
+            GetError::Closed => true,
+            GetError::Failed(e) => e.is_disconnected(),
+            _ => false,
+        }
+    }
+
+    /// The error behind `Failed`.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            GetError::Failed(e) => Some(e),
+            _ => None,
+        }
     }
 }
 

@@ -27,7 +27,10 @@
 //! - [`JoinableQueue`]: a `Queue` with `task_done`, `join` and `join_timeout`; built with
 //!   [`JoinableQueueBuilder`] (the same settings).
 //! - [`SimpleQueue`]: `put`, `get`, `empty`, `close`.
-//! - [`PutError`] (hands the item back), [`GetError`], [`Error`] / [`ErrorKind`].
+//! - [`PutError`] (hands the item back), [`GetError`], [`Error`] / [`ErrorKind`] — also the
+//!   errors of the manager's queue proxy (`multiproc_manager::QueueProxy`).
+//! - [`QueueOps`], [`JoinableQueueOps`]: the operations as traits, implemented by these
+//!   queues and the manager's queue proxy, for code that works with either.
 //!
 //! ```
 //! use multiproc_ipc_queue::Queue;
@@ -60,6 +63,8 @@ mod error;
 #[cfg(not(multiproc_loom))]
 mod joinable;
 #[cfg(not(multiproc_loom))]
+mod ops;
+#[cfg(not(multiproc_loom))]
 mod queue;
 #[doc(hidden)]
 pub mod ring;
@@ -78,6 +83,8 @@ mod wrapper;
 pub use crate::error::{Error, ErrorKind, GetError, PutError, Result};
 #[cfg(not(multiproc_loom))]
 pub use crate::joinable::{JoinableQueue, JoinableQueueBuilder};
+#[cfg(not(multiproc_loom))]
+pub use crate::ops::{JoinableQueueOps, QueueOps};
 #[cfg(not(multiproc_loom))]
 #[doc(hidden)]
 pub use crate::queue::pause_after_spill_claim;

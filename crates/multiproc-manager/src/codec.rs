@@ -106,14 +106,24 @@ pub(crate) fn encode_probe<T: Serialize + ?Sized>(client: &Client, v: &T) -> Res
 /// Decodes a value read from the server; `s.refs` are references already credited to
 /// `client`'s session.
 pub(crate) fn decode<T: DeserializeOwned>(client: &Arc<Client>, s: Stored) -> Result<T> {
-    if s.refs.is_empty() {
-        return postcard::from_bytes(&s.bytes).map_err(decode_error);
+    decode_parts(client, &s.bytes, s.refs).map_err(decode_error)
+}
+
+/// [`decode`] of a value's bytes and references, leaving the bytes to the caller (a queue
+/// proxy hands them back when they do not decode).
+pub(crate) fn decode_parts<T: DeserializeOwned>(
+    client: &Arc<Client>,
+    bytes: &[u8],
+    refs: Vec<Id>,
+) -> std::result::Result<T, postcard::Error> {
+    if refs.is_empty() {
+        return postcard::from_bytes(bytes);
     }
-    DEC.with(|d| d.borrow_mut().push(DecCtx { client: client.clone(), pending: s.refs }));
-    let r = postcard::from_bytes(&s.bytes);
+    DEC.with(|d| d.borrow_mut().push(DecCtx { client: client.clone(), pending: refs }));
+    let r = postcard::from_bytes(bytes);
     let ctx = DEC.with(|d| d.borrow_mut().pop()).expect("pushed above");
     client.decref(ctx.pending);
-    r.map_err(decode_error)
+    r
 }
 
 /// Decodes a dict key.

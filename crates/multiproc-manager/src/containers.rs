@@ -2,9 +2,12 @@
 //! `namespace.rs`, the set in `set.rs`).
 
 use crate::codec;
-use crate::error::{Error, ErrorKind, PutError, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::handle::{boolean, count, proxy, unexpected, unit, Handle};
 use crate::protocol::*;
+use multiproc_ipc_queue::{
+    Error as QueueError, GetError, JoinableQueueOps, PutError, QueueOps, Result as QResult,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
@@ -489,23 +492,54 @@ impl<T: Data> ValueProxy<T> {
     }
 }
 
-// ---- queue --------------------------------------------------------------------------------
+// ---- queue ----------------------------------------------------------------------------------
 
 proxy! {
     /// A proxy of a FIFO queue held by the manager (Python's manager `Queue`, with
     /// `task_done`/`join` as its `JoinableQueue`).
+    ///
+    /// Its operations have the local queue's shapes and error types
+    /// ([`multiproc_ipc_queue::Queue`] and `JoinableQueue`): `put`s fail with
+    /// [`PutError`] (the value comes back), `get`s with [`GetError`], the rest with the queue
+    /// crate's [`Error`](QueueError); both queues implement [`QueueOps`] and
+    /// [`JoinableQueueOps`], so code written against those works with either. A lost
+    /// connection to the manager is `Failed` with an error whose `is_disconnected()` is true
+    /// (kind [`Disconnected`](multiproc_ipc_queue::ErrorKind::Disconnected)); any other failure
+    /// of the manager has kind [`Manager`](multiproc_ipc_queue::ErrorKind::Manager), with the
+    /// manager's [`Error`] as its source (`Error::from(e)` gives it back). A value that does not
+    /// decode as `T` is taken from the queue and handed back as bytes, as the local queue does
+    /// ([`undecoded`](QueueError::undecoded); a proxy nested in it cannot be rebuilt from them).
+    ///
+    /// ```
+    /// use multiproc_manager::Manager;
+    /// use std::time::Duration;
+    ///
+    /// let m = Manager::start().unwrap();
+    /// let q = m.bounded_queue::<u32>(1).unwrap();
+    /// q.put(1).unwrap();
+    /// let e = q.try_put(2).unwrap_err(); // multiproc_ipc_queue::PutError, as a local queue's
+    /// assert!(e.is_would_block());
+    /// assert_eq!(e.into_inner(), 2);
+    /// assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), 1);
+    /// assert!(q.try_get().unwrap_err().is_would_block());
+    /// ```
     pub struct QueueProxy<T>: Kind::Queue, Queue(QueueOp);
+}
+
+/// A queue proxy's own failure, as the queue crate's error.
+fn q<V>(r: Result<V>) -> QResult<V> {
+    r.map_err(Error::into_queue)
 }
 
 impl<T: Data> QueueProxy<T> {
     fn put_wait(&self, value: T, wait: Wait) -> std::result::Result<(), PutError<T>> {
         let stored = match self.h.enc(&value) {
             Ok(s) => s,
-            Err(e) => return Err(PutError::new(value, e)),
+            Err(e) => return Err(e.into_put_error(value)),
         };
         match self.op(QueueOp::Put(stored, wait)).and_then(unit) {
             Ok(()) => Ok(()),
-            Err(e) => Err(PutError::new(value, e)),
+            Err(e) => Err(e.into_put_error(value)),
         }
     }
 
@@ -514,71 +548,157 @@ impl<T: Data> QueueProxy<T> {
         self.put_wait(value, None)
     }
 
-    /// Puts if there is room now ([`Full`](ErrorKind::Full) otherwise).
+    /// Puts if there is room now ([`PutError::Full`], would block, with the value otherwise).
     pub fn try_put(&self, value: T) -> std::result::Result<(), PutError<T>> {
         self.put_wait(value, Some(0))
     }
 
-    /// Puts, waiting at most `timeout` for room.
+    /// Puts, waiting at most `timeout` for room ([`PutError::Timeout`] with the value).
     pub fn put_timeout(&self, value: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
         self.put_wait(value, wait_from(Some(timeout)))
     }
 
-    fn get_wait(&self, wait: Wait) -> Result<T> {
-        let r = self.op(QueueOp::Get(wait))?;
-        self.h.value(r)
+    fn get_wait(&self, wait: Wait) -> std::result::Result<T, GetError> {
+        let stored = match self.op(QueueOp::Get(wait)) {
+            Ok(Reply::Value(s)) => s,
+            Ok(other) => return Err(unexpected(&other).into_get_error()),
+            Err(e) => return Err(e.into_get_error()),
+        };
+        let Stored { bytes, refs } = stored;
+        let r = if refs.is_empty() {
+            postcard::from_bytes(&bytes)
+        } else {
+            let client = self.h.client().map_err(Error::into_get_error)?;
+            codec::decode_parts(&client, &bytes, refs)
+        };
+        // The bytes are kept only for a failure: no copy when the value decodes.
+        r.map_err(|e| undecodable(e, bytes))
     }
 
     /// Takes the oldest value, waiting for one.
-    pub fn get(&self) -> Result<T> {
+    pub fn get(&self) -> std::result::Result<T, GetError> {
         self.get_wait(None)
     }
 
-    /// Takes the oldest value if there is one now ([`Empty`](ErrorKind::Empty) otherwise).
-    pub fn try_get(&self) -> Result<T> {
+    /// Takes the oldest value if there is one now ([`GetError::Empty`], would block,
+    /// otherwise).
+    pub fn try_get(&self) -> std::result::Result<T, GetError> {
         self.get_wait(Some(0))
     }
 
-    /// Takes the oldest value, waiting at most `timeout`.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
+    /// Takes the oldest value, waiting at most `timeout` ([`GetError::Timeout`]).
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError> {
         self.get_wait(wait_from(Some(timeout)))
     }
 
-    fn len_max(&self) -> Result<(usize, usize)> {
-        match self.op(QueueOp::Len)? {
+    fn len_max(&self) -> QResult<(usize, usize)> {
+        match q(self.op(QueueOp::Len))? {
             Reply::QueueLen { len, maxsize } => Ok((len as usize, maxsize as usize)),
-            other => Err(unexpected(&other)),
+            other => Err(unexpected(&other).into_queue()),
         }
     }
 
     /// The number of values queued.
-    pub fn qsize(&self) -> Result<usize> {
+    pub fn qsize(&self) -> QResult<usize> {
         self.len_max().map(|(l, _)| l)
     }
 
-    /// Whether the queue is empty.
-    pub fn is_empty(&self) -> Result<bool> {
+    /// Whether the queue is empty (Python's `empty()`).
+    pub fn empty(&self) -> QResult<bool> {
         self.len_max().map(|(l, _)| l == 0)
     }
 
-    /// Whether the queue is at its maxsize (never for an unbounded queue).
-    pub fn is_full(&self) -> Result<bool> {
+    /// Whether the queue is at its maxsize (never for an unbounded queue; Python's `full()`).
+    pub fn full(&self) -> QResult<bool> {
         self.len_max().map(|(l, m)| m > 0 && l >= m)
     }
 
+    /// Whether the queue is empty.
+    #[deprecated(note = "use `empty()`, the local queue's (and Python's) name")]
+    pub fn is_empty(&self) -> QResult<bool> {
+        self.empty()
+    }
+
+    /// Whether the queue is at its maxsize.
+    #[deprecated(note = "use `full()`, the local queue's (and Python's) name")]
+    pub fn is_full(&self) -> QResult<bool> {
+        self.full()
+    }
+
     /// Marks one value taken earlier as processed
-    /// ([`TooManyReleases`](ErrorKind::TooManyReleases) if called more often than `put`).
-    pub fn task_done(&self) -> Result<()> {
-        self.op(QueueOp::TaskDone).and_then(unit)
+    /// ([`TaskDoneTooManyTimes`](multiproc_ipc_queue::ErrorKind::TaskDoneTooManyTimes) if
+    /// called more often than `put`).
+    pub fn task_done(&self) -> QResult<()> {
+        q(self.op(QueueOp::TaskDone).and_then(unit))
     }
 
     /// Waits until every value put has been marked done.
-    pub fn join(&self) -> Result<()> {
-        self.op(QueueOp::Join(None)).and_then(unit)
+    pub fn join(&self) -> QResult<()> {
+        q(self.op(QueueOp::Join(None)).and_then(unit))
     }
 
-    /// As [`join`](Self::join), at most `timeout` ([`Timeout`](ErrorKind::Timeout)).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.op(QueueOp::Join(wait_from(Some(timeout)))).and_then(unit)
+    /// As [`join`](Self::join), at most `timeout` (an error whose `is_timeout()` is true,
+    /// [`Timeout`](multiproc_ipc_queue::ErrorKind::Timeout), while tasks are unfinished).
+    pub fn join_timeout(&self, timeout: Duration) -> QResult<()> {
+        q(self.op(QueueOp::Join(wait_from(Some(timeout)))).and_then(unit))
+    }
+}
+
+/// A value taken from the queue that does not decode as the proxy's type: its bytes come back.
+fn undecodable(why: postcard::Error, bytes: Vec<u8>) -> GetError {
+    let detail = format!(
+        "the value does not decode as the proxy's type ({why}); {} bytes handed back \
+         (Error::undecoded)",
+        bytes.len()
+    );
+    GetError::Failed(
+        QueueError::with_cause(
+            multiproc_ipc_queue::ErrorKind::Decode,
+            detail,
+            Error::new(ErrorKind::Codec, why.to_string()),
+        )
+        .with_undecoded(bytes),
+    )
+}
+
+impl<T: Data> QueueOps<T> for QueueProxy<T> {
+    fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        QueueProxy::put(self, item)
+    }
+    fn try_put(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        QueueProxy::try_put(self, item)
+    }
+    fn put_timeout(&self, item: T, timeout: Duration) -> std::result::Result<(), PutError<T>> {
+        QueueProxy::put_timeout(self, item, timeout)
+    }
+    fn get(&self) -> std::result::Result<T, GetError> {
+        QueueProxy::get(self)
+    }
+    fn try_get(&self) -> std::result::Result<T, GetError> {
+        QueueProxy::try_get(self)
+    }
+    fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetError> {
+        QueueProxy::get_timeout(self, timeout)
+    }
+    fn qsize(&self) -> QResult<usize> {
+        QueueProxy::qsize(self)
+    }
+    fn empty(&self) -> QResult<bool> {
+        QueueProxy::empty(self)
+    }
+    fn full(&self) -> QResult<bool> {
+        QueueProxy::full(self)
+    }
+}
+
+impl<T: Data> JoinableQueueOps<T> for QueueProxy<T> {
+    fn task_done(&self) -> QResult<()> {
+        QueueProxy::task_done(self)
+    }
+    fn join(&self) -> QResult<()> {
+        QueueProxy::join(self)
+    }
+    fn join_timeout(&self, timeout: Duration) -> QResult<()> {
+        QueueProxy::join_timeout(self, timeout)
     }
 }

@@ -1,5 +1,6 @@
 //! The error types of this crate.
 
+use multiproc_ipc_queue::{Error as QueueError, ErrorKind as QueueErrorKind, GetError, PutError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io;
@@ -41,7 +42,8 @@ multiproc_arena::error_type! {
         Timeout => "timed out",
         /// A `try_` call could not proceed now (nothing was taken or done).
         WouldBlock => "would block",
-        /// Releasing a lock that is not held, or an RLock or Condition held by another owner.
+        /// Releasing an RLock or Condition that the caller does not own (held by another
+        /// owner, or by nobody); a plain lock released unheld is [`NotHeld`](Self::NotHeld).
         NotOwner => "lock not held by the caller",
         /// A bounded semaphore released above its initial value, or `task_done` called more times
         /// than items were put.
@@ -63,6 +65,10 @@ multiproc_arena::error_type! {
         InvalidInput => "invalid input",
         /// Some other operating-system error; see [`Error::source`](std::error::Error::source).
         Io => "I/O error",
+        /// Releasing a [`LockProxy`](crate::LockProxy) that nobody holds (Python's
+        /// `ValueError`), as the local `Lock` reports it (`multiproc_ipc_lock::ErrorKind::NotHeld`).
+        /// (Last in the enum: kinds cross the wire, and new ones are added at the end.)
+        NotHeld => "released a lock that is not held",
     }
 
     io {
@@ -178,58 +184,90 @@ impl<G> std::error::Error for LockError<G> {
     }
 }
 
-/// A failed `put` on a [`QueueProxy`](crate::QueueProxy): the value comes back.
-pub struct PutError<T> {
-    value: T,
-    error: Error,
-}
+// ---- the queue proxy's errors: the queue crate's own -----------------------------------------
 
-impl<T> PutError<T> {
-    pub(crate) fn new(value: T, error: Error) -> Self {
-        PutError { value, error }
-    }
-
-    /// Why the put failed ([`ErrorKind::Full`] when the queue stayed full).
-    pub fn kind(&self) -> ErrorKind {
-        self.error.kind()
-    }
-
-    /// The value that was not put.
-    pub fn into_inner(self) -> T {
-        self.value
-    }
-
-    /// The underlying error.
-    pub fn error(&self) -> &Error {
-        &self.error
-    }
-
-    /// Splits into the value and the error.
-    pub fn into_parts(self) -> (T, Error) {
-        (self.value, self.error)
+/// The queue crate's error kind for a manager error met by a queue proxy.
+fn queue_kind(kind: ErrorKind) -> QueueErrorKind {
+    match kind {
+        ErrorKind::Disconnected => QueueErrorKind::Disconnected,
+        ErrorKind::Timeout => QueueErrorKind::Timeout,
+        ErrorKind::TooManyReleases => QueueErrorKind::TaskDoneTooManyTimes,
+        _ => QueueErrorKind::Manager,
     }
 }
 
-impl<T> fmt::Debug for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PutError").field("error", &self.error).finish_non_exhaustive()
+impl Error {
+    /// As the queue crate's error (the error of a [`QueueProxy`](crate::QueueProxy)'s
+    /// operations); this error is its source, and converts back with `From`.
+    pub(crate) fn into_queue(self) -> QueueError {
+        let kind = match self.kind() {
+            ErrorKind::Codec => QueueErrorKind::Encode,
+            k => queue_kind(k),
+        };
+        QueueError::with_cause(kind, "", self)
+    }
+
+    /// A failed `get` of a queue proxy, in the local queue's shape.
+    pub(crate) fn into_get_error(self) -> GetError {
+        match self.kind() {
+            ErrorKind::Empty | ErrorKind::WouldBlock => GetError::Empty,
+            ErrorKind::Timeout => GetError::Timeout,
+            _ => GetError::Failed(self.into_queue()),
+        }
+    }
+
+    /// A failed `put` of a queue proxy, in the local queue's shape: the value comes back.
+    pub(crate) fn into_put_error<T>(self, value: T) -> PutError<T> {
+        match self.kind() {
+            ErrorKind::Full | ErrorKind::WouldBlock => PutError::Full(value),
+            ErrorKind::Timeout => PutError::Timeout(value),
+            _ => PutError::Failed(value, self.into_queue()),
+        }
     }
 }
 
-impl<T> fmt::Display for PutError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "put failed: {}", self.error)
+/// The queue crate's error (from a [`QueueProxy`](crate::QueueProxy)) as the manager's: the
+/// manager error it carries, as it was; a queue's own error by its kind, with it as the source.
+impl From<QueueError> for Error {
+    fn from(e: QueueError) -> Error {
+        if let Some(m) = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<Error>()) {
+            return m.clone();
+        }
+        let kind = match e.kind() {
+            QueueErrorKind::Disconnected => ErrorKind::Disconnected,
+            QueueErrorKind::Timeout => ErrorKind::Timeout,
+            QueueErrorKind::Encode | QueueErrorKind::Decode => ErrorKind::Codec,
+            QueueErrorKind::TaskDoneTooManyTimes => ErrorKind::TooManyReleases,
+            _ => ErrorKind::Io,
+        };
+        Error::with_source(kind, "", e)
     }
 }
 
-impl<T> std::error::Error for PutError<T> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+/// A failed `get` (of a [`QueueProxy`](crate::QueueProxy)) as the manager's error, so that `?`
+/// passes it on in a function returning [`Result`]: `Empty`, `Timeout`, `Closed`
+/// ([`Disconnected`](ErrorKind::Disconnected)), or the error behind `Failed`.
+impl From<GetError> for Error {
+    fn from(e: GetError) -> Error {
+        match e {
+            GetError::Empty => Error::kind_only(ErrorKind::Empty),
+            GetError::Timeout => Error::kind_only(ErrorKind::Timeout),
+            GetError::Closed => Error::new(ErrorKind::Disconnected, "the queue is closed"),
+            GetError::Failed(e) => e.into(),
+            other => Error::new(ErrorKind::Io, other.to_string()),
+        }
     }
 }
 
+/// A failed `put` (of a [`QueueProxy`](crate::QueueProxy)) as the manager's error, for `?`;
+/// the value is dropped (take it first with [`PutError::into_inner`] to keep it).
 impl<T> From<PutError<T>> for Error {
     fn from(e: PutError<T>) -> Error {
-        e.error
+        match e {
+            PutError::Full(_) => Error::kind_only(ErrorKind::Full),
+            PutError::Timeout(_) => Error::kind_only(ErrorKind::Timeout),
+            PutError::Closed(_) => Error::new(ErrorKind::Disconnected, "the queue is closed"),
+            PutError::Failed(_, e) => e.into(),
+        }
     }
 }

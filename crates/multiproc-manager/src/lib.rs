@@ -9,7 +9,8 @@
 //!   [`queue`](Manager::queue),
 //!   [`lock`](Manager::lock), [`rlock`](Manager::rlock), [`semaphore`](Manager::semaphore),
 //!   [`condition`](Manager::condition), [`event`](Manager::event),
-//!   [`barrier`](Manager::barrier), [`service`](Manager::service).
+//!   [`barrier`](Manager::barrier) (with a default timeout:
+//!   [`barrier_builder`](Manager::barrier_builder)), [`service`](Manager::service).
 //! - [`ManagerBuilder`]: authkey, address (private Unix socket by default, or TCP), frame
 //!   limit, handshake timeout, [`register`](ManagerBuilder::register)ed [`Service`]s;
 //!   [`bind`](ManagerBuilder::bind) gives a [`Server`] to run in the current process.
@@ -20,7 +21,9 @@
 //!   other managed containers (nested proxies keep their objects alive), or send them to
 //!   unrelated programs.
 //! - [`Address`], [`AuthKey`]: printable and parsable, to tell another program how to connect.
-//! - [`Error`] / [`ErrorKind`], [`LockError`] (std's poisoning shape), [`PutError`].
+//! - [`Error`] / [`ErrorKind`], [`LockError`] (std's poisoning shape); a [`QueueProxy`] fails
+//!   with the local queue's errors, [`PutError`] (the value comes back) and [`GetError`]
+//!   (re-exported from `multiproc-ipc-queue`).
 //!
 //! # Passing proxies to other processes
 //!
@@ -98,9 +101,9 @@ mod transport;
 
 pub use crate::authkey::AuthKey;
 pub use crate::containers::{Data, DictProxy, ListIter, ListProxy, QueueProxy, ValueProxy};
-pub use crate::error::{Error, ErrorKind, LockError, LockResult, PutError, Result};
+pub use crate::error::{Error, ErrorKind, LockError, LockResult, Result};
 pub use crate::manager::{
-    Manager, ManagerBuilder, Server, ShutdownHandle, DEFAULT_HANDSHAKE_TIMEOUT,
+    BarrierBuilder, Manager, ManagerBuilder, Server, ShutdownHandle, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 pub use crate::namespace::Namespace;
 pub use crate::protocol::DEFAULT_MAX_FRAME;
@@ -111,3 +114,12 @@ pub use crate::sync::{
     RLockProxy, SemaphoreProxy, ServiceProxy,
 };
 pub use multiproc_ipc_pipe::Address;
+/// The queue crate, whose errors a [`QueueProxy`] reports: `queue::Error`, `queue::ErrorKind`
+/// (besides [`GetError`] and [`PutError`], re-exported here).
+#[doc(no_inline)]
+pub use multiproc_ipc_queue as queue;
+/// The errors of a [`QueueProxy`]'s operations: the local queue's own
+/// (`multiproc-ipc-queue`), so code written against a local queue compiles against the proxy.
+pub use multiproc_ipc_queue::{GetError, PutError};
+/// The operations of a queue as traits, implemented by the local queues and [`QueueProxy`].
+pub use multiproc_ipc_queue::{JoinableQueueOps, QueueOps};

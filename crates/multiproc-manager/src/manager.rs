@@ -458,18 +458,24 @@ impl Manager {
         self.create(Create::Event)
     }
 
-    /// A new barrier for `parties` parties.
+    /// A new barrier for `parties` parties (no default timeout; see
+    /// [`barrier_builder`](Self::barrier_builder) for one).
     pub fn barrier(&self, parties: usize) -> Result<BarrierProxy> {
-        self.barrier_inner(parties, None)
+        self.barrier_builder(parties).build()
+    }
+
+    /// A builder for a barrier with a default timeout, in the shape of the local barrier's
+    /// (`multiproc_ipc_lock::Barrier::builder(n).timeout(d).build()`):
+    /// `manager.barrier_builder(n).timeout(d).build()`.
+    pub fn barrier_builder(&self, parties: usize) -> BarrierBuilder<'_> {
+        BarrierBuilder { manager: self, parties, timeout: None }
     }
 
     /// A new barrier whose waits time out (breaking it) after `timeout` by default.
+    #[deprecated(note = "use `barrier_builder(parties).timeout(timeout).build()`, the shape of \
+                         the local `Barrier::builder`")]
     pub fn barrier_with_timeout(&self, parties: usize, timeout: Duration) -> Result<BarrierProxy> {
-        self.barrier_inner(parties, Some(timeout))
-    }
-
-    fn barrier_inner(&self, parties: usize, timeout: Option<Duration>) -> Result<BarrierProxy> {
-        self.create(Create::Barrier { parties: parties as u64, timeout: wait_from(timeout) })
+        self.barrier_builder(parties).timeout(timeout).build()
     }
 
     /// A new instance of the service registered as `name`, created in the server from
@@ -576,5 +582,54 @@ impl<'de> Deserialize<'de> for Manager {
         let client =
             Client::for_process(&w.address, &w.authkey).map_err(serde::de::Error::custom)?;
         Ok(Manager { client, owner: None })
+    }
+}
+
+/// Builds a manager barrier: [`Manager::barrier_builder`]`(n).timeout(d).build()`, the shape
+/// of the local barrier's builder (`multiproc_ipc_lock::BarrierBuilder`).
+///
+/// The local builder's `action` has no counterpart here: the server cannot run a closure of
+/// the client's (Python's manager pickles the callable; run the action in the party whose
+/// `wait` returns 0 instead).
+///
+/// ```
+/// use multiproc_manager::Manager;
+/// use std::time::Duration;
+///
+/// let m = Manager::start().unwrap();
+/// let b = m.barrier_builder(2).timeout(Duration::from_millis(20)).build().unwrap();
+/// // Alone, the wait times out after the default timeout and breaks the barrier.
+/// assert!(b.wait().is_err());
+/// assert!(b.is_broken().unwrap());
+/// ```
+#[must_use = "a builder does nothing until `build`"]
+pub struct BarrierBuilder<'m> {
+    manager: &'m Manager,
+    parties: usize,
+    timeout: Option<Duration>,
+}
+
+impl BarrierBuilder<'_> {
+    /// The default timeout of [`BarrierProxy::wait`]: a wait that lasts longer fails and
+    /// breaks the barrier, as a [`wait_timeout`](BarrierProxy::wait_timeout) does.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Creates the barrier on the server. Zero parties is
+    /// [`InvalidInput`](ErrorKind::InvalidInput).
+    pub fn build(self) -> Result<BarrierProxy> {
+        let timeout = wait_from(self.timeout);
+        self.manager.create(Create::Barrier { parties: self.parties as u64, timeout })
+    }
+}
+
+impl fmt::Debug for BarrierBuilder<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BarrierBuilder")
+            .field("parties", &self.parties)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }

@@ -145,7 +145,7 @@ lock_object_proxy!(
     LockProxy,
     LockGuard,
     Kind::Lock,
-    #[doc = "Releases the lock (held by anyone: [`NotOwner`](ErrorKind::NotOwner) only if unlocked)."],
+    #[doc = "Releases the lock (held by anyone: [`NotHeld`](ErrorKind::NotHeld) only if unlocked, as the local `Lock`)."],
     #[doc = "Whether a holder died holding the lock since the poison was last cleared."]
 );
 

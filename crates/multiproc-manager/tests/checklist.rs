@@ -4,6 +4,7 @@
 mod common;
 
 use common::{child, join, wait_until};
+use multiproc_manager::queue::ErrorKind as QueueErrorKind;
 use multiproc_manager::*;
 use std::time::{Duration, Instant};
 
@@ -237,11 +238,11 @@ fn value_adder(v: ValueProxy<i32>) {
 
 fn queue_child(q: QueueProxy<i32>) {
     assert_eq!(q.qsize().unwrap(), 2);
-    assert!(q.is_full().unwrap());
-    assert!(!q.is_empty().unwrap());
+    assert!(q.full().unwrap());
+    assert!(!q.empty().unwrap());
     assert_eq!(q.get().unwrap(), 5);
     assert_eq!(q.get().unwrap(), 6);
-    assert!(q.is_empty().unwrap());
+    assert!(q.empty().unwrap());
 }
 
 #[test]
@@ -251,16 +252,16 @@ fn q11_q13_q05_queue() {
     q.put(5).unwrap();
     q.put(6).unwrap();
     let e = q.try_put(7).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Full);
+    assert!(matches!(e, PutError::Full(7)) && e.is_would_block(), "{e}");
     assert_eq!(e.into_inner(), 7);
     join(child(queue_child, q.clone()));
-    assert!(q.is_empty().unwrap());
-    assert!(!q.is_full().unwrap());
+    assert!(q.empty().unwrap());
+    assert!(!q.full().unwrap());
     let e = q.try_get().unwrap_err();
-    assert!(e.kind() == ErrorKind::Empty && e.is_would_block() && !e.is_timeout(), "{e}");
+    assert!(matches!(e, GetError::Empty) && e.is_would_block() && !e.is_timeout(), "{e}");
     let t0 = Instant::now();
     let e = q.get_timeout(Duration::from_millis(200)).unwrap_err();
-    assert!(e.kind() == ErrorKind::Timeout && e.is_timeout(), "{e}");
+    assert!(matches!(e, GetError::Timeout) && e.is_timeout(), "{e}");
     assert!(t0.elapsed() >= Duration::from_millis(100));
 }
 
@@ -290,14 +291,15 @@ fn jq01_jq04_task_done_and_join() {
         q.put(Some(i)).unwrap();
     }
     q.join_timeout(common::LIMIT).unwrap();
-    assert!(q.is_empty().unwrap());
+    assert!(q.empty().unwrap());
     for _ in 0..4 {
         q.put(None).unwrap();
     }
     workers.into_iter().for_each(join);
-    assert_eq!(q.task_done().unwrap_err().kind(), ErrorKind::TooManyReleases);
+    assert_eq!(q.task_done().unwrap_err().kind(), QueueErrorKind::TaskDoneTooManyTimes);
     q.put(Some(1)).unwrap();
-    assert_eq!(q.join_timeout(Duration::from_millis(50)).unwrap_err().kind(), ErrorKind::Timeout);
+    let e = q.join_timeout(Duration::from_millis(50)).unwrap_err();
+    assert!(e.kind() == QueueErrorKind::Timeout && e.is_timeout(), "{e}");
 }
 
 // ---- locks (L01, L05, RL01, RL05, RL06) --------------------------------------------------
@@ -319,7 +321,7 @@ fn l01_l05_lock_is_not_owner_bound() {
     join(child(lock_child, l.clone()));
     assert!(l.is_locked().unwrap());
     l.release().unwrap(); // the parent releases what the child acquired
-    assert_eq!(l.release().unwrap_err().kind(), ErrorKind::NotOwner);
+    assert_eq!(l.release().unwrap_err().kind(), ErrorKind::NotHeld);
     assert!(!l.is_poisoned().unwrap(), "a clean exit after a release is no death in the lock");
     let t0 = Instant::now();
     let _g = l.lock().unwrap();
@@ -564,9 +566,21 @@ fn b05_b06_b08_b13_abort_reset_timeout() {
         join(k);
     });
     // A timeout breaks the barrier for all.
-    let t = m.barrier_with_timeout(2, Duration::from_millis(100)).unwrap();
+    let t = m.barrier_builder(2).timeout(Duration::from_millis(100)).build().unwrap();
+    let t0 = Instant::now();
+    assert_eq!(t.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
+    assert!(t0.elapsed() >= Duration::from_millis(100));
+    assert!(t.is_broken().unwrap());
+    // The deprecated shape still works, the same way.
+    #[allow(deprecated)]
+    let t = m.barrier_with_timeout(2, Duration::from_millis(20)).unwrap();
     assert_eq!(t.wait().unwrap_err().kind(), ErrorKind::BrokenBarrier);
     assert!(t.is_broken().unwrap());
+    // Without a timeout the builder's barrier is the plain one; zero parties is refused.
+    let t = m.barrier_builder(2).build().unwrap();
+    assert_eq!(t.parties().unwrap(), 2);
+    t.wait_timeout(Duration::from_millis(20)).unwrap_err();
+    assert_eq!(m.barrier_builder(0).build().unwrap_err().kind(), ErrorKind::InvalidInput);
     // A single party passes at once, repeatedly.
     let one = m.barrier(1).unwrap();
     assert_eq!(one.wait().unwrap(), 0);
@@ -719,11 +733,12 @@ fn q06_a_failed_serialisation_does_not_break_the_queue() {
     let m = manager();
     let q = m.bounded_queue::<Result<u8, Unserialisable>>(1).unwrap();
     let e = q.put(Err(Unserialisable)).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Codec);
+    assert_eq!(e.error().map(|e| e.kind()), Some(QueueErrorKind::Encode), "{e}");
+    assert!(matches!(e.into_inner(), Err(Unserialisable)), "the value comes back");
     q.put(Ok(1)).unwrap();
     assert_eq!(q.qsize().unwrap(), 1);
     assert!(matches!(q.get().unwrap(), Ok(1)));
-    assert!(q.is_empty().unwrap());
+    assert!(q.empty().unwrap());
 }
 
 #[test]

@@ -132,6 +132,39 @@ impl Error {
         false
     }
 
+    /// A task's result that does not decode as the result type; it keeps the bytes.
+    pub(crate) fn undecodable(why: String, bytes: Vec<u8>) -> Self {
+        let u = Undecoded { why, bytes: Some(bytes) };
+        Error::with_source(ErrorKind::Codec, u.to_string(), u)
+    }
+
+    /// For a [`Codec`](ErrorKind::Codec) error of a task's result that did not decode as the
+    /// result type: the result's bytes (postcard, as the worker wrote them), to decode as
+    /// another type or to log. `None` for other errors — and for an item of a `map` chunk other
+    /// than its last: the worker writes a chunk's results back to back, without lengths (a
+    /// length per result would cost every result on the success path), so where a result
+    /// that does not decode ends is known only when it is the chunk's last; such an item, and
+    /// the chunk's items after it, fail without bytes. A task of its own (`apply`,
+    /// `apply_async`, `submit`, a `map` of `chunksize(1)`) always hands them back. (The
+    /// queue's and the pipe's errors have the same accessors.)
+    pub fn undecoded(&self) -> Option<&[u8]> {
+        self.source_as::<Undecoded>()?.bytes.as_deref()
+    }
+
+    /// Takes the result's bytes out of the error (see [`undecoded`](Self::undecoded));
+    /// without a copy unless the error was cloned (then a clone keeps its own).
+    pub fn take_undecoded(&mut self) -> Option<Vec<u8>> {
+        let src = self.source.as_mut()?;
+        if let Some(u) = std::sync::Arc::get_mut(src).and_then(|s| s.downcast_mut::<Undecoded>()) {
+            return u.bytes.take();
+        }
+        // Shared with a clone: copy them, and leave this error without them.
+        let u = self.source_as::<Undecoded>()?;
+        let bytes = u.bytes.clone();
+        self.source = Some(std::sync::Arc::new(Undecoded { why: u.why.clone(), bytes: None }));
+        bytes
+    }
+
     pub(crate) fn invalid(detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::InvalidArgument, detail)
     }
@@ -166,6 +199,26 @@ impl Error {
         }
     }
 }
+
+/// The source of a result's [`Codec`](ErrorKind::Codec) error: why it did not decode, and its
+/// bytes. (In the source rather than a field of [`Error`], so that the error — and every
+/// `Result` of this crate — is no larger for them.)
+#[derive(Debug)]
+struct Undecoded {
+    why: String,
+    /// `None` once taken.
+    bytes: Option<Vec<u8>>,
+}
+
+impl fmt::Display for Undecoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The same text as the error's detail, which is therefore not repeated.
+        let n = self.bytes.as_ref().map_or(0, Vec::len);
+        write!(f, "{}; {n} bytes handed back (Error::undecoded)", self.why)
+    }
+}
+
+impl std::error::Error for Undecoded {}
 
 #[cfg(test)]
 mod tests {

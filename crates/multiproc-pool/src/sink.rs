@@ -2,7 +2,7 @@
 
 use crate::core::Sink;
 use crate::error::{Error, ErrorKind, Result};
-use crate::func::{take_outcome, TAG_PANIC};
+use crate::func::{take_outcome, TAG_OK, TAG_PANIC};
 use crate::future::{lock, Slot};
 use crate::progress::Progress;
 use serde::de::DeserializeOwned;
@@ -11,22 +11,33 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Decodes `count` outcomes; a malformed buffer fails the rest.
+///
+/// A value that does not decode as `R` hands its bytes back ([`Error::undecoded`]) when they
+/// can be told apart: when it is the last outcome, whose bytes are the rest of the buffer.
+/// Before the last, its end is unknown (values are written back to back, without lengths), so
+/// it and the rest fail without bytes.
 pub(crate) fn decode_items<R: DeserializeOwned>(
     count: u32,
     mut data: &[u8],
     mut each: impl FnMut(Result<R>),
 ) {
     for i in 0..count {
+        let item = data;
         match take_outcome::<R>(&mut data) {
             Ok(Ok(v)) => each(Ok(v)),
             Ok(Err((tag, msg))) => {
                 let kind = if tag == TAG_PANIC { ErrorKind::Panicked } else { ErrorKind::Codec };
                 each(Err(Error::new(kind, msg)))
             }
-            Err(msg) => {
-                let e = Error::new(ErrorKind::Codec, msg);
-                return (i..count).for_each(|_| each(Err(e.clone())));
-            }
+            Err(msg) => match item.split_first() {
+                Some((&TAG_OK, value)) if i + 1 == count => {
+                    return each(Err(Error::undecodable(msg, value.to_vec())));
+                }
+                _ => {
+                    let e = Error::new(ErrorKind::Codec, msg);
+                    return (i..count).for_each(|_| each(Err(e.clone())));
+                }
+            },
         }
     }
 }

@@ -16,11 +16,42 @@ use std::any::Any;
 
 /// What crosses to a worker and back: a task's argument or result — owned (`'static`),
 /// `Send`, and serde-serialisable both ways (postcard; handles travel with their
-/// descriptors). Every such type is one; the trait names the bound once. A borrowed type
-/// (`&str`, `&[u8]`) is not one — the compiler says "`Deserialize` is not general enough":
-/// pass `String` / `Vec<u8>`.
+/// descriptors). Every such type is one; the trait names the bound once.
+///
+/// A type that is not one is refused at compile time with a message of this trait's own
+/// rather than serde's (the blanket impl is `#[diagnostic::do_not_recommend]`, so rustc
+/// reports `Payload` itself):
+///
+/// ```compile_fail,E0277
+/// use multiproc_pool::{Executor, ProcessPoolExecutor};
+///
+/// struct NotSerialisable(u32); // no #[derive(Serialize, Deserialize)]
+///
+/// fn f(x: NotSerialisable) -> u32 {
+///     x.0
+/// }
+///
+/// let ex = ProcessPoolExecutor::new(1).unwrap();
+/// // error[E0277]: `NotSerialisable` cannot cross to a worker process: a task's argument or
+/// //               result must be owned and serialisable both ways
+/// //   = note: pass owned data (`String` for `&str`, `Vec<T>` for `&[T]`); derive
+/// //           `serde::Serialize` and `serde::Deserialize` for types of your own
+/// let _ = ex.submit(f, NotSerialisable(1));
+/// ```
+///
+/// A borrowed type (`&str`, `&[u8]`) is not one either, but that failure is a lifetime
+/// error, which no trait's message can replace: rustc says "implementation of `Deserialize`
+/// is not general enough". Pass `String` / `Vec<u8>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross to a worker process: a task's argument or result must be owned and serialisable both ways",
+    label = "not an owned, serialisable value (`Serialize + DeserializeOwned + Send + 'static`)",
+    note = "pass owned data (`String` for `&str`, `Vec<T>` for `&[T]`); derive `serde::Serialize` and `serde::Deserialize` for types of your own"
+)]
 pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
 
+// Without this, rustc reports the failing serde bound under the impl instead of `Payload`,
+// and the message above never shows (stable since Rust 1.85; an older compiler warns that it does not know it, and shows serde's).
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
 
 /// Marker: the task ignores the worker state (`Fn(T) -> R`).

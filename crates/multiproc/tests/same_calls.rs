@@ -4,12 +4,19 @@
 //! passes is a timeout error, neither does anything. Each exercise also runs across
 //! processes: a child (forked) works on the same object.
 //!
+//! Queues too: a local `Queue`/`JoinableQueue` and the manager's `QueueProxy` go through the
+//! same calls of `multiproc::queue::{QueueOps, JoinableQueueOps}` and fail with the same error
+//! types (`PutError<T>` handing the item back, `GetError`, the queue's `Error`), a message
+//! that does not decode included.
+//!
 //! This file compiles only while the local types and the proxies have the same operations.
 
 use multiproc::api::{BarrierOps, ConditionOps, EventOps, LockOps, OpError, SemaphoreOps};
+use multiproc::queue::{ErrorKind as QueueErrorKind, GetError, JoinableQueueOps, PutError};
+use multiproc::queue::{JoinableQueue, QueueOps};
 use multiproc::{Barrier, BoundedSemaphore, Condition, Event, Lock, Manager, Process, RLock};
-use multiproc::{Semaphore, StartMethod};
-use serde::{de::DeserializeOwned, Serialize};
+use multiproc::{Queue, Semaphore, StartMethod};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 const SHORT: Duration = Duration::from_millis(30);
@@ -127,6 +134,22 @@ fn locks_and_proxies() {
     exercise_lock(m.rlock().unwrap());
 }
 
+#[test]
+fn an_unheld_release_says_the_same() {
+    use multiproc::lock::ErrorKind as L;
+    use multiproc::manager::ErrorKind as M;
+    let m = Manager::start().unwrap();
+    // A plain lock released while nobody holds it: NotHeld, locally and through the manager.
+    let (local, proxy) = (Lock::new().unwrap(), m.lock().unwrap());
+    let (a, b) = (local.release().unwrap_err(), proxy.release().unwrap_err());
+    assert_eq!((a.kind(), b.kind()), (L::NotHeld, M::NotHeld));
+    assert_eq!(a.kind().to_string(), b.kind().to_string());
+    // A recursive one released by a non-owner (here: nobody owns it): NotOwner, both.
+    let (local, proxy) = (RLock::new().unwrap(), m.rlock().unwrap());
+    let (a, b) = (local.release().unwrap_err(), proxy.release().unwrap_err());
+    assert_eq!((a.kind(), b.kind()), (L::NotOwner, M::NotOwner));
+}
+
 // ---- Condition -----------------------------------------------------------------------------
 
 fn notify_when_waiting<C: ConditionOps>(c: C) -> u32 {
@@ -191,4 +214,135 @@ fn barriers_and_proxy() {
     exercise_barrier(Barrier::new(2).unwrap());
     let m = Manager::start().unwrap();
     exercise_barrier(m.barrier(2).unwrap());
+}
+
+/// A barrier built with a default timeout: a lone party's `wait` gives up after it and
+/// breaks the barrier.
+fn exercise_default_timeout<B: BarrierOps>(b: B) {
+    let t0 = Instant::now();
+    let e = b.wait().unwrap_err();
+    assert!(t0.elapsed() >= SHORT, "{e}");
+    assert!(b.is_broken().unwrap());
+    b.reset().unwrap();
+    assert!(!b.is_broken().unwrap());
+}
+
+#[test]
+fn barrier_builders_and_proxy() {
+    // The same shape: `builder(n).timeout(d).build()`.
+    exercise_default_timeout(Barrier::builder(2).timeout(SHORT).build().unwrap());
+    let m = Manager::start().unwrap();
+    exercise_default_timeout(m.barrier_builder(2).timeout(SHORT).build().unwrap());
+}
+
+// ---- Queue, JoinableQueue ------------------------------------------------------------------
+
+fn fill_two<Q: QueueOps<u32>>(q: Q) -> u32 {
+    q.put(1).unwrap();
+    q.put_timeout(2, LONG).unwrap();
+    0
+}
+
+fn exercise_queue<Q: QueueOps<u32> + Clone + Serialize + DeserializeOwned + 'static>(q: Q) {
+    // At most 2 items; empty.
+    assert!(q.empty().unwrap());
+    assert!(!q.full().unwrap());
+    assert_eq!(q.qsize().unwrap(), 0);
+    let e = q.try_get().unwrap_err();
+    assert!(matches!(e, GetError::Empty), "{e:?}");
+    would_block(Err(e), "try_get on an empty queue");
+    let t0 = Instant::now();
+    let e = q.get_timeout(SHORT).unwrap_err();
+    assert!(t0.elapsed() >= SHORT);
+    assert!(matches!(e, GetError::Timeout), "{e:?}");
+    timed_out(Err(e), "get_timeout on an empty queue");
+
+    in_child(fill_two::<Q>, q.clone());
+    assert!(q.full().unwrap());
+    assert_eq!(q.qsize().unwrap(), 2);
+    // A failed put hands the item back.
+    let e = q.try_put(3).unwrap_err();
+    assert!(matches!(e, PutError::Full(3)), "{e:?}");
+    assert!(e.is_would_block() && !e.is_timeout() && !e.is_disconnected());
+    assert_eq!(e.into_inner(), 3);
+    let e = q.put_timeout(4, SHORT).unwrap_err();
+    assert!(matches!(e, PutError::Timeout(4)), "{e:?}");
+    assert!(e.is_timeout() && !e.is_would_block());
+    assert_eq!(q.qsize().unwrap(), 2, "a failed put adds nothing");
+
+    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.try_get().unwrap(), 2);
+    q.try_put(5).unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), 5);
+    assert!(q.empty().unwrap());
+}
+
+#[test]
+fn queues_and_proxy() {
+    exercise_queue(Queue::builder().maxsize(2).build().unwrap());
+    exercise_queue(JoinableQueue::builder().maxsize(2).build().unwrap());
+    let m = Manager::start().unwrap();
+    exercise_queue(m.bounded_queue::<u32>(2).unwrap());
+}
+
+fn finish_two<Q: JoinableQueueOps<u32>>(q: Q) -> u32 {
+    for _ in 0..2 {
+        q.get_timeout(LONG).unwrap();
+        q.task_done().unwrap();
+    }
+    0
+}
+
+fn exercise_joinable<Q: JoinableQueueOps<u32> + Clone + Serialize + DeserializeOwned + 'static>(
+    q: Q,
+) {
+    q.join_timeout(SHORT).unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    timed_out(q.join_timeout(SHORT), "join_timeout with two tasks unfinished");
+    in_child(finish_two::<Q>, q.clone());
+    q.join().unwrap();
+    q.join_timeout(SHORT).unwrap();
+    let e = q.task_done().unwrap_err();
+    assert_eq!(e.kind(), QueueErrorKind::TaskDoneTooManyTimes, "{e}");
+}
+
+#[test]
+fn joinable_queues_and_proxy() {
+    exercise_joinable(JoinableQueue::new().unwrap());
+    let m = Manager::start().unwrap();
+    exercise_joinable(m.queue::<u32>().unwrap());
+}
+
+/// Postcard writes a `None` note as nothing, so the value does not decode as itself.
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Sparse {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    note: Option<u32>,
+    n: u32,
+}
+
+fn exercise_undecodable<Q: QueueOps<Sparse>>(q: Q) {
+    q.put(Sparse { note: None, n: 7 }).unwrap();
+    q.put(Sparse { note: Some(1), n: 8 }).unwrap();
+    match q.get_timeout(LONG) {
+        Err(GetError::Failed(mut e)) => {
+            assert_eq!(e.kind(), QueueErrorKind::Decode, "{e}");
+            assert!(!e.is_disconnected() && !e.is_timeout());
+            // Not lost: the bytes come back, and decode as what was really written.
+            let bytes = e.take_undecoded().expect("the bytes come back");
+            assert_eq!(postcard::from_bytes::<u32>(&bytes).unwrap(), 7);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The queue goes on with the next message.
+    assert_eq!(q.get_timeout(LONG).unwrap(), Sparse { note: Some(1), n: 8 });
+    assert!(matches!(q.try_get(), Err(GetError::Empty)));
+}
+
+#[test]
+fn undecodable_messages_on_a_queue_and_its_proxy() {
+    exercise_undecodable(Queue::<Sparse>::new().unwrap());
+    let m = Manager::start().unwrap();
+    exercise_undecodable(m.queue::<Sparse>().unwrap());
 }

@@ -142,14 +142,25 @@ impl Connection {
         let RecvSide { st, rx } = g;
         self.receive_any(st, rx.as_mut(), deadline)?;
         let fds = std::mem::take(&mut st.fds);
-        let res = transfer::decode(&st.payload, fds);
-        st.finish_frame();
-        res.map_err(Error::codec)
+        match transfer::decode(&st.payload, fds) {
+            Ok(v) => {
+                st.finish_frame();
+                Ok(v)
+            }
+            Err(e) => {
+                // The message goes back to the caller: its buffer is taken, not copied (the
+                // next receive allocates anew; the path of a decoded message is unchanged).
+                let bytes = std::mem::take(&mut st.payload);
+                st.finish_frame();
+                Err(Error::undecodable(e, bytes))
+            }
+        }
     }
 
     /// Receives one message sent by [`send`](Self::send) and decodes it as `T`, blocking until
-    /// one arrives. A type mismatch is an [`ErrorKind::Codec`] error (the message is consumed;
-    /// the connection stays usable); a closed or dead peer is [`ErrorKind::Disconnected`].
+    /// one arrives. A type mismatch is an [`ErrorKind::Codec`] error that hands the message's
+    /// bytes back ([`Error::undecoded`]; the message is consumed, the connection stays usable);
+    /// a closed or dead peer is [`ErrorKind::Disconnected`].
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
         self.recv_deadline(None)
     }

@@ -53,7 +53,11 @@ impl LockState {
     /// only by its owner.
     fn release(&mut self, who: Holder, recursive: bool) -> Result<bool, Fault> {
         match self.holder {
-            None => Err(Fault::new(ErrorKind::NotOwner, "release of an unlocked lock")),
+            // As the local locks say it: a Lock released unheld is NotHeld, an RLock NotOwner.
+            None if recursive => {
+                Err(Fault::new(ErrorKind::NotOwner, "release of an unlocked lock"))
+            }
+            None => Err(Fault::new(ErrorKind::NotHeld, "release of an unlocked lock")),
             Some(h) if recursive && h != who => Err(Fault::new(
                 ErrorKind::NotOwner,
                 "cannot release a recursive lock held by another owner",
@@ -448,7 +452,7 @@ mod tests {
         assert_eq!(acquired(l.acquire((1, 1), None, &mut NeverGone)), (true, false));
         assert_eq!(acquired(l.acquire((2, 1), Some(0), &mut NeverGone)), (false, false));
         l.release((2, 1)).unwrap(); // another session may release, as in Python
-        assert_eq!(l.release((2, 1)).unwrap_err().kind, ErrorKind::NotOwner);
+        assert_eq!(l.release((2, 1)).unwrap_err().kind, ErrorKind::NotHeld);
         assert_eq!(acquired(l.acquire((3, 1), None, &mut NeverGone)), (true, false));
         l.release_dead(3);
         assert_eq!(acquired(l.acquire((4, 1), Some(0), &mut NeverGone)), (true, true));
