@@ -452,6 +452,30 @@ pub fn wait_success(mut child: std::process::Child, what: &str, timeout: Duratio
     }
 }
 
+/// Runs `fut` to completion on this thread (polls, parks until its waker unparks it): a
+/// minimal executor for tests of `.await`. Panics if it is not done within `limit`.
+pub fn block_on<F: std::future::Future>(fut: F, limit: Duration) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, ".await did not finish within {limit:?}");
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
+
 /// A `tracing` subscriber that keeps every event's target and message, for tests that check
 /// what multiproc reports (feature `tracing`).
 #[cfg(feature = "tracing")]

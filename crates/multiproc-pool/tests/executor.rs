@@ -4,6 +4,7 @@
 mod common;
 
 use common::{bounded, builder, each_method, executor, METHODS};
+use multiproc_arena::testing::block_on;
 use multiproc_pool::{
     as_completed, as_completed_timeout, wait, ErrorKind, Executor, ProcessPoolExecutor, ReturnWhen,
     StartMethod, ThreadPoolExecutor,
@@ -194,26 +195,6 @@ fn wait_and_as_completed_with_processes() {
     });
 }
 
-/// A tiny executor for one future: polls, parks on a thread waker.
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park_timeout(Duration::from_millis(50)),
-        }
-    }
-}
-
 #[test]
 fn futures_can_be_awaited() {
     bounded(30, || {
@@ -222,7 +203,10 @@ fn futures_can_be_awaited() {
         let b = e.submit(sleep_ms, 50).unwrap();
         let t = ThreadPoolExecutor::new(1).unwrap();
         let c = t.spawn(|| 5u64).unwrap();
-        let sum = block_on(async move { a.await.unwrap() + b.await.unwrap() + c.await.unwrap() });
+        let sum = block_on(
+            async move { a.await.unwrap() + b.await.unwrap() + c.await.unwrap() },
+            Duration::from_secs(20),
+        );
         assert_eq!(sum, 1024 + 50 + 5);
     });
 }
