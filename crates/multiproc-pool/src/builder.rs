@@ -176,14 +176,12 @@ impl<S: 'static> PoolBuilder<S> {
     /// the error is returned.
     pub fn build(self) -> Result<Pool<S>> {
         let processes = self.processes.unwrap_or_else(cpu_count);
-        if processes == 0 {
-            return Err(Error::invalid("processes must be at least 1"));
-        }
+        Error::at_least_one("processes", processes)?;
         if processes > 64 * 64 {
             return Err(Error::invalid("too many processes"));
         }
-        if self.max_tasks_per_child == Some(0) {
-            return Err(Error::invalid("max_tasks_per_child must be at least 1"));
+        if let Some(n) = self.max_tasks_per_child {
+            Error::at_least_one("max_tasks_per_child", n)?;
         }
         let method = self.method.unwrap_or_else(multiproc_spawn::get_start_method);
         if method != StartMethod::Fork && self.init.is_some() && self.init_ref.is_none() {
