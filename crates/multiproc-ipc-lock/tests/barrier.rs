@@ -16,7 +16,7 @@ const MS: Duration = Duration::from_millis(1);
 
 /// Runs `f` in N-1 children and the parent; asserts that every one returned 0.
 fn parties(f: impl Fn() -> i32) {
-    let kids: Vec<Child> = (1..N).map(|_| fork(&f)).collect();
+    let kids = fork_n(N as usize - 1, &f);
     assert_eq!(f(), 0, "the parent party failed");
     for k in kids {
         k.expect_success(T);
