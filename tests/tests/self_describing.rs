@@ -281,29 +281,24 @@ fn every_channel<V: Trap>() {
     })
 }
 
-#[test]
-fn an_internally_tagged_enum_crosses_wrapped() {
-    every_channel::<InternallyTagged>();
+/// One test per trap type, so a failure names it: `name: Type` runs [`every_channel`].
+macro_rules! every_channel_tests {
+    ($($name:ident: $V:ty;)+) => {
+        $(
+            #[test]
+            fn $name() {
+                every_channel::<$V>();
+            }
+        )+
+    };
 }
 
-#[test]
-fn an_untagged_enum_crosses_wrapped() {
-    every_channel::<Untagged>();
-}
-
-#[test]
-fn a_flattened_struct_crosses_wrapped() {
-    every_channel::<Flattened>();
-}
-
-#[test]
-fn a_skipped_field_crosses_wrapped() {
-    every_channel::<Sparse>();
-}
-
-#[test]
-fn a_serde_json_value_crosses_wrapped() {
-    every_channel::<Document>();
+every_channel_tests! {
+    an_internally_tagged_enum_crosses_wrapped: InternallyTagged;
+    an_untagged_enum_crosses_wrapped: Untagged;
+    a_flattened_struct_crosses_wrapped: Flattened;
+    a_skipped_field_crosses_wrapped: Sparse;
+    a_serde_json_value_crosses_wrapped: Document;
 }
 
 // ---- handles inside ----

@@ -275,17 +275,7 @@ macro_rules! error_type {
             }
         }
 
-        impl $crate::api::OpError for $Error {
-            fn is_timeout(&self) -> bool {
-                $Error::is_timeout(self)
-            }
-            fn is_would_block(&self) -> bool {
-                $Error::is_would_block(self)
-            }
-            fn is_disconnected(&self) -> bool {
-                $Error::is_disconnected(self)
-            }
-        }
+        $crate::op_error_by_inherent!($Error);
 
         impl ::std::convert::From<$Kind> for $Error {
             fn from(kind: $Kind) -> Self {
@@ -303,6 +293,31 @@ macro_rules! error_type {
                 ::std::io::Error::new(kind, e)
             }
         }
+    };
+}
+
+/// Implements [`api::OpError`](crate::api::OpError) for `$T` by its inherent `is_timeout`,
+/// `is_would_block` and `is_disconnected` methods; `[generics]` first for a generic type:
+/// `op_error_by_inherent!([T: Send + Sync + 'static] PutError<T>)`. Used by
+/// [`error_type!`](crate::error_type) and by the error types made without it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! op_error_by_inherent {
+    ([$($generics:tt)*] $T:ty) => {
+        impl<$($generics)*> $crate::api::OpError for $T {
+            fn is_timeout(&self) -> bool {
+                <$T>::is_timeout(self)
+            }
+            fn is_would_block(&self) -> bool {
+                <$T>::is_would_block(self)
+            }
+            fn is_disconnected(&self) -> bool {
+                <$T>::is_disconnected(self)
+            }
+        }
+    };
+    ($T:ty) => {
+        $crate::op_error_by_inherent!([] $T);
     };
 }
 

@@ -43,67 +43,50 @@ pub trait AtomicPlain:
     fn cas_weak(a: &Self::Atomic, current: Self, new: Self) -> Result<Self, Self>;
 }
 
-macro_rules! plain_int {
-    ($($t:ty => $a:ty),* $(,)?) => {$(
-        impl sealed::Sealed for $t {}
-        impl AtomicPlain for $t {
-            type Atomic = $a;
-            fn atomic(v: Self) -> $a {
-                <$a>::new(v)
-            }
-            fn load(a: &$a, o: Ordering) -> Self {
-                a.load(o)
-            }
-            fn store(a: &$a, v: Self, o: Ordering) {
-                a.store(v, o)
-            }
-            fn swap(a: &$a, v: Self, o: Ordering) -> Self {
-                a.swap(v, o)
-            }
-            fn cas_weak(a: &$a, current: Self, new: Self) -> Result<Self, Self> {
-                a.compare_exchange_weak(current, new, Ordering::AcqRel, Ordering::Acquire)
-            }
-        }
+/// `AtomicPlain` for each `$t`, kept in the atomic `$a` of its bits: the integers as they
+/// are, the floats through `to_bits`/`from_bits` (so they compare bitwise).
+macro_rules! plain {
+    (integers: $($t:ty => $a:ty),* $(,)?) => {$(
+        plain!(@impl $t => $a, ::std::convert::identity, ::std::convert::identity);
     )*};
-}
-
-plain_int!(
-    u8 => AtomicU8, u16 => AtomicU16, u32 => AtomicU32, u64 => AtomicU64, usize => AtomicUsize,
-    i8 => AtomicI8, i16 => AtomicI16, i32 => AtomicI32, i64 => AtomicI64, isize => AtomicIsize,
-);
-
-macro_rules! plain_float {
-    ($($t:ty => $a:ty),* $(,)?) => {$(
+    (floats: $($t:ty => $a:ty),* $(,)?) => {$(
+        plain!(@impl $t => $a, <$t>::to_bits, <$t>::from_bits);
+    )*};
+    (@impl $t:ty => $a:ty, $to_bits:expr, $from_bits:expr) => {
         impl sealed::Sealed for $t {}
         impl AtomicPlain for $t {
             type Atomic = $a;
             fn atomic(v: Self) -> $a {
-                <$a>::new(v.to_bits())
+                <$a>::new($to_bits(v))
             }
             fn load(a: &$a, o: Ordering) -> Self {
-                <$t>::from_bits(a.load(o))
+                $from_bits(a.load(o))
             }
             fn store(a: &$a, v: Self, o: Ordering) {
-                a.store(v.to_bits(), o)
+                a.store($to_bits(v), o)
             }
             fn swap(a: &$a, v: Self, o: Ordering) -> Self {
-                <$t>::from_bits(a.swap(v.to_bits(), o))
+                $from_bits(a.swap($to_bits(v), o))
             }
             fn cas_weak(a: &$a, current: Self, new: Self) -> Result<Self, Self> {
                 a.compare_exchange_weak(
-                    current.to_bits(),
-                    new.to_bits(),
+                    $to_bits(current),
+                    $to_bits(new),
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 )
-                .map(<$t>::from_bits)
-                .map_err(<$t>::from_bits)
+                .map($from_bits)
+                .map_err($from_bits)
             }
         }
-    )*};
+    };
 }
 
-plain_float!(f32 => AtomicU32, f64 => AtomicU64);
+plain!(integers:
+    u8 => AtomicU8, u16 => AtomicU16, u32 => AtomicU32, u64 => AtomicU64, usize => AtomicUsize,
+    i8 => AtomicI8, i16 => AtomicI16, i32 => AtomicI32, i64 => AtomicI64, isize => AtomicIsize,
+);
+plain!(floats: f32 => AtomicU32, f64 => AtomicU64);
 
 /// A plain number (`i32`, `u64`, `f64`, …; see [`AtomicPlain`]) that several processes read and
 /// write at once, without a lock — Python's `RawValue('d', 0.0)` is

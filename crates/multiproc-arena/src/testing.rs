@@ -435,6 +435,21 @@ pub fn start_copy(test: &str, env: &[(&str, &str)]) -> std::process::Child {
     c.spawn().expect("starting a copy of the test binary")
 }
 
+/// The environment variables through which [`start_role`] gives a copy its role and name.
+const ROLE_VAR: &str = "MULTIPROC_TEST_ROLE";
+const NAME_VAR: &str = "MULTIPROC_TEST_NAME";
+
+/// [`start_copy`] for a test that plays a part in its copies: the copy runs only `test`, and
+/// there [`role`] returns `role` and `name` (say, of a named object to open).
+pub fn start_role(test: &str, role: &str, name: &str) -> std::process::Child {
+    start_copy(test, &[(ROLE_VAR, role), (NAME_VAR, name)])
+}
+
+/// In a copy started by [`start_role`]: its role and name; `None` in the test itself.
+pub fn role() -> Option<(String, String)> {
+    Some((std::env::var(ROLE_VAR).ok()?, std::env::var(NAME_VAR).ok()?))
+}
+
 /// Waits (bounded by `timeout`, then kills it and panics) for `child` to succeed.
 pub fn wait_success(mut child: std::process::Child, what: &str, timeout: Duration) {
     let t0 = Instant::now();
@@ -449,6 +464,30 @@ pub fn wait_success(mut child: std::process::Child, what: &str, timeout: Duratio
             panic!("{what}: still running after {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `fut` to completion on this thread (polls, parks until its waker unparks it): a
+/// minimal executor for tests of `.await`. Panics if it is not done within `limit`.
+pub fn block_on<F: std::future::Future>(fut: F, limit: Duration) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, ".await did not finish within {limit:?}");
+        std::thread::park_timeout(Duration::from_millis(50));
     }
 }
 

@@ -3,7 +3,15 @@
 #![cfg(multiproc_loom)]
 
 use loom::thread;
-use multiproc_arena::Arena;
+use multiproc_arena::{Arena, Offset};
+
+/// An arena with two 16-byte blocks allocated (of one size class).
+fn two_blocks() -> (Arena, Offset<u8>, Offset<u8>) {
+    let arena = Arena::new(256).unwrap();
+    let a = arena.alloc_raw(16, 8).unwrap();
+    let b = arena.alloc_raw(16, 8).unwrap();
+    (arena, a, b)
+}
 
 /// Two "processes" allocate at once from fresh memory: they never get the same block.
 #[test]
@@ -24,9 +32,7 @@ fn concurrent_bump_allocations_are_distinct() {
 #[test]
 fn free_and_alloc_race_on_a_free_list() {
     loom::model(|| {
-        let arena = Arena::new(256).unwrap();
-        let a = arena.alloc_raw(16, 8).unwrap();
-        let b = arena.alloc_raw(16, 8).unwrap();
+        let (arena, a, b) = two_blocks();
         // SAFETY: `a` came from this arena with this layout and is freed once.
         unsafe { arena.free_raw(a, 16, 8) };
         let a2 = arena.clone();
@@ -48,9 +54,7 @@ fn free_and_alloc_race_on_a_free_list() {
 #[test]
 fn concurrent_pops_get_distinct_blocks() {
     loom::model(|| {
-        let arena = Arena::new(256).unwrap();
-        let a = arena.alloc_raw(16, 8).unwrap();
-        let b = arena.alloc_raw(16, 8).unwrap();
+        let (arena, a, b) = two_blocks();
         // SAFETY: both came from this arena with this layout; each is freed once.
         unsafe {
             arena.free_raw(a, 16, 8);
@@ -90,15 +94,20 @@ mod ring {
     use multiproc_arena::spsc::{Consumer, Producer, RingMem};
     use multiproc_arena::Arena;
 
-    fn model(f: impl Fn() + Sync + Send + 'static) {
+    /// Checks every interleaving (up to two preemptions) of a ring of the fewest words (16:
+    /// records of at most 32 bytes): `produce` on a second thread with its producer,
+    /// `consume` on this one with its consumer. Then every word is free again.
+    fn model(produce: fn(&mut Producer), consume: fn(&mut Consumer)) {
         let mut b = loom::model::Builder::new();
         b.preemption_bound = Some(2);
-        b.check(f);
-    }
-
-    /// A ring of the fewest words (16: records of at most 32 bytes).
-    fn mem() -> RingMem {
-        RingMem::new_in(&Arena::new(1 << 12).unwrap(), 16).unwrap()
+        b.check(move || {
+            let m = RingMem::new_in(&Arena::new(1 << 12).unwrap(), 16).unwrap();
+            let mut p = Producer::new(&m).unwrap();
+            let t = thread::spawn(move || produce(&mut p));
+            consume(&mut Consumer::new(&m).unwrap());
+            t.join().unwrap();
+            assert_eq!(m.used_words(), 0);
+        });
     }
 
     /// Takes the next record, yielding while the ring is empty.
@@ -126,19 +135,16 @@ mod ring {
     /// word read before the producer's `Release` of `tail` is visible fails the check.
     #[test]
     fn published_records_arrive_whole() {
-        model(|| {
-            let m = mem();
-            let mut p = Producer::new(&m).unwrap();
-            let t = thread::spawn(move || {
-                push(&mut p, 1, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
-                push(&mut p, 7, &[10; 3]);
-            });
-            let mut c = Consumer::new(&m).unwrap();
-            assert_eq!(pop(&mut c), (1, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]));
-            assert_eq!(pop(&mut c), (7, vec![10; 3]));
-            t.join().unwrap();
-            assert_eq!(m.used_words(), 0);
-        });
+        model(
+            |p| {
+                push(p, 1, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+                push(p, 7, &[10; 3]);
+            },
+            |c| {
+                assert_eq!(pop(c), (1, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]));
+                assert_eq!(pop(c), (7, vec![10; 3]));
+            },
+        );
     }
 
     /// Records of 4 words on a 16-word ring: the fourth waits for room (the consumer's
@@ -146,19 +152,17 @@ mod ring {
     /// fifth pads to the end and wraps. Every payload arrives intact.
     #[test]
     fn a_full_ring_wraps_and_reuses_words_only_after_the_reader() {
-        model(|| {
-            let m = mem();
-            let mut p = Producer::new(&m).unwrap();
-            let t = thread::spawn(move || {
+        model(
+            |p| {
                 for i in 1..=5u8 {
-                    push(&mut p, 1, &[i; 24]);
+                    push(p, 1, &[i; 24]);
                 }
-            });
-            let mut c = Consumer::new(&m).unwrap();
-            for i in 1..=5u8 {
-                assert_eq!(pop(&mut c), (1, vec![i; 24]));
-            }
-            t.join().unwrap();
-        });
+            },
+            |c| {
+                for i in 1..=5u8 {
+                    assert_eq!(pop(c), (1, vec![i; 24]));
+                }
+            },
+        );
     }
 }

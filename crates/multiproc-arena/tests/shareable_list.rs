@@ -3,15 +3,13 @@
 //! slot storage limits; a garbled or truncated block is a typed error, never out of bounds.
 #![cfg(not(multiproc_loom))]
 
-use multiproc_arena::testing::{fork, start_copy, wait_success};
+use multiproc_arena::testing::{fork, role, start_role, wait_success};
 use multiproc_arena::{
     random_name, transfer, ErrorKind, Item, ItemKind, ListErrorKind, ShareableList, SharedMemory,
 };
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(20);
-const ROLE: &str = "MULTIPROC_SL_TEST_ROLE";
-const NAME: &str = "MULTIPROC_SL_TEST_NAME";
 
 /// CPython's test list: `['howdy', b'HoWdY', -273.154, 100, None, True, 42]`.
 fn howdy() -> Vec<Item> {
@@ -109,16 +107,14 @@ fn every_type_round_trips_through_a_forked_child() {
 
 #[test]
 fn every_type_round_trips_through_an_unrelated_process() {
-    if let (Ok(role), Ok(name)) = (std::env::var(ROLE), std::env::var(NAME)) {
+    if let Some((role, name)) = role() {
         assert_eq!(role, "replace");
         assert_eq!(check_and_replace(&name), 0);
         return;
     }
     let sl = ShareableList::create(Some(&random_name()), &howdy()).unwrap();
-    let child = start_copy(
-        "every_type_round_trips_through_an_unrelated_process",
-        &[(ROLE, "replace"), (NAME, sl.name())],
-    );
+    let test = "every_type_round_trips_through_an_unrelated_process";
+    let child = start_role(test, "replace", sl.name());
     wait_success(child, "the process that opened the list by name", T);
     assert_eq!(sl.to_vec().unwrap(), replaced());
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use multiproc_arena::testing::block_on;
 use multiproc_cluster::{as_completed, wait, ClusterExecutor, Executor, ReturnWhen, TaskOptions};
 use multiproc_pool::ErrorKind as TaskErrorKind;
 use std::collections::HashMap;
@@ -94,7 +95,7 @@ fn map_100k_over_three_hosts_in_order() {
         let w = wait(futs, ReturnWhen::AllCompleted, Some(Duration::from_secs(20)));
         assert_eq!((w.done.len(), w.not_done.len()), (5, 0));
         let fut = ex.submit(square, 12u64).unwrap();
-        assert_eq!(block_on(fut).unwrap(), 144);
+        assert_eq!(block_on(fut, Duration::from_secs(20)).unwrap(), 144);
         // Progress across hosts.
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let s2 = seen.clone();
@@ -119,29 +120,6 @@ fn map_100k_over_three_hosts_in_order() {
         let xlen: u64 = redis::cmd("XLEN").arg("m:tasks").query(&mut con).unwrap();
         assert_eq!(xlen, 0);
     });
-}
-
-/// A minimal executor for `.await`.
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    struct T(std::thread::Thread);
-    impl Wake for T {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(T(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut f = std::pin::pin!(f);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, ".await did not finish");
-        std::thread::park_timeout(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -25,25 +25,20 @@ pub trait ValueLock: sealed::Sealed + Clone + fmt::Debug {
     fn release_value(&self);
 }
 
-impl sealed::Sealed for Lock {}
-impl ValueLock for Lock {
-    fn acquire_value(&self, timeout: Option<Duration>) -> LockResult<bool> {
-        self.acquire_with(true, timeout)
-    }
-    fn release_value(&self) {
-        let _ = self.release();
-    }
+macro_rules! value_lock {
+    ($($L:ty),+) => {$(
+        impl sealed::Sealed for $L {}
+        impl ValueLock for $L {
+            fn acquire_value(&self, timeout: Option<Duration>) -> LockResult<bool> {
+                self.acquire_with(true, timeout)
+            }
+            fn release_value(&self) {
+                let _ = self.release();
+            }
+        }
+    )+};
 }
-
-impl sealed::Sealed for RLock {}
-impl ValueLock for RLock {
-    fn acquire_value(&self, timeout: Option<Duration>) -> LockResult<bool> {
-        self.acquire_with(true, timeout)
-    }
-    fn release_value(&self) {
-        let _ = self.release();
-    }
-}
+value_lock!(Lock, RLock);
 
 /// Acquires `lock` for a guard: `Ok(true)` clean, `Ok(false)` timed out, `Err(())` poisoned.
 fn acquire<L: ValueLock>(lock: &L, timeout: Option<Duration>) -> std::result::Result<bool, ()> {
@@ -60,7 +55,7 @@ fn try_result<G>(a: std::result::Result<bool, ()>, guard: impl FnOnce() -> G) ->
 }
 
 macro_rules! common {
-    ($T:ident, $raw:ident: $Raw:ty, $what:literal) => {
+    ($T:ident, $Guard:ident, $raw:ident: $Raw:ty, $what:literal) => {
         impl<T: AtomicPlain, L: ValueLock> $T<T, L> {
             #[doc = concat!("Pairs an existing raw ", $what, " with `lock` (Python's `synchronized(obj, lock)`).")]
             pub fn from_raw($raw: $Raw, lock: L) -> Self {
@@ -81,6 +76,26 @@ macro_rules! common {
                 // A poisoned lock still hands the lock over; a single atomic access cannot have
                 // been left half-done by the dead holder.
                 let _ = acquire(&self.lock, None);
+            }
+
+            /// Takes the lock, blocking; `Err(PoisonError)` (still with the guard) if a holder
+            /// died.
+            pub fn lock(&self) -> LockResult<$Guard<'_, T, L>> {
+                match acquire(&self.lock, None) {
+                    Err(()) => Err(PoisonError::new(self.guard())),
+                    _ => Ok(self.guard()),
+                }
+            }
+
+            /// Takes the lock, waiting at most `timeout`.
+            pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<$Guard<'_, T, L>> {
+                try_result(acquire(&self.lock, Some(timeout)), || self.guard())
+            }
+        }
+
+        impl<T: AtomicPlain, L: ValueLock> fmt::Debug for $Guard<'_, T, L> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.local, f)
             }
         }
 
@@ -150,7 +165,7 @@ pub struct SyncValueGuard<'a, T: AtomicPlain, L: ValueLock = RLock> {
     _not_send: PhantomData<*const ()>,
 }
 
-common!(SyncValue, value: Value<AtomicCell<T>>, "value");
+common!(SyncValue, SyncValueGuard, value: Value<AtomicCell<T>>, "value");
 
 impl<T: AtomicPlain> SyncValue<T, RLock> {
     /// `value` behind a new [`RLock`], in the [global arena](Arena::global).
@@ -197,19 +212,6 @@ impl<T: AtomicPlain, L: ValueLock> SyncValue<T, L> {
             dirty: false,
             _not_send: PhantomData,
         }
-    }
-
-    /// Takes the lock, blocking; `Err(PoisonError)` (still with the guard) if a holder died.
-    pub fn lock(&self) -> LockResult<SyncValueGuard<'_, T, L>> {
-        match acquire(&self.lock, None) {
-            Err(()) => Err(PoisonError::new(self.guard())),
-            _ => Ok(self.guard()),
-        }
-    }
-
-    /// Takes the lock, waiting at most `timeout`.
-    pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<SyncValueGuard<'_, T, L>> {
-        try_result(acquire(&self.lock, Some(timeout)), || self.guard())
     }
 }
 
@@ -265,7 +267,7 @@ pub struct SyncArrayGuard<'a, T: AtomicPlain, L: ValueLock = RLock> {
     _not_send: PhantomData<*const ()>,
 }
 
-common!(SyncArray, array: Array<AtomicCell<T>>, "array");
+common!(SyncArray, SyncArrayGuard, array: Array<AtomicCell<T>>, "array");
 
 impl<T: AtomicPlain> SyncArray<T, RLock> {
     /// A copy of `values` behind a new [`RLock`], in the global arena.
@@ -340,19 +342,6 @@ impl<T: AtomicPlain, L: ValueLock> SyncArray<T, L> {
         let local = self.array.load_all();
         SyncArrayGuard { owner: self, local, dirty: false, _not_send: PhantomData }
     }
-
-    /// Takes the lock, blocking; `Err(PoisonError)` (still with the guard) if a holder died.
-    pub fn lock(&self) -> LockResult<SyncArrayGuard<'_, T, L>> {
-        match acquire(&self.lock, None) {
-            Err(()) => Err(PoisonError::new(self.guard())),
-            _ => Ok(self.guard()),
-        }
-    }
-
-    /// Takes the lock, waiting at most `timeout`.
-    pub fn try_lock_for(&self, timeout: Duration) -> TryLockResult<SyncArrayGuard<'_, T, L>> {
-        try_result(acquire(&self.lock, Some(timeout)), || self.guard())
-    }
 }
 
 impl<T: AtomicPlain, L: ValueLock> std::ops::Deref for SyncArrayGuard<'_, T, L> {
@@ -390,17 +379,5 @@ impl<T: AtomicPlain, L: ValueLock> fmt::Debug for SyncValue<T, L> {
 impl<T: AtomicPlain, L: ValueLock> fmt::Debug for SyncArray<T, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SyncArray").field("array", &&*self.array).field("lock", &self.lock).finish()
-    }
-}
-
-impl<T: AtomicPlain, L: ValueLock> fmt::Debug for SyncValueGuard<'_, T, L> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.local, f)
-    }
-}
-
-impl<T: AtomicPlain, L: ValueLock> fmt::Debug for SyncArrayGuard<'_, T, L> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.local, f)
     }
 }

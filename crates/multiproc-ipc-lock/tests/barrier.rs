@@ -16,11 +16,16 @@ const MS: Duration = Duration::from_millis(1);
 
 /// Runs `f` in N-1 children and the parent; asserts that every one returned 0.
 fn parties(f: impl Fn() -> i32) {
-    let kids: Vec<Child> = (1..N).map(|_| fork(&f)).collect();
+    let kids = fork_n(N as usize - 1, &f);
     assert_eq!(f(), 0, "the parent party failed");
     for k in kids {
         k.expect_success(T);
     }
+}
+
+/// Passes `b` (waiting at most `T`); true in the one party chosen to act (the middle index).
+fn chosen(b: &Barrier) -> bool {
+    b.wait_timeout(T).unwrap() == (N / 2) as usize
 }
 
 fn broken(r: multiproc_ipc_lock::Result<usize>) -> bool {
@@ -94,8 +99,7 @@ fn abort_b05() {
     let b = Barrier::new(N).unwrap();
     let passed_second = flag();
     parties(|| {
-        let i = b.wait_timeout(T).unwrap();
-        if i == (N / 2) as usize {
+        if chosen(&b) {
             b.abort();
             return 0;
         }
@@ -119,8 +123,7 @@ fn abort_b05() {
 fn reset_b06() {
     let b = Barrier::new(N).unwrap();
     parties(|| {
-        let i = b.wait_timeout(T).unwrap();
-        if i == (N / 2) as usize {
+        if chosen(&b) {
             until(10, "N-1 waiting", || b.n_waiting() == N - 1);
             b.reset();
         } else if !broken(b.wait_timeout(T)) {
@@ -137,14 +140,13 @@ fn abort_and_reset_b07() {
     let b = Barrier::new(N).unwrap();
     let b2 = Barrier::new(N).unwrap();
     parties(|| {
-        let i = b.wait_timeout(T).unwrap();
-        if i == (N / 2) as usize {
+        if chosen(&b) {
             b.abort();
         } else if !broken(b.wait_timeout(T)) {
             return 1;
         }
         // Synchronise on a second barrier, then one party repairs the first.
-        if b2.wait_timeout(T).unwrap() == (N / 2) as usize {
+        if chosen(&b2) {
             b.reset();
         }
         b2.wait_timeout(T).unwrap();
@@ -152,32 +154,32 @@ fn abort_and_reset_b07() {
     });
 }
 
-#[test]
-fn timeout_breaks_for_everyone_b08() {
-    let b = Barrier::new(N).unwrap();
+/// One party comes to `b` 300 ms late while `wait` gives up after 100 ms: the barrier
+/// breaks, for every party.
+fn a_late_party_breaks_it(
+    b: &Barrier,
+    wait: impl Fn(&Barrier) -> multiproc_ipc_lock::Result<usize>,
+) {
     let b0 = Barrier::new(N).unwrap();
     parties(|| {
-        let i = b0.wait_timeout(T).unwrap();
-        if i == (N / 2) as usize {
+        if chosen(&b0) {
             thread::sleep(300 * MS);
         }
-        (!broken(b.wait_timeout(100 * MS))) as i32
+        (!broken(wait(b))) as i32
     });
     assert!(b.is_broken());
+}
+
+#[test]
+fn timeout_breaks_for_everyone_b08() {
+    a_late_party_breaks_it(&Barrier::new(N).unwrap(), |b| b.wait_timeout(100 * MS));
 }
 
 #[test]
 fn default_timeout_b09() {
     let b = Barrier::builder(N).timeout(100 * MS).build().unwrap();
     assert_eq!(b.timeout(), Some(100 * MS));
-    let b0 = Barrier::new(N).unwrap();
-    parties(|| {
-        let i = b0.wait_timeout(T).unwrap();
-        if i == (N / 2) as usize {
-            thread::sleep(300 * MS);
-        }
-        (!broken(b.wait())) as i32
-    });
+    a_late_party_breaks_it(&b, Barrier::wait);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use multiproc_arena::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use multiproc_arena::testing::{fork_in, monotonic_ns, setups_available, Exit, Setup};
 use multiproc_arena::Array;
 use multiproc_ipc_lock::{Lock, Mutex, RLock, RwLock};
-use std::sync::TryLockError;
+use std::sync::{LockResult, TryLockError};
 use std::time::Duration;
 
 use Setup::*;
@@ -61,27 +61,16 @@ impl Objects {
 
     /// Holds `kind` while `body` runs.
     fn hold(&self, kind: Kind, body: impl FnOnce()) {
+        fn run<G>(r: LockResult<G>, body: impl FnOnce()) {
+            let _g = r.unwrap_or_else(|p| p.into_inner());
+            body()
+        }
         match kind {
-            Kind::Lock => {
-                let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-                body()
-            }
-            Kind::RLock => {
-                let _g = self.rlock.lock().unwrap_or_else(|p| p.into_inner());
-                body()
-            }
-            Kind::Mutex => {
-                let _g = self.mutex.lock().unwrap_or_else(|p| p.into_inner());
-                body()
-            }
-            Kind::RwWrite => {
-                let _g = self.rw.write().unwrap_or_else(|p| p.into_inner());
-                body()
-            }
-            Kind::RwRead => {
-                let _g = self.rw.read().unwrap_or_else(|p| p.into_inner());
-                body()
-            }
+            Kind::Lock => run(self.lock.lock(), body),
+            Kind::RLock => run(self.rlock.lock(), body),
+            Kind::Mutex => run(self.mutex.lock(), body),
+            Kind::RwWrite => run(self.rw.write(), body),
+            Kind::RwRead => run(self.rw.read(), body),
         }
     }
 
@@ -139,6 +128,23 @@ fn words() -> Array<AtomicU64> {
     Array::from_fn(8, |_| AtomicU64::new(0)).unwrap()
 }
 
+/// Runs `case` once per pair of [`pairs`] (serialised with the other tests), each with
+/// fresh objects and words and its name for messages.
+fn each_pair(kind: Kind, mut case: impl FnMut(Setup, Setup, &str, &Objects, &Array<AtomicU64>)) {
+    let _serial = serial();
+    for (hs, ws) in pairs() {
+        let what = format!("{kind:?}, holder {hs:?}, waiter {ws:?}");
+        case(hs, ws, &what, &Objects::new(), &words());
+    }
+}
+
+/// In a waiter: returns once the holder holds.
+fn until_held(w: &Array<AtomicU64>) {
+    while w[HOLDING].load(SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn ended_ok(c: &mut multiproc_arena::testing::Child, who: &str, what: &str) {
     match c.wait_timeout(Duration::from_secs(30)) {
         Some(Exit::Code(0)) => {}
@@ -150,11 +156,8 @@ fn ended_ok(c: &mut multiproc_arena::testing::Child, who: &str, what: &str) {
 /// counting marks it did not write; a waiter in another setup waits for the lock meanwhile.
 /// The waiter must get it only after the release, and the holder must see no foreign write.
 fn live_holder_is_never_taken_over(kind: Kind) {
-    let _serial = serial();
     let hold = hold_time();
-    for (hs, ws) in pairs() {
-        let what = format!("{kind:?}, holder {hs:?}, waiter {ws:?}");
-        let (objs, w) = (Objects::new(), words());
+    each_pair(kind, |hs, ws, what, objs, w| {
         let mut holder = fork_in(hs, || {
             objs.hold(kind, || {
                 w[HOLDING].store(1, SeqCst);
@@ -172,9 +175,7 @@ fn live_holder_is_never_taken_over(kind: Kind) {
             0
         });
         let mut waiter = fork_in(ws, || {
-            while w[HOLDING].load(SeqCst) == 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            until_held(w);
             objs.take(kind, hold + Duration::from_secs(10), |got| {
                 if got.is_some() {
                     let stolen = w[RELEASED].load(SeqCst) == 0;
@@ -187,21 +188,18 @@ fn live_holder_is_never_taken_over(kind: Kind) {
             });
             0
         });
-        ended_ok(&mut holder, "holder", &what);
-        ended_ok(&mut waiter, "waiter", &what);
+        ended_ok(&mut holder, "holder", what);
+        ended_ok(&mut waiter, "waiter", what);
         assert_eq!(w[FOREIGN].load(SeqCst), 0, "{what}: foreign writes while held");
         assert_eq!(w[GOT].load(SeqCst), 1, "{what}: 1 = got it after the release, 2 = stolen");
         eprintln!("{what}: held {hold:?}, 0 foreign writes, taken after the release");
-    }
+    });
 }
 
 /// A holder in one setup takes the lock and is SIGKILLed; the waiter, blocked meanwhile in
 /// another setup, must get it poisoned (not for a reader's death) soon after.
 fn dead_holder_is_recovered(kind: Kind) {
-    let _serial = serial();
-    for (hs, ws) in pairs() {
-        let what = format!("{kind:?}, holder {hs:?}, waiter {ws:?}");
-        let (objs, w) = (Objects::new(), words());
+    each_pair(kind, |hs, ws, what, objs, w| {
         let mut holder = fork_in(hs, || {
             objs.hold(kind, || {
                 w[HOLDING].store(1, SeqCst);
@@ -210,9 +208,7 @@ fn dead_holder_is_recovered(kind: Kind) {
             0
         });
         let mut waiter = fork_in(ws, || {
-            while w[HOLDING].load(SeqCst) == 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            until_held(w);
             objs.take(kind, Duration::from_secs(20), |got| {
                 w[GOT_AT].store(monotonic_ns(), SeqCst);
                 if let Some(p) = got {
@@ -227,7 +223,7 @@ fn dead_holder_is_recovered(kind: Kind) {
         assert_eq!(w[GOT].load(SeqCst), 0, "{what}: taken while the holder lived");
         let killed_at = monotonic_ns();
         holder.kill();
-        ended_ok(&mut waiter, "waiter", &what);
+        ended_ok(&mut waiter, "waiter", what);
         let _ = holder.wait_timeout(Duration::from_secs(5));
         assert_eq!(w[GOT].load(SeqCst), 1, "{what}: never recovered");
         let poisoned = w[POISONED].load(SeqCst) == 1;
@@ -238,7 +234,7 @@ fn dead_holder_is_recovered(kind: Kind) {
         // is a failure all the same: the waiter gives up after 20 s).
         eprintln!("{what}: recovered {dt:?} after the kill");
         assert!(dt < Duration::from_secs(1), "{what}: recovered only {dt:?} after the kill");
-    }
+    });
 }
 
 /// One test per lock kind and check, so a failure names both.

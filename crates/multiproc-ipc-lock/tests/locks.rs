@@ -129,16 +129,12 @@ fn rlock_held_by_child_rl03_and_not_releasable_by_parent() {
 fn mutex_stress_4_processes_100k_increments() {
     let _serial = serial();
     let m = Mutex::new(0u64).unwrap();
-    let kids: Vec<Child> = (0..4)
-        .map(|_| {
-            fork(|| {
-                for _ in 0..100_000 {
-                    *m.lock().unwrap() += 1;
-                }
-                0
-            })
-        })
-        .collect();
+    let kids = fork_n(4, || {
+        for _ in 0..100_000 {
+            *m.lock().unwrap() += 1;
+        }
+        0
+    });
     for k in kids {
         k.expect_success(Duration::from_secs(30));
     }
@@ -278,18 +274,14 @@ fn rwlock_readers_share_writers_exclude() {
     let rw = RwLock::new([0u64; 2]).unwrap();
     let readers_in = flag();
     let release = flag();
-    let kids: Vec<Child> = (0..2)
-        .map(|_| {
-            fork(|| {
-                let g = rw.read().unwrap();
-                readers_in.fetch_add(1, Ordering::SeqCst);
-                while release.load(Ordering::SeqCst) == 0 {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                (g[0] != 0) as i32
-            })
-        })
-        .collect();
+    let kids = fork_n(2, || {
+        let g = rw.read().unwrap();
+        readers_in.fetch_add(1, Ordering::SeqCst);
+        while release.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        (g[0] != 0) as i32
+    });
     until_at_least(&readers_in, 2, "two processes read at once");
     assert!(rw.try_read().is_ok(), "a third reader joins");
     assert!(matches!(rw.try_write(), Err(TryLockError::WouldBlock)));
@@ -309,31 +301,23 @@ fn rwlock_readers_share_writers_exclude() {
 fn rwlock_stress_readers_never_see_a_torn_write() {
     let _serial = serial();
     let rw = RwLock::new([0u64; 2]).unwrap();
-    let writers: Vec<Child> = (0..2)
-        .map(|_| {
-            fork(|| {
-                for _ in 0..20_000 {
-                    let mut g = rw.write().unwrap();
-                    g[0] += 1;
-                    g[1] += 1;
-                }
-                0
-            })
-        })
-        .collect();
-    let readers: Vec<Child> = (0..2)
-        .map(|_| {
-            fork(|| {
-                for _ in 0..20_000 {
-                    let g = rw.read().unwrap();
-                    if g[0] != g[1] {
-                        return 1;
-                    }
-                }
-                0
-            })
-        })
-        .collect();
+    let writers = fork_n(2, || {
+        for _ in 0..20_000 {
+            let mut g = rw.write().unwrap();
+            g[0] += 1;
+            g[1] += 1;
+        }
+        0
+    });
+    let readers = fork_n(2, || {
+        for _ in 0..20_000 {
+            let g = rw.read().unwrap();
+            if g[0] != g[1] {
+                return 1;
+            }
+        }
+        0
+    });
     for k in writers.into_iter().chain(readers) {
         k.expect_success(Duration::from_secs(30));
     }

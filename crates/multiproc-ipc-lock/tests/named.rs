@@ -2,19 +2,12 @@
 //! (children of the test, not of each other; none inherits anything: they open by name).
 #![cfg(not(multiproc_loom))]
 
-use multiproc_arena::testing::{start_copy, wait_success};
+use multiproc_arena::testing::{role, start_role, wait_success};
 use multiproc_arena::{cleanup_orphans, ErrorKind as AKind};
 use multiproc_ipc_lock::{Event, Lock, Mutex};
 use std::time::{Duration, Instant};
 
-const ROLE: &str = "MULTIPROC_NAMED_TEST_ROLE";
-const NAME: &str = "MULTIPROC_NAMED_TEST_NAME";
 const PER_PROCESS: u64 = 500_000;
-
-/// Starts this test binary again, running only `test` in `role`.
-fn start(test: &str, role: &str, name: &str) -> std::process::Child {
-    start_copy(test, &[(ROLE, role), (NAME, name)])
-}
 
 fn wait_ok(c: std::process::Child, what: &str) {
     wait_success(c, what, Duration::from_secs(120))
@@ -26,7 +19,7 @@ fn exists(name: &str) -> bool {
 
 #[test]
 fn named_mutex_and_event_between_unrelated_processes() {
-    if let (Ok(role), Ok(name)) = (std::env::var(ROLE), std::env::var(NAME)) {
+    if let Some((role, name)) = role() {
         match role.as_str() {
             "incr" => {
                 let m = Mutex::<u64>::open(&name).unwrap();
@@ -48,8 +41,8 @@ fn named_mutex_and_event_between_unrelated_processes() {
     let m = Mutex::create_named(&mname, 0u64).unwrap();
     let e = Event::create_named(&ename).unwrap();
     let t0 = Instant::now();
-    let kids = [start(test, "incr", &mname), start(test, "incr", &mname)];
-    let waiter = start(test, "wait", &ename);
+    let kids = [start_role(test, "incr", &mname), start_role(test, "incr", &mname)];
+    let waiter = start_role(test, "wait", &ename);
     for k in kids {
         wait_ok(k, "an incrementer");
     }
@@ -78,7 +71,7 @@ fn named_mutex_and_event_between_unrelated_processes() {
 
 #[test]
 fn named_objects_persist_when_asked_and_are_cleaned_after_sigkill() {
-    if let (Ok(role), Ok(name)) = (std::env::var(ROLE), std::env::var(NAME)) {
+    if let Some((role, name)) = role() {
         if role == "hold" {
             let _l = Lock::create_named(&name).unwrap();
             std::thread::sleep(Duration::from_secs(60));
@@ -99,7 +92,7 @@ fn named_objects_persist_when_asked_and_are_cleaned_after_sigkill() {
     // Not asked: a creator SIGKILLed while holding it leaves the name, which the next
     // cleanup removes (nobody has it open any more).
     let hname = format!("{name}-killed");
-    let mut holder = start(test, "hold", &hname);
+    let mut holder = start_role(test, "hold", &hname);
     let t0 = Instant::now();
     while !exists(&hname) {
         assert!(t0.elapsed() < Duration::from_secs(30), "never created");
@@ -116,7 +109,7 @@ fn named_objects_persist_when_asked_and_are_cleaned_after_sigkill() {
 
 #[test]
 fn named_barrier_rwlock_and_semaphore_open_by_name() {
-    if std::env::var(ROLE).is_ok() {
+    if role().is_some() {
         return;
     }
     let base = format!("mp-named-more-{}", std::process::id());

@@ -83,17 +83,13 @@ fn semaphore_child_acquires_parent_releases_s04() {
 fn semaphore_wakes_a_blocked_process() {
     let s = Semaphore::new(0).unwrap();
     let got = flag();
-    let mut kids: Vec<Child> = (0..3)
-        .map(|_| {
-            fork(|| {
-                if !s.acquire_with(true, Some(T)) {
-                    return 1;
-                }
-                got.fetch_add(1, Ordering::SeqCst);
-                0
-            })
-        })
-        .collect();
+    let mut kids = fork_n(3, || {
+        if !s.acquire_with(true, Some(T)) {
+            return 1;
+        }
+        got.fetch_add(1, Ordering::SeqCst);
+        0
+    });
     thread::sleep(30 * MS);
     assert_eq!(got.load(Ordering::SeqCst), 0);
     for i in 1..=3 {
@@ -112,20 +108,16 @@ fn semaphore_bounds_concurrency_across_processes() {
     let s = Semaphore::new(2).unwrap();
     let inside = flag();
     let worst = flag();
-    let kids: Vec<Child> = (0..4)
-        .map(|_| {
-            fork(|| {
-                for _ in 0..2000 {
-                    let _p = s.permit();
-                    let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                    worst.fetch_max(n, Ordering::SeqCst);
-                    std::hint::spin_loop();
-                    inside.fetch_sub(1, Ordering::SeqCst);
-                }
-                0
-            })
-        })
-        .collect();
+    let kids = fork_n(4, || {
+        for _ in 0..2000 {
+            let _p = s.permit();
+            let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
+            worst.fetch_max(n, Ordering::SeqCst);
+            std::hint::spin_loop();
+            inside.fetch_sub(1, Ordering::SeqCst);
+        }
+        0
+    });
     for k in kids {
         k.expect_success(T);
     }
@@ -228,9 +220,7 @@ fn condition_notify_all_cv02_and_notify_n_cv03() {
     let cond = Condition::new().unwrap();
     let (sleeping, woken) = (flag(), flag());
     // Six waiters (3 processes, 3 threads) time out by themselves.
-    let kids: Vec<Child> = (0..3)
-        .map(|_| fork(|| cv_waiter(&cond, &sleeping, &woken, Some(100 * MS)) as i32))
-        .collect();
+    let kids = fork_n(3, || cv_waiter(&cond, &sleeping, &woken, Some(100 * MS)) as i32);
     thread::scope(|s| {
         for _ in 0..3 {
             s.spawn(|| assert!(!cv_waiter(&cond, &sleeping, &woken, Some(100 * MS))));
@@ -245,8 +235,7 @@ fn condition_notify_all_cv02_and_notify_n_cv03() {
     for (round, notifies) in [(0, vec![usize::MAX]), (1, vec![2, 4])] {
         sleeping.store(0, Ordering::SeqCst);
         woken.store(0, Ordering::SeqCst);
-        let kids: Vec<Child> =
-            (0..3).map(|_| fork(|| (!cv_waiter(&cond, &sleeping, &woken, None)) as i32)).collect();
+        let kids = fork_n(3, || (!cv_waiter(&cond, &sleeping, &woken, None)) as i32);
         thread::scope(|s| {
             for _ in 0..3 {
                 s.spawn(|| assert!(cv_waiter(&cond, &sleeping, &woken, None)));
@@ -484,14 +473,10 @@ fn event_e03_set_in_parent_cleared_in_child() {
 fn event_set_then_clear_still_wakes_every_waiter() {
     let e = Event::new().unwrap();
     let waiting = flag();
-    let kids: Vec<Child> = (0..3)
-        .map(|_| {
-            fork(|| {
-                waiting.fetch_add(1, Ordering::SeqCst);
-                e.wait_timeout(T).is_err() as i32
-            })
-        })
-        .collect();
+    let kids = fork_n(3, || {
+        waiting.fetch_add(1, Ordering::SeqCst);
+        e.wait_timeout(T).is_err() as i32
+    });
     until_at_least(&waiting, 3, "waiters");
     thread::sleep(30 * MS);
     e.set();

@@ -251,17 +251,7 @@ impl<T> std::error::Error for PutError<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> multiproc_arena::api::OpError for PutError<T> {
-    fn is_timeout(&self) -> bool {
-        PutError::is_timeout(self)
-    }
-    fn is_would_block(&self) -> bool {
-        PutError::is_would_block(self)
-    }
-    fn is_disconnected(&self) -> bool {
-        PutError::is_disconnected(self)
-    }
-}
+multiproc_arena::op_error_by_inherent!([T: Send + Sync + 'static] PutError<T>);
 
 /// Why a `get` returned no item.
 ///
@@ -332,17 +322,7 @@ impl GetError {
     }
 }
 
-impl multiproc_arena::api::OpError for GetError {
-    fn is_timeout(&self) -> bool {
-        GetError::is_timeout(self)
-    }
-    fn is_would_block(&self) -> bool {
-        GetError::is_would_block(self)
-    }
-    fn is_disconnected(&self) -> bool {
-        GetError::is_disconnected(self)
-    }
-}
+multiproc_arena::op_error_by_inherent!(GetError);
 
 impl fmt::Display for GetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

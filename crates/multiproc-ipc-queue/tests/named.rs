@@ -2,18 +2,12 @@
 //! test, not of each other, inheriting nothing) open it by name.
 #![cfg(not(multiproc_loom))]
 
-use multiproc_arena::testing::{start_copy, wait_success};
+use multiproc_arena::testing::{role, start_role, wait_success};
 use multiproc_arena::ErrorKind as AKind;
 use multiproc_ipc_queue::{JoinableQueue, Queue};
 use std::time::{Duration, Instant};
 
-const ROLE: &str = "MULTIPROC_NAMED_QUEUE_ROLE";
-const NAME: &str = "MULTIPROC_NAMED_QUEUE_NAME";
 const PER_PRODUCER: u64 = 50_000;
-
-fn start(test: &str, role: &str, name: &str) -> std::process::Child {
-    start_copy(test, &[(ROLE, role), (NAME, name)])
-}
 
 fn wait_ok(c: std::process::Child, what: &str) {
     wait_success(c, what, Duration::from_secs(120))
@@ -21,7 +15,7 @@ fn wait_ok(c: std::process::Child, what: &str) {
 
 #[test]
 fn named_queue_between_unrelated_processes_loses_nothing() {
-    if let (Ok(role), Ok(name)) = (std::env::var(ROLE), std::env::var(NAME)) {
+    if let Some((role, name)) = role() {
         let id: u64 = role.parse().unwrap();
         let q = Queue::<(u64, u64)>::open(&name).unwrap();
         for seq in 0..PER_PRODUCER {
@@ -39,7 +33,7 @@ fn named_queue_between_unrelated_processes_loses_nothing() {
         Some(AKind::NotFound)
     );
     let t0 = Instant::now();
-    let kids = [start(test, "0", &name), start(test, "1", &name)];
+    let kids = [start_role(test, "0", &name), start_role(test, "1", &name)];
     let mut next = [0u64; 2];
     for _ in 0..2 * PER_PRODUCER {
         let (id, seq) = q.get_timeout(Duration::from_secs(30)).unwrap();
@@ -61,7 +55,7 @@ fn named_queue_between_unrelated_processes_loses_nothing() {
 
 #[test]
 fn named_joinable_queue_opens_by_name() {
-    if std::env::var(ROLE).is_ok() {
+    if role().is_some() {
         return;
     }
     let name = format!("mp-named-jq-{}", std::process::id());

@@ -125,32 +125,22 @@ impl PoolBuilder<()> {
 }
 
 impl<S: 'static> PoolBuilder<S> {
-    /// Number of worker processes (default: [`cpu_count`]); 0 is an error at `build`.
-    pub fn processes(mut self, n: usize) -> Self {
-        self.processes = Some(n);
-        self
-    }
+    multiproc_arena::setters! {
+        /// Number of worker processes (default: [`cpu_count`]); 0 is an error at `build`.
+        fn processes(mut self, n: usize) { self.processes = Some(n) }
 
-    /// How workers are started (default: `multiproc_spawn::get_start_method()`).
-    /// Closures that capture run under [`StartMethod::Fork`] only.
-    pub fn start_method(mut self, method: StartMethod) -> Self {
-        self.method = Some(method);
-        self
-    }
+        /// How workers are started (default: `multiproc_spawn::get_start_method()`).
+        /// Closures that capture run under [`StartMethod::Fork`] only.
+        fn start_method(mut self, method: StartMethod) { self.method = Some(method) }
 
-    /// Replaces a worker after it ran this many tasks (chunks); 0 is an error at `build`.
-    /// No task is lost or run twice: the parent never gives a worker more than its quota.
-    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
-        self.max_tasks_per_child = Some(n);
-        self
-    }
+        /// Replaces a worker after it ran this many tasks (chunks); 0 is an error at `build`.
+        /// No task is lost or run twice: the parent never gives a worker more than its quota.
+        fn max_tasks_per_child(mut self, n: usize) { self.max_tasks_per_child = Some(n) }
 
-    /// Fails a task that runs longer than `d` with [`ErrorKind::TaskTimedOut`], killing its
-    /// worker (a new one takes its place). Measured from the task's start in the worker, to
-    /// within about 10 ms.
-    pub fn task_timeout(mut self, d: Duration) -> Self {
-        self.task_timeout = Some(d);
-        self
+        /// Fails a task that runs longer than `d` with [`ErrorKind::TaskTimedOut`], killing its
+        /// worker (a new one takes its place). Measured from the task's start in the worker, to
+        /// within about 10 ms.
+        fn task_timeout(mut self, d: Duration) { self.task_timeout = Some(d) }
     }
 
     /// Starts workers as tasks need them (none at `build`, then one per queued or running
@@ -176,14 +166,12 @@ impl<S: 'static> PoolBuilder<S> {
     /// the error is returned.
     pub fn build(self) -> Result<Pool<S>> {
         let processes = self.processes.unwrap_or_else(cpu_count);
-        if processes == 0 {
-            return Err(Error::invalid("processes must be at least 1"));
-        }
+        Error::at_least_one("processes", processes)?;
         if processes > 64 * 64 {
             return Err(Error::invalid("too many processes"));
         }
-        if self.max_tasks_per_child == Some(0) {
-            return Err(Error::invalid("max_tasks_per_child must be at least 1"));
+        if let Some(n) = self.max_tasks_per_child {
+            Error::at_least_one("max_tasks_per_child", n)?;
         }
         let method = self.method.unwrap_or_else(multiproc_spawn::get_start_method);
         if method != StartMethod::Fork && self.init.is_some() && self.init_ref.is_none() {

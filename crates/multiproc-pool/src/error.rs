@@ -169,6 +169,15 @@ impl Error {
         Error::new(ErrorKind::InvalidArgument, detail)
     }
 
+    /// A count argument's check: `Err` ([`InvalidArgument`](ErrorKind::InvalidArgument),
+    /// "`what` must be at least 1") if `n` is 0.
+    pub(crate) fn at_least_one(what: &str, n: usize) -> Result<()> {
+        if n == 0 {
+            return Err(Error::invalid(format!("{what} must be at least 1")));
+        }
+        Ok(())
+    }
+
     /// For [`ErrorKind::Panicked`]: the panic message, with the location in the worker.
     pub fn panic_message(&self) -> Option<&str> {
         if self.kind == ErrorKind::Panicked {

@@ -51,9 +51,7 @@ pub trait Executor {
         F: Fn(T) -> R + Send + Sync + Clone + 'static,
         I: IntoIterator<Item = T>,
     {
-        if chunksize == 0 {
-            return Err(Error::invalid("chunksize must be at least 1"));
-        }
+        Error::at_least_one("chunksize", chunksize)?;
         self.map(f, items)
     }
 
@@ -193,9 +191,7 @@ impl<'a, T, R> BufferedMap<'a, T, R> {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'a,
     {
-        if buffersize == 0 {
-            return Err(Error::invalid("buffersize must be at least 1"));
-        }
+        Error::at_least_one("buffersize", buffersize)?;
         let mut m = BufferedMap {
             submit: Box::new(submit),
             items: Some(Box::new(items.into_iter())),
@@ -399,9 +395,7 @@ impl<S: 'static> Executor for ProcessPoolExecutor<S> {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'a,
     {
-        if buffersize == 0 {
-            return Err(Error::invalid("buffersize must be at least 1"));
-        }
+        Error::at_least_one("buffersize", buffersize)?;
         let func = self.pool.func::<T, R, Plain, F>(f)?;
         BufferedMap::new(move |item| self.pool.submit_func(func, item), items, buffersize)
     }

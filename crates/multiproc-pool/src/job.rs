@@ -82,8 +82,8 @@ impl<'p, S: 'static> Job<'p, S> {
         R: Payload,
         F: TaskFn<S, T, R, M>,
     {
-        if self.chunksize == Some(0) {
-            return Err(Error::invalid("chunksize must be at least 1"));
+        if let Some(n) = self.chunksize {
+            Error::at_least_one("chunksize", n)?;
         }
         if let Some(e) = self.pool.inner.state_error() {
             return Err(e);

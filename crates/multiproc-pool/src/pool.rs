@@ -211,9 +211,7 @@ impl<S: 'static> Pool<S> {
         R: Payload,
         F: TaskFn<S, T, R, M>,
     {
-        if chunksize == 0 {
-            return Err(Error::invalid("chunksize must be at least 1"));
-        }
+        Error::at_least_one("chunksize", chunksize)?;
         let func = self.func::<T, R, M, F>(f)?;
         let mut futs = Vec::new();
         let mut recs = Vec::new();

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{bounded, builder, each_method, METHODS};
+use common::{bounded, builder, each_method, executor, METHODS};
+use multiproc_arena::testing::block_on;
 use multiproc_pool::{
     as_completed, as_completed_timeout, wait, ErrorKind, Executor, ProcessPoolExecutor, ReturnWhen,
     StartMethod, ThreadPoolExecutor,
@@ -68,7 +69,7 @@ impl<R> Owned<R> for multiproc_pool::Future<R> {
 #[test]
 fn process_executor_generic_per_method() {
     each_method(90, METHODS, |m| {
-        let e = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let e = executor(2, m);
         generic(&e);
         e.shutdown(false, true);
         // Do not wait for the task the map timeout left running.
@@ -96,14 +97,14 @@ fn thread_executor_generic() {
 fn shutdown_waits_or_cancels() {
     each_method(60, [StartMethod::Fork, StartMethod::Forkserver], |m| {
         // PP36: every result is there after shutdown(wait).
-        let e = ProcessPoolExecutor::builder().processes(5).start_method(m).build().unwrap();
+        let e = executor(5, m);
         let fs: Vec<_> = (0..50).map(|_| e.submit(sleep_ms, 20).unwrap()).collect();
         e.shutdown(true, false);
         for mut f in fs {
             assert_eq!(f.result_timeout(Duration::ZERO).unwrap(), 20);
         }
         // PP37: shutdown(cancel_futures) cancels what has not started.
-        let e = ProcessPoolExecutor::builder().processes(5).start_method(m).build().unwrap();
+        let e = executor(5, m);
         let fs: Vec<_> = (0..50).map(|_| e.submit(sleep_ms, 100).unwrap()).collect();
         std::thread::sleep(Duration::from_millis(20));
         e.shutdown(true, true);
@@ -117,7 +118,7 @@ fn shutdown_waits_or_cancels() {
         }
         assert!(completed >= 1);
         // PP38: cancel just before shutdown(wait) does not hang.
-        let e = ProcessPoolExecutor::builder().processes(1).start_method(m).build().unwrap();
+        let e = executor(1, m);
         let _busy = e.submit(sleep_ms, 50).unwrap();
         let f = e.submit(sleep_ms, 50).unwrap();
         let g = e.submit(sleep_ms, 50).unwrap();
@@ -130,11 +131,7 @@ fn shutdown_waits_or_cancels() {
 #[test]
 fn future_states_and_callbacks() {
     bounded(30, || {
-        let e = ProcessPoolExecutor::builder()
-            .processes(1)
-            .start_method(StartMethod::Fork)
-            .build()
-            .unwrap();
+        let e = executor(1, StartMethod::Fork);
         let blocker = e.submit(sleep_ms, 1500).unwrap();
         // With one worker busy, a second task queued two deep is pending: cancellable.
         let _second = e.submit(sleep_ms, 1).unwrap();
@@ -164,11 +161,7 @@ fn future_states_and_callbacks() {
 #[test]
 fn wait_and_as_completed_with_processes() {
     bounded(30, || {
-        let e = ProcessPoolExecutor::builder()
-            .processes(3)
-            .start_method(StartMethod::Fork)
-            .build()
-            .unwrap();
+        let e = executor(3, StartMethod::Fork);
         // PP68
         let fast = e.submit(sleep_ms, 1).unwrap();
         let slow = e.submit(sleep_ms, 2000).unwrap();
@@ -202,39 +195,18 @@ fn wait_and_as_completed_with_processes() {
     });
 }
 
-/// A tiny executor for one future: polls, parks on a thread waker.
-fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        match fut.as_mut().poll(&mut cx) {
-            Poll::Ready(v) => return v,
-            Poll::Pending => std::thread::park_timeout(Duration::from_millis(50)),
-        }
-    }
-}
-
 #[test]
 fn futures_can_be_awaited() {
     bounded(30, || {
-        let e = ProcessPoolExecutor::builder()
-            .processes(2)
-            .start_method(StartMethod::Fork)
-            .build()
-            .unwrap();
+        let e = executor(2, StartMethod::Fork);
         let a = e.submit(pow2, 10).unwrap();
         let b = e.submit(sleep_ms, 50).unwrap();
         let t = ThreadPoolExecutor::new(1).unwrap();
         let c = t.spawn(|| 5u64).unwrap();
-        let sum = block_on(async move { a.await.unwrap() + b.await.unwrap() + c.await.unwrap() });
+        let sum = block_on(
+            async move { a.await.unwrap() + b.await.unwrap() + c.await.unwrap() },
+            Duration::from_secs(20),
+        );
         assert_eq!(sum, 1024 + 50 + 5);
     });
 }

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{each_method, METHODS};
-use multiproc_pool::{ErrorKind, Executor, ProcessPoolExecutor, ThreadPoolExecutor};
+use common::{each_method, executor, METHODS};
+use multiproc_pool::{ErrorKind, Executor, ProcessPoolExecutor, StartMethod, ThreadPoolExecutor};
 
 fn pow((x, y): (u64, u32)) -> u64 {
     x.pow(y % 4)
@@ -14,6 +14,22 @@ fn pow((x, y): (u64, u32)) -> u64 {
 
 fn div((a, b): (i64, i64)) -> i64 {
     a / b
+}
+
+/// Five divisions for [`div`], the third by zero (its task panics).
+fn divisions() -> Vec<(i64, i64)> {
+    vec![(6, 3), (8, 2), (1, 0), (9, 3), (10, 5)]
+}
+
+/// A map's outcomes of [`divisions`]: each at its own position, the zero divisor's a panic
+/// and the items around it fine.
+fn assert_divisions(out: &[multiproc_pool::Result<i64>], m: StartMethod) {
+    assert_eq!(out.len(), 5, "{m:?}");
+    assert_eq!(*out[0].as_ref().unwrap(), 2);
+    assert_eq!(*out[1].as_ref().unwrap(), 4);
+    assert_eq!(out[2].as_ref().unwrap_err().kind(), ErrorKind::Panicked, "{m:?}");
+    assert_eq!(*out[3].as_ref().unwrap(), 3);
+    assert_eq!(*out[4].as_ref().unwrap(), 2);
 }
 
 fn want() -> Vec<u64> {
@@ -29,7 +45,7 @@ fn map_chunked_keeps_order_and_batches() {
     each_method(90, METHODS, |m| {
         // PP16: chunk sizes 6, 50 and 40 give the same results; 0 is refused.
         for cs in [1, 6, 40, 50] {
-            let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+            let ex = executor(2, m);
             let v: Vec<u64> =
                 ex.map_chunked(pow, pairs(), cs).unwrap().map(|r| r.unwrap()).collect();
             assert_eq!(v, want(), "{m:?} chunksize {cs}");
@@ -38,18 +54,13 @@ fn map_chunked_keeps_order_and_batches() {
             assert_eq!(ins.iter().map(|w| w.items).sum::<u64>(), 40, "{m:?}");
             assert_eq!(ins.iter().map(|w| w.tasks).sum::<u64>(), 40_u64.div_ceil(cs as u64));
         }
-        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let ex = executor(2, m);
         let e = ex.map_chunked(pow, pairs(), 0).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         // PP04 with chunks: the zero divisor's error comes at its own position; the items
         // around it, in its chunk too, are fine.
-        let items = vec![(6, 3), (8, 2), (1, 0), (9, 3), (10, 5)];
-        let out: Vec<_> = ex.map_chunked(div, items, 3).unwrap().collect();
-        assert_eq!(*out[0].as_ref().unwrap(), 2);
-        assert_eq!(*out[1].as_ref().unwrap(), 4);
-        assert_eq!(out[2].as_ref().unwrap_err().kind(), ErrorKind::Panicked, "{m:?}");
-        assert_eq!(*out[3].as_ref().unwrap(), 3);
-        assert_eq!(*out[4].as_ref().unwrap(), 2);
+        let out: Vec<_> = ex.map_chunked(div, divisions(), 3).unwrap().collect();
+        assert_divisions(&out, m);
         // Dropping the iterator early cancels what has not started (PP07), and the
         // executor goes on.
         let mut it = ex.map_chunked(pow, pairs(), 4).unwrap();
@@ -86,9 +97,9 @@ fn distinct(mut v: Vec<u32>) -> usize {
 
 #[test]
 fn workers_start_on_demand_and_idle_ones_are_reused() {
-    use multiproc_pool::StartMethod::Fork;
+    use StartMethod::Fork;
     each_method(90, METHODS, |m| {
-        let ex = ProcessPoolExecutor::builder().processes(5).start_method(m).build().unwrap();
+        let ex = executor(5, m);
         // Fork starts every worker at once (as CPython: forking later is unsafe); the other
         // methods none until there is work.
         let upfront = ex.pool().worker_pids().len();
@@ -124,13 +135,9 @@ fn workers_start_on_demand_and_idle_ones_are_reused() {
 
 /// Runs `body` with a five-worker executor under each start method that starts workers on
 /// demand (not fork).
-fn on_demand(
-    body: impl Fn(ProcessPoolExecutor, multiproc_pool::StartMethod) + Send + Sync + 'static,
-) {
-    use multiproc_pool::StartMethod::{Forkserver, Spawn};
-    each_method(90, [Forkserver, Spawn], move |m| {
-        body(ProcessPoolExecutor::builder().processes(5).start_method(m).build().unwrap(), m)
-    });
+fn on_demand(body: impl Fn(ProcessPoolExecutor, StartMethod) + Send + Sync + 'static) {
+    use StartMethod::{Forkserver, Spawn};
+    each_method(90, [Forkserver, Spawn], move |m| body(executor(5, m), m));
 }
 
 #[test]
@@ -175,7 +182,7 @@ fn map_buffered_reads_an_endless_input_lazily() {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use std::sync::Arc;
     each_method(90, METHODS, |m| {
-        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let ex = executor(2, m);
         let read = Arc::new(AtomicUsize::new(0));
         let r = read.clone();
         let endless = (0u64..).inspect(move |_| {
@@ -200,7 +207,7 @@ fn map_buffered_reads_an_endless_input_lazily() {
 #[test]
 fn map_buffered_keeps_order_and_errors_at_their_position() {
     each_method(90, METHODS, |m| {
-        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let ex = executor(2, m);
         for bs in [1, 2, 4, 8, 100] {
             let v: Vec<u64> =
                 ex.map_buffered(pow, pairs(), bs).unwrap().map(|r| r.unwrap()).collect();
@@ -211,14 +218,8 @@ fn map_buffered_keeps_order_and_errors_at_their_position() {
         let e = ex.map_buffered(pow, pairs(), 0).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{m:?}");
         // A failing task's error comes at its own position; the items after it are fine.
-        let items = vec![(6, 3), (8, 2), (1, 0), (9, 3), (10, 5)];
-        let out: Vec<_> = ex.map_buffered(div, items, 2).unwrap().collect();
-        assert_eq!(*out[0].as_ref().unwrap(), 2);
-        assert_eq!(*out[1].as_ref().unwrap(), 4);
-        assert_eq!(out[2].as_ref().unwrap_err().kind(), ErrorKind::Panicked, "{m:?}");
-        assert_eq!(*out[3].as_ref().unwrap(), 3);
-        assert_eq!(*out[4].as_ref().unwrap(), 2);
-        assert_eq!(out.len(), 5);
+        let out: Vec<_> = ex.map_buffered(div, divisions(), 2).unwrap().collect();
+        assert_divisions(&out, m);
         // Shut down mid-stream: what was submitted still comes, then the refusal, then the
         // end.
         let mut it = ex.map_buffered(double, 0u64.., 3).unwrap();

@@ -4,9 +4,9 @@
 mod common;
 mod sys;
 
-use common::{bounded, builder, each_method, pool, METHODS};
+use common::{bounded, builder, each_method, executor, pool, METHODS};
 use multiproc_arena::Array;
-use multiproc_pool::{ErrorKind, Executor, Pool, ProcessPoolExecutor, Signal, StartMethod};
+use multiproc_pool::{ErrorKind, Executor, Pool, Signal, StartMethod};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -278,7 +278,7 @@ fn mark_then_sleep(path: String) -> u64 {
 fn executor_survives_a_killed_worker() {
     each_method(60, [StartMethod::Fork, StartMethod::Spawn], |m| {
         // PP13 / PP14 / PP15: only the running futures fail, each with its own error.
-        let e = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let e = executor(2, m);
         let dir = std::env::temp_dir();
         let marks: Vec<String> = (0..2)
             .map(|i| {

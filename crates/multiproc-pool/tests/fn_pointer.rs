@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{builder, each_method, pool, METHODS};
-use multiproc_pool::{ErrorKind, Executor, ProcessPoolExecutor, StartMethod};
+use common::{builder, each_method, executor, pool, METHODS};
+use multiproc_pool::{ErrorKind, Executor, StartMethod};
 
 fn sqr(x: i64) -> i64 {
     x * x
@@ -45,7 +45,7 @@ fn fn_pointers_run_under_every_method() {
             p.job().chunksize(3).map(f, 0..10).unwrap(),
             (0..10).map(sqr).collect::<Vec<_>>()
         );
-        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let ex = executor(2, m);
         assert_eq!(ex.submit(f, 9).unwrap().result().unwrap(), 81, "{m:?}");
         let v: Vec<i64> = ex.map(g, 0..4).unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(v, vec![0, -1, -2, -3], "{m:?}");

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{each_method, pool, METHODS};
-use multiproc_pool::{ErrorKind, Executor, ProcessPoolExecutor};
+use common::{each_method, executor, pool, METHODS};
+use multiproc_pool::{ErrorKind, Executor};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -74,7 +74,7 @@ fn map_over_a_panicking_input_raises_that_panic() {
 #[test]
 fn executor_map_yields_each_error_at_its_position() {
     each_method(90, METHODS, |m| {
-        let ex = ProcessPoolExecutor::builder().processes(3).start_method(m).build().unwrap();
+        let ex = executor(3, m);
         for cs in [1, 3] {
             let mut it = ex.map_chunked(fails, 0..10, cs).unwrap();
             assert_eq!(it.next().unwrap().unwrap(), 0);

@@ -9,14 +9,13 @@
 mod common;
 mod sys;
 
-use common::{bounded, each_method, METHODS};
+use common::{bounded, each_method, executor, take_unser, Unserialisable, METHODS};
 use multiproc_arena::testing::{pid_running, start_copy, wait_success};
 use multiproc_arena::Array;
 use multiproc_pool::{
     wait, ErrorKind, Executor, Pool, ProcessPoolExecutor, ReturnWhen, StartMethod,
     ThreadPoolExecutor,
 };
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,7 +126,7 @@ fn panics_with_timeout(x: u32) -> u32 {
 #[test]
 fn a_tasks_own_timeout_is_not_a_map_timeout() {
     each_method(120, [StartMethod::Fork, StartMethod::Forkserver], |m| {
-        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let ex = executor(2, m);
         let long = Duration::from_secs(60);
         // The task's own error value.
         let mut it = ex.map_timeout(own_timeout, 0..4, long).unwrap();
@@ -171,11 +170,7 @@ fn dropping_the_map_iterator_cancels_what_has_not_started() {
         const N: usize = 20;
         let started = Array::from_fn(N, |_| AtomicU32::new(0)).unwrap();
         let marks = started.clone();
-        let ex = ProcessPoolExecutor::builder()
-            .processes(1)
-            .start_method(StartMethod::Fork)
-            .build()
-            .unwrap();
+        let ex = executor(1, StartMethod::Fork);
         let task = move |i: usize| {
             marks[i].store(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(100));
@@ -228,7 +223,7 @@ fn slow_abs(x: i64) -> i64 {
 #[test]
 fn dropping_the_executor_shuts_it_down() {
     each_method(120, METHODS, |m| {
-        let ex = ProcessPoolExecutor::builder().processes(3).start_method(m).build().unwrap();
+        let ex = executor(3, m);
         let results = ex.map(slow_abs, -5..5).unwrap();
         let pids = ex.pool().worker_pids();
         assert!(!pids.is_empty(), "{m:?}");
@@ -244,7 +239,7 @@ fn dropping_the_executor_shuts_it_down() {
 #[test]
 fn shutdown_without_wait_still_finishes_everything() {
     each_method(120, METHODS, |m| {
-        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let ex = executor(2, m);
         let fut = ex.submit(sleep_ms, 300).unwrap();
         let results = ex.map(slow_abs, -5..5).unwrap();
         let t = Instant::now();
@@ -321,7 +316,7 @@ fn crash_after_100ms(code: i32) -> u32 {
 #[test]
 fn worker_crash_during_shutdown_wait() {
     each_method(120, METHODS, |m| {
-        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let ex = executor(2, m);
         let crash = ex.submit(crash_after_100ms, 7).unwrap();
         let fine: Vec<_> = (0..4).map(|_| ex.submit(sleep_ms, 50).unwrap()).collect();
         let t = Instant::now();
@@ -337,26 +332,12 @@ fn worker_crash_during_shutdown_wait() {
     });
 }
 
-/// An argument whose serialisation fails (CPython's unpicklable task).
-#[derive(Debug, Deserialize)]
-struct Unserialisable(u8);
-
-impl Serialize for Unserialisable {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("refuses to serialise"))
-    }
-}
-
-fn take_unser(x: Unserialisable) -> u8 {
-    x.0
-}
-
 // PP61: a task that cannot be serialised, then `shutdown(wait=False)`: the future fails with
 // a codec error, and the pool still winds down (no hang, no leftover workers).
 #[test]
 fn unserialisable_task_then_shutdown_without_wait() {
     each_method(120, METHODS, |m| {
-        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let ex = executor(2, m);
         assert_eq!(ex.submit(sqr, 6).unwrap().result().unwrap(), 36);
         let bad = ex.submit(take_unser, Unserialisable(1)).unwrap();
         let after = ex.submit(sqr, 5).unwrap();
@@ -387,7 +368,7 @@ fn crash_big(data: Vec<u8>) -> usize {
 #[test]
 fn crash_with_large_arguments_does_not_deadlock() {
     each_method(180, [StartMethod::Fork, StartMethod::Forkserver], |m| {
-        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let ex = executor(2, m);
         let items: Vec<Vec<u8>> = (0..10).map(|i| vec![i as u8; PIPE_MAX_SIZE]).collect();
         let out: Vec<_> = ex.map(crash_big, items).unwrap().collect();
         assert_eq!(out.len(), 10);
@@ -404,11 +385,7 @@ fn crash_with_large_arguments_does_not_deadlock() {
 #[test]
 fn wait_first_exception_with_one_already_failed_returns_at_once() {
     bounded(60, || {
-        let ex = ProcessPoolExecutor::builder()
-            .processes(2)
-            .start_method(StartMethod::Fork)
-            .build()
-            .unwrap();
+        let ex = executor(2, StartMethod::Fork);
         let failed = ex.submit(div, (1, 0)).unwrap();
         assert!(failed.wait_timeout(Duration::from_secs(20)));
         let slow = ex.submit(|(a, b): (i64, i64)| sleep_ms(5000) as i64 + a / b, (0, 1)).unwrap();
@@ -426,7 +403,7 @@ fn wait_first_exception_with_one_already_failed_returns_at_once() {
 #[test]
 fn wait_all_completed_holds_failures_and_successes() {
     each_method(60, [StartMethod::Fork, StartMethod::Forkserver], |m| {
-        let ex = ProcessPoolExecutor::builder().processes(2).start_method(m).build().unwrap();
+        let ex = executor(2, m);
         let fs = vec![
             ex.submit(div, (4, 2)).unwrap(),
             ex.submit(div, (1, 0)).unwrap(),
@@ -449,11 +426,7 @@ fn wait_all_completed_holds_failures_and_successes() {
 #[test]
 fn future_debug_shows_its_state() {
     bounded(60, || {
-        let ex = ProcessPoolExecutor::builder()
-            .processes(1)
-            .start_method(StartMethod::Fork)
-            .build()
-            .unwrap();
+        let ex = executor(1, StartMethod::Fork);
         let shown = |f: &dyn std::fmt::Debug| format!("{f:?}");
         let blocker = ex.submit(sleep_ms, 1000).unwrap();
         // One worker, busy: the tasks behind it wait (the third is still in the parent).

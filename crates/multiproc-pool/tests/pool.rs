@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{bounded, builder, each_method, pool, METHODS};
+use common::{bounded, builder, each_method, pool, take_unser, Unserialisable, METHODS};
 use multiproc_pool::{ErrorKind, Pool, StartMethod};
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -178,20 +177,6 @@ fn bad_sizes_are_errors() {
             ErrorKind::InvalidArgument
         );
     });
-}
-
-/// An argument whose serialisation fails (PO07).
-#[derive(Debug, Deserialize)]
-struct Unserialisable(u8);
-
-impl Serialize for Unserialisable {
-    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-        Err(serde::ser::Error::custom("refuses to serialise"))
-    }
-}
-
-fn take_unser(x: Unserialisable) -> u8 {
-    x.0
 }
 
 fn make_unser(x: u8) -> Unserialisable {

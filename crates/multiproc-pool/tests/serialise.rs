@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{each_method, pool, METHODS};
-use multiproc_pool::{ErrorKind, Executor, ProcessPoolExecutor};
+use common::{each_method, executor, pool, METHODS};
+use multiproc_pool::{ErrorKind, Executor};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// A ratio that refuses to be serialised when it is not a number.
@@ -60,7 +60,7 @@ fn result_errors_carry_the_serializers_message() {
         check(out[1].as_ref().unwrap_err(), "the result", ".ratios[1]");
         assert_eq!(out[2].as_ref().unwrap().ratios[1].0, 0.5);
         assert_eq!(p.worker_pids(), pids, "no worker lost");
-        let ex = ProcessPoolExecutor::builder().processes(1).start_method(m).build().unwrap();
+        let ex = executor(1, m);
         check(&ex.submit(report, true).unwrap().result().unwrap_err(), "the result", ".ratios[1]");
         assert_eq!(ex.submit(report, false).unwrap().result().unwrap().ratios.len(), 2);
     });
@@ -74,7 +74,7 @@ fn argument_errors_carry_the_serializers_message() {
         let items = vec![report(false), report(false), report(true)];
         let e = p.job().chunksize(2).map(count_ratios, items).unwrap_err();
         check(&e, "the argument of item 2", ".ratios[1]");
-        let ex = ProcessPoolExecutor::builder().processes(1).start_method(m).build().unwrap();
+        let ex = executor(1, m);
         let e = ex.submit(count_ratios, report(true)).unwrap().result().unwrap_err();
         check(&e, "the argument", ".ratios[1]");
         assert_eq!(p.apply(count_ratios, report(false)).unwrap(), 2);

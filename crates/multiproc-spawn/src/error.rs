@@ -227,17 +227,7 @@ impl JoinError {
     }
 }
 
-impl multiproc_arena::api::OpError for JoinError {
-    fn is_timeout(&self) -> bool {
-        JoinError::is_timeout(self)
-    }
-    fn is_would_block(&self) -> bool {
-        JoinError::is_would_block(self)
-    }
-    fn is_disconnected(&self) -> bool {
-        JoinError::is_disconnected(self)
-    }
-}
+multiproc_arena::op_error_by_inherent!(JoinError);
 
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -75,6 +75,14 @@ mod bench {
         t.elapsed().as_nanos() as f64 / n as f64
     }
 
+    /// ns per operation of taking the guard `take` returns (and dropping it), `n` times.
+    fn per_guard<G>(n: u64, take: impl Fn() -> G) -> f64 {
+        per_op(n, || {
+            let g = take();
+            black_box(&g);
+        })
+    }
+
     /// ns per operation with two processes each running `f` `n` times at once.
     fn two_procs(n: u64, f: impl Fn() + Copy) -> f64 {
         let go = Shared::new(AtomicU32::new(0)).unwrap();
@@ -147,12 +155,7 @@ mod bench {
                         robust.unlock();
                     })
                 }),
-                ("Lock::lock guard", &mut || {
-                    per_op(n, || {
-                        let g = lock.lock().unwrap();
-                        black_box(&g);
-                    })
-                }),
+                ("Lock::lock guard", &mut || per_guard(n, || lock.lock().unwrap())),
                 ("Lock acquire/release", &mut || {
                     per_op(n, || {
                         lock.acquire_with(true, None).unwrap();
@@ -160,24 +163,9 @@ mod bench {
                     })
                 }),
                 ("Mutex<u64> += 1", &mut || per_op(n, || *mutex.lock().unwrap() += 1)),
-                ("RLock::lock guard", &mut || {
-                    per_op(n, || {
-                        let g = rlock.lock().unwrap();
-                        black_box(&g);
-                    })
-                }),
-                ("Semaphore permit", &mut || {
-                    per_op(n, || {
-                        let g = sem.permit();
-                        black_box(&g);
-                    })
-                }),
-                ("RwLock read", &mut || {
-                    per_op(n, || {
-                        let g = rw.read().unwrap();
-                        black_box(&g);
-                    })
-                }),
+                ("RLock::lock guard", &mut || per_guard(n, || rlock.lock().unwrap())),
+                ("Semaphore permit", &mut || per_guard(n, || sem.permit())),
+                ("RwLock read", &mut || per_guard(n, || rw.read().unwrap())),
                 ("RwLock write", &mut || per_op(n, || *rw.write().unwrap() += 1)),
             ],
         );

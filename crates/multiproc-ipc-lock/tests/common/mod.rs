@@ -12,6 +12,11 @@ pub(crate) fn flag() -> Shared<AtomicU32> {
     Shared::new(AtomicU32::new(0)).unwrap()
 }
 
+/// Forks `n` children that each run `f`.
+pub(crate) fn fork_n(n: usize, f: impl Fn() -> i32) -> Vec<Child> {
+    (0..n).map(|_| fork(&f)).collect()
+}
+
 /// Waits (bounded) until `cond` holds; panics after `secs` seconds.
 pub(crate) fn until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(secs);

@@ -1,7 +1,8 @@
 //! Helpers shared by the test files.
 #![allow(dead_code)]
 
-use multiproc_pool::{Pool, PoolBuilder, StartMethod};
+use multiproc_pool::{Pool, PoolBuilder, ProcessPoolExecutor, StartMethod};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub(crate) const METHODS: [StartMethod; 3] =
@@ -42,4 +43,24 @@ pub(crate) fn builder(n: usize, m: StartMethod) -> PoolBuilder {
 /// A pool of `n` workers started with `m`.
 pub(crate) fn pool(n: usize, m: StartMethod) -> Pool {
     builder(n, m).build().expect("pool")
+}
+
+/// A `ProcessPoolExecutor` of `n` workers started with `m`.
+pub(crate) fn executor(n: usize, m: StartMethod) -> ProcessPoolExecutor {
+    ProcessPoolExecutor::builder().processes(n).start_method(m).build().expect("executor")
+}
+
+/// An argument whose serialisation fails (CPython's unpicklable task; PO07).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Unserialisable(pub(crate) u8);
+
+impl Serialize for Unserialisable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refuses to serialise"))
+    }
+}
+
+/// A task taking an [`Unserialisable`] (never runs: its argument cannot be sent).
+pub(crate) fn take_unser(x: Unserialisable) -> u8 {
+    x.0
 }
