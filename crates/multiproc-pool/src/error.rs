@@ -43,6 +43,9 @@ multiproc_arena::error_type! {
         TaskTimedOut => "task timed out; its worker was killed",
         /// Waiting for a result timed out; the task goes on and the wait can be repeated.
         Timeout => "timed out waiting for the result",
+        /// A non-blocking look ([`Future::try_result`](crate::Future::try_result)) found the
+        /// task not finished yet.
+        NotReady => "the task has not finished yet",
         /// The future was cancelled before it started.
         Cancelled => "task was cancelled",
         /// The task's argument or result could not be (de)serialised.
@@ -74,6 +77,7 @@ multiproc_arena::error_type! {
 
     io {
         Timeout => TimedOut,
+        NotReady => WouldBlock,
         TaskTimedOut => TimedOut,
         InvalidArgument => InvalidInput,
         Unsupported => Unsupported,
@@ -82,7 +86,7 @@ multiproc_arena::error_type! {
     // A timeout of a *wait* (the work goes on), not a task's time limit (`TaskTimedOut`).
     classes {
         timeout: [Timeout],
-        would_block: [],
+        would_block: [NotReady],
         disconnected: [],
     }
 }

@@ -273,10 +273,11 @@ impl<R> Future<R> {
         self.take_until(Some(Instant::now() + timeout))
     }
 
-    /// The value if the task has ended, without blocking.
-    pub fn try_result(&mut self) -> Option<Result<R>> {
+    /// The value if the task has ended, without blocking; an error of kind
+    /// [`ErrorKind::NotReady`] (`is_would_block()`) while it has not.
+    pub fn try_result(&mut self) -> Result<R> {
         let mut s = lock(&self.slot.state);
-        self.slot.try_take(&mut s)
+        self.slot.try_take(&mut s).unwrap_or_else(|| Err(Error::kind_only(ErrorKind::NotReady)))
     }
 
     fn take_until(&mut self, deadline: Option<Instant>) -> Result<R> {
@@ -298,9 +299,14 @@ impl<R> Future<R> {
         self.slot.wait_until(None);
     }
 
-    /// Blocks up to `timeout` until the task ends; whether it did.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.slot.wait_until(Some(Instant::now() + timeout))
+    /// Blocks up to `timeout` until the task ends; an error of kind [`ErrorKind::Timeout`]
+    /// (`is_timeout()`) if it has not by then.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
+        if self.slot.wait_until(Some(Instant::now() + timeout)) {
+            Ok(())
+        } else {
+            Err(Error::kind_only(ErrorKind::Timeout))
+        }
     }
 
     /// Cancels the task if it has not started: true if it is (now) cancelled, false if it is
@@ -411,8 +417,9 @@ impl<R> AsyncResult<R> {
         self.fut.wait()
     }
 
-    /// Blocks up to `timeout` until the result is ready; whether it is.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+    /// Blocks up to `timeout` until the result is ready; an error of kind
+    /// [`ErrorKind::Timeout`] (`is_timeout()`) if it is not by then.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
         self.fut.wait_timeout(timeout)
     }
 

@@ -297,7 +297,8 @@ fn one_task_per_child_with_a_failing_task_then_shutdown_without_wait() {
                 ex.shutdown(false, false);
                 assert!(t.elapsed() < Duration::from_secs(2), "{m:?}: {:?}", t.elapsed());
                 for f in rest {
-                    assert!(f.wait_timeout(Duration::from_secs(30)), "{m:?}: task 3 hangs");
+                    f.wait_timeout(Duration::from_secs(30))
+                        .unwrap_or_else(|e| panic!("{m:?}: task 3 hangs: {e}"));
                     assert_eq!(f.result().unwrap(), 3);
                 }
                 assert!(eventually(30, || ex.pool().worker_pids().is_empty()), "{m:?}");
@@ -387,7 +388,7 @@ fn wait_first_exception_with_one_already_failed_returns_at_once() {
     bounded(60, || {
         let ex = executor(2, StartMethod::Fork);
         let failed = ex.submit(div, (1, 0)).unwrap();
-        assert!(failed.wait_timeout(Duration::from_secs(20)));
+        failed.wait_timeout(Duration::from_secs(20)).unwrap();
         let slow = ex.submit(|(a, b): (i64, i64)| sleep_ms(5000) as i64 + a / b, (0, 1)).unwrap();
         let t = Instant::now();
         let w = wait(vec![failed, slow], ReturnWhen::FirstException, Some(Duration::from_secs(20)));
@@ -438,10 +439,10 @@ fn future_debug_shows_its_state() {
         assert_eq!(shown(&fourth), r#"Future { state: "pending" }"#);
         assert!(third.cancel());
         assert_eq!(shown(&third), r#"Future { state: "cancelled" }"#);
-        assert!(blocker.wait_timeout(Duration::from_secs(20)));
+        blocker.wait_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(shown(&blocker), r#"Future { state: "finished" }"#);
         let failed = ex.submit(div, (1, 0)).unwrap();
-        assert!(failed.wait_timeout(Duration::from_secs(20)));
+        failed.wait_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(shown(&failed), r#"Future { state: "finished (error)" }"#);
         assert_eq!(second.result().unwrap(), 1);
         assert_eq!(fourth.result().unwrap(), 1);

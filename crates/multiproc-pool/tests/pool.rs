@@ -4,7 +4,7 @@
 mod common;
 
 use common::{bounded, builder, each_method, pool, take_unser, Unserialisable, METHODS};
-use multiproc_pool::{ErrorKind, Pool, StartMethod};
+use multiproc_pool::{ErrorKind, Executor, Pool, StartMethod};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -99,7 +99,7 @@ fn async_results_callbacks_and_timeouts() {
             .unwrap()
             .callback(move |v| s1.lock().unwrap().push(format!("ok {v:?}")))
             .error_callback(move |e| s2.lock().unwrap().push(format!("err {:?}", e.kind())));
-        assert!(r.wait_timeout(Duration::from_secs(5)));
+        r.wait_timeout(Duration::from_secs(5)).unwrap();
         // PO35: ready and not successful after an error.
         assert!(r.ready());
         assert!(!r.successful().unwrap());
@@ -425,4 +425,29 @@ fn initializer_and_state_with_arguments() {
         let p = builder(2, m).worker_state_with(make_scaler, 3i64).build().unwrap();
         assert_eq!(p.map(scale, 0..5).unwrap(), vec![0, 3, 6, 9, 12]);
     });
+}
+
+/// The waits of a future and of an async result follow the convention: a wait that runs out
+/// of time is an error whose `is_timeout()` is true, a look at an unfinished task one whose
+/// `is_would_block()` is true; neither disturbs the task.
+#[test]
+fn waits_and_looks_fail_with_the_conventions_errors() {
+    let p = pool(1, StartMethod::Fork);
+    let r = p.apply_async(sqr_slow, (6, 400)).unwrap();
+    let e = r.wait_timeout(Duration::from_millis(10)).unwrap_err();
+    assert!(e.is_timeout() && e.kind() == ErrorKind::Timeout, "{e}");
+    r.wait_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(r.get().unwrap(), 36);
+
+    let ex = common::executor(1, StartMethod::Fork);
+    let mut f = ex.submit(sqr_slow, (7, 400)).unwrap();
+    let e = f.try_result().unwrap_err();
+    assert!(e.is_would_block() && e.kind() == ErrorKind::NotReady, "{e}");
+    let e = f.wait_timeout(Duration::from_millis(10)).unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    f.wait_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(f.try_result().unwrap(), 49);
+    assert_eq!(f.try_result().unwrap_err().kind(), ErrorKind::AlreadyTaken);
+    ex.shutdown(true, false);
+    p.terminate();
 }
