@@ -5,8 +5,12 @@
 //!
 //! # Records
 //!
-//! Kinds: [`MSG`] (a whole message, inline) and [`MARK`] (the next message is a frame on the
-//! socket); the ring pads to its end itself and checks every record (see [`spsc`]).
+//! Kinds: [`MSG`] (a whole message, inline), [`BULK`] (the next message is the record at the
+//! head of this direction's bulk ring, a larger ring whose records are [`MSG`]s, published
+//! before the [`BULK`] record) and [`MARK`] (the next message is a frame on the socket); the
+//! ring pads to its end itself and checks every record (see [`spsc`]). A bulk ring uses the
+//! same halves: its producer waits for room with [`Tx::wait_room`] and its consumer's
+//! [`Rx::advance`] wakes it; its doorbell words are unused (the [`BULK`] record rings).
 //!
 //! # Wake-ups (Dekker)
 //!
@@ -48,6 +52,10 @@ pub const ARMED: u64 = 0;
 pub const MSG: u8 = 1;
 /// Record kind: the next message is a frame on the socket.
 pub const MARK: u8 = 2;
+
+/// Record kind: the next message is the record at the head of the bulk ring (a second ring
+/// per direction for messages too large to go inline; its records are [`MSG`]s).
+pub const BULK: u8 = 3;
 
 /// Doorbells that may wait in the socket at once (see [`Tx::after_publish`]).
 pub const BELL_LIMIT: u64 = 4;
@@ -127,6 +135,12 @@ impl Tx {
     /// Largest payload a record may carry (a quarter of the ring).
     pub fn max_inline(&self) -> usize {
         self.p.max_record()
+    }
+
+    /// Reserves the ring's pages before its first record (a bulk ring is made without
+    /// them): `false` when memory is short.
+    pub fn reserve(&self) -> bool {
+        self.mem().reserve().is_ok()
     }
 
     /// Whether a record of `len` payload bytes fits now.
@@ -253,6 +267,18 @@ impl Rx {
     /// Copies the payload of `rec` into `dst` (`rec.len()` bytes long).
     pub fn read(&self, rec: &Rec, dst: &mut [u8]) {
         self.c.read(rec, dst)
+    }
+
+    /// The payload of `rec` in place (no copy; see `Consumer::payload`).
+    #[cfg(not(multiproc_loom))]
+    pub fn view(&self, rec: &Rec) -> &[u8] {
+        self.c.payload(rec)
+    }
+
+    /// Under loom pipes have no ring; the models never view.
+    #[cfg(multiproc_loom)]
+    pub fn view(&self, _rec: &Rec) -> &[u8] {
+        unreachable!("no in-place views under loom")
     }
 
     /// Consumes `rec` and wakes a producer waiting for room. The consumer stops watching
