@@ -503,6 +503,13 @@ impl Rec {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The ring position where the record begins (padding before it included): what
+    /// [`Producer::try_push`] returned for it, so a caller can tell which record this is.
+    #[inline]
+    pub fn at(&self) -> u64 {
+        self.at
+    }
 }
 
 ring_half!(Consumer, "reading", "consumer", reader: true);

@@ -5,9 +5,9 @@
 //!
 //! # Records
 //!
-//! Kinds: [`MSG`] (a whole message, inline), [`BULK`] (the next message is the record at the
-//! head of this direction's bulk ring, a larger ring whose records are [`MSG`]s, published
-//! before the [`BULK`] record) and [`MARK`] (the next message is a frame on the socket); the
+//! Kinds: [`MSG`] (a whole message, inline), [`BULK`] (the next message is a record of this
+//! direction's bulk ring, a larger ring whose records are [`MSG`]s, published before the
+//! [`BULK`] record, which holds its position: 8 bytes, little-endian) and [`MARK`] (the next message is a frame on the socket); the
 //! ring pads to its end itself and checks every record (see [`spsc`]). A bulk ring uses the
 //! same halves: its producer waits for room with [`Tx::wait_room`] and its consumer's
 //! [`Rx::advance`] wakes it; its doorbell words are unused (the [`BULK`] record rings).
@@ -53,8 +53,9 @@ pub const MSG: u8 = 1;
 /// Record kind: the next message is a frame on the socket.
 pub const MARK: u8 = 2;
 
-/// Record kind: the next message is the record at the head of the bulk ring (a second ring
-/// per direction for messages too large to go inline; its records are [`MSG`]s).
+/// Record kind: the next message is the bulk ring's record at the position this record holds
+/// (a second ring per direction for messages too large to go inline; its records are
+/// [`MSG`]s; records before that position were left by a sender killed half-way: dropped).
 pub const BULK: u8 = 3;
 
 /// Doorbells that may wait in the socket at once (see [`Tx::after_publish`]).

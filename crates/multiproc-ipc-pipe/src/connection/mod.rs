@@ -455,3 +455,36 @@ impl From<Connection> for OwnedFd {
         c.fd
     }
 }
+
+#[cfg(all(test, not(multiproc_loom)))]
+mod tests {
+    use super::*;
+    use crate::bell::MSG;
+
+    const T: Duration = Duration::from_secs(10);
+
+    /// A sender killed between publishing a message in the bulk ring and the record that
+    /// names it leaves a bulk record nobody names; a process holding the same end sends on,
+    /// and the receiver drops the orphan instead of taking it for the next message.
+    #[test]
+    fn a_bulk_record_that_no_record_names_is_dropped() {
+        let (a, b) = Pipe::new().unwrap();
+        for round in 0..3u8 {
+            {
+                let mut st = crate::lock(&a.send);
+                let bulk = st.bulk.as_mut().unwrap();
+                assert!(bulk.usable());
+                bulk.tx.try_push(MSG, &[&[0xEE; 100_000]]).unwrap().unwrap();
+            }
+            a.send_bytes(&[round; 50_000]).unwrap();
+            a.send_bytes(b"inline").unwrap();
+            a.send_bytes(&[round + 1; 60_000]).unwrap();
+            assert_eq!(b.recv_bytes_timeout(T).unwrap(), vec![round; 50_000]);
+            assert_eq!(b.recv_bytes_timeout(T).unwrap(), b"inline");
+            let mut buf = vec![0u8; 1 << 20];
+            assert_eq!(b.recv_bytes_into_timeout(&mut buf, T).unwrap(), 60_000);
+            assert!(buf[..60_000].iter().all(|&x| x == round + 1));
+        }
+        assert!(b.recv_bytes_timeout(Duration::ZERO).unwrap_err().is_timeout());
+    }
+}

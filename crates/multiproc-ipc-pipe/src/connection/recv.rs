@@ -304,7 +304,9 @@ impl Connection {
     /// returns; descriptors sent with the message are closed. The message is consumed once
     /// `f` returns — also if `f` panics (the panic then goes on after the receive state is
     /// put back in order: the next receive takes the next message). While `f` runs the
-    /// sender may wait for room, so keep `f` short (compare, parse, or copy out what you keep).
+    /// sender may wait for room, so keep `f` short (compare, parse, or copy out what you keep);
+    /// `f` must not receive on this connection (it runs under the connection's receive lock:
+    /// such a receive would wait forever).
     ///
     /// ```
     /// use multiproc_ipc_pipe::Pipe;

@@ -6,6 +6,7 @@ use crate::bell::{Rx, BULK, MARK, MSG};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{Progress, RecvState, Signal, Source, FIRST_PAYLOAD};
 use crate::sys;
+use multiproc_arena::spsc::Corrupt;
 use multiproc_arena::spsc::Rec;
 use std::io;
 use std::mem::MaybeUninit;
@@ -53,11 +54,11 @@ impl Connection {
     fn ring_receive(
         &self,
         rx: &mut Rx,
-        bulk: Option<&mut Rx>,
+        mut bulk: Option<&mut Rx>,
         st: &mut RecvState,
         deadline: Option<Instant>,
     ) -> Result<()> {
-        match self.ring_next(rx, bulk.as_deref(), st, deadline, None)? {
+        match self.ring_next(rx, bulk.as_deref_mut(), st, deadline, None)? {
             Next::Ring(rec) => {
                 copy_out(rx, &rec, st)?;
                 rx.advance(rec);
@@ -81,12 +82,12 @@ impl Connection {
     pub(super) fn ring_recv_into(
         &self,
         rx: &mut Rx,
-        bulk: Option<&mut Rx>,
+        mut bulk: Option<&mut Rx>,
         st: &mut RecvState,
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<usize> {
-        match self.ring_next(rx, bulk.as_deref(), st, deadline, Some(&mut *buf))? {
+        match self.ring_next(rx, bulk.as_deref_mut(), st, deadline, Some(&mut *buf))? {
             Next::Ring(rec) => {
                 let len = rec.len();
                 if buf.len() < len {
@@ -122,12 +123,12 @@ impl Connection {
     pub(super) fn ring_recv_with<R>(
         &self,
         rx: &mut Rx,
-        bulk: Option<&mut Rx>,
+        mut bulk: Option<&mut Rx>,
         st: &mut RecvState,
         f: impl FnOnce(&[u8]) -> R,
         deadline: Option<Instant>,
     ) -> Result<std::thread::Result<R>> {
-        match self.ring_next(rx, bulk.as_deref(), st, deadline, None)? {
+        match self.ring_next(rx, bulk.as_deref_mut(), st, deadline, None)? {
             Next::Ring(rec) => {
                 let out = catch_unwind(AssertUnwindSafe(|| f(rx.view(&rec))));
                 rx.advance(rec);
@@ -156,7 +157,7 @@ impl Connection {
     fn ring_next(
         &self,
         rx: &mut Rx,
-        bulk: Option<&Rx>,
+        mut bulk: Option<&mut Rx>,
         st: &mut RecvState,
         deadline: Option<Instant>,
         mut dst: Option<&mut [u8]>,
@@ -190,11 +191,17 @@ impl Connection {
                     return Ok(Next::Ring(rec));
                 }
                 Some(rec) if rec.kind() == BULK => {
-                    // The bulk record was published before this one.
-                    let brec = match bulk.map(|b| b.peek()) {
-                        Some(Ok(Some(b))) if st.marks_owed == 0 && b.kind() == MSG => b,
-                        _ => return Err(st.fail(corrupt())),
-                    };
+                    // It names its bulk record, published before it.
+                    let mut pos = [0u8; 8];
+                    if st.marks_owed > 0 || rec.len() != pos.len() {
+                        return Err(st.fail(corrupt()));
+                    }
+                    rx.read(&rec, &mut pos);
+                    let brec =
+                        match bulk.as_deref_mut().map(|b| bulk_at(b, u64::from_le_bytes(pos))) {
+                            Some(Ok(b)) => b,
+                            _ => return Err(st.fail(corrupt())),
+                        };
                     let limit = self.max_message_size();
                     if brec.len() > limit {
                         let e = Error::new(
@@ -431,4 +438,19 @@ fn copy_out(rx: &Rx, rec: &Rec, st: &mut RecvState) -> Result<()> {
     rx.read(rec, &mut st.payload);
     st.fds.clear();
     Ok(())
+}
+
+/// The bulk ring's record that begins at `pos` (what a [`BULK`] record names). Records before
+/// it are dropped: a sender killed between publishing a message in the bulk ring and its
+/// [`BULK`] record leaves one that no [`BULK`] record names, and another process holding the
+/// same end may have sent on.
+fn bulk_at(bulk: &mut Rx, pos: u64) -> std::result::Result<Rec, Corrupt> {
+    loop {
+        match bulk.peek()? {
+            Some(r) if r.kind() == MSG && r.at() == pos => return Ok(r),
+            // Before `pos` (positions only grow; the ring is far smaller than 2^63).
+            Some(r) if r.kind() == MSG && (pos.wrapping_sub(r.at()) as i64) > 0 => bulk.advance(r),
+            _ => return Err(Corrupt),
+        }
+    }
 }

@@ -1,5 +1,5 @@
-//! Sending: a message inline through a pipe's ring (with the doorbell handshake) or as a
-//! frame on the socket.
+//! Sending: a message through a pipe's ring, inline or in its bulk ring (with the doorbell
+//! handshake), or as a frame on the socket.
 
 use super::{corrupt, deadline_after, Connection, Link, BELL_GRACE, PEER_CHECK};
 use super::{BulkTx, SendState};
@@ -203,11 +203,11 @@ impl Connection {
         self.bell(tx, link, at)
     }
 
-    /// Publishes a message in the bulk ring, then a [`BULK`] record in the ring that points
-    /// at it, then rings as [`ring_send`](Self::ring_send) does. Room for the [`BULK`] record
-    /// is made first, so once the message is in the bulk ring nothing can stop its record
-    /// (a sender killed between the two leaves a bulk record nobody reads: nothing after it
-    /// was sent).
+    /// Publishes a message in the bulk ring, then a [`BULK`] record in the ring that names
+    /// it (its position in the bulk ring), then rings as [`ring_send`](Self::ring_send) does.
+    /// Room for the [`BULK`] record is made first, so once the message is in the bulk ring
+    /// nothing can stop its record (a sender killed between the two leaves a bulk record that
+    /// no [`BULK`] record names: the receiver drops it when it takes the next one).
     fn bulk_send(
         &self,
         tx: &mut Tx,
@@ -218,19 +218,19 @@ impl Connection {
         try_: bool,
     ) -> Result<()> {
         link.check()?;
-        self.wait_room(tx, link, 0, deadline, try_)?;
+        self.wait_room(tx, link, 8, deadline, try_)?;
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        loop {
+        let pos = loop {
             match bulk.try_push(MSG, parts) {
-                Ok(Some(_)) => break,
+                Ok(Some(pos)) => break pos,
                 Ok(None) => self.wait_room(bulk, link, len, deadline, try_)?,
                 Err(_) => {
                     link.broken = true;
                     return Err(corrupt());
                 }
             }
-        }
-        match tx.try_push(BULK, &[]) {
+        };
+        match tx.try_push(BULK, &[&pos.to_le_bytes()]) {
             Ok(Some(at)) => self.bell(tx, link, at),
             _ => {
                 link.broken = true;
