@@ -182,6 +182,12 @@ impl Tx {
         }
     }
 
+    /// Whether the consumer has taken the record published at `at` (what
+    /// [`try_push`](Self::try_push) returned): its `head` is past it.
+    pub fn taken(&self, at: u64) -> bool {
+        (self.p.consumed().wrapping_sub(at) as i64) > 0
+    }
+
     /// The sender is about to send a doorbell.
     pub fn ringing(&self) {
         bump(self.mem().producer_word(RUNG), 1);

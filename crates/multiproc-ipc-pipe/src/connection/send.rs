@@ -272,6 +272,11 @@ impl Connection {
                 Err(e) => {
                     tx.not_rung();
                     link.gone = true;
+                    if tx.taken(at) {
+                        // The peer took the message, then went (a fast peer answers and exits
+                        // before its doorbell goes): delivered. The next send reports the end.
+                        return Ok(());
+                    }
                     Err(Error::io(e, "sending"))
                 }
             };
@@ -282,7 +287,12 @@ impl Connection {
             link.checked = Some(now);
             if sys::hung_up(self.fd.as_fd()) {
                 link.gone = true;
-                return Err(Error::new(ErrorKind::Disconnected, "the peer closed the connection"));
+                if !tx.taken(at) {
+                    return Err(Error::new(
+                        ErrorKind::Disconnected,
+                        "the peer closed the connection",
+                    ));
+                }
             }
         }
         Ok(())
