@@ -97,9 +97,21 @@ pub(crate) fn alloc<M: Memory>(m: &M, size: usize, align: usize) -> Result<u64> 
     let h = m.header();
     let off = match pop(m, class) {
         Some(off) => off,
-        None => bump(m, block)?,
+        None => bump(m, block, true)?,
     };
     h.used.fetch_add(block, Ordering::Relaxed);
+    Ok(off)
+}
+
+/// Like [`alloc`], but always a block never handed out before (from the bump pointer, never a
+/// free list), and without reserving its pages: the caller reserves what it touches. Its
+/// bytes are zero as long as nothing writes outside the blocks it was given (memory past the
+/// bump pointer has never been written: a fresh file's pages, allocated on first touch).
+#[cfg_attr(multiproc_loom, allow(dead_code))]
+pub(crate) fn alloc_fresh<M: Memory>(m: &M, size: usize, align: usize) -> Result<u64> {
+    let (_, block) = class_of(size, align)?;
+    let off = bump(m, block, false)?;
+    m.header().used.fetch_add(block, Ordering::Relaxed);
     Ok(off)
 }
 
@@ -111,7 +123,7 @@ pub(crate) fn free<M: Memory>(m: &M, off: u64, size: usize, align: usize) {
     push(m, class, off);
 }
 
-fn bump<M: Memory>(m: &M, block: u64) -> Result<u64> {
+fn bump<M: Memory>(m: &M, block: u64, reserve: bool) -> Result<u64> {
     let h = m.header();
     let align = block.min(MAX_ALIGN as u64);
     let limit = h.limit;
@@ -125,7 +137,9 @@ fn bump<M: Memory>(m: &M, block: u64) -> Result<u64> {
             )
         })?;
         // Before the range is ours: a failed reservation leaves the bump pointer as it was.
-        m.reserve(start, end)?;
+        if reserve {
+            m.reserve(start, end)?;
+        }
         match h.bump.compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed) {
             Ok(_) => return Ok(start),
             Err(seen) => cur = seen,

@@ -279,6 +279,13 @@ mod real {
             alloc::alloc(&*self.inner, size, align).map(Offset::from_raw)
         }
 
+        /// A block never handed out before (zero bytes, pages not reserved yet: reserve
+        /// what will be written with [`Segment::reserve`] first), for large blocks that may
+        /// never be touched (a pipe's bulk rings).
+        pub(crate) fn alloc_fresh(&self, size: usize, align: usize) -> Result<Offset<u8>> {
+            alloc::alloc_fresh(&*self.inner, size, align).map(Offset::from_raw)
+        }
+
         /// Returns a block to the arena.
         ///
         /// # Safety

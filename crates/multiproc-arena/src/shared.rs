@@ -116,6 +116,47 @@ mod real {
             Ok(b)
         }
 
+        /// A block of `len` zero values whose data pages are neither written nor reserved
+        /// (see [`Array::fresh_in`]): only the header's page is reserved and written.
+        fn new_fresh(arena: &Arena, len: usize) -> Result<Self>
+        where
+            T: Zeroable,
+        {
+            let (size, align) = layout::<T>(len)?;
+            let off = arena.alloc_fresh(size, align)?;
+            let base = arena.ptr(off, size).expect("fresh block lies in the arena");
+            let head = (off.raw() as usize & 4095) + data_offset::<T>();
+            arena.segment().reserve(off.raw() as usize & !4095, head)?;
+            let header = base.cast::<BlockHeader>();
+            // The data is all zero bytes (a fresh block: memory past the bump pointer was
+            // never written, and the file's unwritten pages read as zero), a valid `T` for
+            // each element (`T: Zeroable`): only the header is written.
+            // SAFETY: `base` is a block of `size` bytes aligned to `align` (≥ 8, ≥
+            // align_of::<T>) that no other process knows yet, its header's page reserved.
+            let data = unsafe {
+                header.write(BlockHeader {
+                    refs: AtomicU32::new(1),
+                    _pad: 0,
+                    tag: type_tag::<T>(),
+                    len: len as u64,
+                    _reserved: 0,
+                });
+                base.add(data_offset::<T>()).cast::<T>()
+            };
+            let b = Block {
+                arena: arena.clone(),
+                off,
+                // SAFETY: pointers into a live mapping are non-null.
+                header: unsafe { NonNull::new_unchecked(header) },
+                // SAFETY: as above.
+                data: unsafe { NonNull::new_unchecked(data) },
+                len,
+                _owns: PhantomData,
+            };
+            b.register();
+            Ok(b)
+        }
+
         /// Records this handle in the process's registry (for forks and
         /// [`release_handles`](crate::fork::release_handles)).
         fn register(&self) {
@@ -468,6 +509,16 @@ mod real {
             &self.0.arena
         }
 
+        /// Reserves the pages of the whole block (`fallocate`), so that writes cannot fail
+        /// later for lack of memory: [`ErrorKind::NoSpace`] when memory is short. Needed only
+        /// for arrays made by [`fresh_in`](Self::fresh_in); cheap when done already.
+        #[doc(hidden)]
+        pub fn reserve(&self) -> Result<()> {
+            let (size, _) = layout::<T>(self.0.len)?;
+            let off = self.0.off.raw() as usize;
+            self.0.arena.segment().reserve(off & !4095, (off & 4095) + size)
+        }
+
         /// How many handles exist across all processes (a snapshot).
         pub fn ref_count(&self) -> u32 {
             self.0.header().refs.load(Ordering::Relaxed)
@@ -486,6 +537,18 @@ mod real {
         /// `Array('i', 10)`.
         pub fn zeroed(len: usize) -> Result<Self> {
             Self::from_fn(len, |_| zeroed::<T>())
+        }
+
+        /// `len` zero values in `arena` that cost no memory until they are touched: the
+        /// block is one never handed out before, whose bytes are zero without being written,
+        /// and its data pages are not reserved. Call [`reserve`](Self::reserve) before the
+        /// first write (a write to an unreserved page may raise SIGBUS when shared memory
+        /// runs out). For large arrays that may never be used (a pipe's bulk rings), in an
+        /// arena of their own: freed, the block returns to the arena's free lists, whose
+        /// blocks are assumed reserved.
+        #[doc(hidden)]
+        pub fn fresh_in(arena: &Arena, len: usize) -> Result<Self> {
+            Block::new_fresh(arena, len).map(Array)
         }
     }
 

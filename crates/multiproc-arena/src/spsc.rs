@@ -145,6 +145,36 @@ impl RingMem {
         }
     }
 
+    /// A ring like [`new_in`](Self::new_in) that costs no memory until it is used: its
+    /// words are a fresh block of `arena` whose zero bytes are not written (an empty ring is
+    /// all zeros) and whose pages are not reserved. The producer must call
+    /// [`reserve`](Self::reserve) before its first record (and the consumer writes only after
+    /// a record came). Meant for an arena of the caller's own (see `Array::fresh_in`).
+    pub fn new_fresh_in(arena: &Arena, words: usize) -> Result<RingMem> {
+        assert!(words.is_power_of_two() && words >= MIN_WORDS, "ring of {words} words");
+        #[cfg(not(multiproc_loom))]
+        {
+            let a = crate::Array::<AtomicU64>::fresh_in(arena, HEADER_WORDS + words + ALIGN_PAD)?;
+            Ok(RingMem { base: line_aligned(&a), owner: Owner::Array(a), words })
+        }
+        #[cfg(multiproc_loom)]
+        {
+            Self::new_in(arena, words)
+        }
+    }
+
+    /// Reserves the ring's pages (see [`new_fresh_in`](Self::new_fresh_in)):
+    /// `ErrorKind::NoSpace` when memory is short. Cheap once done.
+    pub fn reserve(&self) -> Result<()> {
+        #[cfg(not(multiproc_loom))]
+        {
+            let Owner::Array(a) = &self.owner;
+            a.reserve()
+        }
+        #[cfg(multiproc_loom)]
+        Ok(())
+    }
+
     /// Data words.
     #[inline]
     pub fn capacity_words(&self) -> usize {
@@ -473,6 +503,13 @@ impl Rec {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The ring position where the record begins (padding before it included): what
+    /// [`Producer::try_push`] returned for it, so a caller can tell which record this is.
+    #[inline]
+    pub fn at(&self) -> u64 {
+        self.at
+    }
 }
 
 ring_half!(Consumer, "reading", "consumer", reader: true);
@@ -536,6 +573,26 @@ impl Consumer {
         self.check(rec);
         assert_eq!(dst.len(), rec.len, "destination of the wrong length");
         self.mem.get(rec.pos, dst);
+    }
+
+    /// The payload of `rec` (the record at the head) in place, `rec.len()` bytes: no copy.
+    /// The view borrows this consumer, so the record cannot be consumed while it is alive.
+    #[cfg(not(multiproc_loom))]
+    #[inline]
+    pub fn payload(&self, rec: &Rec) -> &[u8] {
+        self.check(rec);
+        let m = &self.mem;
+        assert!(rec.pos + rec.len.div_ceil(8) <= m.words, "record beyond the data");
+        let src = (m.base as *const u8).wrapping_add((HEADER_WORDS + rec.pos) * 8);
+        // `rec` is the record at the head (checked), published: the consumer alone owns the
+        // words between `head` and `tail` until it publishes `head` (`advance`, which takes
+        // `&mut self` and so waits for this borrow to end), and the producer (one per
+        // process, writing only the other words) does not touch them. Another process
+        // writing them out of turn breaks the protocol, as for the copies (`read`): the
+        // bytes seen may then be garbage, never memory outside the mapping.
+        // SAFETY: the range lies within the data (checked above), kept mapped by `mem` while
+        // `self` lives, and nothing writes it while the view lives (above).
+        unsafe { std::slice::from_raw_parts(src, rec.len) }
     }
 
     /// Appends the payload of `rec` (the record at the head) to `out`.
@@ -637,6 +694,36 @@ mod tests {
             assert_eq!(pop(&mut c), Some((i, vec![i; 64])));
         }
         assert_eq!(pop(&mut c), None);
+    }
+
+    #[test]
+    fn payload_views_records_in_place() {
+        let (_mem, mut p, mut c) = ring(64);
+        for round in 0..200u32 {
+            let msg: Vec<u8> = (0..(round % 61) as u8).map(|b| b ^ round as u8).collect();
+            p.try_push(1, &[&msg]).unwrap().unwrap();
+            let rec = c.peek().unwrap().unwrap();
+            assert_eq!(c.payload(&rec), &msg[..]);
+            c.advance(rec);
+        }
+    }
+
+    #[test]
+    fn a_fresh_ring_works_once_reserved() {
+        let arena = Arena::new(4 << 20).unwrap();
+        let mem = RingMem::new_fresh_in(&arena, 1 << 17).unwrap();
+        assert_eq!(mem.used_words(), 0);
+        mem.reserve().unwrap();
+        mem.reserve().unwrap();
+        let (mut p, mut c) = (Producer::new(&mem).unwrap(), Consumer::new(&mem).unwrap());
+        for i in 0..100u32 {
+            let msg = i.to_le_bytes().repeat(5000);
+            p.try_push(3, &[&msg]).unwrap().unwrap();
+            assert_eq!(pop(&mut c), Some((3, msg)));
+        }
+        let e = crate::transfer::encode(&mem).unwrap();
+        let copy: RingMem = crate::transfer::decode(&e.bytes, e.fds).unwrap();
+        assert_eq!(copy.base, mem.base);
     }
 
     #[test]

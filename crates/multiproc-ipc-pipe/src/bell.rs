@@ -5,8 +5,12 @@
 //!
 //! # Records
 //!
-//! Kinds: [`MSG`] (a whole message, inline) and [`MARK`] (the next message is a frame on the
-//! socket); the ring pads to its end itself and checks every record (see [`spsc`]).
+//! Kinds: [`MSG`] (a whole message, inline), [`BULK`] (the next message is a record of this
+//! direction's bulk ring, a larger ring whose records are [`MSG`]s, published before the
+//! [`BULK`] record, which holds its position: 8 bytes, little-endian) and [`MARK`] (the next message is a frame on the socket); the
+//! ring pads to its end itself and checks every record (see [`spsc`]). A bulk ring uses the
+//! same halves: its producer waits for room with [`Tx::wait_room`] and its consumer's
+//! [`Rx::advance`] wakes it; its doorbell words are unused (the [`BULK`] record rings).
 //!
 //! # Wake-ups (Dekker)
 //!
@@ -48,6 +52,11 @@ pub const ARMED: u64 = 0;
 pub const MSG: u8 = 1;
 /// Record kind: the next message is a frame on the socket.
 pub const MARK: u8 = 2;
+
+/// Record kind: the next message is the bulk ring's record at the position this record holds
+/// (a second ring per direction for messages too large to go inline; its records are
+/// [`MSG`]s; records before that position were left by a sender killed half-way: dropped).
+pub const BULK: u8 = 3;
 
 /// Doorbells that may wait in the socket at once (see [`Tx::after_publish`]).
 pub const BELL_LIMIT: u64 = 4;
@@ -129,6 +138,12 @@ impl Tx {
         self.p.max_record()
     }
 
+    /// Reserves the ring's pages before its first record (a bulk ring is made without
+    /// them): `false` when memory is short.
+    pub fn reserve(&self) -> bool {
+        self.mem().reserve().is_ok()
+    }
+
     /// Whether a record of `len` payload bytes fits now.
     pub fn has_room(&self, len: usize) -> Result<bool, Corrupt> {
         self.p.has_room(len)
@@ -165,6 +180,12 @@ impl Tx {
         } else {
             Bell::Armed
         }
+    }
+
+    /// Whether the consumer has taken the record published at `at` (what
+    /// [`try_push`](Self::try_push) returned): its `head` is past it.
+    pub fn taken(&self, at: u64) -> bool {
+        (self.p.consumed().wrapping_sub(at) as i64) > 0
     }
 
     /// The sender is about to send a doorbell.
@@ -253,6 +274,18 @@ impl Rx {
     /// Copies the payload of `rec` into `dst` (`rec.len()` bytes long).
     pub fn read(&self, rec: &Rec, dst: &mut [u8]) {
         self.c.read(rec, dst)
+    }
+
+    /// The payload of `rec` in place (no copy; see `Consumer::payload`).
+    #[cfg(not(multiproc_loom))]
+    pub fn view(&self, rec: &Rec) -> &[u8] {
+        self.c.payload(rec)
+    }
+
+    /// Under loom pipes have no ring; the models never view.
+    #[cfg(multiproc_loom)]
+    pub fn view(&self, _rec: &Rec) -> &[u8] {
+        unreachable!("no in-place views under loom")
     }
 
     /// Consumes `rec` and wakes a producer waiting for room. The consumer stops watching

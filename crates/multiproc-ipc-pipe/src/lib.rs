@@ -23,14 +23,26 @@
 //!
 //! # Data path
 //!
-//! A [`Pipe`] is a Unix `SOCK_SEQPACKET` socketpair and a small shared-memory segment (a
-//! memfd of about 132 KiB) with one single-producer, single-consumer byte ring of 64 KiB per
-//! direction. A message of up to 16 KiB that carries no handles is written into the ring
-//! as one record and published by storing the ring's tail last, so a sender killed while
-//! writing publishes nothing and a torn message is never delivered. A larger message, or one
-//! with handles, goes over the socket as a frame (below), and a *mark* record in the ring
-//! keeps it in order with the ring's messages. A receiver checks every record against the
-//! ring's bounds, so a misbehaving peer is a protocol error, never a stray access.
+//! A [`Pipe`] is a Unix `SOCK_SEQPACKET` socketpair and a shared-memory segment (a memfd)
+//! with two single-producer, single-consumer byte rings per direction: a small one of 64 KiB
+//! and a *bulk* one of 8 MiB. A message of up to 16 KiB that carries no handles is written
+//! into the small ring as one record and published by storing the ring's tail last, so a
+//! sender killed while writing publishes nothing and a torn message is never delivered. A
+//! larger one of up to 2 MiB without handles is written the same way into the bulk ring,
+//! followed by a *bulk* record in the small ring that says "the next message is in the bulk
+//! ring" (a sender killed between the two has sent nothing more). A still larger message, or
+//! one with handles, goes over the socket as a frame (below), and a *mark* record in the small
+//! ring keeps it in order. A full ring makes the sender wait (sleeping on a futex in the
+//! ring, woken by the receiver as it frees room; [`Connection::try_send`] reports
+//! would-block instead). A receiver checks every record against the ring's bounds, so a
+//! misbehaving peer is a protocol error, never a stray access.
+//! [`Connection::recv_bytes_with`] hands a message to a closure where it lies, in the ring,
+//! and frees its record afterwards: no copy on the receiving side.
+//!
+//! The segment costs about 132 KiB of memory: the bulk rings are address space only (fresh
+//! pages of the memfd, never written at creation) until a large message first goes through
+//! one, which then reserves its 8 MiB (`fallocate`; if that fails, large messages keep the
+//! socket).
 //!
 //! The socket also carries wake-ups and end of stream. A receive spinning on the ring (see
 //! [`Connection::set_spin`]) takes what arrives with no system call on either side. Any other

@@ -70,32 +70,58 @@ fn ring_enabled() -> bool {
     *ON.get_or_init(|| std::env::var_os("MULTIPROC_PIPE_RING").map_or(true, |v| v != "0"))
 }
 
-/// A new pipe's two rings (one per direction) in an arena of their own.
-fn ring_mems() -> Result<Option<[RingMem; 2]>> {
+/// Data words of each direction's bulk ring (8 MiB; its records carry up to a quarter,
+/// 2 MiB).
+const BULK_WORDS: usize = 1 << 20;
+
+/// Bytes of the arena block of a ring of `words` data words (the allocator rounds blocks up
+/// to a power of two; 32 bytes of block header, 7 words of alignment pad).
+const fn ring_block(words: usize) -> usize {
+    (32 + (HEADER_WORDS + words + 7) * 8).next_power_of_two()
+}
+
+/// A new pipe's rings (per direction: the small ring, then the bulk ring) in an arena of
+/// their own.
+///
+/// Every ring is a fresh block of the new memfd (zero, not written). The small rings reserve
+/// their pages now (exactly: no reservation step ahead); the bulk rings only when their
+/// producer first sends through them ([`BulkTx::usable`]), so a pipe that never carries a
+/// large message costs only their address space.
+fn ring_mems() -> Result<Option<[RingMem; 4]>> {
     if cfg!(multiproc_loom) || !ring_enabled() {
         return Ok(None);
     }
     let err = |e: multiproc_arena::Error| {
         Error::new(ErrorKind::Io, format!("creating the pipe's shared memory: {e}"))
     };
-    // The allocator rounds each block up to a power of two: room for twice the rings
-    // (untouched pages of the memfd cost nothing).
-    let arena = Arena::new(4 * (HEADER_WORDS + RING_WORDS) * 8 + (64 << 10)).map_err(err)?;
-    let ring = || RingMem::new_in(&arena, RING_WORDS).map_err(err);
-    Ok(Some([ring()?, ring()?]))
+    let arena = Arena::new(2 * ring_block(RING_WORDS) + 2 * ring_block(BULK_WORDS) + (64 << 10))
+        .map_err(err)?;
+    let small = || {
+        let m = RingMem::new_fresh_in(&arena, RING_WORDS).map_err(err)?;
+        m.reserve().map_err(err)?;
+        Ok::<_, Error>(m)
+    };
+    let (a, b) = (small()?, small()?);
+    let bulk = || RingMem::new_fresh_in(&arena, BULK_WORDS).map_err(err);
+    Ok(Some([a, b, bulk()?, bulk()?]))
 }
 
-/// A pipe end's shared memory: both directions' rings and which end this is (`mems[end]` is
-/// written by this end, the other by the peer).
+/// A pipe end's shared memory: both directions' rings and which end this is (`mems[end]` and
+/// `bulk[end]` are written by this end, the others by the peer).
 struct Shm {
     mems: [RingMem; 2],
+    bulk: [RingMem; 2],
     end: u8,
 }
 
+/// The halves of one end: its consumers of the peer's small and bulk rings, its producers of
+/// its own.
+type Halves = (Option<(Rx, Rx)>, Option<(Tx, Tx)>);
+
 impl Shm {
-    /// This end's halves: the producer of its own ring (if it sends), the consumer of the
+    /// This end's halves: the producers of its own rings (if it sends), the consumers of the
     /// peer's (if it receives).
-    fn halves(&self, rx: bool, tx: bool) -> Result<(Option<Rx>, Option<Tx>)> {
+    fn halves(&self, rx: bool, tx: bool) -> Result<Halves> {
         let e = self.end as usize;
         let dup = || {
             Error::new(
@@ -104,8 +130,20 @@ impl Shm {
                  its own process must be dropped there first)",
             )
         };
-        let rx = if rx { Some(Rx::new(&self.mems[1 - e]).ok_or_else(dup)?) } else { None };
-        let tx = if tx { Some(Tx::new(&self.mems[e]).ok_or_else(dup)?) } else { None };
+        let rx = match rx {
+            true => Some((
+                Rx::new(&self.mems[1 - e]).ok_or_else(dup)?,
+                Rx::new(&self.bulk[1 - e]).ok_or_else(dup)?,
+            )),
+            false => None,
+        };
+        let tx = match tx {
+            true => Some((
+                Tx::new(&self.mems[e]).ok_or_else(dup)?,
+                Tx::new(&self.bulk[e]).ok_or_else(dup)?,
+            )),
+            false => None,
+        };
         Ok((rx, tx))
     }
 
@@ -136,9 +174,10 @@ fn pipe_ends(
     let mems = ring_mems()?;
     let mut a = Connection::from_parts(a, a_dir.0, a_dir.1, false);
     let mut b = Connection::from_parts(b, b_dir.0, b_dir.1, false);
-    if let Some(mems) = mems {
-        a.attach(Shm { mems: mems.clone(), end: 0 })?;
-        b.attach(Shm { mems, end: 1 })?;
+    if let Some([s0, s1, b0, b1]) = mems {
+        let (mems, bulk) = ([s0, s1], [b0, b1]);
+        a.attach(Shm { mems: mems.clone(), bulk: bulk.clone(), end: 0 })?;
+        b.attach(Shm { mems, bulk, end: 1 })?;
     }
     Ok((a, b))
 }
@@ -157,12 +196,32 @@ struct SendState {
     link: Link,
     /// A pipe end's producer half of its ring.
     tx: Option<Tx>,
+    /// A pipe end's producer half of its bulk ring.
+    bulk: Option<BulkTx>,
 }
 
-/// Receiving state: the frame decoder and a pipe end's consumer half of the peer's ring.
+/// The producer half of a bulk ring, whose pages are reserved before its first record.
+#[derive(Debug)]
+struct BulkTx {
+    tx: Tx,
+    /// Whether the ring's pages are reserved (`None`: not tried yet in this process).
+    reserved: Option<bool>,
+}
+
+impl BulkTx {
+    /// Whether the bulk ring can be written: reserves its pages the first time (a failure is
+    /// kept: large messages then go on the socket).
+    fn usable(&mut self) -> bool {
+        let tx = &self.tx;
+        *self.reserved.get_or_insert_with(|| tx.reserve())
+    }
+}
+
+/// Receiving state: the frame decoder and a pipe end's consumer halves of the peer's rings.
 struct RecvSide {
     st: RecvState,
     rx: Option<Rx>,
+    bulk: Option<Rx>,
 }
 
 impl Link {
@@ -265,7 +324,7 @@ impl Connection {
             spin_ns: AtomicU64::new(0),
             shut: AtomicBool::new(false),
             send: Mutex::new(SendState::default()),
-            recv: Mutex::new(RecvSide { st: RecvState::new(mode), rx: None }),
+            recv: Mutex::new(RecvSide { st: RecvState::new(mode), rx: None, bulk: None }),
             shm: None,
         }
     }
@@ -275,8 +334,10 @@ impl Connection {
         let (rx, tx) = shm.halves(self.readable, self.writable)?;
         let recv = self.recv.get_mut().unwrap_or_else(|e| e.into_inner());
         recv.st.doorbells = true;
-        recv.rx = rx;
-        self.send.get_mut().unwrap_or_else(|e| e.into_inner()).tx = tx;
+        (recv.rx, recv.bulk) = rx.map_or((None, None), |(r, b)| (Some(r), Some(b)));
+        let send = self.send.get_mut().unwrap_or_else(|e| e.into_inner());
+        (send.tx, send.bulk) =
+            tx.map_or((None, None), |(t, b)| (Some(t), Some(BulkTx { tx: b, reserved: None })));
         self.shm = Some(shm);
         self.set_spin(self.spin());
         Ok(())
@@ -392,5 +453,38 @@ crate::impl_as_fd!(Connection, fd);
 impl From<Connection> for OwnedFd {
     fn from(c: Connection) -> OwnedFd {
         c.fd
+    }
+}
+
+#[cfg(all(test, not(multiproc_loom)))]
+mod tests {
+    use super::*;
+    use crate::bell::MSG;
+
+    const T: Duration = Duration::from_secs(10);
+
+    /// A sender killed between publishing a message in the bulk ring and the record that
+    /// names it leaves a bulk record nobody names; a process holding the same end sends on,
+    /// and the receiver drops the orphan instead of taking it for the next message.
+    #[test]
+    fn a_bulk_record_that_no_record_names_is_dropped() {
+        let (a, b) = Pipe::new().unwrap();
+        for round in 0..3u8 {
+            {
+                let mut st = crate::lock(&a.send);
+                let bulk = st.bulk.as_mut().unwrap();
+                assert!(bulk.usable());
+                bulk.tx.try_push(MSG, &[&[0xEE; 100_000]]).unwrap().unwrap();
+            }
+            a.send_bytes(&[round; 50_000]).unwrap();
+            a.send_bytes(b"inline").unwrap();
+            a.send_bytes(&[round + 1; 60_000]).unwrap();
+            assert_eq!(b.recv_bytes_timeout(T).unwrap(), vec![round; 50_000]);
+            assert_eq!(b.recv_bytes_timeout(T).unwrap(), b"inline");
+            let mut buf = vec![0u8; 1 << 20];
+            assert_eq!(b.recv_bytes_into_timeout(&mut buf, T).unwrap(), 60_000);
+            assert!(buf[..60_000].iter().all(|&x| x == round + 1));
+        }
+        assert!(b.recv_bytes_timeout(Duration::ZERO).unwrap_err().is_timeout());
     }
 }

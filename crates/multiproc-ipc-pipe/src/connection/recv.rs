@@ -139,8 +139,8 @@ impl Connection {
         g: &mut RecvSide,
         deadline: Option<Instant>,
     ) -> Result<T> {
-        let RecvSide { st, rx } = g;
-        self.receive_any(st, rx.as_mut(), deadline)?;
+        let RecvSide { st, rx, bulk } = g;
+        self.receive_any(st, rx.as_mut(), bulk.as_mut(), deadline)?;
         let fds = std::mem::take(&mut st.fds);
         match transfer::decode(&st.payload, fds) {
             Ok(v) => {
@@ -207,8 +207,8 @@ impl Connection {
     }
 
     fn recv_bytes_locked(&self, g: &mut RecvSide, deadline: Option<Instant>) -> Result<Vec<u8>> {
-        let RecvSide { st, rx } = g;
-        self.receive_any(st, rx.as_mut(), deadline)?;
+        let RecvSide { st, rx, bulk } = g;
+        self.receive_any(st, rx.as_mut(), bulk.as_mut(), deadline)?;
         let len = st.payload.len();
         let out = if st.payload.capacity() <= 2 * len.max(64) {
             std::mem::take(&mut st.payload)
@@ -233,9 +233,9 @@ impl Connection {
     fn recv_into_deadline(&self, buf: &mut [u8], deadline: Option<Instant>) -> Result<usize> {
         self.check_read()?;
         let mut g = lock(&self.recv);
-        let RecvSide { st, rx } = &mut *g;
+        let RecvSide { st, rx, bulk } = &mut *g;
         if let Some(rx) = rx {
-            let r = self.ring_recv_into(rx, st, buf, deadline);
+            let r = self.ring_recv_into(rx, bulk.as_mut(), st, buf, deadline);
             rx.leave();
             return r;
         }
@@ -298,6 +298,64 @@ impl Connection {
         self.recv_into_deadline(buf, deadline_after(timeout))
     }
 
+    /// Receives one message and hands it to `f` without copying it out: a [`Pipe`]'s
+    /// message in shared memory (inline or in the bulk ring, see the crate's "Data path") is
+    /// seen in place, any other in the connection's receive buffer. Returns what `f`
+    /// returns; descriptors sent with the message are closed. The message is consumed once
+    /// `f` returns — also if `f` panics (the panic then goes on after the receive state is
+    /// put back in order: the next receive takes the next message). While `f` runs the
+    /// sender may wait for room, so keep `f` short (compare, parse, or copy out what you keep);
+    /// `f` must not receive on this connection (it runs under the connection's receive lock:
+    /// such a receive would wait forever).
+    ///
+    /// ```
+    /// use multiproc_ipc_pipe::Pipe;
+    /// let (a, b) = Pipe::new().unwrap();
+    /// a.send_bytes(&[7u8; 100_000]).unwrap();
+    /// assert!(b.recv_bytes_with(|m| m.len() == 100_000 && m.iter().all(|&x| x == 7)).unwrap());
+    /// ```
+    ///
+    /// [`Pipe`]: crate::Pipe
+    pub fn recv_bytes_with<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        self.recv_with_deadline(f, None)
+    }
+
+    /// [`recv_bytes_with`](Self::recv_bytes_with) that gives up after `timeout` with
+    /// [`ErrorKind::Timeout`] (`is_timeout()`; `f` is not called). A message partly received
+    /// is kept.
+    pub fn recv_bytes_with_timeout<R>(
+        &self,
+        f: impl FnOnce(&[u8]) -> R,
+        timeout: Duration,
+    ) -> Result<R> {
+        self.recv_with_deadline(f, deadline_after(timeout))
+    }
+
+    fn recv_with_deadline<R>(
+        &self,
+        f: impl FnOnce(&[u8]) -> R,
+        deadline: Option<Instant>,
+    ) -> Result<R> {
+        self.check_read()?;
+        let mut g = lock(&self.recv);
+        let RecvSide { st, rx, bulk } = &mut *g;
+        let out = if let Some(rx) = rx {
+            let r = self.ring_recv_with(rx, bulk.as_mut(), st, f, deadline);
+            rx.leave();
+            r?
+        } else {
+            self.receive(st, deadline, true)?;
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&st.payload)));
+            st.finish_frame();
+            out
+        };
+        drop(g);
+        match out {
+            Ok(r) => Ok(r),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
     /// Whether a message (or the end of the stream) is waiting, waiting up to `timeout` for
     /// one (`Duration::ZERO`: just look). Consumes nothing. Python's `poll(timeout)`: the
     /// time passing is `Ok(false)`, not an error (to receive with a limit, use
@@ -311,7 +369,7 @@ impl Connection {
         if self.shm.is_some() {
             // (Another thread receiving holds the state: its receive takes what comes.)
             if let Ok(mut g) = self.recv.try_lock() {
-                if let RecvSide { st, rx: Some(rx) } = &mut *g {
+                if let RecvSide { st, rx: Some(rx), .. } = &mut *g {
                     return self.ring_poll(rx, st, deadline_after(timeout));
                 }
             }

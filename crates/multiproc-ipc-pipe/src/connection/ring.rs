@@ -1,15 +1,17 @@
-//! The receive side of a pipe's shared ring: taking inline records, keeping socket frames
-//! in order with their marks, spinning, and `poll` of a ring pipe.
+//! The receive side of a pipe's shared rings: taking inline and bulk records, keeping socket
+//! frames in order with their marks, spinning, and `poll` of a ring pipe.
 
 use super::{corrupt, Connection, PEER_CHECK, SPIN_POLITE};
-use crate::bell::{Rx, MARK, MSG};
+use crate::bell::{Rx, BULK, MARK, MSG};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{Progress, RecvState, Signal, Source, FIRST_PAYLOAD};
 use crate::sys;
+use multiproc_arena::spsc::Corrupt;
 use multiproc_arena::spsc::Rec;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,8 @@ use std::time::{Duration, Instant};
 pub(super) enum Next {
     /// Inline in the ring.
     Ring(Rec),
+    /// In the bulk ring: the ring's [`BULK`] record, then the bulk ring's record.
+    Bulk(Rec, Rec),
     /// A frame on the socket, its first record read (`in_dst` payload bytes of it in the
     /// caller's buffer).
     Socket { in_dst: usize },
@@ -36,12 +40,13 @@ impl Connection {
         &self,
         st: &mut RecvState,
         rx: Option<&mut Rx>,
+        bulk: Option<&mut Rx>,
         deadline: Option<Instant>,
     ) -> Result<()> {
         let Some(rx) = rx else {
             return self.receive(st, deadline, true);
         };
-        let r = self.ring_receive(rx, st, deadline);
+        let r = self.ring_receive(rx, bulk, st, deadline);
         rx.leave();
         r
     }
@@ -49,19 +54,21 @@ impl Connection {
     fn ring_receive(
         &self,
         rx: &mut Rx,
+        mut bulk: Option<&mut Rx>,
         st: &mut RecvState,
         deadline: Option<Instant>,
     ) -> Result<()> {
-        match self.ring_next(rx, st, deadline, None)? {
+        match self.ring_next(rx, bulk.as_deref_mut(), st, deadline, None)? {
             Next::Ring(rec) => {
-                st.payload.clear();
-                if st.payload.try_reserve_exact(rec.len()).is_err() {
-                    return Err(Error::new(ErrorKind::Io, "out of memory"));
-                }
-                st.payload.resize(rec.len(), 0);
-                rx.read(&rec, &mut st.payload);
+                copy_out(rx, &rec, st)?;
                 rx.advance(rec);
-                st.fds.clear();
+                Ok(())
+            }
+            Next::Bulk(rec, brec) => {
+                let bulk = bulk.expect("a bulk record comes with its ring");
+                copy_out(bulk, &brec, st)?;
+                bulk.advance(brec);
+                rx.advance(rec);
                 Ok(())
             }
             Next::Socket { .. } => {
@@ -75,17 +82,30 @@ impl Connection {
     pub(super) fn ring_recv_into(
         &self,
         rx: &mut Rx,
+        mut bulk: Option<&mut Rx>,
         st: &mut RecvState,
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<usize> {
-        match self.ring_next(rx, st, deadline, Some(&mut *buf))? {
+        match self.ring_next(rx, bulk.as_deref_mut(), st, deadline, Some(&mut *buf))? {
             Next::Ring(rec) => {
                 let len = rec.len();
                 if buf.len() < len {
                     return Err(Error::too_small(len, buf.len()));
                 }
                 rx.read(&rec, &mut buf[..len]);
+                rx.advance(rec);
+                Ok(len)
+            }
+            Next::Bulk(rec, brec) => {
+                let len = brec.len();
+                if buf.len() < len {
+                    // Both records stay: the message is the next one still.
+                    return Err(Error::too_small(len, buf.len()));
+                }
+                let bulk = bulk.expect("a bulk record comes with its ring");
+                bulk.read(&brec, &mut buf[..len]);
+                bulk.advance(brec);
                 rx.advance(rec);
                 Ok(len)
             }
@@ -97,11 +117,47 @@ impl Connection {
         }
     }
 
-    /// Waits until the next message is known: a ring record at the head, or a socket frame
-    /// whose first record is read (into `dst` if it is given and at least 64 KiB long).
+    /// [`recv_bytes_with`](Self::recv_bytes_with) of a ring pipe: `f` sees an inline or bulk
+    /// message in place, a socket one in `st.payload`; the message is consumed after `f`
+    /// returns or panics (the panic is returned, to be resumed once the lock is released).
+    pub(super) fn ring_recv_with<R>(
+        &self,
+        rx: &mut Rx,
+        mut bulk: Option<&mut Rx>,
+        st: &mut RecvState,
+        f: impl FnOnce(&[u8]) -> R,
+        deadline: Option<Instant>,
+    ) -> Result<std::thread::Result<R>> {
+        match self.ring_next(rx, bulk.as_deref_mut(), st, deadline, None)? {
+            Next::Ring(rec) => {
+                let out = catch_unwind(AssertUnwindSafe(|| f(rx.view(&rec))));
+                rx.advance(rec);
+                Ok(out)
+            }
+            Next::Bulk(rec, brec) => {
+                let bulk = bulk.expect("a bulk record comes with its ring");
+                let out = catch_unwind(AssertUnwindSafe(|| f(bulk.view(&brec))));
+                bulk.advance(brec);
+                rx.advance(rec);
+                Ok(out)
+            }
+            Next::Socket { .. } => {
+                self.receive(st, deadline, true)?;
+                self.settle_marks(rx, st);
+                let out = catch_unwind(AssertUnwindSafe(|| f(&st.payload)));
+                st.finish_frame();
+                Ok(out)
+            }
+        }
+    }
+
+    /// Waits until the next message is known: a ring record at the head (with its bulk
+    /// record), or a socket frame whose first record is read (into `dst` if it is given and
+    /// at least 64 KiB long).
     fn ring_next(
         &self,
         rx: &mut Rx,
+        mut bulk: Option<&mut Rx>,
         st: &mut RecvState,
         deadline: Option<Instant>,
         mut dst: Option<&mut [u8]>,
@@ -133,6 +189,31 @@ impl Connection {
                         return Err(st.fail(e));
                     }
                     return Ok(Next::Ring(rec));
+                }
+                Some(rec) if rec.kind() == BULK => {
+                    // It names its bulk record, published before it.
+                    let mut pos = [0u8; 8];
+                    if st.marks_owed > 0 || rec.len() != pos.len() {
+                        return Err(st.fail(corrupt()));
+                    }
+                    rx.read(&rec, &mut pos);
+                    let brec =
+                        match bulk.as_deref_mut().map(|b| bulk_at(b, u64::from_le_bytes(pos))) {
+                            Some(Ok(b)) => b,
+                            _ => return Err(st.fail(corrupt())),
+                        };
+                    let limit = self.max_message_size();
+                    if brec.len() > limit {
+                        let e = Error::new(
+                            ErrorKind::TooLarge,
+                            format!(
+                                "incoming message of {} bytes exceeds the limit of {limit}",
+                                brec.len()
+                            ),
+                        );
+                        return Err(st.fail(e));
+                    }
+                    return Ok(Next::Bulk(rec, brec));
                 }
                 Some(rec) => {
                     if st.marks_owed > 0 {
@@ -343,6 +424,33 @@ impl Connection {
                 }
                 Err(_) => return Ok(true),
             }
+        }
+    }
+}
+
+/// Copies the payload of `rec` into `st.payload` (a whole message, no descriptors).
+fn copy_out(rx: &Rx, rec: &Rec, st: &mut RecvState) -> Result<()> {
+    st.payload.clear();
+    if st.payload.try_reserve_exact(rec.len()).is_err() {
+        return Err(Error::new(ErrorKind::Io, "out of memory"));
+    }
+    st.payload.resize(rec.len(), 0);
+    rx.read(rec, &mut st.payload);
+    st.fds.clear();
+    Ok(())
+}
+
+/// The bulk ring's record that begins at `pos` (what a [`BULK`] record names). Records before
+/// it are dropped: a sender killed between publishing a message in the bulk ring and its
+/// [`BULK`] record leaves one that no [`BULK`] record names, and another process holding the
+/// same end may have sent on.
+fn bulk_at(bulk: &mut Rx, pos: u64) -> std::result::Result<Rec, Corrupt> {
+    loop {
+        match bulk.peek()? {
+            Some(r) if r.kind() == MSG && r.at() == pos => return Ok(r),
+            // Before `pos` (positions only grow; the ring is far smaller than 2^63).
+            Some(r) if r.kind() == MSG && (pos.wrapping_sub(r.at()) as i64) > 0 => bulk.advance(r),
+            _ => return Err(Corrupt),
         }
     }
 }

@@ -1,9 +1,9 @@
-//! Sending: a message inline through a pipe's ring (with the doorbell handshake) or as a
-//! frame on the socket.
+//! Sending: a message through a pipe's ring, inline or in its bulk ring (with the doorbell
+//! handshake), or as a frame on the socket.
 
-use super::SendState;
 use super::{corrupt, deadline_after, Connection, Link, BELL_GRACE, PEER_CHECK};
-use crate::bell::{Bell, NoRoom, Tx, MARK, MSG};
+use super::{BulkTx, SendState};
+use crate::bell::{Bell, NoRoom, Tx, BULK, MARK, MSG};
 use crate::error::{Error, ErrorKind, Result};
 use crate::frame::{Header, FIRST_RECORD, HEADER_LEN, KEEP_CAPACITY};
 use crate::lock;
@@ -23,13 +23,14 @@ impl Connection {
         self.send_deadline(value, None, false)
     }
 
-    /// [`send`](Self::send) that never waits for the peer to make room: when the pipe's ring
+    /// [`send`](Self::send) that never waits for the peer to make room: when the pipe's rings
     /// or the socket cannot take the message now, an [`ErrorKind::WouldBlock`] error
     /// (`is_would_block()`) and nothing was sent. Another thread sending on this connection
     /// at the same time is also would-block.
     ///
-    /// A message goes whole or not at all when it fits in one piece: a pipe's small messages
-    /// (inline in its ring, up to 16 KiB), or one socket record (up to 64 KiB). A larger one
+    /// A message goes whole or not at all when it fits in one piece: a pipe's messages
+    /// without handles up to 2 MiB (inline in its small ring up to 16 KiB, else in its bulk
+    /// ring), or one socket record (up to 64 KiB). A larger one
     /// is refused only if its first record cannot be sent now; once that is out, the rest is
     /// sent as [`send`](Self::send) sends it (waiting while the peer's socket is full — the
     /// peer is receiving it), so a message is never abandoned half-way. On a stream
@@ -66,8 +67,15 @@ impl Connection {
         st.buf[..HEADER_LEN].copy_from_slice(&header);
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
         let st = &mut *st;
-        let res =
-            self.send_message(&mut st.link, st.tx.as_mut(), &[&st.buf], &borrowed, deadline, try_);
+        let res = self.send_message(
+            &mut st.link,
+            st.tx.as_mut(),
+            st.bulk.as_mut(),
+            &[&st.buf],
+            &borrowed,
+            deadline,
+            try_,
+        );
         if st.buf.capacity() > KEEP_CAPACITY {
             st.buf = Vec::new();
         }
@@ -101,7 +109,16 @@ impl Connection {
         let header = self.header_for(bytes.len(), 0)?;
         let mut st = self.lock_send(try_)?;
         let st = &mut *st;
-        self.send_message(&mut st.link, st.tx.as_mut(), &[&header, bytes], &[], deadline, try_)
+        let frame: [&[u8]; 2] = [&header, bytes];
+        self.send_message(
+            &mut st.link,
+            st.tx.as_mut(),
+            st.bulk.as_mut(),
+            &frame,
+            &[],
+            deadline,
+            try_,
+        )
     }
 
     /// The sending state; for a `try_` call only if no other thread is sending.
@@ -120,13 +137,16 @@ impl Connection {
     }
 
     /// Sends one message given as its whole frame (`frame`: the header first, in up to two
-    /// pieces): inline through the ring when this is a ring pipe and it fits, else as a
-    /// frame on the socket (with a mark in the ring, so the order holds). With `try_`, waits
-    /// for nothing before the message has started (see [`try_send`](Self::try_send)).
+    /// pieces): inline through the ring when this is a ring pipe and it fits, else through
+    /// the bulk ring when it fits there (without descriptors), else as a frame on the socket
+    /// (with a mark in the ring, so the order holds). With `try_`, waits for nothing before
+    /// the message has started (see [`try_send`](Self::try_send)).
+    #[allow(clippy::too_many_arguments)]
     fn send_message(
         &self,
         link: &mut Link,
         tx: Option<&mut Tx>,
+        bulk: Option<&mut BulkTx>,
         frame: &[&[u8]],
         fds: &[BorrowedFd<'_>],
         deadline: Option<Instant>,
@@ -136,15 +156,22 @@ impl Connection {
             return self.write_frame(link, frame, fds, deadline, None, try_);
         };
         let total: usize = frame.iter().map(|b| b.len()).sum();
-        if fds.is_empty() && total - HEADER_LEN <= tx.max_inline() {
-            let mut parts: [&[u8]; 2] = [&[], &[]];
-            let mut skip = HEADER_LEN;
-            for (slot, b) in parts.iter_mut().zip(frame) {
-                let cut = skip.min(b.len());
-                *slot = &b[cut..];
-                skip -= cut;
+        let body = total - HEADER_LEN;
+        if fds.is_empty() && body > tx.max_inline() {
+            if let Some(b) = bulk.filter(|b| body <= b.tx.max_inline()) {
+                if b.usable() {
+                    return self.bulk_send(
+                        tx,
+                        &mut b.tx,
+                        link,
+                        &payload_parts(frame),
+                        deadline,
+                        try_,
+                    );
+                }
             }
-            return self.ring_send(tx, link, &parts, deadline, try_);
+        } else if fds.is_empty() {
+            return self.ring_send(tx, link, &payload_parts(frame), deadline, try_);
         }
         link.check()?;
         self.wait_room(tx, link, 0, deadline, try_)?;
@@ -174,6 +201,42 @@ impl Connection {
             }
         };
         self.bell(tx, link, at)
+    }
+
+    /// Publishes a message in the bulk ring, then a [`BULK`] record in the ring that names
+    /// it (its position in the bulk ring), then rings as [`ring_send`](Self::ring_send) does.
+    /// Room for the [`BULK`] record is made first, so once the message is in the bulk ring
+    /// nothing can stop its record (a sender killed between the two leaves a bulk record that
+    /// no [`BULK`] record names: the receiver drops it when it takes the next one).
+    fn bulk_send(
+        &self,
+        tx: &mut Tx,
+        bulk: &mut Tx,
+        link: &mut Link,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+        try_: bool,
+    ) -> Result<()> {
+        link.check()?;
+        self.wait_room(tx, link, 8, deadline, try_)?;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let pos = loop {
+            match bulk.try_push(MSG, parts) {
+                Ok(Some(pos)) => break pos,
+                Ok(None) => self.wait_room(bulk, link, len, deadline, try_)?,
+                Err(_) => {
+                    link.broken = true;
+                    return Err(corrupt());
+                }
+            }
+        };
+        match tx.try_push(BULK, &[&pos.to_le_bytes()]) {
+            Ok(Some(at)) => self.bell(tx, link, at),
+            _ => {
+                link.broken = true;
+                Err(corrupt())
+            }
+        }
     }
 
     /// The sender's half of the wake-up handshake, after publishing a record at `at`.
@@ -209,6 +272,11 @@ impl Connection {
                 Err(e) => {
                     tx.not_rung();
                     link.gone = true;
+                    if tx.taken(at) {
+                        // The peer took the message, then went (a fast peer answers and exits
+                        // before its doorbell goes): delivered. The next send reports the end.
+                        return Ok(());
+                    }
                     Err(Error::io(e, "sending"))
                 }
             };
@@ -219,7 +287,12 @@ impl Connection {
             link.checked = Some(now);
             if sys::hung_up(self.fd.as_fd()) {
                 link.gone = true;
-                return Err(Error::new(ErrorKind::Disconnected, "the peer closed the connection"));
+                if !tx.taken(at) {
+                    return Err(Error::new(
+                        ErrorKind::Disconnected,
+                        "the peer closed the connection",
+                    ));
+                }
             }
         }
         Ok(())
@@ -402,4 +475,16 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// A message's payload: its frame (the header first, in up to two pieces) without the header.
+fn payload_parts<'a>(frame: &[&'a [u8]]) -> [&'a [u8]; 2] {
+    let mut parts: [&[u8]; 2] = [&[], &[]];
+    let mut skip = HEADER_LEN;
+    for (slot, b) in parts.iter_mut().zip(frame) {
+        let cut = skip.min(b.len());
+        *slot = &b[cut..];
+        skip -= cut;
+    }
+    parts
 }

@@ -8,14 +8,14 @@ use serde::{Deserialize, Serialize};
 use std::os::fd::AsFd;
 
 /// What a connection looks like inside a message: its descriptor's index in the transfer
-/// table, its direction and transport, its limit, and a pipe end's shared memory (the
-/// segment and which end this is).
+/// table, its direction and transport, its limit, and a pipe end's shared memory
+/// (its small and bulk rings, and which end this is).
 #[derive(Serialize)]
 struct WireOut<'a> {
     fd: u32,
     flags: u8,
     limit: u64,
-    shm: Option<(&'a [RingMem; 2], u8)>,
+    shm: Option<(&'a [RingMem; 2], &'a [RingMem; 2], u8)>,
 }
 
 #[derive(Deserialize)]
@@ -23,7 +23,7 @@ struct WireIn {
     fd: u32,
     flags: u8,
     limit: u64,
-    shm: Option<([RingMem; 2], u8)>,
+    shm: Option<([RingMem; 2], [RingMem; 2], u8)>,
 }
 
 const F_READ: u8 = 1;
@@ -44,7 +44,7 @@ impl Serialize for Connection {
         let flags = (self.readable as u8 * F_READ)
             | (self.writable as u8 * F_WRITE)
             | (self.tcp as u8 * F_TCP);
-        let shm = self.shm.as_ref().map(|m| (&m.mems, m.end));
+        let shm = self.shm.as_ref().map(|m| (&m.mems, &m.bulk, m.end));
         WireOut { fd, flags, limit: self.max_message_size() as u64, shm }.serialize(s)
     }
 }
@@ -56,11 +56,11 @@ impl<'de> Deserialize<'de> for Connection {
         let fd = transfer::take_fd(w.fd).map_err(D::Error::custom)?;
         let (readable, writable) = (w.flags & F_READ != 0, w.flags & F_WRITE != 0);
         let mut c = Connection::from_parts(fd, readable, writable, w.flags & F_TCP != 0);
-        if let Some((mems, end)) = w.shm {
+        if let Some((mems, bulk, end)) = w.shm {
             if end > 1 {
                 return Err(D::Error::custom("a pipe end's shared memory names no end"));
             }
-            c.attach(Shm { mems, end }).map_err(D::Error::custom)?;
+            c.attach(Shm { mems, bulk, end }).map_err(D::Error::custom)?;
         }
         c.set_max_message_size(w.limit.min(usize::MAX as u64) as usize);
         Ok(c)
