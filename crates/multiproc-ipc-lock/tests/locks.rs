@@ -237,9 +237,7 @@ fn rlock_holder_killed() {
         std::mem::forget(r.lock().unwrap());
         std::mem::forget(r.lock().unwrap());
     });
-    assert_poison_promptly(child, || {
-        r.acquire_with(true, Some(T)).is_err_and(|e| *e.get_ref())
-    });
+    assert_poison_promptly(child, || r.acquire_with(true, Some(T)).is_err_and(|e| *e.get_ref()));
     // We own it now, once (the dead holder's depth is gone).
     assert!(r.is_owned());
     assert_eq!(r.count(), 1);
@@ -350,9 +348,7 @@ fn rwlock_writer_killed_next_writer_sees_poison() {
     let _serial = serial();
     let rw = RwLock::new(1u32).unwrap();
     let child = killed_holder(|| std::mem::forget(rw.write().unwrap()));
-    assert_poison_promptly(child, || {
-        matches!(rw.try_write_for(T), Err(TryLockError::Poisoned(_)))
-    });
+    assert_poison_promptly(child, || matches!(rw.try_write_for(T), Err(TryLockError::Poisoned(_))));
     rw.clear_poison();
     assert!(rw.try_write().is_ok());
 }
