@@ -35,6 +35,19 @@ mod real {
     }
     static_assertions::assert_eq_size!(BlockHeader, [u64; 4]);
 
+    impl BlockHeader {
+        /// The header of a new block of `len` `T`s, with its one reference.
+        fn first<T>(len: usize) -> BlockHeader {
+            BlockHeader {
+                refs: AtomicU32::new(1),
+                _pad: 0,
+                tag: type_tag::<T>(),
+                len: len as u64,
+                _reserved: 0,
+            }
+        }
+    }
+
     /// FNV-1a of the type's name, size and alignment: the same in every process running the
     /// same binary, different for a different element type.
     fn type_tag<T>() -> u64 {
@@ -89,31 +102,14 @@ mod real {
             // align_of::<T>) that no other process knows yet; we write the header and every
             // element before anyone can see the offset.
             let data = unsafe {
-                header.write(BlockHeader {
-                    refs: AtomicU32::new(1),
-                    _pad: 0,
-                    tag: type_tag::<T>(),
-                    len: len as u64,
-                    _reserved: 0,
-                });
+                header.write(BlockHeader::first::<T>(len));
                 let data = base.add(data_offset::<T>()).cast::<T>();
                 for i in 0..len {
                     data.add(i).write(init(i));
                 }
                 data
             };
-            let b = Block {
-                arena: arena.clone(),
-                off,
-                // SAFETY: pointers into a live mapping are non-null.
-                header: unsafe { NonNull::new_unchecked(header) },
-                // SAFETY: as above.
-                data: unsafe { NonNull::new_unchecked(data) },
-                len,
-                _owns: PhantomData,
-            };
-            b.register();
-            Ok(b)
+            Ok(Block::registered(arena, off, header, data, len))
         }
 
         /// A block of `len` zero values whose data pages are neither written nor reserved
@@ -134,15 +130,21 @@ mod real {
             // SAFETY: `base` is a block of `size` bytes aligned to `align` (≥ 8, ≥
             // align_of::<T>) that no other process knows yet, its header's page reserved.
             let data = unsafe {
-                header.write(BlockHeader {
-                    refs: AtomicU32::new(1),
-                    _pad: 0,
-                    tag: type_tag::<T>(),
-                    len: len as u64,
-                    _reserved: 0,
-                });
+                header.write(BlockHeader::first::<T>(len));
                 base.add(data_offset::<T>()).cast::<T>()
             };
+            Ok(Block::registered(arena, off, header, data, len))
+        }
+
+        /// The handle of a block just initialised at `off` (`header`, `data`: its pointers in
+        /// this process's mapping), recorded in the registry.
+        fn registered(
+            arena: &Arena,
+            off: Offset<u8>,
+            header: *mut BlockHeader,
+            data: *mut T,
+            len: usize,
+        ) -> Self {
             let b = Block {
                 arena: arena.clone(),
                 off,
@@ -154,7 +156,7 @@ mod real {
                 _owns: PhantomData,
             };
             b.register();
-            Ok(b)
+            b
         }
 
         /// Records this handle in the process's registry (for forks and

@@ -189,18 +189,32 @@ impl Connection {
         try_: bool,
     ) -> Result<()> {
         link.check()?;
+        let at = self.push_waiting(tx, link, parts, deadline, try_)?;
+        self.bell(tx, link, at)
+    }
+
+    /// Publishes `parts` as one [`MSG`] record in `tx`'s ring, waiting for room: where it
+    /// went.
+    #[inline]
+    fn push_waiting(
+        &self,
+        tx: &mut Tx,
+        link: &mut Link,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+        try_: bool,
+    ) -> Result<u64> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        let at = loop {
+        loop {
             match tx.try_push(MSG, parts) {
-                Ok(Some(at)) => break at,
+                Ok(Some(at)) => return Ok(at),
                 Ok(None) => self.wait_room(tx, link, len, deadline, try_)?,
                 Err(_) => {
                     link.broken = true;
                     return Err(corrupt());
                 }
             }
-        };
-        self.bell(tx, link, at)
+        }
     }
 
     /// Publishes a message in the bulk ring, then a [`BULK`] record in the ring that names
@@ -219,17 +233,7 @@ impl Connection {
     ) -> Result<()> {
         link.check()?;
         self.wait_room(tx, link, 8, deadline, try_)?;
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let pos = loop {
-            match bulk.try_push(MSG, parts) {
-                Ok(Some(pos)) => break pos,
-                Ok(None) => self.wait_room(bulk, link, len, deadline, try_)?,
-                Err(_) => {
-                    link.broken = true;
-                    return Err(corrupt());
-                }
-            }
-        };
+        let pos = self.push_waiting(bulk, link, parts, deadline, try_)?;
         match tx.try_push(BULK, &[&pos.to_le_bytes()]) {
             Ok(Some(at)) => self.bell(tx, link, at),
             _ => {
