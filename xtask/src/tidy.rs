@@ -39,6 +39,10 @@ pub(crate) fn run(root: &Path) -> Result<(), Vec<String>> {
         let Ok(text) = fs::read_to_string(f) else { continue };
         let rel = f.strip_prefix(root).unwrap_or(f).display().to_string();
         let lines: Vec<&str> = text.lines().collect();
+        // Files split along their seams: none in a crate's src over MAX_LINES.
+        if rel.starts_with("crates/") && rel.contains("/src/") && lines.len() > MAX_LINES {
+            problems.push(format!("{rel}: {} lines, more than {MAX_LINES}", lines.len()));
+        }
         for (i, line) in lines.iter().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             if code.contains("unsafe {") && !rel.starts_with("xtask") {
@@ -90,6 +94,9 @@ pub(crate) fn run(root: &Path) -> Result<(), Vec<String>> {
         Err(problems)
     }
 }
+
+/// The longest a source file under `crates/*/src` may be.
+const MAX_LINES: usize = 800;
 
 /// System calls that only `multiproc-arena` makes.
 const ARENA_OWNED: [&str; 6] = [
